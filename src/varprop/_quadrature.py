@@ -1,0 +1,92 @@
+r"""Gaussian expectations by composite Gauss--Legendre quadrature (the exact reference).
+
+For :math:`z \sim N(\mu, q)` and functions :math:`f_k`,
+
+.. math:: E[f_k(z)] = \int f_k(\mu + \sqrt{q}\, t)\, \varphi(t)\, dt,
+
+integrated over :math:`t \in [-12, 12]` (the tail beyond carries less than :math:`10^{-31}` of the
+mass) split into panels of width at most 1 and additionally at the activation's kinks and at the
+points :math:`x = 0, \pm 2^k` where saturating activations change shape, with a 16-point
+Gauss--Legendre rule per panel.  For functions analytic on each panel this is accurate to
+about :math:`10^{-13}` relative (tested against ``mpmath.quad`` at 30 digits).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+__all__ = ["gaussian_expectations", "smoothed", "bivariate_expectation"]
+
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(16)
+_NODES = (_NODES + 1.0) / 2.0
+_WEIGHTS = _WEIGHTS / 2.0
+_HALF_WIDTH = 12.0
+_SCALE_POINTS = np.array([0.0] + [s * 2.0**k for k in range(-3, 8) for s in (-1.0, 1.0)])
+_BASE_EDGES = np.arange(-_HALF_WIDTH, _HALF_WIDTH + 0.5, 1.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+ArrayFn = Callable[[np.ndarray], np.ndarray]
+
+
+def _rule(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b = edges[:-1, None], edges[1:, None]
+    t = (a + (b - a) * _NODES).ravel()
+    w = ((b - a) * _WEIGHTS).ravel() * np.exp(-0.5 * t * t) * _INV_SQRT_2PI
+    return t, w
+
+
+_UNIFORM_T, _UNIFORM_W = _rule(np.arange(-_HALF_WIDTH, _HALF_WIDTH + 0.25, 0.5))
+
+
+def gaussian_expectations(
+    fns: Sequence[ArrayFn], mu: float, q: float, breakpoints: Sequence[float] = ()
+) -> list[float]:
+    """``[E f(z) for f in fns]`` for :math:`z \\sim N(\\mu, q)` (``q >= 0``; ``q == 0`` gives ``f(mu)``)."""
+    if q == 0.0:
+        x = np.array([mu])
+        return [float(f(x)[0]) for f in fns]
+    s = math.sqrt(q)
+    extra = (np.concatenate([_SCALE_POINTS, np.asarray(breakpoints, float)]) - mu) / s
+    extra = extra[(extra > -_HALF_WIDTH) & (extra < _HALF_WIDTH)]
+    edges = np.unique(np.concatenate([_BASE_EDGES, extra]))
+    t, w = _rule(edges)
+    x = mu + s * t
+    return [float(np.dot(w, f(x))) for f in fns]
+
+
+def smoothed(f: ArrayFn, mu: np.ndarray, q: float) -> np.ndarray:
+    """:math:`E_e[f(\\mu + \\sqrt{q}\\, e)]` for an array of means (fixed panels of width 1/2)."""
+    if q == 0.0:
+        return f(mu)
+    x = mu[:, None] + math.sqrt(q) * _UNIFORM_T[None, :]
+    return f(x) @ _UNIFORM_W
+
+
+def bivariate_expectation(
+    smooth_f: Callable[[np.ndarray, float], np.ndarray],
+    smooth_g: Callable[[np.ndarray, float], np.ndarray],
+    mean: float,
+    var: float,
+    cov: float,
+    breakpoints: Sequence[float] = (),
+) -> float:
+    r""":math:`E[f(z_1) g(z_2)]` for exchangeable jointly normal :math:`z_1, z_2` with common mean,
+    variance ``var`` and covariance ``cov`` (:math:`0 \le \text{cov} \le \text{var}`).
+
+    Writes :math:`z_i = m + \sqrt{c}\,u + \sqrt{v - c}\,e_i` and integrates
+    :math:`E_u[\bar f(m + \sqrt c u)\, \bar g(m + \sqrt c u)]` where
+    :math:`\bar f(y) = E_e f(y + \sqrt{v-c}\, e)` is given by ``smooth_f(y, v - c)``.
+    """
+    cov = min(max(cov, 0.0), var)
+    resid = var - cov
+    if cov == 0.0:
+        y = np.array([mean])
+        return float(smooth_f(y, resid)[0] * smooth_g(y, resid)[0])
+
+    def product(y: np.ndarray) -> np.ndarray:
+        return smooth_f(y, resid) * smooth_g(y, resid)
+
+    return gaussian_expectations([product], mean, cov, breakpoints)[0]
