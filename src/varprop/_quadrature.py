@@ -44,17 +44,23 @@ _UNIFORM_T, _UNIFORM_W = _rule(np.arange(-_HALF_WIDTH, _HALF_WIDTH + 0.25, 0.5))
 def gaussian_expectations(
     fns: Sequence[ArrayFn], mu: float, q: float, breakpoints: Sequence[float] = ()
 ) -> list[float]:
-    """``[E f(z) for f in fns]`` for :math:`z \\sim N(\\mu, q)` (``q >= 0``; ``q == 0`` gives ``f(mu)``)."""
+    """``[E f(z) for f in fns]`` (a function may return a stack ``(k, len(x))``: then its entry is
+    an array of ``k`` expectations) for :math:`z \\sim N(\\mu, q)` (``q >= 0``; ``q == 0`` gives ``f(mu)``)."""
     if q == 0.0:
         x = np.array([mu])
-        return [float(f(x)[0]) for f in fns]
+        return [_value(f(x)[..., 0]) for f in fns]
     s = math.sqrt(q)
     extra = (np.concatenate([_SCALE_POINTS, np.asarray(breakpoints, float)]) - mu) / s
     extra = extra[(extra > -_HALF_WIDTH) & (extra < _HALF_WIDTH)]
     edges = np.unique(np.concatenate([_BASE_EDGES, extra]))
     t, w = _rule(edges)
     x = mu + s * t
-    return [float(np.dot(w, f(x))) for f in fns]
+    return [_value(f(x) @ w) for f in fns]
+
+
+def _value(v: np.ndarray) -> float | np.ndarray:
+    """A float for scalar results; an array of floats for stacked (vector-valued) functions."""
+    return float(v) if np.ndim(v) == 0 else np.asarray(v, dtype=float)
 
 
 def smoothed(f: ArrayFn, mu: np.ndarray, q: float) -> np.ndarray:

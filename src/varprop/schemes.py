@@ -38,6 +38,7 @@ truncated normal rescaled to the same variance, available as
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -153,13 +154,13 @@ class InitScheme:
         symbolic = self.spec(FAN_IN, FAN_OUT)
         keys = list(symbolic)
         fn = sp.lambdify((FAN_IN, FAN_OUT), [symbolic[k] for k in keys], modules="math")
-        return lambda n_in, n_out: dict(zip(keys, map(float, fn(n_in, n_out))))
+        return lambda n_in, n_out: dict(zip(keys, map(_to_float, fn(n_in, n_out))))
 
     @cached_property
     def _numeric_moments(self) -> Callable[[int, int], tuple[float, float]]:
         expr = (self.weight_mean(), self.weight_variance())
         fn = sp.lambdify((FAN_IN, FAN_OUT), expr, modules="math")
-        return lambda n_in, n_out: tuple(map(float, fn(n_in, n_out)))
+        return lambda n_in, n_out: tuple(map(_to_float, fn(n_in, n_out)))
 
     def moments(self, fan_in: int, fan_out: int) -> tuple[float, float]:
         r"""``(mu_w, sigma_w^2)`` as floats for a layer of shape ``(fan_out, fan_in)``."""
@@ -244,6 +245,14 @@ class InitScheme:
 
     def __hash__(self) -> int:
         return hash((self.name, tuple(self.params.items())))
+
+
+def _to_float(value: object) -> float:
+    """``float(value)``, with exact numbers beyond the float range mapped to +-inf."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf  # type: ignore[operator]
 
 
 @lru_cache(maxsize=4096)
@@ -458,7 +467,7 @@ def resolve_scheme(init: object, *, argument: str = "init") -> InitScheme:
     if isinstance(init, InitScheme):
         return init
     if isinstance(init, str):
-        return init_scheme(init)
+        return _build_cached(SCHEMES.canonical(init, argument=argument), ())
     raise fail_type(argument, init, "an InitScheme (varprop.init_scheme(...)) or a scheme name")
 
 

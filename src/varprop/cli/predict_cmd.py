@@ -1,0 +1,68 @@
+"""``varprop predict``: print the per-layer prediction table.
+
+Example::
+
+    varprop predict relu he_normal --fan-in 256 --depth 5
+    varprop predict tanh "normal:std=0.0625" --fan-in 256 --depth 100 --quantity gradient --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from ..activations import activation as build_activation
+from ..predict import METHODS, QUANTITIES, predict_variance
+from ..schemes import init_scheme
+from ._common import parse_named
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict per-layer variances",
+                       description="Predict per-layer variances (forward and backward).")
+    p.add_argument("activation", help="activation name, e.g. relu or leaky_relu:negative_slope=0.2")
+    p.add_argument("init", help="init scheme, e.g. he_normal or he_normal:mode=fan_out")
+    p.add_argument("--fan-in", type=int, required=False, help="input width n_0")
+    p.add_argument("--fan-out", type=int, default=None, help="hidden width n_1..n_L (default fan-in)")
+    p.add_argument("--widths", type=str, default=None, help="comma list n_0,...,n_L instead of fan-in/out/depth")
+    p.add_argument("--depth", type=int, default=1)
+    p.add_argument("--input-variance", type=float, default=1.0)
+    p.add_argument("--bias-variance", type=float, default=0.0)
+    p.add_argument("--quantity", action="append", choices=QUANTITIES,
+                   help="repeatable; default: preactivation, activation, gradient")
+    p.add_argument("--method", choices=METHODS, default="auto")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    act_name, act_params = parse_named(args.activation, "activation")
+    init_name, init_params = parse_named(args.init, "init")
+    act = build_activation(act_name, **act_params)
+    scheme = init_scheme(init_name, **init_params)
+    widths = [int(w) for w in args.widths.split(",")] if args.widths else None
+    quantities = args.quantity or ["preactivation", "activation", "gradient"]
+    shape = dict(fan_in=args.fan_in, fan_out=args.fan_out, widths=widths,
+                 depth=(len(widths) - 1) if widths else args.depth)
+    table = {
+        q: np.asarray(predict_variance(act, scheme, **shape, input_variance=args.input_variance,
+                                       bias_variance=args.bias_variance, quantity=q,
+                                       method=args.method, per_layer=True))
+        for q in quantities
+    }
+    depth = len(next(iter(table.values())))
+    if args.json:
+        config = {"activation": repr(act), "init": repr(scheme), "method": args.method, **shape,
+                  "input_variance": args.input_variance, "bias_variance": args.bias_variance}
+        print(json.dumps({"config": config, "layers": list(range(1, depth + 1)),
+                          "values": {q: [float(x) for x in v] for q, v in table.items()}}, indent=2))
+        return 0
+    print(f"# {act!r} with {scheme!r}, method={args.method}")
+    header = ["layer"] + list(quantities)
+    print("  ".join(f"{h:>24}" if i else f"{h:>5}" for i, h in enumerate(header)))
+    for l in range(depth):
+        cells = [f"{l + 1:>5}"] + [f"{table[q][l]:>24.10g}" for q in quantities]
+        print("  ".join(cells))
+    return 0

@@ -1,0 +1,168 @@
+"""Activations: closed forms and quadrature against mpmath high-precision integrals."""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+
+from varprop.activations import MU, Q, X, activation, activation_names
+
+mpmath.mp.dps = 30
+
+# Independent mpmath versions of each activation and its derivative.
+MP = {
+    "linear": (lambda x: x, lambda x: mpmath.mpf(1)),
+    "relu": (lambda x: max(x, 0), lambda x: mpmath.mpf(1) if x > 0 else mpmath.mpf(0)),
+    "leaky_relu": (lambda x: x if x > 0 else x / 100, lambda x: mpmath.mpf(1) if x > 0 else mpmath.mpf(1) / 100),
+    "tanh": (mpmath.tanh, lambda x: mpmath.sech(x) ** 2),
+    "sigmoid": (lambda x: 1 / (1 + mpmath.exp(-x)), lambda x: mpmath.exp(-x) / (1 + mpmath.exp(-x)) ** 2),
+    "erf": (mpmath.erf, lambda x: 2 / mpmath.sqrt(mpmath.pi) * mpmath.exp(-x * x)),
+}
+
+
+def mp_moments(name, mu, q):
+    f, d = MP[name]
+    s = mpmath.sqrt(q)
+
+    def expect(g):
+        dens = lambda x: mpmath.exp(-((x - mu) ** 2) / (2 * q)) / (s * mpmath.sqrt(2 * mpmath.pi))
+        pts = sorted({mu - 40 * s, mpmath.mpf(0) if abs(mu) < 40 * s else mu, mu, mu + 40 * s})
+        return mpmath.quad(lambda x: g(x) * dens(x), pts)
+
+    return [float(expect(lambda x: f(x))), float(expect(lambda x: f(x) ** 2)),
+            float(expect(lambda x: d(x))), float(expect(lambda x: d(x) ** 2))]
+
+
+CASES = [(0.0, 0.01), (0.0, 1.0), (0.0, 7.3), (0.0, 400.0), (0.7, 0.5), (-1.3, 3.0)]
+
+
+def test_registry_is_covered():
+    assert set(activation_names()) == set(MP)
+
+
+@pytest.mark.parametrize("name", sorted(MP))
+@pytest.mark.parametrize("mu, q", CASES)
+def test_quadrature_matches_mpmath(name, mu, q):
+    act = activation(name)
+    got = act.gaussian_moments(mu, q, method="quadrature")
+    ref = mp_moments(name, mu, q)
+    for g, r in zip(got, ref):
+        assert abs(g - r) <= 1e-10 * max(1.0, abs(r)), (g, r)
+
+
+EXACT_CASES = [(name, mu, q) for name in ("linear", "relu", "leaky_relu", "erf") for mu, q in CASES
+               if mu == 0.0 or not activation(name).closed_form.zero_mean_only]
+
+
+@pytest.mark.parametrize("name, mu, q", EXACT_CASES)
+def test_exact_closed_forms_match_mpmath(name, mu, q):
+    act = activation(name)
+    got = act.gaussian_moments(mu, q, method="closed_form")
+    for g, r in zip(got, mp_moments(name, mu, q)):
+        assert abs(g - r) <= 1e-12 * max(1.0, abs(r)), (g, r)
+
+
+def test_symbolic_closed_forms_against_hand_derivations():
+    relu, leaky, erf = activation("relu"), activation("leaky_relu", negative_slope=0.2), activation("erf")
+    assert sp.simplify(relu.closed_form.second.subs(MU, 0) - Q / 2) == 0
+    assert sp.simplify(relu.closed_form.deriv_second.subs(MU, 0) - sp.Rational(1, 2)) == 0
+    assert sp.simplify(relu.closed_form.mean.subs(MU, 0) - sp.sqrt(Q / (2 * sp.pi))) == 0
+    a = sp.Rational(1, 5)
+    assert sp.simplify(leaky.closed_form.second.subs(MU, 0) - (1 + a**2) * Q / 2) == 0
+    assert sp.simplify(erf.closed_form.second - 2 / sp.pi * sp.asin(2 * Q / (1 + 2 * Q))) == 0
+
+
+def test_symbolic_derivatives_match_numpy_derivatives():
+    xs = np.array([-2.5, -0.3, 0.4, 1.7])
+    for name in activation_names():
+        act = activation(name)
+        d = sp.lambdify(X, act.derivative.rewrite(sp.Piecewise), modules=["scipy", "numpy"])
+        expected = np.array([float(d(x)) for x in xs])
+        assert np.allclose(act.derivative_function(xs), expected, rtol=1e-12), name
+
+
+@pytest.mark.parametrize("name", ["tanh", "sigmoid"])
+def test_approximation_errors_within_declared_bounds(name):
+    act = activation(name)
+    bounds = act.closed_form.max_relative_error
+    worst = dict.fromkeys(bounds, 0.0)
+    for q in np.logspace(-4, 4, 161):
+        approx = act.gaussian_moments(0.0, q, method="closed_form")
+        exact = act.gaussian_moments(0.0, q, method="quadrature")
+        for key, a, e in zip(("mean", "second", "deriv_mean", "deriv_second"), approx, exact):
+            if abs(e) > 1e-300:
+                worst[key] = max(worst[key], abs(a / e - 1) if abs(e) > 1e-12 else abs(a - e))
+    for key, bound in bounds.items():
+        assert worst[key] <= bound + 1e-12, (key, worst[key], bound)
+    # the declared bounds are not loose: each is within 0.5 percentage points of the worst case
+    for key in ("second", "deriv_second"):
+        assert worst[key] > bounds[key] - 0.005
+
+
+def test_tanh_derivative_error_asymptote():
+    # E sech^4 z ~ 4/(3 sqrt(2 pi q)) while the erf approximation gives 1/sqrt(pi q)
+    act = activation("tanh")
+    q = 1e6
+    approx = act.gaussian_moments(0.0, q, method="closed_form")[3]
+    exact = act.gaussian_moments(0.0, q, method="quadrature")[3]
+    assert math.isclose(approx / exact - 1, 0.75 * math.sqrt(2) - 1, rel_tol=1e-3)
+
+
+def test_series_is_accurate_for_small_signals():
+    act = activation("tanh")
+    rules = act.series_rules(7)
+    f = sp.lambdify((MU, Q), rules.second)
+    for q in (1e-3, 1e-2):
+        exact = act.gaussian_moments(0.0, q, method="quadrature")[1]
+        # the first neglected term is O(q^5)
+        assert abs(f(0.0, q) / exact - 1) < 50 * q**4
+    # tanh's series: E tanh(z)^2 = q - 2 q^2 + 17/3 q^3 + ...  (hand expansion)
+    assert sp.expand(rules.second.subs(MU, 0)).coeff(Q, 2) == -2
+    assert sp.expand(rules.second.subs(MU, 0)).coeff(Q, 3) == sp.Rational(17, 3)
+
+
+def test_sigmoid_mean_is_one_half_so_second_moment_is_not_variance():
+    m, second, _, _ = activation("sigmoid").gaussian_moments(0.0, 2.0, method="quadrature")
+    assert abs(m - 0.5) < 1e-13
+    assert second - (second - m**2) == pytest.approx(0.25, abs=1e-13)
+
+
+def test_infinite_variance_limits():
+    assert activation("tanh").gaussian_moments(0.0, math.inf)[1] == 1.0
+    assert activation("sigmoid").gaussian_moments(0.0, math.inf)[1] == 0.5
+    assert activation("relu").gaussian_moments(0.0, math.inf)[1] == math.inf
+
+
+def test_correlated_moments_reduce_to_known_cases():
+    relu = activation("relu")
+    # perfectly correlated: E[phi(z)^2]
+    full = relu.correlated_moments(0.3, 2.0, 2.0)[0]
+    assert math.isclose(full, relu.gaussian_moments(0.3, 2.0)[1], rel_tol=1e-10)
+    # uncorrelated: (E phi)^2
+    none = relu.correlated_moments(0.3, 2.0, 0.0)[0]
+    assert math.isclose(none, relu.gaussian_moments(0.3, 2.0)[0] ** 2, rel_tol=1e-10)
+    # arc-cosine kernel (Cho & Saul 2009) at mu = 0, correlation rho
+    q, rho = 1.5, 0.4
+    theta = math.acos(rho)
+    expected = q / (2 * math.pi) * (math.sin(theta) + (math.pi - theta) * math.cos(theta))
+    assert math.isclose(relu.correlated_moments(0.0, q, rho * q)[0], expected, rel_tol=1e-9)
+
+
+BAD = [
+    (lambda: activation("rleu"), ValueError, "did you mean 'relu'"),
+    (lambda: activation("leaky_relu", slope=0.1), TypeError, "negative_slope"),
+    (lambda: activation("leaky_relu", negative_slope=float("inf")), ValueError, "negative_slope"),
+    (lambda: activation(None), TypeError, "activation"),
+    (lambda: activation("relu").gaussian_moments(0.0, -1.0), ValueError, "q"),
+    (lambda: activation("relu").series_rules(0), ValueError, "order"),
+]
+
+
+@pytest.mark.parametrize("call, exc, text", BAD)
+def test_bad_arguments(call, exc, text):
+    with pytest.raises(exc, match=text):
+        call()
