@@ -1,0 +1,77 @@
+"""``varprop check``: table, JSON, filters, workers, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from varprop import check
+from varprop.cli import check_cmd, main
+
+BASE = ["check", "--activation", "relu", "--init", "he_normal", "--fan-in", "32", "--depth", "2",
+        "--no-progress"]
+
+
+def test_table(capsys):
+    assert main(BASE) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:5] == ["activation", "init", "n", "L", "quantity"]
+    rows = [line.split() for line in out[2:5]]
+    assert [r[4] for r in rows] == ["preactivation", "activation", "gradient"]
+    assert rows[0][-1] == "confirmed" and rows[2][-1] == "confirmed"
+    assert "refuted" in out[-1] and "Holm" in out[-1]
+
+
+def test_json_filters_and_workers_do_not_change_results(capsys):
+    args = BASE + ["--quantity", "preactivation,gradient", "--init", "he_uniform:mode=fan_in",
+                   "--json", "--seed", "4"]
+    assert main(args) == 0
+    one = json.loads(capsys.readouterr().out)
+    assert one["counts"]["refuted"] == 0 and len(one["results"]) == 4
+    assert {r["config"]["init"] for r in one["results"]} == {"he_normal", "he_uniform:mode=fan_in"}
+    assert main(args + ["--workers", "2"]) == 0
+    two = json.loads(capsys.readouterr().out)
+    for a, b in zip(one["results"], two["results"]):
+        a["verdict"].pop("elapsed"), b["verdict"].pop("elapsed")
+    assert one == two
+
+
+def test_progress_goes_to_stderr(capsys):
+    assert main(BASE[:-1] + ["--quantity", "preactivation"]) == 0
+    captured = capsys.readouterr()
+    assert "1/1" in captured.err and "confirmed" in captured.out
+
+
+def test_exit_status_1_when_refuted(capsys, monkeypatch):
+    real = check.verify("relu", "he_normal", fan_in=16, depth=2, quantity="preactivation",
+                        predicted=3.0, seed=0)
+    assert real.refuted
+    monkeypatch.setattr(check_cmd, "check_matrix", lambda configs, **kw: [real] * len(configs))
+    assert main(BASE + ["--quantity", "preactivation"]) == 1
+    assert "refuted" in capsys.readouterr().out
+    assert main(BASE + ["--quantity", "preactivation", "--json"]) == 1
+
+
+@pytest.mark.parametrize("extra", [["--quantity", "bogus"], ["--fan-in", "abc"],
+                                   ["--workers", "0"], ["--init", "he_nromal"]])
+def test_bad_usage_exit_2(capsys, extra):
+    assert main(BASE + extra) == 2
+    err = capsys.readouterr().err
+    assert "error" in err
+    if extra[-1] == "he_nromal":
+        assert "did you mean" in err
+
+
+def test_scheduler_without_distributed(capsys, monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def fake(name, *a, **k):
+        if name == "distributed":
+            raise ImportError("no distributed")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    assert main(BASE + ["--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert "distributed" in capsys.readouterr().err
