@@ -470,3 +470,13 @@ def resolve_activation(act: object, *, argument: str = "activation") -> Activati
 def activation_names(*, aliases: bool = False) -> list[str]:
     """Names of the registered activations."""
     return ACTIVATIONS.names(aliases=aliases)
+
+
+def _lazy_custom_parser(text: str) -> Activation:
+    """Parse a custom expression in ``x`` (imported lazily: :mod:`varprop._custom` imports us)."""
+    from ._custom import parse_activation
+
+    return parse_activation(text)
+
+
+_CUSTOM_PARSER = _lazy_custom_parser

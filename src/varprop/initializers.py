@@ -1,0 +1,560 @@
+r"""Check weights produced by any framework against an init scheme's claims.
+
+:func:`check_initializer` takes a weight matrix (a NumPy array, anything with ``__array__`` such
+as a PyTorch tensor, a stack of matrices, or a callable that draws a fresh one at every call) and
+asks whether it is what the scheme claims: the entry mean :math:`\mu_w`, the entry variance
+:math:`\sigma_w^2` and the shape of the entry distribution (normal, uniform, truncated normal)
+or, for ``orthogonal``, the orthogonality and the Haar law.  It returns a
+:class:`~varprop.check.Verdict` like :func:`~varprop.check.verify` (the subclass
+:class:`InitializerVerdict` adds the per-test p-values), with the same semantics: ``refuted``
+when the evidence excludes the claim with family-wise error at most ``alpha``, ``confirmed``
+when the variance is shown to lie within :math:`\pm` ``rtol`` of the claim (two one-sided tests) and no
+mean or shape test rejects, ``inconclusive`` otherwise.
+
+Layout convention
+-----------------
+A weight matrix has shape ``(fan_out, fan_in)`` so that :math:`z = W a`: this is PyTorch's
+``nn.Linear.weight`` (``(out_features, in_features)``) and varprop's own sampler.  The transpose
+``(fan_in, fan_out)`` (Keras / JAX / Flax ``kernel``) is accepted too, and so are leading batch
+dimensions ``(k, fan_out, fan_in)`` (``k`` independent matrices).  Nothing the checks compute
+depends on the orientation: the i.i.d. tests pool the entries, and the orthogonality test uses the
+smaller Gram matrix.  Convolution kernels (``(out, in, kh, kw)`` in PyTorch) must be reshaped to
+``(out, in * kh * kw)`` first, with ``fan_in = in * kh * kw``.
+
+The unit of evidence
+--------------------
+For the i.i.d. schemes (everything but ``orthogonal``) the entries of one matrix are independent
+and identically distributed *under the claim*, so the unit of evidence is the entry: a single
+:math:`256\times256` matrix holds 65,536 independent draws.  (Contrast with :func:`verify`, where
+units of one network share a random scale and the replicate is the unit.)  The entries of an
+orthogonal matrix are dependent; there the evidence is the Gram matrix and two exact Haar
+statistics per matrix.
+
+The tests (i.i.d. schemes), all at the claimed parameters
+---------------------------------------------------------
+With :math:`N` pooled entries, sample mean :math:`\bar w`, sample variance :math:`s^2` and sample
+excess kurtosis :math:`\hat\kappa`:
+
+* **mean**: :math:`t = (\bar w - \mu_w)/(s/\sqrt N)` against Student's :math:`t_{N-1}`
+  (two-sided; exact for normal entries, CLT otherwise).
+* **variance**: :math:`\operatorname{Var}(s^2) = \sigma^4\,(2/(N-1) + \kappa/N)`, so
+  :math:`\nu s^2/\sigma^2` is approximately :math:`\chi^2_\nu` with
+  :math:`\nu = 2/(2/(N-1) + \kappa/N)` (Satterthwaite); exact (:math:`\nu = N - 1`) for normal
+  entries.  :math:`\kappa = \max(\kappa_{\text{claim}}, \hat\kappa)` keeps the interval valid when
+  the truth has heavier tails than the claim.  The two-sided :math:`1-\alpha/m` interval for
+  :math:`\sigma^2/\sigma_w^2 - 1` (:math:`m` = number of tests, Bonferroni, so it is
+  simultaneous with the other tests) is the reported ``relative_interval`` (``interval`` in
+  absolute units); its two ends are the two one-sided tests of the equivalence (TOST) decision.
+* **shape**: one-sample Kolmogorov-Smirnov test against the fully specified claimed law
+  (``scipy.stats.norm``, ``uniform`` or ``truncnorm`` at the scheme's parameters).
+* **support** (uniform and truncated normal only): an entry outside the claimed bounded support
+  (beyond rounding, ``4 eps`` relative to the bound in the array's dtype) refutes the claim with
+  certainty (p-value 0).
+
+The p-values are combined with Holm's step-down procedure: ``refuted`` iff some Holm-adjusted
+p-value is at most ``alpha``, which bounds the probability of refuting a true claim by ``alpha``.
+
+The tests (orthogonal)
+----------------------
+For :math:`W = g Q` with :math:`Q` Haar distributed on the matrices with orthonormal rows (wide)
+or columns (tall), :math:`m = \max(n_{in}, n_{out})`:
+
+* **orthogonality** (deterministic): :math:`\max|G/g^2 - I| \le` ``orthogonality_tol`` with
+  :math:`G = W W^\top` (wide) or :math:`W^\top W` (tall); default tolerance
+  :math:`8\sqrt m\,\varepsilon` of the array's dtype.  It also checks the gain.
+* **sum** (exact): :math:`c = \sum_{ij} W_{ij}/(g\sqrt{n_{in} n_{out}})` is a coordinate of a
+  uniform unit vector in :math:`\mathbb R^m`, so :math:`c^2 \sim \mathrm{Beta}(1/2, (m-1)/2)`;
+  the matrices' p-values are combined by Fisher's method.
+* **delocalization** (valid, conservative): each :math:`(W_{ij}/g)^2 \sim \mathrm{Beta}(1/2,
+  (m-1)/2)`, so :math:`p = \min(1, k\,n_{in} n_{out}\, P(\mathrm{Beta} \ge \max_{ij} W_{ij}^2/g^2))`
+  by the union bound.  It refutes structured orthogonal matrices (identity, permutations, sparse
+  rotations) that the Gram test alone cannot tell from Haar ones.
+
+The entry variance of an orthogonal matrix is :math:`g^2/m` exactly (up to rounding): its
+``interval`` is the numerical tolerance around the realised relative error.
+
+References
+----------
+Kolmogorov (1933), Smirnov (1948); Holm (1979) *A simple sequentially rejective multiple test
+procedure*; Schuirmann (1987) for TOST; Satterthwaite (1946); Mezzadri (2007) *How to generate
+random matrices from the classical compact groups* for the Haar law.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import special, stats
+
+from ._stats import holm_adjusted
+from ._validation import check_positive_int, check_positive_real, check_probability, fail, fail_type
+from .check import Verdict
+from .schemes import InitScheme, resolve_scheme
+
+__all__ = ["check_initializer", "InitializerVerdict", "truncated_normal_kurtosis"]
+
+
+@dataclass(frozen=True)
+class InitializerVerdict(Verdict):
+    r"""A :class:`~varprop.check.Verdict` for :func:`check_initializer`, with the per-test
+    p-values.
+
+    The inherited fields read: ``predicted`` the claimed entry variance :math:`\sigma_w^2`,
+    ``estimate`` the sample variance, ``interval`` / ``relative_interval`` the simultaneous
+    interval for :math:`\sigma^2` / :math:`\sigma^2/\sigma_w^2 - 1`, ``p_refute`` the smallest
+    Holm-adjusted p-value (refuted iff ``<= alpha``), ``p_tost_lower`` / ``p_tost_upper`` the
+    Bonferroni-adjusted one-sided p-values of :math:`r \le -` ``rtol`` / :math:`r \ge` ``rtol``,
+    ``replicates`` the number of matrices, ``target`` ``"initializer"``, ``quantity``
+    ``"weight_variance"``, ``exact`` True and ``tol`` 0 (a scheme claims its variance exactly),
+    ``seed`` 0 (nothing is random: the weights are given).
+
+    Attributes
+    ----------
+    p_values : dict
+        Raw p-value per test: ``mean``, ``variance``, ``shape``, ``support`` (i.i.d. schemes) or
+        ``orthogonality``, ``sum``, ``delocalization`` (orthogonal).
+    p_adjusted : dict
+        Holm-adjusted p-values (same keys): refuted iff one is ``<= alpha``.
+    """
+
+    p_values: Mapping[str, float] = field(default_factory=dict)
+    p_adjusted: Mapping[str, float] = field(default_factory=dict)
+
+
+#: Upper bound on calls of a callable ``weights`` when ``replicates=None``.
+MAX_AUTO_REPLICATES = 1000
+
+
+def check_initializer(
+    weights: Any,
+    scheme: InitScheme | str,
+    *,
+    fan_in: int,
+    fan_out: int,
+    alpha: float = 0.01,
+    rtol: float = 0.05,
+    replicates: int | None = None,
+    orthogonality_tol: float | None = None,
+) -> InitializerVerdict:
+    r"""Check an initializer's weights against ``scheme``'s mean, variance and distribution.
+
+    Parameters
+    ----------
+    weights : array_like or callable
+        A weight matrix of shape ``(fan_out, fan_in)`` (PyTorch's ``(out_features, in_features)``;
+        the transpose ``(fan_in, fan_out)`` is accepted too), or a stack ``(k, fan_out, fan_in)``
+        of independent matrices, as a NumPy array or anything with ``__array__`` (a PyTorch tensor
+        or ``nn.Parameter`` is detached and moved to the CPU by duck typing: torch is never
+        imported).  Or a callable with no arguments returning a fresh such matrix at each call,
+        e.g. ``lambda: torch.nn.init.kaiming_normal_(torch.empty(256, 128))``.
+    scheme : InitScheme or str
+        The claim, e.g. ``init_scheme("he_normal")`` or ``"xavier_uniform"``.
+    fan_in, fan_out : int
+        The layer's fans: the claimed moments are ``scheme.moments(fan_in, fan_out)``.
+    alpha : float, default 0.01
+        Family-wise error rate of the refutation (Holm over the tests).
+    rtol : float, default 0.05
+        Equivalence margin: ``confirmed`` needs the whole variance interval within
+        :math:`\pm` ``rtol`` of the claimed variance.
+    replicates : int, optional
+        Only for a callable ``weights``: how many times to call it (matrices pooled).  ``None``:
+        for i.i.d. schemes, enough calls to expect an interval of half-width ``rtol / 2``
+        (:math:`N \approx 4 z^2 (2 + \kappa)/\text{rtol}^2` entries, at most
+        ``MAX_AUTO_REPLICATES`` calls), fixed before any data is seen; for ``orthogonal``, one
+        call.
+    orthogonality_tol : float, optional
+        Tolerance of the orthogonality test (default :math:`8\sqrt m\,\varepsilon` of the
+        weights' dtype).
+
+    Returns
+    -------
+    InitializerVerdict
+        A :class:`~varprop.check.Verdict` (subclass): ``status`` in
+        ``confirmed``/``refuted``/``inconclusive``; ``predicted`` the claimed entry variance,
+        ``estimate`` the sample variance, ``relative_error`` and ``relative_interval`` for
+        :math:`\hat\sigma^2/\sigma_w^2 - 1` (``interval`` in absolute units), ``p_values`` per
+        test (raw) and ``p_adjusted`` (Holm, used in the decision), ``replicates`` the number of
+        matrices used.
+
+    Raises
+    ------
+    ValueError
+        Wrong shape for ``(fan_in, fan_out)``, NaN or infinite entries, empty arrays, bad
+        ``alpha``/``rtol``/``replicates``, or ``replicates`` with an array ``weights``.
+    TypeError
+        Non-numeric, complex, integer or boolean weights; wrong argument types.
+
+    Examples
+    --------
+    >>> import numpy as np, varprop
+    >>> he = varprop.init_scheme("he_normal")
+    >>> w = he.sample(np.random.default_rng(0), 256, 256)
+    >>> varprop.check_initializer(w, he, fan_in=256, fan_out=256).status
+    'confirmed'
+    """
+    t0 = time.perf_counter()
+    init = resolve_scheme(scheme, argument="scheme")
+    n_in = check_positive_int("fan_in", fan_in)
+    n_out = check_positive_int("fan_out", fan_out)
+    alpha = check_probability("alpha", alpha)
+    rtol = check_positive_real("rtol", rtol)
+    if orthogonality_tol is not None:
+        orthogonality_tol = check_positive_real("orthogonality_tol", orthogonality_tol)
+    if replicates is not None:
+        replicates = check_positive_int("replicates", replicates)
+
+    if callable(weights) and not hasattr(weights, "__array__"):
+        first = _as_matrices(_call(weights), n_in, n_out, name="weights()")
+        if replicates is None:
+            replicates = 1 if not init.is_iid else _auto_replicates(init, first, alpha, rtol)
+        mats = [first] + [_as_matrices(_call(weights), n_in, n_out, name="weights()")
+                          for _ in range(replicates - 1)]
+        dtype = first.dtype
+        stack = np.concatenate([m.astype(np.float64, copy=False) for m in mats], axis=0)
+    else:
+        if replicates is not None:
+            raise fail("replicates", replicates,
+                       "None when weights is an array (replicates counts calls of a callable)")
+        arr = _as_matrices(weights, n_in, n_out, name="weights")
+        dtype = arr.dtype
+        stack = arr.astype(np.float64, copy=False)
+
+    config: dict[str, Any] = {"init": repr(init), "fan_in": n_in, "fan_out": n_out,
+                              "shape": [int(d) for d in stack.shape], "dtype": str(dtype)}
+    if init.is_iid:
+        return _check_iid(stack, dtype, init, n_in, n_out, alpha, rtol, config, t0)
+    return _check_orthogonal(stack, dtype, init, n_in, n_out, alpha, rtol, orthogonality_tol,
+                             config, t0)
+
+
+# ----------------------------------------------------------------------------------------------
+# input handling
+# ----------------------------------------------------------------------------------------------
+
+def _call(weights: Callable[[], Any]) -> Any:
+    try:
+        return weights()
+    except TypeError as exc:  # e.g. an nn.Module passed instead of its weight
+        raise fail_type("weights", weights, "an array, or a callable taking no arguments that "
+                        f"returns one (pass layer.weight, not the layer): calling it raised "
+                        f"TypeError: {exc}") from exc
+
+
+def _to_numpy(obj: Any, name: str) -> np.ndarray:
+    """NumPy view of ``obj``; tensors are detached and moved to the CPU by duck typing."""
+    if isinstance(obj, np.ndarray):
+        return obj
+    if isinstance(obj, (str, bytes, numbers.Number)) or obj is None:
+        raise fail_type(name, obj,
+                        "an array of shape (fan_out, fan_in) or a callable returning one")
+    x = obj
+    for method in ("detach", "cpu"):  # torch.Tensor / nn.Parameter without importing torch
+        f = getattr(x, method, None)
+        if callable(f):
+            x = f()
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        to_float = getattr(x, "float", None)  # e.g. bfloat16 tensors, which NumPy cannot hold
+        if callable(to_float):
+            try:
+                return np.asarray(to_float())
+            except (TypeError, ValueError, RuntimeError):
+                pass
+        raise fail_type(name, obj, f"an array of real numbers ({exc})") from exc
+
+
+def _as_matrices(obj: Any, n_in: int, n_out: int, *, name: str) -> np.ndarray:
+    """Validate ``obj`` and return a float array of shape ``(k, fan_out, fan_in)``."""
+    arr = _to_numpy(obj, name)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating)):
+        raise fail_type(name, obj if arr.size <= 8 else f"<array dtype={arr.dtype}>",
+                        "real floating-point weights (float16/32/64), not "
+                        f"{arr.dtype} entries")
+    if arr.ndim < 2:
+        raise fail(name, f"<array of shape {arr.shape}>",
+                   f"an array of shape (fan_out, fan_in) = ({n_out}, {n_in}), its transpose, "
+                   "or a stack (k, fan_out, fan_in)")
+    tail = arr.shape[-2:]
+    if tail == (n_out, n_in):
+        pass
+    elif tail == (n_in, n_out):
+        arr = np.swapaxes(arr, -1, -2)
+    else:
+        raise fail(name, f"<array of shape {arr.shape}>",
+                   f"last two dimensions (fan_out, fan_in) = ({n_out}, {n_in}) (PyTorch's "
+                   f"(out_features, in_features)) or the transpose ({n_in}, {n_out}); reshape "
+                   "convolution kernels to (out, in*kh*kw) first")
+    arr = arr.reshape((-1, n_out, n_in))
+    if arr.shape[0] == 0:
+        raise fail(name, f"<array of shape {arr.shape}>", "at least one matrix (empty stack)")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise fail(name, f"<array with {bad} NaN/inf entries>", "finite entries only")
+    return arr
+
+
+def _claimed_kurtosis(init: InitScheme, p: dict[str, float]) -> float:
+    """Excess kurtosis of the claimed entry law (0 normal, -6/5 uniform)."""
+    if init.distribution == "normal":
+        return 0.0
+    if init.distribution == "uniform":
+        return -1.2
+    return truncated_normal_kurtosis(p["bound"])
+
+
+def truncated_normal_kurtosis(bound: float) -> float:
+    r"""Excess kurtosis of :math:`N(0, 1)` truncated to :math:`[-b, b]`.
+
+    With :math:`Z = 2\Phi(b) - 1`, integration by parts gives
+    :math:`m_2 = 1 - 2b\varphi(b)/Z` and :math:`m_4 = 3 m_2 - 2 b^3 \varphi(b)/Z`; the excess
+    kurtosis is :math:`m_4/m_2^2 - 3` (:math:`\to 0` as :math:`b \to \infty`, :math:`-6/5` as
+    :math:`b \to 0`).
+    """
+    b = float(bound)
+    z = math.erf(b / math.sqrt(2.0))
+    phi = math.exp(-0.5 * b * b) / math.sqrt(2.0 * math.pi)
+    m2 = 1.0 - 2.0 * b * phi / z
+    m4 = 3.0 * m2 - 2.0 * b**3 * phi / z
+    return m4 / (m2 * m2) - 3.0
+
+
+def _claimed_cdf(init: InitScheme, p: dict[str, float]) -> Callable[[np.ndarray], np.ndarray]:
+    """CDF of the claimed entry law (the same as ``scipy.stats.norm/uniform/truncnorm`` at the
+    scheme's parameters, without building frozen distributions: tested against them)."""
+    if init.distribution == "normal":
+        loc, scale = p["loc"], p["scale"]
+        return lambda v: special.ndtr((v - loc) / scale)
+    if init.distribution == "uniform":
+        low, width = p["low"], p["high"] - p["low"]
+        return lambda v: np.clip((v - low) / width, 0.0, 1.0)
+    loc, scale, b = p["loc"], p["scale"], p["bound"]
+    lo_mass, mass = special.ndtr(-b), special.ndtr(b) - special.ndtr(-b)
+    return lambda v: np.clip((special.ndtr((v - loc) / scale) - lo_mass) / mass, 0.0, 1.0)
+
+
+def _n_tests(init: InitScheme) -> int:
+    return 4 if init.distribution in ("uniform", "truncated_normal") else 3
+
+
+def _auto_replicates(init: InitScheme, first: np.ndarray, alpha: float, rtol: float) -> int:
+    """Calls needed so that the variance interval is expected to have half-width rtol/2."""
+    p = init.parameters(first.shape[2], first.shape[1])
+    kappa = _claimed_kurtosis(init, p)
+    z = stats.norm.isf(alpha / (2 * _n_tests(init)))
+    target = 4.0 * z * z * (2.0 + kappa) / (rtol * rtol)
+    per_call = first.size
+    return int(min(MAX_AUTO_REPLICATES, max(1, math.ceil(target / per_call))))
+
+
+# ----------------------------------------------------------------------------------------------
+# statistics
+# ----------------------------------------------------------------------------------------------
+
+def _eps(dtype: np.dtype) -> float:
+    return float(np.finfo(dtype).eps)
+
+
+def _decide(
+    init: InitScheme,
+    *,
+    p_values: dict[str, float],
+    alpha: float,
+    rtol: float,
+    predicted: float,
+    estimate: float,
+    rel_interval: tuple[float, float],
+    p_tost: tuple[float, float],
+    replicates: int,
+    statistic: str,
+    description: str,
+    assumptions: tuple[str, ...],
+    details: str,
+    config: dict[str, Any],
+    t0: float,
+) -> InitializerVerdict:
+    keys = list(p_values)
+    adjusted = dict(zip(keys, map(float, holm_adjusted([p_values[k] for k in keys]))))
+    rel = estimate / predicted - 1.0
+    rejected = sorted((k for k, p in adjusted.items() if p <= alpha), key=lambda k: adjusted[k])
+    lo, hi = rel_interval
+    if rejected:
+        status = "refuted"
+        reason = ("rejected at family-wise alpha={:g} (Holm): ".format(alpha)
+                  + ", ".join(f"{k} (p={p_values[k]:.3g}, adjusted {adjusted[k]:.3g})"
+                              for k in rejected))
+    elif -rtol <= lo and hi <= rtol:
+        status = "confirmed"
+        reason = (f"variance within +-{rtol:g} of the claim (interval [{lo:+.4f}, {hi:+.4f}]) "
+                  "and no mean/shape test rejects")
+    else:
+        status = "inconclusive"
+        reason = (f"no test rejects, but the variance interval [{lo:+.4f}, {hi:+.4f}] is not "
+                  f"within +-{rtol:g}: more entries (replicates) needed")
+    return InitializerVerdict(
+        status=status,  # type: ignore[arg-type]
+        reason=f"{reason}; {details}",
+        predicted=float(predicted),
+        estimate=float(estimate),
+        interval=(float(predicted * (1.0 + lo)), float(predicted * (1.0 + hi))),
+        relative_interval=(float(lo), float(hi)),
+        relative_error=float(rel),
+        p_refute=float(min(adjusted.values())),
+        p_tost_lower=float(p_tost[0]),
+        p_tost_upper=float(p_tost[1]),
+        replicates=int(replicates),
+        looks=1,
+        target="initializer",
+        statistic=statistic,
+        description=description,
+        assumptions="; ".join(assumptions),
+        exact=True,
+        tol=0.0,
+        rtol=float(rtol),
+        atol=None,
+        alpha=float(alpha),
+        seed=0,
+        quantity="weight_variance",
+        layer=1,
+        config=config,
+        elapsed=time.perf_counter() - t0,
+        p_values=dict(p_values),
+        p_adjusted=adjusted,
+    )
+
+
+def _check_iid(stack: np.ndarray, dtype: np.dtype, init: InitScheme, n_in: int, n_out: int,
+               alpha: float, rtol: float, config: dict[str, Any], t0: float
+               ) -> InitializerVerdict:
+    mu0, var0 = init.moments(n_in, n_out)
+    p = init.parameters(n_in, n_out)
+    x = stack.ravel()
+    n = x.size
+    m = _n_tests(init)
+    mean = float(x.mean())
+    dev = x - mean
+    m2 = float(np.mean(dev * dev))
+    var = m2 * n / (n - 1) if n > 1 else 0.0
+    kappa_claim = _claimed_kurtosis(init, p)
+    kappa_hat = float(np.mean(dev**4) / (m2 * m2) - 3.0) if m2 > 0 else kappa_claim
+
+    p_values: dict[str, float] = {}
+    # mean: t-test against the claimed mean, with the sample variance
+    if n < 2:
+        p_values["mean"] = 1.0
+    elif var == 0.0:
+        p_values["mean"] = 1.0 if mean == mu0 else 0.0
+    else:
+        t = (mean - mu0) / math.sqrt(var / n)
+        p_values["mean"] = float(2.0 * stats.t.sf(abs(t), n - 1))
+
+    # variance: scaled chi-square with Satterthwaite degrees of freedom
+    a = alpha / m
+    if n < 2:
+        p_values["variance"] = 1.0
+        lo, hi = -1.0, math.inf
+        p_tost = (1.0, 1.0)
+    else:
+        kappa = max(kappa_claim, kappa_hat)
+        nu = 2.0 / (2.0 / (n - 1) + kappa / n)
+        stat = nu * var / var0
+        p_values["variance"] = float(min(1.0, 2.0 * min(stats.chi2.cdf(stat, nu),
+                                                         stats.chi2.sf(stat, nu))))
+        lo = nu * var / stats.chi2.isf(a / 2, nu) / var0 - 1.0
+        hi = nu * var / stats.chi2.ppf(a / 2, nu) / var0 - 1.0
+        # TOST: H0 r <= -rtol (small stat is evidence against it) and H0 r >= rtol, one-sided,
+        # Bonferroni-adjusted like the interval (each side at a/2): confirmed iff both <= alpha
+        p_lo = stats.chi2.sf(nu * var / (var0 * (1.0 - rtol)), nu) if rtol < 1 else 0.0
+        p_hi = stats.chi2.cdf(nu * var / (var0 * (1.0 + rtol)), nu)
+        p_tost = (float(min(1.0, 2 * m * p_lo)), float(min(1.0, 2 * m * p_hi)))
+
+    # shape: KS against the fully specified claimed law
+    cdf = _claimed_cdf(init, p)
+    if init.distribution == "normal":
+        shape = f"N({p['loc']:.6g}, {p['scale']:.6g}^2)"
+        support = None
+    elif init.distribution == "uniform":
+        shape = f"U[{p['low']:.6g}, {p['high']:.6g}]"
+        support = (p["low"], p["high"])
+    else:
+        b = p["bound"]
+        shape = f"N({p['loc']:.6g}, {p['scale']:.6g}^2) truncated at +-{b:.6g} std"
+        support = (p["loc"] - b * p["scale"], p["loc"] + b * p["scale"])
+    p_values["shape"] = float(stats.kstest(x, cdf).pvalue)
+    outside = 0
+    if support is not None:
+        slack = 4.0 * _eps(dtype) * max(abs(support[0]), abs(support[1]))
+        outside = int(np.count_nonzero((x < support[0] - slack) | (x > support[1] + slack)))
+        p_values["support"] = 0.0 if outside else 1.0
+
+    k = stack.shape[0]
+    details = (f"{n} entries from {k} matrix(es) of shape ({n_out}, {n_in}), claimed {shape}; "
+               f"sample mean {mean:.4g} (claim {mu0:.4g}), excess kurtosis {kappa_hat:.3g} "
+               f"(claim {kappa_claim:.3g})")
+    if outside:
+        details += f"; {outside} entries outside the claimed support"
+    return _decide(
+        init, p_values=p_values, alpha=alpha, rtol=rtol, predicted=var0, estimate=var,
+        rel_interval=(lo, hi), p_tost=p_tost, replicates=k, statistic="Var(W_ij)",
+        description=f"entry variance Var(W_ij) of {init!r} at fan_in={n_in}, fan_out={n_out}, "
+                    f"with the entry mean and the {init.distribution} shape",
+        config=config, t0=t0,
+        assumptions=(
+            "entries i.i.d. under the claim: the unit of evidence is the entry",
+            f"variance interval: scaled chi-square, nu = 2/(2/(N-1) + kappa/N), "
+            f"kappa = max(claimed, sample) excess kurtosis, level 1 - alpha/{m} (Bonferroni)",
+            "shape: one-sample Kolmogorov-Smirnov at the claimed parameters",
+            f"refutation: Holm over {m} tests at family-wise alpha",
+        ),
+        details=details,
+    )
+
+
+def _check_orthogonal(stack: np.ndarray, dtype: np.dtype, init: InitScheme, n_in: int,
+                      n_out: int, alpha: float, rtol: float, tol: float | None,
+                      config: dict[str, Any], t0: float) -> InitializerVerdict:
+    g = init.parameters(n_in, n_out)["gain"]
+    _, var0 = init.moments(n_in, n_out)
+    big, small = max(n_in, n_out), min(n_in, n_out)
+    if tol is None:
+        tol = 8.0 * math.sqrt(big) * _eps(dtype)
+    k = stack.shape[0]
+    q = stack / g
+    gram = q @ np.swapaxes(q, -1, -2) if n_out <= n_in else np.swapaxes(q, -1, -2) @ q
+    deviation = float(np.max(np.abs(gram - np.eye(small))))
+    p_values = {"orthogonality": 0.0 if deviation > tol else 1.0}
+    if big >= 2:
+        c2 = (q.sum(axis=(-2, -1)) ** 2) / (n_in * n_out)
+        beta = stats.beta(0.5, (big - 1) / 2.0)
+        per = beta.sf(np.minimum(c2, 1.0))
+        p_values["sum"] = float(stats.combine_pvalues(per, method="fisher").pvalue) if k > 1 \
+            else float(per[0])
+        q2max = float(min(1.0, np.max(q * q)))
+        p_values["delocalization"] = float(min(1.0, k * n_in * n_out * beta.sf(q2max)))
+    estimate = float(np.mean(stack * stack))
+    rel = estimate / var0 - 1.0
+    details = (f"{k} matrix(es) of shape ({n_out}, {n_in}); max |G/g^2 - I| = {deviation:.3g} "
+               f"(tolerance {tol:.3g}) with G the {small}x{small} Gram matrix, gain {g:g}")
+    return _decide(
+        init, p_values=p_values, alpha=alpha, rtol=rtol, predicted=var0, estimate=estimate,
+        rel_interval=(rel - tol, rel + tol), replicates=k, statistic="Var(W_ij)",
+        p_tost=(0.0, 0.0) if abs(rel) + tol <= rtol else (1.0, 1.0),
+        description=f"orthogonality W W^T = g^2 I (or W^T W) and entry variance "
+                    f"g^2/max(fan_in, fan_out) of {init!r} at fan_in={n_in}, fan_out={n_out}",
+        config=config, t0=t0,
+        assumptions=(
+            "entries are dependent: the evidence is the Gram matrix (deterministic, to "
+            "numerical tolerance) plus exact Haar statistics per matrix",
+            "sum test: c^2 ~ Beta(1/2, (m-1)/2) under Haar, Fisher over matrices; "
+            "delocalization: union bound over entries",
+            "interval: realised relative error +- the orthogonality tolerance",
+            "refutation: Holm at family-wise alpha",
+        ),
+        details=details,
+    )

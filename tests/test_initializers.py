@@ -1,0 +1,322 @@
+"""Tests of varprop.initializers.check_initializer (NumPy only; PyTorch lives in tests/interop).
+
+Every statistical test is seeded (deterministic).  The calibration tests bound the refutation rate
+of true claims with a one-sided binomial test whose false-failure probability is <= 1e-6 when the
+procedure's size is at most alpha.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import varprop
+from varprop import init_scheme
+from varprop.check import Verdict
+from varprop.initializers import check_initializer
+
+IID = ["he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "lecun_normal",
+       "lecun_uniform", "truncated_normal", "torch_linear_default", "uniform", "standard_normal"]
+
+
+def _sample(name: str, seed: int, fan_in: int, fan_out: int, size: tuple[int, ...] = (),
+            **params: object) -> np.ndarray:
+    return init_scheme(name, **params).sample(np.random.default_rng(seed), fan_in, fan_out,
+                                              size=size)
+
+
+# ----------------------------------------------------------------------------------------------
+# true claims are confirmed, wrong ones refuted
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", IID + ["orthogonal"])
+def test_own_sampler_is_confirmed(name: str) -> None:
+    w = _sample(name, 1, 256, 128)
+    v = check_initializer(w, name, fan_in=256, fan_out=128)
+    assert v.status == "confirmed", v.reason
+    assert isinstance(v, Verdict) and v.target == "initializer"
+    assert v.p_equivalence <= 0.01 < v.p_refute      # TOST p-values agree with the decision
+    assert -0.05 <= v.relative_interval[0] <= v.relative_error <= v.relative_interval[1] <= 0.05
+    assert v.replicates == 1
+    assert v.predicted == pytest.approx(init_scheme(name).moments(256, 128)[1], rel=1e-12)
+
+
+def test_public_export_and_transposed_layout() -> None:
+    w = _sample("xavier_uniform", 2, 300, 100)          # (fan_out, fan_in) = (100, 300)
+    a = varprop.check_initializer(w, "xavier_uniform", fan_in=300, fan_out=100)
+    b = check_initializer(w.T, "xavier_uniform", fan_in=300, fan_out=100)  # Keras kernel layout
+    assert a.status == b.status == "confirmed"
+    assert a.estimate == pytest.approx(b.estimate, rel=1e-12)
+
+
+def test_torch_linear_default_is_not_he_uniform() -> None:
+    # nn.Linear's default: U[+-1/sqrt(n_in)], variance 1/(3 n_in); He uniform: 2/n_in (6x larger)
+    w = _sample("torch_linear_default", 3, 256, 256)
+    v = check_initializer(w, "he_uniform", fan_in=256, fan_out=256)
+    assert v.status == "refuted" and v.p_refute <= 0.01
+    assert v.relative_error == pytest.approx(1 / 6 - 1, abs=0.02)
+    assert v.relative_interval[1] < 0
+    same = check_initializer(w, "torch_linear_default", fan_in=256, fan_out=256)
+    assert same.status == "confirmed"
+
+
+def test_wrong_variance_refuted_fan_mode() -> None:
+    # He with mode="fan_out" on a (64, 512) layer claims 2/64 instead of 2/512
+    w = _sample("he_normal", 4, 512, 64, mode="fan_out")
+    v = check_initializer(w, init_scheme("he_normal"), fan_in=512, fan_out=64)
+    assert v.status == "refuted"
+    assert v.relative_error == pytest.approx(512 / 64 - 1, rel=0.05)
+
+
+@pytest.mark.parametrize(("truth", "claim", "test"), [
+    ("he_uniform", "he_normal", "shape"),      # same variance, wrong shape: KS rejects
+    ("he_normal", "he_uniform", "support"),    # normal entries beyond the uniform's bound
+    ("he_normal", "variance_scaling", "support"),
+])
+def test_shape_confusion_refuted(truth: str, claim: str, test: str) -> None:
+    w = _sample(truth, 5, 512, 256)
+    scheme = (init_scheme(claim, scale=2.0) if claim == "variance_scaling" else init_scheme(claim))
+    v = check_initializer(w, scheme, fan_in=512, fan_out=256)
+    assert v.status == "refuted"
+    assert abs(v.relative_error) < 0.05  # the variance is right: only the shape is wrong
+    assert v.p_values[test] < 1e-10
+    assert test in v.reason
+
+
+def test_mean_shift_refuted_by_mean_test() -> None:
+    w = _sample("normal", 6, 256, 256, std=1.0, mean=0.05)
+    v = check_initializer(w, init_scheme("normal", std=1.0), fan_in=256, fan_out=256)
+    assert v.status == "refuted"
+    assert v.p_values["mean"] < 1e-20  # z = 0.05 * 256 = 12.8
+    assert check_initializer(w, init_scheme("normal", std=1.0, mean=0.05), fan_in=256,
+                             fan_out=256).status == "confirmed"
+
+
+def test_small_matrix_is_inconclusive_and_callable_pools_replicates() -> None:
+    # 256 entries: the interval is about +-25% wide, so a true claim cannot be confirmed
+    # (seeded; a true claim is refuted in about 1% of seeds, e.g. 7 and 10)
+    w = _sample("he_normal", 8, 16, 16)
+    v = check_initializer(w, "he_normal", fan_in=16, fan_out=16)
+    assert v.relative_interval[1] - v.relative_interval[0] > 0.4
+    assert v.status == "inconclusive"
+    rng = np.random.default_rng(8)
+    draw = lambda: init_scheme("he_normal").sample(rng, 16, 16)  # noqa: E731
+    v3 = check_initializer(draw, "he_normal", fan_in=16, fan_out=16, replicates=3)
+    assert v3.replicates == 3
+    auto = check_initializer(draw, "he_normal", fan_in=16, fan_out=16)
+    # planned size N = 4 z^2 (2 + kappa) / rtol^2 with z = z_{alpha/(2*3)}, kappa = 0
+    z = stats.norm.isf(0.01 / 6)
+    assert auto.replicates == math.ceil(4 * z * z * 2 / 0.05**2 / 256)
+    assert auto.status == "confirmed"
+
+
+def test_stack_of_matrices() -> None:
+    w = _sample("xavier_normal", 9, 32, 48, size=(20,))   # (20, 48, 32)
+    v = check_initializer(w, "xavier_normal", fan_in=32, fan_out=48)
+    assert v.replicates == 20
+    assert v.status == "confirmed"
+
+
+# ----------------------------------------------------------------------------------------------
+# the statistics, against independent computations
+# ----------------------------------------------------------------------------------------------
+
+def test_pvalues_match_scipy_directly() -> None:
+    # a normal sample whose excess kurtosis is <= 0, so nu = N - 1: the exact chi-square test
+    for seed in range(100):
+        w = _sample("he_normal", seed, 40, 50)
+        x = w.ravel()
+        if stats.kurtosis(x) <= 0:
+            break
+    n, var0 = x.size, 2 / 40
+    v = check_initializer(w, "he_normal", fan_in=40, fan_out=50, alpha=0.03)
+    assert v.p_values["mean"] == pytest.approx(stats.ttest_1samp(x, 0.0).pvalue, rel=1e-9)
+    assert v.p_values["shape"] == pytest.approx(
+        stats.kstest(x, "norm", args=(0, math.sqrt(var0))).pvalue, rel=1e-9)
+    s2 = np.var(x, ddof=1)
+    t = (n - 1) * s2 / var0
+    p = 2 * min(stats.chi2.cdf(t, n - 1), stats.chi2.sf(t, n - 1))
+    assert v.p_values["variance"] == pytest.approx(p, rel=1e-9)
+    # interval at level 1 - alpha/3 (Bonferroni over mean, variance, shape)
+    a = 0.03 / 3
+    lo = (n - 1) * s2 / stats.chi2.ppf(1 - a / 2, n - 1) / var0 - 1
+    hi = (n - 1) * s2 / stats.chi2.ppf(a / 2, n - 1) / var0 - 1
+    assert v.relative_interval == pytest.approx((lo, hi), rel=1e-9)
+    assert v.interval == pytest.approx((var0 * (1 + lo), var0 * (1 + hi)), rel=1e-9)
+    # TOST p-values: P(chi2_nu >= stat at the margin), Bonferroni-adjusted (2 sides x 3 tests)
+    p_lo = stats.chi2.sf((n - 1) * s2 / (var0 * 0.95), n - 1)
+    p_hi = stats.chi2.cdf((n - 1) * s2 / (var0 * 1.05), n - 1)
+    assert (v.p_tost_lower, v.p_tost_upper) == pytest.approx((min(1, 6 * p_lo), min(1, 6 * p_hi)),
+                                                             rel=1e-9)
+    assert v.estimate == pytest.approx(s2, rel=1e-12)
+
+
+def test_uniform_kurtosis_corrected_interval_is_narrower() -> None:
+    # Var(s^2) = sigma^4 (2/(N-1) + kappa/N), kappa = -6/5 for the uniform law: the interval is
+    # about sqrt(2 / 0.8) = 1.58 times narrower than the normal-theory one
+    w = _sample("he_uniform", 10, 256, 256)
+    v = check_initializer(w, "he_uniform", fan_in=256, fan_out=256)
+    x = w.ravel()
+    n = x.size
+    width_normal = 2 * stats.norm.isf(0.01 / 8) * math.sqrt(2 / n)
+    width = v.relative_interval[1] - v.relative_interval[0]
+    assert width_normal / width == pytest.approx(math.sqrt(2 / 0.8), rel=0.03)
+
+
+@pytest.mark.parametrize("name", ["he_normal", "he_uniform", "truncated_normal"])
+def test_calibration_refutation_rate_at_most_alpha(name: str) -> None:
+    # 400 seeded true claims on small matrices (N = 512 entries: the large-sample approximations
+    # are stressed); with size <= alpha = 0.05 the count exceeds the binomial 1e-6 quantile with
+    # probability <= 1e-6.
+    runs, alpha = 400, 0.05
+    rng = np.random.default_rng(11)
+    scheme = init_scheme(name)
+    stack = scheme.sample(rng, 32, 16, size=(runs,))
+    refuted = covered = 0
+    for w in stack:
+        v = check_initializer(w, scheme, fan_in=32, fan_out=16, alpha=alpha)
+        refuted += v.status == "refuted"
+        covered += v.relative_interval[0] <= 0 <= v.relative_interval[1]
+    assert stats.binomtest(refuted, runs, alpha, alternative="greater").pvalue > 1e-6
+    # the variance interval alone has level 1 - alpha/m (m = 3 or 4): it misses at most that often
+    assert stats.binomtest(runs - covered, runs, alpha / 3, alternative="greater").pvalue > 1e-6
+
+
+def test_power_against_ten_percent_variance_error() -> None:
+    # normal entries with 10% too much variance at N = 65536: refuted in every seeded run
+    for seed in range(10):
+        w = _sample("normal", 100 + seed, 256, 256, std=math.sqrt(1.1))
+        v = check_initializer(w, init_scheme("normal", std=1.0), fan_in=256, fan_out=256)
+        assert v.status == "refuted"
+
+
+# ----------------------------------------------------------------------------------------------
+# orthogonal
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("fan_in", "fan_out", "gain"), [(64, 64, 1.0), (200, 50, 2.0),
+                                                          (50, 200, 0.5)])
+def test_orthogonal_confirmed(fan_in: int, fan_out: int, gain: float) -> None:
+    scheme = init_scheme("orthogonal", gain=gain)
+    w = scheme.sample(np.random.default_rng(12), fan_in, fan_out)
+    v = check_initializer(w, scheme, fan_in=fan_in, fan_out=fan_out)
+    assert v.status == "confirmed", v.reason
+    assert v.predicted == pytest.approx(gain**2 / max(fan_in, fan_out))
+    assert v.p_values["orthogonality"] == 1.0
+    # float32 copies pass with the float32 tolerance
+    v32 = check_initializer(w.astype(np.float32), scheme, fan_in=fan_in, fan_out=fan_out)
+    assert v32.status == "confirmed"
+
+
+def test_orthogonal_refutations() -> None:
+    n = 64
+    scheme = init_scheme("orthogonal")
+    haar = scheme.sample(np.random.default_rng(13), n, n)
+    wrong_gain = check_initializer(1.01 * haar, scheme, fan_in=n, fan_out=n)
+    assert wrong_gain.status == "refuted" and wrong_gain.p_values["orthogonality"] == 0.0
+    gauss = _sample("lecun_normal", 14, n, n)   # right entry variance 1/n, not orthogonal
+    assert check_initializer(gauss, scheme, fan_in=n, fan_out=n).status == "refuted"
+    # orthogonal but not Haar: identity and a permutation fail the delocalization test
+    for w in (np.eye(n), np.eye(n)[np.random.default_rng(15).permutation(n)]):
+        v = check_initializer(w, scheme, fan_in=n, fan_out=n)
+        assert v.status == "refuted"
+        assert v.p_values["orthogonality"] == 1.0 and v.p_values["delocalization"] == 0.0
+
+
+def test_orthogonal_sum_statistic_is_exact_beta() -> None:
+    # c^2 = (sum W)^2 / (g^2 n_in n_out) ~ Beta(1/2, (m-1)/2): p-values uniform over Haar draws
+    scheme = init_scheme("orthogonal", gain=3.0)
+    stack = scheme.sample(np.random.default_rng(16), 12, 5, size=(300,))
+    ps = [check_initializer(w, scheme, fan_in=12, fan_out=5).p_values["sum"] for w in stack]
+    assert stats.kstest(ps, "uniform").pvalue > 1e-6
+    # and with the independent moment E c^2 = 1/m
+    c2 = stack.sum(axis=(1, 2)) ** 2 / (9.0 * 60)
+    assert abs(c2.mean() - 1 / 12) < 6 * c2.std() / math.sqrt(300)
+
+
+def test_orthogonal_callable_replicates() -> None:
+    rng = np.random.default_rng(17)
+    scheme = init_scheme("orthogonal")
+    v = check_initializer(lambda: scheme.sample(rng, 30, 30), scheme, fan_in=30, fan_out=30,
+                          replicates=5)
+    assert v.replicates == 5 and v.status == "confirmed"
+
+
+# ----------------------------------------------------------------------------------------------
+# bad arguments
+# ----------------------------------------------------------------------------------------------
+
+class _Tensorish:
+    """Duck-typed tensor: detach() and cpu() are called, then __array__."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.a, self.calls = a, []
+
+    def detach(self) -> "_Tensorish":
+        self.calls.append("detach")
+        return self
+
+    def cpu(self) -> "_Tensorish":
+        self.calls.append("cpu")
+        return self
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # noqa: ANN001
+        return self.a
+
+
+def test_duck_typed_tensor() -> None:
+    t = _Tensorish(_sample("he_normal", 18, 128, 128).astype(np.float32))
+    v = check_initializer(t, "he_normal", fan_in=128, fan_out=128)
+    assert t.calls == ["detach", "cpu"]
+    assert v.status == "confirmed"
+
+
+GOOD = _sample("he_normal", 19, 8, 4)
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "name"), [
+    ({"weights": np.full((4, 8), np.nan)}, ValueError, "weights"),
+    ({"weights": np.where(np.eye(4, 8) > 0, np.inf, GOOD)}, ValueError, "weights"),
+    ({"weights": GOOD[:, :7]}, ValueError, "weights"),
+    ({"weights": GOOD.ravel()}, ValueError, "weights"),
+    ({"weights": np.zeros((0, 4, 8))}, ValueError, "weights"),
+    ({"weights": GOOD.astype(int)}, TypeError, "weights"),
+    ({"weights": GOOD.astype(complex)}, TypeError, "weights"),
+    ({"weights": "he_normal"}, TypeError, "weights"),
+    ({"weights": 1.0}, TypeError, "weights"),
+    ({"scheme": "he_norml"}, ValueError, "he_normal"),
+    ({"scheme": 3}, TypeError, "scheme"),
+    ({"fan_in": 0}, ValueError, "fan_in"),
+    ({"fan_out": 2.5}, TypeError, "fan_out"),
+    ({"alpha": 1.5}, ValueError, "alpha"),
+    ({"rtol": -0.1}, ValueError, "rtol"),
+    ({"replicates": 3}, ValueError, "replicates"),       # only for a callable
+    ({"weights": lambda: GOOD, "replicates": 0}, ValueError, "replicates"),
+    ({"weights": lambda: np.ones(3), "replicates": 2}, ValueError, "weights()"),
+    ({"orthogonality_tol": 0.0}, ValueError, "orthogonality_tol"),
+    ({"weights": lambda x: GOOD}, TypeError, "weights"),     # e.g. an nn.Module, not its weight
+])
+def test_bad_arguments(kwargs: dict, exc: type, name: str) -> None:
+    args = {"weights": GOOD, "scheme": "he_normal", "fan_in": 8, "fan_out": 4} | kwargs
+    weights, scheme = args.pop("weights"), args.pop("scheme")
+    with pytest.raises(exc, match=name.replace("(", r"\(").replace(")", r"\)")):
+        check_initializer(weights, scheme, **args)
+
+
+@pytest.mark.parametrize("bound", [0.3, 1.0, 2.0, 3.5])
+def test_truncated_kurtosis_and_cdf_match_scipy(bound: float) -> None:
+    from varprop.initializers import _claimed_cdf, truncated_normal_kurtosis
+    assert truncated_normal_kurtosis(bound) == pytest.approx(
+        float(stats.truncnorm(-bound, bound).stats(moments="k")), rel=1e-7, abs=1e-10)
+    scheme = init_scheme("truncated_normal", std=0.3, bound=bound)
+    x = np.linspace(-2, 2, 41)
+    cdf = _claimed_cdf(scheme, scheme.parameters(4, 4))
+    assert cdf(x) == pytest.approx(stats.truncnorm(-bound, bound, scale=0.3).cdf(x), abs=1e-12)
+    for name, law in [("uniform", stats.uniform(-1, 3)), ("normal", stats.norm(0.5, 2))]:
+        sch = (init_scheme("uniform", low=-1, high=2) if name == "uniform"
+               else init_scheme("normal", std=2, mean=0.5))
+        assert _claimed_cdf(sch, sch.parameters(4, 4))(x * 3) == pytest.approx(law.cdf(x * 3),
+                                                                                abs=1e-12)
