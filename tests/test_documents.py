@@ -1,0 +1,217 @@
+"""varprop.documents and ``varprop derive``: content, determinism, formats, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+import varprop
+from varprop import documents
+from varprop._documents_mc import MonteCarloStore, fmt, sig
+from varprop.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+DERIVATIONS = ROOT / "derivations"
+
+REQUIRED_SECTIONS = ("## Model and assumptions", "## Summary: every scheme",
+                     "## Which scheme keeps the variance steady",
+                     "## Depth: closed form or recursion and fixed point", "## Backward pass",
+                     "## Verification (Monte Carlo)", "## Figures",
+                     "## Derivations, scheme by scheme")
+
+
+# -- formatting and the Monte Carlo record ------------------------------------------------------
+
+@pytest.mark.parametrize(("x", "text"), [(22.627416997969522, "22.63"), (4.06561178e17, "4.066e+17"),
+                                         (0.045213, "0.04521"), (0.0, "0"), (-7.0, "-7"),
+                                         (math.inf, "inf"), (math.nan, "NaN"), (1e-31, "1e-31"),
+                                         (123456.0, "1.235e+5")])
+def test_fmt_is_fixed_four_significant_digits(x, text):
+    assert fmt(x) == text
+
+
+def test_sig_rounds_to_four_significant_digits():
+    assert sig(22.627416997969522) == 22.63
+    assert sig(-0.0) == 0.0 and math.copysign(1, sig(-0.0)) == 1
+    assert sig(1.23456e-40) == 1.235e-40
+    assert math.isinf(sig(math.inf))
+
+
+def test_store_records_rounded_values_and_freezes():
+    store = MonteCarloStore(budget_name="quick")
+    calls = []
+    value = store.get("a/b", lambda: calls.append(1) or {"x": 1.234567, "n": 3, "s": "ok"})
+    assert value == {"n": 3, "s": "ok", "x": 1.235}
+    assert store.get("a/b", lambda: calls.append(1)) == value and calls == [1]
+    text = store.to_json()
+    assert json.loads(text)["budget"] == "quick"
+    frozen = MonteCarloStore.from_json(text, frozen=True)
+    assert frozen.get("a/b", lambda: 1 / 0) == value
+    assert frozen.get("missing", lambda: 1 / 0) is None and frozen.missing == ["missing"]
+    assert frozen.to_json() == text  # only used records are written, sorted
+
+
+def test_store_rejects_unstorable_values():
+    with pytest.raises(TypeError):
+        MonteCarloStore().get("k", lambda: {"x": object()})
+
+
+# -- one document, generated twice --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def linear_doc():
+    first = documents.activation_document("linear", ["lecun_normal", "standard_normal"],
+                                          budget="quick")
+    second = documents.activation_document("linear", ["lecun_normal", "standard_normal"],
+                                           budget="quick")
+    return first, second
+
+
+def test_generation_is_deterministic(linear_doc):
+    first, second = linear_doc
+    assert [f.path for f in first] == ["linear.md", "figures/linear.svg"]
+    for a, b in zip(first, second):
+        assert a.content == b.content, a.path
+
+
+def test_document_has_every_section_and_verdicts(linear_doc):
+    text = linear_doc[0][0].content
+    for section in REQUIRED_SECTIONS:
+        assert section in text, section
+    assert "## Approximation error" not in text  # linear is exact
+    rows = [line for line in text.splitlines() if line.startswith("| `lecun_normal` | 64 | 5 |")]
+    assert len(rows) == 2 and all(re.search(r"\*\*(confirmed|refuted|inconclusive)", r) for r in rows)
+    assert "![" in text and "(figures/linear.svg)" in text
+    # the step-by-step derivation of each scheme is included
+    assert text.count("### Variance propagation: linear() with") == 2
+
+
+def test_svg_is_reproducible_and_undated(linear_doc):
+    svg = linear_doc[0][1].content
+    assert svg.startswith("<?xml") and "<dc:date>" not in svg
+    assert "varprop" in svg  # creator metadata
+
+
+def test_latex_format():
+    files = documents.activation_document("relu", ["he_normal"], budget="quick", format="latex",
+                                          figures=False)
+    assert [f.path for f in files] == ["relu.tex"]
+    tex = files[0].content
+    assert tex.startswith("\\documentclass{article}") and tex.rstrip().endswith("\\end{document}")
+    assert "\\section*{Verification (Monte Carlo)}" in tex
+    assert "\\begin{longtable}" in tex
+
+
+def test_critical_condition_against_hand_derived_values():
+    assert documents.critical_nsw2(varprop.activation("relu")) == pytest.approx((2.0, 0.0), abs=1e-6)
+    assert documents.critical_nsw2(varprop.activation("linear")) == pytest.approx((1.0, 0.0), abs=1e-6)
+    assert documents.critical_nsw2(varprop.activation("leaky_relu", negative_slope=0.2))[0] == \
+        pytest.approx(2 / 1.04, rel=1e-6)
+    assert documents.critical_nsw2(varprop.activation("erf"))[0] == pytest.approx(math.pi / 4, rel=1e-6)
+    assert documents.critical_nsw2(varprop.activation("tanh"))[0] == pytest.approx(1.0, rel=1e-6)
+
+
+def test_sigmoid_critical_point_satisfies_both_equations():
+    from scipy import integrate
+
+    g2, q = documents.critical_nsw2(varprop.activation("sigmoid"))
+
+    def expect(f, var):
+        pdf = lambda z: math.exp(-z * z / (2 * var)) / math.sqrt(2 * math.pi * var)
+        return integrate.quad(lambda z: f(z) * pdf(z), -60 * math.sqrt(var), 60 * math.sqrt(var),
+                              limit=400)[0]
+
+    s = lambda z: 1 / (1 + math.exp(-z))
+    assert g2 * expect(lambda z: s(z) ** 2, q) == pytest.approx(q, rel=1e-6)
+    assert g2 * expect(lambda z: (s(z) * (1 - s(z))) ** 2, q) == pytest.approx(1.0, rel=1e-6)
+    assert g2 > 16  # above the small-signal value 1/sigma'(0)^2
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [({"format": "html"}, "format"),
+                                              ({"budget": "huge"}, "budget"),
+                                              ({"schemes": []}, "schemes")])
+def test_bad_arguments_name_the_argument(kwargs, name):
+    args = {"schemes": ["he_normal"], **kwargs}
+    with pytest.raises(ValueError, match=name):
+        documents.activation_document("relu", args.pop("schemes"), figures=False, **args)
+
+
+def test_unknown_activation_is_rejected():
+    with pytest.raises(ValueError, match="activation"):
+        documents.activation_document("rleu", ["he_normal"], figures=False)
+
+
+# -- the committed folder -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", documents.ACTIVATIONS)
+def test_every_activation_document_is_committed_with_its_sections(name):
+    text = (DERIVATIONS / f"{name}.md").read_text()
+    for section in REQUIRED_SECTIONS:
+        assert section in text, (name, section)
+    for scheme in documents.schemes_for(name):
+        assert f"`{documents._label(scheme)}`" in text
+    assert ("## Approximation error against quadrature" in text) == (name in ("tanh", "sigmoid"))
+    assert (DERIVATIONS / "figures" / f"{name}.svg").is_file()
+
+
+def test_index_lists_every_activation_and_scheme():
+    text = (DERIVATIONS / "README.md").read_text()
+    for name in documents.ACTIVATIONS:
+        for scheme in documents.schemes_for(name):
+            assert f"| [{name}]({name}.md) | `{documents._label(scheme)}` |" in text, (name, scheme)
+    assert "[seed-claims.md](seed-claims.md)" in text
+
+
+def test_api_reference_documents_every_public_name():
+    text = (ROOT / "docs" / "api.md").read_text()
+    for name in varprop.__all__:
+        if name.startswith("__"):
+            continue
+        assert f"### `varprop.{name}`" in text, name
+
+
+def test_docs_index_links_every_page():
+    text = (ROOT / "docs" / "index.md").read_text()
+    for page in ("quickstart", "concepts", "api", "cli", "checker", "performance", "beyond", "symbols"):
+        assert f"]({page}.md)" in text, page
+
+
+# -- the command line -----------------------------------------------------------------------
+
+def test_cli_writes_one_activation_deterministically(tmp_path, capsys):
+    args = ["derive", "linear", "lecun_normal", "--quick", "--no-figures", "--no-progress"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    a, b = (tmp_path / "a" / "linear.md").read_text(), (tmp_path / "b" / "linear.md").read_text()
+    assert a == b and "`lecun_normal`" in a and "`he_normal`" not in a.split("## Derivations")[0]
+
+
+@pytest.mark.parametrize("argv", [["derive"], ["derive", "--all", "relu"],
+                                  ["derive", "relu", "--check"],
+                                  ["derive", "--all", "--check", "--format", "latex"],
+                                  ["derive", "relu", "--reuse-montecarlo"]])
+def test_cli_usage_errors_exit_2(argv, capsys):
+    assert main(argv) == 2
+    assert "varprop derive: error:" in capsys.readouterr().err
+
+
+def test_cli_unknown_names_exit_2(tmp_path, capsys):
+    assert main(["derive", "rleu", "--out", str(tmp_path), "--no-figures"]) == 2
+    assert "did you mean" in capsys.readouterr().err
+
+
+def test_compare_skips_figures_made_by_another_matplotlib(tmp_path):
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "x.svg").write_text("<svg>varprop with matplotlib 0.1.0 A</svg>")
+    (tmp_path / "a.md").write_text("same\n")
+    files = [documents.GeneratedFile("figures/x.svg", "<svg>varprop with matplotlib 9.9.9 B</svg>"),
+             documents.GeneratedFile("a.md", "same\n")]
+    report = documents.compare(tmp_path, files)
+    assert report.ok and "not compared" in report.notes[0]
+    (tmp_path / "figures" / "x.svg").write_text("<svg>varprop with matplotlib 9.9.9 C</svg>")
+    assert documents.compare(tmp_path, files).stale == ["figures/x.svg"]
