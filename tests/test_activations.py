@@ -166,3 +166,16 @@ BAD = [
 def test_bad_arguments(call, exc, text):
     with pytest.raises(exc, match=text):
         call()
+
+
+@pytest.mark.parametrize("name", activation_names() + ["x*sigmoid(x)"])
+def test_activations_pickle_by_name_and_parameters(name):
+    import pickle
+
+    phi = activation(name)
+    clone = pickle.loads(pickle.dumps(phi))
+    assert clone.name == phi.name and sp.simplify(clone.expr - phi.expr) == 0
+    z = np.linspace(-3, 3, 13)
+    np.testing.assert_array_equal(clone.function(z), phi.function(z))
+    leaky = pickle.loads(pickle.dumps(activation("leaky_relu", negative_slope=0.3)))
+    assert leaky.params == {"negative_slope": 0.3}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -240,3 +241,15 @@ def test_bad_arguments_verify_many() -> None:
         verify_many([], correction="sidak")
     with pytest.raises(ValueError, match="quantity"):
         verify_step("relu", "he_normal", fan_in=4, quantity="weight_gradient")
+
+
+def test_infinite_skewness_is_inconclusive_not_an_overflow_error() -> None:
+    # U[0,1) weights under sigmoid: the back-propagated gradient statistic spans ~40 decades, so
+    # its log-scale variance is beyond exp's range and the guard's skewness is infinite. This used
+    # to raise OverflowError while formatting "need ceil(25 * inf^2) replicates".
+    v = verify("sigmoid", "uniform", fan_in=64, depth=5, quantity="gradient", replicates=512,
+               seed=1603610108)
+    assert v.status == "inconclusive" and v.skewness == math.inf
+    assert "more than any finite budget" in v.reason
+    d = json.loads(json.dumps(v.to_dict(), allow_nan=False))
+    assert d["skewness"] == "inf"

@@ -174,6 +174,14 @@ def test_api_reference_documents_every_public_name():
         assert f"### `varprop.{name}`" in text, name
 
 
+def test_api_reference_is_up_to_date():
+    """docs/api.md is generated from the docstrings: regenerate it (see its header) after editing
+    a public docstring or signature."""
+    from varprop._documents_api import api_reference_markdown
+
+    assert (ROOT / "docs" / "api.md").read_text() == api_reference_markdown()
+
+
 def test_docs_index_links_every_page():
     text = (ROOT / "docs" / "index.md").read_text()
     for page in ("quickstart", "concepts", "api", "cli", "checker", "performance", "beyond", "symbols"):

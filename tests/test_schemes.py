@@ -127,3 +127,14 @@ def test_bad_arguments(call, exc, text):
 def test_errors_are_varprop_errors():
     with pytest.raises(varprop.VarpropError):
         init_scheme("nope")
+
+
+@pytest.mark.parametrize("name", scheme_names())
+def test_schemes_pickle_by_name_and_parameters(name):
+    import pickle
+
+    scheme = init_scheme(name)
+    clone = pickle.loads(pickle.dumps(scheme))
+    assert clone == scheme and clone.weight_variance(7, 5) == scheme.weight_variance(7, 5)
+    tuned = init_scheme("he_uniform", mode="fan_out", negative_slope=0.2)
+    assert pickle.loads(pickle.dumps(tuned)).params == tuned.params

@@ -37,11 +37,12 @@ _EXPORTS: dict[str, str] = {
     "overflow_depth": "varprop.overflow",
     "underflow_depth": "varprop.overflow",
     "check_initializer": "varprop.initializers",
-    "sweep": "varprop.sweep",
+    "sweep": "varprop.sweeps",
     # errors
     "VarpropError": "varprop.errors",
     "InvalidArgument": "varprop.errors",
     "InvalidArgumentType": "varprop.errors",
+    "SimulationOverflowError": "varprop.errors",
     "VarpropWarning": "varprop.errors",
 }
 

@@ -59,6 +59,7 @@ __all__ = [
     "bonferroni",
     "decide",
     "COCHRAN_FACTOR",
+    "replicates_needed",
     "BOOTSTRAP_MAX_WORK",
 ]
 
@@ -67,6 +68,15 @@ COCHRAN_FACTOR = 25.0
 #: The bootstrap cross-check runs when ``replicates * resamples`` stays below this.
 BOOTSTRAP_MAX_WORK = 4.0e6
 _BOOTSTRAP_RESAMPLES = 499
+
+
+def replicates_needed(skewness: float) -> float:
+    r"""Replicates the heavy-tail guard asks for: :math:`\lceil 25\,\gamma^2 \rceil`.
+
+    ``math.inf`` when :math:`\gamma` is infinite (log-scale variance beyond ~700: no finite
+    budget makes a mean interval trustworthy), never an ``OverflowError``."""
+    need = COCHRAN_FACTOR * float(skewness) ** 2
+    return need if not math.isfinite(need) else float(math.ceil(need))
 _BOOTSTRAP_SLACK = 0.5
 
 
@@ -213,7 +223,7 @@ def mean_interval(
     g_hat = sample_skewness(x)
     gamma_guard = max(abs(g_hat), lognormal_skewness(x)) if guard_skewness is None else guard_skewness
     lo, hi = _studentized_interval(mean, se, g_hat, n, alpha)
-    heavy = n < COCHRAN_FACTOR * gamma_guard**2
+    heavy = n < replicates_needed(gamma_guard)
     boot: tuple[float, float] | None = None
     if bootstrap and rng is not None and n * _BOOTSTRAP_RESAMPLES <= BOOTSTRAP_MAX_WORK and n >= 10:
         boot = _bootstrap_t(x, alpha, rng)

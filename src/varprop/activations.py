@@ -193,6 +193,11 @@ class Activation:
     latex_name: str = ""
     reference: str = ""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle by name and parameters (the compiled NumPy functions are rebuilt on load), so
+        Activations cross process and machine boundaries, e.g. to executor workers."""
+        return (_rebuild, (self.name, dict(self.params)))
+
     @cached_property
     def derivative(self) -> sp.Expr:
         r""":math:`\phi'(x)` (SymPy; ``Heaviside`` for kinks)."""
@@ -480,3 +485,8 @@ def _lazy_custom_parser(text: str) -> Activation:
 
 
 _CUSTOM_PARSER = _lazy_custom_parser
+
+
+def _rebuild(name: str, params: dict[str, object]) -> Activation:
+    """Unpickling hook of :meth:`Activation.__reduce__`."""
+    return activation(name, **params)

@@ -210,13 +210,11 @@ class Verdict:
         return max(self.p_tost_lower, self.p_tost_upper)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dictionary (tuples become lists; no NaN)."""
+        """A strict-JSON dictionary (tuples become lists; no NaN; an infinite value, e.g. the
+        skewness of a statistic whose log-scale variance overflows, becomes ``"inf"``/``"-inf"``)."""
         out = asdict(self)
-        out["config"] = {k: _jsonable(v) for k, v in dict(self.config).items()}
-        for key in ("interval", "relative_interval", "bootstrap_interval"):
-            if out[key] is not None:
-                out[key] = [float(v) for v in out[key]]
-        return out
+        out["config"] = dict(self.config)
+        return {k: _jsonable(v) for k, v in out.items()}
 
     def __str__(self) -> str:
         cfg = self.config
@@ -248,13 +246,19 @@ def _short_widths(ws: object) -> str:
 
 
 def _jsonable(v: object) -> object:
+    """``v`` as strict JSON: containers recursed, NumPy scalars unwrapped, infinities spelt out."""
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [_jsonable(x) for x in v]
-    if isinstance(v, (np.integer,)):
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, np.integer):
         return int(v)
-    if isinstance(v, (np.floating,)):
-        return float(v)
-    if isinstance(v, (str, int, float, bool)) or v is None:
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        return v if math.isfinite(v) else ("inf" if v > 0 else "-inf" if v < 0 else "nan")
+    if isinstance(v, (str, int)) or v is None:
         return v
     return repr(v)
 
@@ -513,9 +517,10 @@ def _sequential(draw: Callable[[int, int], tuple[list[np.ndarray], str | None]],
             return _Outcome(status, reason, iv, done, k + 1, K, False)
     assert iv is not None
     if iv.heavy_tailed:
+        need = _stats.replicates_needed(iv.skewness)
+        need_text = f"{need:.0f}" if math.isfinite(need) else "more than any finite budget"
         reason = (f"heavy-tailed: {done} replicates are too few for skewness {iv.skewness:.3g} "
-                  f"(need {math.ceil(_stats.COCHRAN_FACTOR * iv.skewness ** 2)}) or the bootstrap "
-                  "disagrees; raise the budget")
+                  f"(need {need_text}) or the bootstrap disagrees; raise the budget")
         return _Outcome("inconclusive", reason, iv, done, K, K, True)
     reason = ("budget exhausted: the interval straddles a margin" if len(sizes) > 1 else
               "the interval straddles a margin (more replicates needed)")
@@ -1130,7 +1135,7 @@ def check_matrix(
     progress: Callable[[int, int], object] | None = None,
 ) -> list[Verdict | str]:
     """Run a matrix of checks (default :func:`default_matrix`) through an optional executor, with
-    family-wise control; the engine of ``varprop check`` and :mod:`varprop.sweep`.
+    family-wise control; the engine of ``varprop check`` and :func:`varprop.sweep`.
 
     Results are in the order of ``configs`` and bit-identical for any executor / worker count.
     """

@@ -8,7 +8,13 @@ or the varprop class.
 
 from __future__ import annotations
 
-__all__ = ["VarpropError", "InvalidArgument", "InvalidArgumentType", "VarpropWarning"]
+__all__ = [
+    "VarpropError",
+    "InvalidArgument",
+    "InvalidArgumentType",
+    "SimulationOverflowError",
+    "VarpropWarning",
+]
 
 
 class VarpropError(Exception):
@@ -21,6 +27,11 @@ class InvalidArgument(VarpropError, ValueError):
 
 class InvalidArgumentType(VarpropError, TypeError):
     """An argument has the wrong type (names the argument, its type and what is allowed)."""
+
+
+class SimulationOverflowError(VarpropError):
+    """Simulated statistics were requested past the layer where values left the dtype's finite
+    range (see ``SimulationResult.overflow_layer``) without ``valid_only=True``."""
 
 
 class VarpropWarning(UserWarning):

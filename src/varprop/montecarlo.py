@@ -138,7 +138,7 @@ from ._validation import (
     fail_type,
 )
 from .activations import Activation, resolve_activation
-from .errors import VarpropError
+from .errors import SimulationOverflowError
 from .schemes import InitScheme, resolve_scheme
 
 __all__ = [
@@ -194,10 +194,6 @@ ESTIMATES: tuple[str, ...] = (
 
 Engine = Literal["auto", "dense", "gaussian"]
 DType = Literal["float32", "float64"]
-
-
-class SimulationOverflowError(VarpropError):
-    """Statistics were requested that are invalid (overflow/underflow) without ``valid_only=True``."""
 
 
 # ----------------------------------------------------------------------------------------------

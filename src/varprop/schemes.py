@@ -116,6 +116,11 @@ class InitScheme:
     distribution: Distribution
     spec: Spec = field(repr=False)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle by name and parameters (the compiled NumPy functions are rebuilt on load), so
+        InitSchemes cross process and machine boundaries, e.g. to executor workers."""
+        return (_rebuild, (self.name, dict(self.params)))
+
     # ----- symbolic -------------------------------------------------------------------------
     def _spec_at(self, fan_in: object, fan_out: object) -> Mapping[str, sp.Expr]:
         n_in = FAN_IN if fan_in is None else exact(fan_in)
@@ -474,3 +479,8 @@ def resolve_scheme(init: object, *, argument: str = "init") -> InitScheme:
 def scheme_names(*, aliases: bool = False) -> list[str]:
     """Names of the registered schemes."""
     return SCHEMES.names(aliases=aliases)
+
+
+def _rebuild(name: str, params: dict[str, object]) -> InitScheme:
+    """Unpickling hook of :meth:`InitScheme.__reduce__`."""
+    return init_scheme(name, **params)

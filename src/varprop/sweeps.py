@@ -20,23 +20,18 @@ run.  (A configuration's verdict does depend on the family size through the fami
 hash sees the configuration as written: ``"he_normal"`` and ``init_scheme("he_normal")`` are
 different keys, hence different (equally valid) streams.
 
-Configurations cross process and machine boundaries by pickling.  Activations and init schemes
-built with parameters (``init_scheme("he_normal", mode="fan_out")``) hold compiled functions that
-``pickle`` cannot serialise; importing this module registers (:mod:`copyreg`) a reduction that
-ships them as ``(name, params)`` and rebuilds them on the worker.
+Configurations cross process and machine boundaries by pickling; activations and init schemes
+pickle by name and parameters (their ``__reduce__``) and are rebuilt on the worker.
 """
 
 from __future__ import annotations
 
-import copyreg
 import itertools
 import inspect
 import json
 import math
 import os
-import sys
 import time
-import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -46,29 +41,11 @@ import numpy as np
 
 from ._validation import check_choice, check_nonnegative_int, check_positive_int, check_probability
 from ._validation import did_you_mean, fail, fail_type
-from .activations import Activation, activation
 from .check import Verdict, check_matrix, config_seed, verify
-from .schemes import InitScheme, init_scheme
 
 __all__ = ["sweep", "SweepResult", "expand_grid", "config_seed"]
 
 _VERIFY_KEYS = tuple(inspect.signature(verify).parameters)
-
-
-# ----------------------------------------------------------------------------------------------
-# pickling of activations and schemes (by name and parameters)
-# ----------------------------------------------------------------------------------------------
-
-def _scheme_from(name: str, params: dict[str, Any]) -> InitScheme:
-    return init_scheme(name, **params)
-
-
-def _activation_from(name: str, params: dict[str, Any]) -> Activation:
-    return activation(name, **params)
-
-
-copyreg.pickle(InitScheme, lambda s: (_scheme_from, (s.name, dict(s.params))))
-copyreg.pickle(Activation, lambda a: (_activation_from, (a.name, dict(a.params))))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -391,18 +368,3 @@ def _progress(progress: object, total: int) -> tuple[Any, Callable[[int, int], o
         bar.refresh()
 
     return bar, update
-
-
-class _CallableModule(types.ModuleType):
-    """``varprop.sweep`` is both this module and the function of the same name.
-
-    Importing the submodule (``from varprop.sweep import SweepResult``) binds the *module* to the
-    package attribute ``varprop.sweep``, shadowing the lazily re-exported function; making the
-    module callable keeps ``varprop.sweep(configs, ...)`` working in every import order.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> SweepResult:
-        return sweep(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
