@@ -656,25 +656,39 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
         counts[status] = counts.get(status, 0) + 1
     blocks.append(_Para("Verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
                         + "."))
-    refuted = sorted({label for (label, _), rec in records.items()
-                      if rec is not None and rec["status"] == "refuted"})
-    if refuted:
+
+    def labelled(status: str) -> list[str]:
+        return sorted({label for (label, _), rec in records.items()
+                       if rec is not None and rec["status"] == status})
+
+    refuted, inconclusive = labelled("refuted"), labelled("inconclusive")
+    if refuted or inconclusive:
+        failed = refuted + inconclusive
         notes = []
         zero_mean_refuted = [r for r in refuted if derivations[r].zero_mean]
-        if any(not derivations[r].zero_mean for r in refuted):
+        if any(not derivations[r].zero_mean for r in failed):
             notes.append("With a non-zero weight mean (`uniform`, the seeds' U[0,1) weights) "
                          "every unit receives the same shift $\\mu_w\\sum_j a_j$; the "
                          "correlated mean field treats it as Gaussian, but after a non-linearity "
                          "it is not (one-sided for ReLU, bimodal for saturating activations), so "
                          "these predictions are rough beyond the first layer and the checker "
-                         "says so.")
+                         "says so (inconclusive where the replicate statistic is too "
+                         "heavy-tailed for any interval to be trusted).")
         if zero_mean_refuted:
             notes.append("For " + ", ".join(f"`{r}`" for r in zero_mean_refuted) + " the "
                          "prediction is the infinite-width limit; at width "
                          f"{VERIFY_WIDTH} the finite-width correction exceeds the checker's "
                          "declared tolerance.")
-        blocks.append(_Para("Refuted: " + ", ".join(f"`{r}`" for r in refuted) + ".  "
-                            + "  ".join(notes)))
+        zero_mean_open = [r for r in inconclusive if derivations[r].zero_mean]
+        if zero_mean_open:
+            notes.append("For " + ", ".join(f"`{r}`" for r in zero_mean_open) + " the document's "
+                         "Monte Carlo budget did not settle the question (a heavy-tailed replicate "
+                         "statistic, or an interval straddling a margin): neither confirmed nor "
+                         "refuted; `varprop.verify(..., budget=...)` with a larger budget decides.")
+        heads = [f"{title}: " + ", ".join(f"`{r}`" for r in labels) + "."
+                 for title, labels in (("Refuted", refuted), ("Inconclusive", inconclusive))
+                 if labels]
+        blocks.append(_Para("  ".join(heads + notes)))
 
     # -- figures ------------------------------------------------------------------------------
     files: list[GeneratedFile] = []
