@@ -137,6 +137,9 @@ def check_widths(
             raise fail("depth", depth, f"len(widths) - 1 = {len(ws) - 1} when widths is given")
         if fan_in is not None and check_positive_int("fan_in", fan_in) != ws[0]:
             raise fail("fan_in", fan_in, f"widths[0] = {ws[0]} when both are given")
+        if fan_out is not None and any(w != check_positive_int("fan_out", fan_out) for w in ws[1:]):
+            raise fail("fan_out", fan_out, f"every layer width widths[1:] = {list(ws[1:])} when "
+                       "both are given (or omit fan_out)")
         return ws
     if fan_in is None:
         raise fail("fan_in", fan_in, "a positive integer (or pass widths=[n_0, ..., n_L])")
