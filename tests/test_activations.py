@@ -131,6 +131,11 @@ def test_sigmoid_mean_is_one_half_so_second_moment_is_not_variance():
     assert second - (second - m**2) == pytest.approx(0.25, abs=1e-13)
 
 
+def test_numpy_scalar_variances_are_accepted():
+    tanh = activation("tanh")
+    assert tanh.gaussian_moments(0.0, np.float32(0.5)) == tanh.gaussian_moments(0.0, 0.5)
+
+
 def test_infinite_variance_limits():
     assert activation("tanh").gaussian_moments(0.0, math.inf)[1] == 1.0
     assert activation("sigmoid").gaussian_moments(0.0, math.inf)[1] == 0.5
@@ -158,6 +163,8 @@ BAD = [
     (lambda: activation("leaky_relu", negative_slope=float("inf")), ValueError, "negative_slope"),
     (lambda: activation(None), TypeError, "activation"),
     (lambda: activation("relu").gaussian_moments(0.0, -1.0), ValueError, "q"),
+    (lambda: activation("relu").gaussian_moments(0.0, float("nan")), ValueError, "q"),
+    (lambda: activation("relu").gaussian_moments(0.0, True), TypeError, "q"),
     (lambda: activation("relu").series_rules(0), ValueError, "order"),
 ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,7 +36,22 @@ def test_predict_unknown_name_exits_2_with_suggestion(capsys):
     assert "did you mean 'relu'" in capsys.readouterr().err
 
 
-def test_console_script_entry_point_runs():
-    proc = subprocess.run([sys.executable, "-m", "varprop", "predict", "linear", "lecun_normal",
-                           "--fan-in", "8"], capture_output=True, text=True, check=True)
+def test_overflow_is_strict_json_with_one_clean_warning(capsys):
+    # N(0,1) weights, width 512: Var z_l = 512^l leaves the float range near layer 114
+    assert main(["predict", "linear", "standard_normal", "--fan-in", "512", "--depth", "200",
+                 "--quantity", "preactivation", "--json"]) == 0
+    out, err = capsys.readouterr()
+    values = json.loads(out)["values"]["preactivation"]
+    assert values[0] == 512.0 and values[-1] == "inf"
+    assert err.count("varprop predict: warning:") == 1 and "float range" in err
+    assert "predict_cmd.py" not in err  # no source lines
+
+
+@pytest.mark.parametrize("command", [[sys.executable, "-m", "varprop"],
+                                     [str(Path(sys.executable).with_name("varprop"))]])
+def test_entry_points_run(command):
+    if not Path(command[0]).exists():
+        pytest.skip("console script not installed next to this interpreter")
+    proc = subprocess.run(command + ["predict", "linear", "lecun_normal", "--fan-in", "8"],
+                          capture_output=True, text=True, check=True)
     assert "linear" in proc.stdout

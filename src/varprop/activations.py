@@ -25,6 +25,7 @@ The next layer's pre-activation variance uses :math:`E[\phi(z)^2]`, not
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -220,8 +221,8 @@ class Activation:
         limit (e.g. :math:`E\tanh^2 \to 1`).
         """
         mu = check_real("mu", mu)
-        if not (isinstance(q, (int, float)) and (q == math.inf or q >= 0)):
-            raise fail("q", q, "a variance >= 0 (inf allowed)")
+        q = math.inf if isinstance(q, numbers.Real) and q == math.inf else (
+            check_nonnegative_real("q", q))
         if q == math.inf:
             return self._infinite_variance_moments()
         rules = self.closed_form

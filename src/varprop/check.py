@@ -50,6 +50,7 @@ from typing import Any, Literal
 import numpy as np
 
 from . import _stats
+from ._json import jsonable
 from ._validation import (
     check_choice,
     check_nonnegative_int,
@@ -214,7 +215,7 @@ class Verdict:
         skewness of a statistic whose log-scale variance overflows, becomes ``"inf"``/``"-inf"``)."""
         out = asdict(self)
         out["config"] = dict(self.config)
-        return {k: _jsonable(v) for k, v in out.items()}
+        return {k: jsonable(v) for k, v in out.items()}
 
     def __str__(self) -> str:
         cfg = self.config
@@ -243,24 +244,6 @@ def _short_widths(ws: object) -> str:
     if len(set(ws[1:])) == 1:
         return f"{ws[0]}->{ws[1]} x {len(ws) - 1}"
     return "[" + ",".join(map(str, ws)) + "]"
-
-
-def _jsonable(v: object) -> object:
-    """``v`` as strict JSON: containers recursed, NumPy scalars unwrapped, infinities spelt out."""
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        v = float(v)
-        return v if math.isfinite(v) else ("inf" if v > 0 else "-inf" if v < 0 else "nan")
-    if isinstance(v, (str, int)) or v is None:
-        return v
-    return repr(v)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -595,6 +595,10 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
                 else "recursion on $(D_l, C_l)$ (see the derivation)"
         fp = "—" if d.fixed_point is None else f"$q^* = {_latex(d.fixed_point)}$"
         st = _stability_cell(d.stability)
+        if d.fixed_point is None and d.stability is None and d.homogeneous:
+            c = d.hidden_factor
+            st = (f"no fixed point; factor ${_latex(c)}$"
+                  + (" (critical)" if not getattr(c, "free_symbols", None) and c == 1 else ""))
         depth_rows.append((f"`{label}`", what, fp, st))
     blocks.append(_Table(("Scheme", "last layer / recursion", "fixed point", "stability"),
                          tuple(depth_rows)))

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
-from ..errors import VarpropError
+from ..errors import VarpropError, VarpropWarning
 
 SUBCOMMANDS = ("predict", "check", "derive")
 
@@ -37,11 +38,29 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except VarpropError as exc:
-        print(f"varprop {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", VarpropWarning)
+        try:
+            status = int(args.func(args) or 0)
+        except VarpropError as exc:
+            print(f"varprop {args.command}: error: {exc}", file=sys.stderr)
+            status = 2
+    _report_warnings(args.command, caught)
+    return status
+
+
+def _report_warnings(command: str, caught: list[warnings.WarningMessage]) -> None:
+    """Print varprop's own warnings once each as ``varprop CMD: warning: ...`` (no source lines);
+    re-emit any other warning unchanged."""
+    seen: set[str] = set()
+    for w in caught:
+        if not issubclass(w.category, VarpropWarning):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
+            continue
+        text = str(w.message)
+        if text not in seen:
+            seen.add(text)
+            print(f"varprop {command}: warning: {text}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,7 @@ import json
 
 import numpy as np
 
+from .._json import jsonable
 from ..activations import activation as build_activation
 from ..predict import METHODS, QUANTITIES, predict_variance
 from ..schemes import init_scheme
@@ -27,9 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fan-in", type=int, required=False, help="input width n_0")
     p.add_argument("--fan-out", type=int, default=None, help="hidden width n_1..n_L (default fan-in)")
     p.add_argument("--widths", type=str, default=None, help="comma list n_0,...,n_L instead of fan-in/out/depth")
-    p.add_argument("--depth", type=int, default=1)
-    p.add_argument("--input-variance", type=float, default=1.0)
-    p.add_argument("--bias-variance", type=float, default=0.0)
+    p.add_argument("--depth", type=int, default=1, help="number of layers L (default 1)")
+    p.add_argument("--input-variance", type=float, default=1.0,
+                   help="second moment of the zero-mean inputs (default 1)")
+    p.add_argument("--bias-variance", type=float, default=0.0,
+                   help="variance of the N(0, .) biases (default 0)")
     p.add_argument("--quantity", action="append", choices=QUANTITIES,
                    help="repeatable; default: preactivation, activation, gradient")
     p.add_argument("--method", choices=METHODS, default="auto")
@@ -56,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         config = {"activation": repr(act), "init": repr(scheme), "method": args.method, **shape,
                   "input_variance": args.input_variance, "bias_variance": args.bias_variance}
-        print(json.dumps({"config": config, "layers": list(range(1, depth + 1)),
-                          "values": {q: [float(x) for x in v] for q, v in table.items()}}, indent=2))
+        print(json.dumps(jsonable({"config": config, "layers": list(range(1, depth + 1)),
+                                   "values": table}), indent=2, allow_nan=False))
         return 0
     print(f"# {act!r} with {scheme!r}, method={args.method}")
     header = ["layer"] + list(quantities)

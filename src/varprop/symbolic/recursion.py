@@ -468,7 +468,7 @@ class _Builder:
             else:
                 cond = sp.Lt(c, 1, evaluate=False)
                 if _is_one(c) or _truth(sp.Lt(c, 1)) is False:
-                    self.stability = cond
+                    self.stability = None  # no fixed point: nothing to attract
                     self.add("fixed_point", "fixed_point", "No fixed point",
                              "The factor is >= 1 and sigma_b^2 > 0 is added each layer: q grows without "
                              "bound, there is no fixed point.", _eq(FWD, c),
@@ -480,8 +480,11 @@ class _Builder:
                              "With bias, q* = sigma_b^2 / (1 - c) exists (and attracts) when the "
                              "hidden-layer factor c < 1.", _eq(Q_STAR, self.fixed_point),
                              "solve c q + sigma_b^2 = q")
-            self.add("fixed_point", "stability", "Stability", "The fixed point attracts iff the "
-                     "hidden-layer factor (here also chi) is below 1; chi = 1 is the critical line.",
+            text = ("The fixed point attracts iff the hidden-layer factor (here also chi) is below 1; "
+                    "chi = 1 is the critical line." if self.fixed_point is not None else
+                    "There is no fixed point to attract; chi (here also the forward factor) says how "
+                    "fast signals grow: chi = 1 is the critical line.")
+            self.add("fixed_point", "stability", "Stability", text,
                      _eq(CHI, _simp(N_OUT * self.v_c * self.kd)), "f'(q) = c and chi = c for homogeneous phi")
             return
         f0 = None if self.s0 is None else sp.limit(self.s0, Q, 0, "+")
