@@ -595,7 +595,7 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
                 else "recursion on $(D_l, C_l)$ (see the derivation)"
         fp = "—" if d.fixed_point is None else f"$q^* = {_latex(d.fixed_point)}$"
         st = _stability_cell(d.stability)
-        if d.fixed_point is None and d.stability is None and d.homogeneous:
+        if d.fixed_point is None and d.stability is None and d.homogeneous and d.zero_mean:
             c = d.hidden_factor
             st = (f"no fixed point; factor ${_latex(c)}$"
                   + (" (critical)" if not getattr(c, "free_symbols", None) and c == 1 else ""))
