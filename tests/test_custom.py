@@ -212,6 +212,7 @@ def test_typos_get_suggestions(typo: str, suggestion: str) -> None:
     ("max(x)", "takes 2"),
     ("", "non-empty"),
     ("x +", "parse"),
+    ("-" * 490 + "x", "less deeply nested"),  # used to escape as RecursionError from ast.unparse
 ])
 def test_invalid_expressions(text: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
@@ -233,3 +234,24 @@ def test_whitelist_functions_all_work() -> None:
         act = vp.activation(text)
         m = act.gaussian_moments(0.0, 1.0)
         assert all(math.isfinite(v) for v in m), name
+
+
+@pytest.mark.parametrize("a, q", [(1.0, 1.0), (1.0, 9.0), (1.0, 36.0), (6.0, 1.0), (1.0, 100.0)])
+def test_fast_growing_activations_integrate_their_whole_mass(a: float, q: float) -> None:
+    # E[exp(a z)] = exp(a^2 q / 2), E[exp(a z)^2] = exp(2 a^2 q) (lognormal moments, by hand): the
+    # integrand peaks at t = 2 a sqrt(q), beyond the default |t| <= 12 window from a^2 q = 36 on
+    m = vp.activation(f"exp({a}*x)").gaussian_moments(0.0, q)
+    assert m[0] == pytest.approx(math.exp(a * a * q / 2), rel=1e-12)
+    assert m[1] == pytest.approx(math.exp(2 * a * a * q), rel=1e-12)
+    assert m[3] == pytest.approx(a * a * math.exp(2 * a * a * q), rel=1e-12)
+
+
+def test_divergent_gaussian_moments_are_errors_or_inf_never_truncated() -> None:
+    # E[exp(z^2)] is finite iff q < 1/2: 1/sqrt(1 - 2q); at q = 0.2 that is sqrt(5/3)
+    assert vp.activation("exp(x**2)").gaussian_moments(0.0, 0.2)[0] == pytest.approx(
+        math.sqrt(5 / 3), rel=1e-10)
+    with pytest.raises(vp.VarpropError, match="does not converge"):
+        vp.activation("exp(x**2)").gaussian_moments(0.0, 1.0)
+    # a one-signed divergent integrand is +inf: E[exp(z^2/2)^2] at q = 1 diverges
+    m = vp.activation("exp(x**2/8)").gaussian_moments(0.0, 2.0)  # E phi^2 = E exp(z^2/4): q/2 = 1 -> inf
+    assert m[0] == pytest.approx(1 / math.sqrt(1 - 2 * 2.0 / 8), rel=1e-10) and m[1] == math.inf

@@ -224,11 +224,12 @@ def parse_expression(text: str) -> tuple[sp.Expr, str]:
                        + did_you_mean(body.id, _known_words()))
     try:
         expr = _Builder(stripped).build(body)
+        canonical = ast.unparse(body)
     except RecursionError:
         raise fail("activation", text[:40], "a less deeply nested expression") from None
     if not isinstance(expr, sp.Expr) or not expr.has(X):
         raise fail("activation", text, "an expression that depends on x (a constant is not an activation)")
-    return expr, ast.unparse(body)
+    return expr, canonical
 
 
 # ----------------------------------------------------------------------------------------------
