@@ -211,3 +211,27 @@ def test_sequential_power_heavy_tailed_ten_percent_off() -> None:
                           _sizes(2**18), s)
         refuted += out.status == "refuted"
     assert refuted >= 99
+
+
+@pytest.mark.parametrize("size", [1e-200, 1e-310, 1e300])
+def test_interval_depends_on_the_shape_of_the_data_not_their_size(size: float) -> None:
+    # moment sums of 1e-200 underflow and of 1e300 overflow: before scaling, the first looked like
+    # a zero-variance statistic (and refuted true predictions), the second gave (-inf, inf)
+    x = np.random.default_rng(5).lognormal(size=200)
+    ref = _stats.mean_interval(x, 0.01)
+    got = _stats.mean_interval(x * size, 0.01)
+    assert got.method == "hall-t" and got.heavy_tailed == ref.heavy_tailed
+    assert got.lo / size == pytest.approx(ref.lo, rel=1e-12)
+    assert got.hi / size == pytest.approx(ref.hi, rel=1e-12)
+    assert got.p_greater(ref.estimate * size * 0.9) == pytest.approx(ref.p_greater(ref.estimate * 0.9))
+
+
+def test_replicates_needed_never_overflows() -> None:
+    assert _stats.replicates_needed(2.0) == 100.0
+    assert _stats.replicates_needed(1e200) == math.inf == _stats.replicates_needed(math.inf)
+
+
+def test_a_known_skewness_floors_the_guard() -> None:
+    x = np.random.default_rng(1).normal(size=64)  # sample skewness ~ 0
+    assert not _stats.mean_interval(x, 0.01).heavy_tailed
+    assert _stats.mean_interval(x, 0.01, guard_skewness=4.0).heavy_tailed  # needs 400 replicates

@@ -75,8 +75,10 @@ def replicates_needed(skewness: float) -> float:
 
     ``math.inf`` when :math:`\gamma` is infinite (log-scale variance beyond ~700: no finite
     budget makes a mean interval trustworthy), never an ``OverflowError``."""
-    need = COCHRAN_FACTOR * float(skewness) ** 2
-    return need if not math.isfinite(need) else float(math.ceil(need))
+    gamma = abs(float(skewness))
+    if not gamma < 1e150:  # gamma^2 would overflow (and NaN asks for everything)
+        return math.inf
+    return float(math.ceil(COCHRAN_FACTOR * gamma * gamma))
 _BOOTSTRAP_SLACK = 0.5
 
 
@@ -204,7 +206,10 @@ def mean_interval(
     shift : float
         Added to the mean and the interval (used by :func:`delta_interval`).
     guard_skewness : float, optional
-        Skewness to use in the heavy-tail guard (default: from ``x``).
+        A floor for the skewness used by the heavy-tail guard (which otherwise takes the larger
+        of the sample and log-normal skewness of ``x``): pass the skewness the statistic is known
+        to have, since the sample skewness of a small sample is biased low exactly in the runs
+        whose interval misses.
     bootstrap : bool
         Run the bootstrap cross-check when affordable.
     """
@@ -212,16 +217,24 @@ def mean_interval(
     n = int(x.size)
     if n < 2:
         raise ValueError(f"need at least 2 replicates for an interval, got {n}")
+    top = float(np.max(np.abs(x)))
+    if not math.isfinite(top):
+        raise ValueError("replicate statistics must be finite")
+    # work in units of a power of two near max|x| (exact): the interval depends on the shape of
+    # the data, not on their size (1e-200 or 1e300 would under/overflow the moment sums)
+    scale = math.ldexp(1.0, math.frexp(top)[1]) if top > 0.0 else 1.0
+    x = x / scale
     mean = float(np.mean(x))
     sd = float(np.std(x, ddof=1))
     spread = float(np.max(x) - np.min(x))
     if spread == 0.0 or sd == 0.0 or sd <= 1e-15 * abs(mean):
         # zero-variance statistic (e.g. orthogonal linear nets): compare directly
-        est = mean + shift
-        return MeanInterval(est, est, est, 0.0, n, alpha, 0.0, False, "exact", None, 0.0, mean, shift)
+        est = mean * scale + shift
+        return MeanInterval(est, est, est, 0.0, n, alpha, 0.0, False, "exact", None, 0.0,
+                            mean * scale, shift)
     se = sd / math.sqrt(n)
     g_hat = sample_skewness(x)
-    gamma_guard = max(abs(g_hat), lognormal_skewness(x)) if guard_skewness is None else guard_skewness
+    gamma_guard = max(abs(g_hat), lognormal_skewness(x), abs(guard_skewness or 0.0))
     lo, hi = _studentized_interval(mean, se, g_hat, n, alpha)
     heavy = n < replicates_needed(gamma_guard)
     boot: tuple[float, float] | None = None
@@ -230,9 +243,10 @@ def mean_interval(
         half = 0.5 * (hi - lo)
         if boot[0] < lo - _BOOTSTRAP_SLACK * half or boot[1] > hi + _BOOTSTRAP_SLACK * half:
             heavy = True
-        boot = (boot[0] + shift, boot[1] + shift)
-    return MeanInterval(mean + shift, lo + shift, hi + shift, se, n, alpha, float(gamma_guard),
-                        bool(heavy), "hall-t", boot, g_hat, mean, shift)
+        boot = (boot[0] * scale + shift, boot[1] * scale + shift)
+    return MeanInterval(mean * scale + shift, lo * scale + shift, hi * scale + shift, se * scale, n,
+                        alpha, float(gamma_guard), bool(heavy), "hall-t", boot, g_hat,
+                        mean * scale, shift)
 
 
 def _bootstrap_t(x: np.ndarray, alpha: float, rng: np.random.Generator) -> tuple[float, float]:

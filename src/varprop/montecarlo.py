@@ -241,6 +241,9 @@ class SimulationResult:
         Wall-clock seconds.
     valid, gradient_valid : ndarray of bool, shape (replicates, depth)
         Where forward / backward statistics are valid.
+    input_second : ndarray, shape (replicates,)
+        The realised input's :math:`\overline{x^2}` per replicate (units and batch): what layer 1's
+        one-step map is conditioned on.
     nonfinite_layer_per_replicate, underflow_layer_per_replicate : ndarray of int
         First forward layer (1-based) with a non-finite value / an underflow; 0 = never.
     gradient_nonfinite_layer_per_replicate, gradient_underflow_layer_per_replicate : ndarray of int
@@ -273,6 +276,7 @@ class SimulationResult:
     gradient_underflow_layer_per_replicate: np.ndarray = field(repr=False)
     valid: np.ndarray = field(repr=False)
     gradient_valid: np.ndarray = field(repr=False)
+    input_second: np.ndarray = field(repr=False)
 
     QUANTITIES = QUANTITIES
     ESTIMATES = ESTIMATES
@@ -1050,7 +1054,8 @@ def _finish(plan: _Plan, stats: dict[str, np.ndarray], act: Activation, scheme: 
         mask = gvalid if k in BACKWARD_QUANTITIES else valid
         public[k] = np.where(mask, public[k], 0.0)
         public[k].setflags(write=False)
-    for arr in (nonfinite, underflow, g_nonfinite, g_underflow, valid, gvalid):
+    input_second = np.array(stats["_input_second"], dtype=float)
+    for arr in (nonfinite, underflow, g_nonfinite, g_underflow, valid, gvalid, input_second):
         arr.setflags(write=False)
     return SimulationResult(
         activation=act, init=scheme, widths=ws, input_variance=input_variance,
@@ -1059,4 +1064,5 @@ def _finish(plan: _Plan, stats: dict[str, np.ndarray], act: Activation, scheme: 
         block_size=block, elapsed=elapsed, _stats=public,
         nonfinite_layer_per_replicate=nonfinite, underflow_layer_per_replicate=underflow,
         gradient_nonfinite_layer_per_replicate=g_nonfinite,
-        gradient_underflow_layer_per_replicate=g_underflow, valid=valid, gradient_valid=gvalid)
+        gradient_underflow_layer_per_replicate=g_underflow, valid=valid, gradient_valid=gvalid,
+        input_second=input_second)
