@@ -232,6 +232,16 @@ def test_bad_arguments(kwargs: dict, exc: type, name: str) -> None:
         verify("relu", "he_normal", **{**base, **kwargs})
 
 
+def test_unit_spread_of_non_zero_mean_weights_needs_a_user_prediction() -> None:
+    shifted = varprop.init_scheme("normal", mean=0.1, std=0.3)
+    with pytest.raises(ValueError, match="shared|shift"):
+        verify("relu", shifted, fan_in=256, quantity="preactivation", target="unit_spread")
+    # the spread leaves out the shared shift: E s^2(z_1) = n std^2 E x^2 = 256 * 0.09 = 23.04
+    v = verify("relu", shifted, fan_in=256, quantity="preactivation", target="unit_spread",
+               predicted=23.04, seed=0)
+    assert v.confirmed, v
+
+
 def test_bad_arguments_verify_many() -> None:
     with pytest.raises(TypeError, match=r"configs\[0\]"):
         verify_many(["relu"])

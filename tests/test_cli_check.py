@@ -54,7 +54,9 @@ def test_exit_status_1_when_refuted(capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("extra", [["--quantity", "bogus"], ["--fan-in", "abc"],
-                                   ["--workers", "0"], ["--init", "he_nromal"]])
+                                   ["--workers", "0"], ["--init", "he_nromal"],
+                                   ["--depth", "0"], ["--fan-in", "-3"], ["--rtol", "0"],
+                                   ["--budget", "3"]])
 def test_bad_usage_exit_2(capsys, extra):
     assert main(BASE + extra) == 2
     err = capsys.readouterr().err
@@ -75,3 +77,20 @@ def test_scheduler_without_distributed(capsys, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake)
     assert main(BASE + ["--scheduler", "tcp://127.0.0.1:1"]) == 2
     assert "distributed" in capsys.readouterr().err
+
+
+def test_names_with_parameters_and_expressions_survive_the_comma_lists(capsys):
+    # commas between a name's parameters and inside an expression are not list separators
+    args = ["check", "--activation", "max(x,0),relu", "--init", "normal:std=0.125,mean=0.0",
+            "--fan-in", "16", "--depth", "1", "--quantity", "preactivation", "--json",
+            "--no-progress", "--budget", "8192"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)["results"]
+    assert [(r["config"]["activation"], r["config"]["init"]) for r in rows] == [
+        ("max(x,0)", "normal:std=0.125,mean=0.0"), ("relu", "normal:std=0.125,mean=0.0")]
+    assert all(r["verdict"]["status"] == "confirmed" for r in rows)
+
+
+def test_every_row_an_error_is_not_a_pass(capsys, monkeypatch):
+    monkeypatch.setattr(check_cmd, "check_matrix", lambda configs, **kw: ["InvalidArgument: x"] * len(configs))
+    assert main(BASE + ["--quantity", "preactivation"]) == 2

@@ -51,6 +51,7 @@ import numpy as np
 
 from . import _stats
 from ._json import jsonable
+from ._named import build_named
 from ._validation import (
     check_choice,
     check_nonnegative_int,
@@ -683,6 +684,11 @@ def verify(
         if ws[lay] < 2:
             raise fail("target", target, f"'ensemble': layer {lay} has a single unit, so it has "
                        "no across-unit spread")
+        if not scheme.is_zero_mean and predicted is None:
+            raise fail("target", target, "'ensemble' for a non-zero-mean scheme, or pass your "
+                       "own predicted= spread: with weight mean mu_w every unit shares the shift "
+                       "mu_w * sum_j a_j, which the spread across units leaves out, so the "
+                       "library's (ensemble) variance is not a prediction of it")
     user = predicted is not None
     shape = dict(widths=list(ws), input_variance=in_var, bias_variance=b_var)
     pred_kwargs = dict(widths=list(ws), depth=L, input_variance=in_var, bias_variance=b_var,
@@ -979,34 +985,11 @@ def config_seed(config: Mapping[str, Any], seed: int = 0) -> int:
     return _look_seed(seed, zlib.crc32(key.encode()), 2)
 
 
-def _resolve_named(kind: str, value: Any) -> Any:
-    """``"he_normal:mode=fan_out"`` -> ``init_scheme("he_normal", mode="fan_out")`` (literal values
-    only, read with :func:`ast.literal_eval`); other values unchanged."""
-    if not isinstance(value, str) or ":" not in value:
-        return value
-    import ast
-    name, _, rest = value.partition(":")
-    params: dict[str, Any] = {}
-    for item in filter(None, (p.strip() for p in rest.split(","))):
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise fail(kind, value, "NAME or NAME:key=value,key=value")
-        try:
-            params[key.strip()] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            params[key.strip()] = text.strip()
-    if kind == "init":
-        from .schemes import init_scheme
-        return init_scheme(name.strip(), **params)
-    from .activations import activation as make_activation
-    return make_activation(name.strip(), **params)
-
-
 def _run_one(kwargs: dict[str, Any]) -> Verdict | str:
     try:
         kwargs = dict(kwargs)
-        act = _resolve_named("activation", kwargs.pop("activation"))
-        init = _resolve_named("init", kwargs.pop("init"))
+        act = build_named("activation", kwargs.pop("activation"))
+        init = build_named("init", kwargs.pop("init"))
         return verify(act, init, **kwargs)
     except VarpropError as exc:  # an impossible configuration is reported, not fatal
         return f"{type(exc).__name__}: {exc}"

@@ -7,7 +7,8 @@ Examples::
     varprop check --activation tanh,sigmoid --quantity gradient --workers 2
     varprop check --scheduler tcp://127.0.0.1:8786        # a Dask cluster (needs distributed)
 
-Exit status: 0 nothing refuted, 1 something refuted, 2 bad usage.  The family-wise error (Holm
+Exit status: 0 nothing refuted, 1 something refuted, 2 bad usage (or a configuration that could
+not be checked at all).  The family-wise error (Holm
 over the whole matrix) is at most ``--alpha``.
 """
 
@@ -18,8 +19,12 @@ import json
 import sys
 from typing import Any
 
-from ..check import QUANTITIES, Verdict, check_matrix, default_matrix
+from .._named import build_named
+from .._validation import check_choice, check_positive_int
+from ..activations import resolve_activation
+from ..check import QUANTITIES, Verdict, _check_common, check_matrix, default_matrix
 from ..errors import InvalidArgument
+from ..schemes import resolve_scheme
 from ._common import comma_list
 
 
@@ -60,9 +65,10 @@ def _ints(values: list[str] | None, name: str) -> list[int] | None:
     out = []
     for v in values:
         try:
-            out.append(int(v))
+            number = int(v)
         except ValueError:
             raise InvalidArgument(f"{name}={v!r} is not allowed: a positive integer") from None
+        out.append(check_positive_int(name, number))
     return out
 
 
@@ -100,7 +106,11 @@ def _executor(args: argparse.Namespace) -> tuple[Any, Any]:
             raise InvalidArgument(
                 f"scheduler={args.scheduler!r} is not allowed: the Dask 'distributed' package is "
                 "not installed (pip install distributed)") from None
-        client = Client(args.scheduler)
+        try:
+            client = Client(args.scheduler, timeout=30)
+        except (OSError, TimeoutError) as exc:
+            raise InvalidArgument(f"scheduler={args.scheduler!r} is not allowed: no Dask scheduler "
+                                  f"answered there ({type(exc).__name__}: {exc})") from None
         return client.get_executor(), client
     if args.workers < 1:
         raise InvalidArgument(f"workers={args.workers!r} is not allowed: an integer >= 1")
@@ -117,13 +127,14 @@ def run(args: argparse.Namespace) -> int:
         common["budget"] = args.budget
     elif args.quick:
         common["budget"] = 4096
-    from ..activations import resolve_activation
-    from ..check import _resolve_named
-    from ..schemes import resolve_scheme
-    for name in args.activation or []:  # unknown names are usage errors (exit 2), not results
-        resolve_activation(_resolve_named("activation", name))
+    # bad options are usage errors (exit 2) before any simulation, not rows of errors
+    _check_common(args.rtol, args.alpha, None, args.seed, common.get("budget"), "float64")
+    for name in args.activation or []:
+        resolve_activation(build_named("activation", name))
     for name in args.init or []:
-        resolve_scheme(_resolve_named("init", name))
+        resolve_scheme(build_named("init", name))
+    for name in args.quantity or []:
+        check_choice("quantity", name, QUANTITIES)
     configs = default_matrix(activations=args.activation, inits=args.init,
                              fan_ins=_ints(args.fan_in, "fan_in"),
                              depths=_ints(args.depth, "depth"), quantities=args.quantity,
@@ -137,7 +148,6 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         if owner is not None:
             (owner.shutdown if hasattr(owner, "shutdown") else owner.close)()
-    refuted = any(isinstance(r, Verdict) and r.refuted for r in results)
     if args.json:
         rows = [{"config": cfg, "verdict": r.to_dict() if isinstance(r, Verdict) else None,
                  "error": None if isinstance(r, Verdict) else r}
@@ -147,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"alpha": args.alpha, "seed": args.seed, "correction": "holm",
                           "counts": counts, "errors": sum(not isinstance(r, Verdict) for r in results),
                           "results": rows}, indent=2))
-        return 1 if refuted else 0
+        return _status(results)
     header = (f"{'activation':<11} {'init':<21} {'n':>5} {'L':>3} {'quantity':<15} "
               f"{'predicted':>11} {'estimate':>11} {'rel. interval':>21} {'reps':>7}  verdict")
     print(header)
@@ -170,4 +180,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{counts['confirmed']} confirmed, {counts['refuted']} refuted, "
           f"{counts['inconclusive']} inconclusive of {len(results)} "
           f"(Holm family-wise alpha={args.alpha}, seed={args.seed})")
-    return 1 if refuted else 0
+    return _status(results)
+
+
+def _status(results: list[Verdict | str]) -> int:
+    """1 if anything is refuted, else 2 if some configuration could not be checked, else 0."""
+    if any(isinstance(r, Verdict) and r.refuted for r in results):
+        return 1
+    return 2 if any(not isinstance(r, Verdict) for r in results) else 0
