@@ -387,6 +387,15 @@ def test_backward_overflow_is_reported_separately(engine):
 
 
 @pytest.mark.parametrize("engine", ["gaussian", "dense"])
+def test_no_underflow_is_reported_after_an_overflow(engine):
+    # the seeds' N(0,1) net, batch 3: overflowed replicates' activations are zeroed, which used to
+    # be reported as an underflow one layer later on the Gaussian engine
+    res = simulate("linear", "standard_normal", fan_in=100, depth=45, batch=3, replicates=16,
+                   dtype="float32", seed=0, engine=engine)
+    assert res.overflow_layer == 38 and res.underflow_layer is None
+
+
+@pytest.mark.parametrize("engine", ["gaussian", "dense"])
 def test_underflow_is_reported_and_masked(engine):
     # variance factor n std^2 = 0.01 per layer: max |z_L| = std ||x_{L-1}|| max|g| with
     # E ln(std^2 ||x_{L-1}||^2) = L (psi(n/2) + ln 2 + ln std^2); every |z_L| < tiny(float32)

@@ -1030,7 +1030,10 @@ def _finish(plan: _Plan, stats: dict[str, np.ndarray], act: Activation, scheme: 
     prev = np.column_stack([stats["_input_second"], stats["activation_second"][:, :-1]])
     flush = stats["_flush"] & (prev > 0)
     nonfinite = _first_true(fwd_bad)
-    underflow = _first_true(flush & ~fwd_bad)
+    # an underflow counts only before the first non-finite layer (after it the engine zeroes the
+    # replicate's activations, which would look like a flush to zero)
+    after_overflow = np.cumsum(fwd_bad, axis=1) > 0
+    underflow = _first_true(flush & ~after_overflow)
     bwd_bad = np.zeros((replicates, L), dtype=bool)
     for k in BACKWARD_QUANTITIES:
         bwd_bad |= ~np.isfinite(stats[k])

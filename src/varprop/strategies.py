@@ -184,7 +184,10 @@ def assert_variance_preserved(activation_: Any, init: Any, /, *, fan_in: int, de
     not be refuted and must be confirmed within ``rtol``.  Raises ``AssertionError`` with the
     :class:`Verdict` otherwise."""
     from .predict import predict_variance
-    first = float(predict_variance(activation_, init, fan_in=fan_in, depth=1, quantity=quantity))
+    shared = {k: kwargs[k] for k in ("fan_out", "input_variance", "bias_variance", "method")
+              if k in kwargs}  # the same network as the one verified, one layer deep
+    first = float(predict_variance(activation_, init, fan_in=fan_in, depth=1, quantity=quantity,
+                                   **shared))
     verdict = verify(activation_, init, fan_in=fan_in, depth=depth, quantity=quantity,
                      predicted=first, rtol=rtol, **kwargs)
     if not verdict.confirmed:
