@@ -156,3 +156,11 @@ def test_seed_loop_is_seeded_and_reproduces_the_float32_underflow():
 def test_bad_input_names_the_argument(fn, kwargs):
     with pytest.raises(ValueError, match="fan_in"):
         fn(**kwargs)
+
+
+def test_overflow_verdict_confirms_only_the_most_likely_printed_index():
+    # 003.1: the model's first overflow is 31, but the cell's NaN-of-the-norm is 32 in most runs
+    loop = {"first_nan": {"31": 70, "32": 130}}
+    assert sc._overflow_verdict(True, 31, 31, loop) == "explained"
+    assert sc._overflow_verdict(True, 32, 32, loop) == "confirmed"
+    assert sc._overflow_verdict(False, 31, 31, loop) == "refuted"
