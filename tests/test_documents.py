@@ -106,6 +106,20 @@ def test_latex_format():
     assert "\\begin{longtable}" in tex
 
 
+def test_latex_figures_are_pdf_that_latex_can_include(tmp_path):
+    # pdflatex's graphicx cannot read SVG: LaTeX documents get a PDF figure, byte-identical
+    # when regenerated (no creation date)
+    make = lambda: documents.activation_document("linear", ["lecun_normal"], budget="quick",
+                                                 format="latex")
+    files = {f.path: f.content for f in make()}
+    pdf = files["figures/linear.pdf"]
+    assert isinstance(pdf, bytes) and pdf.startswith(b"%PDF") and b"CreationDate" not in pdf
+    assert "\\includegraphics[width=\\textwidth]{figures/linear.pdf}" in files["linear.tex"]
+    assert {f.path: f.content for f in make()} == files
+    documents.write(make(), tmp_path)
+    assert (tmp_path / "figures" / "linear.pdf").read_bytes() == pdf
+
+
 def test_critical_condition_against_hand_derived_values():
     assert documents.critical_nsw2(varprop.activation("relu")) == pytest.approx((2.0, 0.0), abs=1e-6)
     assert documents.critical_nsw2(varprop.activation("linear")) == pytest.approx((1.0, 0.0), abs=1e-6)

@@ -236,10 +236,8 @@ def _render_latex(blocks: Sequence[_Block], title: str) -> str:
             out += [" & ".join(_tex_inline(c) for c in row) + " \\\\" for row in b.rows]
             out += ["\\end{longtable}", ""]
         elif isinstance(b, _Figure):
-            pdf = b.path
             out += ["\\begin{figure}[h]", "\\centering",
-                    f"% SVG figure: convert {pdf} to PDF for LaTeX (e.g. with rsvg-convert)",
-                    f"\\includegraphics[width=\\textwidth]{{{pdf.rsplit('.', 1)[0]}}}",
+                    f"\\includegraphics[width=\\textwidth]{{{b.path}}}",
                     f"\\caption{{{_tex_inline(b.caption)}}}", "\\end{figure}", ""]
         else:
             out += [b.latex.rstrip("\n"), ""]
@@ -360,9 +358,11 @@ def _curve_records(act: Activation, store: MonteCarloStore, b: Budget,
 # figures
 # ----------------------------------------------------------------------------------------------
 
-def _figure_svg(act: Activation, curves: dict[str, Any]) -> str | None:
-    """SVG of variance against depth, forward and backward: predicted lines, Monte Carlo points
-    with 95% intervals.  ``None`` if matplotlib is not installed."""
+def _figure(act: Activation, curves: dict[str, Any], kind: Literal["svg", "pdf"] = "svg"
+            ) -> str | bytes | None:
+    """Variance against depth, forward and backward: predicted lines, Monte Carlo points with 95%
+    intervals; SVG text (Markdown documents) or PDF bytes (LaTeX documents), both without dates
+    so that regeneration is byte-identical.  ``None`` if matplotlib is not installed."""
     try:
         import matplotlib
     except ImportError:
@@ -398,9 +398,14 @@ def _figure_svg(act: Activation, curves: dict[str, Any]) -> str | None:
         axes[0].legend(fontsize=6, loc="best")
         fig.suptitle(f"{_TITLES.get(act.name, act.name)}: variance against depth")
         fig.tight_layout()
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg", metadata={
-            "Date": None, "Creator": f"varprop with matplotlib {matplotlib.__version__}"})
+        maker = f"varprop with matplotlib {matplotlib.__version__}"
+        buf: io.StringIO | io.BytesIO
+        if kind == "svg":
+            buf = io.StringIO()
+            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": maker})
+        else:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="pdf", metadata={"CreationDate": None, "Creator": maker})
         plt.close(fig)
     return buf.getvalue()
 
@@ -414,7 +419,7 @@ class GeneratedFile:
     """A file the generator writes (path relative to the output folder)."""
 
     path: str
-    content: str
+    content: str | bytes  # bytes for binary files (PDF figures)
 
 
 @dataclass
@@ -698,10 +703,11 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
     files: list[GeneratedFile] = []
     blocks.append(_Heading(2, "Figures", "figures"))
     curves = _curve_records(a, store, b, tick) if figures else {}
-    svg = _figure_svg(a, curves) if figures else None
-    if svg is not None:
-        files.append(GeneratedFile(f"figures/{name}.svg", svg))
-        blocks.append(_Figure(f"figures/{name}.svg",
+    kind = "svg" if format == "markdown" else "pdf"  # pdflatex's graphicx cannot read SVG
+    image = _figure(a, curves, kind) if figures else None
+    if image is not None:
+        files.append(GeneratedFile(f"figures/{name}.{kind}", image))
+        blocks.append(_Figure(f"figures/{name}.{kind}",
                               f"{_TITLES.get(name, name)}, width {FIGURE_WIDTH}: predicted "
                               f"$E[z_l^2]$ and $E[(\\partial\\mathcal L/\\partial a_{{l-1}})^2]$ "
                               f"(lines) and Monte Carlo means with 95% intervals (points) for "
@@ -863,7 +869,10 @@ def write(files: Iterable[GeneratedFile], out: str | Path) -> list[Path]:
     for f in files:
         path = root / f.path
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f.content, encoding="utf-8")
+        if isinstance(f.content, bytes):
+            path.write_bytes(f.content)
+        else:
+            path.write_text(f.content, encoding="utf-8")
         written.append(path)
     return written
 
@@ -947,6 +956,10 @@ def compare(out: str | Path, files: Iterable[GeneratedFile], *, figures: bool = 
         target = root / path
         if not target.is_file():
             report.missing.append(path)
+            continue
+        if isinstance(content, bytes):
+            if target.read_bytes() != content:
+                report.stale.append(path)
             continue
         current = target.read_text(encoding="utf-8")
         if path.startswith("figures/") and _svg_maker(current) != _svg_maker(content):
