@@ -140,18 +140,38 @@ def test_pvalues_match_scipy_directly() -> None:
     t = (n - 1) * s2 / var0
     p = 2 * min(stats.chi2.cdf(t, n - 1), stats.chi2.sf(t, n - 1))
     assert v.p_values["variance"] == pytest.approx(p, rel=1e-9)
-    # interval at level 1 - alpha/3 (Bonferroni over mean, variance, shape)
-    a = 0.03 / 3
+    # rows: the spread of the 50 row mean squares against v^2 (0 + 2) / 40 (normal claim)
+    rows = w.reshape(50, 40)
+    r = ((rows - x.mean()) ** 2).mean(axis=1)
+    nu_r = 2 / (2 / 49 + max(stats.kurtosis(r), 0) / 50)
+    stat_r = nu_r * np.var(r, ddof=1) / (r.mean() ** 2 * 2 / 40)
+    assert v.p_values["rows"] == pytest.approx(
+        2 * min(stats.chi2.cdf(stat_r, nu_r), stats.chi2.sf(stat_r, nu_r)), rel=1e-9)
+    # interval at level 1 - alpha/4 (Bonferroni over mean, variance, shape, rows)
+    a = 0.03 / 4
     lo = (n - 1) * s2 / stats.chi2.ppf(1 - a / 2, n - 1) / var0 - 1
     hi = (n - 1) * s2 / stats.chi2.ppf(a / 2, n - 1) / var0 - 1
     assert v.relative_interval == pytest.approx((lo, hi), rel=1e-9)
     assert v.interval == pytest.approx((var0 * (1 + lo), var0 * (1 + hi)), rel=1e-9)
-    # TOST p-values: P(chi2_nu >= stat at the margin), Bonferroni-adjusted (2 sides x 3 tests)
+    # TOST p-values: P(chi2_nu >= stat at the margin), Bonferroni-adjusted (2 sides x 4 tests)
     p_lo = stats.chi2.sf((n - 1) * s2 / (var0 * 0.95), n - 1)
     p_hi = stats.chi2.cdf((n - 1) * s2 / (var0 * 1.05), n - 1)
-    assert (v.p_tost_lower, v.p_tost_upper) == pytest.approx((min(1, 6 * p_lo), min(1, 6 * p_hi)),
+    assert (v.p_tost_lower, v.p_tost_upper) == pytest.approx((min(1, 8 * p_lo), min(1, 8 * p_hi)),
                                                              rel=1e-9)
     assert v.estimate == pytest.approx(s2, rel=1e-12)
+
+
+def test_dependent_entries_are_refuted_by_the_row_test() -> None:
+    # an orthogonal matrix has lecun_normal's entry variance and a near-normal entry law, but
+    # every row has norm 1: only the row test sees it
+    rng = np.random.default_rng(4)
+    q = init_scheme("orthogonal").sample(rng, 256, 256)
+    v = check_initializer(q, "lecun_normal", fan_in=256, fan_out=256)
+    assert v.refuted and v.p_adjusted["rows"] <= 0.01 and v.p_adjusted["shape"] > 0.01
+    # a callable that returns the same matrix every time is not a sample of the scheme
+    w = init_scheme("lecun_normal").sample(rng, 64, 64)
+    with pytest.raises(ValueError, match="same matrix"):
+        check_initializer(lambda: w, "lecun_normal", fan_in=64, fan_out=64, replicates=4)
 
 
 def test_uniform_kurtosis_corrected_interval_is_narrower() -> None:

@@ -215,6 +215,10 @@ def check_initializer(
             replicates = 1 if not init.is_iid else _auto_replicates(init, first, alpha, rtol)
         mats = [first] + [_as_matrices(_call(weights), n_in, n_out, name="weights()")
                           for _ in range(replicates - 1)]
+        if any(np.array_equal(mat, first) for mat in mats[1:]):
+            raise fail("weights", weights, "a callable returning a fresh random draw at each "
+                       "call (it returned the same matrix twice: pooling copies would fake "
+                       "evidence)")
         dtype = first.dtype
         stack = np.concatenate([m.astype(np.float64, copy=False) for m in mats], axis=0)
     else:
@@ -339,8 +343,45 @@ def _claimed_cdf(init: InitScheme, p: dict[str, float]) -> Callable[[np.ndarray]
     return lambda v: np.clip((special.ndtr((v - loc) / scale) - lo_mass) / mass, 0.0, 1.0)
 
 
-def _n_tests(init: InitScheme) -> int:
-    return 4 if init.distribution in ("uniform", "truncated_normal") else 3
+def _n_tests(init: InitScheme, stack_shape: tuple[int, ...] | None = None) -> int:
+    """Number of tests in the family: mean, variance, shape (+ support for bounded laws)
+    (+ the row test of independence when the matrices are large enough for it)."""
+    m = 4 if init.distribution in ("uniform", "truncated_normal") else 3
+    return m + (stack_shape is not None and _rows_testable(stack_shape))
+
+
+#: The row test needs rows long enough for their mean squares to be nearly normal, and enough rows.
+ROW_TEST_MIN_FAN_IN, ROW_TEST_MIN_ROWS = 32, 16
+
+
+def _rows_testable(shape: tuple[int, ...]) -> bool:
+    k, n_out, n_in = shape
+    return n_in >= ROW_TEST_MIN_FAN_IN and k * n_out >= ROW_TEST_MIN_ROWS
+
+
+def _row_dispersion_p(stack: np.ndarray, kappa: float) -> float:
+    r"""Two-sided p-value of independence across each row, from the spread of the row mean squares.
+
+    For i.i.d. entries with variance :math:`v` and excess kurtosis :math:`\kappa`, the mean
+    square :math:`r_i` of a row of :math:`n` centred entries has variance
+    :math:`v^2(\kappa + 2)/n`; the sample variance of the :math:`R` values is compared with it by
+    a scaled chi-square (Satterthwaite degrees of freedom for the rows' own kurtosis).  Rows of
+    an orthogonal matrix all have the same norm (spread 0); rows sharing a random scale spread
+    too much: both are refuted, which the entry-wise tests cannot see.
+    """
+    k, n_out, n_in = stack.shape
+    rows = stack.reshape(k * n_out, n_in)
+    dev = rows - rows.mean()
+    r = np.mean(dev * dev, axis=1)
+    R, v = r.size, float(r.mean())
+    if v == 0.0:
+        return 1.0
+    expected = v * v * (kappa + 2.0) / n_in
+    s2 = float(r.var(ddof=1))
+    kurt_r = max(float(stats.kurtosis(r)), 0.0) if s2 > 0 else 0.0
+    nu = 2.0 / (2.0 / (R - 1) + kurt_r / R)
+    stat = nu * s2 / expected
+    return float(min(1.0, 2.0 * min(stats.chi2.cdf(stat, nu), stats.chi2.sf(stat, nu))))
 
 
 def _auto_replicates(init: InitScheme, first: np.ndarray, alpha: float, rtol: float) -> int:
@@ -436,7 +477,7 @@ def _check_iid(stack: np.ndarray, dtype: np.dtype, init: InitScheme, n_in: int, 
     p = init.parameters(n_in, n_out)
     x = stack.ravel()
     n = x.size
-    m = _n_tests(init)
+    m = _n_tests(init, stack.shape)
     mean = float(x.mean())
     dev = x - mean
     m2 = float(np.mean(dev * dev))
@@ -493,6 +534,8 @@ def _check_iid(stack: np.ndarray, dtype: np.dtype, init: InitScheme, n_in: int, 
         outside = int(np.count_nonzero((x < support[0] - slack) | (x > support[1] + slack)))
         p_values["support"] = 0.0 if outside else 1.0
 
+    if _rows_testable(stack.shape):
+        p_values["rows"] = _row_dispersion_p(stack, kappa_claim)
     k = stack.shape[0]
     details = (f"{n} entries from {k} matrix(es) of shape ({n_out}, {n_in}), claimed {shape}; "
                f"sample mean {mean:.4g} (claim {mu0:.4g}), excess kurtosis {kappa_hat:.3g} "
@@ -510,6 +553,8 @@ def _check_iid(stack: np.ndarray, dtype: np.dtype, init: InitScheme, n_in: int, 
             f"variance interval: scaled chi-square, nu = 2/(2/(N-1) + kappa/N), "
             f"kappa = max(claimed, sample) excess kurtosis, level 1 - alpha/{m} (Bonferroni)",
             "shape: one-sample Kolmogorov-Smirnov at the claimed parameters",
+            "rows (fan_in >= 32, >= 16 rows): independence within rows, from the spread of the "
+            "row mean squares against v^2 (kappa + 2) / fan_in",
             f"refutation: Holm over {m} tests at family-wise alpha",
         ),
         details=details,
