@@ -775,7 +775,9 @@ def _index(rows: Iterable[tuple[str, ...]], format: Format, b: Budget) -> Genera
               f"from.  Monte Carlo budget: `{b.name}`, fixed seeds; numbers rounded to 4 "
               "significant digits."),
         _Para("Forward factor: $(q_l - \\sigma_b^2)/q_{l-1}$ of a hidden layer; backward factor: "
-              "$\\chi = n_{out}\\sigma_w^2 E[\\phi'(z)^2]$ (functions of $q$ for tanh, erf, "
+              "$\\chi = n_{out}\\sigma_w^2 E[\\phi'(z)^2]$ of a layer with fan-in $n_{in}$ and "
+              "fan-out $n_{out}$, $\\sigma_w^2$ the scheme's variance at those fans (for a hidden "
+              "layer set $n_{in} = n_{out}$; functions of $q$ for tanh, erf, "
               "sigmoid; of the $(D, C)$ moments for non-zero-mean weights).  Verdicts: "
               f"`verify` at width {VERIFY_WIDTH}, depth {VERIFY_DEPTH}, forward (pre-activation "
               "variance at the last layer) and backward (gradient at the input)."),
