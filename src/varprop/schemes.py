@@ -45,6 +45,7 @@ from functools import cached_property, lru_cache
 from typing import Literal
 
 import numpy as np
+import scipy.special
 import sympy as sp
 
 from ._exact import exact
@@ -210,7 +211,8 @@ class InitScheme:
         """Draw weight matrices of shape ``size + (fan_out, fan_in)``.
 
         Uses only NumPy.  Orthogonal matrices are Haar distributed (QR of a Gaussian matrix with
-        the sign correction of Mezzadri 2007); truncated normals are drawn by rejection.
+        the sign correction of Mezzadri 2007); truncated normals are drawn by rejection (bound >= 1)
+        or by the inverse CDF (narrower bounds, where rejection would loop for long).
         """
         p = self.parameters(fan_in, fan_out)
         shape = tuple(size) + (fan_out, fan_in)
@@ -227,11 +229,7 @@ class InitScheme:
             w += dt.type(p["low"])
             return w
         if self.distribution == "truncated_normal":
-            w = rng.standard_normal(shape, dtype=dt)
-            bad = np.abs(w) > p["bound"]
-            while bad.any():
-                w[bad] = rng.standard_normal(int(bad.sum()), dtype=dt)
-                bad = np.abs(w) > p["bound"]
+            w = _truncated_standard_normal(rng, shape, p["bound"], dt)
             w *= dt.type(p["scale"])
             if p["loc"] != 0.0:
                 w += dt.type(p["loc"])
@@ -484,3 +482,19 @@ def scheme_names(*, aliases: bool = False) -> list[str]:
 def _rebuild(name: str, params: dict[str, object]) -> InitScheme:
     """Unpickling hook of :meth:`InitScheme.__reduce__`."""
     return init_scheme(name, **params)
+
+
+def _truncated_standard_normal(rng: np.random.Generator, shape: tuple[int, ...], bound: float,
+                               dt: np.dtype) -> np.ndarray:
+    """:math:`N(0, 1)` conditioned on :math:`|w| \\le` ``bound``: rejection when it accepts at
+    least 68% of the draws (``bound >= 1``), else the inverse CDF on :math:`[\\Phi(-b), \\Phi(b)]`."""
+    if bound >= 1.0:
+        w = rng.standard_normal(shape, dtype=dt)
+        bad = np.abs(w) > bound
+        while bad.any():
+            w[bad] = rng.standard_normal(int(bad.sum()), dtype=dt)
+            bad = np.abs(w) > bound
+        return w
+    lo, hi = scipy.special.ndtr(-bound), scipy.special.ndtr(bound)
+    u = lo + (hi - lo) * rng.random(shape)
+    return np.clip(scipy.special.ndtri(u), -bound, bound).astype(dt, copy=False)
