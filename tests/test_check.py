@@ -249,6 +249,8 @@ def test_bad_arguments_verify_many() -> None:
         verify_many([{"activation": "relu"}])
     with pytest.raises(ValueError, match="correction"):
         verify_many([], correction="sidak")
+    with pytest.raises(ValueError, match="family-wise"):  # was silently overwritten
+        verify_many([{"activation": "relu", "init": "he_normal", "fan_in": 4, "alpha": 0.2}])
     with pytest.raises(ValueError, match="quantity"):
         verify_step("relu", "he_normal", fan_in=4, quantity="weight_gradient")
 

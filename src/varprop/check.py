@@ -1030,6 +1030,9 @@ def verify_many(
             raise fail_type(f"configs[{i}]", cfg, "a mapping of verify() keyword arguments")
         if "activation" not in cfg or "init" not in cfg:
             raise fail(f"configs[{i}]", dict(cfg), "a mapping with at least 'activation' and 'init'")
+        if "alpha" in cfg:
+            raise fail(f"configs[{i}]", dict(cfg), "a mapping without 'alpha': the family-wise "
+                       "level is verify_many's alpha= (each check runs at its share of it)")
         items.append(dict(cfg))
     m = len(items)
     if m == 0:
