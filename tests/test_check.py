@@ -282,3 +282,18 @@ def test_one_step_check_is_calibrated_at_width_one() -> None:
     refuted = sum(verify_step("relu", "he_normal", fan_in=1, depth=3, seed=s,
                               quantity="activation_second_moment").refuted for s in range(150))
     assert refuted <= 4
+
+
+def test_one_step_check_of_orthogonal_linear_nets_has_zero_variance() -> None:
+    # W^T W = I for square Haar-orthogonal W: ||z_l||^2 = ||a_{l-1}||^2 in every draw, so the
+    # one-step ratio is exactly 1 (zero-variance statistic, compared directly, no NaN)
+    v = verify_step("linear", "orthogonal", fan_in=64, depth=3, seed=0)
+    assert v.confirmed and v.relative_interval == (0.0, 0.0) and v.replicates == 64
+    g = verify_step("linear", "orthogonal", fan_in=64, depth=3, quantity="gradient", seed=0)
+    assert g.confirmed and g.relative_interval == (0.0, 0.0)
+    # a wide-to-narrow orthogonal layer keeps the map only in expectation: a real interval
+    w = verify_step("linear", varprop.init_scheme("orthogonal", gain=2.0), widths=[128, 32],
+                    seed=0)
+    assert w.confirmed and w.relative_interval[0] < 0 < w.relative_interval[1]
+    with pytest.raises(ValueError, match="orthogonal"):
+        verify_step("tanh", "orthogonal", fan_in=8, quantity="activation_second_moment")

@@ -825,6 +825,13 @@ def verify_step(
     ``quantity`` is ``"preactivation"`` (any zero-mean i.i.d. scheme: exact),
     ``"activation_second_moment"`` (exact for Gaussian weights) or ``"gradient"``.  ``layer=None``
     means the last layer (forward) or the first (``gradient``).
+
+    Orthogonal weights (gain :math:`g`) are allowed for ``preactivation`` and ``gradient``: for a
+    Haar-orthogonal :math:`W` independent of :math:`a`, :math:`E\lVert Wa\rVert^2 = g^2
+    \lVert a\rVert^2 \min(n_{in}, n_{out})/n_{in}`, the same map with
+    :math:`\sigma_w^2 = g^2/\max(n_{in}, n_{out})`; when :math:`n_{out} \ge n_{in}` it holds
+    exactly for every draw (:math:`W^\top W = g^2 I`), so without biases the ratio is 1 with zero
+    variance and is compared directly.
     """
     t0 = time.perf_counter()
     from .montecarlo import simulate
@@ -842,10 +849,12 @@ def verify_step(
     lay = _check_layer(layer, L)
     if lay is None:
         lay = 1 if quantity == "gradient" else L
-    if not (scheme.is_zero_mean and scheme.is_iid):
-        raise fail("init", repr(scheme), "a zero-mean i.i.d. scheme for the one-step check "
-                   "(the conditional map of non-zero-mean or orthogonal weights is not a "
-                   "function of the previous layer's second moment)")
+    orthogonal_map = scheme.distribution == "orthogonal" and quantity != "activation_second_moment"
+    if not (scheme.is_zero_mean and (scheme.is_iid or orthogonal_map)):
+        raise fail("init", repr(scheme), "a zero-mean i.i.d. scheme for the one-step check, or "
+                   "orthogonal with quantity 'preactivation' or 'gradient' (the conditional map "
+                   "of non-zero-mean weights is not a function of the previous layer's second "
+                   "moment, and orthogonal pre-activations are not exactly Gaussian)")
     n_prev, n_l = ws[lay - 1], ws[lay]
     _, var_w = scheme.moments(n_prev, n_l)
     if quantity == "preactivation":
