@@ -59,7 +59,7 @@ from .activations import (
     Activation,
     MomentRules,
     X,
-    gaussian_polynomial_expectation,
+    polynomial_rules,
     resolve_activation,
 )
 
@@ -337,15 +337,7 @@ def _kinks(expr: sp.Expr) -> tuple[float, ...]:
 
 
 def _polynomial_rules(expr: sp.Expr) -> MomentRules | None:
-    if not expr.is_polynomial(X):
-        return None
-    d = sp.diff(expr, X)
-    return MomentRules(
-        mean=gaussian_polynomial_expectation(expr),
-        second=gaussian_polynomial_expectation(sp.expand(expr**2)),
-        deriv_mean=gaussian_polynomial_expectation(d),
-        deriv_second=gaussian_polynomial_expectation(sp.expand(d**2)),
-    )
+    return polynomial_rules(expr) if expr.is_polynomial(X) else None
 
 
 _CHECK_GRID = np.concatenate([np.linspace(-20.0, 20.0, 801), [0.0, 1e-3, -1e-3]])

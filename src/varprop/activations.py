@@ -316,14 +316,21 @@ def gaussian_polynomial_expectation(poly: sp.Expr, mu: sp.Expr = MU, q: sp.Expr 
 @lru_cache(maxsize=64)
 def _series_rules(act: Activation, order: int) -> MomentRules:
     poly = sp.series(act.expr, X, 0, order + 1).removeO()
-    dpoly = sp.diff(poly, X)
+    return polynomial_rules(poly, exact=False,
+                            approximation=f"Taylor polynomial of order {order} at 0")
+
+
+def polynomial_rules(poly: sp.Expr, **kwargs: object) -> MomentRules:
+    r"""Exact Gaussian moments of a polynomial :math:`p(x)`: :math:`E p`, :math:`E p^2`,
+    :math:`E p'`, :math:`E p'^2` for :math:`z \sim N(\mu, q)` (``kwargs`` go to
+    :class:`MomentRules`)."""
+    d = sp.diff(poly, X)
     return MomentRules(
         mean=gaussian_polynomial_expectation(poly),
         second=gaussian_polynomial_expectation(sp.expand(poly**2)),
-        deriv_mean=gaussian_polynomial_expectation(dpoly),
-        deriv_second=gaussian_polynomial_expectation(sp.expand(dpoly**2)),
-        exact=False,
-        approximation=f"Taylor polynomial of order {order} at 0",
+        deriv_mean=gaussian_polynomial_expectation(d),
+        deriv_second=gaussian_polynomial_expectation(sp.expand(d**2)),
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
