@@ -6,7 +6,6 @@ import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 from scipy import stats
 

@@ -582,7 +582,7 @@ def _flushed(x: np.ndarray, sq: np.ndarray) -> np.ndarray:
 def _forward_stats(out: dict[str, np.ndarray], j: int, z: np.ndarray, a: np.ndarray) -> None:
     """Record layer ``j + 1``'s forward statistics; ``z``, ``a`` have shape ``(C, n)`` (batch 1)
     or ``(C, n, B)``."""
-    C, n = z.shape[0], z.shape[1]
+    n = z.shape[1]
     zr = _rows(z)
     m = zr.shape[1]
     zs, zq = _sum(zr), _sumsq(zr)
