@@ -6,7 +6,7 @@ activations (:mod:`varprop.activations`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -14,7 +14,7 @@ from ._validation import did_you_mean, fail, fail_type
 
 T = TypeVar("T")
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "typed_cache_key"]
 
 
 @dataclass
@@ -74,3 +74,13 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.is_known(name)
+
+
+def typed_cache_key(params: Mapping[str, object]) -> tuple[tuple[str, type, object], ...]:
+    """A cache key for factory parameters that includes each value's type.
+
+    ``True == 1 == 1.0`` with equal hashes, so a key of the values alone would hand
+    ``negative_slope=True`` the object cached for ``negative_slope=1.0`` and skip the factory's
+    validation (which refuses booleans).
+    """
+    return tuple(sorted((k, type(v), v) for k, v in params.items()))

@@ -37,7 +37,7 @@ import sympy as sp
 
 from ._exact import exact
 from ._quadrature import bivariate_expectation, gaussian_expectations, smoothed
-from ._registry import Registry
+from ._registry import Registry, typed_cache_key
 from ._validation import (
     check_nonnegative_real,
     check_positive_int,
@@ -117,8 +117,18 @@ class MomentRules:
     @cached_property
     def compiled(self) -> Callable[[float, float], tuple[float, float, float, float]]:
         """Scalar (``math``-module) evaluation of the four moments at ``(mu, q)``."""
-        fn = sp.lambdify((MU, Q), [getattr(self, m) for m in MOMENTS], modules="math")
-        return lambda mu, q: tuple(fn(mu, q))
+        exprs = [getattr(self, m) for m in MOMENTS]
+        fn = sp.lambdify((MU, Q), exprs, modules="math")
+
+        def evaluate(mu: float, q: float) -> tuple[float, float, float, float]:
+            try:
+                return tuple(fn(mu, q))  # type: ignore[return-value]
+            except (OverflowError, ZeroDivisionError, ValueError):
+                # an exact parameter beyond the float range (leaky_relu(negative_slope=1e300):
+                # alpha^2 = 10^600): exact arithmetic, results beyond the range as +-inf
+                at = {MU: exact(mu), Q: exact(q)}
+                return tuple(_float_or_inf(sp.N(e.subs(at), 20)) for e in exprs)  # type: ignore[return-value]
+        return evaluate
 
     @cached_property
     def vectorized(self) -> dict[str, Callable[[np.ndarray, float], np.ndarray]]:
@@ -129,6 +139,14 @@ class MomentRules:
             f = sp.lambdify((MU, Q), getattr(self, m), modules=mods)
             out[m] = (lambda f: lambda mu, q: np.broadcast_to(f(mu, q), np.shape(mu)).astype(float))(f)
         return out
+
+
+def _float_or_inf(value: sp.Expr) -> float:
+    """``float(value)`` for a real SymPy number, +-inf beyond the float range."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _erf_scaled_rules(k: sp.Expr, *, exact_: bool, approximation: str = "",
@@ -439,8 +457,8 @@ _CUSTOM_PARSER: Callable[[str], Activation] | None = None
 
 
 @lru_cache(maxsize=256)
-def _build_cached(name: str, items: tuple[tuple[str, object], ...]) -> Activation:
-    return ACTIVATIONS.build(name, argument="activation", **dict(items))
+def _build_cached(name: str, items: tuple[tuple[str, type, object], ...]) -> Activation:
+    return ACTIVATIONS.build(name, argument="activation", **{k: v for k, _, v in items})
 
 
 def activation(name: str, **params: object) -> Activation:
@@ -466,7 +484,7 @@ def activation(name: str, **params: object) -> Activation:
             raise InvalidArgumentType(
                 f"{key}={params[key]!r} is not a parameter of activation {canonical!r}: "
                 f"allowed parameters are {allowed or '(none)'}{did_you_mean(key, allowed)}")
-    return _build_cached(canonical, tuple(sorted(params.items())))
+    return _build_cached(canonical, typed_cache_key(params))
 
 
 def resolve_activation(act: object, *, argument: str = "activation") -> Activation:

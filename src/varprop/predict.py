@@ -179,7 +179,11 @@ def _zero_mean_moments(act: Activation, method: str) -> MomentFn:
     def closed(q: float) -> tuple[float, float, float]:
         if q == 0.0 or math.isinf(q):  # limits, where the formulas divide by zero
             return quadrature(q)
-        return tuple(map(float, compiled(q)))  # type: ignore[return-value]
+        try:
+            return tuple(map(float, compiled(q)))  # type: ignore[return-value]
+        except (OverflowError, ZeroDivisionError):  # e.g. leaky slope 1e300: exact fallback
+            m = rules.compiled(0.0, q)  # type: ignore[union-attr]
+            return m[0], m[1], m[3]
 
     return closed
 

@@ -39,19 +39,22 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Literal
 
 import numpy as np
-import scipy.special
 import sympy as sp
 
 from ._exact import exact
-from ._registry import Registry
+from ._registry import Registry, typed_cache_key
+from ._truncnorm import truncated_normal_m2
 from ._validation import (
     check_choice,
+    check_nonnegative_int,
     check_positive_int,
     check_positive_real,
     check_real,
@@ -59,7 +62,7 @@ from ._validation import (
     fail,
     fail_type,
 )
-from .errors import InvalidArgumentType
+from .errors import InvalidArgumentType, VarpropWarning
 
 __all__ = [
     "InitScheme",
@@ -93,8 +96,17 @@ Spec = Callable[[sp.Expr, sp.Expr], Mapping[str, sp.Expr]]
 def truncated_variance_factor(bound: sp.Expr) -> sp.Expr:
     r"""Variance of :math:`N(0,1)` truncated to :math:`[-b, b]`:
     :math:`1 - \frac{2 b \varphi(b)}{2\Phi(b) - 1}
-    = 1 - \sqrt{2/\pi}\, b\, e^{-b^2/2} / \operatorname{erf}(b/\sqrt2)`."""
-    b = sp.sympify(bound)
+    = 1 - \sqrt{2/\pi}\, b\, e^{-b^2/2} / \operatorname{erf}(b/\sqrt2)`.
+
+    A float ``bound`` is made exact first (:func:`varprop._exact.exact`), so the expression stays
+    unevaluated: SymPy's ``evalf`` (and ``float()``) then raise the working precision through the
+    cancellation of the two terms near 1 at small :math:`b` (:math:`\approx b^2/3`), where float
+    arithmetic would lose every digit below :math:`b \approx 10^{-8}`.  Numeric code uses the
+    cancellation-free :func:`varprop._truncnorm.truncated_normal_m2`.
+    """
+    inexact = isinstance(bound, sp.Float) or (
+        isinstance(bound, numbers.Real) and not isinstance(bound, (numbers.Integral, sp.Basic)))
+    b = exact(float(bound)) if inexact else sp.sympify(bound)
     return 1 - sp.sqrt(2 / sp.pi) * b * sp.exp(-(b**2) / 2) / sp.erf(b / sp.sqrt(2))
 
 
@@ -124,9 +136,8 @@ class InitScheme:
 
     # ----- symbolic -------------------------------------------------------------------------
     def _spec_at(self, fan_in: object, fan_out: object) -> Mapping[str, sp.Expr]:
-        n_in = FAN_IN if fan_in is None else exact(fan_in)
-        n_out = FAN_OUT if fan_out is None else exact(fan_out)
-        return self.spec(n_in, n_out)
+        return self.spec(_symbolic_fan("fan_in", fan_in, FAN_IN),
+                         _symbolic_fan("fan_out", fan_out, FAN_OUT))
 
     def weight_mean(self, fan_in: object = None, fan_out: object = None) -> sp.Expr:
         r"""Exact :math:`\mu_w = E[W_{ij}]` (symbols ``n_in``/``n_out`` where a fan is ``None``)."""
@@ -150,8 +161,8 @@ class InitScheme:
             return sp.simplify((p["high"] - p["low"]) ** 2 / 12)
         if self.distribution == "truncated_normal":
             return sp.simplify(p["scale"] ** 2 * truncated_variance_factor(p["bound"]))
-        n_in = FAN_IN if fan_in is None else exact(fan_in)
-        n_out = FAN_OUT if fan_out is None else exact(fan_out)
+        n_in = _symbolic_fan("fan_in", fan_in, FAN_IN)
+        n_out = _symbolic_fan("fan_out", fan_out, FAN_OUT)
         return sp.simplify(p["gain"] ** 2 / sp.Max(n_in, n_out))
 
     # ----- numeric --------------------------------------------------------------------------
@@ -165,19 +176,38 @@ class InitScheme:
     @cached_property
     def _numeric_moments(self) -> Callable[[int, int], tuple[float, float]]:
         expr = (self.weight_mean(), self.weight_variance())
-        fn = sp.lambdify((FAN_IN, FAN_OUT), expr, modules="math")
-        return lambda n_in, n_out: tuple(map(_to_float, fn(n_in, n_out)))
+        if self.distribution == "truncated_normal":
+            # scale^2 m_2(bound) with the cancellation-free m_2 (the closed form in erf loses
+            # every digit in floats below bound ~ 1e-8)
+            def truncated(n_in: int, n_out: int) -> tuple[float, float]:
+                p = self._numeric_spec(n_in, n_out)
+                with np.errstate(over="ignore"):
+                    var = float(np.square(p["scale"]) * truncated_normal_m2(p["bound"]))
+                return p["loc"], var
+            return truncated
+        return _float_evaluator(expr)
 
     def moments(self, fan_in: int, fan_out: int) -> tuple[float, float]:
-        r"""``(mu_w, sigma_w^2)`` as floats for a layer of shape ``(fan_out, fan_in)``."""
+        r"""``(mu_w, sigma_w^2)`` as floats for a layer of shape ``(fan_out, fan_in)``.
+
+        A value beyond the float range (e.g. ``uniform(low=-1e200, high=1e200)``, variance
+        :math:`10^{400}/3`) is returned as ``inf`` with a :class:`~varprop.errors.VarpropWarning`;
+        :meth:`weight_variance` holds the exact value.
+        """
         fan_in = check_positive_int("fan_in", fan_in)
         fan_out = check_positive_int("fan_out", fan_out)
-        return _cached_moments(self, fan_in, fan_out)
+        out = _cached_moments(self, fan_in, fan_out)
+        if not all(map(math.isfinite, out)):
+            warnings.warn(f"the weight moments (mean, variance) = {out} of {self!r} at "
+                          f"fan_in={fan_in}, fan_out={fan_out} exceed the float range; returned "
+                          "as inf (weight_mean/weight_variance give the exact values)",
+                          VarpropWarning, stacklevel=2)
+        return out
 
     def parameters(self, fan_in: int, fan_out: int) -> dict[str, float]:
         """The distribution's defining parameters (``loc``/``scale``/``low``/...) as floats."""
-        return self._numeric_spec(check_positive_int("fan_in", fan_in),
-                                  check_positive_int("fan_out", fan_out))
+        return dict(_cached_parameters(self, check_positive_int("fan_in", fan_in),
+                                       check_positive_int("fan_out", fan_out)))
 
     @property
     def is_gaussian(self) -> bool:
@@ -211,12 +241,27 @@ class InitScheme:
         """Draw weight matrices of shape ``size + (fan_out, fan_in)``.
 
         Uses only NumPy.  Orthogonal matrices are Haar distributed (QR of a Gaussian matrix with
-        the sign correction of Mezzadri 2007); truncated normals are drawn by rejection (bound >= 1)
-        or by the inverse CDF (narrower bounds, where rejection would loop for long).
+        the sign correction of Mezzadri 2007); truncated normals are drawn by rejection, from the
+        normal (bound >= 1) or from the uniform on :math:`[-b, b]` accepted with probability
+        :math:`e^{-w^2/2}` (narrower bounds: at least 86% accepted, exact at any tiny bound).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The source of randomness, e.g. ``np.random.default_rng(0)``.
+        fan_in, fan_out : int
+            The layer's fans.
+        size : tuple of int
+            Leading batch dimensions.
+        dtype : floating dtype
+            The dtype of the result (float32 or float64).
         """
+        if not isinstance(rng, np.random.Generator):
+            raise fail_type("rng", rng, "a numpy.random.Generator, e.g. np.random.default_rng(0)")
         p = self.parameters(fan_in, fan_out)
-        shape = tuple(size) + (fan_out, fan_in)
-        dt = np.dtype(dtype)
+        size = _check_size(size)
+        shape = size + (fan_out, fan_in)
+        dt = _check_float_dtype(dtype)
         if self.distribution == "normal":
             w = rng.standard_normal(shape, dtype=dt)
             w *= dt.type(p["scale"])
@@ -225,9 +270,13 @@ class InitScheme:
             return w
         if self.distribution == "uniform":
             w = rng.random(shape, dtype=dt)
-            w *= dt.type(p["high"] - p["low"])
-            w += dt.type(p["low"])
-            return w
+            if math.isfinite(p["high"] - p["low"]):
+                w *= dt.type(p["high"] - p["low"])
+                w += dt.type(p["low"])
+                return w
+            half, mid = p["high"] / 2 - p["low"] / 2, p["high"] / 2 + p["low"] / 2  # no overflow
+            w = 2 * w.astype(np.float64) - 1.0
+            return (mid + half * w).astype(dt, copy=False)
         if self.distribution == "truncated_normal":
             w = _truncated_standard_normal(rng, shape, p["bound"], dt)
             w *= dt.type(p["scale"])
@@ -261,6 +310,54 @@ def _to_float(value: object) -> float:
 @lru_cache(maxsize=4096)
 def _cached_moments(scheme: InitScheme, fan_in: int, fan_out: int) -> tuple[float, float]:
     return scheme._numeric_moments(fan_in, fan_out)
+
+
+@lru_cache(maxsize=4096)
+def _cached_parameters(scheme: InitScheme, fan_in: int, fan_out: int) -> tuple[tuple[str, float], ...]:
+    return tuple(scheme._numeric_spec(fan_in, fan_out).items())
+
+
+def _float_evaluator(exprs: tuple[sp.Expr, ...]) -> Callable[[int, int], tuple[float, ...]]:
+    """Evaluate ``exprs`` at ``(n_in, n_out)`` as floats: compiled ``math`` code, and where it
+    fails (an exact number beyond the float range, e.g. :math:`10^{400}/3`) SymPy's exact
+    arithmetic, with results beyond the float range mapped to +-inf."""
+    fn = sp.lambdify((FAN_IN, FAN_OUT), exprs, modules="math")
+
+    def evaluate(n_in: int, n_out: int) -> tuple[float, ...]:
+        try:
+            return tuple(map(_to_float, fn(n_in, n_out)))
+        except (OverflowError, ZeroDivisionError, ValueError):
+            at = {FAN_IN: sp.Integer(n_in), FAN_OUT: sp.Integer(n_out)}
+            return tuple(_to_float(sp.N(e.subs(at), 20)) for e in exprs)
+    return evaluate
+
+
+def _symbolic_fan(name: str, value: object, symbol: sp.Symbol) -> sp.Expr:
+    """A fan for the symbolic moments: ``None`` (the symbol), a SymPy expression with free
+    symbols, or a positive integer (anything else raises, instead of returning ``zoo``)."""
+    if value is None:
+        return symbol
+    if isinstance(value, sp.Basic) and not value.is_number:
+        return value
+    return sp.Integer(check_positive_int(name, value))
+
+
+def _check_size(size: object) -> tuple[int, ...]:
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        size = (size,)
+    if not isinstance(size, (tuple, list)):
+        raise fail_type("size", size, "a tuple of non-negative integers (batch dimensions)")
+    return tuple(check_nonnegative_int(f"size[{i}]", s) for i, s in enumerate(size))
+
+
+def _check_float_dtype(dtype: object) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)  # type: ignore[call-overload]
+    except TypeError:
+        dt = None
+    if dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise fail("dtype", dtype, "float32 or float64")
+    return dt
 
 
 def _haar_orthogonal(rng: np.random.Generator, shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
@@ -436,8 +533,8 @@ def torch_linear_default() -> InitScheme:
 
 
 @lru_cache(maxsize=512)
-def _build_cached(name: str, items: tuple[tuple[str, object], ...]) -> InitScheme:
-    return SCHEMES.build(name, argument="init", **dict(items))
+def _build_cached(name: str, items: tuple[tuple[str, type, object], ...]) -> InitScheme:
+    return SCHEMES.build(name, argument="init", **{k: v for k, _, v in items})
 
 
 def init_scheme(name: str, **params: object) -> InitScheme:
@@ -458,7 +555,7 @@ def init_scheme(name: str, **params: object) -> InitScheme:
                 f"allowed parameters are {allowed or '(none)'}{did_you_mean(key, allowed)}"
             )
     try:
-        return _build_cached(canonical, tuple(sorted(params.items())))
+        return _build_cached(canonical, typed_cache_key(params))
     except TypeError as exc:  # unhashable parameter values: build uncached
         if "unhashable" not in str(exc):
             raise
@@ -486,8 +583,11 @@ def _rebuild(name: str, params: dict[str, object]) -> InitScheme:
 
 def _truncated_standard_normal(rng: np.random.Generator, shape: tuple[int, ...], bound: float,
                                dt: np.dtype) -> np.ndarray:
-    """:math:`N(0, 1)` conditioned on :math:`|w| \\le` ``bound``: rejection when it accepts at
-    least 68% of the draws (``bound >= 1``), else the inverse CDF on :math:`[\\Phi(-b), \\Phi(b)]`."""
+    """:math:`N(0, 1)` conditioned on :math:`|w| \\le` ``bound``: rejection from the normal when
+    it accepts at least 68% of the draws (``bound >= 1``), else from the uniform on
+    :math:`[-b, b]`, accepting :math:`w` with probability :math:`e^{-w^2/2}` (at least 86%; the
+    inverse CDF on :math:`[\\Phi(-b), \\Phi(b)]` it replaces resolved only about
+    :math:`10^{-16}/b` of the interval)."""
     if bound >= 1.0:
         w = rng.standard_normal(shape, dtype=dt)
         bad = np.abs(w) > bound
@@ -495,6 +595,11 @@ def _truncated_standard_normal(rng: np.random.Generator, shape: tuple[int, ...],
             w[bad] = rng.standard_normal(int(bad.sum()), dtype=dt)
             bad = np.abs(w) > bound
         return w
-    lo, hi = scipy.special.ndtr(-bound), scipy.special.ndtr(bound)
-    u = lo + (hi - lo) * rng.random(shape)
-    return np.clip(scipy.special.ndtri(u), -bound, bound).astype(dt, copy=False)
+    w = np.empty(int(np.prod(shape, dtype=np.int64)))
+    todo = np.arange(w.size)
+    while todo.size:
+        x = bound * (2.0 * rng.random(todo.size) - 1.0)
+        ok = rng.random(todo.size) < np.exp(-0.5 * x * x)
+        w[todo[ok]] = x[ok]
+        todo = todo[~ok]
+    return w.reshape(shape).astype(dt, copy=False)
