@@ -92,10 +92,10 @@ def test_callable_and_reduced_precision() -> None:
     draw = lambda: torch.nn.init.kaiming_normal_(torch.empty(64, 128))  # noqa: E731
     v = check_initializer(draw, "he_normal", fan_in=128, fan_out=64)
     assert v.status == "confirmed" and v.replicates > 1
-    # bfloat16 has no NumPy dtype: the tensor is converted with .float()
+    # bfloat16 has no NumPy dtype: the tensor is widened with .float() (exact), checked as bfloat16
     w = _filled(torch.nn.init.xavier_normal_, dtype=torch.bfloat16)
     v16 = check_initializer(w, "xavier_normal", fan_in=FAN_IN, fan_out=FAN_OUT)
-    assert v16.status == "confirmed" and v16.config["dtype"] == "float32"
+    assert v16.status == "confirmed" and v16.config["dtype"] == "bfloat16"
 
 
 def test_orthogonal_transposed_and_torch_identity_refuted() -> None:
