@@ -186,3 +186,36 @@ def test_activations_pickle_by_name_and_parameters(name):
     np.testing.assert_array_equal(clone.function(z), phi.function(z))
     leaky = pickle.loads(pickle.dumps(activation("leaky_relu", negative_slope=0.3)))
     assert leaky.params == {"negative_slope": 0.3}
+
+
+@pytest.mark.parametrize("name", activation_names())
+def test_bool_activation_parameters_refused_after_a_cached_equal_number(name):
+    import inspect
+
+    from varprop.activations import ACTIVATIONS
+    from varprop.errors import InvalidArgument, InvalidArgumentType
+
+    for param in inspect.signature(ACTIVATIONS._factories[name]).parameters:
+        for number, flag in [(1.0, True), (0.0, False), (1, True), (0, False)]:
+            try:
+                activation(name, **{param: number})  # cached when valid
+            except (InvalidArgument, InvalidArgumentType):
+                pass
+            with pytest.raises(InvalidArgumentType, match=param):
+                activation(name, **{param: flag})
+
+
+def test_leaky_relu_with_a_huge_slope_gives_numbers_not_overflow_errors():
+    a = 1e300
+    phi = activation("leaky_relu", negative_slope=a)
+    for q in (1.0, 4.0):
+        mean, second, dmean, dsecond = phi.gaussian_moments(0.0, q)
+        # hand formulas at mu = 0: E phi = (1 - a) sqrt(q / (2 pi)), E phi' = (1 + a) / 2;
+        # E phi^2 = (1 + a^2) q / 2 and E phi'^2 = (1 + a^2) / 2 exceed the float range
+        assert mean == pytest.approx((1 - a) * math.sqrt(q / (2 * math.pi)), rel=1e-14)
+        assert dmean == pytest.approx((1 + a) / 2, rel=1e-14)
+        assert second == math.inf and dsecond == math.inf
+    import varprop
+
+    with pytest.warns(varprop.VarpropWarning):
+        assert varprop.predict_variance(phi, "he_normal", fan_in=8) == math.inf

@@ -340,3 +340,94 @@ def test_truncated_kurtosis_and_cdf_match_scipy(bound: float) -> None:
                else init_scheme("normal", std=2, mean=0.5))
         assert _claimed_cdf(sch, sch.parameters(4, 4))(x * 3) == pytest.approx(law.cdf(x * 3),
                                                                                 abs=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# extreme scales, tiny truncation bounds, reduced precision, the verdict's text
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("std", [1e-200, 1e200, 1e-300, 1e300])
+def test_extreme_scales_are_checked_like_unit_scale(std: float) -> None:
+    # old code: ZeroDivisionError at 1e-200 (the claimed variance underflows), NaN interval at
+    # 1e200 (the squares overflow).  The statistics are scale-free: the same draws at std 1 give
+    # the same relative interval and p-values (up to the rounding of x * std).
+    z = np.random.default_rng(21).standard_normal((256, 256))
+    unit = check_initializer(z, init_scheme("normal", std=1.0), fan_in=256, fan_out=256)
+    v = check_initializer(z * std, init_scheme("normal", std=std), fan_in=256, fan_out=256)
+    assert unit.status == v.status == "confirmed", v.reason
+    np.testing.assert_allclose(v.relative_interval, unit.relative_interval, rtol=1e-9)
+    for key in unit.p_values:
+        assert v.p_values[key] == pytest.approx(unit.p_values[key], rel=1e-6, abs=1e-12)
+    assert v.predicted == (0.0 if std < 1 else math.inf)  # 1e+-400: beyond the float range
+    assert "beyond the float range" in v.reason
+
+
+def test_hugely_wrong_scale_is_refuted_without_nan() -> None:
+    z = np.random.default_rng(22).standard_normal((64, 64))
+    for w in (z * 1e300, z * 1e-300):
+        v = check_initializer(w, "he_normal", fan_in=64, fan_out=64)
+        assert v.status == "refuted" and v.p_values["variance"] == 0.0
+        assert not any(map(math.isnan, v.relative_interval))
+
+
+@pytest.mark.parametrize("bound", [1e-8, 1e-12])
+def test_tiny_truncation_bound_is_confirmed(bound: float) -> None:
+    # old code: claimed variance -2.2e-16 at 1e-8 (refuted its own sampler), kurtosis -1.6e16
+    scheme = init_scheme("truncated_normal", std=0.5, bound=bound)
+    w = scheme.sample(np.random.default_rng(23), 256, 256)
+    v = check_initializer(w, scheme, fan_in=256, fan_out=256)
+    assert v.status == "confirmed", v.reason
+    assert v.predicted == pytest.approx(0.25 * bound**2 / 3, rel=1e-9)
+
+
+def test_float16_weights_are_checked_against_the_rounded_law() -> None:
+    # float16 keeps 11 bits: he_uniform's bound rounds up or down, so entries of a correct
+    # float16 draw can lie past the float64 bound; the rounded support and the rounded law's
+    # KS test must accept them (30 seeded true claims: none refuted) and still refute a wrong one
+    he_u = init_scheme("he_uniform")
+    rng = np.random.default_rng(24)
+    refuted = 0
+    for _ in range(30):
+        w = he_u.sample(rng, 300, 200).astype(np.float16)
+        refuted += check_initializer(w, he_u, fan_in=300, fan_out=200).status == "refuted"
+    assert refuted == 0
+    wrong = init_scheme("he_normal").sample(rng, 300, 200).astype(np.float16)
+    assert check_initializer(wrong, he_u, fan_in=300, fan_out=200).status == "refuted"
+
+
+def test_rounded_law_midpoints_match_nextafter() -> None:
+    from varprop._rounding import FORMATS
+
+    rng = np.random.default_rng(25)
+    y = (rng.standard_normal(4000) * 10.0 ** rng.integers(-6, 4, 4000)).astype(np.float16)
+    y[:5] = [0.0, 1.0, 2.0, -4.0, 6.1e-5]
+    lower, upper = FORMATS["float16"].midpoints(y.astype(np.float64))
+    inf16 = np.float16(np.inf)
+    np.testing.assert_array_equal(upper, (y.astype(float) + np.nextafter(y, inf16)) / 2)
+    np.testing.assert_array_equal(lower, (y.astype(float) + np.nextafter(y, -inf16)) / 2)
+    x = rng.standard_normal(4000) * 1e3
+    np.testing.assert_array_equal(FORMATS["float16"].round(x),
+                                  x.astype(np.float16).astype(np.float64))
+
+
+def test_conv_kernel_with_fans_from_the_shape() -> None:
+    # (out, in, kh, kw): fan_in = in * kh * kw, fan_out = out * kh * kw (PyTorch's fans)
+    he_out = init_scheme("he_normal", mode="fan_out")
+    w = init_scheme("normal", std=math.sqrt(2 / (64 * 9))).sample(
+        np.random.default_rng(26), 32 * 9, 64).reshape(64, 32, 3, 3)
+    v = check_initializer(w, he_out)
+    assert v.status == "confirmed" and (v.config["fan_in"], v.config["fan_out"]) == (288, 576)
+    assert check_initializer(w, he_out, fan_in=288, fan_out=576).status == "confirmed"
+    assert check_initializer(w, "he_normal").status == "refuted"  # fan_in mode: 2x the variance
+    with pytest.raises(ValueError, match="convolution kernel"):
+        check_initializer(w, he_out, fan_in=32, fan_out=64)
+
+
+def test_verdict_text_names_the_weights_and_the_scheme() -> None:
+    # old text: "CONFIRMED: Var(W_ij) for None / he_normal(...), widths None, layer 1"
+    w = _sample("he_normal", 27, 64, 32)
+    text = str(check_initializer(w, "he_normal", fan_in=64, fan_out=32))
+    head = text.splitlines()[0]
+    assert "None" not in head and "widths" not in head
+    assert "he_normal(mode='fan_in'" in head and "(32, 64)" in head and "float64" in head
+    assert "fan_in=64, fan_out=32" in head

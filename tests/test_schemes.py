@@ -149,3 +149,111 @@ def test_schemes_pickle_by_name_and_parameters(name):
     assert clone == scheme and clone.weight_variance(7, 5) == scheme.weight_variance(7, 5)
     tuned = init_scheme("he_uniform", mode="fan_out", negative_slope=0.2)
     assert pickle.loads(pickle.dumps(tuned)).params == tuned.params
+
+
+# ----------------------------------------------------------------------------------------------
+# truncated normal at tiny bounds (the erf closed form cancels in floats below bound ~ 1e-7)
+# ----------------------------------------------------------------------------------------------
+
+def _mp_truncated_variance(bound: float) -> float:
+    """Variance of N(0, 1) truncated to [-b, b], at 80 digits (independent of varprop)."""
+    import mpmath
+
+    with mpmath.workdps(80):
+        b = mpmath.mpf(bound)
+        return float(1 - 2 * b * mpmath.npdf(b) / mpmath.erf(b / mpmath.sqrt(2)))
+
+
+TINY_BOUNDS = sorted({*np.logspace(-12, 1, 27).tolist(), 1e-7, 3e-8, 1e-8, 1.0, 2.0})
+
+
+@pytest.mark.parametrize("bound", TINY_BOUNDS)
+def test_truncated_variance_matches_mpmath_at_every_bound(bound):
+    # old code: -3.4% at 1e-7, +11% at 3e-8, -2.2e-16 (negative) at 1e-8
+    std = 0.7
+    ref = std**2 * _mp_truncated_variance(bound)
+    scheme = init_scheme("truncated_normal", std=std, bound=bound)
+    assert scheme.moments(4, 4)[1] == pytest.approx(ref, rel=1e-13)
+    assert float(scheme.weight_variance()) == pytest.approx(ref, rel=1e-13)
+    assert float(varprop.schemes.truncated_variance_factor(bound)) == pytest.approx(ref / std**2, rel=1e-13)
+    from varprop.initializers import truncated_normal_kurtosis
+
+    assert -1.2 - 1e-9 <= truncated_normal_kurtosis(bound) <= 0.0
+
+
+@pytest.mark.parametrize("bound", [1e-15, 1e-12, 1e-8])
+def test_truncated_sampler_is_exact_at_tiny_bounds(bound):
+    # the old inverse-CDF sampler resolved only ~1e-16 / bound of [-b, b]: at 1e-12 about 7000
+    # distinct values, at 1e-15 a handful
+    std = 3.0
+    w = init_scheme("truncated_normal", std=std, bound=bound).sample(
+        np.random.default_rng(5), 200, 100).ravel()
+    t = w / (std * bound)  # in [-1, 1], density prop. to exp(-b^2 t^2 / 2): uniform to 1e-24
+    assert np.abs(t).max() <= 1.0
+    assert np.unique(w).size >= 0.99 * w.size
+    assert scipy.stats.kstest(t, scipy.stats.uniform(-1, 2).cdf).pvalue > 1e-3
+
+
+# ----------------------------------------------------------------------------------------------
+# extreme but valid values: numbers or varprop errors, never raw exceptions
+# ----------------------------------------------------------------------------------------------
+
+def test_fans_of_the_symbolic_moments_are_validated():
+    he = init_scheme("he_normal")
+    for fans, name in [((0, 0), "fan_in"), ((-1, 2), "fan_in"), ((3, 0), "fan_out"),
+                       ((2.5, 3), "fan_in")]:
+        with pytest.raises((varprop.InvalidArgument, varprop.InvalidArgumentType), match=name):
+            he.weight_variance(*fans)
+        with pytest.raises((varprop.InvalidArgument, varprop.InvalidArgumentType), match=name):
+            he.weight_mean(*fans)
+    assert he.weight_variance(4, 9) == sp.Rational(1, 2)
+    n = sp.Symbol("n", positive=True)
+    assert he.weight_variance(n, 3) == 2 / n  # symbolic fans still work
+
+
+def test_sample_validates_rng_size_and_dtype():
+    he = init_scheme("he_normal")
+    with pytest.raises(varprop.InvalidArgumentType, match="rng"):
+        he.sample(None, 4, 4)
+    with pytest.raises(varprop.InvalidArgumentType, match="rng"):
+        he.sample(0, 4, 4)
+    with pytest.raises(varprop.InvalidArgument, match="dtype"):
+        he.sample(np.random.default_rng(0), 4, 4, dtype=np.int32)
+    with pytest.raises(varprop.InvalidArgument, match="size"):
+        he.sample(np.random.default_rng(0), 4, 4, size=(-1,))
+
+
+def test_uniform_beyond_the_float_range():
+    s = init_scheme("uniform", low=-1e200, high=1e200)
+    assert s.weight_variance() == sp.Integer(10) ** 400 / 3  # (2e200)^2 / 12, exact
+    with pytest.warns(varprop.VarpropWarning, match="float range"):
+        assert s.moments(4, 4) == (0.0, math.inf)
+    w = s.sample(np.random.default_rng(0), 50, 40)
+    assert np.all(np.abs(w) <= 1e200) and np.std(w / 1e200) == pytest.approx(2 / math.sqrt(12), rel=0.05)
+    huge = init_scheme("uniform", low=-1.7e308, high=1.7e308)  # high - low overflows
+    w = huge.sample(np.random.default_rng(0), 50, 40)
+    assert np.all(np.isfinite(w)) and np.abs(w).max() <= 1.7e308
+    assert np.mean(w > 0) == pytest.approx(0.5, abs=0.05)
+
+
+# ----------------------------------------------------------------------------------------------
+# the bool check is not bypassed by the build cache (True == 1.0, hash(True) == hash(1.0))
+# ----------------------------------------------------------------------------------------------
+
+def _numeric_parameters(registry):
+    import inspect
+
+    for name in registry:
+        for param in inspect.signature(registry._factories[name]).parameters:
+            yield name, param
+
+
+@pytest.mark.parametrize("name, param", list(_numeric_parameters(varprop.schemes.SCHEMES)))
+def test_bool_scheme_parameters_refused_after_a_cached_equal_number(name, param):
+    for number, flag in [(1.0, True), (0.0, False), (1, True), (0, False)]:
+        try:
+            init_scheme(name, **{param: number})  # cached when valid
+        except (varprop.InvalidArgument, varprop.InvalidArgumentType):
+            pass
+        with pytest.raises(varprop.InvalidArgumentType, match=param):
+            init_scheme(name, **{param: flag})

@@ -271,10 +271,11 @@ def check_initializer(
     config: dict[str, Any] = {"init": repr(init), "fan_in": n_in, "fan_out": n_out,
                               "shape": [int(d) for d in stack.shape], "dtype": fmt.name,
                               "weights": layout}
-    if init.is_iid:
-        return _check_iid(stack, fmt, init, n_in, n_out, alpha, rtol, config, t0)
-    return _check_orthogonal(stack, fmt, init, n_in, n_out, alpha, rtol, orthogonality_tol,
-                             config, t0)
+    with np.errstate(over="ignore", under="ignore"):  # absolute values may leave the range
+        if init.is_iid:
+            return _check_iid(stack, fmt, init, n_in, n_out, alpha, rtol, config, t0)
+        return _check_orthogonal(stack, fmt, init, n_in, n_out, alpha, rtol, orthogonality_tol,
+                                 config, t0)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -112,3 +112,69 @@ def test_numpy_view_matches() -> None:
     a = check_initializer(w, "xavier_uniform", fan_in=FAN_IN, fan_out=FAN_OUT)
     b = check_initializer(np.asarray(w), "xavier_uniform", fan_in=FAN_IN, fan_out=FAN_OUT)
     assert replace(a, elapsed=0.0) == replace(b, elapsed=0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# bfloat16: rounding moves entries past the float64 bound; convolution kernels' fans
+# ----------------------------------------------------------------------------------------------
+
+def test_kaiming_uniform_cast_to_bfloat16_is_confirmed() -> None:
+    # old code refuted 20 of 20 (entries rounded past the bound, support test with float32 eps)
+    statuses = []
+    for seed in range(20):
+        torch.manual_seed(seed)
+        w = torch.nn.init.kaiming_uniform_(torch.empty(FAN_OUT, FAN_IN)).to(torch.bfloat16)
+        v = check_initializer(w, "he_uniform", fan_in=FAN_IN, fan_out=FAN_OUT)
+        assert v.config["dtype"] == "bfloat16"
+        statuses.append(v.status)
+    assert statuses.count("refuted") == 0 and statuses.count("confirmed") == 20
+
+
+def test_bfloat16_calibration_and_power() -> None:
+    # 200 seeded true claims at alpha 0.01 (uniform, normal, truncated normal rounded to
+    # bfloat16); with the procedure's size <= alpha the count exceeds 9 with probability < 1e-4
+    # (binomial(200, 0.01)) -- seeded, so deterministic; measured: see the report
+    claims = [(torch.nn.init.kaiming_uniform_, {}, "he_uniform"),
+              (torch.nn.init.kaiming_normal_, {}, "he_normal"),
+              (torch.nn.init.trunc_normal_, {"std": 0.05, "a": -0.1, "b": 0.1},
+               init_scheme("truncated_normal", std=0.05, bound=2.0))]
+    refuted = 0
+    for seed in range(200):
+        init, kwargs, scheme = claims[seed % 3]
+        torch.manual_seed(1000 + seed)
+        w = init(torch.empty(96, 160), **kwargs).to(torch.bfloat16)
+        refuted += check_initializer(w, scheme, fan_in=160, fan_out=96).status == "refuted"
+    assert refuted <= 9
+    # rounding does not hide a wrong claim: kaiming_normal_ weights are not he_uniform
+    torch.manual_seed(3)
+    w = torch.nn.init.kaiming_normal_(torch.empty(FAN_OUT, FAN_IN)).to(torch.bfloat16)
+    assert check_initializer(w, "he_uniform", fan_in=FAN_IN, fan_out=FAN_OUT).status == "refuted"
+
+
+def test_conv_kaiming_normal_fan_out_is_confirmed_without_reshaping() -> None:
+    # torchvision's ResNet init: kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    torch.manual_seed(4)
+    conv = torch.nn.Conv2d(64, 128, 3)
+    torch.nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    he_out = init_scheme("he_normal", mode="fan_out")
+    v = check_initializer(conv.weight, he_out)  # fans from the shape, as PyTorch computes them
+    assert v.status == "confirmed", v.reason
+    assert (v.config["fan_in"], v.config["fan_out"]) == (64 * 9, 128 * 9)
+    assert check_initializer(conv.weight, he_out, fan_in=576, fan_out=1152).status == "confirmed"
+    assert check_initializer(conv.weight, "he_normal").status == "refuted"  # wrong mode: 2x
+    torch.nn.init.kaiming_normal_(conv.weight)  # fan_in mode
+    assert check_initializer(conv.weight, "he_normal").status == "confirmed"
+
+
+@pytest.mark.parametrize("make", [lambda: torch.nn.Conv2d(64, 128, 3),
+                                  lambda: torch.nn.Conv1d(128, 256, 5)], ids=["conv2d", "conv1d"])
+def test_default_conv_init_is_torch_linear_default(make) -> None:  # noqa: ANN001
+    # ConvNd.reset_parameters: kaiming_uniform_(a=sqrt(5)) = U[+-1/sqrt(fan_in)], variance
+    # 1/(3 fan_in) with fan_in = in * prod(kernel)
+    torch.manual_seed(5)
+    conv = make()
+    fan_in = conv.weight.shape[1] * math.prod(conv.weight.shape[2:])
+    v = check_initializer(conv.weight, "torch_linear_default")
+    assert v.status == "confirmed", v.reason
+    assert v.predicted == pytest.approx(1 / (3 * fan_in), rel=1e-12)
+    assert check_initializer(conv.weight, "he_uniform").status == "refuted"
