@@ -188,21 +188,30 @@ def test_activations_pickle_by_name_and_parameters(name):
     assert leaky.params == {"negative_slope": 0.3}
 
 
-@pytest.mark.parametrize("name", activation_names())
-def test_bool_activation_parameters_refused_after_a_cached_equal_number(name):
+def _activation_parameters():
     import inspect
 
     from varprop.activations import ACTIVATIONS
+
+    return [(name, param) for name in ACTIVATIONS
+            for param in inspect.signature(ACTIVATIONS._factories[name]).parameters]
+
+
+def test_some_activation_has_parameters():
+    assert ("leaky_relu", "negative_slope") in _activation_parameters()
+
+
+@pytest.mark.parametrize("name, param", _activation_parameters())
+def test_bool_activation_parameters_refused_after_a_cached_equal_number(name, param):
     from varprop.errors import InvalidArgument, InvalidArgumentType
 
-    for param in inspect.signature(ACTIVATIONS._factories[name]).parameters:
-        for number, flag in [(1.0, True), (0.0, False), (1, True), (0, False)]:
-            try:
-                activation(name, **{param: number})  # cached when valid
-            except (InvalidArgument, InvalidArgumentType):
-                pass
-            with pytest.raises(InvalidArgumentType, match=param):
-                activation(name, **{param: flag})
+    for number, flag in [(1.0, True), (0.0, False), (1, True), (0, False)]:
+        try:
+            activation(name, **{param: number})  # cached when valid
+        except (InvalidArgument, InvalidArgumentType):
+            pass
+        with pytest.raises(InvalidArgumentType, match=param):
+            activation(name, **{param: flag})
 
 
 def test_leaky_relu_with_a_huge_slope_gives_numbers_not_overflow_errors():

@@ -393,6 +393,13 @@ def test_float16_weights_are_checked_against_the_rounded_law() -> None:
     assert refuted == 0
     wrong = init_scheme("he_normal").sample(rng, 300, 200).astype(np.float16)
     assert check_initializer(wrong, he_u, fan_in=300, fan_out=200).status == "refuted"
+    # the support of the rounded law ends at the bound rounded to float16: one float16 step
+    # beyond it is impossible (the old slack of 4 float16 eps accepted it)
+    bound = math.sqrt(6 / 300)
+    w = he_u.sample(rng, 300, 200).astype(np.float16)
+    w[0, 0] = np.nextafter(np.float16(bound), np.float16(np.inf))
+    v = check_initializer(w, he_u, fan_in=300, fan_out=200)
+    assert v.status == "refuted" and v.p_values["support"] == 0.0
 
 
 def test_rounded_law_midpoints_match_nextafter() -> None:

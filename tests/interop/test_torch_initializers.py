@@ -128,6 +128,13 @@ def test_kaiming_uniform_cast_to_bfloat16_is_confirmed() -> None:
         assert v.config["dtype"] == "bfloat16"
         statuses.append(v.status)
     assert statuses.count("refuted") == 0 and statuses.count("confirmed") == 20
+    # one bfloat16 step beyond the rounded bound is outside the rounded law's support
+    top = torch.tensor(math.sqrt(6 / FAN_IN)).to(torch.bfloat16)
+    beyond = (top.view(torch.int16) + 1).view(torch.bfloat16)  # next bfloat16 up (positive)
+    assert float(beyond) > float(top) > 0
+    w[0, 0] = beyond
+    v = check_initializer(w, "he_uniform", fan_in=FAN_IN, fan_out=FAN_OUT)
+    assert v.status == "refuted" and v.p_values["support"] == 0.0
 
 
 def test_bfloat16_calibration_and_power() -> None:
