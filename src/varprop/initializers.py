@@ -49,10 +49,14 @@ excess kurtosis :math:`\hat\kappa`:
   simultaneous with the other tests) is the reported ``relative_interval`` (``interval`` in
   absolute units); its two ends are the two one-sided tests of the equivalence (TOST) decision.
 * **shape**: one-sample Kolmogorov-Smirnov test against the fully specified claimed law
-  (``scipy.stats.norm``, ``uniform`` or ``truncnorm`` at the scheme's parameters).
-* **support** (uniform and truncated normal only): an entry outside the claimed bounded support
-  (beyond rounding, ``4 eps`` relative to the bound in the array's dtype) refutes the claim with
-  certainty (p-value 0).
+  (``scipy.stats.norm``, ``uniform`` or ``truncnorm`` at the scheme's parameters), rounded to
+  the weights' storage format (bfloat16, float16, float32: a discrete law, compared through its
+  exact step CDF, which makes the KS p-value conservative; :mod:`varprop._rounding`).
+* **support** (uniform and truncated normal only): an entry outside the support of the stored
+  law refutes the claim with certainty (p-value 0).  That support is the claimed interval
+  widened by ``SUPPORT_ULPS`` = 4 units in the last place of float32 (float64 for float64
+  weights: the computation's own error), then rounded to the storage format: a bfloat16 entry
+  one step beyond the rounded bound is refuted, a correct draw rounded up to it is not.
 
 The p-values are combined with Holm's step-down procedure: ``refuted`` iff some Holm-adjusted
 p-value is at most ``alpha``, which bounds the probability of refuting a true claim by ``alpha``.
