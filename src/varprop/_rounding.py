@@ -17,11 +17,12 @@ operation is exact in float64 (:math:`p \le 53`, powers of two).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FloatFormat", "FORMATS", "format_of"]
+__all__ = ["FloatFormat", "FORMATS", "format_of", "float_or_inf"]
 
 
 @dataclass(frozen=True)
@@ -87,3 +88,12 @@ def format_of(dtype: object) -> FloatFormat | None:
     """The format of a NumPy or PyTorch dtype (by name: torch is never imported), or None."""
     name = str(dtype).rsplit(".", 1)[-1]
     return FORMATS.get(name)
+
+
+def float_or_inf(value: object) -> float:
+    """``float(value)``, with exact numbers (Python or SymPy) beyond the float range mapped to
+    +-inf (``float(10**400 / 3)`` raises ``OverflowError``)."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf  # type: ignore[operator]

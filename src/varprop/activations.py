@@ -38,6 +38,7 @@ import sympy as sp
 from ._exact import exact
 from ._quadrature import bivariate_expectation, gaussian_expectations, smoothed
 from ._registry import Registry, typed_cache_key
+from ._rounding import float_or_inf
 from ._validation import (
     check_nonnegative_real,
     check_positive_int,
@@ -127,7 +128,7 @@ class MomentRules:
                 # an exact parameter beyond the float range (leaky_relu(negative_slope=1e300):
                 # alpha^2 = 10^600): exact arithmetic, results beyond the range as +-inf
                 at = {MU: exact(mu), Q: exact(q)}
-                return tuple(_float_or_inf(sp.N(e.subs(at), 20)) for e in exprs)  # type: ignore[return-value]
+                return tuple(float_or_inf(sp.N(e.subs(at), 20)) for e in exprs)  # type: ignore[return-value]
         return evaluate
 
     @cached_property
@@ -139,14 +140,6 @@ class MomentRules:
             f = sp.lambdify((MU, Q), getattr(self, m), modules=mods)
             out[m] = (lambda f: lambda mu, q: np.broadcast_to(f(mu, q), np.shape(mu)).astype(float))(f)
         return out
-
-
-def _float_or_inf(value: sp.Expr) -> float:
-    """``float(value)`` for a real SymPy number, +-inf beyond the float range."""
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf
 
 
 def _erf_scaled_rules(k: sp.Expr, *, exact_: bool, approximation: str = "",

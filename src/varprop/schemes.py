@@ -51,6 +51,7 @@ import sympy as sp
 
 from ._exact import exact
 from ._registry import Registry, typed_cache_key
+from ._rounding import float_or_inf
 from ._truncnorm import truncated_normal_m2
 from ._validation import (
     check_choice,
@@ -171,7 +172,7 @@ class InitScheme:
         symbolic = self.spec(FAN_IN, FAN_OUT)
         keys = list(symbolic)
         fn = sp.lambdify((FAN_IN, FAN_OUT), [symbolic[k] for k in keys], modules="math")
-        return lambda n_in, n_out: dict(zip(keys, map(_to_float, fn(n_in, n_out))))
+        return lambda n_in, n_out: dict(zip(keys, map(float_or_inf, fn(n_in, n_out))))
 
     @cached_property
     def _numeric_moments(self) -> Callable[[int, int], tuple[float, float]]:
@@ -299,14 +300,6 @@ class InitScheme:
         return hash((self.name, tuple(self.params.items())))
 
 
-def _to_float(value: object) -> float:
-    """``float(value)``, with exact numbers beyond the float range mapped to +-inf."""
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except OverflowError:
-        return math.inf if value > 0 else -math.inf  # type: ignore[operator]
-
-
 @lru_cache(maxsize=4096)
 def _cached_moments(scheme: InitScheme, fan_in: int, fan_out: int) -> tuple[float, float]:
     return scheme._numeric_moments(fan_in, fan_out)
@@ -325,10 +318,10 @@ def _float_evaluator(exprs: tuple[sp.Expr, ...]) -> Callable[[int, int], tuple[f
 
     def evaluate(n_in: int, n_out: int) -> tuple[float, ...]:
         try:
-            return tuple(map(_to_float, fn(n_in, n_out)))
+            return tuple(map(float_or_inf, fn(n_in, n_out)))
         except (OverflowError, ZeroDivisionError, ValueError):
             at = {FAN_IN: sp.Integer(n_in), FAN_OUT: sp.Integer(n_out)}
-            return tuple(_to_float(sp.N(e.subs(at), 20)) for e in exprs)
+            return tuple(float_or_inf(sp.N(e.subs(at), 20)) for e in exprs)
     return evaluate
 
 
