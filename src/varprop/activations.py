@@ -128,7 +128,8 @@ class MomentRules:
                 # an exact parameter beyond the float range (leaky_relu(negative_slope=1e300):
                 # alpha^2 = 10^600): exact arithmetic, results beyond the range as +-inf
                 at = {MU: exact(mu), Q: exact(q)}
-                return tuple(float_or_inf(sp.N(e.subs(at), 20)) for e in exprs)  # type: ignore[return-value]
+                out = tuple(float_or_inf(sp.N(e.subs(at), 20)) for e in exprs)
+                return out  # type: ignore[return-value]
         return evaluate
 
     @cached_property

@@ -254,8 +254,8 @@ def check_initializer(
         first = _as_matrices(_call(weights), init, n_in, n_out, name="weights()")
         n_in, n_out = first.fan_in, first.fan_out
         if replicates is None:
-            replicates = 1 if not init.is_iid else _auto_replicates(init, n_in, n_out,
-                                                                        first.stack.size, alpha, rtol)
+            replicates = (1 if not init.is_iid else
+                          _auto_replicates(init, n_in, n_out, first.stack.size, alpha, rtol))
         mats = [first] + [_as_matrices(_call(weights), init, n_in, n_out, name="weights()")
                           for _ in range(replicates - 1)]
         if any(np.array_equal(mat.stack, first.stack) for mat in mats[1:]):
@@ -432,7 +432,8 @@ def _claimed_cdf(init: InitScheme, p: dict[str, float]) -> Callable[[np.ndarray]
     scheme's parameters, without building frozen distributions: tested against them).
 
     The truncated normal's CDF is
-    :math:`(\operatorname{erf}(t/\sqrt2) + \operatorname{erf}(b/\sqrt2))/(2\operatorname{erf}(b/\sqrt2))`
+    :math:`(\operatorname{erf}(t/\sqrt2) + \operatorname{erf}(b/\sqrt2))
+    / (2\operatorname{erf}(b/\sqrt2))`
     for :math:`b \le 1` (:math:`\Phi(t) - \Phi(-b)` would cancel near 1/2), the
     difference of normal CDFs beyond (accurate in the tails)."""
     if init.distribution == "normal":

@@ -306,7 +306,8 @@ def _cached_moments(scheme: InitScheme, fan_in: int, fan_out: int) -> tuple[floa
 
 
 @lru_cache(maxsize=4096)
-def _cached_parameters(scheme: InitScheme, fan_in: int, fan_out: int) -> tuple[tuple[str, float], ...]:
+def _cached_parameters(scheme: InitScheme, fan_in: int, fan_out: int
+                       ) -> tuple[tuple[str, float], ...]:
     return tuple(scheme._numeric_spec(fan_in, fan_out).items())
 
 
