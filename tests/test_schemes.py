@@ -259,3 +259,10 @@ def test_bool_scheme_parameters_refused_after_a_cached_equal_number(name, param)
             pass
         with pytest.raises(varprop.InvalidArgumentType, match=param):
             init_scheme(name, **{param: flag})
+
+
+def test_predict_with_a_tiny_truncation_bound():
+    # old code: "math domain error" (the claimed variance was -2.2e-16 at bound 1e-8)
+    s = init_scheme("truncated_normal", bound=1e-8)
+    got = varprop.predict_variance("linear", s, fan_in=64, quantity="preactivation")
+    assert got == pytest.approx(64 * _mp_truncated_variance(1e-8), rel=1e-12)
