@@ -377,7 +377,7 @@ def test_tiny_truncation_bound_is_confirmed(bound: float) -> None:
     w = scheme.sample(np.random.default_rng(23), 256, 256)
     v = check_initializer(w, scheme, fan_in=256, fan_out=256)
     assert v.status == "confirmed", v.reason
-    assert v.predicted == pytest.approx(0.25 * bound**2 / 3, rel=1e-9)
+    assert v.predicted == pytest.approx(0.25 * bound**2 / 3, rel=1e-9, abs=0)
 
 
 def test_float16_weights_are_checked_against_the_rounded_law() -> None:

@@ -164,6 +164,18 @@ def _mp_truncated_variance(bound: float) -> float:
         return float(1 - 2 * b * mpmath.npdf(b) / mpmath.erf(b / mpmath.sqrt(2)))
 
 
+def _mp_truncated_kurtosis(bound: float) -> float:
+    """Excess kurtosis of N(0, 1) truncated to [-b, b] (m4 = 3 m2 - 2 b^3 phi(b) / Z), 80 digits."""
+    import mpmath
+
+    with mpmath.workdps(80):
+        b = mpmath.mpf(bound)
+        z = mpmath.erf(b / mpmath.sqrt(2))
+        m2 = 1 - 2 * b * mpmath.npdf(b) / z
+        m4 = 3 * m2 - 2 * b**3 * mpmath.npdf(b) / z
+        return float(m4 / m2**2 - 3)
+
+
 TINY_BOUNDS = sorted({*np.logspace(-12, 1, 27).tolist(), 1e-7, 3e-8, 1e-8, 1.0, 2.0})
 
 
@@ -173,13 +185,14 @@ def test_truncated_variance_matches_mpmath_at_every_bound(bound):
     std = 0.7
     ref = std**2 * _mp_truncated_variance(bound)
     scheme = init_scheme("truncated_normal", std=std, bound=bound)
-    assert scheme.moments(4, 4)[1] == pytest.approx(ref, rel=1e-13)
-    assert float(scheme.weight_variance()) == pytest.approx(ref, rel=1e-13)
+    assert scheme.moments(4, 4)[1] == pytest.approx(ref, rel=1e-13, abs=0)
+    assert float(scheme.weight_variance()) == pytest.approx(ref, rel=1e-13, abs=0)
     factor = varprop.schemes.truncated_variance_factor(bound)
-    assert float(factor) == pytest.approx(ref / std**2, rel=1e-13)
+    assert float(factor) == pytest.approx(ref / std**2, rel=1e-13, abs=0)
     from varprop.initializers import truncated_normal_kurtosis
 
-    assert -1.2 - 1e-9 <= truncated_normal_kurtosis(bound) <= 0.0
+    assert truncated_normal_kurtosis(bound) == pytest.approx(_mp_truncated_kurtosis(bound),
+                                                             rel=1e-12, abs=1e-13)
 
 
 @pytest.mark.parametrize("bound", [1e-15, 1e-12, 1e-8])
@@ -264,5 +277,9 @@ def test_bool_scheme_parameters_refused_after_a_cached_equal_number(name, param)
 def test_predict_with_a_tiny_truncation_bound():
     # old code: "math domain error" (the claimed variance was -2.2e-16 at bound 1e-8)
     s = init_scheme("truncated_normal", bound=1e-8)
+    q = 64 * _mp_truncated_variance(1e-8)
     got = varprop.predict_variance("linear", s, fan_in=64, quantity="preactivation")
-    assert got == pytest.approx(64 * _mp_truncated_variance(1e-8), rel=1e-12)
+    assert got == pytest.approx(q, rel=1e-12, abs=0)
+    # ReLU at mu = 0: Var relu(z) = q (1/2 - 1/(2 pi))
+    got = varprop.predict_variance("relu", s, fan_in=64)
+    assert got == pytest.approx(q * (0.5 - 0.5 / math.pi), rel=1e-12, abs=0)
