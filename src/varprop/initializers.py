@@ -401,7 +401,9 @@ def _conv_layout(shape: tuple[int, ...], init: InitScheme, kernel: str, rf: int,
                  inferred: bool) -> str:
     out, inp = shape[0], shape[1]
     fan_out = f"out = {out}" if not init.is_iid else f"out * {rf} = {out * rf}"
-    how = "fans from the shape, as PyTorch computes them" if inferred else "PyTorch's fans"
+    how = ("the flattened (out, in * prod(kernel)) matrix that orthogonal_ makes orthogonal"
+           if not init.is_iid else
+           "fans from the shape, as PyTorch computes them" if inferred else "PyTorch's fans")
     return (f"convolution kernel of shape {shape} (out, in, {kernel}): fan_in = in * {rf} = "
             f"{inp * rf}, fan_out = {fan_out} ({how})")
 

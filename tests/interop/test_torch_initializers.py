@@ -185,3 +185,14 @@ def test_default_conv_init_is_torch_linear_default(make) -> None:  # noqa: ANN00
     assert v.status == "confirmed", v.reason
     assert v.predicted == pytest.approx(1 / (3 * fan_in), rel=1e-12)
     assert check_initializer(conv.weight, "he_uniform").status == "refuted"
+
+
+def test_orthogonal_conv_kernel_is_its_flattened_matrix() -> None:
+    # orthogonal_ makes the (out, in * prod(kernel)) matrix orthogonal: those are its fans
+    torch.manual_seed(6)
+    conv = torch.nn.Conv2d(16, 64, 3)
+    torch.nn.init.orthogonal_(conv.weight)
+    v = check_initializer(conv.weight, "orthogonal")
+    assert v.status == "confirmed" and (v.config["fan_in"], v.config["fan_out"]) == (144, 64)
+    with pytest.raises(ValueError, match="convolution kernel"):
+        check_initializer(conv.weight, "orthogonal", fan_in=144, fan_out=576)
