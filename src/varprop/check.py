@@ -52,6 +52,8 @@ import numpy as np
 from . import _stats
 from ._json import jsonable
 from ._named import build_named
+from ._quantities import BACKWARD as _BACKWARD_QUANTITIES
+from ._quantities import QUANTITIES
 from ._validation import (
     check_choice,
     check_nonnegative_int,
@@ -88,13 +90,11 @@ __all__ = [
 
 Status = Literal["confirmed", "refuted", "inconclusive"]
 Target = Literal["ensemble", "unit_spread"]
-QUANTITIES: tuple[str, ...] = ("preactivation", "activation", "activation_second_moment",
-                               "gradient", "weight_gradient")
 LOCAL_QUANTITIES: tuple[str, ...] = ("preactivation", "activation_second_moment", "gradient")
 METHODS: tuple[str, ...] = ("auto", "exact", "closed_form", "quadrature")
 TARGETS: tuple[str, ...] = ("ensemble", "unit_spread")
 STATUSES: tuple[str, ...] = ("confirmed", "refuted", "inconclusive")
-_BACKWARD = ("gradient", "weight_gradient")
+_BACKWARD = _BACKWARD_QUANTITIES
 
 #: :math:`c` in the finite-width allowance :math:`c \sum_{l \le L} 1/n_l` for predictions that
 #: are exact only as the widths grow (see :func:`prediction_allowance`).

@@ -127,6 +127,8 @@ from typing import Literal
 import numpy as np
 
 from ._mc_blas import single_threaded_blas
+from ._quantities import QUANTITIES as _PREDICTED
+from ._quantities import spec as _quantity_spec
 from ._validation import (
     check_choice,
     check_nonnegative_int,
@@ -183,14 +185,10 @@ FORWARD_QUANTITIES: tuple[str, ...] = (
 BACKWARD_QUANTITIES: tuple[str, ...] = ("gradient_second", "delta_second", "weight_gradient_second")
 #: Every recorded per-replicate statistic.
 QUANTITIES: tuple[str, ...] = FORWARD_QUANTITIES + BACKWARD_QUANTITIES
-#: Quantities of :meth:`SimulationResult.estimate` (the vocabulary of ``predict_variance``).
-ESTIMATES: tuple[str, ...] = (
-    "preactivation",
-    "activation",
-    "activation_second_moment",
-    "gradient",
-    "weight_gradient",
-)
+#: Quantities of :meth:`SimulationResult.estimate` (the vocabulary of ``predict_variance``,
+#: defined once in :mod:`varprop._quantities`); :meth:`SimulationResult.per_replicate` and the
+#: other accessors accept them too, as aliases of the statistic that estimates them.
+ESTIMATES: tuple[str, ...] = _PREDICTED
 
 Engine = Literal["auto", "dense", "gaussian"]
 DType = Literal["float32", "float64"]
@@ -314,7 +312,11 @@ class SimulationResult:
 
     # ----- access ---------------------------------------------------------------------------
     def _check_quantity(self, quantity: object) -> str:
-        return check_choice("quantity", quantity, QUANTITIES)
+        """A raw statistic name (:data:`QUANTITIES`), or a ``predict_variance`` quantity
+        (:data:`ESTIMATES`) mapped to the statistic whose replicate mean is its second moment."""
+        if isinstance(quantity, str) and quantity in _PREDICTED:
+            return _quantity_spec(quantity).second
+        return check_choice("quantity", quantity, QUANTITIES + _PREDICTED)
 
     def _layer_index(self, layer: object) -> int | None:
         if layer is None:
@@ -340,12 +342,19 @@ class SimulationResult:
     def per_replicate(
         self, quantity: str, layer: int | None = None, *, valid_only: bool = False
     ) -> np.ndarray:
-        """The per-replicate statistic ``quantity``: float64 array ``(replicates, depth)``.
+        r"""The per-replicate statistic ``quantity``: float64 array ``(replicates, depth)``.
 
         Parameters
         ----------
         quantity : str
-            One of :data:`QUANTITIES`.
+            One of :data:`QUANTITIES` (the raw statistics), or a quantity name of
+            :func:`~varprop.predict_variance` (:data:`ESTIMATES`), which selects the statistic
+            :math:`\overline{x^2}` whose replicate mean is that quantity's second moment
+            :math:`E x^2`: ``"preactivation"`` -> ``preactivation_second``, ``"activation"`` and
+            ``"activation_second_moment"`` -> ``activation_second``, ``"gradient"`` ->
+            ``gradient_second``, ``"weight_gradient"`` -> ``weight_gradient_second``
+            (:mod:`varprop._quantities`).  For ``preactivation``/``activation`` with a non-zero
+            mean the predicted *variance* is :math:`E x^2 - (E x)^2`: use :meth:`estimate`.
         layer : int, optional
             1-based layer (negative counts from the end); then the result has shape ``(replicates,)``.
         valid_only : bool
