@@ -174,6 +174,12 @@ def _hall_inverse(y: float, A: float, B: float) -> float:
 
 
 def _hall_forward(t: float, A: float, B: float) -> float:
+    r""":math:`g(t) = t + A t^2 + A^2 t^3/3 + B = ((1 + At)^3 - 1)/(3A) + B`, increasing in
+    :math:`t`; beyond :math:`|t| = 10^{100}` (e.g. a claim of :math:`10^{200}` against data of
+    order 1) it is :math:`\pm\infty` in double precision: returned as such, not an
+    ``OverflowError``."""
+    if not abs(t) <= 1e100:
+        return math.copysign(math.inf, t)
     return t + A * t * t + A * A * t**3 / 3.0 + B
 
 
@@ -276,7 +282,10 @@ def _p_value(iv: MeanInterval, theta: float, *, upper: bool) -> float:
         return 0.0 if iv.estimate < theta else 1.0
     n = iv.n
     A, B = iv.skewness_hat / (3.0 * math.sqrt(n)), iv.skewness_hat / (6.0 * math.sqrt(n))
-    t = (iv._mean + iv._shift - theta) / iv.se
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = float((np.float64(iv._mean) + iv._shift - theta) / iv.se)
+    if math.isnan(t):  # theta = +-inf against a finite estimate
+        t = math.copysign(math.inf, -theta)
     g = _hall_forward(t, A, B)
     return float(_sst.t.sf(g, n - 1) if upper else _sst.t.cdf(g, n - 1))
 

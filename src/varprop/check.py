@@ -123,9 +123,10 @@ class Verdict:
         Why (e.g. ``"interval inside +-rtol"``, ``"heavy-tailed"``, ``"budget exhausted"``).
     predicted : float
         :math:`\theta_0`.
-    estimate : float
-        :math:`\hat\theta` (unbiased).
-    interval : (float, float)
+    estimate : float or None
+        :math:`\hat\theta` (unbiased); ``None`` when nothing could be estimated (e.g. the values
+        left the float range): then ``interval`` is ``None`` too (``null`` in JSON).
+    interval : (float, float) or None
         Simultaneous :math:`1-\alpha` interval for :math:`\theta` (absolute units).
     relative_interval : (float, float) or None
         The same for :math:`r = \theta/\theta_0 - 1` (None when :math:`\theta_0 = 0`: then the
@@ -162,13 +163,21 @@ class Verdict:
         Bootstrap-t cross-check interval of the last look (absolute), when computed.
     elapsed : float
         Seconds spent.
+    within_allowance : bool
+        ``status == "confirmed"`` for an approximate claim through its declared allowance: the
+        interval for :math:`r` lies inside :math:`\pm` ``tol`` (``tol > rtol``), so the claim
+        "within ``tol``" is confirmed although :math:`\pm` ``rtol`` is not (the deviation may be
+        measurably non-zero; ``reason`` gives it with its interval).
+    p_tost_allowance : float
+        TOST p-value of :math:`|r| \ge` ``tol`` (adjusted over looks): ``<= alpha`` for a
+        confirmation within the allowance.
     """
 
     status: Status
     reason: str
     predicted: float
-    estimate: float
-    interval: tuple[float, float]
+    estimate: float | None
+    interval: tuple[float, float] | None
     relative_interval: tuple[float, float] | None
     relative_error: float | None
     p_refute: float
@@ -193,6 +202,8 @@ class Verdict:
     bootstrap_interval: tuple[float, float] | None = None
     heavy_tailed: bool = False
     elapsed: float = 0.0
+    within_allowance: bool = False
+    p_tost_allowance: float = 1.0
 
     @property
     def confirmed(self) -> bool:
@@ -220,18 +231,26 @@ class Verdict:
 
     def __str__(self) -> str:
         cfg = self.config
-        head = (f"{self.status.upper()}: {self.statistic} for {cfg.get('activation')} / "
+        status = self.status.upper() + (" (within the allowance)" if self.within_allowance else "")
+        head = (f"{status}: {self.statistic} for {cfg.get('activation')} / "
                 f"{cfg.get('init')}, widths {_short_widths(cfg.get('widths'))}, layer {self.layer}")
-        if self.relative_interval is not None:
-            rel = (f"relative error {self.relative_error:+.4g}, {100 * (1 - self.alpha):g}% interval "
+        level = f"{100 * (1 - self.alpha):g}%"
+        if self.estimate is None or self.interval is None:
+            estimate, rel = "no estimate", "no interval"
+        elif self.relative_interval is not None and self.relative_error is not None:
+            estimate = f"estimate {self.estimate:.6g}"
+            rel = (f"relative error {self.relative_error:+.4g}, {level} interval "
                    f"[{self.relative_interval[0]:+.4g}, {self.relative_interval[1]:+.4g}]")
-            margins = f"tol {self.tol:.3g}, rtol {self.rtol:.3g}"
         else:
-            rel = (f"absolute interval [{self.interval[0]:.6g}, {self.interval[1]:.6g}] "
-                   f"(zero prediction)")
+            estimate = f"estimate {self.estimate:.6g}"
+            rel = (f"absolute {level} interval [{self.interval[0]:.6g}, {self.interval[1]:.6g}]"
+                   + (" (zero prediction)" if self.predicted == 0 else ""))
+        if self.predicted == 0 and self.atol is not None:
             margins = f"absolute tol {self.tol:.3g}, atol {self.atol:.3g}"
+        else:
+            margins = f"tol {self.tol:.3g}, rtol {self.rtol:.3g}"
         return (f"{head}\n"
-                f"  predicted {self.predicted:.6g}, estimate {self.estimate:.6g}; {rel}\n"
+                f"  predicted {self.predicted:.6g}, {estimate}; {rel}\n"
                 f"  {margins}; p_refute {self.p_refute:.3g}, TOST p {self.p_equivalence:.3g}; "
                 f"{self.replicates} replicates in {self.looks} look(s), seed {self.seed}\n"
                 f"  reason: {self.reason}\n"
@@ -399,13 +418,45 @@ def _extract(res: Any, names: Sequence[str], layer: int, backward: bool) -> tupl
     mask_name = "gradient_valid" if backward else "valid"
     valid = np.asarray(getattr(res, mask_name))[:, layer - 1]
     if not np.all(valid):
-        kind = "backward" if backward else "forward"
-        first = (res.gradient_overflow_layer or res.gradient_underflow_layer) if backward else (
-            res.overflow_layer or res.underflow_layer)
-        return [], (f"{kind} values left the finite/normal range of {res.dtype} (first at layer "
-                    f"{first}) in {int((~valid).sum())} of {valid.size} replicates: the "
-                    "statistic cannot be estimated (use float64 or a smaller depth)")
+        return [], _range_reason(res, valid, backward)
     return [np.asarray(res.per_replicate(q, layer), dtype=float) for q in names], None
+
+
+def _range_reason(res: Any, valid: np.ndarray, backward: bool) -> str:
+    """Why replicates are invalid: how many overflowed / underflowed, and where (from the
+    per-replicate layers of the invalid replicates only)."""
+    bad = ~valid
+    over_f = np.asarray(res.nonfinite_layer_per_replicate)[bad]
+    under_f = np.asarray(res.underflow_layer_per_replicate)[bad]
+    parts = []
+    n_over = int(np.count_nonzero(over_f > 0))
+    n_under = int(np.count_nonzero((under_f > 0) & (over_f == 0)))
+    if n_over:
+        parts.append(f"{n_over} overflowed in the forward pass (first at layer "
+                     f"{int(over_f[over_f > 0].min())})")
+    if n_under:
+        parts.append(f"{n_under} underflowed in the forward pass (first at layer "
+                     f"{int(under_f[(under_f > 0) & (over_f == 0)].min())})")
+    if backward:
+        fwd_ok = (over_f == 0) & (under_f == 0)
+        g_over = np.asarray(res.gradient_nonfinite_layer_per_replicate)[bad]
+        g_under = np.asarray(res.gradient_underflow_layer_per_replicate)[bad]
+        b_over = fwd_ok & (g_over > 0)
+        b_under = fwd_ok & (g_under > 0) & ~b_over
+        if b_over.any():
+            parts.append(f"{int(b_over.sum())} overflowed in the backward pass (first at layer "
+                         f"{int(g_over[b_over].max())})")
+        if b_under.any():
+            parts.append(f"{int(b_under.sum())} underflowed in the backward pass (first at layer "
+                         f"{int(g_under[b_under].max())}): their values would be exact zeros "
+                         "from underflow, not measurements")
+    detail = "; ".join(parts) if parts else "invalid"
+    fix = ("use dtype='float64' or a smaller depth" if res.dtype == "float32" else
+           "float64 cannot represent these networks' values: a smaller depth, input or weight "
+           "variance avoids it")
+    return (f"values left the finite/normal range of {res.dtype} in {int(bad.sum())} of "
+            f"{bad.size} replicates at this layer ({detail}): the statistic cannot be estimated "
+            f"({fix})")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -448,16 +499,21 @@ def _look_seed(seed: int, look: int, salt: int = 0) -> int:
 
 
 def _p_values(iv: _stats.MeanInterval, theta0: float, scale: float, tol: float, rtol: float,
-              looks: int) -> tuple[float, float, float]:
-    """(p_refute, p_tost_lower, p_tost_upper), two-sided-equivalent and adjusted over looks."""
+              looks: int) -> tuple[float, float, float, float]:
+    """(p_refute, p_tost_lower, p_tost_upper, p_tost_allowance), two-sided-equivalent and
+    adjusted over looks."""
     def adj(p: float) -> float:
         return float(min(1.0, 2.0 * looks * p))
 
+    with np.errstate(over="ignore"):  # a margin beyond the float range is +-inf: p is 0 or 1
+        up_tol, lo_tol = theta0 + tol * scale, theta0 - tol * scale
+        up_r, lo_r = theta0 + rtol * scale, theta0 - rtol * scale
     # refutation: evidence that theta > theta0 + tol*scale or theta < theta0 - tol*scale
-    p_ref = min(iv.p_greater(theta0 + tol * scale), iv.p_less(theta0 - tol * scale))
-    p_low = iv.p_greater(theta0 - rtol * scale)   # H0: r <= -rtol
-    p_up = iv.p_less(theta0 + rtol * scale)       # H0: r >= +rtol
-    return adj(p_ref), adj(p_low), adj(p_up)
+    p_ref = min(iv.p_greater(up_tol), iv.p_less(lo_tol))
+    p_low = iv.p_greater(lo_r)   # H0: r <= -rtol
+    p_up = iv.p_less(up_r)       # H0: r >= +rtol
+    p_allow = max(iv.p_greater(lo_tol), iv.p_less(up_tol))  # H0: |r| >= tol
+    return adj(p_ref), adj(p_low), adj(p_up), adj(p_allow)
 
 
 @dataclass
@@ -469,18 +525,111 @@ class _Outcome:
     looks: int
     planned: int
     heavy: bool
+    within: bool = False
+
+
+def _relative(iv: _stats.MeanInterval, theta0: float, scale: float) -> tuple[float, float, float]:
+    """``(r_hat, lo, hi)`` of :math:`r = \\theta/\\theta_0 - 1` (or of :math:`\\theta` itself for a
+    zero prediction, ``scale = 1``); a ratio beyond the float range is :math:`\\pm\\infty`."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return tuple(float((np.float64(x) - theta0) / scale)  # type: ignore[return-value]
+                     for x in (iv.estimate, iv.lo, iv.hi))
+
+
+def _fmt_r(x: float, relative: bool) -> str:
+    """A deviation for a reason: ``+13.9%`` (relative) or ``+0.0123`` (absolute margins)."""
+    if not relative:
+        return f"{x:+.3g}"
+    return f"{100 * x:+.3g}%" if math.isfinite(x) else ("+inf" if x > 0 else "-inf")
+
+
+def _decision(r_hat: float, lo: float, hi: float, tol: float, rtol: float, relative: bool,
+              final: bool, done: int, budget: int, planned_looks: int) -> tuple[str, bool, str]:
+    r"""``(status, within_allowance, reason)`` of one look, the reason built from its numbers.
+
+    ``refuted`` if :math:`[lo, hi]` lies outside :math:`\pm` ``tol``; ``confirmed`` if inside
+    :math:`\pm` ``rtol``; for an approximate claim (``tol > rtol``) ``confirmed`` *within the
+    allowance* if inside :math:`\pm` ``tol`` and either wholly outside :math:`\pm` ``rtol``
+    (measurably off: no number of replicates can change that) or at the last look (``final``);
+    else ``inconclusive`` ("more replicates needed" with the estimated number, which assumes the
+    half-width shrinks like :math:`1/\sqrt R`).
+    """
+    f = lambda x: _fmt_r(x, relative)  # noqa: E731
+    what = "r" if relative else "theta"
+    iv_text = f"{f(r_hat)} [{f(lo)}, {f(hi)}]"
+    allow = f"{100 * tol:.3g}%" if relative else f"{tol:.3g}"
+    status = _stats.decide(lo, hi, tol=tol, rtol=rtol)
+    if status == "refuted":
+        return status, False, (f"{what} = {iv_text} lies wholly outside the allowance "
+                               f"+-{allow} of this prediction")
+    if status == "confirmed":
+        return status, False, (f"{what} = {iv_text} lies inside +-{_fmt_r(rtol, relative).lstrip('+')}"
+                               " (TOST)")
+    inside_tol = -tol <= lo and hi <= tol
+    off = lo > rtol or hi < -rtol
+    if tol > rtol and inside_tol and (off or final):
+        if off:
+            return "confirmed", True, (f"off by {iv_text}, within the allowance of {allow} for "
+                                       "this approximation")
+        return "confirmed", True, (f"{what} = {iv_text}: within the allowance of {allow} for this "
+                                   f"approximation; +-{_fmt_r(rtol, relative).lstrip('+')} not "
+                                   f"resolved with {done} replicates")
+    # inconclusive: the interval contains a margin; it decides once its half-width is below the
+    # distance from the estimate to the nearest margin it contains
+    margins = [m for m in (-tol, tol, -rtol, rtol) if lo <= m <= hi]
+    half = max(r_hat - lo, hi - r_hat)
+    gap = min(abs(r_hat - m) for m in margins) if margins else 0.0
+    where = ", ".join(sorted({_fmt_r(m, relative) for m in margins}))
+    if gap > 0 and math.isfinite(half) and half > 0:
+        need = math.ceil(done * (half / gap) ** 2)
+        more = (f"about {need} replicates would resolve it" if need < 1e15 else
+                f"resolving it would take ~{need:.2g} replicates (the estimate sits practically on "
+                "the margin)")
+    else:
+        more = "the estimate sits on the margin: no number of replicates is sure to resolve it"
+    ended = (f"the budget of {budget} replicates is exhausted" if planned_looks > 1 else
+             f"{done} replicates (one look, replicates=)")
+    return "inconclusive", False, (f"{what} = {iv_text} contains the margin(s) {where}; {ended}; "
+                                   f"{more} (more replicates needed)")
+
+
+def _heavy_reason(iv: _stats.MeanInterval, x: np.ndarray, done: int, budget: int,
+                  verdict_if_trusted: str, adaptive: bool) -> str:
+    """Why a heavy-tailed interval is not trusted, from its own numbers."""
+    need = _stats.replicates_needed(iv.skewness)
+    share = ""
+    if x.size and np.all(x >= 0) and float(np.sum(x)) > 0:
+        share = (f"; the largest of {x.size} replicate values is "
+                 f"{100 * float(np.max(x) / np.sum(x)):.3g}% of their sum")
+    if math.isfinite(need):
+        knob = "a larger budget=" if adaptive else "more replicates="
+        tail = (f"skewness {iv.skewness:.3g} needs {need:.0f} replicates by Cochran's rule "
+                f"(25 skewness^2), {done} were run" + (f" (budget {budget}); " if adaptive else "; ")
+                + (f"{knob} may decide (more replicates needed)" if need > done else
+                   f"the bootstrap-t interval disagrees with it; {knob} may decide "
+                   "(more replicates needed)"))
+    else:
+        tail = ("the log-scale variance of the statistic exceeds 700, so the log-normal bound on "
+                "its skewness is infinite and it would need more than any finite budget: no "
+                "number of replicates makes a mean interval trustworthy here (its mean is carried "
+                "by rare networks)")
+    return (f"heavy-tailed: the interval (which alone would say {verdict_if_trusted}) cannot be "
+            f"trusted: {tail}{share}")
 
 
 def _sequential(draw: Callable[[int, int], tuple[list[np.ndarray], str | None]], kind: str,
                 theta0: float, scale: float, tol: float, rtol: float, alpha: float,
-                sizes: list[int], seed: int, skewness_floor: float = 0.0) -> _Outcome:
+                sizes: list[int], seed: int, skewness_floor: float = 0.0,
+                relative: bool = True) -> _Outcome:
     """Run the looks; ``draw(n_new, look)`` returns new replicate columns.  ``skewness_floor`` is
-    a known lower bound of the replicate statistic's skewness (for the heavy-tail guard)."""
+    a known lower bound of the replicate statistic's skewness (for the heavy-tail guard);
+    ``relative``: the margins are relative (else absolute, for a zero prediction)."""
     K = len(sizes)
     a_k = alpha / K
     cols: list[np.ndarray] | None = None
     done = 0
     iv = None
+    budget = sizes[-1]
     for k, target_n in enumerate(sizes):
         new, err = draw(target_n - done, k)
         if err is not None:
@@ -492,24 +641,20 @@ def _sequential(draw: Callable[[int, int], tuple[list[np.ndarray], str | None]],
             iv = _stats.variance_interval(cols[0], cols[1], a_k, rng=rng)
         else:
             iv = _stats.mean_interval(cols[0], a_k, rng=rng, guard_skewness=skewness_floor)
-        lo, hi = (iv.lo - theta0) / scale, (iv.hi - theta0) / scale
-        status = _stats.decide(lo, hi, tol=tol, rtol=rtol)
+        r_hat, lo, hi = _relative(iv, theta0, scale)
+        final = k == K - 1
+        status, within, reason = _decision(r_hat, lo, hi, tol, rtol, relative, final, done,
+                                           budget, K)
         if iv.heavy_tailed:
+            if final:
+                x = cols[-1] if kind == "variance" else cols[0]
+                verdict = status + (" within the allowance" if within else "")
+                return _Outcome("inconclusive", _heavy_reason(iv, x, done, budget, verdict, K > 1),
+                                iv, done, K, K, True)
             continue
-        if status != "inconclusive":
-            reason = ("interval wholly outside +-tol" if status == "refuted"
-                      else "interval inside +-rtol (TOST)")
-            return _Outcome(status, reason, iv, done, k + 1, K, False)
-    assert iv is not None
-    if iv.heavy_tailed:
-        need = _stats.replicates_needed(iv.skewness)
-        need_text = f"{need:.0f}" if math.isfinite(need) else "more than any finite budget"
-        reason = (f"heavy-tailed: {done} replicates are too few for skewness {iv.skewness:.3g} "
-                  f"(need {need_text}) or the bootstrap disagrees; raise the budget")
-        return _Outcome("inconclusive", reason, iv, done, K, K, True)
-    reason = ("budget exhausted: the interval straddles a margin" if len(sizes) > 1 else
-              "the interval straddles a margin (more replicates needed)")
-    return _Outcome("inconclusive", reason, iv, done, K, K, False)
+        if status != "inconclusive" or final:
+            return _Outcome(status, reason, iv, done, k + 1, K, False, within)
+    raise AssertionError("unreachable: the last look returns")
 
 
 def _verdict_from(out: _Outcome, *, theta0: float, scale: float, zero_pred: bool, tol: float,
@@ -517,23 +662,23 @@ def _verdict_from(out: _Outcome, *, theta0: float, scale: float, zero_pred: bool
                   layer: int, target: str, name: str, description: str, assumptions: str,
                   exact: bool, config: dict[str, Any], t0: float) -> Verdict:
     iv = out.iv
-    if iv is None:  # failed before the first look
-        nan_free = (theta0, theta0)
-        return Verdict("inconclusive", out.reason, theta0, theta0, nan_free, None, None, 1.0, 1.0,
+    if iv is None:  # failed before the first look: nothing was estimated (null in JSON)
+        return Verdict("inconclusive", out.reason, theta0, None, None, None, None, 1.0, 1.0,
                        1.0, out.replicates, out.looks, target, name, description, assumptions,
                        exact, tol, rtol, atol, alpha, seed, quantity, layer, config,
                        elapsed=time.perf_counter() - t0)
-    p_ref, p_lo, p_up = _p_values(iv, theta0, scale, tol, rtol, out.planned)
+    p_ref, p_lo, p_up, p_allow = _p_values(iv, theta0, scale, tol, rtol, out.planned)
     if zero_pred:
         rel_iv = None
         rel_err = None
     else:
-        rel_iv = ((iv.lo - theta0) / scale, (iv.hi - theta0) / scale)
-        rel_err = (iv.estimate - theta0) / scale
+        rel_err, r_lo, r_hi = _relative(iv, theta0, scale)
+        rel_iv = (r_lo, r_hi)
     return Verdict(out.status, out.reason, theta0, iv.estimate, (iv.lo, iv.hi), rel_iv, rel_err,
                    p_ref, p_lo, p_up, out.replicates, out.looks, target, name, description,
                    assumptions, exact, tol, rtol, atol, alpha, seed, quantity, layer, config,
-                   iv.skewness, iv.bootstrap, out.heavy, time.perf_counter() - t0)
+                   iv.skewness, iv.bootstrap, out.heavy, time.perf_counter() - t0,
+                   out.within, p_allow)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -653,6 +798,15 @@ def verify(
     if not isinstance(local, bool):
         raise fail_type("local", local, "True or False")
     if local:
+        # the one-step check tests the library's exact conditional map (mean ratio 1): a claim
+        # of the caller's, another target or method, or an absolute margin has no meaning there
+        for arg, value, default in (("predicted", predicted, None), ("target", target, "ensemble"),
+                                    ("method", method, "auto"), ("atol", atol, None)):
+            if not (value is None if default is None else (isinstance(value, str)
+                                                           and value == default)):
+                raise fail(arg, value, f"{default!r} with local=True (the one-step check tests "
+                           "the library's conditional map, whose mean ratio is exactly 1); use "
+                           "local=False to check it")
         return verify_step(activation, init, fan_in=fan_in, fan_out=fan_out, widths=widths,
                            depth=depth, input_variance=input_variance,
                            bias_variance=bias_variance, quantity=quantity, layer=layer, rtol=rtol,
@@ -735,7 +889,7 @@ def verify(
     bud_eff = bud if bud is not None else default_budget(scheme, ws, engine)
     sizes = _look_sizes(reps, bud_eff)
     out = _sequential(draw, "variance" if kind == "variance" else "mean", theta0, scale, tol_f,
-                      margin, alpha_f, sizes, seed_i)  # type: ignore[arg-type]
+                      margin, alpha_f, sizes, seed_i, relative=not zero_pred)  # type: ignore[arg-type]
     config = {"activation": repr(act), "init": repr(scheme), **shape, "method": method,
               "dtype": dt, "engine": engine, "budget": bud_eff, "tol_reason": tol_reason}
     assumptions = _assumptions(act, scheme, quantity, target, exact, method, user)
@@ -1072,23 +1226,32 @@ def verify_many(
     usable = [(not v.heavy_tailed and v.replicates > 0) for _, v in verdicts]
     p_ref = [v.p_refute if ok else 1.0 for (_, v), ok in zip(verdicts, usable)]
     p_eq = [v.p_equivalence if ok else 1.0 for (_, v), ok in zip(verdicts, usable)]
+    p_al = [v.p_tost_allowance if ok and v.tol > v.rtol else 1.0
+            for (_, v), ok in zip(verdicts, usable)]
     # the p-values are already adjusted over looks; pad the family with failed configs (p = 1)
     pad = [1.0] * (m - len(verdicts))
     rule = _stats.holm if correction == "holm" else _stats.bonferroni
     rej_ref = rule(np.array(p_ref + pad), alpha_f)[: len(verdicts)]
     rej_eq = rule(np.array(p_eq + pad), alpha_f)[: len(verdicts)]
-    for (i, v), r_ref, r_eq, ok in zip(verdicts, rej_ref, rej_eq, usable):
+    rej_al = rule(np.array(p_al + pad), alpha_f)[: len(verdicts)]
+    for (i, v), r_ref, r_eq, r_al, ok in zip(verdicts, rej_ref, rej_eq, rej_al, usable):
+        within = False
         if not ok:
             status = "inconclusive"
         elif r_ref:
             status = "refuted"
         elif r_eq and v.status != "refuted":
             status = "confirmed"
+        elif r_al and v.status == "confirmed":
+            status, within = "confirmed", True
         else:
             status = "inconclusive"
-        reason = v.reason if status == v.status else (
-            f"{v.reason}; {correction} over {m} checks gives {status}")
+        same = status == v.status and within == v.within_allowance
+        reason = v.reason if same else (
+            f"{v.reason}; {correction} over {m} checks gives {status}"
+            + (" within the allowance" if within else ""))
         results[i] = replace(v, status=status, reason=reason, alpha=alpha_f,
+                             within_allowance=within,
                              config={**dict(v.config), "family_size": m,
                                      "correction": correction})
     return results

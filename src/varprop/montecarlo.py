@@ -104,7 +104,11 @@ flushes -- although the layer's input was not identically zero (:math:`\overline
 dead ReLU layers are not underflow).  That layer and all later ones are masked.  The backward
 pass runs from :math:`L` down to 1; it becomes invalid at the first layer (in that order) where a
 backward statistic is not finite or :math:`g_l` underflows (same rule) while
-:math:`\delta_l \ne 0`, and all its statistics are invalid if the forward pass was invalid
+:math:`\delta_l \ne 0`, or -- for activations whose derivative vanishes only on a null set (no
+kinks and :math:`\phi' \not\equiv 0`: tanh, sigmoid, erf, ...) -- where
+:math:`\delta_{l-1} = \phi'(z_{l-1}) \odot g_l` underflows while :math:`g_l \ne 0` (its exact
+zeros would be artefacts, e.g. :math:`\tanh'(z)` below :math:`10^{-308}` at :math:`|z| > 355`;
+the derivatives themselves are computed without cancellation), and all its statistics are invalid if the forward pass was invalid
 anywhere.  Invalid entries are stored as 0 behind the masks, never NaN: see
 :meth:`SimulationResult.per_replicate` and :meth:`SimulationResult.masked`.
 
@@ -477,6 +481,7 @@ class _Plan:
     bias_std: float
     loc: tuple[float, ...]  # Gaussian engine: per-layer weight mean and std
     scale: tuple[float, ...]
+    derivative_never_zero: bool = False  # phi' > 0 a.e.: an all-zero delta is an underflow
 
 
 def _rows(x: np.ndarray) -> np.ndarray:
@@ -567,6 +572,7 @@ def _new_stats(C: int, L: int) -> dict[str, np.ndarray]:
     stats["_input_second"] = np.zeros(C)
     stats["_flush"] = np.zeros((C, L), dtype=bool)
     stats["_gflush"] = np.zeros((C, L), dtype=bool)
+    stats["_dflush"] = np.zeros((C, L), dtype=bool)
     return stats
 
 
@@ -681,6 +687,8 @@ def _run_chunk(plan: _Plan, gens: list[tuple[np.random.Generator, slice]]) -> di
         del saved[l - 1:]
         if l > 1:
             delta = _dphi(plan, saved[l - 2][-1]) * g
+            dr = _rows(delta)
+            stats["_dflush"][:, l - 2] = _flushed(dr, _sumsq(dr)) & (gq > 0)
     return stats
 
 
@@ -761,6 +769,7 @@ def _run_chunk_gaussian_vector(plan: _Plan, gens: list[tuple[np.random.Generator
         if l > 1:
             delta = _dphi(plan, saved[l - 2][-1]) * g
             dq = _sumsq(delta)
+            stats["_dflush"][:, l - 2] = _flushed(delta, dq) & (gq > 0)
     return stats
 
 
@@ -966,7 +975,7 @@ def simulate(
         else:
             scheme.moments(n_in, n_out)  # validates early (and warms the cache)
     plan = _Plan(act, scheme, ws, batch, dt, used, math.sqrt(input_variance),
-                 math.sqrt(bias_variance), tuple(loc), tuple(scale))
+                 math.sqrt(bias_variance), tuple(loc), tuple(scale), _derivative_never_zero(act))
 
     block = _block_size(used, ws, dt.itemsize)
     n_blocks = -(-replicates // block)
@@ -1013,6 +1022,20 @@ def simulate(
                    seed, dtype_name, used, engine_req, chunk, block, elapsed)
 
 
+def _derivative_never_zero(act: Activation) -> bool:
+    r"""True when :math:`\phi'(z) = 0` has probability 0 for continuous :math:`z`: no kinks (so
+    no flat pieces, as ReLU's) and :math:`\phi'` not identically 0.  Then a back-propagated
+    :math:`\delta_{l-1} = \phi'(z_{l-1}) \odot g_l` that flushes to zero while :math:`g_l`
+    does not is an underflow (e.g. :math:`\tanh'(z) < 10^{-308}` at :math:`|z| > 355`), never a
+    genuine zero."""
+    if act.kinks:
+        return False
+    try:
+        return bool(act.derivative != 0)
+    except Exception:  # an expression SymPy cannot decide: be conservative  # noqa: BLE001
+        return False
+
+
 def _first_true(bad: np.ndarray) -> np.ndarray:
     """1-based index of the first True per row, 0 if none."""
     anyb = bad.any(axis=1)
@@ -1047,6 +1070,8 @@ def _finish(plan: _Plan, stats: dict[str, np.ndarray], act: Activation, scheme: 
     for k in BACKWARD_QUANTITIES:
         bwd_bad |= ~np.isfinite(stats[k])
     g_flush = stats["_gflush"] & (stats["delta_second"] > 0)
+    if plan.derivative_never_zero:  # delta_{l-1} = phi'(z) g_l flushed although g_l did not
+        g_flush |= stats["_dflush"]
     fwd_ok = (nonfinite == 0) & (underflow == 0)
     # the backward pass of a replicate whose forward pass was invalid is not assessed (-1)
     g_nonfinite = np.where(fwd_ok, _last_true(bwd_bad), -1)
