@@ -483,6 +483,19 @@ def default_budget(scheme: InitScheme, widths: Sequence[int], engine: str = "aut
     return int(min(_MAX_REPLICATES, max(_MIN_BUDGET, budget)))
 
 
+def _check_size(scheme: InitScheme, widths: Sequence[int], engine: str, replicates: int,
+                dtype: str, name: str) -> None:
+    """Refuse up front a plan whose simulations exceed the Monte Carlo engine's memory or time
+    limits (:func:`varprop.montecarlo.resource_estimate`), naming ``budget``/``replicates``."""
+    from .montecarlo import _check_resources, _gaussian_pays
+
+    ws = tuple(widths)
+    kind = _engine_kind(scheme, engine)
+    if engine == "auto" and kind == "gaussian" and not _gaussian_pays(ws, 1):
+        kind = "dense"
+    _check_resources(kind, ws, 1, replicates, np.dtype(dtype).itemsize, name=name)
+
+
 def _look_sizes(replicates: int | None, budget: int, first: int = _FIRST_LOOK) -> list[int]:
     """Cumulative replicate counts at each look."""
     if replicates is not None:
@@ -888,6 +901,7 @@ def verify(
 
     bud_eff = bud if bud is not None else default_budget(scheme, ws, engine)
     sizes = _look_sizes(reps, bud_eff)
+    _check_size(scheme, ws, engine, sizes[-1], dt, "replicates" if reps is not None else "budget")
     out = _sequential(draw, "variance" if kind == "variance" else "mean", theta0, scale, tol_f,
                       margin, alpha_f, sizes, seed_i, relative=not zero_pred)  # type: ignore[arg-type]
     config = {"activation": repr(act), "init": repr(scheme), **shape, "method": method,
@@ -1070,6 +1084,7 @@ def verify_step(
 
     bud_eff = bud if bud is not None else default_budget(scheme, ws, engine)
     sizes = _look_sizes(reps, bud_eff)
+    _check_size(scheme, ws, engine, sizes[-1], dt, "replicates" if reps is not None else "budget")
     floor = _one_step_skewness(act, scheme, quantity, ws, lay, in_var, b_var)
     out = _sequential(draw, "mean", 1.0, 1.0, tol_f, rtol_f, alpha_f, sizes, seed_i + 1, floor)
     config = {"activation": repr(act), "init": repr(scheme), **shape, "dtype": dt,
