@@ -23,17 +23,28 @@ How a verdict is reached (see ``docs/checker.md`` for the full account and measu
 3. **Decision** on :math:`r = \theta/\theta_0 - 1` with an interval :math:`[lo, hi]` that holds
    simultaneously over all looks with probability :math:`\ge 1 - \alpha`:
    ``refuted`` if it lies wholly outside :math:`\pm` ``tol``; ``confirmed`` if it lies inside
-   :math:`\pm` ``rtol`` (two one-sided tests); ``inconclusive`` otherwise.  ``tol`` is 0 (plus a
-   floating-point floor) when the prediction claims to be exact; otherwise a declared bound (see
-   :func:`prediction_allowance`).
+   :math:`\pm` ``rtol`` (two one-sided tests); for an approximate claim (``tol > rtol``)
+   ``confirmed`` *within the allowance* (``Verdict.within_allowance``) if it lies inside
+   :math:`\pm` ``tol`` and either wholly outside :math:`\pm` ``rtol`` (measurably off: no
+   number of replicates can change that, so the plan stops; the reason reads "off by +13.1%
+   [+6.81%, +20.6%], within the allowance of 65.6% for this approximation") or at the last look;
+   ``inconclusive`` otherwise, with the margin the interval contains and the number of
+   replicates that would resolve it (the half-width shrinking like :math:`1/\sqrt R`).  ``tol``
+   is 0 (plus a floating-point floor) when the prediction claims to be exact; otherwise a
+   declared bound (see :func:`prediction_allowance`).  Every reason is built from the verdict's
+   own numbers.  A replicate whose values left the float range (overflow, or an underflow whose
+   exact zeros would be artefacts) is not a measurement: such a check is ``inconclusive`` with
+   no estimate (``None``/``null``).
 4. **Intervals** are skewness-corrected t intervals (Hall 1992) with a heavy-tail guard and a
    bootstrap-t cross-check (:mod:`varprop._stats`).
 5. **Adaptive sampling** (``replicates=None``): looks after :math:`R_0, 2R_0, 4R_0, \dots`
    replicates up to the budget; with :math:`K` planned looks each look uses level
    :math:`\alpha/K` (Bonferroni over looks), so the sequential error is controlled.
 
-Error guarantees: P(refuted | the prediction holds within ``tol``) :math:`\le \alpha` and
-P(confirmed | :math:`|r| > ` ``rtol``) :math:`\le \alpha/2`, up to the :math:`O(1/R)` error of the
+Error guarantees: P(refuted | the prediction holds within ``tol``) :math:`\le \alpha`,
+P(confirmed at :math:`\pm` ``rtol`` | :math:`|r| > ` ``rtol``) :math:`\le \alpha/2` and P(confirmed within the
+allowance | :math:`|r| >` ``tol``) :math:`\le \alpha/2` (all read off one simultaneous
+interval), up to the :math:`O(1/R)` error of the
 corrected normal approximation (measured calibration in the docs).
 """
 
@@ -120,7 +131,8 @@ class Verdict:
     ----------
     status : {"confirmed", "refuted", "inconclusive"}
     reason : str
-        Why (e.g. ``"interval inside +-rtol"``, ``"heavy-tailed"``, ``"budget exhausted"``).
+        Why, from the verdict's own numbers (e.g. ``"r = +1.2% [-2.1%, +4.4%] lies inside +-5%
+        (TOST)"``, ``"off by ..., within the allowance of ..."``, ``"heavy-tailed: ..."``).
     predicted : float
         :math:`\theta_0`.
     estimate : float or None
@@ -622,10 +634,9 @@ def _heavy_reason(iv: _stats.MeanInterval, x: np.ndarray, done: int, budget: int
                    f"the bootstrap-t interval disagrees with it; {knob} may decide "
                    "(more replicates needed)"))
     else:
-        tail = ("the log-scale variance of the statistic exceeds 700, so the log-normal bound on "
-                "its skewness is infinite and it would need more than any finite budget: no "
-                "number of replicates makes a mean interval trustworthy here (its mean is carried "
-                "by rare networks)")
+        tail = ("the log-scale variance of the statistic exceeds 700, so the guard's log-normal "
+                "bound on its skewness is infinite and it would need more than any finite "
+                "budget: no number of replicates makes this mean interval trusted by the guard")
     return (f"heavy-tailed: the interval (which alone would say {verdict_if_trusted}) cannot be "
             f"trusted: {tail}{share}")
 
