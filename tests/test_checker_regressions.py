@@ -178,3 +178,17 @@ def test_resource_estimate_matches_the_arrays_it_counts() -> None:
     assert need >= 2 * 1000 * 1000 * 8 + 10 * 232 * 2
     assert need < 2 * (2 * 1000 * 1000 * 8 * 10)
     assert seconds > 0 and need < MEMORY_LIMIT and seconds < TIME_LIMIT
+
+
+def test_family_wise_check_keeps_a_confirmation_within_the_allowance() -> None:
+    from varprop.check import verify_many
+    from varprop.strategies import assert_variance_preserved
+
+    cfg = dict(activation="tanh", init="he_normal", fan_in=64, depth=20, quantity="gradient",
+               seed=0)
+    (v,) = verify_many([cfg])
+    assert v.status == "confirmed" and v.within_allowance and v.reason.startswith("off by +")
+    # "preserved within rtol" is not satisfied by a confirmation within the allowance only
+    with pytest.raises(AssertionError, match="not preserved"):
+        assert_variance_preserved("tanh", "he_normal", fan_in=64, depth=20, quantity="gradient",
+                                  seed=0)
