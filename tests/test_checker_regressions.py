@@ -192,3 +192,21 @@ def test_family_wise_check_keeps_a_confirmation_within_the_allowance() -> None:
     with pytest.raises(AssertionError, match="not preserved"):
         assert_variance_preserved("tanh", "he_normal", fan_in=64, depth=20, quantity="gradient",
                                   seed=0)
+
+
+def test_heavy_tail_reason_promises_more_replicates_only_when_the_shortfall_shrinks() -> None:
+    # "more replicates needed" must mean more replicates could change it: Cochran's rule asks
+    # for 25 * 20^2 = 10000 replicates at 1000; at the look before (500) it asked for
+    # 25 * 10^2 = 2500, i.e. the shortfall need/R grew from 5 to 10
+    from varprop._reasons import _heavy_reason
+    from varprop._stats import MeanInterval
+
+    iv = MeanInterval(1.0, 0.5, 1.5, 0.2, 1000, 0.01, 20.0, True, "hall-t", None, 20.0)
+    x = np.ones(1000)
+    grew = _heavy_reason(iv, x, 1000, 1000, "refuted", True, previous=(500, 10.0))
+    assert "needs 10000 replicates" in grew and "not expected to decide" in grew
+    assert "more replicates needed" not in grew
+    # the shortfall fell from 25 * 40^2 / 500 = 80 to 10: at that rate (halving three times
+    # per doubling, beta = 3) 1000 * 10^(1/3) = 2154 replicates
+    fell = _heavy_reason(iv, x, 1000, 1000, "refuted", True, previous=(500, 40.0))
+    assert "about 2.2e+03 replicates would decide" in fell and "more replicates needed" in fell

@@ -124,8 +124,14 @@ def _decision(r_hat: float, lo: float, hi: float, tol: float, rtol: float, relat
 
 
 def _heavy_reason(iv: _stats.MeanInterval, x: np.ndarray, done: int, budget: int,
-                  verdict_if_trusted: str, adaptive: bool) -> str:
-    """Why a heavy-tailed interval is not trusted, from its own numbers."""
+                  verdict_if_trusted: str, adaptive: bool,
+                  previous: tuple[int, float] | None = None) -> str:
+    r"""Why a heavy-tailed interval is not trusted, from its own numbers.
+
+    ``previous`` is ``(replicates, skewness)`` of the look before.  If the shortfall
+    ``need / replicates`` of Cochran's rule did not shrink between the two looks (the skewness
+    estimate grows like :math:`\sqrt R`, as when the largest values dominate it), the reason says
+    that more replicates are not expected to decide, instead of promising it."""
     need = _stats.replicates_needed(iv.skewness)
     share = ""
     if x.size and np.all(x >= 0) and float(np.sum(x)) > 0:
@@ -133,9 +139,27 @@ def _heavy_reason(iv: _stats.MeanInterval, x: np.ndarray, done: int, budget: int
                  f"{100 * float(np.max(x) / np.sum(x)):.3g}% of their sum")
     if math.isfinite(need):
         knob = "a larger budget=" if adaptive else "more replicates="
+        prompt = f"{knob} may decide (more replicates needed)"
+        if need > done and previous is not None:
+            n0, g0 = previous
+            need0 = _stats.replicates_needed(g0)
+            rho0, rho = need0 / n0, need / done  # the shortfall factor of Cochran's rule
+            if math.isfinite(need0) and rho >= rho0:
+                prompt = (f"more replicates are not expected to decide: from {n0} to {done} "
+                          f"replicates the skewness estimate went from {g0:.3g} to "
+                          f"{iv.skewness:.3g} and the replicates it asks for from {need0:.0f} to "
+                          f"{need:.0f}, keeping ahead of the sample (the largest values dominate it)")
+            elif math.isfinite(need0) and done > n0:
+                beta = math.log(rho0 / rho) / math.log(done / n0)
+                log_projected = math.log(done) + math.log(rho) / beta
+                projected = (f"about {math.exp(log_projected):.2g}" if log_projected < 50.0
+                             else "more than 1e21")
+                prompt = (f"the shortfall need/replicates fell from {rho0:.3g} (at {n0}) to "
+                          f"{rho:.3g}; if it keeps falling at that rate, {projected} "
+                          f"replicates would decide: {knob} may decide (more replicates needed)")
         tail = (f"skewness {iv.skewness:.3g} needs {need:.0f} replicates by Cochran's rule "
                 f"(25 skewness^2), {done} were run" + (f" (budget {budget}); " if adaptive else "; ")
-                + (f"{knob} may decide (more replicates needed)" if need > done else
+                + (prompt if need > done else
                    f"the bootstrap-t interval disagrees with it; {knob} may decide "
                    "(more replicates needed)"))
     else:

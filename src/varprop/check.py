@@ -530,6 +530,7 @@ def _sequential(draw: Callable[[int, int], tuple[list[np.ndarray], str | None]],
     done = 0
     iv = None
     budget = sizes[-1]
+    previous: tuple[int, float] | None = None  # (replicates, skewness) of the previous look
     for k, target_n in enumerate(sizes):
         new, err = draw(target_n - done, k)
         if err is not None:
@@ -549,11 +550,13 @@ def _sequential(draw: Callable[[int, int], tuple[list[np.ndarray], str | None]],
             if final:
                 x = cols[-1] if kind == "variance" else cols[0]
                 verdict = status + (" within the allowance" if within else "")
-                return _Outcome("inconclusive", _heavy_reason(iv, x, done, budget, verdict, K > 1),
-                                iv, done, K, K, True)
+                reason = _heavy_reason(iv, x, done, budget, verdict, K > 1, previous)
+                return _Outcome("inconclusive", reason, iv, done, K, K, True)
+            previous = (done, iv.skewness)
             continue
         if status != "inconclusive" or final:
             return _Outcome(status, reason, iv, done, k + 1, K, False, within)
+        previous = (done, iv.skewness)
     raise AssertionError("unreachable: the last look returns")
 
 
