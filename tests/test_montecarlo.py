@@ -28,6 +28,7 @@ from varprop.montecarlo import (
     SimulationResult,
     simulate,
 )
+from varprop.errors import InvalidArgument
 
 Z = 5.0  # standard errors: two-sided normal tail 5.7e-7
 
@@ -533,3 +534,30 @@ def test_bad_accessor_arguments():
     with pytest.raises(ValueError, match="quantity='variance'"):
         res.estimate("variance")
     assert set(FORWARD_QUANTITIES) | set(BACKWARD_QUANTITIES) == set(QUANTITIES)
+
+
+# ----------------------------------------------------------------------------------------------
+# one vocabulary: predict_variance's quantity names in per_replicate (independent identities)
+# ----------------------------------------------------------------------------------------------
+
+def test_per_replicate_accepts_predict_variance_quantities_checked_by_norm_identities():
+    """Square orthogonal linear layers preserve norms exactly, so every per-replicate value is
+    known from the realised input and the realised backward seed, independently of the engine:
+    ||z_L||^2 = ||x||^2, ||dL/da_0||^2 = ||delta_L||^2, and the per-example weight gradient's
+    mean square is mean(delta_l^2) * mean(a_{l-1}^2) with both norms preserved."""
+    from varprop._quantities import QUANTITIES as PREDICTED
+    from varprop.predict import QUANTITIES as PREDICT_QUANTITIES
+
+    assert PREDICT_QUANTITIES is PREDICTED  # defined once
+    res = simulate("linear", "orthogonal", fan_in=16, depth=3, replicates=64, seed=3)
+    x2 = res.input_second
+    d2 = res.per_replicate("delta_second", 3)  # the seed dL/dz_L
+    np.testing.assert_allclose(res.per_replicate("preactivation", 3), x2, rtol=1e-12)
+    np.testing.assert_allclose(res.per_replicate("activation", 2), x2, rtol=1e-12)
+    np.testing.assert_allclose(res.per_replicate("activation_second_moment", 1), x2, rtol=1e-12)
+    np.testing.assert_allclose(res.per_replicate("gradient", 1), d2, rtol=1e-12)
+    np.testing.assert_allclose(res.per_replicate("weight_gradient", 2), d2 * x2, rtol=1e-12)
+    assert res.per_replicate("gradient").shape == (64, 3)
+    assert res.count("weight_gradient").tolist() == [64, 64, 64]
+    with pytest.raises(InvalidArgument, match="gradient_second"):
+        res.per_replicate("gradient_secnd")

@@ -178,6 +178,8 @@ def mc_verify(activation: Any, init: Any, *, fan_in: int, depth: int, quantity: 
     if budget is not None:
         kwargs["budget"] = budget
     v = verify(activation, init, **kwargs)
+    if v.estimate is None:  # nothing was estimated (the values left the float range)
+        return {"status": "error", "message": " ".join(v.reason.split())[:160]}
     lo, hi = _estimate_interval(v)
     return {"status": str(v.status), "predicted": float(v.predicted), "estimate": float(v.estimate),
             "low": lo, "high": hi, "replicates": int(v.replicates)}

@@ -367,6 +367,21 @@ def _sigmoid_np(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
+def _tanh_derivative_np(x: np.ndarray) -> np.ndarray:
+    r""":math:`\tanh'(x) = \operatorname{sech}^2 x = 4t/(1+t)^2`, :math:`t = e^{-2|x|}`: no
+    cancellation (``1 - tanh(x)**2`` is exactly 0 for :math:`|x| > 19` in float64, where the true
+    value is still :math:`\approx 4e^{-2|x|} > 10^{-17}`); 0 only below the subnormal range."""
+    t = np.exp(-2.0 * np.abs(x))
+    return 4.0 * t / ((1.0 + t) * (1.0 + t))
+
+
+def _sigmoid_derivative_np(x: np.ndarray) -> np.ndarray:
+    r""":math:`\sigma'(x) = \sigma(x)(1-\sigma(x)) = t/(1+t)^2`, :math:`t = e^{-|x|}`, without the
+    cancellation of ``s * (1 - s)`` (exactly 0 for :math:`x > 37` in float64)."""
+    t = np.exp(-np.abs(x))
+    return t / ((1.0 + t) * (1.0 + t))
+
+
 @ACTIVATIONS.register("linear", "identity")
 def linear() -> Activation:
     r""":math:`\phi(x) = x`: :math:`E\phi^2 = \mu^2 + q`, :math:`\phi' = 1`."""
@@ -412,7 +427,7 @@ def tanh() -> Activation:
                               approximation=r"tanh(x) ~ erf(sqrt(pi) x / 2)",
                               max_relative_error={"mean": 0.0, "second": 0.062,
                                                   "deriv_mean": 0.031, "deriv_second": 0.061})
-    return Activation("tanh", {}, sp.tanh(X), np.tanh, lambda x: 1.0 - np.tanh(x) ** 2, rules,
+    return Activation("tanh", {}, sp.tanh(X), np.tanh, _tanh_derivative_np, rules,
                       latex_name=r"\tanh")
 
 
@@ -432,7 +447,7 @@ def sigmoid() -> Activation:
                                                   "deriv_mean": 0.031, "deriv_second": 0.061})
     expr = 1 / (1 + sp.exp(-X))
     return Activation("sigmoid", {}, expr, _sigmoid_np,
-                      lambda x: _sigmoid_np(x) * (1.0 - _sigmoid_np(x)), rules,
+                      _sigmoid_derivative_np, rules,
                       latex_name=r"\sigma")
 
 

@@ -23,17 +23,28 @@ How a verdict is reached (see ``docs/checker.md`` for the full account and measu
 3. **Decision** on :math:`r = \theta/\theta_0 - 1` with an interval :math:`[lo, hi]` that holds
    simultaneously over all looks with probability :math:`\ge 1 - \alpha`:
    ``refuted`` if it lies wholly outside :math:`\pm` ``tol``; ``confirmed`` if it lies inside
-   :math:`\pm` ``rtol`` (two one-sided tests); ``inconclusive`` otherwise.  ``tol`` is 0 (plus a
-   floating-point floor) when the prediction claims to be exact; otherwise a declared bound (see
-   :func:`prediction_allowance`).
+   :math:`\pm` ``rtol`` (two one-sided tests); for an approximate claim (``tol > rtol``)
+   ``confirmed`` *within the allowance* (``Verdict.within_allowance``) if it lies inside
+   :math:`\pm` ``tol`` and either wholly outside :math:`\pm` ``rtol`` (measurably off: no
+   number of replicates can change that, so the plan stops; the reason reads "off by +13.1%
+   [+6.81%, +20.6%], within the allowance of 65.6% for this approximation") or at the last look;
+   ``inconclusive`` otherwise, with the margin the interval contains and the number of
+   replicates that would resolve it (the half-width shrinking like :math:`1/\sqrt R`).  ``tol``
+   is 0 (plus a floating-point floor) when the prediction claims to be exact; otherwise a
+   declared bound (see :func:`prediction_allowance`).  Every reason is built from the verdict's
+   own numbers.  A replicate whose values left the float range (overflow, or an underflow whose
+   exact zeros would be artefacts) is not a measurement: such a check is ``inconclusive`` with
+   no estimate (``None``/``null``).
 4. **Intervals** are skewness-corrected t intervals (Hall 1992) with a heavy-tail guard and a
    bootstrap-t cross-check (:mod:`varprop._stats`).
 5. **Adaptive sampling** (``replicates=None``): looks after :math:`R_0, 2R_0, 4R_0, \dots`
    replicates up to the budget; with :math:`K` planned looks each look uses level
    :math:`\alpha/K` (Bonferroni over looks), so the sequential error is controlled.
 
-Error guarantees: P(refuted | the prediction holds within ``tol``) :math:`\le \alpha` and
-P(confirmed | :math:`|r| > ` ``rtol``) :math:`\le \alpha/2`, up to the :math:`O(1/R)` error of the
+Error guarantees: P(refuted | the prediction holds within ``tol``) :math:`\le \alpha`,
+P(confirmed at :math:`\pm` ``rtol`` | :math:`|r| > ` ``rtol``) :math:`\le \alpha/2` and P(confirmed within the
+allowance | :math:`|r| >` ``tol``) :math:`\le \alpha/2` (all read off one simultaneous
+interval), up to the :math:`O(1/R)` error of the
 corrected normal approximation (measured calibration in the docs).
 """
 
@@ -52,6 +63,9 @@ import numpy as np
 from . import _stats
 from ._json import jsonable
 from ._named import build_named
+from ._quantities import BACKWARD as _BACKWARD_QUANTITIES
+from ._reasons import _decision, _heavy_reason, _range_reason, _relative
+from ._quantities import QUANTITIES
 from ._validation import (
     check_choice,
     check_nonnegative_int,
@@ -88,13 +102,11 @@ __all__ = [
 
 Status = Literal["confirmed", "refuted", "inconclusive"]
 Target = Literal["ensemble", "unit_spread"]
-QUANTITIES: tuple[str, ...] = ("preactivation", "activation", "activation_second_moment",
-                               "gradient", "weight_gradient")
 LOCAL_QUANTITIES: tuple[str, ...] = ("preactivation", "activation_second_moment", "gradient")
 METHODS: tuple[str, ...] = ("auto", "exact", "closed_form", "quadrature")
 TARGETS: tuple[str, ...] = ("ensemble", "unit_spread")
 STATUSES: tuple[str, ...] = ("confirmed", "refuted", "inconclusive")
-_BACKWARD = ("gradient", "weight_gradient")
+_BACKWARD = _BACKWARD_QUANTITIES
 
 #: :math:`c` in the finite-width allowance :math:`c \sum_{l \le L} 1/n_l` for predictions that
 #: are exact only as the widths grow (see :func:`prediction_allowance`).
@@ -120,12 +132,14 @@ class Verdict:
     ----------
     status : {"confirmed", "refuted", "inconclusive"}
     reason : str
-        Why (e.g. ``"interval inside +-rtol"``, ``"heavy-tailed"``, ``"budget exhausted"``).
+        Why, from the verdict's own numbers (e.g. ``"r = +1.2% [-2.1%, +4.4%] lies inside +-5%
+        (TOST)"``, ``"off by ..., within the allowance of ..."``, ``"heavy-tailed: ..."``).
     predicted : float
         :math:`\theta_0`.
-    estimate : float
-        :math:`\hat\theta` (unbiased).
-    interval : (float, float)
+    estimate : float or None
+        :math:`\hat\theta` (unbiased); ``None`` when nothing could be estimated (e.g. the values
+        left the float range): then ``interval`` is ``None`` too (``null`` in JSON).
+    interval : (float, float) or None
         Simultaneous :math:`1-\alpha` interval for :math:`\theta` (absolute units).
     relative_interval : (float, float) or None
         The same for :math:`r = \theta/\theta_0 - 1` (None when :math:`\theta_0 = 0`: then the
@@ -162,13 +176,21 @@ class Verdict:
         Bootstrap-t cross-check interval of the last look (absolute), when computed.
     elapsed : float
         Seconds spent.
+    within_allowance : bool
+        ``status == "confirmed"`` for an approximate claim through its declared allowance: the
+        interval for :math:`r` lies inside :math:`\pm` ``tol`` (``tol > rtol``), so the claim
+        "within ``tol``" is confirmed although :math:`\pm` ``rtol`` is not (the deviation may be
+        measurably non-zero; ``reason`` gives it with its interval).
+    p_tost_allowance : float
+        TOST p-value of :math:`|r| \ge` ``tol`` (adjusted over looks): ``<= alpha`` for a
+        confirmation within the allowance.
     """
 
     status: Status
     reason: str
     predicted: float
-    estimate: float
-    interval: tuple[float, float]
+    estimate: float | None
+    interval: tuple[float, float] | None
     relative_interval: tuple[float, float] | None
     relative_error: float | None
     p_refute: float
@@ -193,6 +215,8 @@ class Verdict:
     bootstrap_interval: tuple[float, float] | None = None
     heavy_tailed: bool = False
     elapsed: float = 0.0
+    within_allowance: bool = False
+    p_tost_allowance: float = 1.0
 
     @property
     def confirmed(self) -> bool:
@@ -220,18 +244,26 @@ class Verdict:
 
     def __str__(self) -> str:
         cfg = self.config
-        head = (f"{self.status.upper()}: {self.statistic} for {cfg.get('activation')} / "
+        status = self.status.upper() + (" (within the allowance)" if self.within_allowance else "")
+        head = (f"{status}: {self.statistic} for {cfg.get('activation')} / "
                 f"{cfg.get('init')}, widths {_short_widths(cfg.get('widths'))}, layer {self.layer}")
-        if self.relative_interval is not None:
-            rel = (f"relative error {self.relative_error:+.4g}, {100 * (1 - self.alpha):g}% interval "
+        level = f"{100 * (1 - self.alpha):g}%"
+        if self.estimate is None or self.interval is None:
+            estimate, rel = "no estimate", "no interval"
+        elif self.relative_interval is not None and self.relative_error is not None:
+            estimate = f"estimate {self.estimate:.6g}"
+            rel = (f"relative error {self.relative_error:+.4g}, {level} interval "
                    f"[{self.relative_interval[0]:+.4g}, {self.relative_interval[1]:+.4g}]")
-            margins = f"tol {self.tol:.3g}, rtol {self.rtol:.3g}"
         else:
-            rel = (f"absolute interval [{self.interval[0]:.6g}, {self.interval[1]:.6g}] "
-                   f"(zero prediction)")
+            estimate = f"estimate {self.estimate:.6g}"
+            rel = (f"absolute {level} interval [{self.interval[0]:.6g}, {self.interval[1]:.6g}]"
+                   + (" (zero prediction)" if self.predicted == 0 else ""))
+        if self.predicted == 0 and self.atol is not None:
             margins = f"absolute tol {self.tol:.3g}, atol {self.atol:.3g}"
+        else:
+            margins = f"tol {self.tol:.3g}, rtol {self.rtol:.3g}"
         return (f"{head}\n"
-                f"  predicted {self.predicted:.6g}, estimate {self.estimate:.6g}; {rel}\n"
+                f"  predicted {self.predicted:.6g}, {estimate}; {rel}\n"
                 f"  {margins}; p_refute {self.p_refute:.3g}, TOST p {self.p_equivalence:.3g}; "
                 f"{self.replicates} replicates in {self.looks} look(s), seed {self.seed}\n"
                 f"  reason: {self.reason}\n"
@@ -399,12 +431,7 @@ def _extract(res: Any, names: Sequence[str], layer: int, backward: bool) -> tupl
     mask_name = "gradient_valid" if backward else "valid"
     valid = np.asarray(getattr(res, mask_name))[:, layer - 1]
     if not np.all(valid):
-        kind = "backward" if backward else "forward"
-        first = (res.gradient_overflow_layer or res.gradient_underflow_layer) if backward else (
-            res.overflow_layer or res.underflow_layer)
-        return [], (f"{kind} values left the finite/normal range of {res.dtype} (first at layer "
-                    f"{first}) in {int((~valid).sum())} of {valid.size} replicates: the "
-                    "statistic cannot be estimated (use float64 or a smaller depth)")
+        return [], _range_reason(res, valid, backward)
     return [np.asarray(res.per_replicate(q, layer), dtype=float) for q in names], None
 
 
@@ -432,6 +459,19 @@ def default_budget(scheme: InitScheme, widths: Sequence[int], engine: str = "aut
     return int(min(_MAX_REPLICATES, max(_MIN_BUDGET, budget)))
 
 
+def _check_size(scheme: InitScheme, widths: Sequence[int], engine: str, replicates: int,
+                dtype: str, name: str) -> None:
+    """Refuse up front a plan whose simulations exceed the Monte Carlo engine's memory or time
+    limits (:func:`varprop.montecarlo.resource_estimate`), naming ``budget``/``replicates``."""
+    from .montecarlo import _check_resources, _gaussian_pays
+
+    ws = tuple(widths)
+    kind = _engine_kind(scheme, engine)
+    if engine == "auto" and kind == "gaussian" and not _gaussian_pays(ws, 1):
+        kind = "dense"
+    _check_resources(kind, ws, 1, replicates, np.dtype(dtype).itemsize, name=name)
+
+
 def _look_sizes(replicates: int | None, budget: int, first: int = _FIRST_LOOK) -> list[int]:
     """Cumulative replicate counts at each look."""
     if replicates is not None:
@@ -448,16 +488,21 @@ def _look_seed(seed: int, look: int, salt: int = 0) -> int:
 
 
 def _p_values(iv: _stats.MeanInterval, theta0: float, scale: float, tol: float, rtol: float,
-              looks: int) -> tuple[float, float, float]:
-    """(p_refute, p_tost_lower, p_tost_upper), two-sided-equivalent and adjusted over looks."""
+              looks: int) -> tuple[float, float, float, float]:
+    """(p_refute, p_tost_lower, p_tost_upper, p_tost_allowance), two-sided-equivalent and
+    adjusted over looks."""
     def adj(p: float) -> float:
         return float(min(1.0, 2.0 * looks * p))
 
+    with np.errstate(over="ignore"):  # a margin beyond the float range is +-inf: p is 0 or 1
+        up_tol, lo_tol = theta0 + tol * scale, theta0 - tol * scale
+        up_r, lo_r = theta0 + rtol * scale, theta0 - rtol * scale
     # refutation: evidence that theta > theta0 + tol*scale or theta < theta0 - tol*scale
-    p_ref = min(iv.p_greater(theta0 + tol * scale), iv.p_less(theta0 - tol * scale))
-    p_low = iv.p_greater(theta0 - rtol * scale)   # H0: r <= -rtol
-    p_up = iv.p_less(theta0 + rtol * scale)       # H0: r >= +rtol
-    return adj(p_ref), adj(p_low), adj(p_up)
+    p_ref = min(iv.p_greater(up_tol), iv.p_less(lo_tol))
+    p_low = iv.p_greater(lo_r)   # H0: r <= -rtol
+    p_up = iv.p_less(up_r)       # H0: r >= +rtol
+    p_allow = max(iv.p_greater(lo_tol), iv.p_less(up_tol))  # H0: |r| >= tol
+    return adj(p_ref), adj(p_low), adj(p_up), adj(p_allow)
 
 
 @dataclass
@@ -469,18 +514,23 @@ class _Outcome:
     looks: int
     planned: int
     heavy: bool
+    within: bool = False
 
 
 def _sequential(draw: Callable[[int, int], tuple[list[np.ndarray], str | None]], kind: str,
                 theta0: float, scale: float, tol: float, rtol: float, alpha: float,
-                sizes: list[int], seed: int, skewness_floor: float = 0.0) -> _Outcome:
+                sizes: list[int], seed: int, skewness_floor: float = 0.0,
+                relative: bool = True) -> _Outcome:
     """Run the looks; ``draw(n_new, look)`` returns new replicate columns.  ``skewness_floor`` is
-    a known lower bound of the replicate statistic's skewness (for the heavy-tail guard)."""
+    a known lower bound of the replicate statistic's skewness (for the heavy-tail guard);
+    ``relative``: the margins are relative (else absolute, for a zero prediction)."""
     K = len(sizes)
     a_k = alpha / K
     cols: list[np.ndarray] | None = None
     done = 0
     iv = None
+    budget = sizes[-1]
+    previous: tuple[int, float] | None = None  # (replicates, skewness) of the previous look
     for k, target_n in enumerate(sizes):
         new, err = draw(target_n - done, k)
         if err is not None:
@@ -492,24 +542,22 @@ def _sequential(draw: Callable[[int, int], tuple[list[np.ndarray], str | None]],
             iv = _stats.variance_interval(cols[0], cols[1], a_k, rng=rng)
         else:
             iv = _stats.mean_interval(cols[0], a_k, rng=rng, guard_skewness=skewness_floor)
-        lo, hi = (iv.lo - theta0) / scale, (iv.hi - theta0) / scale
-        status = _stats.decide(lo, hi, tol=tol, rtol=rtol)
+        r_hat, lo, hi = _relative(iv, theta0, scale)
+        final = k == K - 1
+        status, within, reason = _decision(r_hat, lo, hi, tol, rtol, relative, final, done,
+                                           budget, K)
         if iv.heavy_tailed:
+            if final:
+                x = cols[-1] if kind == "variance" else cols[0]
+                verdict = status + (" within the allowance" if within else "")
+                reason = _heavy_reason(iv, x, done, budget, verdict, K > 1, previous)
+                return _Outcome("inconclusive", reason, iv, done, K, K, True)
+            previous = (done, iv.skewness)
             continue
-        if status != "inconclusive":
-            reason = ("interval wholly outside +-tol" if status == "refuted"
-                      else "interval inside +-rtol (TOST)")
-            return _Outcome(status, reason, iv, done, k + 1, K, False)
-    assert iv is not None
-    if iv.heavy_tailed:
-        need = _stats.replicates_needed(iv.skewness)
-        need_text = f"{need:.0f}" if math.isfinite(need) else "more than any finite budget"
-        reason = (f"heavy-tailed: {done} replicates are too few for skewness {iv.skewness:.3g} "
-                  f"(need {need_text}) or the bootstrap disagrees; raise the budget")
-        return _Outcome("inconclusive", reason, iv, done, K, K, True)
-    reason = ("budget exhausted: the interval straddles a margin" if len(sizes) > 1 else
-              "the interval straddles a margin (more replicates needed)")
-    return _Outcome("inconclusive", reason, iv, done, K, K, False)
+        if status != "inconclusive" or final:
+            return _Outcome(status, reason, iv, done, k + 1, K, False, within)
+        previous = (done, iv.skewness)
+    raise AssertionError("unreachable: the last look returns")
 
 
 def _verdict_from(out: _Outcome, *, theta0: float, scale: float, zero_pred: bool, tol: float,
@@ -517,23 +565,23 @@ def _verdict_from(out: _Outcome, *, theta0: float, scale: float, zero_pred: bool
                   layer: int, target: str, name: str, description: str, assumptions: str,
                   exact: bool, config: dict[str, Any], t0: float) -> Verdict:
     iv = out.iv
-    if iv is None:  # failed before the first look
-        nan_free = (theta0, theta0)
-        return Verdict("inconclusive", out.reason, theta0, theta0, nan_free, None, None, 1.0, 1.0,
+    if iv is None:  # failed before the first look: nothing was estimated (null in JSON)
+        return Verdict("inconclusive", out.reason, theta0, None, None, None, None, 1.0, 1.0,
                        1.0, out.replicates, out.looks, target, name, description, assumptions,
                        exact, tol, rtol, atol, alpha, seed, quantity, layer, config,
                        elapsed=time.perf_counter() - t0)
-    p_ref, p_lo, p_up = _p_values(iv, theta0, scale, tol, rtol, out.planned)
+    p_ref, p_lo, p_up, p_allow = _p_values(iv, theta0, scale, tol, rtol, out.planned)
     if zero_pred:
         rel_iv = None
         rel_err = None
     else:
-        rel_iv = ((iv.lo - theta0) / scale, (iv.hi - theta0) / scale)
-        rel_err = (iv.estimate - theta0) / scale
+        rel_err, r_lo, r_hi = _relative(iv, theta0, scale)
+        rel_iv = (r_lo, r_hi)
     return Verdict(out.status, out.reason, theta0, iv.estimate, (iv.lo, iv.hi), rel_iv, rel_err,
                    p_ref, p_lo, p_up, out.replicates, out.looks, target, name, description,
                    assumptions, exact, tol, rtol, atol, alpha, seed, quantity, layer, config,
-                   iv.skewness, iv.bootstrap, out.heavy, time.perf_counter() - t0)
+                   iv.skewness, iv.bootstrap, out.heavy, time.perf_counter() - t0,
+                   out.within, p_allow)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -653,6 +701,15 @@ def verify(
     if not isinstance(local, bool):
         raise fail_type("local", local, "True or False")
     if local:
+        # the one-step check tests the library's exact conditional map (mean ratio 1): a claim
+        # of the caller's, another target or method, or an absolute margin has no meaning there
+        for arg, value, default in (("predicted", predicted, None), ("target", target, "ensemble"),
+                                    ("method", method, "auto"), ("atol", atol, None)):
+            if not (value is None if default is None else (isinstance(value, str)
+                                                           and value == default)):
+                raise fail(arg, value, f"{default!r} with local=True (the one-step check tests "
+                           "the library's conditional map, whose mean ratio is exactly 1); use "
+                           "local=False to check it")
         return verify_step(activation, init, fan_in=fan_in, fan_out=fan_out, widths=widths,
                            depth=depth, input_variance=input_variance,
                            bias_variance=bias_variance, quantity=quantity, layer=layer, rtol=rtol,
@@ -734,8 +791,9 @@ def verify(
 
     bud_eff = bud if bud is not None else default_budget(scheme, ws, engine)
     sizes = _look_sizes(reps, bud_eff)
+    _check_size(scheme, ws, engine, sizes[-1], dt, "replicates" if reps is not None else "budget")
     out = _sequential(draw, "variance" if kind == "variance" else "mean", theta0, scale, tol_f,
-                      margin, alpha_f, sizes, seed_i)  # type: ignore[arg-type]
+                      margin, alpha_f, sizes, seed_i, relative=not zero_pred)  # type: ignore[arg-type]
     config = {"activation": repr(act), "init": repr(scheme), **shape, "method": method,
               "dtype": dt, "engine": engine, "budget": bud_eff, "tol_reason": tol_reason}
     assumptions = _assumptions(act, scheme, quantity, target, exact, method, user)
@@ -916,6 +974,7 @@ def verify_step(
 
     bud_eff = bud if bud is not None else default_budget(scheme, ws, engine)
     sizes = _look_sizes(reps, bud_eff)
+    _check_size(scheme, ws, engine, sizes[-1], dt, "replicates" if reps is not None else "budget")
     floor = _one_step_skewness(act, scheme, quantity, ws, lay, in_var, b_var)
     out = _sequential(draw, "mean", 1.0, 1.0, tol_f, rtol_f, alpha_f, sizes, seed_i + 1, floor)
     config = {"activation": repr(act), "init": repr(scheme), **shape, "dtype": dt,
@@ -1072,23 +1131,32 @@ def verify_many(
     usable = [(not v.heavy_tailed and v.replicates > 0) for _, v in verdicts]
     p_ref = [v.p_refute if ok else 1.0 for (_, v), ok in zip(verdicts, usable)]
     p_eq = [v.p_equivalence if ok else 1.0 for (_, v), ok in zip(verdicts, usable)]
+    p_al = [v.p_tost_allowance if ok and v.tol > v.rtol else 1.0
+            for (_, v), ok in zip(verdicts, usable)]
     # the p-values are already adjusted over looks; pad the family with failed configs (p = 1)
     pad = [1.0] * (m - len(verdicts))
     rule = _stats.holm if correction == "holm" else _stats.bonferroni
     rej_ref = rule(np.array(p_ref + pad), alpha_f)[: len(verdicts)]
     rej_eq = rule(np.array(p_eq + pad), alpha_f)[: len(verdicts)]
-    for (i, v), r_ref, r_eq, ok in zip(verdicts, rej_ref, rej_eq, usable):
+    rej_al = rule(np.array(p_al + pad), alpha_f)[: len(verdicts)]
+    for (i, v), r_ref, r_eq, r_al, ok in zip(verdicts, rej_ref, rej_eq, rej_al, usable):
+        within = False
         if not ok:
             status = "inconclusive"
         elif r_ref:
             status = "refuted"
         elif r_eq and v.status != "refuted":
             status = "confirmed"
+        elif r_al and v.status == "confirmed":
+            status, within = "confirmed", True
         else:
             status = "inconclusive"
-        reason = v.reason if status == v.status else (
-            f"{v.reason}; {correction} over {m} checks gives {status}")
+        same = status == v.status and within == v.within_allowance
+        reason = v.reason if same else (
+            f"{v.reason}; {correction} over {m} checks gives {status}"
+            + (" within the allowance" if within else ""))
         results[i] = replace(v, status=status, reason=reason, alpha=alpha_f,
+                             within_allowance=within,
                              config={**dict(v.config), "family_size": m,
                                      "correction": correction})
     return results

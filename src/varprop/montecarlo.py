@@ -104,7 +104,11 @@ flushes -- although the layer's input was not identically zero (:math:`\overline
 dead ReLU layers are not underflow).  That layer and all later ones are masked.  The backward
 pass runs from :math:`L` down to 1; it becomes invalid at the first layer (in that order) where a
 backward statistic is not finite or :math:`g_l` underflows (same rule) while
-:math:`\delta_l \ne 0`, and all its statistics are invalid if the forward pass was invalid
+:math:`\delta_l \ne 0`, or -- for activations whose derivative vanishes only on a null set (no
+kinks and :math:`\phi' \not\equiv 0`: tanh, sigmoid, erf, ...) -- where
+:math:`\delta_{l-1} = \phi'(z_{l-1}) \odot g_l` underflows while :math:`g_l \ne 0` (its exact
+zeros would be artefacts, e.g. :math:`\tanh'(z)` below :math:`10^{-308}` at :math:`|z| > 355`;
+the derivatives themselves are computed without cancellation), and all its statistics are invalid if the forward pass was invalid
 anywhere.  Invalid entries are stored as 0 behind the masks, never NaN: see
 :meth:`SimulationResult.per_replicate` and :meth:`SimulationResult.masked`.
 
@@ -127,6 +131,8 @@ from typing import Literal
 import numpy as np
 
 from ._mc_blas import single_threaded_blas
+from ._quantities import QUANTITIES as _PREDICTED
+from ._quantities import spec as _quantity_spec
 from ._validation import (
     check_choice,
     check_nonnegative_int,
@@ -138,7 +144,7 @@ from ._validation import (
     fail_type,
 )
 from .activations import Activation, resolve_activation
-from .errors import SimulationOverflowError
+from .errors import InvalidArgument, SimulationOverflowError, VarpropError
 from .schemes import InitScheme, resolve_scheme
 
 __all__ = [
@@ -155,6 +161,10 @@ __all__ = [
     "BLOCK_SIZE",
     "MEMORY_BUDGET",
     "DENSE_BLOCK_BYTES",
+    "MEMORY_LIMIT",
+    "TIME_LIMIT",
+    "WORK_RATE",
+    "resource_estimate",
 ]
 
 #: Default number of replicates (independent networks).
@@ -166,6 +176,14 @@ BLOCK_SIZE = 64
 MEMORY_BUDGET = 256 * 2**20
 #: Bytes of weights one dense block may hold (fixes the dense engine's block size).
 DENSE_BLOCK_BYTES = 64 * 2**20
+#: Largest memory a simulation may need (bytes): the smallest working set (one block of
+#: replicates) plus the per-replicate results.  Beyond it :func:`simulate` refuses up front.
+MEMORY_LIMIT = 4 * 2**30
+#: Longest estimated run time (seconds) :func:`simulate` accepts; beyond it, it refuses up front.
+TIME_LIMIT = 3600.0
+#: Work units per second assumed by the time estimate (one work unit ~ one random number or one
+#: multiply-add; about one core's speed, measured 0.5-2e8/s on the development machine).
+WORK_RATE = 2.0e8
 
 ENGINES = ("auto", "dense", "gaussian")
 DTYPES = ("float32", "float64")
@@ -183,14 +201,10 @@ FORWARD_QUANTITIES: tuple[str, ...] = (
 BACKWARD_QUANTITIES: tuple[str, ...] = ("gradient_second", "delta_second", "weight_gradient_second")
 #: Every recorded per-replicate statistic.
 QUANTITIES: tuple[str, ...] = FORWARD_QUANTITIES + BACKWARD_QUANTITIES
-#: Quantities of :meth:`SimulationResult.estimate` (the vocabulary of ``predict_variance``).
-ESTIMATES: tuple[str, ...] = (
-    "preactivation",
-    "activation",
-    "activation_second_moment",
-    "gradient",
-    "weight_gradient",
-)
+#: Quantities of :meth:`SimulationResult.estimate` (the vocabulary of ``predict_variance``,
+#: defined once in :mod:`varprop._quantities`); :meth:`SimulationResult.per_replicate` and the
+#: other accessors accept them too, as aliases of the statistic that estimates them.
+ESTIMATES: tuple[str, ...] = _PREDICTED
 
 Engine = Literal["auto", "dense", "gaussian"]
 DType = Literal["float32", "float64"]
@@ -314,7 +328,11 @@ class SimulationResult:
 
     # ----- access ---------------------------------------------------------------------------
     def _check_quantity(self, quantity: object) -> str:
-        return check_choice("quantity", quantity, QUANTITIES)
+        """A raw statistic name (:data:`QUANTITIES`), or a ``predict_variance`` quantity
+        (:data:`ESTIMATES`) mapped to the statistic whose replicate mean is its second moment."""
+        if isinstance(quantity, str) and quantity in _PREDICTED:
+            return _quantity_spec(quantity).second
+        return check_choice("quantity", quantity, QUANTITIES + _PREDICTED)
 
     def _layer_index(self, layer: object) -> int | None:
         if layer is None:
@@ -340,12 +358,19 @@ class SimulationResult:
     def per_replicate(
         self, quantity: str, layer: int | None = None, *, valid_only: bool = False
     ) -> np.ndarray:
-        """The per-replicate statistic ``quantity``: float64 array ``(replicates, depth)``.
+        r"""The per-replicate statistic ``quantity``: float64 array ``(replicates, depth)``.
 
         Parameters
         ----------
         quantity : str
-            One of :data:`QUANTITIES`.
+            One of :data:`QUANTITIES` (the raw statistics), or a quantity name of
+            :func:`~varprop.predict_variance` (:data:`ESTIMATES`), which selects the statistic
+            :math:`\overline{x^2}` whose replicate mean is that quantity's second moment
+            :math:`E x^2`: ``"preactivation"`` -> ``preactivation_second``, ``"activation"`` and
+            ``"activation_second_moment"`` -> ``activation_second``, ``"gradient"`` ->
+            ``gradient_second``, ``"weight_gradient"`` -> ``weight_gradient_second``
+            (:mod:`varprop._quantities`).  For ``preactivation``/``activation`` with a non-zero
+            mean the predicted *variance* is :math:`E x^2 - (E x)^2`: use :meth:`estimate`.
         layer : int, optional
             1-based layer (negative counts from the end); then the result has shape ``(replicates,)``.
         valid_only : bool
@@ -468,6 +493,7 @@ class _Plan:
     bias_std: float
     loc: tuple[float, ...]  # Gaussian engine: per-layer weight mean and std
     scale: tuple[float, ...]
+    derivative_never_zero: bool = False  # phi' > 0 a.e.: an all-zero delta is an underflow
 
 
 def _rows(x: np.ndarray) -> np.ndarray:
@@ -558,6 +584,7 @@ def _new_stats(C: int, L: int) -> dict[str, np.ndarray]:
     stats["_input_second"] = np.zeros(C)
     stats["_flush"] = np.zeros((C, L), dtype=bool)
     stats["_gflush"] = np.zeros((C, L), dtype=bool)
+    stats["_dflush"] = np.zeros((C, L), dtype=bool)
     return stats
 
 
@@ -672,6 +699,8 @@ def _run_chunk(plan: _Plan, gens: list[tuple[np.random.Generator, slice]]) -> di
         del saved[l - 1:]
         if l > 1:
             delta = _dphi(plan, saved[l - 2][-1]) * g
+            dr = _rows(delta)
+            stats["_dflush"][:, l - 2] = _flushed(dr, _sumsq(dr)) & (gq > 0)
     return stats
 
 
@@ -752,6 +781,7 @@ def _run_chunk_gaussian_vector(plan: _Plan, gens: list[tuple[np.random.Generator
         if l > 1:
             delta = _dphi(plan, saved[l - 2][-1]) * g
             dq = _sumsq(delta)
+            stats["_dflush"][:, l - 2] = _flushed(delta, dq) & (gq > 0)
     return stats
 
 
@@ -839,6 +869,79 @@ def _bytes_per_replicate(engine: str, widths: tuple[int, ...], batch: int, items
     return acts + 8 * 2 * k * sum(widths)
 
 
+def _work_per_replicate(engine: str, widths: tuple[int, ...], batch: int) -> float:
+    """Work units (random numbers and multiply-adds) of one replicate, forward and backward."""
+    pairs = list(zip(widths[:-1], widths[1:]))
+    if engine == "dense":
+        return float(sum(i * o for i, o in pairs)) * (1.0 + 2.0 * batch) + 8.0 * batch * sum(widths)
+    if batch == 1:
+        return 8.0 * sum(widths)
+    total = 0.0
+    for i, o in pairs:  # draws, two thin QRs and the products of the conditional law
+        k, kp = min(batch, i), min(batch, o)
+        total += (k * o + kp * i) + 2.0 * (i * k * k + o * kp * kp) + 4.0 * batch * (i * k + o * k)
+    return total + 8.0 * batch * sum(widths)
+
+
+def resource_estimate(engine: str, widths: tuple[int, ...], batch: int, replicates: int,
+                      itemsize: int = 8) -> tuple[float, float]:
+    r"""``(bytes, seconds)`` a simulation needs at least, before anything is allocated.
+
+    Bytes: the smallest working set -- one block of replicates
+    (:math:`\approx` ``block * (sum(widths) * batch * (3 * itemsize + 24) + weights)``, the dense
+    engine's weights :math:`\sum_l n_{l-1} n_l` entries per replicate, the Gaussian engine's
+    :math:`16 k \sum_l n_l`, :math:`k = \min(B, \max_l n_l)`) -- plus the results,
+    about 232 bytes per replicate and layer (statistics, masks and their concatenation).
+    Seconds: work units (random numbers and multiply-adds, :func:`_work_per_replicate`) over
+    :data:`WORK_RATE`.  Both are estimates (exact up to a small factor), computed in floating
+    point so that no size overflows.
+    """
+    ws = tuple(int(w) for w in widths)
+    L = len(ws) - 1
+    if engine == "dense":
+        weights = float(itemsize) * sum(float(i) * o for i, o in zip(ws[:-1], ws[1:]))
+        block = float(min(BLOCK_SIZE, max(1.0, DENSE_BLOCK_BYTES // max(weights, 1.0))))
+        per = float(sum(ws)) * batch * (3 * itemsize + 24) + weights
+    else:
+        block = float(BLOCK_SIZE)
+        per = float(sum(ws)) * batch * (3 * itemsize + 24) + 16.0 * min(batch, max(ws)) * sum(ws)
+    results = float(replicates) * (232.0 * L + 64.0)
+    work = float(replicates) * _work_per_replicate(engine, ws, batch)
+    return min(float(replicates), block) * per + results, work / WORK_RATE
+
+
+def _check_resources(engine: str, widths: tuple[int, ...], batch: int, replicates: int,
+                     itemsize: int, name: str = "replicates") -> None:
+    """Refuse (before allocating) a run beyond :data:`MEMORY_LIMIT` or :data:`TIME_LIMIT`."""
+    need, seconds = resource_estimate(engine, widths, batch, replicates, itemsize)
+    shape = f"widths {_describe_widths(widths)}, batch {batch}, {replicates} replicates"
+    if need > MEMORY_LIMIT:
+        raise InvalidArgument(
+            f"{name}={replicates} is not allowed: the simulation ({shape}, {engine} engine) would "
+            f"need about {_bytes(need)} of memory, "
+            f"more than varprop.montecarlo.MEMORY_LIMIT = {_bytes(MEMORY_LIMIT)}: reduce the "
+            f"widths, batch or {name} (or raise the limit if the machine has the memory)")
+    if seconds > TIME_LIMIT:
+        raise InvalidArgument(
+            f"{name}={replicates} is not allowed: the simulation ({shape}, {engine} engine) "
+            f"would take about {seconds:.3g} s ({seconds / 3600:.3g} h at "
+            f"{WORK_RATE:.2g} work units/s), more than varprop.montecarlo.TIME_LIMIT = "
+            f"{TIME_LIMIT:g} s: use fewer replicates, or run several seeds separately")
+
+
+def _describe_widths(ws: tuple[int, ...]) -> str:
+    if len(ws) > 2 and len(set(ws[1:])) == 1:
+        return f"{ws[0]}->{ws[1]} x {len(ws) - 1}"
+    return str(list(ws))
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("TiB", 2.0**40), ("GiB", 2.0**30), ("MiB", 2.0**20)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:.3g} bytes"
+
+
 def simulate(
     activation: str | Activation,
     init: str | InitScheme,
@@ -901,7 +1004,12 @@ def simulate(
     ------
     InvalidArgument, InvalidArgumentType
         For a bad argument (named in the message, with the allowed values), including
-        ``engine="gaussian"`` with a non-normal scheme.
+        ``engine="gaussian"`` with a non-normal scheme, and -- before anything is allocated --
+        for a run that would need more than :data:`MEMORY_LIMIT` bytes (its smallest working
+        set, one block of replicates, plus the results) or an estimated run time above
+        :data:`TIME_LIMIT` seconds (work at :data:`WORK_RATE` units per second, see
+        :func:`resource_estimate`): the message gives the estimate and the limit.  Both limits
+        are module attributes a caller may raise.
 
     Notes
     -----
@@ -948,6 +1056,7 @@ def simulate(
     else:
         used = engine_req
     dt = np.dtype(dtype_name)
+    _check_resources(used, ws, batch, replicates, dt.itemsize)
     loc, scale = [], []
     for n_in, n_out in zip(ws[:-1], ws[1:]):
         if used == "gaussian":
@@ -957,7 +1066,7 @@ def simulate(
         else:
             scheme.moments(n_in, n_out)  # validates early (and warms the cache)
     plan = _Plan(act, scheme, ws, batch, dt, used, math.sqrt(input_variance),
-                 math.sqrt(bias_variance), tuple(loc), tuple(scale))
+                 math.sqrt(bias_variance), tuple(loc), tuple(scale), _derivative_never_zero(act))
 
     block = _block_size(used, ws, dt.itemsize)
     n_blocks = -(-replicates // block)
@@ -980,6 +1089,27 @@ def simulate(
         except ImportError:  # optional dependency
             bar = None
     t0 = time.perf_counter()
+    try:
+        parts = _run_chunks(plan, children, replicates, block, blocks_per_chunk, n_blocks, bar,
+                            progress)
+    except MemoryError:  # the estimate of _check_resources was too optimistic for this machine
+        need, _ = resource_estimate(used, ws, batch, replicates, dt.itemsize)
+        raise VarpropError(
+            f"the simulation ran out of memory (estimated need {_bytes(need)}, chunks of {chunk} "
+            f"replicates): pass a smaller chunk_size, or reduce replicates, widths or batch"
+        ) from None
+    if bar is not None:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+    stats = {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
+    return _finish(plan, stats, act, scheme, ws, input_variance, bias_variance, replicates, batch,
+                   seed, dtype_name, used, engine_req, chunk, block, elapsed)
+
+
+def _run_chunks(plan: _Plan, children: list[np.random.SeedSequence], replicates: int, block: int,
+                blocks_per_chunk: int, n_blocks: int, bar: object,
+                progress: bool | Callable[[int, int], object]) -> list[dict[str, np.ndarray]]:
+    """Simulate the chunks one after the other (block ``j`` from stream ``children[j]``)."""
     parts: list[dict[str, np.ndarray]] = []
     done = 0
     with np.errstate(all="ignore"), single_threaded_blas():
@@ -993,15 +1123,24 @@ def simulate(
             parts.append(_run_chunk(plan, gens))
             done += start
             if bar is not None:
-                bar.update(start)
+                bar.update(start)  # type: ignore[attr-defined]
             elif callable(progress) and not isinstance(progress, (bool, np.bool_)):
                 progress(done, replicates)
-    if bar is not None:
-        bar.close()
-    elapsed = time.perf_counter() - t0
-    stats = {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
-    return _finish(plan, stats, act, scheme, ws, input_variance, bias_variance, replicates, batch,
-                   seed, dtype_name, used, engine_req, chunk, block, elapsed)
+    return parts
+
+
+def _derivative_never_zero(act: Activation) -> bool:
+    r"""True when :math:`\phi'(z) = 0` has probability 0 for continuous :math:`z`: no kinks (so
+    no flat pieces, as ReLU's) and :math:`\phi'` not identically 0.  Then a back-propagated
+    :math:`\delta_{l-1} = \phi'(z_{l-1}) \odot g_l` that flushes to zero while :math:`g_l`
+    does not is an underflow (e.g. :math:`\tanh'(z) < 10^{-308}` at :math:`|z| > 355`), never a
+    genuine zero."""
+    if act.kinks:
+        return False
+    try:
+        return bool(act.derivative != 0)
+    except Exception:  # an expression SymPy cannot decide: be conservative  # noqa: BLE001
+        return False
 
 
 def _first_true(bad: np.ndarray) -> np.ndarray:
@@ -1038,6 +1177,8 @@ def _finish(plan: _Plan, stats: dict[str, np.ndarray], act: Activation, scheme: 
     for k in BACKWARD_QUANTITIES:
         bwd_bad |= ~np.isfinite(stats[k])
     g_flush = stats["_gflush"] & (stats["delta_second"] > 0)
+    if plan.derivative_never_zero:  # delta_{l-1} = phi'(z) g_l flushed although g_l did not
+        g_flush |= stats["_dflush"]
     fwd_ok = (nonfinite == 0) & (underflow == 0)
     # the backward pass of a replicate whose forward pass was invalid is not assessed (-1)
     g_nonfinite = np.where(fwd_ok, _last_true(bwd_bad), -1)

@@ -67,8 +67,7 @@ __all__ = ["predict_variance", "propagate", "Propagation", "QUANTITIES", "METHOD
 Quantity = Literal["preactivation", "activation", "activation_second_moment", "gradient",
                    "weight_gradient"]
 Method = Literal["auto", "exact", "closed_form", "quadrature"]
-QUANTITIES: tuple[str, ...] = ("preactivation", "activation", "activation_second_moment",
-                               "gradient", "weight_gradient")
+from ._quantities import QUANTITIES  # noqa: E402  (the one vocabulary, shared with simulate/verify/CLI)
 METHODS: tuple[str, ...] = ("auto", "exact", "closed_form", "quadrature")
 
 # forward quantities are reported at the last layer, backward ones at the first

@@ -161,7 +161,9 @@ def _run(config: Mapping[str, Any] | None, kwargs: dict[str, Any]) -> Verdict:
 
 def assert_prediction_confirmed(config: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Verdict:
     """Run :func:`verify` and raise ``AssertionError`` (carrying the :class:`Verdict`) unless it
-    is ``confirmed``.  Returns the verdict."""
+    is ``confirmed`` -- within +-``rtol``, or, for an approximate prediction, within its
+    declared allowance (``verdict.within_allowance``; the reason gives the deviation).  Returns
+    the verdict."""
     verdict = _run(config, kwargs)
     if not verdict.confirmed:
         raise AssertionError(f"prediction not confirmed:\n{verdict}", verdict)
@@ -190,6 +192,6 @@ def assert_variance_preserved(activation_: Any, init: Any, /, *, fan_in: int, de
                                    **shared))
     verdict = verify(activation_, init, fan_in=fan_in, depth=depth, quantity=quantity,
                      predicted=first, rtol=rtol, **kwargs)
-    if not verdict.confirmed:
+    if not verdict.confirmed or verdict.within_allowance:  # within rtol, not only the allowance
         raise AssertionError(f"variance not preserved over {depth} layers:\n{verdict}", verdict)
     return verdict

@@ -232,9 +232,12 @@ class SweepResult(Sequence["Verdict | str"]):
             if v.relative_interval is not None and v.relative_error is not None:
                 lo, hi = v.relative_interval
                 rel = f"{v.relative_error:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-            else:
+            elif v.interval is not None:
                 rel = f"abs. [{v.interval[0]:.3g}, {v.interval[1]:.3g}]"
-            rows.append((v.status,) + base + (f"{v.estimate:.4g}", f"{v.predicted:.4g}", rel))
+            else:
+                rel = "no estimate"
+            est = "-" if v.estimate is None else f"{v.estimate:.4g}"
+            rows.append((v.status,) + base + (est, f"{v.predicted:.4g}", rel))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))

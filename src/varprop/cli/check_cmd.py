@@ -170,10 +170,14 @@ def run(args: argparse.Namespace) -> int:
             continue
         if r.relative_interval is not None:
             rel = f"[{r.relative_interval[0]:+.3f}, {r.relative_interval[1]:+.3f}]"
-        else:
+        elif r.interval is not None:
             rel = f"abs [{r.interval[0]:.2g}, {r.interval[1]:.2g}]"
-        extra = "" if r.status == "confirmed" else f" ({r.reason.split(':')[0]})"
-        print(f"{left} {r.predicted:>11.5g} {r.estimate:>11.5g} {rel:>21} {r.replicates:>7}  "
+        else:
+            rel = "no estimate"
+        extra = (" (within the allowance)" if r.within_allowance else "") if r.status == "confirmed" \
+            else f" ({r.reason.split(':')[0]})"
+        est = "-" if r.estimate is None else f"{r.estimate:.5g}"
+        print(f"{left} {r.predicted:>11.5g} {est:>11} {rel:>21} {r.replicates:>7}  "
               f"{r.status}{extra}")
     counts = {s: sum(isinstance(r, Verdict) and r.status == s for r in results)
               for s in ("confirmed", "refuted", "inconclusive")}
