@@ -333,3 +333,27 @@ def growth_sentence(f: PhaseFacts) -> str:
 
 def facts_paragraph(f: PhaseFacts) -> str:
     return " ".join((fixed_point_sentence(f), phase_sentence(f), growth_sentence(f)))
+
+
+def growth_cell(g: Growth) -> str:
+    """A short table cell for a :class:`Growth`."""
+    if g.kind == "constant":
+        return "constant"
+    if g.kind == "converges":
+        return f"converges to {fmt(g.limit)} (factor {fmt(g.rate)}/layer)"
+    if g.kind == "geometric":
+        return "vanishes faster than geometric" if g.rate == 0.0 else f"factor {_n(g.rate)}/layer"
+    return f"power law $L^{{{fmt(g.rate, 3)}}}$"
+
+
+def table_cells(f: PhaseFacts) -> tuple[str, ...]:
+    """``(n sigma_w^2, fixed points, limit from q_1, chi there, phase, forward, backward)``."""
+    if f.every_q_fixed:
+        fixed = "every $q$ (marginal)"
+    elif not f.fixed_points:
+        fixed = "none"
+    else:
+        fixed = ", ".join(f"{fmt(p.q)} ({p.stability}, $F'$ = {fmt(p.slope)})" for p in f.fixed_points)
+    limit = "$q_1$" if f.every_q_fixed else ("$\\infty$" if math.isinf(f.q_limit) else fmt(f.q_limit))
+    chi = "n/a" if math.isinf(f.q_limit) else fmt(f.chi)
+    return (fmt(f.nsw2), fixed, limit, chi, f.phase, growth_cell(f.forward), growth_cell(f.backward))
