@@ -48,7 +48,7 @@ from .errors import VarpropError, VarpropWarning
 from .predict import predict_variance, propagate
 from .schemes import InitScheme, init_scheme, resolve_scheme
 
-__all__ = ["ACTIVATIONS", "SCHEMES", "VERIFY_WIDTH", "VERIFY_DEPTH", "GeneratedFile",
+__all__ = ["ACTIVATIONS", "SCHEMES", "VERIFY_WIDTH", "VERIFY_DEPTH", "GeneratedFile", "file_stem",
            "CheckReport", "activation_document", "generate", "write", "check", "compare", "schemes_for",
            "critical_nsw2", "default_output_dir"]
 
@@ -95,6 +95,22 @@ def default_output_dir() -> Path:
         if (parent / "pyproject.toml").is_file() and (parent / "src" / "varprop").is_dir():
             return parent / "derivations"
     return Path.cwd() / "derivations"
+
+
+_SAFE_STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def file_stem(act: Activation | str) -> str:
+    """The file name (without suffix) of ``act``'s document: its name when that is a safe file
+    name (letters, digits, ``_ . -``; not starting with ``.`` or ``-``), else the name with every
+    other run of characters replaced by ``_`` plus 8 hex digits of its CRC-32, so that custom
+    expressions (``"x/2"``, ``"abs(x-1)/2"``) give distinct, portable names without a path
+    separator."""
+    name = resolve_activation(act).name
+    if _SAFE_STEM.fullmatch(name) and len(name) <= 100:
+        return name
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.-")[:60] or "activation"
+    return f"{slug}-{zlib.crc32(name.encode()):08x}"
 
 
 def schemes_for(act: Activation | str) -> list[InitScheme]:
@@ -296,7 +312,7 @@ def critical_nsw2(act: Activation | str) -> tuple[float, float]:
 
 
 def _nsw2(scheme: InitScheme, width: int) -> float:
-    """:math:`n\sigma_w^2` of a hidden layer of width ``width`` (fan-in = fan-out)."""
+    r""":math:`n\sigma_w^2` of a hidden layer of width ``width`` (fan-in = fan-out)."""
     return float(width * scheme.weight_variance(width, width))
 
 
@@ -480,6 +496,7 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
     if not scheme_list:
         raise fail("schemes", schemes, "at least one init scheme")
     name = a.name
+    stem = file_stem(a)
     title = f"{_TITLES.get(name, name)}: variance propagation under every init scheme"
     derivations = {_label(s): _derive(a, s) for s in scheme_list}
     for _ in scheme_list:
@@ -731,8 +748,8 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
     kind = "svg" if format == "markdown" else "pdf"  # pdflatex's graphicx cannot read SVG
     image = _figure(a, curves, kind) if figures else None
     if image is not None:
-        files.append(GeneratedFile(f"figures/{name}.{kind}", image))
-        blocks.append(_Figure(f"figures/{name}.{kind}",
+        files.append(GeneratedFile(f"figures/{stem}.{kind}", image))
+        blocks.append(_Figure(f"figures/{stem}.{kind}",
                               f"{_TITLES.get(name, name)}, width {FIGURE_WIDTH}: predicted "
                               f"$E[z_l^2]$ and $E[(\\partial\\mathcal L/\\partial a_{{l-1}})^2]$ "
                               f"(lines) and Monte Carlo means with 95% intervals (points) for "
@@ -752,13 +769,13 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
     index_rows = []
     for label, d in derivations.items():
         fwd, bwd = records[(label, "preactivation")], records[(label, "gradient")]
-        index_rows.append((f"[{name}]({name}.md)", f"`{label}`", f"${_latex(d.hidden_factor)}$",
+        index_rows.append((f"[{name}]({stem}.md)", f"`{label}`", f"${_latex(d.hidden_factor)}$",
                            f"${_latex(d.backward_factor)}$",
                            "not run" if fwd is None else fwd["status"],
                            "not run" if bwd is None else bwd["status"]))
 
     text = _render_markdown(blocks) if format == "markdown" else _render_latex(blocks, title)
-    files.insert(0, GeneratedFile(f"{name}.md" if format == "markdown" else f"{name}.tex", text))
+    files.insert(0, GeneratedFile(f"{stem}.md" if format == "markdown" else f"{stem}.tex", text))
     return _ActivationResult(files, index_rows)
 
 
