@@ -20,7 +20,7 @@ WIDTH = documents.STEADY_WIDTH
 
 PHI = {  # phi, phi' as plain NumPy functions
     "tanh": (np.tanh, lambda x: 1.0 - np.tanh(x) ** 2),
-    "sigmoid": (lambda x: 0.5 * (1.0 + np.tanh(x / 2)), lambda x: 0.25 / np.cosh(x / 2) ** 2),
+    "sigmoid": (lambda x: 0.5 * (1.0 + np.tanh(x / 2)), lambda x: 0.25 * (1.0 - np.tanh(x / 2) ** 2)),
     "gelu": (lambda x: 0.5 * x * (1.0 + _erf(x / math.sqrt(2))),
              lambda x: 0.5 * (1.0 + _erf(x / math.sqrt(2))) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)),
 }
@@ -204,3 +204,79 @@ def test_symbolic_fixed_points_with_bias_are_variances(act):
         if d.stability is not None and not (d.stability.free_symbols - {S.N_IN, S.N_OUT}):
             rel = d.stability.subs({S.N_IN: WIDTH, S.N_OUT: WIDTH})
             assert rel.func(*rel.args) is sp.true, (act, scheme, d.stability)
+
+
+# ------------------------------------------------------------------------------------------------
+# closed-form errors: per moment, and compounded over depth
+# ------------------------------------------------------------------------------------------------
+
+def _closed(name: str, q: float) -> tuple[float, float]:
+    """The erf-matched (tanh) / probit (sigmoid) closed forms, written out by hand."""
+    if name == "tanh":  # tanh x ~ erf(sqrt(pi) x / 2)
+        return 2 / math.pi * math.asin(math.pi * q / 2 / (1 + math.pi * q / 2)), 1 / math.sqrt(1 + math.pi * q)
+    k2 = math.pi / 16  # sigmoid x ~ 1/2 + erf(sqrt(pi) x / 4) / 2
+    return (0.25 + 0.25 * 2 / math.pi * math.asin(2 * k2 * q / (1 + 2 * k2 * q)),
+            0.25 * 4 * k2 / math.pi / math.sqrt(1 + 4 * k2 * q))
+
+
+def _compounded(name: str, s: float, depth: int) -> tuple[float, float]:
+    """(q_L, grad) closed form / exact - 1 for hidden width n with n sigma_w^2 = s, q_0 = 1."""
+    out = []
+    for mom in (_closed, moments):
+        q, log_g = s, 0.0
+        for _ in range(depth - 1):
+            e2, d2 = mom(name, q)
+            log_g += math.log(s * d2)
+            q = s * e2
+        out.append((q, log_g))
+    (qc, gc), (qe, ge) = out
+    return qc / qe - 1, math.exp(gc - ge) - 1
+
+
+@pytest.mark.parametrize(("act", "scheme", "s", "grad30"), [("sigmoid", "lecun_normal", 1.0, 0.84),
+                                                            ("tanh", "he_normal", 2.0, 0.48)])
+def test_compounded_error_table_against_hand_iteration(act, scheme, s, grad30):
+    text = doc(act, (scheme,))
+    section = text.split("## Approximation error against quadrature", 1)[1].split("\n## ", 1)[0]
+    header = next(line for line in section.splitlines() if line.startswith("| Scheme | Quantity"))
+    depths = [int(d) for d in re.findall(r"\$L\$ = (\d+)", header)]
+    assert 30 in depths and 100 in depths
+    for quantity, index in (("preactivation", 0), ("gradient", 1)):
+        line = next(ln for ln in section.splitlines() if ln.startswith(f"| `{scheme}` | {quantity} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")][2:]
+        for depth, cell in zip(depths, cells):
+            expected = _compounded(act, s, depth)[index]
+            stated = float(cell.rstrip("%")) / 100
+            assert stated == pytest.approx(expected, rel=1e-3, abs=1e-6), (quantity, depth, cell, expected)
+    assert _compounded(act, s, 30)[1] == pytest.approx(grad30, abs=0.01)  # the issue's numbers
+
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid"])
+def test_every_moment_error_is_declared_and_bounds_the_measured_error(act):
+    text = doc(act, ("lecun_normal",))
+    sentence = re.search(r"Declared maximum relative error of each closed-form moment[^\n]*", text).group(0)
+    stated = dict(re.findall(r"\$(E\[[^$]+\])\$: ([^;.]+(?:\.\d+%)?)", sentence))
+    assert set(stated) == {"E[\\phi]", "E[\\phi^2]", "E[\\phi']", "E[\\phi'^2]"}, stated
+    assert stated["E[\\phi]"].startswith("exact")
+    grid = np.geomspace(1e-3, 1e4, 60)
+    for key, index in (("E[\\phi^2]", 0), ("E[\\phi'^2]", 1)):
+        bound = float(stated[key].rstrip("%")) / 100
+        worst = max(abs(_closed(act, q)[index] / moments(act, q)[index] - 1) for q in grid)
+        assert worst <= bound * 1.01 and worst >= 0.5 * bound, (key, worst, bound)
+    # the derivative's error tends to 3/(2 sqrt 2) - 1 = 6.07% at large q
+    assert _closed(act, 1e6)[1] / moments(act, 1e6)[1] - 1 == pytest.approx(3 / (2 * math.sqrt(2)) - 1, abs=2e-4)
+
+
+def test_sigmoid_mean_is_exact_not_an_approximation():
+    d = derive("sigmoid", "he_normal")
+    just = d.step("moment.mean").justification
+    assert not just.startswith("APPROXIMATION") and "exact" in just
+    assert "phi(x) + phi(-x) = 1" in just
+    f = PHI["sigmoid"][0]
+    t = np.linspace(-12, 12, 4801)
+    for q in (0.1, 1.0, 50.0):
+        w = np.exp(-t * t / 2) / math.sqrt(2 * math.pi)
+        assert float(np.trapezoid(f(math.sqrt(q) * t) * w, t)) == pytest.approx(0.5, abs=1e-13)
+    # the moments that are approximate say so, each with its own bound
+    assert "E[phi'^2] 6.1%" in d.step("moment.deriv_second").justification
+    assert "E[phi^2] 1.9%" in d.step("moment.second").justification

@@ -830,8 +830,9 @@ def _approximated(a: Activation) -> bool:
 
 
 def _signed_pct(e: float) -> str:
-    """A relative error as a signed percentage (``+84.2%``), ``n/a`` if not finite."""
-    return f"{100 * e:+.3g}%" if math.isfinite(e) else "n/a"
+    """A relative error as a signed percentage, 4 significant digits (``+84.2%``, ``+11.86%``),
+    ``n/a`` if not finite."""
+    return f"{100 * e:+.4g}%" if math.isfinite(e) else "n/a"
 
 
 def _rel(x: float, ref: float) -> str:
