@@ -68,7 +68,7 @@ def test_committed_document_has_every_claim_with_a_verdict():
     verdicts = [line.rsplit("|", 2)[-2].strip() for line in text.splitlines()
                 if line.startswith("| [")]
     assert len(verdicts) == len(sc.CLAIMS)
-    assert set(verdicts) <= {"**confirmed**", "**refuted**", "**explained**"}
+    assert set(verdicts) <= {f"**{v}**" for v in sc.VERDICTS}
 
 
 def test_verdicts_of_the_deterministic_claims():
@@ -83,6 +83,52 @@ def test_verdicts_of_the_deterministic_claims():
         results[key] = claim.assess(ctx)
         assert results[key].verdict == expected, key
     assert "4.06561178e+17" in results["000.1"].prediction
+
+
+class _FixedRecords:
+    """A context whose Monte Carlo records are given (no simulation)."""
+
+    def __init__(self, records):
+        self.records, self.budget = records, sc._budget("quick")
+
+    def montecarlo(self, key, compute):
+        return self.records[key]
+
+
+def _summary(lo, hi, mean=None):
+    mid = (lo + hi) / 2 if mean is None else mean
+    return {"mean": mid, "sd": (hi - lo) / 5, "replicates": 100, "q005": lo, "q995": hi, "median": mid}
+
+
+@pytest.mark.parametrize(("key", "records"), [
+    ("003.5", {"003.5": {"row_std": _summary(0.01, 0.09), "row_mean": _summary(-0.02, 0.02),
+                         "act_second": _summary(0.001, 0.003)}}),
+    ("001.1", {"001.1": {"row_mean": _summary(-0.26, 0.26), "row_std": _summary(0.85, 1.15)}}),
+])
+def test_seed_inside_the_simulated_range_is_consistent_not_confirmed(key, records):
+    """Seed 003's depth-100 std (and 001's input row) lie inside the *simulated* range: the
+    prediction plays no part in that test, so the verdict is "consistent", not "confirmed"."""
+    claim = next(c for c in sc.CLAIMS if c.key == key)
+    assert claim.assess(_FixedRecords(records)).verdict == "consistent"
+
+
+def test_claim_tested_against_the_prediction_can_be_confirmed():
+    """001.7's range is built around the prediction (and the simulation must agree with it)."""
+    pm, ps = sc.row_statistics("linear", "lecun_normal", fan_in=512)
+    rec = {"001.7": {"row_mean": {**_summary(-0.1, 0.1, pm), "sd": 0.04, "replicates": 100000},
+                     "row_std": {**_summary(0.9, 1.1, ps), "sd": 0.03, "replicates": 100000}}}
+    claim = next(c for c in sc.CLAIMS if c.key == "001.7")
+    assert claim.assess(_FixedRecords(rec)).verdict == "confirmed"
+    # the same printed numbers against a simulation that disagrees with the prediction: refuted
+    rec["001.7"]["row_std"]["mean"] = ps * 1.2
+    assert claim.assess(_FixedRecords(rec)).verdict == "refuted"
+
+
+def test_legend_defines_every_verdict_word():
+    text = sc.seed_claims_markdown([], budget_name="quick")
+    for verdict, meaning in sc.VERDICTS.items():
+        assert f"- **{verdict}**: {meaning}" in text
+    assert "prediction played no part" in sc.VERDICTS["consistent"]
 
 
 # -- the documented computations, against independent ones ------------------------------------

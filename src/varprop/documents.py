@@ -39,6 +39,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from . import _phases
+from ._approx_error import COMPOUND_DEPTHS, compounded_error, moment_error_sentence
 from ._documents_mc import Budget, MonteCarloStore, budget as _budget, fmt, mc_per_layer, mc_verify
 from ._validation import check_choice, fail
 from .activations import Activation, resolve_activation
@@ -46,7 +48,7 @@ from .errors import VarpropError, VarpropWarning
 from .predict import predict_variance, propagate
 from .schemes import InitScheme, init_scheme, resolve_scheme
 
-__all__ = ["ACTIVATIONS", "SCHEMES", "VERIFY_WIDTH", "VERIFY_DEPTH", "GeneratedFile",
+__all__ = ["ACTIVATIONS", "SCHEMES", "VERIFY_WIDTH", "VERIFY_DEPTH", "GeneratedFile", "file_stem",
            "CheckReport", "activation_document", "generate", "write", "check", "compare", "schemes_for",
            "critical_nsw2", "default_output_dir"]
 
@@ -71,7 +73,7 @@ FIGURE_SCHEMES: tuple[str, ...] = ("lecun_normal", "xavier_uniform", "he_normal"
 STEADY_WIDTH = 256
 STEADY_DEPTH = 30
 #: Variances q at which the approximation error table is evaluated.
-ERROR_TABLE_Q: tuple[float, ...] = (0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
+ERROR_TABLE_Q: tuple[float, ...] = (0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0, 1e4)
 
 _TITLES = {"linear": "Linear (identity)", "relu": "ReLU", "leaky_relu": "Leaky ReLU",
            "tanh": "tanh", "erf": "erf", "sigmoid": "Sigmoid"}
@@ -93,6 +95,22 @@ def default_output_dir() -> Path:
         if (parent / "pyproject.toml").is_file() and (parent / "src" / "varprop").is_dir():
             return parent / "derivations"
     return Path.cwd() / "derivations"
+
+
+_SAFE_STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def file_stem(act: Activation | str) -> str:
+    """The file name (without suffix) of ``act``'s document: its name when that is a safe file
+    name (letters, digits, ``_ . -``; not starting with ``.`` or ``-``), else the name with every
+    other run of characters replaced by ``_`` plus 8 hex digits of its CRC-32, so that custom
+    expressions (``"x/2"``, ``"abs(x-1)/2"``) give distinct, portable names without a path
+    separator."""
+    name = resolve_activation(act).name
+    if _SAFE_STEM.fullmatch(name) and len(name) <= 100:
+        return name
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.-")[:60] or "activation"
+    return f"{slug}-{zlib.crc32(name.encode()):08x}"
 
 
 def schemes_for(act: Activation | str) -> list[InitScheme]:
@@ -278,32 +296,30 @@ def _steady(x: float) -> bool:
     return math.isfinite(x) and 0.5 <= x <= 2.0
 
 
-def critical_nsw2(act: Activation) -> tuple[float, float]:
+def critical_nsw2(act: Activation | str) -> tuple[float, float]:
     r"""``(n sigma_w^2, q*)`` at the critical point without bias: :math:`\chi = n\sigma_w^2
-    E[\phi'(z)^2] = 1` at the forward fixed point :math:`q^* = n\sigma_w^2 E[\phi(z)^2]`.
+    E[\phi'(z)^2] = 1` at the fixed point :math:`q^* = n\sigma_w^2 E[\phi(z)^2]` the variance
+    reaches (:func:`varprop.edge_of_chaos` with ``bias_variance=0``).
 
-    For activations with :math:`\phi(0) = 0` the fixed point is :math:`q^* = 0` (or every
-    :math:`q` for positively homogeneous ones) and the condition is
-    :math:`n\sigma_w^2 = 1/\lim_{q\to 0} E[\phi'(z)^2]`; otherwise (sigmoid) it is solved
-    numerically (fixed-point iteration and Brent's method on quadrature moments).
+    :math:`q^*` is 0 for positively homogeneous activations (where every :math:`q` is then a fixed
+    point).  Raises :class:`~varprop.errors.InvalidArgument` when there is no critical point (e.g.
+    softplus, GELU: the variance grows without bound before :math:`\chi` reaches 1).
     """
-    small = act.gaussian_moments(0.0, 1e-12)
-    if float(np.asarray(act.function(np.zeros(1)))[0]) == 0.0:  # phi(0) = 0
-        return 1.0 / small[3], 0.0
-    from scipy.optimize import brentq
+    from .criticality import edge_of_chaos
 
-    def fixed_point(g2: float) -> float:
-        q = g2 * small[1]
-        for _ in range(500):
-            q_new = g2 * act.gaussian_moments(0.0, q)[1]
-            if abs(q_new - q) <= 1e-13 * max(q, 1e-300):
-                return q_new
-            q = q_new
-        return q
+    p = edge_of_chaos(resolve_activation(act), 0.0)
+    return float(p.sigma_w2), (0.0 if math.isnan(p.q_star) else float(p.q_star))
 
-    g2 = float(brentq(lambda g: g * act.gaussian_moments(0.0, fixed_point(g))[3] - 1.0,
-                      1.0 / small[3], 1e4, xtol=1e-12))
-    return g2, fixed_point(g2)
+
+def _nsw2(scheme: InitScheme, width: int) -> float:
+    r""":math:`n\sigma_w^2` of a hidden layer of width ``width`` (fan-in = fan-out)."""
+    return float(width * scheme.weight_variance(width, width))
+
+
+def _facts(act: Activation, scheme: InitScheme) -> _phases.PhaseFacts:
+    """The computed fixed points, phase and growth of a zero-mean scheme at the steady table's
+    width, without bias, from the steady table's input variance 1."""
+    return _quiet(lambda: _phases.phase_facts(act, _nsw2(scheme, STEADY_WIDTH), 0.0, 1.0))
 
 
 def _verify_key(act: Activation, scheme: InitScheme, quantity: str) -> str:
@@ -480,6 +496,7 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
     if not scheme_list:
         raise fail("schemes", schemes, "at least one init scheme")
     name = a.name
+    stem = file_stem(a)
     title = f"{_TITLES.get(name, name)}: variance propagation under every init scheme"
     derivations = {_label(s): _derive(a, s) for s in scheme_list}
     for _ in scheme_list:
@@ -491,7 +508,8 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
         f"`{b.name}`), numbers rounded to 4 significant digits.  Index: "
         "[derivations/README.md](README.md).*"))
     blocks.append(_Para("Contents: [model](#model) · [summary](#summary) · "
-                        "[steady variance](#steady) · [depth](#depth) · [backward](#backward) · "
+                        "[steady variance](#steady) · [phases](#phases) · [depth](#depth) · "
+                        "[backward](#backward) · "
                         + ("[approximation error](#approximation) · " if _approximated(a) else "")
                         + "[verification](#verification) · [figures](#figures) · "
                         "[derivations](#derivations)"))
@@ -505,8 +523,9 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
         moments = "The Gaussian moments have exact closed forms (used by `method=\"auto\"`)."
     elif rules is not None:
         moments = (f"The closed form uses the approximation {rules.approximation}; "
-                   "`predict_variance(method=\"auto\")` uses exact quadrature instead, and the "
-                   "[approximation error](#approximation) table quantifies the difference.")
+                   "`predict_variance(method=\"auto\")` uses exact quadrature instead.  "
+                   + moment_error_sentence(a) + "  The [approximation error](#approximation) "
+                   "section tables the errors per moment and compounded over depth.")
     else:
         moments = "No closed form: moments by numerical quadrature."
     blocks.append(_Para(
@@ -529,34 +548,15 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
     for label, d in derivations.items():
         s = d.init
         rows.append((f"`{label}`", f"${_latex(s.weight_mean())}$", f"${_latex(s.weight_variance())}$",
-                     f"${_latex(d.hidden_factor)}$", f"${_latex(d.backward_factor)}$",
-                     "—" if d.fixed_point is None else f"${_latex(d.fixed_point)}$"))
+                     f"${_latex(d.hidden_factor)}$", f"${_latex(d.backward_factor)}$"))
     blocks.append(_Table(("Scheme", "$\\mu_w$", "$\\sigma_w^2$", "forward factor (hidden layer)",
-                          "backward factor $\\chi$", "fixed point $q^*$"), tuple(rows)))
+                          "backward factor $\\chi$"), tuple(rows)))
+    blocks.append(_Para("Fixed points, their stability and the phase of each scheme are computed "
+                        "numerically in [fixed points and phases](#phases)."))
 
     # -- steady -------------------------------------------------------------------------------
-    g2, q_star = critical_nsw2(a)
     blocks.append(_Heading(2, "Which scheme keeps the variance steady", "steady"))
-    if name in ("linear", "relu", "leaky_relu"):
-        crit = (f"The activation is positively homogeneous: $E[\\phi(z)^2] = c\\,q$ and "
-                f"$E[\\phi'(z)^2] = c$ with $c$ = {fmt(1 / g2)}, so forward and backward factors "
-                f"are both $n\\sigma_w^2 c$ and the **critical condition** is "
-                f"$n\\sigma_w^2 = 1/c$ = {fmt(g2)} (fan-in for the forward pass, fan-out for the "
-                f"backward pass): every $q$ is then a fixed point.")
-    elif q_star == 0.0:
-        crit = (f"$\\phi(0) = 0$ and $\\phi'(0)^2$ = {fmt(1 / g2)}: the forward map "
-                f"$q \\mapsto n\\sigma_w^2 E[\\phi(z)^2]$ has the fixed point $q^* = 0$, stable iff "
-                f"$\\chi(0) = n\\sigma_w^2\\phi'(0)^2 \\le 1$.  The **critical condition** "
-                f"(edge of chaos, no bias) is $n\\sigma_w^2$ = {fmt(g2)}; there $q_l$ decays only "
-                f"algebraically ($\\sim 1/l$) and gradients are preserved to leading order.  "
-                f"Smaller gains vanish geometrically, larger ones saturate (chaotic phase).")
-    else:
-        crit = (f"$\\phi(0) \\ne 0$, so the forward map never reaches $q = 0$: with "
-                f"$\\sigma_w^2 = g/n$ the fixed point is $q^* = g\\,E[\\phi(z)^2]_{{q^*}}$.  The "
-                f"**critical condition** $\\chi(q^*) = g\\,E[\\phi'(z)^2]_{{q^*}} = 1$ holds at "
-                f"$n\\sigma_w^2$ = {fmt(g2)} (fixed point $q^*$ = {fmt(q_star)}); every standard "
-                f"scheme ($n\\sigma_w^2 \\le 2$) is far below it, so gradients vanish geometrically.")
-    blocks.append(_Para(crit))
+    blocks.append(_Para(_critical_text(a)))
     steady_rows = []
     steady_names = []
     for label, d in derivations.items():
@@ -580,17 +580,42 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
             except (ValueError, ZeroDivisionError):
                 return math.inf
         best = min(steady_rows, key=distance)
-        why = ("without bias the forward map's only fixed point, $q^* = 0$, is approached "
-               "algebraically at best (see the critical condition above)" if q_star == 0.0 else
-               "the forward variance settles at a fixed point $q^* > 0$, but there "
-               "$\\chi(q^*) < 1$ for every scheme below the critical $n\\sigma_w^2$, so "
-               "gradients shrink geometrically")
+        best_scheme = derivations[best[0].strip("`")].init
+        if best_scheme.is_zero_mean:
+            f = _facts(a, best_scheme)
+            why = _phases.phase_sentence(f) + " " + _phases.growth_sentence(f)
+        else:
+            why = (f"its weights have a non-zero mean (the $(D, C)$ recursion); over {STEADY_DEPTH} "
+                   f"layers forward $q_L/q_1$ = {best[1]} and backward $g_1/g_L$ = {best[2]}.")
         blocks.append(_Para(
             f"No scheme keeps both passes within a factor 2 over {STEADY_DEPTH} layers; the "
-            f"closest is {best[0]}: {why}."))
+            f"closest is {best[0]} ($n\\sigma_w^2$ = {fmt(_nsw2(best_scheme, STEADY_WIDTH))} at "
+            f"width {STEADY_WIDTH}, no bias). {why}"))
+
+    # -- phases -------------------------------------------------------------------------------
+    blocks.append(_Heading(2, "Fixed points and phases", "phases"))
+    blocks.append(_Para(
+        f"Computed for each zero-mean scheme at width {STEADY_WIDTH} (hidden layer, $n\\sigma_w^2$ "
+        f"with $n$ = {STEADY_WIDTH}), no bias, from $q_0 = 1$: every fixed point $q^* \\ge 0$ of "
+        "$F(q) = n\\sigma_w^2 E[\\phi(z)^2]$ with its slope $F'(q^*)$ (attracting iff $|F'| < 1$), "
+        "the limit $q_\\infty$ of the iteration from $q_1$, $\\chi = n\\sigma_w^2 E[\\phi'(z)^2]$ "
+        "there, the phase (ordered $\\chi < 1$, critical $= 1$, chaotic $> 1$, unbounded if "
+        f"$q_\\infty = \\infty$) and the behaviour over depth (power-law exponents measured over "
+        f"{_phases.LAYERS} layers).  Exact moments throughout."))
+    phase_rows = []
+    for label, d in derivations.items():
+        if d.zero_mean:
+            phase_rows.append((f"`{label}`",) + _phases.table_cells(_facts(a, d.init)))
+        else:
+            phase_rows.append((f"`{label}`", "non-zero weight mean: $(D, C)$ recursion", "", "", "",
+                               "", "", ""))
+    blocks.append(_Table(("Scheme", "$n\\sigma_w^2$", "fixed points $q^*$", "$q_\\infty$ from $q_1$",
+                          "$\\chi(q_\\infty)$", "phase", "forward", "backward"), tuple(phase_rows)))
 
     # -- depth --------------------------------------------------------------------------------
     blocks.append(_Heading(2, "Depth: closed form or recursion and fixed point", "depth"))
+    blocks.append(_Para("Symbolic, with a bias of variance $\\sigma_b^2$ (the derivations below); "
+                        "the numbers without bias are in [fixed points and phases](#phases)."))
     depth_rows = []
     for label, d in derivations.items():
         if d.closed_form_depth is not None:
@@ -598,14 +623,16 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
         else:
             what = f"recursion: ${_latex(d.forward_map)}$" if not hasattr(d.forward_map, "shape") \
                 else "recursion on $(D_l, C_l)$ (see the derivation)"
-        fp = "—" if d.fixed_point is None else f"$q^* = {_latex(d.fixed_point)}$"
+        fp = (f"$q^* = {_latex(d.fixed_point)}$" if d.fixed_point is not None else
+              "no closed form (numerical: [phases](#phases))" if d.zero_mean else "—")
         st = _stability_cell(d.stability)
         if d.fixed_point is None and d.stability is None and d.homogeneous and d.zero_mean:
             c = d.hidden_factor
+            fp = "none"
             st = (f"no fixed point; factor ${_latex(c)}$"
                   + (" (critical)" if not getattr(c, "free_symbols", None) and c == 1 else ""))
         depth_rows.append((f"`{label}`", what, fp, st))
-    blocks.append(_Table(("Scheme", "last layer / recursion", "fixed point", "stability"),
+    blocks.append(_Table(("Scheme", "last layer / recursion", "fixed point (with bias)", "stability"),
                          tuple(depth_rows)))
 
     # -- backward -----------------------------------------------------------------------------
@@ -638,6 +665,21 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
         blocks.append(_Table(("$q$", "$E\\phi^2$ closed", "$E\\phi^2$ quadrature", "rel. error",
                               "$E\\phi'^2$ closed", "$E\\phi'^2$ quadrature", "rel. error"),
                              tuple(err_rows)))
+        blocks.append(_Para(moment_error_sentence(a) + "  The errors of $E\\phi^2$ (forward) and "
+                            "$E\\phi'^2$ (backward) enter every layer, so they compound over "
+                            "depth: relative error of `predict_variance(..., method=\"closed_form\")` "
+                            "against `method=\"exact\"` at width "
+                            f"{STEADY_WIDTH}, no bias, for the last layer's pre-activation variance "
+                            "and the gradient at the input."))
+        comp_rows = []
+        for label, d in derivations.items():
+            if not d.zero_mean:
+                continue
+            for quantity in ("preactivation", "gradient"):
+                errs = compounded_error(a, d.init, quantity, width=STEADY_WIDTH)
+                comp_rows.append((f"`{label}`", quantity) + tuple(_signed_pct(e) for e in errs))
+        blocks.append(_Table(("Scheme", "Quantity") + tuple(f"$L$ = {L}" for L in COMPOUND_DEPTHS),
+                             tuple(comp_rows)))
 
     # -- verification -------------------------------------------------------------------------
     records = _verify_records(a, list(derivations[label].init for label in derivations), store, b, tick)
@@ -706,8 +748,8 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
     kind = "svg" if format == "markdown" else "pdf"  # pdflatex's graphicx cannot read SVG
     image = _figure(a, curves, kind) if figures else None
     if image is not None:
-        files.append(GeneratedFile(f"figures/{name}.{kind}", image))
-        blocks.append(_Figure(f"figures/{name}.{kind}",
+        files.append(GeneratedFile(f"figures/{stem}.{kind}", image))
+        blocks.append(_Figure(f"figures/{stem}.{kind}",
                               f"{_TITLES.get(name, name)}, width {FIGURE_WIDTH}: predicted "
                               f"$E[z_l^2]$ and $E[(\\partial\\mathcal L/\\partial a_{{l-1}})^2]$ "
                               f"(lines) and Monte Carlo means with 95% intervals (points) for "
@@ -727,14 +769,44 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
     index_rows = []
     for label, d in derivations.items():
         fwd, bwd = records[(label, "preactivation")], records[(label, "gradient")]
-        index_rows.append((f"[{name}]({name}.md)", f"`{label}`", f"${_latex(d.hidden_factor)}$",
+        index_rows.append((f"[{name}]({stem}.md)", f"`{label}`", f"${_latex(d.hidden_factor)}$",
                            f"${_latex(d.backward_factor)}$",
                            "not run" if fwd is None else fwd["status"],
                            "not run" if bwd is None else bwd["status"]))
 
     text = _render_markdown(blocks) if format == "markdown" else _render_latex(blocks, title)
-    files.insert(0, GeneratedFile(f"{name}.md" if format == "markdown" else f"{name}.tex", text))
+    files.insert(0, GeneratedFile(f"{stem}.md" if format == "markdown" else f"{stem}.tex", text))
     return _ActivationResult(files, index_rows)
+
+
+def _critical_text(a: Activation) -> str:
+    """The critical condition of ``a`` without bias, with the facts there, all computed
+    (:func:`varprop.edge_of_chaos` and :mod:`varprop._phases`)."""
+    parts = []
+    if _phases._crit._homogeneous(a):
+        c = _quiet(lambda: a.gaussian_moments(0.0, 1.0, method="exact"))[3]
+        parts.append(f"The activation is positively homogeneous: $E[\\phi(z)^2] = c\\,q$ and "
+                     f"$E[\\phi'(z)^2] = c$ with $c$ = {fmt(c)}, so forward and backward factors "
+                     f"are both $n\\sigma_w^2 c$ (fan-in for the forward pass, fan-out for the "
+                     f"backward pass).")
+    g2, why_none = _quiet(lambda: _phases.critical_point(a, 0.0))
+    if g2 is None:
+        parts.append("**No critical point** without bias: `edge_of_chaos` finds no "
+                     "$n\\sigma_w^2$ in $[10^{-3}, 10^4]$ with $\\chi = 1$ at the fixed point the "
+                     f"variance reaches ({why_none}).")
+    else:
+        parts.append(f"The **critical condition** (edge of chaos without bias, `edge_of_chaos`) is "
+                     f"$n\\sigma_w^2$ = {fmt(g2)}.  "
+                     + _phases.facts_paragraph(_quiet(lambda: _phases.phase_facts(a, g2))))
+    slope0 = _quiet(lambda: _phases._crit._dsecond_dq(a, 0.0))
+    phi0 = float(np.asarray(a.function(np.zeros(1)), dtype=float)[0])
+    if (phi0 == 0.0 and slope0 > 0.0 and not _phases._crit._homogeneous(a)
+            and (g2 is None or abs(g2 * slope0 - 1.0) > 1e-9)):
+        s0 = 1.0 / slope0
+        parts.append(f"$\\phi(0) = 0$, so $q = 0$ is a fixed point, marginal ($F'(0) = 1$) at "
+                     f"$n\\sigma_w^2$ = {fmt(s0)}; there: "
+                     + _phases.facts_paragraph(_quiet(lambda: _phases.phase_facts(a, s0))))
+    return "  ".join(parts)
 
 
 def _stability_cell(stability: Any) -> str:
@@ -755,6 +827,12 @@ def _stability_cell(stability: Any) -> str:
 
 def _approximated(a: Activation) -> bool:
     return a.closed_form is not None and not a.closed_form.exact
+
+
+def _signed_pct(e: float) -> str:
+    """A relative error as a signed percentage, 4 significant digits (``+84.2%``, ``+11.86%``),
+    ``n/a`` if not finite."""
+    return f"{100 * e:+.4g}%" if math.isfinite(e) else "n/a"
 
 
 def _rel(x: float, ref: float) -> str:

@@ -58,6 +58,14 @@ def _usage(message: str) -> int:
     return 2
 
 
+def _not_a_folder(out: Path) -> Path | None:
+    """``out`` or the first of its ancestors that exists and is not a folder (else None)."""
+    for path in (out, *out.parents):
+        if path.exists():
+            return None if path.is_dir() else path
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import documents
     from ..activations import activation as build_activation
@@ -74,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
     if args.reuse_montecarlo and not args.all_:
         return _usage("--reuse-montecarlo needs --all (montecarlo.json covers the whole folder)")
     out = args.out if args.out is not None else documents.default_output_dir()
+    blocker = _not_a_folder(Path(out))
+    if blocker is not None:
+        return _usage(f"--out {out}: {blocker} is not a folder (give a folder to write into)")
     budget = "quick" if args.quick else None
     progress = not args.no_progress and sys.stderr.isatty()
     start = time.perf_counter()
@@ -119,7 +130,10 @@ def run(args: argparse.Namespace) -> int:
         files = documents.generate([act], schemes or None, budget=budget or "default",
                                    format=args.format, progress=progress,
                                    figures=not args.no_figures)
-    written = documents.write(files, out)
+    try:
+        written = documents.write(files, out)
+    except OSError as exc:
+        return _usage(f"--out {out}: cannot write there ({exc.strerror or exc})")
     for path in written:
         print(f"wrote {path}")
     print(f"{len(written)} files in {time.perf_counter() - start:.1f} s")

@@ -181,6 +181,23 @@ def _series_second(act: Activation) -> tuple[sp.Expr, sp.Expr] | None:
     return out[0], out[1]
 
 
+_MOMENT_LABELS = {"mean": "E[phi]", "second": "E[phi^2]", "deriv_mean": "E[phi']",
+                  "deriv_second": "E[phi'^2]"}
+
+
+@lru_cache(maxsize=64)
+def _symmetry_reason(act: Activation) -> str:
+    """`` (phi(x) + phi(-x) = 2c, so E[phi(z)] = c by the symmetry of N(0, q))`` when SymPy proves
+    the point symmetry, else ``""``."""
+    try:
+        total = sp.simplify(act.expr + act.expr.subs(X, -X))
+    except Exception:  # pragma: no cover - SymPy cannot simplify the expression
+        return ""
+    if total.free_symbols:
+        return ""
+    return f" (phi(x) + phi(-x) = {total}, so E[phi(z)] = {sp.nsimplify(total / 2)} by the symmetry of N(0, q))"
+
+
 class _Builder:
     def __init__(self, act: Activation, scheme: InitScheme, bias: bool, widths: str) -> None:
         self.act, self.scheme, self.bias, self.general = act, scheme, bias, widths == "general"
@@ -227,7 +244,9 @@ class _Builder:
                           "symmetry) with variance g^2 / max(n_in, n_out), not independent",
         }[s.distribution]
 
-    def moment_justification(self) -> str:
+    def moment_justification(self, moment: str = "second") -> str:
+        """Where ``moment`` (``"mean"``, ``"second"``, ``"deriv_mean"``, ``"deriv_second"``) comes
+        from; an approximate closed form states that moment's own declared error (0: exact)."""
         act, rules = self.act, self.rules
         if rules is None:
             return ("no closed form is registered: the reference is the numerical Gaussian "
@@ -235,8 +254,14 @@ class _Builder:
         if rules.exact:
             ref = f" ({act.reference})" if act.reference else ""
             return f"exact closed form for z ~ N(0, q){ref}"
-        err = rules.max_relative_error.get("second")
-        bound = f"; max relative error of E[phi^2] {err:.1%} over q > 0" if err else ""
+        err = rules.max_relative_error.get(moment)
+        label = _MOMENT_LABELS[moment]
+        if err == 0.0:
+            why = _symmetry_reason(act) if moment == "mean" else ""
+            return (f"exact for z ~ N(0, q){why}: the approximation {rules.approximation} leaves "
+                    f"{label} unchanged (declared error 0)")
+        bound = f"; max relative error of {label} {err:.1%} over q > 0" if err else \
+            f"; no error bound declared for {label}"
         return f"APPROXIMATION {rules.approximation}{bound}; exact reference: quadrature"
 
     # ------------------------------------------------------------------------------------------
@@ -324,13 +349,14 @@ class _Builder:
                          _eq(sym, integral), just)
             return
         self.add("activation", "moment.mean", "Mean of the activation",
-                 f"E[phi(z)] for z ~ N(0, q), phi = {name}.", _eq(E_PHI, self.m0), just)
+                 f"E[phi(z)] for z ~ N(0, q), phi = {name}.", _eq(E_PHI, self.m0),
+                 self.moment_justification("mean"))
         self.add("activation", "moment.second", "Second moment of the activation",
                  "E[phi(z)^2] for z ~ N(0, q): what the next layer's variance uses.",
-                 _eq(E_PHI2, self.s0), just)
+                 _eq(E_PHI2, self.s0), self.moment_justification("second"))
         self.add("activation", "moment.deriv_second", "Second moment of the derivative",
                  "E[phi'(z)^2] for z ~ N(0, q): what the backward pass uses.",
-                 _eq(E_DPHI2, self.d0), just)
+                 _eq(E_DPHI2, self.d0), self.moment_justification("deriv_second"))
         if not self.rules.exact:
             series = _series_second(self.act)
             if series is not None:
@@ -467,10 +493,12 @@ class _Builder:
                          "f(q) = c q is linear: c q = q forces q = 0 unless c = 1")
             else:
                 cond = sp.Lt(c, 1, evaluate=False)
-                if _is_one(c) or _truth(sp.Lt(c, 1)) is False:
+                never_below = _truth(sp.Lt(c, 1)) is None and _below_one_for_some_width(c) is False
+                if _is_one(c) or _truth(sp.Lt(c, 1)) is False or never_below:
                     self.stability = None  # no fixed point: nothing to attract
                     self.add("fixed_point", "fixed_point", "No fixed point",
-                             "The factor is >= 1 and sigma_b^2 > 0 is added each layer: q grows without "
+                             "The factor is >= 1" + (" for every width n_in = n_out >= 2" if never_below else "")
+                             + " and sigma_b^2 > 0 is added each layer: q grows without "
                              "bound, there is no fixed point.", _eq(FWD, c),
                              "q_l = c q_{l-1} + sigma_b^2 with c >= 1 is increasing")
                 else:
@@ -494,16 +522,20 @@ class _Builder:
             self.fixed_point = sp.Integer(0)
             self.stability = sp.Le(chi0, 1, evaluate=False)
             self.add("fixed_point", "fixed_point", "Fixed point",
-                     "phi is odd with phi(0) = 0, so q* = 0 is a fixed point; when chi(0) > 1 a "
-                     "non-zero fixed point solves the transcendental fixed-point equation (no closed "
-                     "form; found numerically).", _eq(Q_STAR, 0), "E[phi(z)^2] = 0 at q = 0")
+                     "phi(0) = 0, so q* = 0 is a fixed point; any other fixed point solves the "
+                     "transcendental fixed-point equation (no closed form: whether one exists, and "
+                     "where, is computed numerically for given widths).", _eq(Q_STAR, 0),
+                     "E[phi(z)^2] = 0 at q = 0")
             self.add("fixed_point", "stability", "Stability of q* = 0",
-                     "q* = 0 attracts iff chi(0) = n_out sigma_w^2 phi'(0)^2 <= 1 (f'(0) = chi(0)).",
+                     "f'(0) = chi(0) = n_out sigma_w^2 phi'(0)^2: q* = 0 attracts nearby q if chi(0) < 1 "
+                     "and repels them if chi(0) > 1; at chi(0) = 1 the next order in q decides "
+                     "(for tanh it attracts, algebraically).",
                      _eq(CHI, chi0),
                      "d/dq E[phi(z)^2] at q = 0 equals phi'(0)^2, the small-signal slope")
             return
         reason = ("E[phi(z)^2] > 0 at q = 0 (phi(0) != 0)" if f0 not in (None, 0) else
-                  "the bias keeps q away from 0")
+                  "with sigma_b^2 > 0 the map does not fix q = 0 (f(0) = sigma_b^2; without bias, "
+                  "sigma_b^2 = 0, q = 0 is a fixed point with slope chi(0) = n_out sigma_w^2 phi'(0)^2)")
         self.stability = sp.Lt(sp.Abs(DF_STAR), 1, evaluate=False)
         if self.s0 is None:
             self.add("fixed_point", "fixed_point", "No closed-form fixed point",
@@ -513,8 +545,9 @@ class _Builder:
             return
         slope = _simp(sp.diff(self.fixed_point_equation.rhs, Q_STAR))
         self.add("fixed_point", "fixed_point", "No closed-form fixed point",
-                 f"{reason}, so q* != 0 solves the transcendental fixed-point equation (found "
-                 "numerically); it attracts iff |f'(q*)| < 1, with the slope of the map below.",
+                 f"{reason}; a fixed point q* > 0 solves the transcendental fixed-point equation "
+                 "(no closed form: whether one exists, and where, is computed numerically for given "
+                 "widths); it attracts iff |f'(q*)| < 1, with the slope of the map below.",
                  _eq(DF_STAR, slope), "differentiate the hidden-layer map f")
 
     # ----- non-zero weight mean -------------------------------------------------------------
@@ -785,6 +818,22 @@ class _Builder:
             bias=self.bias, widths="general" if self.general else "constant",
             numeric_plan=self.numeric_plan(),
             display={"closed_form_depth": self.closed_form_display, "gradient_depth": self.gradient_display})
+
+
+def _below_one_for_some_width(c: sp.Expr) -> bool | None:
+    """Whether the hidden-layer factor ``c`` (a function of ``n_in = n_out = n``) is < 1 for some
+    width ``n >= 2`` (SymPy's ``solveset`` over the reals); ``None`` if undecided."""
+    n = sp.Symbol("n", positive=True)
+    expr = sp.simplify(c.subs({N_IN: n, N_OUT: n}))
+    if expr.free_symbols - {n}:
+        return None
+    try:
+        sol = sp.solveset(sp.Lt(expr, 1), n, sp.Interval(2, sp.oo))
+    except Exception:  # pragma: no cover - SymPy cannot solve the inequality
+        return None
+    if isinstance(sol, sp.ConditionSet):
+        return None
+    return sol is not sp.S.EmptySet
 
 
 def _eigenvalues(M: sp.Matrix) -> tuple[sp.Expr, sp.Expr]:

@@ -1,0 +1,47 @@
+"""``varprop derive`` on every activation the library accepts (custom expressions included):
+safe file names, no traceback; ``--out`` that is not a folder is a usage error (exit 2)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from varprop import documents
+from varprop.cli import main
+
+CUSTOM = ["softplus", "log(1 + exp(x))", "abs(x-1)/2", "relu(x-1)", "x/2"]
+
+
+@pytest.mark.parametrize("act", CUSTOM)
+def test_derive_custom_activation_writes_one_safely_named_file(act, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["derive", act, "lecun_normal", "--out", str(out), "--quick", "--no-figures",
+               "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) == 1 and files[0].parent == out, files
+    name = files[0].name
+    assert re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.md", name), name
+    assert name == documents.file_stem(act) + ".md"
+    assert "## Fixed points and phases" in files[0].read_text()
+
+
+def test_file_stems_are_distinct_and_keep_registered_names():
+    stems = [documents.file_stem(a) for a in CUSTOM + ["x*2", "x-2"]]
+    assert len(set(stems)) == len(stems)
+    assert documents.file_stem("tanh") == "tanh" and documents.file_stem("relu") == "relu"
+
+
+@pytest.mark.parametrize("where", ["file", "below_file"])
+def test_out_that_is_not_a_folder_is_a_usage_error(where, tmp_path, capsys):
+    blocker = tmp_path / "taken.md"
+    blocker.write_text("x")
+    out = blocker if where == "file" else blocker / "sub"
+    rc = main(["derive", "linear", "lecun_normal", "--out", str(out), "--quick", "--no-figures",
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith("varprop derive: error: --out") and "not a folder" in err
+    assert blocker.read_text() == "x"
