@@ -56,6 +56,7 @@ from typing import Literal
 import numpy as np
 import sympy as sp
 
+from ._shifted import shifted_recursion
 from ._tabulated import LogTable
 from ._validation import check_choice, check_nonnegative_real, check_widths, fail
 from .activations import MU, Q, X, Activation, resolve_activation
@@ -237,6 +238,8 @@ def _propagate_cached(act: Activation, scheme: InitScheme, widths: tuple[int, ..
     layer_moments = {pair: _cached_moments(scheme, *pair) for pair in set(zip(widths, widths[1:]))}
     moments = [layer_moments[pair] for pair in zip(widths, widths[1:])]
     zero_mean = scheme.is_zero_mean
+    if not zero_mean and act.expr != X:
+        return _shifted_propagation(act, widths, moments, input_variance, bias_variance, method)
     fast = _zero_mean_moments(act, method) if zero_mean else None
     z_m, z_d, z_c, a_m, a_d, a_c, d2, dcross = ([0.0] * L for _ in range(8))
 
@@ -281,6 +284,21 @@ def _propagate_cached(act: Activation, scheme: InitScheme, widths: tuple[int, ..
                 g_d, g_c = d2[l - 1] * gj_d, dcross[l - 1] * gj_c
 
     arrays = [np.array(x, dtype=float) for x in (z_m, z_d, z_c, a_m, a_d, a_c, grad, delta, wgrad)]
+    for arr in arrays:
+        arr.flags.writeable = False
+    return Propagation(widths, method, *arrays)
+
+
+def _shifted_propagation(act: Activation, widths: tuple[int, ...], moments: list[tuple[float, float]],
+                         input_variance: float, bias_variance: float, method: str) -> Propagation:
+    """Non-zero-mean weights, nonlinear activation: conditional on the layer-1 shift
+    (:mod:`varprop._shifted`)."""
+    if method == "closed_form":
+        raise fail("method", method, f"'exact', 'auto' or 'quadrature': with non-zero-mean weights "
+                   f"{act.name!r} has no closed form (the shared shift is integrated numerically)")
+    r = shifted_recursion(act, widths, moments, input_variance, bias_variance)
+    arrays = [np.array(x, dtype=float) for x in (r.z_m, r.z_d, r.z_c, r.a_m, r.a_d, r.a_c,
+                                                r.grad, r.delta, r.wgrad)]
     for arr in arrays:
         arr.flags.writeable = False
     return Propagation(widths, method, *arrays)
