@@ -47,6 +47,7 @@ exact only as the widths grow.  Orthogonal weights enter through their entry var
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -231,26 +232,95 @@ _NAN_MESSAGE = ("a moment is 0 * inf: the variances leave the float range in bot
                 "(e.g. vanishing derivatives times exploding gradients); reduce depth or rescale")
 
 
-@lru_cache(maxsize=1024)
-def _propagate_cached(act: Activation, scheme: InitScheme, widths: tuple[int, ...],
-                      input_variance: float, bias_variance: float, method: str) -> Propagation:
-    L = len(widths) - 1
-    layer_moments = {pair: _cached_moments(scheme, *pair) for pair in set(zip(widths, widths[1:]))}
-    moments = [layer_moments[pair] for pair in zip(widths, widths[1:])]
-    zero_mean = scheme.is_zero_mean
-    if not zero_mean and act.expr != X:
-        return _shifted_propagation(act, widths, moments, input_variance, bias_variance, method)
-    fast = _zero_mean_moments(act, method) if zero_mean else None
-    z_m, z_d, z_c, a_m, a_d, a_c, d2, dcross = ([0.0] * L for _ in range(8))
+@dataclass(frozen=True)
+class _Shape:
+    r"""The widths :math:`(n_0, \dots, n_L)`: explicit, or ``(n0, n, L)`` without materialising
+    the constant tail (so a depth of :math:`10^9` costs no memory)."""
 
+    explicit: tuple[int, ...] | None
+    n0: int
+    n: int
+    L: int
+
+    @staticmethod
+    def of(widths: tuple[int, ...]) -> _Shape:
+        return _Shape(widths, widths[0], widths[-1], len(widths) - 1)
+
+    def pair(self, l: int) -> tuple[int, int]:
+        """(fan-in, fan-out) of layer ``l + 1`` (0-based ``l``)."""
+        if self.explicit is not None:
+            return self.explicit[l], self.explicit[l + 1]
+        return (self.n0, self.n) if l == 0 else (self.n, self.n)
+
+    @property
+    def tail(self) -> int:
+        """The smallest 0-based layer index from which every layer has the same (fan-in, fan-out)."""
+        if self.explicit is None:
+            return 1
+        w, t = self.explicit, self.L - 1
+        while t >= 1 and w[t] == w[t + 1] == w[-1]:
+            t -= 1
+        return t + 1
+
+    def widths(self) -> tuple[int, ...]:
+        return self.explicit if self.explicit is not None else (self.n0,) + (self.n,) * self.L
+
+
+@dataclass(frozen=True)
+class _Forward:
+    """Forward moments of layers ``1..k`` (0-based lists); layers ``k+1..L`` repeat layer ``k``
+    (the recursion reached a bitwise fixed point: every later layer computes the same numbers)."""
+
+    k: int
+    z_m: list[float]
+    z_d: list[float]
+    z_c: list[float]
+    a_m: list[float]
+    a_d: list[float]
+    a_c: list[float]
+    d2: list[float]
+    dcross: list[float]
+
+    def at(self, name: str, l: int) -> float:
+        return getattr(self, name)[min(l, self.k - 1)]
+
+
+def _moments_of(scheme: InitScheme, shape: _Shape, l: int) -> tuple[float, float]:
+    return _cached_moments(scheme, *shape.pair(l))
+
+
+@lru_cache(maxsize=1024)
+def _forward_scalar(act: Activation, scheme: InitScheme, shape: _Shape, input_variance: float,
+                    bias_variance: float, method: str) -> _Forward:
+    """The forward recursion of the module docstring (zero-mean weights, or linear layers),
+    stopping once the state entering a layer is bitwise the one entering the previous identical
+    layer (every later layer then repeats it: the numbers are those of the full loop)."""
+    zero_mean = scheme.is_zero_mean
+    fast = _zero_mean_moments(act, method) if zero_mean else None
+    z_m: list[float] = []
+    z_d: list[float] = []
+    z_c: list[float] = []
+    a_m: list[float] = []
+    a_d: list[float] = []
+    a_c: list[float] = []
+    d2: list[float] = []
+    dcross: list[float] = []
+    tail = shape.tail
     prev_m, prev_d, prev_c = 0.0, input_variance, 0.0
+    last: tuple[float, float, float] | None = None
     with np.errstate(all="ignore"):
-        for l, (mu, v) in enumerate(moments):
-            n = widths[l]
+        for l in range(shape.L):
+            state = (prev_m, prev_d, prev_c)
+            if l - 1 >= tail and state == last:
+                break
+            last = state
+            mu, v = _moments_of(scheme, shape, l)
+            n = shape.pair(l)[0]
             if zero_mean:
                 q = v * n * prev_d + bias_variance
                 em, e2, ed2 = fast(q)  # type: ignore[misc]
-                z_d[l], a_m[l], a_d[l], a_c[l], d2[l] = q, em, e2, em * em, ed2
+                z_m.append(0.0), z_d.append(q), z_c.append(0.0)
+                a_m.append(em), a_d.append(e2), a_c.append(em * em), d2.append(ed2), dcross.append(0.0)
             else:
                 s2 = n * prev_d + n * (n - 1) * prev_c
                 m = mu * n * prev_m
@@ -262,31 +332,111 @@ def _propagate_cached(act: Activation, scheme: InitScheme, widths: tuple[int, ..
                 cov = c - m * m if math.isfinite(c) else var
                 e_m, e_2, cross, _, e_d2, d_cross = _general_moments(
                     act, method, m, max(var, 0.0), max(cov, 0.0))
-                z_m[l], z_d[l], z_c[l] = m, d, c
-                a_m[l], a_d[l], a_c[l], d2[l], dcross[l] = e_m, e_2, cross, e_d2, d_cross
-            prev_m, prev_d, prev_c = a_m[l], a_d[l], a_c[l]
+                z_m.append(m), z_d.append(d), z_c.append(c)
+                a_m.append(e_m), a_d.append(e_2), a_c.append(cross), d2.append(e_d2), dcross.append(d_cross)
+            prev_m, prev_d, prev_c = a_m[-1], a_d[-1], a_c[-1]
+    return _Forward(len(z_d), z_m, z_d, z_c, a_m, a_d, a_c, d2, dcross)
 
-        grad, delta, wgrad = [0.0] * L, [0.0] * L, [0.0] * L
-        g_d, g_c = 1.0, 0.0
-        for l in range(L - 1, -1, -1):
-            n_out = widths[l + 1]
-            mu, v = moments[l]
-            delta[l] = g_d
-            wgrad[l] = g_d * (input_variance if l == 0 else a_d[l - 1])
+
+def _backward_scalar(scheme: InitScheme, shape: _Shape, fw: _Forward, input_variance: float,
+                     out: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+                     ) -> tuple[float, float, float, bool, bool]:
+    """Back-propagate (gradient independence), filling ``out = (grad, delta, wgrad)`` if given.
+
+    Returns layer 1's ``(grad, delta, wgrad)`` and whether ``grad`` / ``wgrad`` went from a
+    positive value to exactly 0.0 on the way down (underflow).  Layers where the state entering
+    them is bitwise the one entering the identical layer above are filled without recomputing.
+    """
+    L = shape.L
+    low = max(fw.k, shape.tail, 1)  # layers l >= low use identical inputs
+    g_d, g_c = 1.0, 0.0
+    last: tuple[float, float] | None = None
+    last_out = (0.0, 0.0, 0.0)
+    pos_g = pos_w = under_g = under_w = False
+    l = L - 1
+    with np.errstate(all="ignore"):
+        while l >= 0:
+            if l >= low and l + 1 <= L - 1 and (g_d, g_c) == last:
+                if out is not None:
+                    for arr, val in zip(out, last_out):
+                        arr[low:l + 1] = val
+                l = low - 1
+                continue
+            last = (g_d, g_c)
+            n_out = shape.pair(l)[1]
+            mu, v = _moments_of(scheme, shape, l)
+            delta = g_d
+            wgrad = g_d * (input_variance if l == 0 else fw.at("a_d", l - 1))
             gj_d = v * n_out * g_d
             gj_c = 0.0
             if mu:
                 s2 = n_out * g_d + n_out * (n_out - 1) * g_c
                 gj_d += mu * mu * s2
                 gj_c = mu * mu * s2
-            grad[l] = gj_d
+            grad = gj_d
+            last_out = (grad, delta, wgrad)
+            if out is not None:
+                out[0][l], out[1][l], out[2][l] = grad, delta, wgrad
+            under_g = under_g or (pos_g and grad == 0.0)
+            under_w = under_w or (pos_w and wgrad == 0.0)
+            pos_g, pos_w = pos_g or grad > 0.0, pos_w or wgrad > 0.0
             if l > 0:
-                g_d, g_c = d2[l - 1] * gj_d, dcross[l - 1] * gj_c
+                g_d, g_c = fw.at("d2", l - 1) * gj_d, fw.at("dcross", l - 1) * gj_c
+            l -= 1
+    return last_out[0], last_out[1], last_out[2], under_g, under_w
 
-    arrays = [np.array(x, dtype=float) for x in (z_m, z_d, z_c, a_m, a_d, a_c, grad, delta, wgrad)]
-    for arr in arrays:
-        arr.flags.writeable = False
-    return Propagation(widths, method, *arrays)
+
+#: Bytes of the per-layer arrays of :class:`Propagation` per layer (nine float64 arrays) plus the
+#: widths tuple.
+_BYTES_PER_LAYER = 9 * 8 + 8
+
+
+def _available_bytes() -> int:
+    """Physical memory available now (``sysconf``), or 4 GiB where it cannot be queried."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - non-POSIX
+        return 4 << 30
+
+
+def _check_fits(depth: int, per_layer_bytes: int = _BYTES_PER_LAYER, what: str = "per-layer arrays") -> None:
+    need = depth * per_layer_bytes
+    have = _available_bytes()
+    if need > have:
+        raise VarpropError(
+            f"depth={depth}: the {what} would need {need:,} bytes ({need / 2**30:.3g} GiB), more "
+            f"than the {have:,} bytes available; ask for the last layer only (per_layer=False, "
+            "memory independent of depth) or reduce depth")
+
+
+def _readonly(values: list[float] | np.ndarray) -> np.ndarray:
+    arr = np.array(values, dtype=float)
+    arr.flags.writeable = False
+    return arr
+
+
+def _expand(values: list[float], L: int) -> np.ndarray:
+    """``values`` followed by its last element repeated up to length ``L``."""
+    arr = np.empty(L)
+    arr[:len(values)] = values
+    arr[len(values):] = values[-1]
+    arr.flags.writeable = False
+    return arr
+
+
+@lru_cache(maxsize=1024)
+def _propagate_cached(act: Activation, scheme: InitScheme, widths: tuple[int, ...],
+                      input_variance: float, bias_variance: float, method: str) -> Propagation:
+    L = len(widths) - 1
+    if not scheme.is_zero_mean and act.expr != X:
+        moments = [_cached_moments(scheme, *pair) for pair in zip(widths, widths[1:])]
+        return _shifted_propagation(act, widths, moments, input_variance, bias_variance, method)
+    shape = _Shape.of(widths)
+    fw = _forward_scalar(act, scheme, shape, input_variance, bias_variance, method)
+    grad, delta, wgrad = np.empty(L), np.empty(L), np.empty(L)
+    _backward_scalar(scheme, shape, fw, input_variance, (grad, delta, wgrad))
+    forward = [_expand(getattr(fw, name), L) for name in ("z_m", "z_d", "z_c", "a_m", "a_d", "a_c")]
+    return Propagation(widths, method, *forward, *map(_readonly, (grad, delta, wgrad)))
 
 
 def _shifted_propagation(act: Activation, widths: tuple[int, ...], moments: list[tuple[float, float]],
