@@ -105,6 +105,9 @@ def _outer_rule() -> tuple[np.ndarray, np.ndarray]:
 
 
 _U, _WU = _outer_rule()
+#: Memory of the recursion per layer: three node arrays kept for the backward pass, the
+#: per-layer results and the widths.
+BYTES_PER_LAYER = 3 * 8 * _U.size + 9 * 8 + 8
 _BASE = np.arange(-_q._HALF_WIDTH, _q._HALF_WIDTH + 0.5, 1.0)
 
 

@@ -49,7 +49,8 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -57,9 +58,9 @@ from typing import Literal
 import numpy as np
 import sympy as sp
 
-from ._shifted import shifted_recursion
+from . import _shifted
 from ._tabulated import LogTable
-from ._validation import check_choice, check_nonnegative_real, check_widths, fail
+from ._validation import check_choice, check_nonnegative_real, check_positive_int, check_widths, fail
 from .activations import MU, Q, X, Activation, resolve_activation
 from .errors import VarpropError, VarpropWarning
 from .schemes import InitScheme, _cached_moments, resolve_scheme
@@ -272,17 +273,22 @@ class _Forward:
     (the recursion reached a bitwise fixed point: every later layer computes the same numbers)."""
 
     k: int
-    z_m: list[float]
-    z_d: list[float]
-    z_c: list[float]
-    a_m: list[float]
-    a_d: list[float]
-    a_c: list[float]
-    d2: list[float]
-    dcross: list[float]
+    z_m: Sequence[float]
+    z_d: Sequence[float]
+    z_c: Sequence[float]
+    a_m: Sequence[float]
+    a_d: Sequence[float]
+    a_c: Sequence[float]
+    d2: Sequence[float]
+    dcross: Sequence[float]
+    #: ``keep="last"``: each sequence holds only layer ``k``; whether ``z_d`` / ``a_d`` went from a
+    #: positive value (or a positive source) to exactly 0.0 on the way (underflow)
+    z_under: bool = False
+    a_under: bool = False
 
     def at(self, name: str, l: int) -> float:
-        return getattr(self, name)[min(l, self.k - 1)]
+        seq = getattr(self, name)
+        return seq[min(l, self.k - 1) - self.k + len(seq)]
 
 
 def _moments_of(scheme: InitScheme, shape: _Shape, l: int) -> tuple[float, float]:
@@ -291,23 +297,26 @@ def _moments_of(scheme: InitScheme, shape: _Shape, l: int) -> tuple[float, float
 
 @lru_cache(maxsize=1024)
 def _forward_scalar(act: Activation, scheme: InitScheme, shape: _Shape, input_variance: float,
-                    bias_variance: float, method: str) -> _Forward:
+                    bias_variance: float, method: str, keep: str = "all") -> _Forward:
     """The forward recursion of the module docstring (zero-mean weights, or linear layers),
     stopping once the state entering a layer is bitwise the one entering the previous identical
-    layer (every later layer then repeats it: the numbers are those of the full loop)."""
+    layer (every later layer then repeats it: the numbers are those of the full loop).
+
+    ``keep``: ``"all"`` per-layer values (8 bytes per layer and moment), ``"backward"`` only what
+    the backward pass needs (``a_d``, ``d2``, ``dcross``), ``"last"`` only the last layer's
+    (memory independent of depth).
+    """
     zero_mean = scheme.is_zero_mean
     fast = _zero_mean_moments(act, method) if zero_mean else None
-    z_m: list[float] = []
-    z_d: list[float] = []
-    z_c: list[float] = []
-    a_m: list[float] = []
-    a_d: list[float] = []
-    a_c: list[float] = []
-    d2: list[float] = []
-    dcross: list[float] = []
+    names = ("z_m", "z_d", "z_c", "a_m", "a_d", "a_c", "d2", "dcross")
+    kept = {"all": names, "backward": ("a_d", "d2", "dcross"), "last": ()}[keep]
+    seqs = {name: array("d") for name in names}
     tail = shape.tail
     prev_m, prev_d, prev_c = 0.0, input_variance, 0.0
     last: tuple[float, float, float] | None = None
+    k = 0
+    pos_z = pos_a = _source_positive(scheme, shape, input_variance, bias_variance, False)
+    under_z = under_a = False
     with np.errstate(all="ignore"):
         for l in range(shape.L):
             state = (prev_m, prev_d, prev_c)
@@ -319,8 +328,7 @@ def _forward_scalar(act: Activation, scheme: InitScheme, shape: _Shape, input_va
             if zero_mean:
                 q = v * n * prev_d + bias_variance
                 em, e2, ed2 = fast(q)  # type: ignore[misc]
-                z_m.append(0.0), z_d.append(q), z_c.append(0.0)
-                a_m.append(em), a_d.append(e2), a_c.append(em * em), d2.append(ed2), dcross.append(0.0)
+                row = (0.0, q, 0.0, em, e2, em * em, ed2, 0.0)
             else:
                 s2 = n * prev_d + n * (n - 1) * prev_c
                 m = mu * n * prev_m
@@ -332,19 +340,30 @@ def _forward_scalar(act: Activation, scheme: InitScheme, shape: _Shape, input_va
                 cov = c - m * m if math.isfinite(c) else var
                 e_m, e_2, cross, _, e_d2, d_cross = _general_moments(
                     act, method, m, max(var, 0.0), max(cov, 0.0))
-                z_m.append(m), z_d.append(d), z_c.append(c)
-                a_m.append(e_m), a_d.append(e_2), a_c.append(cross), d2.append(e_d2), dcross.append(d_cross)
-            prev_m, prev_d, prev_c = a_m[-1], a_d[-1], a_c[-1]
-    return _Forward(len(z_d), z_m, z_d, z_c, a_m, a_d, a_c, d2, dcross)
+                row = (m, d, c, e_m, e_2, cross, e_d2, d_cross)
+            for name, value in zip(names, row):
+                seq = seqs[name]
+                if name in kept or not seq:
+                    seq.append(value)
+                else:
+                    seq[0] = value
+            k += 1
+            under_z = under_z or (pos_z and row[1] == 0.0)
+            under_a = under_a or (pos_a and row[4] == 0.0)
+            pos_z, pos_a = pos_z or row[1] > 0.0, pos_a or row[4] > 0.0
+            prev_m, prev_d, prev_c = row[3], row[4], row[5]
+    return _Forward(k, *(seqs[name] for name in names), z_under=under_z, a_under=under_a)
 
 
 def _backward_scalar(scheme: InitScheme, shape: _Shape, fw: _Forward, input_variance: float,
-                     out: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+                     out: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+                     bias_variance: float = 0.0, track: bool = False
                      ) -> tuple[float, float, float, bool, bool]:
     """Back-propagate (gradient independence), filling ``out = (grad, delta, wgrad)`` if given.
 
-    Returns layer 1's ``(grad, delta, wgrad)`` and whether ``grad`` / ``wgrad`` went from a
-    positive value to exactly 0.0 on the way down (underflow).  Layers where the state entering
+    Returns layer 1's ``(grad, delta, wgrad)`` and (with ``track``) whether ``grad`` / ``wgrad``
+    is exactly 0.0 below a positive value or from a positive source (underflow, see
+    :func:`_underflowed`).  Layers where the state entering
     them is bitwise the one entering the identical layer above are filled without recomputing.
     """
     L = shape.L
@@ -352,7 +371,8 @@ def _backward_scalar(scheme: InitScheme, shape: _Shape, fw: _Forward, input_vari
     g_d, g_c = 1.0, 0.0
     last: tuple[float, float] | None = None
     last_out = (0.0, 0.0, 0.0)
-    pos_g = pos_w = under_g = under_w = False
+    pos_g = pos_w = _source_positive(scheme, shape, input_variance, bias_variance, True) if track else False
+    under_g = under_w = False
     l = L - 1
     with np.errstate(all="ignore"):
         while l >= 0:
@@ -446,7 +466,8 @@ def _shifted_propagation(act: Activation, widths: tuple[int, ...], moments: list
     if method == "closed_form":
         raise fail("method", method, f"'exact', 'auto' or 'quadrature': with non-zero-mean weights "
                    f"{act.name!r} has no closed form (the shared shift is integrated numerically)")
-    r = shifted_recursion(act, widths, moments, input_variance, bias_variance)
+    _check_fits(len(widths) - 1, _shifted.BYTES_PER_LAYER, "per-node arrays of the non-zero-mean recursion")
+    r = _shifted.shifted_recursion(act, widths, moments, input_variance, bias_variance)
     arrays = [np.array(x, dtype=float) for x in (r.z_m, r.z_d, r.z_c, r.a_m, r.a_d, r.a_c,
                                                 r.grad, r.delta, r.wgrad)]
     for arr in arrays:
@@ -482,10 +503,12 @@ def propagate(
     """
     act = resolve_activation(activation)
     scheme = resolve_scheme(init)
-    ws = check_widths(fan_in, fan_out, widths, depth)
+    shape = _shape(fan_in, fan_out, widths, depth)
     in_var = check_nonnegative_real("input_variance", input_variance)
     b_var = check_nonnegative_real("bias_variance", bias_variance)
-    return _propagate_cached(act, scheme, ws, in_var, b_var, _resolve_method(method))
+    method = _resolve_method(method)
+    _check_fits(shape.L)  # before allocating: the per-layer arrays grow with depth
+    return _propagate_cached(act, scheme, shape.widths(), in_var, b_var, method)
 
 
 def predict_variance(
@@ -558,12 +581,81 @@ def predict_variance(
     quantity = check_choice("quantity", quantity, QUANTITIES)
     if not isinstance(per_layer, bool):
         raise fail("per_layer", per_layer, "True or False")
-    prop = propagate(activation, init, fan_in=fan_in, fan_out=fan_out, widths=widths, depth=depth,
-                     input_variance=input_variance, bias_variance=bias_variance, method=method)
-    values = prop.variance(quantity)
+    act = resolve_activation(activation)
+    scheme = resolve_scheme(init)
+    shape = _shape(fan_in, fan_out, widths, depth)
+    in_var = check_nonnegative_real("input_variance", input_variance)
+    b_var = check_nonnegative_real("bias_variance", bias_variance)
+    method = _resolve_method(method)
+    backward = quantity in _BACKWARD
+    scalar = scheme.is_zero_mean or act.expr == X
+    if per_layer or not scalar:
+        if per_layer:
+            _check_fits(shape.L)
+        elif shape.explicit is None:
+            _check_fits(shape.L, 8, "widths")
+        prop = _propagate_cached(act, scheme, shape.widths(), in_var, b_var, method)
+        values = prop.variance(quantity)
+        seconds = {"preactivation": prop.preact_second, "activation": prop.act_second,
+                   "activation_second_moment": prop.act_second, "gradient": prop.grad_second,
+                   "weight_gradient": prop.weight_grad_second}[quantity]
+        under = _underflowed(seconds[::-1] if backward else seconds,
+                             _source_positive(scheme, shape, in_var, b_var, backward))
+    else:
+        fw = _forward_scalar(act, scheme, shape, in_var, b_var, method,
+                             "backward" if backward else "last")
+        if backward:
+            grad, _, wgrad, under_g, under_w = _backward_scalar(scheme, shape, fw, in_var, None,
+                                                                b_var, track=True)
+            values = np.array([grad if quantity == "gradient" else wgrad])
+            under = under_g if quantity == "gradient" else under_w
+        else:
+            name, mean = {"preactivation": ("z_d", "z_m"), "activation": ("a_d", "a_m"),
+                          "activation_second_moment": ("a_d", None)}[quantity]
+            second = np.array([fw.at(name, fw.k - 1)])
+            with np.errstate(invalid="ignore", over="ignore"):
+                values = second if mean is None else _variance(second, np.array([fw.at(mean, fw.k - 1)]))
+            under = fw.z_under if name == "z_d" else fw.a_under
+        if np.isnan(values).any():
+            raise VarpropError(f"{quantity}: {_NAN_MESSAGE}")
     if np.isinf(values).any():
         warnings.warn(f"predicted {quantity} variance exceeds the float range at some layer; "
                       "returned as inf", VarpropWarning, stacklevel=2)
+    if under:
+        warnings.warn(f"predicted {quantity} variance underflows to 0.0 at some layer (the exact "
+                      "value is positive but below the float range); returned as 0.0",
+                      VarpropWarning, stacklevel=2)
     if per_layer:
         return values
-    return float(values[0] if quantity in _BACKWARD else values[-1])
+    return float(values[0] if backward or values.size == 1 else values[-1])
+
+
+def _shape(fan_in: object, fan_out: object, widths: object, depth: object) -> _Shape:
+    """Validated network shape; a constant-width one without materialising its widths."""
+    if widths is not None:
+        return _Shape.of(check_widths(fan_in, fan_out, widths, depth))
+    n0, n = check_widths(fan_in, fan_out, None, 1)
+    return _Shape(None, n0, n, check_positive_int("depth", depth))
+
+
+def _source_positive(scheme: InitScheme, shape: _Shape, input_variance: float,
+                     bias_variance: float, backward: bool) -> bool:
+    r"""Whether the exact predicted second moments are positive at every layer (a 0.0 is then an
+    underflow): the input or the bias feeds a positive variance into layer 1 and, backward, the
+    last layer's weights carry :math:`\delta_L`'s unit variance down."""
+    forward = (input_variance > 0 and _moments_of(scheme, shape, 0)[1] > 0) or bias_variance > 0
+    if not backward:
+        return forward
+    return forward and _moments_of(scheme, shape, shape.L - 1)[1] > 0
+
+
+def _underflowed(seconds: np.ndarray, source_positive: bool) -> bool:
+    """A second moment, in propagation order, that is exactly 0.0 where the exact value is
+    positive: after a positive layer, or at the first layer from a positive source."""
+    zero = seconds == 0.0
+    if not zero.any():
+        return False
+    if source_positive and zero[0]:
+        return True
+    positive_before = np.maximum.accumulate(seconds > 0.0)
+    return bool(np.any(zero[1:] & positive_before[:-1]))
