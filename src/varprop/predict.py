@@ -371,7 +371,9 @@ def _backward_scalar(scheme: InitScheme, shape: _Shape, fw: _Forward, input_vari
     g_d, g_c = 1.0, 0.0
     last: tuple[float, float] | None = None
     last_out = (0.0, 0.0, 0.0)
-    pos_g = pos_w = _source_positive(scheme, shape, input_variance, bias_variance, True) if track else False
+    # with an identically zero forward pass, phi'(0) may be exactly 0: zeros are then exact
+    track = track and _source_positive(scheme, shape, input_variance, bias_variance, True)
+    pos_g = pos_w = track
     under_g = under_w = False
     l = L - 1
     with np.errstate(all="ignore"):
@@ -397,9 +399,10 @@ def _backward_scalar(scheme: InitScheme, shape: _Shape, fw: _Forward, input_vari
             last_out = (grad, delta, wgrad)
             if out is not None:
                 out[0][l], out[1][l], out[2][l] = grad, delta, wgrad
-            under_g = under_g or (pos_g and grad == 0.0)
-            under_w = under_w or (pos_w and wgrad == 0.0)
-            pos_g, pos_w = pos_g or grad > 0.0, pos_w or wgrad > 0.0
+            if track:
+                under_g = under_g or (pos_g and grad == 0.0)
+                under_w = under_w or (pos_w and wgrad == 0.0)
+                pos_g, pos_w = pos_g or grad > 0.0, pos_w or wgrad > 0.0
             if l > 0:
                 g_d, g_c = fw.at("d2", l - 1) * gj_d, fw.at("dcross", l - 1) * gj_c
             l -= 1
@@ -419,14 +422,19 @@ def _available_bytes() -> int:
         return 4 << 30
 
 
-def _check_fits(depth: int, per_layer_bytes: int = _BYTES_PER_LAYER, what: str = "per-layer arrays") -> None:
+_SHIFTED_ARRAYS = "per-layer node arrays of the non-zero-mean recursion (varprop._shifted)"
+_LAST_ONLY = "ask for the last layer only (per_layer=False, memory independent of depth) or "
+
+
+def _check_fits(depth: int, per_layer_bytes: int = _BYTES_PER_LAYER, what: str = "per-layer arrays",
+                advice: str = _LAST_ONLY) -> None:
+    """Refuse, before allocating, what needs more memory than is available."""
     need = depth * per_layer_bytes
     have = _available_bytes()
     if need > have:
         raise VarpropError(
             f"depth={depth}: the {what} would need {need:,} bytes ({need / 2**30:.3g} GiB), more "
-            f"than the {have:,} bytes available; ask for the last layer only (per_layer=False, "
-            "memory independent of depth) or reduce depth")
+            f"than the {have:,} bytes available; {advice}reduce depth")
 
 
 def _readonly(values: list[float] | np.ndarray) -> np.ndarray:
@@ -466,7 +474,7 @@ def _shifted_propagation(act: Activation, widths: tuple[int, ...], moments: list
     if method == "closed_form":
         raise fail("method", method, f"'exact', 'auto' or 'quadrature': with non-zero-mean weights "
                    f"{act.name!r} has no closed form (the shared shift is integrated numerically)")
-    _check_fits(len(widths) - 1, _shifted.BYTES_PER_LAYER, "per-node arrays of the non-zero-mean recursion")
+    _check_fits(len(widths) - 1, _shifted.BYTES_PER_LAYER, _SHIFTED_ARRAYS, "")
     r = _shifted.shifted_recursion(act, widths, moments, input_variance, bias_variance)
     arrays = [np.array(x, dtype=float) for x in (r.z_m, r.z_d, r.z_c, r.a_m, r.a_d, r.a_c,
                                                 r.grad, r.delta, r.wgrad)]
@@ -590,17 +598,17 @@ def predict_variance(
     backward = quantity in _BACKWARD
     scalar = scheme.is_zero_mean or act.expr == X
     if per_layer or not scalar:
-        if per_layer:
+        if not scalar:
+            _check_fits(shape.L, _shifted.BYTES_PER_LAYER, _SHIFTED_ARRAYS, "")
+        else:
             _check_fits(shape.L)
-        elif shape.explicit is None:
-            _check_fits(shape.L, 8, "widths")
         prop = _propagate_cached(act, scheme, shape.widths(), in_var, b_var, method)
         values = prop.variance(quantity)
         seconds = {"preactivation": prop.preact_second, "activation": prop.act_second,
                    "activation_second_moment": prop.act_second, "gradient": prop.grad_second,
                    "weight_gradient": prop.weight_grad_second}[quantity]
-        under = _underflowed(seconds[::-1] if backward else seconds,
-                             _source_positive(scheme, shape, in_var, b_var, backward))
+        source = _source_positive(scheme, shape, in_var, b_var, backward)
+        under = (source or not backward) and _underflowed(seconds[::-1] if backward else seconds, source)
     else:
         fw = _forward_scalar(act, scheme, shape, in_var, b_var, method,
                              "backward" if backward else "last")
