@@ -15,33 +15,56 @@ unit-variance entries, independent of the forward pass.
 
 Recursions
 ----------
-With :math:`A_m = E\phi(z_i)`, :math:`A_D = E\phi(z_i)^2`, :math:`A_C = E\phi(z_i)\phi(z_k)`
-(:math:`i \ne k`) of layer :math:`l-1` (for the input :math:`A_m = A_C = 0`,
-:math:`A_D = ` ``input_variance``) and :math:`S_2 = n A_D + n(n-1) A_C = E(\sum_j a_j)^2`:
+**Zero-mean weights** (:math:`\mu_w = 0`): one variance per layer,
 
 .. math::
 
-    m_l = E z_i = \mu_w n A_m, \quad
+    q_l = n_{l-1}\sigma_w^2 E[\phi(z)^2]_{z\sim N(0, q_{l-1})} + \sigma_b^2, \qquad
+    E g_j^2 = \sigma_w^2 n_l E\delta_{l,i}^2, \qquad
+    E\delta_{l-1,j}^2 = E[\phi'(z_{l-1})^2]\, E g_j^2
+
+(with :math:`E[x^2]` for the first layer), :math:`g = W_l^\top \delta_l`, and
+:math:`E(\partial\mathcal L/\partial W_l)_{ij}^2 = E\delta_{l,i}^2\, E a_{l-1,j}^2`.
+
+**Non-zero-mean weights, linear layers**: with :math:`A_m = E a_i`, :math:`A_D = E a_i^2`,
+:math:`A_C = E a_i a_k` (:math:`i \ne k`) of layer :math:`l-1` (for the input :math:`A_m = A_C = 0`,
+:math:`A_D = ` ``input_variance``) and :math:`S_2 = n A_D + n(n-1) A_C = E(\sum_j a_j)^2`,
+
+.. math::
+
+    m_l = \mu_w n A_m, \quad
     D_l = E z_i^2 = \sigma_w^2 n A_D + \mu_w^2 S_2 + \sigma_b^2, \quad
-    C_l = E z_i z_k = \mu_w^2 S_2 .
+    C_l = E z_i z_k = \mu_w^2 S_2 ,
 
-For zero-mean weights this is :math:`q_l = n_{l-1}\sigma_w^2 E[\phi(z)^2]_{z\sim N(0, q_{l-1})} +
-\sigma_b^2` (with :math:`E[x^2]` for the first layer).  Backward, with
-:math:`G_D = E\delta_i^2`, :math:`G_C = E\delta_i\delta_k` and :math:`g = W_l^\top \delta_l`:
+and backward, with :math:`G_D = E\delta_i^2`, :math:`G_C = E\delta_i\delta_k`,
+:math:`E g_j^2 = \sigma_w^2 n_l G_D + \mu_w^2 (n_l G_D + n_l(n_l-1) G_C)`: exact at every width
+(second moments of linear maps need no Gaussianity).
 
-.. math::
+**Non-zero-mean weights, nonlinear activations**: every unit of a layer carries the same shift
+:math:`s_l = \mu_w \sum_j a_{l-1,j}`, which after a nonlinearity is *not* Gaussian, so the
+:math:`(m, D, C)` closure with jointly Gaussian units fails from layer 3 on.  The recursion is
+instead conditional on the layer-1 shift :math:`s_1 = \mu_w\sum_j x_j` (exactly Gaussian):
+given it, each layer's shift :math:`m_l` and within-layer variance :math:`q_l` are deterministic,
+:math:`m_{l+1} = \mu_w n_l E\phi`, :math:`q_{l+1} = \sigma_w^2 n_l E\phi^2 + \sigma_b^2` with
+:math:`z \sim N(m_l, q_l)`, and the moments are averages over :math:`s_1` (numerical quadrature);
+see :mod:`varprop._shifted` for the full statement, the backward pass and the measured accuracy.
 
-    E g_j^2 = \sigma_w^2 n_l G_D + \mu_w^2 (n_l G_D + n_l(n_l-1) G_C), \qquad
-    E\delta_{l-1,j}^2 = E[\phi'(z_{l-1})^2]\, E g_j^2 ,
-
-and :math:`E(\partial\mathcal L/\partial W_l)_{ij}^2 = E\delta_{l,i}^2\, E a_{l-1,j}^2`.
-
-Assumptions: infinite-width mean field (pre-activations Gaussian; units jointly Gaussian with
-covariance :math:`C_l - m_l^2` when :math:`\mu_w \ne 0`) and the gradient-independence assumption
-(:math:`\phi'(z_{l-1})` independent of :math:`g`).  For zero-mean symmetric i.i.d. weights the
-second moments of **linear and ReLU** nets are exact at every finite width; everything else is
-exact only as the widths grow.  Orthogonal weights enter through their entry variance
+Assumptions: infinite-width mean field (pre-activations Gaussian given the shared shift) and the
+gradient-independence assumption (:math:`\phi'(z_{l-1})` independent of :math:`g`).  For
+zero-mean symmetric i.i.d. weights the second moments of **linear and ReLU** nets are exact at
+every finite width, and for linear nets with any i.i.d. weights; everything else is exact only
+as the widths grow.  Orthogonal weights enter through their entry variance
 :math:`g^2/\max(n_{in}, n_{out})` (exact for the second moments of linear layers).
+
+Sizes
+-----
+The recursion stops as soon as the state entering a layer is bitwise the state entering the
+identical layer before it (every later layer then computes the same numbers), and the last
+layer's value needs memory independent of depth (``per_layer=False``; zero-mean weights and
+linear layers).  Per-layer arrays that cannot fit in the available memory are refused with a
+:class:`~varprop.VarpropError` stating the bytes they would need.  A predicted variance beyond
+the float range is returned as ``inf`` and one that underflows to exactly 0.0 (from a positive
+input or bias variance) as 0.0, each with a :class:`~varprop.VarpropWarning`.
 """
 
 from __future__ import annotations
