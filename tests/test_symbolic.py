@@ -225,12 +225,12 @@ def test_nonzero_mean_nonlinear_dc_recursion_matches_issue():
     # Gaussian closure, which is wrong from layer 3 on)
     u, xi = sp.Symbol("u", real=True), sp.Symbol("xi", real=True)
     second = d.step("moment.second").equation.rhs
-    assert {i.variables for i in second.atoms(sp.Integral)} == {(u,), (xi,)}
+    assert {tuple(i.variables) for i in second.atoms(sp.Integral)} == {(u,), (xi,)}
     first = d.step("shift.first_within").equation.rhs  # q_0 (n_in - 1 + u^2) / 12 + sigma_b^2
     assert same(first, q0 * (n_in - 1 + u**2) / 12 + sb)
     s_next, r_next = d.step("shift.recursion").equation.rhs
     (inner,) = s_next.atoms(sp.Integral)
-    assert same(s_next / inner, n_out / 2) and inner.variables == (xi,)  # mu_w n_out E_xi[relu]
+    assert same(s_next / inner, n_out / 2) and tuple(inner.variables) == (xi,)  # mu_w n_out E_xi[relu]
     assert same((r_next - sb) / r_next.atoms(sp.Integral).pop(), n_out / 12)  # sigma_w^2 n_out E_xi[relu^2]
 
 
