@@ -23,6 +23,14 @@ A non-zero weight mean correlates the units; then :math:`D_l = E z_i^2` and
     D_l = \sigma_w^2 n A_D + \mu_w^2 (n A_D + n(n-1) A_C) + \sigma_b^2, \qquad
     C_l = \mu_w^2 (n A_D + n(n-1) A_C).
 
+For linear layers this is exact.  After a nonlinearity the shared shift :math:`\mu_w\sum_j a_j` is
+not Gaussian, so :math:`A_m, A_D, A_C` are derived conditionally on the layer-1 shift
+:math:`u = \mu_w\sum_j x_j / \sqrt{\mu_w^2 n_{in} q_0} \sim N(0, 1)`: given :math:`u` the shift
+:math:`s_l(u)` and the within-layer variance :math:`r_l(u)` follow a deterministic recursion
+(:math:`s_{l+1} = \mu_w n E_\xi\phi(s_l + \sqrt{r_l}\xi)`,
+:math:`r_{l+1} = \sigma_w^2 n E_\xi\phi^2 + \sigma_b^2`) and the moments are averages over
+:math:`u` (see :mod:`varprop._shifted`).
+
 The Gaussian moments come from the registered closed forms of each activation
 (:attr:`varprop.activations.Activation.closed_form`), never from generic symbolic integration.
 """
