@@ -83,7 +83,10 @@ nodes at once (against four times as many panels: :math:`10^{-12}` relative for 
 sigmoid, :math:`3\cdot 10^{-7}` for tanh at depth 10 and width 512); each Gaussian expectation is the composite
 16-point rule of :mod:`varprop._quadrature` (panels of width 1 in the standardised variable, split
 at the activation's kinks and at :math:`x = 0, \pm 2^k`), vectorised over the nodes, with the
-scalar routine (wider windows, divergence detection) for any node whose tail is not negligible.
+scalar routine (wider windows, divergence detection) for any node whose tail is not negligible
+(tested on :math:`|v| w \max(|v|, 1)`, which bounds the tails of :math:`v` and :math:`v^2`).
+The forward recursion stops once the node state is bitwise the one entering the identical layer
+before (saturating activations reach it in a few tens of layers).
 """
 
 from __future__ import annotations
@@ -151,11 +154,17 @@ def gaussian_moments_many(act: Activation, mean: np.ndarray, var: np.ndarray) ->
     a, b = edges[:, :-1, None], edges[:, 1:, None]
     t = (a + (b - a) * _q._NODES).reshape(m.size, -1)
     w = ((b - a) * _q._WEIGHTS).reshape(m.size, -1) * np.exp(-0.5 * t * t) * _q._INV_SQRT_2PI
-    v = _stack(act, m[:, None] + s[:, None] * t)
-    total = np.einsum("krp,rp->kr", v, w)
-    scale = np.einsum("krp,rp->kr", np.abs(v), w)
-    tail = np.maximum(np.abs(v[..., 0] * w[:, 0]), np.abs(v[..., -1] * w[:, -1]))
-    ok = np.all(np.isfinite(total) & np.isfinite(scale) & (tail <= _q._TAIL_RTOL * scale), axis=0)
+    x = m[:, None] + s[:, None] * t
+    f = np.broadcast_to(act.function(x), x.shape)
+    d = np.broadcast_to(act.derivative_function(x), x.shape)
+    fw, dw = f * w, d * w
+    total = np.stack([fw.sum(axis=1), (fw * f).sum(axis=1), dw.sum(axis=1), (dw * d).sum(axis=1)])
+    ok = np.all(np.isfinite(total), axis=0)
+    for v, vw in ((f, fw), (d, dw)):  # the tail test of varprop._quadrature, for phi and phi'
+        a = np.abs(v)
+        scale = (np.abs(vw) * np.maximum(a, 1.0)).sum(axis=1)  # bounds the scales of v and v^2
+        tail = np.maximum(np.abs(vw[:, 0]) * np.maximum(a[:, 0], 1.0), np.abs(vw[:, -1]) * np.maximum(a[:, -1], 1.0))
+        ok &= np.isfinite(scale) & (tail <= _q._TAIL_RTOL * scale)
     idx = np.flatnonzero(rows)
     out[:, idx[ok]] = total[:, ok]
     for k in np.flatnonzero(~ok):  # fast-growing activations: the scalar rule widens its window
@@ -208,13 +217,26 @@ def _avg(x: np.ndarray) -> float:
     return float(_WU @ x)
 
 
+def _tail(widths: tuple[int, ...]) -> int:
+    """Smallest 0-based layer index from which every layer has the same (fan-in, fan-out)."""
+    t = len(widths) - 2
+    while t >= 1 and widths[t] == widths[t + 1] == widths[-1]:
+        t -= 1
+    return t + 1
+
+
 def shifted_recursion(act: Activation, widths: tuple[int, ...], moments: list[tuple[float, float]],
                       input_variance: float, bias_variance: float) -> ShiftedMoments:
-    """The recursion of the module docstring; ``moments[l] = (mu_w, sigma_w^2)`` of layer ``l+1``."""
+    """The recursion of the module docstring; ``moments[l] = (mu_w, sigma_w^2)`` of layer ``l+1``.
+
+    Once the node state entering a layer is bitwise the one entering the identical layer before
+    it, every later layer repeats it and is not recomputed (likewise backward).
+    """
     L = len(widths) - 1
     n0 = widths[0]
     u = _U
     mu1 = moments[0][0]
+    tail = _tail(widths)
     with np.errstate(all="ignore"):
         x2 = input_variance * (n0 - 1.0 + u * u) / n0  # E[x_j^2 | u]
         m = mu1 * math.sqrt(n0 * input_variance) * u
@@ -223,7 +245,11 @@ def shifted_recursion(act: Activation, widths: tuple[int, ...], moments: list[tu
         b_d: list[np.ndarray] = []
         b_c: list[np.ndarray] = []
         out = ShiftedMoments(*([] for _ in range(9)))
+        last: tuple[np.ndarray, np.ndarray] | None = None
         for l in range(L):
+            if l - 1 >= tail and last is not None and np.array_equal(m, last[0]) and np.array_equal(q, last[1]):
+                break
+            last = (m, q)
             a_m, a_d, b1, bd = _moments(act, m, q)
             out.z_m.append(_avg(m))
             out.z_d.append(_avg(m * m + q))
@@ -239,17 +265,31 @@ def shifted_recursion(act: Activation, widths: tuple[int, ...], moments: list[tu
                 mu, v = moments[l + 1]
                 m = mu * n * a_m
                 q = v * n * a_d + bias_variance
+        k = len(out.z_m)
+        for seq in (out.z_m, out.z_d, out.z_c, out.a_m, out.a_d, out.a_c):
+            seq.extend([seq[-1]] * (L - k))
 
         g_d, g_c = np.ones_like(u), np.zeros_like(u)
         grad, delta, wgrad = [0.0] * L, [0.0] * L, [0.0] * L
-        for l in range(L - 1, -1, -1):
+        low = max(k, tail, 1)  # layers l >= low use identical inputs
+        last_g: tuple[np.ndarray, np.ndarray] | None = None
+        l = L - 1
+        while l >= 0:
+            if (l >= low and l + 1 <= L - 1 and last_g is not None and np.array_equal(g_d, last_g[0])
+                    and np.array_equal(g_c, last_g[1])):
+                for arr in (grad, delta, wgrad):
+                    arr[low:l + 1] = [arr[l + 1]] * (l + 1 - low)
+                l = low - 1
+                continue
+            last_g = (g_d, g_c)
             n_out = widths[l + 1]
             mu, v = moments[l]
             delta[l] = _avg(g_d)
-            wgrad[l] = _avg(g_d * prev_ad[l])
+            wgrad[l] = _avg(g_d * prev_ad[min(l, k)])
             s2 = mu * mu * (n_out * g_d + n_out * (n_out - 1.0) * g_c)
             h_d = v * n_out * g_d + s2
             grad[l] = _avg(h_d)
             if l > 0:
-                g_d, g_c = b_d[l - 1] * h_d, b_c[l - 1] * s2
+                g_d, g_c = b_d[min(l, k) - 1] * h_d, b_c[min(l, k) - 1] * s2
+            l -= 1
     return ShiftedMoments(out.z_m, out.z_d, out.z_c, out.a_m, out.a_d, out.a_c, grad, delta, wgrad)
