@@ -49,7 +49,7 @@ from .derivation import Derivation, Step
 from .symbols import (
     A_C, A_D, A_M, B_C, B_D, C_1, C_DEPTH, C_L, C_PREV, CHI, COV_Z, D_1, D_DEPTH, D_L, D_PREV,
     DEPTH, E_DPHI2, E_PHI, E_PHI2, FWD, G_C, G_D, GJ_C, GJ_D, GRAD_IN, K_INDEX, LAMBDA_B,
-    LAMBDA_F, LAMBDA_M, LAMBDA_P, LAYER, G_CP, DF_STAR, M_L, MU_W, N_IN, N_OUT, PSI, Q0, Q_1, Q_DEPTH, Q_L, Q_PREV, Q_SEQ, Q_STAR,
+    LAMBDA_F, LAMBDA_M, LAMBDA_P, LAYER, G_CP, DF_STAR, M_L, MU_W, N_IN, N_OUT, Q0, Q_1, Q_DEPTH, Q_L, Q_PREV, Q_SEQ, Q_STAR,
     QT_L, QT_PREV, SIGMA_B2, SIGMA_W2, VAR_A, VAR_Z, WGRAD_L, WIDTH, G_L,
 )
 
