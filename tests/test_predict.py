@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import mpmath
 import numpy as np
@@ -268,3 +269,65 @@ def test_bad_names_and_impossible_methods():
         pv("tanhh", "he_normal", fan_in=3)
     with pytest.raises(ValueError, match="method"):
         pv("relu", "uniform", fan_in=3, method="closed_form")
+
+
+# ----- sizes and underflow (issue "Correctness first", item 2) --------------------------------
+
+def test_huge_depth_last_layer_in_constant_memory():
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    got = [pv("relu", "he_normal", fan_in=64, depth=10**7, quantity=q)
+           for q in ("preactivation", "gradient", "weight_gradient")]
+    elapsed = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert got == [2.0, 2.0, 1.0]  # He + ReLU: q_l = 2 q_0 at every layer, chi = 1
+    assert peak < 20 * 2**20 and elapsed < 10  # was 4 GB and 26 s
+    assert pv("relu", "he_normal", fan_in=64, depth=10**9, quantity="preactivation") == 2.0
+
+
+def test_per_layer_arrays_that_cannot_fit_are_refused_before_allocating():
+    from varprop.errors import VarpropError
+
+    for call in (lambda: pv("relu", "he_normal", fan_in=64, depth=10**12, per_layer=True),
+                 lambda: propagate("tanh", "xavier_normal", fan_in=64, depth=10**12),
+                 lambda: pv("relu", "uniform", fan_in=64, depth=10**12)):
+        with pytest.raises(VarpropError, match=r"would need [\d,]{15,} bytes"):
+            call()
+
+
+@pytest.mark.parametrize("act, init, kw", [
+    ("tanh", "xavier_normal", dict(fan_in=30, depth=300, bias_variance=0.05)),
+    ("relu", "he_uniform", dict(fan_in=7, fan_out=40, depth=50)),
+    ("sigmoid", "lecun_normal", dict(widths=[5, 9, 9, 9, 9], input_variance=2.0)),
+    ("erf", "orthogonal", dict(fan_in=16, depth=2000, bias_variance=0.2)),
+    ("linear", "uniform", dict(fan_in=6, depth=40)),
+])
+def test_last_layer_path_is_bit_identical_to_per_layer(act, init, kw):
+    for q in varprop.predict.QUANTITIES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", varprop.VarpropWarning)
+            arr = pv(act, init, quantity=q, per_layer=True, **kw)
+            one = pv(act, init, quantity=q, **kw)
+        assert one == float(arr[0] if q in ("gradient", "weight_gradient") else arr[-1])
+
+
+def test_underflow_warns_like_overflow():
+    tiny = varprop.init_scheme("normal", std=0.01)  # q shrinks by 5e-4 per layer
+    for q in ("preactivation", "activation_second_moment", "gradient", "weight_gradient"):
+        with pytest.warns(varprop.VarpropWarning, match="underflows to 0.0"):
+            assert pv("relu", tiny, fan_in=10, depth=400, quantity=q) == 0.0
+        with pytest.warns(varprop.VarpropWarning, match="underflows to 0.0"):
+            assert pv("relu", tiny, fan_in=10, depth=400, quantity=q, per_layer=True)[
+                0 if q in ("gradient", "weight_gradient") else -1] == 0.0
+
+
+def test_true_zero_does_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", varprop.VarpropWarning)
+        for q in varprop.predict.QUANTITIES:
+            pv("relu", "he_normal", fan_in=10, depth=5, input_variance=0.0, quantity=q)
+            pv("relu", "he_normal", fan_in=10, depth=5, input_variance=0.0, quantity=q, per_layer=True)

@@ -221,12 +221,17 @@ def test_nonzero_mean_nonlinear_dc_recursion_matches_issue():
     assert same(D_new, v * n * A_D + mu**2 * (n * A_D + n * (n - 1) * A_C) + sb)
     assert same(C_new, mu**2 * (n * A_D + n * (n - 1) * A_C))
     assert same(m_new, mu * n * A_m)
-    # relu moments at mean m and variance D - m^2 are the exact rectified-Gaussian formulas
+    # the moments are conditional on the layer-1 shift u and averaged over it (not a jointly
+    # Gaussian closure, which is wrong from layer 3 on)
+    u, xi = sp.Symbol("u", real=True), sp.Symbol("xi", real=True)
     second = d.step("moment.second").equation.rhs
-    m, D = sp.Symbol("m_l", real=True), sp.Symbol("D_l", positive=True)
-    val = float(second.subs({m: 0.4, D: 1.16}))  # N(0.4, 1): E relu^2 = (mu^2+s^2) Phi(mu/s) + mu s pdf(mu/s)
-    ref = 1.16 * float(mpmath.ncdf(0.4)) + 0.4 * float(mpmath.npdf(0.4))
-    assert abs(val - ref) < 1e-14
+    assert {tuple(i.variables) for i in second.atoms(sp.Integral)} == {(u,), (xi,)}
+    first = d.step("shift.first_within").equation.rhs  # q_0 (n_in - 1 + u^2) / 12 + sigma_b^2
+    assert same(first, q0 * (n_in - 1 + u**2) / 12 + sb)
+    s_next, r_next = d.step("shift.recursion").equation.rhs
+    (inner,) = s_next.atoms(sp.Integral)
+    assert same(s_next / inner, n_out / 2) and tuple(inner.variables) == (xi,)  # mu_w n_out E_xi[relu]
+    assert same((r_next - sb) / r_next.atoms(sp.Integral).pop(), n_out / 12)  # sigma_w^2 n_out E_xi[relu^2]
 
 
 def test_he_fan_out_preserves_the_backward_pass():
@@ -238,6 +243,7 @@ def test_nonzero_mean_relu_states_quadrature():
     d = derive("relu", "uniform")
     step = d.step("moment.cross")
     assert "quadrature" in step.statement and isinstance(step.equation.rhs, sp.Integral)
+    assert d.numeric_plan["kind"] == "shifted"
     assert d.closed_form_depth is None and not d.exact
     assert d.step("second_moment").equation.rhs.has(sp.Symbol("A_C", real=True))
 

@@ -15,40 +15,65 @@ unit-variance entries, independent of the forward pass.
 
 Recursions
 ----------
-With :math:`A_m = E\phi(z_i)`, :math:`A_D = E\phi(z_i)^2`, :math:`A_C = E\phi(z_i)\phi(z_k)`
-(:math:`i \ne k`) of layer :math:`l-1` (for the input :math:`A_m = A_C = 0`,
-:math:`A_D = ` ``input_variance``) and :math:`S_2 = n A_D + n(n-1) A_C = E(\sum_j a_j)^2`:
+**Zero-mean weights** (:math:`\mu_w = 0`): one variance per layer,
 
 .. math::
 
-    m_l = E z_i = \mu_w n A_m, \quad
+    q_l = n_{l-1}\sigma_w^2 E[\phi(z)^2]_{z\sim N(0, q_{l-1})} + \sigma_b^2, \qquad
+    E g_j^2 = \sigma_w^2 n_l E\delta_{l,i}^2, \qquad
+    E\delta_{l-1,j}^2 = E[\phi'(z_{l-1})^2]\, E g_j^2
+
+(with :math:`E[x^2]` for the first layer), :math:`g = W_l^\top \delta_l`, and
+:math:`E(\partial\mathcal L/\partial W_l)_{ij}^2 = E\delta_{l,i}^2\, E a_{l-1,j}^2`.
+
+**Non-zero-mean weights, linear layers**: with :math:`A_m = E a_i`, :math:`A_D = E a_i^2`,
+:math:`A_C = E a_i a_k` (:math:`i \ne k`) of layer :math:`l-1` (for the input :math:`A_m = A_C = 0`,
+:math:`A_D = ` ``input_variance``) and :math:`S_2 = n A_D + n(n-1) A_C = E(\sum_j a_j)^2`,
+
+.. math::
+
+    m_l = \mu_w n A_m, \quad
     D_l = E z_i^2 = \sigma_w^2 n A_D + \mu_w^2 S_2 + \sigma_b^2, \quad
-    C_l = E z_i z_k = \mu_w^2 S_2 .
+    C_l = E z_i z_k = \mu_w^2 S_2 ,
 
-For zero-mean weights this is :math:`q_l = n_{l-1}\sigma_w^2 E[\phi(z)^2]_{z\sim N(0, q_{l-1})} +
-\sigma_b^2` (with :math:`E[x^2]` for the first layer).  Backward, with
-:math:`G_D = E\delta_i^2`, :math:`G_C = E\delta_i\delta_k` and :math:`g = W_l^\top \delta_l`:
+and backward, with :math:`G_D = E\delta_i^2`, :math:`G_C = E\delta_i\delta_k`,
+:math:`E g_j^2 = \sigma_w^2 n_l G_D + \mu_w^2 (n_l G_D + n_l(n_l-1) G_C)`: exact at every width
+(second moments of linear maps need no Gaussianity).
 
-.. math::
+**Non-zero-mean weights, nonlinear activations**: every unit of a layer carries the same shift
+:math:`s_l = \mu_w \sum_j a_{l-1,j}`, which after a nonlinearity is *not* Gaussian, so the
+:math:`(m, D, C)` closure with jointly Gaussian units fails from layer 3 on.  The recursion is
+instead conditional on the layer-1 shift :math:`s_1 = \mu_w\sum_j x_j` (exactly Gaussian):
+given it, each layer's shift :math:`m_l` and within-layer variance :math:`q_l` are deterministic,
+:math:`m_{l+1} = \mu_w n_l E\phi`, :math:`q_{l+1} = \sigma_w^2 n_l E\phi^2 + \sigma_b^2` with
+:math:`z \sim N(m_l, q_l)`, and the moments are averages over :math:`s_1` (numerical quadrature);
+see :mod:`varprop._shifted` for the full statement, the backward pass and the measured accuracy.
 
-    E g_j^2 = \sigma_w^2 n_l G_D + \mu_w^2 (n_l G_D + n_l(n_l-1) G_C), \qquad
-    E\delta_{l-1,j}^2 = E[\phi'(z_{l-1})^2]\, E g_j^2 ,
-
-and :math:`E(\partial\mathcal L/\partial W_l)_{ij}^2 = E\delta_{l,i}^2\, E a_{l-1,j}^2`.
-
-Assumptions: infinite-width mean field (pre-activations Gaussian; units jointly Gaussian with
-covariance :math:`C_l - m_l^2` when :math:`\mu_w \ne 0`) and the gradient-independence assumption
-(:math:`\phi'(z_{l-1})` independent of :math:`g`).  For zero-mean symmetric i.i.d. weights the
-second moments of **linear and ReLU** nets are exact at every finite width; everything else is
-exact only as the widths grow.  Orthogonal weights enter through their entry variance
+Assumptions: infinite-width mean field (pre-activations Gaussian given the shared shift) and the
+gradient-independence assumption (:math:`\phi'(z_{l-1})` independent of :math:`g`).  For
+zero-mean symmetric i.i.d. weights the second moments of **linear and ReLU** nets are exact at
+every finite width, and for linear nets with any i.i.d. weights; everything else is exact only
+as the widths grow.  Orthogonal weights enter through their entry variance
 :math:`g^2/\max(n_{in}, n_{out})` (exact for the second moments of linear layers).
+
+Sizes
+-----
+The recursion stops as soon as the state entering a layer is bitwise the state entering the
+identical layer before it (every later layer then computes the same numbers), and the last
+layer's value needs memory independent of depth (``per_layer=False``; zero-mean weights and
+linear layers).  Per-layer arrays that cannot fit in the available memory are refused with a
+:class:`~varprop.VarpropError` stating the bytes they would need.  A predicted variance beyond
+the float range is returned as ``inf`` and one that underflows to exactly 0.0 (from a positive
+input or bias variance) as 0.0, each with a :class:`~varprop.VarpropWarning`.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import warnings
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -56,8 +81,9 @@ from typing import Literal
 import numpy as np
 import sympy as sp
 
+from . import _shifted
 from ._tabulated import LogTable
-from ._validation import check_choice, check_nonnegative_real, check_widths, fail
+from ._validation import check_choice, check_nonnegative_real, check_positive_int, check_widths, fail
 from .activations import MU, Q, X, Activation, resolve_activation
 from .errors import VarpropError, VarpropWarning
 from .schemes import InitScheme, _cached_moments, resolve_scheme
@@ -233,24 +259,102 @@ _NAN_MESSAGE = ("a moment is 0 * inf: the variances leave the float range in bot
                 "(e.g. vanishing derivatives times exploding gradients); reduce depth or rescale")
 
 
+@dataclass(frozen=True)
+class _Shape:
+    r"""The widths :math:`(n_0, \dots, n_L)`: explicit, or ``(n0, n, L)`` without materialising
+    the constant tail (so a depth of :math:`10^9` costs no memory)."""
+
+    explicit: tuple[int, ...] | None
+    n0: int
+    n: int
+    L: int
+
+    @staticmethod
+    def of(widths: tuple[int, ...]) -> _Shape:
+        return _Shape(widths, widths[0], widths[-1], len(widths) - 1)
+
+    def pair(self, l: int) -> tuple[int, int]:
+        """(fan-in, fan-out) of layer ``l + 1`` (0-based ``l``)."""
+        if self.explicit is not None:
+            return self.explicit[l], self.explicit[l + 1]
+        return (self.n0, self.n) if l == 0 else (self.n, self.n)
+
+    @property
+    def tail(self) -> int:
+        """The smallest 0-based layer index from which every layer has the same (fan-in, fan-out)."""
+        if self.explicit is None:
+            return 1
+        w, t = self.explicit, self.L - 1
+        while t >= 1 and w[t] == w[t + 1] == w[-1]:
+            t -= 1
+        return t + 1
+
+    def widths(self) -> tuple[int, ...]:
+        return self.explicit if self.explicit is not None else (self.n0,) + (self.n,) * self.L
+
+
+@dataclass(frozen=True)
+class _Forward:
+    """Forward moments of layers ``1..k`` (0-based lists); layers ``k+1..L`` repeat layer ``k``
+    (the recursion reached a bitwise fixed point: every later layer computes the same numbers)."""
+
+    k: int
+    z_m: Sequence[float]
+    z_d: Sequence[float]
+    z_c: Sequence[float]
+    a_m: Sequence[float]
+    a_d: Sequence[float]
+    a_c: Sequence[float]
+    d2: Sequence[float]
+    dcross: Sequence[float]
+    #: ``keep="last"``: each sequence holds only layer ``k``; whether ``z_d`` / ``a_d`` went from a
+    #: positive value (or a positive source) to exactly 0.0 on the way (underflow)
+    z_under: bool = False
+    a_under: bool = False
+
+    def at(self, name: str, l: int) -> float:
+        seq = getattr(self, name)
+        return seq[min(l, self.k - 1) - self.k + len(seq)]
+
+
+def _moments_of(scheme: InitScheme, shape: _Shape, l: int) -> tuple[float, float]:
+    return _cached_moments(scheme, *shape.pair(l))
+
+
 @lru_cache(maxsize=1024)
-def _propagate_cached(act: Activation, scheme: InitScheme, widths: tuple[int, ...],
-                      input_variance: float, bias_variance: float, method: str) -> Propagation:
-    L = len(widths) - 1
-    layer_moments = {pair: _cached_moments(scheme, *pair) for pair in set(zip(widths, widths[1:]))}
-    moments = [layer_moments[pair] for pair in zip(widths, widths[1:])]
+def _forward_scalar(act: Activation, scheme: InitScheme, shape: _Shape, input_variance: float,
+                    bias_variance: float, method: str, keep: str = "all") -> _Forward:
+    """The forward recursion of the module docstring (zero-mean weights, or linear layers),
+    stopping once the state entering a layer is bitwise the one entering the previous identical
+    layer (every later layer then repeats it: the numbers are those of the full loop).
+
+    ``keep``: ``"all"`` per-layer values (8 bytes per layer and moment), ``"backward"`` only what
+    the backward pass needs (``a_d``, ``d2``, ``dcross``), ``"last"`` only the last layer's
+    (memory independent of depth).
+    """
     zero_mean = scheme.is_zero_mean
     fast = _zero_mean_moments(act, method) if zero_mean else None
-    z_m, z_d, z_c, a_m, a_d, a_c, d2, dcross = ([0.0] * L for _ in range(8))
-
+    names = ("z_m", "z_d", "z_c", "a_m", "a_d", "a_c", "d2", "dcross")
+    kept = {"all": names, "backward": ("a_d", "d2", "dcross"), "last": ()}[keep]
+    seqs = {name: array("d") for name in names}
+    tail = shape.tail
     prev_m, prev_d, prev_c = 0.0, input_variance, 0.0
+    last: tuple[float, float, float] | None = None
+    k = 0
+    pos_z = pos_a = _source_positive(scheme, shape, input_variance, bias_variance, False)
+    under_z = under_a = False
     with np.errstate(all="ignore"):
-        for l, (mu, v) in enumerate(moments):
-            n = widths[l]
+        for l in range(shape.L):
+            state = (prev_m, prev_d, prev_c)
+            if l - 1 >= tail and state == last:
+                break
+            last = state
+            mu, v = _moments_of(scheme, shape, l)
+            n = shape.pair(l)[0]
             if zero_mean:
                 q = v * n * prev_d + bias_variance
                 em, e2, ed2 = fast(q)  # type: ignore[misc]
-                z_d[l], a_m[l], a_d[l], a_c[l], d2[l] = q, em, e2, em * em, ed2
+                row = (0.0, q, 0.0, em, e2, em * em, ed2, 0.0)
             else:
                 s2 = n * prev_d + n * (n - 1) * prev_c
                 m = mu * n * prev_m
@@ -262,28 +366,144 @@ def _propagate_cached(act: Activation, scheme: InitScheme, widths: tuple[int, ..
                 cov = c - m * m if math.isfinite(c) else var
                 e_m, e_2, cross, _, e_d2, d_cross = _general_moments(
                     act, method, m, max(var, 0.0), max(cov, 0.0))
-                z_m[l], z_d[l], z_c[l] = m, d, c
-                a_m[l], a_d[l], a_c[l], d2[l], dcross[l] = e_m, e_2, cross, e_d2, d_cross
-            prev_m, prev_d, prev_c = a_m[l], a_d[l], a_c[l]
+                row = (m, d, c, e_m, e_2, cross, e_d2, d_cross)
+            for name, value in zip(names, row):
+                seq = seqs[name]
+                if name in kept or not seq:
+                    seq.append(value)
+                else:
+                    seq[0] = value
+            k += 1
+            under_z = under_z or (pos_z and row[1] == 0.0)
+            under_a = under_a or (pos_a and row[4] == 0.0)
+            pos_z, pos_a = pos_z or row[1] > 0.0, pos_a or row[4] > 0.0
+            prev_m, prev_d, prev_c = row[3], row[4], row[5]
+    return _Forward(k, *(seqs[name] for name in names), z_under=under_z, a_under=under_a)
 
-        grad, delta, wgrad = [0.0] * L, [0.0] * L, [0.0] * L
-        g_d, g_c = 1.0, 0.0
-        for l in range(L - 1, -1, -1):
-            n_out = widths[l + 1]
-            mu, v = moments[l]
-            delta[l] = g_d
-            wgrad[l] = g_d * (input_variance if l == 0 else a_d[l - 1])
+
+def _backward_scalar(scheme: InitScheme, shape: _Shape, fw: _Forward, input_variance: float,
+                     out: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+                     bias_variance: float = 0.0, track: bool = False
+                     ) -> tuple[float, float, float, bool, bool]:
+    """Back-propagate (gradient independence), filling ``out = (grad, delta, wgrad)`` if given.
+
+    Returns layer 1's ``(grad, delta, wgrad)`` and (with ``track``) whether ``grad`` / ``wgrad``
+    is exactly 0.0 below a positive value or from a positive source (underflow, see
+    :func:`_underflowed`).  Layers where the state entering
+    them is bitwise the one entering the identical layer above are filled without recomputing.
+    """
+    L = shape.L
+    low = max(fw.k, shape.tail, 1)  # layers l >= low use identical inputs
+    g_d, g_c = 1.0, 0.0
+    last: tuple[float, float] | None = None
+    last_out = (0.0, 0.0, 0.0)
+    # with an identically zero forward pass, phi'(0) may be exactly 0: zeros are then exact
+    track = track and _source_positive(scheme, shape, input_variance, bias_variance, True)
+    pos_g = pos_w = track
+    under_g = under_w = False
+    l = L - 1
+    with np.errstate(all="ignore"):
+        while l >= 0:
+            if l >= low and l + 1 <= L - 1 and (g_d, g_c) == last:
+                if out is not None:
+                    for arr, val in zip(out, last_out):
+                        arr[low:l + 1] = val
+                l = low - 1
+                continue
+            last = (g_d, g_c)
+            n_out = shape.pair(l)[1]
+            mu, v = _moments_of(scheme, shape, l)
+            delta = g_d
+            wgrad = g_d * (input_variance if l == 0 else fw.at("a_d", l - 1))
             gj_d = v * n_out * g_d
             gj_c = 0.0
             if mu:
                 s2 = n_out * g_d + n_out * (n_out - 1) * g_c
                 gj_d += mu * mu * s2
                 gj_c = mu * mu * s2
-            grad[l] = gj_d
+            grad = gj_d
+            last_out = (grad, delta, wgrad)
+            if out is not None:
+                out[0][l], out[1][l], out[2][l] = grad, delta, wgrad
+            if track:
+                under_g = under_g or (pos_g and grad == 0.0)
+                under_w = under_w or (pos_w and wgrad == 0.0)
+                pos_g, pos_w = pos_g or grad > 0.0, pos_w or wgrad > 0.0
             if l > 0:
-                g_d, g_c = d2[l - 1] * gj_d, dcross[l - 1] * gj_c
+                g_d, g_c = fw.at("d2", l - 1) * gj_d, fw.at("dcross", l - 1) * gj_c
+            l -= 1
+    return last_out[0], last_out[1], last_out[2], under_g, under_w
 
-    arrays = [np.array(x, dtype=float) for x in (z_m, z_d, z_c, a_m, a_d, a_c, grad, delta, wgrad)]
+
+#: Bytes of the per-layer arrays of :class:`Propagation` per layer (nine float64 arrays) plus the
+#: widths tuple.
+_BYTES_PER_LAYER = 9 * 8 + 8
+
+
+def _available_bytes() -> int:
+    """Physical memory available now (``sysconf``), or 4 GiB where it cannot be queried."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - non-POSIX
+        return 4 << 30
+
+
+_SHIFTED_ARRAYS = "per-layer node arrays of the non-zero-mean recursion (varprop._shifted)"
+_LAST_ONLY = "ask for the last layer only (per_layer=False, memory independent of depth) or "
+
+
+def _check_fits(depth: int, per_layer_bytes: int = _BYTES_PER_LAYER, what: str = "per-layer arrays",
+                advice: str = _LAST_ONLY) -> None:
+    """Refuse, before allocating, what needs more memory than is available."""
+    need = depth * per_layer_bytes
+    have = _available_bytes()
+    if need > have:
+        raise VarpropError(
+            f"depth={depth}: the {what} would need {need:,} bytes ({need / 2**30:.3g} GiB), more "
+            f"than the {have:,} bytes available; {advice}reduce depth")
+
+
+def _readonly(values: list[float] | np.ndarray) -> np.ndarray:
+    arr = np.array(values, dtype=float)
+    arr.flags.writeable = False
+    return arr
+
+
+def _expand(values: list[float], L: int) -> np.ndarray:
+    """``values`` followed by its last element repeated up to length ``L``."""
+    arr = np.empty(L)
+    arr[:len(values)] = values
+    arr[len(values):] = values[-1]
+    arr.flags.writeable = False
+    return arr
+
+
+@lru_cache(maxsize=1024)
+def _propagate_cached(act: Activation, scheme: InitScheme, widths: tuple[int, ...],
+                      input_variance: float, bias_variance: float, method: str) -> Propagation:
+    L = len(widths) - 1
+    if not scheme.is_zero_mean and act.expr != X:
+        moments = [_cached_moments(scheme, *pair) for pair in zip(widths, widths[1:])]
+        return _shifted_propagation(act, widths, moments, input_variance, bias_variance, method)
+    shape = _Shape.of(widths)
+    fw = _forward_scalar(act, scheme, shape, input_variance, bias_variance, method)
+    grad, delta, wgrad = np.empty(L), np.empty(L), np.empty(L)
+    _backward_scalar(scheme, shape, fw, input_variance, (grad, delta, wgrad))
+    forward = [_expand(getattr(fw, name), L) for name in ("z_m", "z_d", "z_c", "a_m", "a_d", "a_c")]
+    return Propagation(widths, method, *forward, *map(_readonly, (grad, delta, wgrad)))
+
+
+def _shifted_propagation(act: Activation, widths: tuple[int, ...], moments: list[tuple[float, float]],
+                         input_variance: float, bias_variance: float, method: str) -> Propagation:
+    """Non-zero-mean weights, nonlinear activation: conditional on the layer-1 shift
+    (:mod:`varprop._shifted`)."""
+    if method == "closed_form":
+        raise fail("method", method, f"'exact', 'auto' or 'quadrature': with non-zero-mean weights "
+                   f"{act.name!r} has no closed form (the shared shift is integrated numerically)")
+    _check_fits(len(widths) - 1, _shifted.BYTES_PER_LAYER, _SHIFTED_ARRAYS, "")
+    r = _shifted.shifted_recursion(act, widths, moments, input_variance, bias_variance)
+    arrays = [np.array(x, dtype=float) for x in (r.z_m, r.z_d, r.z_c, r.a_m, r.a_d, r.a_c,
+                                                r.grad, r.delta, r.wgrad)]
     for arr in arrays:
         arr.flags.writeable = False
     return Propagation(widths, method, *arrays)
@@ -317,10 +537,12 @@ def propagate(
     """
     act = resolve_activation(activation)
     scheme = resolve_scheme(init)
-    ws = check_widths(fan_in, fan_out, widths, depth)
+    shape = _shape(fan_in, fan_out, widths, depth)
     in_var = check_nonnegative_real("input_variance", input_variance)
     b_var = check_nonnegative_real("bias_variance", bias_variance)
-    return _propagate_cached(act, scheme, ws, in_var, b_var, _resolve_method(method))
+    method = _resolve_method(method)
+    _check_fits(shape.L)  # before allocating: the per-layer arrays grow with depth
+    return _propagate_cached(act, scheme, shape.widths(), in_var, b_var, method)
 
 
 def predict_variance(
@@ -393,12 +615,81 @@ def predict_variance(
     quantity = check_choice("quantity", quantity, QUANTITIES)
     if not isinstance(per_layer, bool):
         raise fail("per_layer", per_layer, "True or False")
-    prop = propagate(activation, init, fan_in=fan_in, fan_out=fan_out, widths=widths, depth=depth,
-                     input_variance=input_variance, bias_variance=bias_variance, method=method)
-    values = prop.variance(quantity)
+    act = resolve_activation(activation)
+    scheme = resolve_scheme(init)
+    shape = _shape(fan_in, fan_out, widths, depth)
+    in_var = check_nonnegative_real("input_variance", input_variance)
+    b_var = check_nonnegative_real("bias_variance", bias_variance)
+    method = _resolve_method(method)
+    backward = quantity in _BACKWARD
+    scalar = scheme.is_zero_mean or act.expr == X
+    if per_layer or not scalar:
+        if not scalar:
+            _check_fits(shape.L, _shifted.BYTES_PER_LAYER, _SHIFTED_ARRAYS, "")
+        else:
+            _check_fits(shape.L)
+        prop = _propagate_cached(act, scheme, shape.widths(), in_var, b_var, method)
+        values = prop.variance(quantity)
+        seconds = {"preactivation": prop.preact_second, "activation": prop.act_second,
+                   "activation_second_moment": prop.act_second, "gradient": prop.grad_second,
+                   "weight_gradient": prop.weight_grad_second}[quantity]
+        source = _source_positive(scheme, shape, in_var, b_var, backward)
+        under = (source or not backward) and _underflowed(seconds[::-1] if backward else seconds, source)
+    else:
+        fw = _forward_scalar(act, scheme, shape, in_var, b_var, method,
+                             "backward" if backward else "last")
+        if backward:
+            grad, _, wgrad, under_g, under_w = _backward_scalar(scheme, shape, fw, in_var, None,
+                                                                b_var, track=True)
+            values = np.array([grad if quantity == "gradient" else wgrad])
+            under = under_g if quantity == "gradient" else under_w
+        else:
+            name, mean = {"preactivation": ("z_d", "z_m"), "activation": ("a_d", "a_m"),
+                          "activation_second_moment": ("a_d", None)}[quantity]
+            second = np.array([fw.at(name, fw.k - 1)])
+            with np.errstate(invalid="ignore", over="ignore"):
+                values = second if mean is None else _variance(second, np.array([fw.at(mean, fw.k - 1)]))
+            under = fw.z_under if name == "z_d" else fw.a_under
+        if np.isnan(values).any():
+            raise VarpropError(f"{quantity}: {_NAN_MESSAGE}")
     if np.isinf(values).any():
         warnings.warn(f"predicted {quantity} variance exceeds the float range at some layer; "
                       "returned as inf", VarpropWarning, stacklevel=2)
+    if under:
+        warnings.warn(f"predicted {quantity} variance underflows to 0.0 at some layer (the exact "
+                      "value is positive but below the float range); returned as 0.0",
+                      VarpropWarning, stacklevel=2)
     if per_layer:
         return values
-    return float(values[0] if quantity in _BACKWARD else values[-1])
+    return float(values[0] if backward or values.size == 1 else values[-1])
+
+
+def _shape(fan_in: object, fan_out: object, widths: object, depth: object) -> _Shape:
+    """Validated network shape; a constant-width one without materialising its widths."""
+    if widths is not None:
+        return _Shape.of(check_widths(fan_in, fan_out, widths, depth))
+    n0, n = check_widths(fan_in, fan_out, None, 1)
+    return _Shape(None, n0, n, check_positive_int("depth", depth))
+
+
+def _source_positive(scheme: InitScheme, shape: _Shape, input_variance: float,
+                     bias_variance: float, backward: bool) -> bool:
+    r"""Whether the exact predicted second moments are positive at every layer (a 0.0 is then an
+    underflow): the input or the bias feeds a positive variance into layer 1 and, backward, the
+    last layer's weights carry :math:`\delta_L`'s unit variance down."""
+    forward = (input_variance > 0 and _moments_of(scheme, shape, 0)[1] > 0) or bias_variance > 0
+    if not backward:
+        return forward
+    return forward and _moments_of(scheme, shape, shape.L - 1)[1] > 0
+
+
+def _underflowed(seconds: np.ndarray, source_positive: bool) -> bool:
+    """A second moment, in propagation order, that is exactly 0.0 where the exact value is
+    positive: after a positive layer, or at the first layer from a positive source."""
+    zero = seconds == 0.0
+    if not zero.any():
+        return False
+    if source_positive and zero[0]:
+        return True
+    positive_before = np.maximum.accumulate(seconds > 0.0)
+    return bool(np.any(zero[1:] & positive_before[:-1]))

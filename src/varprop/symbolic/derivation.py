@@ -381,6 +381,11 @@ class Derivation:
         act = self.activation
         mean, d, c, am, ad, ac, bd, bc = (np.zeros(L) for _ in range(8))
         kind = self.numeric_plan["kind"]
+        if kind == "shifted":  # conditional on the layer-1 shift: the quadrature of varprop._shifted
+            from ..predict import propagate
+            p = propagate(act, self.init, widths=ws, input_variance=q0, bias_variance=sb)
+            return {k: np.array(getattr(p, k)) for k in ("preact_mean", "preact_second", "preact_cross",
+                                                          "act_mean", "act_second", "grad_second", "delta_second")}
         with np.errstate(all="ignore"):
             for l in range(L):
                 n_i, n_o = ws[l], ws[l + 1]

@@ -23,6 +23,14 @@ A non-zero weight mean correlates the units; then :math:`D_l = E z_i^2` and
     D_l = \sigma_w^2 n A_D + \mu_w^2 (n A_D + n(n-1) A_C) + \sigma_b^2, \qquad
     C_l = \mu_w^2 (n A_D + n(n-1) A_C).
 
+For linear layers this is exact.  After a nonlinearity the shared shift :math:`\mu_w\sum_j a_j` is
+not Gaussian, so :math:`A_m, A_D, A_C` are derived conditionally on the layer-1 shift
+:math:`u = \mu_w\sum_j x_j / \sqrt{\mu_w^2 n_{in} q_0} \sim N(0, 1)`: given :math:`u` the shift
+:math:`s_l(u)` and the within-layer variance :math:`r_l(u)` follow a deterministic recursion
+(:math:`s_{l+1} = \mu_w n E_\xi\phi(s_l + \sqrt{r_l}\xi)`,
+:math:`r_{l+1} = \sigma_w^2 n E_\xi\phi^2 + \sigma_b^2`) and the moments are averages over
+:math:`u` (see :mod:`varprop._shifted`).
+
 The Gaussian moments come from the registered closed forms of each activation
 (:attr:`varprop.activations.Activation.closed_form`), never from generic symbolic integration.
 """
@@ -41,11 +49,22 @@ from .derivation import Derivation, Step
 from .symbols import (
     A_C, A_D, A_M, B_C, B_D, C_1, C_DEPTH, C_L, C_PREV, CHI, COV_Z, D_1, D_DEPTH, D_L, D_PREV,
     DEPTH, E_DPHI2, E_PHI, E_PHI2, FWD, G_C, G_D, GJ_C, GJ_D, GRAD_IN, K_INDEX, LAMBDA_B,
-    LAMBDA_F, LAMBDA_M, LAMBDA_P, LAYER, G_CP, DF_STAR, M_L, MU_W, N_IN, N_OUT, PSI, Q0, Q_1, Q_DEPTH, Q_L, Q_PREV, Q_SEQ, Q_STAR,
+    LAMBDA_F, LAMBDA_M, LAMBDA_P, LAYER, G_CP, DF_STAR, M_L, MU_W, N_IN, N_OUT, Q0, Q_1, Q_DEPTH, Q_L, Q_PREV, Q_SEQ, Q_STAR,
     QT_L, QT_PREV, SIGMA_B2, SIGMA_W2, VAR_A, VAR_Z, WGRAD_L, WIDTH, G_L,
 )
 
 __all__ = ["derive", "WIDTH_MODES"]
+
+# non-zero-mean nonlinear nets: the standardised layer-1 shift, a standard normal, the shift and
+# the within-layer variance given u (see varprop._shifted)
+_U = sp.Symbol("u", real=True)
+_XI = sp.Symbol("xi", real=True)
+_SHIFT = sp.Function("s_l", real=True)
+_WITHIN = sp.Function("r_l", positive=True)
+_SHIFT_1 = sp.Function("s_1", real=True)
+_WITHIN_1 = sp.Function("r_1", positive=True)
+_SHIFT_NEXT = sp.Function("s_l+1", real=True)
+_WITHIN_NEXT = sp.Function("r_l+1", positive=True)
 
 WIDTH_MODES = ("constant", "general")
 SERIES_ORDER = 5
@@ -279,9 +298,13 @@ class _Builder:
             "forward pass; gradient independence: phi'(z_{l-1}) is independent of W_l^T delta_l.",
         ]
         if not self.zero_mean:
-            out.append("Non-zero weight mean: units of a layer are correlated; D = E[z_i^2] and "
-                       "C = E[z_i z_k] are tracked and units are taken jointly Gaussian (exact for "
-                       "linear layers, whose second moments need no Gaussianity).")
+            out.append("Non-zero weight mean: units of a layer are correlated by the shared shift "
+                       "mu_w sum_j a_j; D = E[z_i^2] and C = E[z_i z_k] are tracked."
+                       + (" Exact for linear layers (second moments need no Gaussianity)." if self.linear else
+                          " The shift is not Gaussian after a nonlinearity: moments are conditional on "
+                          "the layer-1 shift u (exactly Gaussian) and averaged over it; given u, each "
+                          "later shift is deterministic (its O(n^-1/2) fluctuation is neglected) and "
+                          "the units are i.i.d. Gaussian.  Backward: gradient independence given u."))
         if self.rules is not None and not self.rules.exact:
             out.append(f"Activation moments use the approximation {self.rules.approximation} "
                        "(exact reference: quadrature).")
@@ -470,7 +493,10 @@ class _Builder:
                  _eq(GRAD_IN, expr), just)
         self.add("backward", "backward.weight_gradient", "Weight gradient",
                  "E[(dL/dW_l)_ij^2] = E[delta_l,i^2] E[a_{l-1,j}^2] (with a_0 = x, E[x^2] = q_0).",
-                 _eq(WGRAD_L, QT_L * A_D), "dL/dW_ij = delta_i a_j with delta_l independent of a_{l-1}")
+                 _eq(WGRAD_L, QT_L * A_D), "dL/dW_ij = delta_i a_j with delta_l independent of a_{l-1}"
+                 + ("" if self.linear or self.zero_mean else
+                    " given u: the product is averaged over u, E_u[G_D(u) A_D(u)], with E[x_j^2 | u] = "
+                    "q_0 (n_in - 1 + u^2) / n_in for the first layer"))
 
     def fixed_point_zero_mean(self) -> None:
         sb = self.sb
@@ -584,40 +610,65 @@ class _Builder:
                      _eq(sp.ImmutableMatrix([A_M, A_D, A_C]), sp.ImmutableMatrix([0, D_PREV, C_PREV]),
                            evaluate=False), "phi is the identity; the mean stays 0 from m_1 = 0")
             return
-        mean_sym, var = M_L, D_L - M_L**2
-        rules = self.rules
-        quad = ("by numerical Gaussian quadrature (Activation.gaussian_moments, method='quadrature')")
-        if rules is not None and not rules.zero_mean_only:
-            sub = {MU: mean_sym, Q: var}
-            self.add("activation", "moment.mean", "Mean of the activation",
-                     "A_m = E[phi(z)] for z ~ N(m, D - m^2).", _eq(A_M, rules.mean.subs(sub)),
-                     self.moment_justification().replace("N(0, q)", "N(mu, q)"))
-            self.add("activation", "moment.second", "Second moment of the activation",
-                     "A_D = E[phi(z)^2] for z ~ N(m, D - m^2).", _eq(A_D, rules.second.subs(sub)),
-                     self.moment_justification().replace("N(0, q)", "N(mu, q)"))
-            self.add("activation", "moment.deriv_second", "Second moment of the derivative",
-                     "B_D = E[phi'(z)^2] for z ~ N(m, D - m^2).", _eq(B_D, rules.deriv_second.subs(sub)),
-                     self.moment_justification().replace("N(0, q)", "N(mu, q)"))
-        else:
-            t = sp.Symbol("t", real=True)
-            dens = sp.exp(-t**2 / 2) / sp.sqrt(2 * sp.pi)
-            z = mean_sym + sp.sqrt(var) * t
-            for key, sym, e in (("mean", A_M, self.act.expr), ("second", A_D, self.act.expr**2),
-                                ("deriv_second", B_D, self.act.derivative**2)):
-                self.add("activation", f"moment.{key}", f"Gaussian moment {sym}",
-                         "z = m + sqrt(D - m^2) t with t ~ N(0, 1); the closed form holds only at "
-                         "mean 0, so this integral is evaluated " + quad + ".",
-                         _eq(sym, sp.Integral(e.subs(X, z) * dens, (t, -sp.oo, sp.oo))),
-                         "Gaussian expectation (mean-field assumption)")
-        y = sp.Symbol("y", real=True)
-        dens_y = sp.exp(-y**2 / 2) / sp.sqrt(2 * sp.pi)
-        self.add("activation", "moment.cross", "Cross moment of the activation",
-                 "Two units share the component sqrt(C - m^2) y: z_i = m + sqrt(C - m^2) y + "
-                 "sqrt(D - C) e_i, so A_C = E_y[psi(y)^2] with psi(y) = E_e[phi(m + sqrt(C - m^2) y + "
-                 "sqrt(D - C) e)]; B_C likewise with phi'. No closed form: bivariate Gaussian "
-                 "quadrature (Activation.correlated_moments).",
-                 _eq(A_C, sp.Integral(PSI(y)**2 * dens_y, (y, -sp.oo, sp.oo))),
-                 "jointly Gaussian units with a common mean, variance and covariance")
+        self.shifted_moments()
+
+    def shifted_moments(self) -> None:
+        r"""Non-zero weight mean, nonlinear activation: the moments conditional on the layer-1
+        shared shift (:mod:`varprop._shifted`), replacing a jointly-Gaussian closure that fails
+        from layer 3 on (the shift is not Gaussian after a nonlinearity)."""
+        u, xi = _U, _XI
+        dens_u = sp.exp(-u**2 / 2) / sp.sqrt(2 * sp.pi)
+        dens_xi = sp.exp(-xi**2 / 2) / sp.sqrt(2 * sp.pi)
+        s_l, r_l = _SHIFT(u), _WITHIN(u)
+        phi, dphi = self.act.expr, self.act.derivative
+        z = s_l + sp.sqrt(r_l) * xi
+        self.add("activation", "shift.first", "Shared shift of layer 1",
+                 "z_1,i = s_1 + sigma_w sum_j eps_ij x_j + b_i with W_ij = mu_w + sigma_w eps_ij: every "
+                 "unit carries s_1 = mu_w sum_j x_j, exactly N(0, mu_w^2 n_in q_0) (Gaussian inputs); "
+                 "u = s_1 / sqrt(mu_w^2 n_in q_0) ~ N(0, 1).",
+                 _eq(_SHIFT_1(u), _simp(self.mu1 * sp.sqrt(self.n0 * Q0)) * u),
+                 "sum of independent zero-mean Gaussian inputs")
+        self.add("activation", "shift.first_within", "Within-layer variance of layer 1",
+                 "Given u the units of layer 1 are i.i.d. with variance sigma_w^2 E[|x|^2 | u] + sigma_b^2, "
+                 "E[|x|^2 | u] = q_0 (n_in - 1 + u^2).",
+                 _eq(_WITHIN_1(u), _simp(self.v1 * Q0 * (self.n0 - 1 + u**2)) + self.sb),
+                 "x = (sum_j x_j / n_in) 1 + x_perp with |x_perp|^2 ~ q_0 chi^2_{n_in - 1} independent of u")
+        n, v, mu = self.n_prev, self.v_h, self.mu_h
+        rhs = sp.ImmutableMatrix([
+            _simp(mu * n) * sp.Integral(phi.subs(X, z) * dens_xi, (xi, -sp.oo, sp.oo)),
+            _simp(v * n) * sp.Integral(phi.subs(X, z)**2 * dens_xi, (xi, -sp.oo, sp.oo)) + self.sb])
+        self.add("activation", "shift.recursion", "Shift and within-layer variance, given u",
+                 "At large width, given u, the next shift mu_w sum_j phi(z_l,j) is deterministic (its "
+                 "fluctuation is O(n^-1/2) relative) and the units are i.i.d. N(s_l(u), r_l(u)) "
+                 "(central limit theorem in the weights' random part); n is the fan-in"
+                 + (" n_{l-1}." if self.general else " (n_out for layers 2..L)."),
+                 _eq(sp.ImmutableMatrix([_SHIFT_NEXT(u), _WITHIN_NEXT(u)]), rhs),
+                 "sum of n conditionally i.i.d. terms; the shift is NOT Gaussian after a nonlinearity, "
+                 "so units are not jointly Gaussian unconditionally")
+        quad = ("averaged over u ~ N(0, 1) by numerical quadrature (varprop._shifted: composite "
+                "Gauss-Legendre in u, vectorised Gaussian quadrature in xi)")
+
+        def over_u(expr: sp.Expr) -> sp.Integral:
+            return sp.Integral(expr * dens_u, (u, -sp.oo, sp.oo))
+
+        def given_u(expr: sp.Expr) -> sp.Integral:
+            return sp.Integral(expr.subs(X, z) * dens_xi, (xi, -sp.oo, sp.oo))
+
+        for key, sym, e in (("mean", A_M, given_u(phi)), ("second", A_D, given_u(phi**2)),
+                            ("cross", A_C, given_u(phi)**2), ("deriv_second", B_D, given_u(dphi**2)),
+                            ("deriv_cross", B_C, given_u(dphi)**2)):
+            self.add("activation", f"moment.{key}", f"Activation moment {sym}",
+                     f"{sym} of layer l: the conditional moment given the layer-1 shift u, "
+                     "averaged over u" + (" (two units i != k are independent given u, so the cross "
+                                          "moment is the square of the conditional mean)" if "cross" in key else "")
+                     + "; " + quad + ".",
+                     _eq(sym, over_u(e)), "conditioning on u (law of total expectation)")
+        self.add("activation", "shift.moments", "Pre-activation moments",
+                 "m_l = E_u[s_l], D_l = E_u[s_l^2 + r_l], C_l = E_u[s_l^2]; the (m, D, C) steps above are "
+                 "the same numbers (identities given A_m, A_D, A_C).",
+                 _eq(sp.ImmutableMatrix([M_L, D_L, C_L]),
+                     sp.ImmutableMatrix([over_u(s_l), over_u(s_l**2 + r_l), over_u(s_l**2)])),
+                 "conditioning on u")
 
     def recursion_nonzero_mean(self) -> None:
         sb = self.sb
@@ -704,7 +755,11 @@ class _Builder:
                  "delta_{l-1} = phi'(z_{l-1}) * g: G_D' = B_D H_D and G_C' = B_C H_C with B_D = E[phi'^2], "
                  "B_C = E[phi'(z_i) phi'(z_k)] of layer l-1.",
                  _eq(sp.ImmutableMatrix([QT_PREV, G_CP]), sp.ImmutableMatrix([B_D * GJ_D, B_C * GJ_C])),
-                 "gradient independence assumption" + (" (exact for linear layers: B_D = B_C = 1)" if self.linear else ""))
+                 "gradient independence assumption" + (" (exact for linear layers: B_D = B_C = 1)" if self.linear else
+                                                       "; for a nonlinear activation every quantity here is "
+                                                       "conditional on the layer-1 shift u (B_D = E[phi'^2 | u], "
+                                                       "B_C = E[phi' | u]^2, G and H given u) and the reported "
+                                                       "moments are averages over u (varprop._shifted)"))
         ng, vg, mg = N_OUT, self.v_g, self.mu_g
         if self.linear:
             M_b = sp.Matrix([[ng * (vg + mg**2), ng * (ng - 1) * mg**2], [ng * mg**2, ng * (ng - 1) * mg**2]])
@@ -733,7 +788,10 @@ class _Builder:
                      _eq(CHI, self.backward_factor), "the two backward steps combined")
         self.add("backward", "backward.weight_gradient", "Weight gradient",
                  "E[(dL/dW_l)_ij^2] = E[delta_l,i^2] E[a_{l-1,j}^2] (with a_0 = x, E[x^2] = q_0).",
-                 _eq(WGRAD_L, QT_L * A_D), "dL/dW_ij = delta_i a_j with delta_l independent of a_{l-1}")
+                 _eq(WGRAD_L, QT_L * A_D), "dL/dW_ij = delta_i a_j with delta_l independent of a_{l-1}"
+                 + ("" if self.linear or self.zero_mean else
+                    " given u: the product is averaged over u, E_u[G_D(u) A_D(u)], with E[x_j^2 | u] = "
+                    "q_0 (n_in - 1 + u^2) / n_in for the first layer"))
 
     def fixed_point_nonzero_mean(self) -> None:
         self.fixed_point, self.stability = None, None
@@ -783,7 +841,7 @@ class _Builder:
                                 [mu * N_IN * A_M, v * N_IN * A_D + mu**2 * s2 + SIGMA_B2, mu**2 * s2])
             s2b = N_OUT * G_D + N_OUT * (N_OUT - 1) * G_C
             exprs["backward"] = ((G_D, G_C, N_IN, N_OUT), [v * N_OUT * G_D + mu**2 * s2b, mu**2 * s2b])
-            kind = "linear_dc" if self.linear else "nonlinear_dc"
+            kind = "linear_dc" if self.linear else "shifted"  # shifted: varprop._shifted evaluates it
         return {"kind": kind, "expressions": exprs,
                 "closed_moments": self.rules is not None}
 
