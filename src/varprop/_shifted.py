@@ -97,7 +97,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _quadrature as _q
-from .activations import Activation
+from .activations import MOMENTS, Activation
 from .errors import VarpropError
 
 __all__ = ["ShiftedMoments", "shifted_recursion", "OUTER_PANELS", "OUTER_POINTS"]
@@ -123,6 +123,8 @@ _U, _WU = _outer_rule()
 #: Memory of the recursion per layer: three node arrays kept for the backward pass, the
 #: per-layer results and the widths.
 BYTES_PER_LAYER = 3 * 8 * _U.size + 9 * 8 + 8
+#: Closed forms are used where the standardised mean is at least -3 (no cancellation).
+_CLOSED_FORM_MIN_R = 3.0
 _BASE = np.arange(-_q._HALF_WIDTH, _q._HALF_WIDTH + 0.5, 1.0)
 
 
@@ -145,6 +147,20 @@ def gaussian_moments_many(act: Activation, mean: np.ndarray, var: np.ndarray) ->
         f, d = np.broadcast_to(act.function(x), x.shape), np.broadcast_to(act.derivative_function(x), x.shape)
         out[:, zero] = np.stack([f, f * f, d, d * d])
     rows = ~zero
+    rules = act.closed_form
+    if rows.any() and rules is not None and rules.exact and not rules.zero_mean_only:
+        # exact closed forms at any mean (ReLU family): vectorised, no quadrature
+        with np.errstate(all="ignore"):
+            closed = np.stack([rules.vectorized[name](mean[rows], var[rows]) for name in MOMENTS])
+            # below mu/sqrt(q) = -3 the formulas cancel (Phi(r) and r Phi(r) + pdf(r) lose their
+            # digits: a negative E relu(z)^2 at r = -10), so those nodes go to quadrature
+            standardised = mean[rows] / np.sqrt(var[rows])
+        good = (np.all(np.isfinite(closed), axis=0) & (standardised >= -_CLOSED_FORM_MIN_R)
+                & (closed[1] >= 0.0) & (closed[3] >= 0.0))
+        idx = np.flatnonzero(rows)
+        out[:, idx[good]] = closed[:, good]
+        rows = rows.copy()
+        rows[idx[good]] = False  # anything non-finite goes to quadrature below
     if not rows.any():
         return out
     m, s = mean[rows], np.sqrt(var[rows])
@@ -179,9 +195,11 @@ def _overflowed(act: Activation, mean: np.ndarray) -> np.ndarray:
     from .predict import _overflowed_moments
 
     out = np.empty((4, mean.size))
-    for k, mk in enumerate(mean):
-        e_m, e_2, _, e_d, e_d2, _ = _overflowed_moments(act, float(mk) if math.isinf(mk) else 0.0)
-        out[:, k] = (e_m, e_2, e_d, e_d2)
+    # only three cases: the mean at +inf, at -inf, or finite with an infinite variance
+    key = np.where(np.isinf(mean), np.sign(mean), 0.0)
+    for k in np.unique(key):
+        e_m, e_2, _, e_d, e_d2, _ = _overflowed_moments(act, float(k) * math.inf if k else 0.0)
+        out[:, key == k] = np.array([e_m, e_2, e_d, e_d2])[:, None]
     return out
 
 
