@@ -182,7 +182,8 @@ def mc_verify(activation: Any, init: Any, *, fan_in: int, depth: int, quantity: 
         return {"status": "error", "message": " ".join(v.reason.split())[:160]}
     lo, hi = _estimate_interval(v)
     return {"status": str(v.status), "predicted": float(v.predicted), "estimate": float(v.estimate),
-            "low": lo, "high": hi, "replicates": int(v.replicates)}
+            "low": lo, "high": hi, "replicates": int(v.replicates),
+            "reason": " ".join(v.reason.split())}
 
 
 def _estimate_interval(v: Any) -> tuple[float, float]:

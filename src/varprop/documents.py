@@ -530,8 +530,10 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
         moments = "No closed form: moments by numerical quadrature."
     blocks.append(_Para(
         "Predictions are the infinite-width mean field with the gradient-independence assumption "
-        "(pre-activations Gaussian; with a non-zero weight mean the units are correlated and "
-        "both $D = E z_i^2$ and $C = E z_i z_k$ are tracked). " + moments + " " +
+        "(pre-activations Gaussian; with a non-zero weight mean the units share the shift "
+        "$\\mu_w\\sum_j a_j$: both $D = E z_i^2$ and $C = E z_i z_k$ are tracked, and for a "
+        "non-linear activation the moments are conditional on the layer-1 shift and averaged over "
+        "it, see the derivation). " + moments + " " +
         ("For zero-mean symmetric i.i.d. weights the second moments of this network are exact at "
          "every finite width." if name in ("linear", "relu", "leaky_relu") else
          "At finite width they are approximations (the random scale of each layer feeds the "
@@ -543,7 +545,8 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
         "Per-layer factors of a generic layer with fan-in $n_{in}$ and fan-out $n_{out}$ "
         "(`forward_factor` $= (q_l - \\sigma_b^2)/q_{l-1}$ of a hidden layer, `backward_factor` "
         "$\\chi = n_{out}\\sigma_w^2 E[\\phi'(z)^2]$); for non-homogeneous activations they depend "
-        "on $q$.  Non-zero-mean schemes: the factors of the $(D, C)$ recursion."))
+        "on $q$.  Non-zero-mean schemes: the factors of the $(D, C)$ moment identities, in the "
+        "moments $A_D, A_C$ (and $G_D, G_C$) of the layer below."))
     rows = []
     for label, d in derivations.items():
         s = d.init
@@ -585,7 +588,8 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
             f = _facts(a, best_scheme)
             why = _phases.phase_sentence(f) + " " + _phases.growth_sentence(f)
         else:
-            why = (f"its weights have a non-zero mean (the $(D, C)$ recursion); over {STEADY_DEPTH} "
+            why = (f"its weights have a non-zero mean (moments conditional on the layer-1 shift); "
+                   f"over {STEADY_DEPTH} "
                    f"layers forward $q_L/q_1$ = {best[1]} and backward $g_1/g_L$ = {best[2]}.")
         blocks.append(_Para(
             f"No scheme keeps both passes within a factor 2 over {STEADY_DEPTH} layers; the "
@@ -607,7 +611,7 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
         if d.zero_mean:
             phase_rows.append((f"`{label}`",) + _phases.table_cells(_facts(a, d.init)))
         else:
-            phase_rows.append((f"`{label}`", "non-zero weight mean: $(D, C)$ recursion", "", "", "",
+            phase_rows.append((f"`{label}`", "non-zero weight mean: not a map of $q$ alone", "", "", "",
                                "", "", ""))
     blocks.append(_Table(("Scheme", "$n\\sigma_w^2$", "fixed points $q^*$", "$q_\\infty$ from $q_1$",
                           "$\\chi(q_\\infty)$", "phase", "forward", "backward"), tuple(phase_rows)))
@@ -622,7 +626,8 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
             what = f"$q_L = {_latex(d.closed_form_depth)}$"
         else:
             what = f"recursion: ${_latex(d.forward_map)}$" if not hasattr(d.forward_map, "shape") \
-                else "recursion on $(D_l, C_l)$ (see the derivation)"
+                else ("recursion on $(D_l, C_l)$ (see the derivation)" if name == "linear" else
+                      "recursion conditional on the layer-1 shift (see the derivation)")
         fp = (f"$q^* = {_latex(d.fixed_point)}$" if d.fixed_point is not None else
               "no closed form (numerical: [phases](#phases))" if d.zero_mean else "—")
         st = _stability_cell(d.stability)
@@ -714,28 +719,11 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
 
     refuted, inconclusive = labelled("refuted"), labelled("inconclusive")
     if refuted or inconclusive:
-        failed = refuted + inconclusive
-        notes = []
-        zero_mean_refuted = [r for r in refuted if derivations[r].zero_mean]
-        if any(not derivations[r].zero_mean for r in failed):
-            notes.append("With a non-zero weight mean (`uniform`, the seeds' U[0,1) weights) "
-                         "every unit receives the same shift $\\mu_w\\sum_j a_j$; the "
-                         "correlated mean field treats it as Gaussian, but after a non-linearity "
-                         "it is not (one-sided for ReLU, bimodal for saturating activations), so "
-                         "these predictions are rough beyond the first layer and the checker "
-                         "says so (inconclusive where the replicate statistic is too "
-                         "heavy-tailed for any interval to be trusted).")
-        if zero_mean_refuted:
-            notes.append("For " + ", ".join(f"`{r}`" for r in zero_mean_refuted) + " the "
-                         "prediction is the infinite-width limit; at width "
-                         f"{VERIFY_WIDTH} the finite-width correction exceeds the checker's "
-                         "declared tolerance.")
-        zero_mean_open = [r for r in inconclusive if derivations[r].zero_mean]
-        if zero_mean_open:
-            notes.append("For " + ", ".join(f"`{r}`" for r in zero_mean_open) + " the document's "
-                         "Monte Carlo budget did not settle the question (a heavy-tailed replicate "
-                         "statistic, or an interval straddling a margin): neither confirmed nor "
-                         "refuted; `varprop.verify(..., budget=...)` with a larger budget decides.")
+        notes = []  # each row's own reason, as the checker computed it
+        for (label, quantity), rec in sorted(records.items()):
+            if rec is not None and rec["status"] in ("refuted", "inconclusive"):
+                notes.append(f"`{label}` {quantity} ({rec['status']}): "
+                             + rec.get("reason", "no reason recorded."))
         heads = [f"{title}: " + ", ".join(f"`{r}`" for r in labels) + "."
                  for title, labels in (("Refuted", refuted), ("Inconclusive", inconclusive))
                  if labels]
