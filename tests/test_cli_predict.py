@@ -64,7 +64,7 @@ def test_entry_points_run(command):
 _BIG = "1" + "0" * 400
 
 
-def _run(*args: str, stdin_reader: bool = False) -> subprocess.CompletedProcess:
+def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "varprop", *args], capture_output=True,
                           text=True, timeout=120)
 
