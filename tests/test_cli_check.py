@@ -94,3 +94,22 @@ def test_names_with_parameters_and_expressions_survive_the_comma_lists(capsys):
 def test_every_row_an_error_is_not_a_pass(capsys, monkeypatch):
     monkeypatch.setattr(check_cmd, "check_matrix", lambda configs, **kw: ["InvalidArgument: x"] * len(configs))
     assert main(BASE + ["--quantity", "preactivation"]) == 2
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--fan-in", "16,,8"], "'16,,8'"), (["--fan-in", "[16,8]"], "'[16'"),
+    (["--fan-in", "1" + "0" * 400], "401 digits"), (["--depth", "1" + "0" * 400], "401 digits"),
+    (["--seed", "1" + "0" * 400], "401 digits"), (["--budget", "1" + "0" * 400], "401 digits"),
+    (["--workers", "1" + "0" * 400], "401 digits"), (["--workers", "100000"], "<= 256"),
+    (["--seed", "-1"], ">= 0"), (["--rtol", "nan"], "rtol"), (["--alpha", "1e400"], "alpha"),
+])
+def test_check_usage_errors_exit_2_with_one_line_in_a_subprocess(extra, needle):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "varprop", "check", "--activation", "relu",
+                           "--init", "he_normal", "--quantity", "preactivation", "--no-progress",
+                           *extra], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.endswith("\n")
+    assert len(proc.stderr.splitlines()) == 1 and needle in proc.stderr

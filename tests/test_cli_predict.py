@@ -55,3 +55,69 @@ def test_entry_points_run(command):
     proc = subprocess.run(command + ["predict", "linear", "lecun_normal", "--fan-in", "8"],
                           capture_output=True, text=True, check=True)
     assert "linear" in proc.stdout
+
+
+# ----------------------------------------------------------------------------------------------
+# usage errors: exit 2 with one line on stderr, never a traceback (through a real subprocess)
+# ----------------------------------------------------------------------------------------------
+
+_BIG = "1" + "0" * 400
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "varprop", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def _assert_usage_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.endswith("\n")
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and " error: " in lines[0], proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--widths", "16,,8"], "'16,,8'"),
+    (["--widths", "16,a"], "'a'"),
+    (["--widths", "[16,8]"], "'[16'"),
+    (["--widths", "16"], "at least 2"),
+    (["--fan-in", _BIG], "401 digits"),
+    (["--fan-out", _BIG], "401 digits"),
+    (["--depth", _BIG], "401 digits"),
+    (["--depth", "10000000000"], "<= 1000000"),
+    (["--fan-in", "0"], ">= 1"),
+    (["--fan-in", "1.5"], "not an integer"),
+    (["--input-variance", "nan"], "input_variance"),
+    (["--input-variance", "1e400"], "input_variance"),
+    (["--bias-variance", "-1"], "bias_variance"),
+    (["--widths", "16,8,8", "--depth", "5"], "len(widths) - 1 = 2"),
+    (["--widths", "16,8,8", "--depth", "1"], "len(widths) - 1 = 2"),
+    (["--widths", "16,8,8", "--fan-in", "4"], "fan_in"),
+])
+def test_predict_usage_errors_exit_2_with_one_line(extra, needle):
+    args = ["predict", "relu", "he_normal"] + ([] if "--fan-in" in extra or "--widths" in extra
+                                               else ["--fan-in", "16"])
+    _assert_usage_error(_run(*args, *extra), needle)
+
+
+def test_predict_widths_with_agreeing_depth_is_accepted():
+    proc = _run("predict", "relu", "he_normal", "--widths", "16,8,8", "--depth", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 2 + 2
+
+
+def test_predict_into_a_closed_pipe_is_silent():
+    # the reader takes one line and closes the pipe (what `varprop predict ... | head -n 1` does)
+    proc = subprocess.Popen([sys.executable, "-m", "varprop", "predict", "linear", "lecun_normal",
+                             "--fan-in", "8", "--depth", "200000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert first.startswith(b"# linear")
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert proc.returncode == 141

@@ -17,7 +17,7 @@ import sympy as sp
 
 import varprop as vp
 from varprop.criticality import MeanFieldPoint, critical_gain, edge_of_chaos, mean_field
-from varprop.errors import VarpropWarning
+from varprop.errors import VarpropError, VarpropWarning
 
 mp.mp.dps = 30
 
@@ -243,3 +243,59 @@ def test_relu_like_smooth_activations_have_no_finite_edge() -> None:
         critical_gain("gelu")
     # ReLU above sigma_w^2 = 2: the variance grows without bound
     assert mean_field("relu", 2.5, bias_variance=0.1).phase == "unbounded"
+
+
+# ----------------------------------------------------------------------------------------------
+# extreme but valid values: a correct number or a varprop error, never a raw exception
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("act, target, expected", [
+    # small-q expansions (hand-derived): tanh^2 = x^2 - 2x^4/3 + ... -> g^2 = 1 + 2q + ...;
+    # sigmoid^2 -> 1/4, so g^2 -> 4q; erf^2 -> 4x^2/pi, so g -> sqrt(pi)/2; relu: g^2 = 2 exactly
+    ("tanh", 1e-200, 1.0), ("tanh", 1e-300, 1.0), ("tanh", 5e-324, 1.0),
+    ("sigmoid", 1e-200, 2e-100), ("sigmoid", 1e-300, 2e-150),
+    ("erf", 1e-200, math.sqrt(math.pi) / 2), ("erf", 5e-324, math.sqrt(math.pi) / 2),
+    ("relu", 1e-200, math.sqrt(2.0)), ("relu", 5e-324, math.sqrt(2.0)),
+])
+def test_critical_gain_at_tiny_target_variance(act, target, expected):
+    assert critical_gain(act, target_variance=target) == pytest.approx(expected, rel=1e-12)
+
+
+def test_critical_gain_tiny_target_agrees_across_the_scaled_branch():
+    # 1e-99 takes the ordinary path, 1e-101 the scaled one: g = 2 sqrt(q) for sigmoid on both
+    for q in (1e-99, 1e-101):
+        assert critical_gain("sigmoid", target_variance=q) == pytest.approx(2 * math.sqrt(q),
+                                                                             rel=1e-10)
+
+
+_EXTREMES = [0, 0.0, -1.0, 1e-200, 1e300, 1e308, math.nan, math.inf, -math.inf, True, 10**400,
+             -(10**400), "1"]
+
+
+@pytest.mark.parametrize("value", _EXTREMES, ids=repr)
+def test_extreme_values_give_a_number_or_a_varprop_error(value):
+    calls = [
+        lambda: critical_gain("tanh", target_variance=value),
+        lambda: critical_gain("tanh", bias_variance=value),
+        lambda: edge_of_chaos("tanh", sigma_w2_max=value),
+        lambda: edge_of_chaos("tanh", bias_variance=value),
+        lambda: mean_field("tanh", value),
+    ]
+    for call in calls:
+        try:
+            result = call()
+        except VarpropError:
+            continue
+        number = result if isinstance(result, float) else result.sigma_w2
+        assert math.isfinite(number) and number > 0
+
+
+def test_edge_of_chaos_below_the_old_search_start():
+    # sigma_w2_max=1e-5 used to raise numpy's "Number of samples, -15, must be non-negative"
+    with pytest.raises(VarpropError, match=r"\[1e-08, 1e-05\]"):
+        edge_of_chaos("tanh", sigma_w2_max=1e-5)
+    # a steep activation whose edge of chaos lies below 1e-3: sigma_w^2 = 1/100^2
+    point = edge_of_chaos("100*x", sigma_w2_max=1e-2)
+    assert point.sigma_w2 == pytest.approx(1e-4, rel=1e-9)
+    # the top end near the float maximum (was OverflowError in the sample count)
+    assert edge_of_chaos("tanh", sigma_w2_max=1e308).sigma_w2 == pytest.approx(1.0, rel=1e-9)

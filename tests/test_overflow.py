@@ -261,3 +261,19 @@ def test_bad_scheme_and_criterion() -> None:
         underflow_depth("linear", "standard_normal", fan_in=10, criterion="mean")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="did you mean 'relu'"):
         overflow_depth("rleu", "standard_normal", fan_in=10)
+
+
+def test_long_walk_is_fast_and_max_depth_is_bounded():
+    import time
+
+    # was 82-115 s (subnormal tails of the walk's density and an FFT length 40003 = 109 * 367);
+    # about 6 s now on a loaded 2-core machine
+    start = time.perf_counter()
+    assert overflow_depth("relu", "he_normal", fan_in=64, max_depth=4000) is None
+    assert time.perf_counter() - start < 40.0
+    with pytest.raises(vp.errors.InvalidArgument, match="max_depth"):
+        overflow_depth("relu", "he_normal", fan_in=64, max_depth=10**12)
+    for name, value in (("input_variance", 10**400), ("bias_variance", 10**400),
+                        ("max_depth", 10**400), ("fan_in", True), ("input_variance", math.nan)):
+        with pytest.raises(vp.errors.VarpropError):
+            underflow_depth("tanh", "he_normal", **{"fan_in": 64, name: value})

@@ -147,3 +147,17 @@ def check_widths(
     n = n0 if fan_out is None else check_positive_int("fan_out", fan_out)
     L = check_positive_int("depth", depth)
     return (n0,) + (n,) * L
+
+
+def check_float_range(name: str, value: object) -> object:
+    """``value`` unchanged, unless it is an integer too large for a float (a 401-digit ``int``):
+    then the standard ``ValueError`` instead of Python's ``OverflowError`` in ``float(value)``.
+    Call before :func:`check_real` and friends."""
+    if isinstance(value, numbers.Integral) and not _is_bool(value):
+        try:
+            float(value)
+        except OverflowError:
+            shown = str(value) if len(str(value)) <= 40 else f"{str(value)[:12]}...({len(str(value))} digits)"
+            raise InvalidArgument(f"{name}={shown} is not allowed: a number within the float "
+                                  "range (at most about 1.8e308)") from None
+    return value

@@ -38,7 +38,7 @@ import sympy as sp
 from ._exact import exact
 from ._quadrature import bivariate_expectation, gaussian_expectations, smoothed
 from ._registry import Registry, typed_cache_key
-from ._rounding import float_or_inf
+from ._scalar import lambdify_scalar
 from ._validation import (
     check_nonnegative_real,
     check_positive_int,
@@ -118,19 +118,7 @@ class MomentRules:
     @cached_property
     def compiled(self) -> Callable[[float, float], tuple[float, float, float, float]]:
         """Scalar (``math``-module) evaluation of the four moments at ``(mu, q)``."""
-        exprs = [getattr(self, m) for m in MOMENTS]
-        fn = sp.lambdify((MU, Q), exprs, modules="math")
-
-        def evaluate(mu: float, q: float) -> tuple[float, float, float, float]:
-            try:
-                return tuple(fn(mu, q))  # type: ignore[return-value]
-            except (OverflowError, ZeroDivisionError, ValueError):
-                # an exact parameter beyond the float range (leaky_relu(negative_slope=1e300):
-                # alpha^2 = 10^600): exact arithmetic, results beyond the range as +-inf
-                at = {MU: exact(mu), Q: exact(q)}
-                out = tuple(float_or_inf(sp.N(e.subs(at), 20)) for e in exprs)
-                return out  # type: ignore[return-value]
-        return evaluate
+        return lambdify_scalar((MU, Q), [getattr(self, m) for m in MOMENTS])  # inf beyond range
 
     @cached_property
     def vectorized(self) -> dict[str, Callable[[np.ndarray, float], np.ndarray]]:
@@ -139,8 +127,15 @@ class MomentRules:
         out = {}
         for m in MOMENTS:
             f = sp.lambdify((MU, Q), getattr(self, m), modules=mods)
-            out[m] = (lambda f: lambda mu, q: np.broadcast_to(f(mu, q), np.shape(mu)).astype(float))(f)
+            out[m] = (lambda f: lambda mu, q: _beyond_range_as_inf(f, mu, q))(f)
         return out
+
+
+def _beyond_range_as_inf(f: Callable[..., np.ndarray], mu: np.ndarray, q: float) -> np.ndarray:
+    """``f(mu, q)`` in NumPy floats (``inf`` beyond the float range, not Python's OverflowError)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = f(np.asarray(mu, dtype=float), np.float64(q))
+    return np.broadcast_to(values, np.shape(mu)).astype(float)
 
 
 def _erf_scaled_rules(k: sp.Expr, *, exact_: bool, approximation: str = "",
@@ -313,16 +308,27 @@ class Activation:
         return hash((self.name, tuple(self.params.items())))
 
 
-def gaussian_polynomial_expectation(poly: sp.Expr, mu: sp.Expr = MU, q: sp.Expr = Q) -> sp.Expr:
+def gaussian_polynomial_expectation(poly: sp.Expr | sp.Poly, mu: sp.Expr = MU, q: sp.Expr = Q) -> sp.Expr:
     r""":math:`E[p(z)]` for a polynomial ``p`` in ``x`` and :math:`z \sim N(\mu, q)`:
-    substitute :math:`z = \mu + \sqrt q\, t` and use :math:`E[t^{2k}] = (2k-1)!!`, odd moments 0."""
-    t = sp.Dummy("t")
-    expanded = sp.Poly(sp.expand(poly.subs(X, mu + sp.sqrt(q) * t)), t)
-    total = sp.Integer(0)
-    for (power,), coeff in expanded.terms():
-        if power % 2 == 0:
-            total += coeff * sp.factorial2(power - 1)
-    return sp.expand(total)
+    :math:`\sum_k c_k m_k` with the raw moments :math:`m_k = E z^k` from
+    :math:`m_0 = 1`, :math:`m_1 = \mu`, :math:`m_k = \mu m_{k-1} + (k-1) q\, m_{k-2}` (Stein's
+    lemma), in polynomial arithmetic (no symbolic expansion of :math:`(\mu + \sqrt q\, t)^k`);
+    at :math:`\mu = 0` directly :math:`m_{2j} = (2j-1)!!\, q^j`, odd moments 0."""
+    m, s = sp.Dummy("m"), sp.Dummy("s")
+    p = poly if isinstance(poly, sp.Poly) else sp.Poly(poly, X)
+    domain = p.get_domain()
+    if mu == 0:
+        terms = {(k // 2,): coeff * sp.factorial2(k - 1) for (k,), coeff in p.terms() if k % 2 == 0}
+        total = sp.Poly.from_dict(terms or {(0,): 0}, s, domain=domain)
+        return sp.expand(total.as_expr().xreplace({s: q}))
+    m_poly = sp.Poly(m, m, s, domain=domain)
+    moments = [sp.Poly(1, m, s, domain=domain), m_poly]
+    for k in range(2, p.degree() + 1):
+        moments.append(moments[-1] * m_poly + moments[-2] * sp.Poly((k - 1) * s, m, s, domain=domain))
+    total = sp.Poly(0, m, s, domain=domain)
+    for (k,), coeff in p.terms():
+        total += moments[k] * sp.Poly(coeff, m, s, domain=domain)
+    return sp.expand(total.as_expr().xreplace({m: mu, s: q}))
 
 
 @lru_cache(maxsize=64)
@@ -332,16 +338,20 @@ def _series_rules(act: Activation, order: int) -> MomentRules:
                             approximation=f"Taylor polynomial of order {order} at 0")
 
 
-def polynomial_rules(poly: sp.Expr, **kwargs: object) -> MomentRules:
+def polynomial_rules(poly: sp.Expr, mu: sp.Expr = MU, **kwargs: object) -> MomentRules:
     r"""Exact Gaussian moments of a polynomial :math:`p(x)`: :math:`E p`, :math:`E p^2`,
     :math:`E p'`, :math:`E p'^2` for :math:`z \sim N(\mu, q)` (``kwargs`` go to
-    :class:`MomentRules`)."""
-    d = sp.diff(poly, X)
+    :class:`MomentRules`); ``mu=0`` states them at :math:`\mu = 0` only (``zero_mean_only``,
+    polynomials in :math:`q` alone: far smaller for high degrees)."""
+    p = sp.Poly(poly, X)
+    d = p.diff(X)
+    if mu == 0:
+        kwargs["zero_mean_only"] = True
     return MomentRules(
-        mean=gaussian_polynomial_expectation(poly),
-        second=gaussian_polynomial_expectation(sp.expand(poly**2)),
-        deriv_mean=gaussian_polynomial_expectation(d),
-        deriv_second=gaussian_polynomial_expectation(sp.expand(d**2)),
+        mean=gaussian_polynomial_expectation(p, mu),
+        second=gaussian_polynomial_expectation(p**2, mu),
+        deriv_mean=gaussian_polynomial_expectation(d, mu),
+        deriv_second=gaussian_polynomial_expectation(d**2, mu),
         **kwargs,  # type: ignore[arg-type]
     )
 

@@ -53,7 +53,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from ._quadrature import gaussian_expectations
-from ._validation import check_nonnegative_real, check_positive_real, fail
+from ._validation import check_float_range, check_nonnegative_real, check_positive_real, fail
 from .activations import Activation, resolve_activation
 from .errors import InvalidArgument, VarpropWarning
 
@@ -62,6 +62,9 @@ __all__ = ["critical_gain", "edge_of_chaos", "mean_field", "MeanFieldPoint"]
 _Q_MAX = 1e12  # above this the fixed-point search gives up (q* = inf)
 _Q_MIN = 1e-14  # below this a fixed point is taken to be q* = 0
 _CRITICAL_TOL = 1e-9
+_SIGMA_W2_MIN = 1e-3  # edge_of_chaos scans [min(this, sigma_w2_max / 1000), sigma_w2_max]
+_TINY_TARGET = 1e-100  # below, critical_gain divides E[phi^2] by q inside the integral
+_SMALLEST_NORMAL = 2.2250738585072014e-308
 
 
 # ----------------------------------------------------------------------------------------------
@@ -99,11 +102,22 @@ def _dsecond_dq(act: Activation, q: float) -> float:
                                  (f(np.array([-eps]))[0] ** 2 - f(np.array([0.0]))[0] ** 2) / eps]))
         return val
     f = act.function
+    r = math.sqrt(q)
 
     def integrand(x: np.ndarray) -> np.ndarray:
-        return f(x) ** 2 * (x * x - q)
+        # E[h(z)(z^2 - q)] / (2 q^2) with everything scaled by sqrt(q): no 2 q^2 underflowing
+        # to 0 (q = 1e-200) nor x * x overflowing (q = 1e307)
+        u, v = f(x) / r, x / r
+        return u * u * (v * v - 1.0) / 2.0
 
-    return float(gaussian_expectations([integrand], 0.0, q, act.kinks)[0]) / (2.0 * q * q)
+    return float(gaussian_expectations([integrand], 0.0, q, act.kinks)[0])
+
+
+def _second_over_q(act: Activation, q: float) -> float:
+    r""":math:`E[\phi(z)^2]/q` for :math:`z \sim N(0, q)`, as :math:`E[(\phi(z)/\sqrt q)^2]` (no
+    subnormal :math:`\phi(z)^2` at tiny :math:`q`)."""
+    f, r = act.function, math.sqrt(q)
+    return float(gaussian_expectations([lambda x: (f(x) / r) ** 2], 0.0, q, act.kinks)[0])
 
 
 @lru_cache(maxsize=128)
@@ -187,18 +201,36 @@ def critical_gain(activation: Activation | str, *, target_variance: float = 1.0,
     1.5925
     """
     act = resolve_activation(activation)
-    target = check_positive_real("target_variance", target_variance)
-    b2 = check_nonnegative_real("bias_variance", bias_variance)
+    target = check_positive_real("target_variance",
+                                 check_float_range("target_variance", target_variance))
+    b2 = check_nonnegative_real("bias_variance", check_float_range("bias_variance", bias_variance))
     if target <= b2:
         raise fail("target_variance", target_variance,
                    f"a variance > bias_variance={bias_variance!r}: q_l = g^2 E[phi(z)^2] + "
                    "bias_variance >= bias_variance for every gain g, so no g > 0 reaches it")
-    second = _second(act, target)
-    if not (math.isfinite(second) and second > 0.0):
+    if target >= _TINY_TARGET:
+        second = _second(act, target)
+        if not (math.isfinite(second) and second > 0.0):
+            raise fail("target_variance", target_variance,
+                       f"a variance at which E[phi(z)^2] is finite and > 0 (got {second!r} for "
+                       f"{act.name!r}): no gain reaches it")
+        ratio = second / target
+    else:  # E[phi^2] itself may be subnormal there: work with E[phi^2] / q
+        ratio = _second_over_q(act, target)
+        if not (math.isfinite(ratio) and ratio > 0.0) and ratio != 0.0:
+            raise fail("target_variance", target_variance,
+                       f"a variance at which E[phi(z)^2] / q can be computed in floating point "
+                       f"(got {ratio!r} for {act.name!r})")
+    if not ratio >= _SMALLEST_NORMAL:
         raise fail("target_variance", target_variance,
-                   f"a variance at which E[phi(z)^2] is finite and > 0 (got {second!r} for "
-                   f"{act.name!r}): no gain reaches it")
-    g2 = (target - b2) / second
+                   f"a variance at which E[phi(z)^2] / q = {ratio!r} does not underflow "
+                   f"(below the smallest normal float): the gain of {act.name!r} for it (about (q / E[phi^2])^(1/2)) cannot "
+                   "be computed in floating point")
+    g2 = (1.0 - b2 / target) / ratio
+    if not math.isfinite(g2):
+        raise fail("target_variance", target_variance,
+                   f"a variance whose gain is within the float range (g^2 = (q - bias_variance) "
+                   f"/ E[phi(z)^2] overflows for {act.name!r})")
     slope = g2 * _dsecond_dq(act, target)
     if slope > 1.0 + 1e-9:
         warnings.warn(f"the fixed point q*={target!r} of {act.name!r} with gain {math.sqrt(g2):.6g} "
@@ -410,8 +442,8 @@ def mean_field(activation: Activation | str, sigma_w2: float, *,
     (0.0, 1.0, 'critical')
     """
     act = resolve_activation(activation)
-    s = check_positive_real("sigma_w2", sigma_w2)
-    b2 = check_nonnegative_real("bias_variance", bias_variance)
+    s = check_positive_real("sigma_w2", check_float_range("sigma_w2", sigma_w2))
+    b2 = check_nonnegative_real("bias_variance", check_float_range("bias_variance", bias_variance))
     return _point(act, s, b2)
 
 
@@ -426,7 +458,7 @@ def edge_of_chaos(activation: Activation | str, bias_variance: float = 0.0, *,
         \chi_1(\sigma_w^2) = \sigma_w^2\, E[\phi'(z)^2]_{z \sim N(0, q^*(\sigma_w^2, \sigma_b^2))} = 1,
 
     where :math:`q^*` is the fixed point of the length map (see :func:`mean_field`), by a
-    geometric scan of :math:`\sigma_w^2 \in [10^{-3}, \text{sigma\_w2\_max}]` for the first sign
+    geometric scan of :math:`\sigma_w^2 \in [\min(10^{-3}, \text{sigma\_w2\_max}/1000), \text{sigma\_w2\_max}]` for the first sign
     change of :math:`\chi_1 - 1` and :func:`scipy.optimize.brentq`.  At the critical point the
     ordered (:math:`\chi_1 < 1`: inputs' correlations converge to 1, gradients vanish) and chaotic
     (:math:`\chi_1 > 1`: correlations decorrelate, gradients explode) phases meet, the correlation
@@ -468,8 +500,12 @@ def edge_of_chaos(activation: Activation | str, bias_variance: float = 0.0, *,
     (1.0, 0.0)
     """
     act = resolve_activation(activation)
-    b2 = check_nonnegative_real("bias_variance", bias_variance)
-    s_max = check_positive_real("sigma_w2_max", sigma_w2_max)
+    b2 = check_nonnegative_real("bias_variance", check_float_range("bias_variance", bias_variance))
+    s_max = check_positive_real("sigma_w2_max", check_float_range("sigma_w2_max", sigma_w2_max))
+    s_min = min(_SIGMA_W2_MIN, s_max / 1e3)
+    if s_min < 1e-290:
+        raise fail("sigma_w2_max", sigma_w2_max, "a number >= 1e-287 (the search covers "
+                   "[min(1e-3, sigma_w2_max / 1000), sigma_w2_max])")
     if _homogeneous(act):
         d2 = _moments(act, 1.0)[3]
         if not d2 > 0.0:
@@ -488,7 +524,7 @@ def edge_of_chaos(activation: Activation | str, bias_variance: float = 0.0, *,
             return math.inf
         return s * _moments(act, q)[3] - 1.0
 
-    grid = np.geomspace(1e-3, s_max, int(8 * math.log10(s_max / 1e-3)) + 1)
+    grid = np.geomspace(s_min, s_max, int(8 * (math.log10(s_max) - math.log10(s_min))) + 1)
     prev_s, prev_v = None, None
     diverges = None
     for s in grid:
@@ -515,4 +551,4 @@ def edge_of_chaos(activation: Activation | str, bias_variance: float = 0.0, *,
     raise InvalidArgument(
         f"activation={act.name!r} is not allowed: with bias_variance={bias_variance!r} "
         f"chi = sigma_w^2 E[phi'(z)^2] at the fixed point never crosses 1 for sigma_w^2 in "
-        f"[1e-3, {s_max:g}] (no edge of chaos there{why})")
+        f"[{s_min:g}, {s_max:g}] (no edge of chaos there{why})")

@@ -82,6 +82,7 @@ import numpy as np
 import sympy as sp
 
 from . import _shifted
+from ._scalar import lambdify_scalar
 from ._tabulated import LogTable
 from ._validation import check_choice, check_nonnegative_real, check_positive_int, check_widths, fail
 from .activations import MU, Q, X, Activation, resolve_activation
@@ -198,17 +199,15 @@ def _zero_mean_moments(act: Activation, method: str) -> MomentFn:
         # "exact": quadrature through a verified table in log q (see _tabulated): ~50x faster
         # per layer, checked against quadrature to 1e-11 in every panel it uses
         return LogTable(quadrature) if method == "exact" else quadrature
-    exprs = [sp.simplify(getattr(rules, name).subs(MU, 0)) for name in ("mean", "second", "deriv_second")]
-    compiled = sp.lambdify(Q, exprs, modules="math")
+    exprs = [getattr(rules, name).subs(MU, 0) for name in ("mean", "second", "deriv_second")]
+    # simplify takes seconds on a long polynomial (a custom one), where it has nothing to gain
+    exprs = [e if e.is_polynomial(Q) else sp.simplify(e) for e in exprs]
+    compiled = lambdify_scalar([Q], exprs)  # inf, not OverflowError, beyond the float range
 
     def closed(q: float) -> tuple[float, float, float]:
         if q == 0.0 or math.isinf(q):  # limits, where the formulas divide by zero
             return quadrature(q)
-        try:
-            return tuple(map(float, compiled(q)))  # type: ignore[return-value]
-        except (OverflowError, ZeroDivisionError):  # e.g. leaky slope 1e300: exact fallback
-            m = rules.compiled(0.0, q)  # type: ignore[union-attr]
-            return m[0], m[1], m[3]
+        return compiled(q)  # type: ignore[return-value]
 
     return closed
 

@@ -2,13 +2,16 @@
 
 Each subcommand lives in its own module of this package exposing ``add_parser(subparsers)``
 (which sets ``func`` on its parser) so that commands stay independent.  Exit codes: 0 success,
-1 a check refuted something (or ``--check`` found stale documents), 2 bad usage.
+1 a check refuted something (or ``--check`` found stale documents), 2 bad usage (one line
+``varprop CMD: error: ...`` on stderr, never a traceback), 141 the reader of the output went away
+(``varprop ... | head``: the rest of the output is dropped silently, as by SIGPIPE).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -18,8 +21,16 @@ from ..errors import VarpropError, VarpropWarning
 SUBCOMMANDS = ("predict", "check", "derive")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line ``PROG: error: MESSAGE`` (exit 2); subcommand
+    parsers inherit the class."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="varprop",
         description="Derive, predict and Monte-Carlo-check variance propagation in random networks.",
     )
@@ -36,14 +47,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader closed the pipe (``| head``): drop the rest of the output, no traceback
+        # (also none at interpreter exit, when Python flushes stdout again)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage error (2, message printed) or --help (0)
+        return exc.code if isinstance(exc.code, int) else 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VarpropWarning)
         try:
             status = int(args.func(args) or 0)
         except VarpropError as exc:
-            print(f"varprop {args.command}: error: {exc}", file=sys.stderr)
+            message = " ".join(str(exc).split())  # one line
+            print(f"varprop {args.command}: error: {message}", file=sys.stderr)
             status = 2
     _report_warnings(args.command, caught)
     return status

@@ -20,12 +20,16 @@ import sys
 from typing import Any
 
 from .._named import build_named
-from .._validation import check_choice, check_positive_int
+from .._validation import check_choice
 from ..activations import resolve_activation
 from ..check import QUANTITIES, Verdict, _check_common, check_matrix, default_matrix
 from ..errors import InvalidArgument
 from ..schemes import resolve_scheme
-from ._common import comma_list
+from ._common import MAX_DEPTH, comma_list, int_list, integer
+
+
+#: Largest ``--workers`` (a process pool forks them all at once).
+MAX_WORKERS = 256
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,38 +42,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="activation(s), e.g. relu,tanh (default: all)")
     p.add_argument("--init", type=comma_list, action="extend", default=None,
                    help="init scheme(s) (default: the named zero-mean schemes)")
-    p.add_argument("--fan-in", type=comma_list, action="extend", default=None,
+    p.add_argument("--fan-in", type=int_list(), action="extend", default=None,
                    help="width(s) (default 64,256; --quick: 64)")
-    p.add_argument("--depth", type=comma_list, action="extend", default=None,
+    p.add_argument("--depth", type=int_list(1, MAX_DEPTH), action="extend", default=None,
                    help="depth(s) (default 1,5; --quick: 3)")
     p.add_argument("--quantity", type=comma_list, action="extend", default=None,
                    help=f"quantity(ies) among {', '.join(QUANTITIES)} "
                         "(default preactivation,activation,gradient)")
     p.add_argument("--rtol", type=float, default=0.05, help="relative margin for 'confirmed'")
     p.add_argument("--alpha", type=float, default=0.01, help="family-wise error level")
-    p.add_argument("--budget", type=int, default=None, help="max replicates per check")
+    p.add_argument("--budget", type=integer(), default=None, help="max replicates per check")
     p.add_argument("--quick", action="store_true", help="a small matrix and budget")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--seed", type=integer(0), default=0)
+    p.add_argument("--workers", type=integer(1, MAX_WORKERS), default=1,
                    help="parallel processes (results do not depend on it)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run on a Dask cluster (distributed.Client(ADDRESS).get_executor())")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-
-
-def _ints(values: list[str] | None, name: str) -> list[int] | None:
-    if values is None:
-        return None
-    out = []
-    for v in values:
-        try:
-            number = int(v)
-        except ValueError:
-            raise InvalidArgument(f"{name}={v!r} is not allowed: a positive integer") from None
-        out.append(check_positive_int(name, number))
-    return out
 
 
 class _Progress:
@@ -136,8 +127,7 @@ def run(args: argparse.Namespace) -> int:
     for name in args.quantity or []:
         check_choice("quantity", name, QUANTITIES)
     configs = default_matrix(activations=args.activation, inits=args.init,
-                             fan_ins=_ints(args.fan_in, "fan_in"),
-                             depths=_ints(args.depth, "depth"), quantities=args.quantity,
+                             fan_ins=args.fan_in, depths=args.depth, quantities=args.quantity,
                              quick=args.quick, **common)
     executor, owner = _executor(args)
     bar = _Progress(len(configs), enabled=not args.no_progress)

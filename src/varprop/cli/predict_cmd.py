@@ -17,7 +17,8 @@ from .._json import jsonable
 from ..activations import activation as build_activation
 from ..predict import METHODS, QUANTITIES, predict_variance
 from ..schemes import init_scheme
-from ._common import parse_named
+from .._validation import fail
+from ._common import MAX_DEPTH, int_list, integer, parse_named
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,10 +26,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Predict per-layer variances (forward and backward).")
     p.add_argument("activation", help="activation name, e.g. relu or leaky_relu:negative_slope=0.2")
     p.add_argument("init", help="init scheme, e.g. he_normal or he_normal:mode=fan_out")
-    p.add_argument("--fan-in", type=int, required=False, help="input width n_0")
-    p.add_argument("--fan-out", type=int, default=None, help="hidden width n_1..n_L (default fan-in)")
-    p.add_argument("--widths", type=str, default=None, help="comma list n_0,...,n_L instead of fan-in/out/depth")
-    p.add_argument("--depth", type=int, default=1, help="number of layers L (default 1)")
+    p.add_argument("--fan-in", type=integer(), required=False, help="input width n_0")
+    p.add_argument("--fan-out", type=integer(), default=None,
+                   help="hidden width n_1..n_L (default fan-in)")
+    p.add_argument("--widths", type=int_list(at_least=2), default=None,
+                   help="comma list n_0,...,n_L instead of fan-in/out/depth")
+    p.add_argument("--depth", type=integer(1, MAX_DEPTH), default=None,
+                   help="number of layers L (default 1, or len(widths) - 1)")
     p.add_argument("--input-variance", type=float, default=1.0,
                    help="second moment of the zero-mean inputs (default 1)")
     p.add_argument("--bias-variance", type=float, default=0.0,
@@ -45,10 +49,13 @@ def run(args: argparse.Namespace) -> int:
     init_name, init_params = parse_named(args.init, "init")
     act = build_activation(act_name, **act_params)
     scheme = init_scheme(init_name, **init_params)
-    widths = [int(w) for w in args.widths.split(",")] if args.widths else None
+    widths = args.widths
+    if widths is not None and args.depth is not None and args.depth != len(widths) - 1:
+        raise fail("depth", args.depth, f"len(widths) - 1 = {len(widths) - 1} when --widths is "
+                   "given (or omit --depth)")
     quantities = args.quantity or ["preactivation", "activation", "gradient"]
-    shape = dict(fan_in=args.fan_in, fan_out=args.fan_out, widths=widths,
-                 depth=(len(widths) - 1) if widths else args.depth)
+    depth = (len(widths) - 1) if widths else (1 if args.depth is None else args.depth)
+    shape = dict(fan_in=args.fan_in, fan_out=args.fan_out, widths=widths, depth=depth)
     table = {
         q: np.asarray(predict_variance(act, scheme, **shape, input_variance=args.input_variance,
                                        bias_variance=args.bias_variance, quantity=q,
