@@ -28,6 +28,7 @@ __all__ = [
     "check_nonnegative_real",
     "check_probability",
     "check_choice",
+    "check_width",
     "check_widths",
     "did_you_mean",
 ]
@@ -79,6 +80,7 @@ def check_real(name: str, value: object) -> float:
     """A finite real number."""
     if _is_bool(value) or not isinstance(value, numbers.Real):
         raise fail_type(name, value, "a real number")
+    check_float_range(name, value)
     out = float(value)
     if not math.isfinite(out):
         raise fail(name, value, "a finite real number (not NaN or inf)")
@@ -118,6 +120,23 @@ def check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
     return value
 
 
+#: The largest width: every width enters float arithmetic (``n sigma_w^2``), exact up to 2^53.
+MAX_WIDTH = 2**53
+#: The largest depth for which a tuple of per-layer widths is built (80 MB); predictions of the
+#: last layer of deeper constant-width networks do not build it (see varprop.predict).
+MAX_LAYERS = 10**7
+
+
+def check_width(name: str, value: object) -> int:
+    """A layer width: a positive integer at most :data:`MAX_WIDTH`."""
+    out = check_positive_int(name, value)
+    if out > MAX_WIDTH:
+        shown = str(out) if len(str(out)) <= 40 else f"{str(out)[:12]}...({len(str(out))} digits)"
+        raise InvalidArgument(f"{name}={shown} is not allowed: a positive integer at most "
+                              f"2**53 = {MAX_WIDTH:,} (widths enter float arithmetic)")
+    return out
+
+
 def check_widths(
     fan_in: object, fan_out: object = None, widths: object = None, depth: object = 1
 ) -> tuple[int, ...]:
@@ -130,22 +149,26 @@ def check_widths(
     if widths is not None:
         if isinstance(widths, (str, bytes)) or not isinstance(widths, Iterable):
             raise fail_type("widths", widths, "a sequence of positive integers [n_0, ..., n_L]")
-        ws = tuple(check_positive_int(f"widths[{i}]", w) for i, w in enumerate(widths))
+        ws = tuple(check_width(f"widths[{i}]", w) for i, w in enumerate(widths))
         if len(ws) < 2:
             raise fail("widths", widths, "at least two widths [n_0, n_1] (input and one layer)")
         if depth is not None and depth != 1 and depth != len(ws) - 1:
             raise fail("depth", depth, f"len(widths) - 1 = {len(ws) - 1} when widths is given")
-        if fan_in is not None and check_positive_int("fan_in", fan_in) != ws[0]:
+        if fan_in is not None and check_width("fan_in", fan_in) != ws[0]:
             raise fail("fan_in", fan_in, f"widths[0] = {ws[0]} when both are given")
-        if fan_out is not None and any(w != check_positive_int("fan_out", fan_out) for w in ws[1:]):
+        if fan_out is not None and any(w != check_width("fan_out", fan_out) for w in ws[1:]):
             raise fail("fan_out", fan_out, f"every layer width widths[1:] = {list(ws[1:])} when "
                        "both are given (or omit fan_out)")
         return ws
     if fan_in is None:
         raise fail("fan_in", fan_in, "a positive integer (or pass widths=[n_0, ..., n_L])")
-    n0 = check_positive_int("fan_in", fan_in)
-    n = n0 if fan_out is None else check_positive_int("fan_out", fan_out)
+    n0 = check_width("fan_in", fan_in)
+    n = n0 if fan_out is None else check_width("fan_out", fan_out)
     L = check_positive_int("depth", depth)
+    if L > MAX_LAYERS:
+        raise fail("depth", depth, f"at most {MAX_LAYERS:,} layers here (the per-layer widths of a "
+                   "deeper network would take more than 80 MB; predict_variance answers for the last "
+                   "layer of any depth)")
     return (n0,) + (n,) * L
 
 
