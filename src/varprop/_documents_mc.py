@@ -220,12 +220,15 @@ def mc_per_layer(activation: Any, init: Any, *, fan_in: int, depth: int,
     res = simulate(activation, init, fan_in=fan_in, depth=depth, replicates=replicates, seed=seed)
     out: dict[str, Any] = {}
     for stat in statistics:
-        x = np.asarray(res.per_replicate(stat), dtype=float)
+        # a layer where any replicate left the float range has no ensemble mean: no point there
+        masked = res.masked(stat)
+        x = np.asarray(masked.data, dtype=float)
+        whole = ~np.ma.getmaskarray(masked).any(axis=0)
         with np.errstate(all="ignore"):
             mean = x.mean(axis=0)
             half = 1.96 * x.std(axis=0, ddof=1) / math.sqrt(x.shape[0])
-        out[stat] = {"mean": mean.tolist(), "low": (mean - half).tolist(),
-                     "high": (mean + half).tolist()}
+        out[stat] = {key: [float(v) if ok else None for v, ok in zip(arr, whole)]
+                     for key, arr in (("mean", mean), ("low", mean - half), ("high", mean + half))}
     return out
 
 
