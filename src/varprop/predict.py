@@ -534,12 +534,8 @@ def propagate(
     >>> p.preact_second.tolist()
     [2.0, 2.0, 2.0]
     """
-    act = resolve_activation(activation)
-    scheme = resolve_scheme(init)
-    shape = _shape(fan_in, fan_out, widths, depth)
-    in_var = check_nonnegative_real("input_variance", input_variance)
-    b_var = check_nonnegative_real("bias_variance", bias_variance)
-    method = _resolve_method(method)
+    act, scheme, shape, in_var, b_var, method = _arguments(
+        activation, init, fan_in, fan_out, widths, depth, input_variance, bias_variance, method)
     _check_fits(shape.L)  # before allocating: the per-layer arrays grow with depth
     return _propagate_cached(act, scheme, shape.widths(), in_var, b_var, method)
 
@@ -614,12 +610,8 @@ def predict_variance(
     quantity = check_choice("quantity", quantity, QUANTITIES)
     if not isinstance(per_layer, bool):
         raise fail("per_layer", per_layer, "True or False")
-    act = resolve_activation(activation)
-    scheme = resolve_scheme(init)
-    shape = _shape(fan_in, fan_out, widths, depth)
-    in_var = check_nonnegative_real("input_variance", input_variance)
-    b_var = check_nonnegative_real("bias_variance", bias_variance)
-    method = _resolve_method(method)
+    act, scheme, shape, in_var, b_var, method = _arguments(
+        activation, init, fan_in, fan_out, widths, depth, input_variance, bias_variance, method)
     backward = quantity in _BACKWARD
     scalar = scheme.is_zero_mean or act.expr == X
     if per_layer or not scalar:
@@ -661,6 +653,16 @@ def predict_variance(
     if per_layer:
         return values
     return float(values[0] if backward or values.size == 1 else values[-1])
+
+
+def _arguments(activation: object, init: object, fan_in: object, fan_out: object, widths: object,
+               depth: object, input_variance: object, bias_variance: object, method: object
+               ) -> tuple[Activation, InitScheme, _Shape, float, float, str]:
+    """The public arguments of :func:`propagate` and :func:`predict_variance`, validated once."""
+    return (resolve_activation(activation), resolve_scheme(init),
+            _shape(fan_in, fan_out, widths, depth),
+            check_nonnegative_real("input_variance", input_variance),
+            check_nonnegative_real("bias_variance", bias_variance), _resolve_method(method))
 
 
 def _shape(fan_in: object, fan_out: object, widths: object, depth: object) -> _Shape:
