@@ -55,6 +55,8 @@ TOL = 1e-9
 #: Depths at which the iteration records ``q_L`` and ``g_1/g_L``.
 RECORD_DEPTHS = (30, 100, 1000, LAYERS)
 _Q_MAX = 1e12
+#: Relative size of F(q) - q below which its sign is rounding, not a crossing.
+_RESOLUTION = 1e-10
 _GRID = np.geomspace(1e-12, _Q_MAX, 241)
 
 
@@ -133,12 +135,16 @@ def _fixed_points(act: Activation, s: float, b2: float) -> tuple[tuple[FixedPoin
     def h(q: float) -> float:
         return s * _second(act, q) + b2 - q
 
+    # F(q) - q below the quadrature's resolution (~1e-12 relative) is no evidence of a root: such
+    # "sign changes" are rounding (GELU at q ~ 1e10, where q - F(q) ~ 1e-16 q); treat them as 0
+    # only where a genuine crossing brackets them, i.e. require resolved signs on both sides
     values = [h(float(q)) for q in _GRID]
+    resolved = [abs(v) > _RESOLUTION * max(float(q), 1e-300) for v, q in zip(values, _GRID)]
     for i in range(len(_GRID) - 1):
         a, b = values[i], values[i + 1]
-        if a == 0.0:
-            q = float(_GRID[i])
-        elif (a < 0.0) != (b < 0.0) and b != 0.0:
+        if not (resolved[i] and resolved[i + 1]):
+            continue
+        if (a < 0.0) != (b < 0.0):
             q = brentq(h, float(_GRID[i]), float(_GRID[i + 1]), xtol=1e-15, rtol=1e-13, maxiter=200)
         else:
             continue
