@@ -134,3 +134,15 @@ def test_linear_nonzero_mean_stays_exact():
 def test_closed_form_method_refused_for_nonlinear():
     with pytest.raises(varprop.errors.InvalidArgument, match="method"):
         pv("relu", "uniform", fan_in=8, depth=3, method="closed_form")
+
+
+def test_tanh_gradient_keeps_growing_instead_of_collapsing_to_zero() -> None:
+    # tanh, U[0,1), width 64: the gradient at the input grows by a steady factor per layer (the
+    # unsaturated networks whose layer-1 shift nearly cancels carry it); quadrature noise on tiny
+    # shifts used to collapse it to 0 from depth 14 on (and 0.0 at depth 25)
+    g = [float(pv("tanh", "uniform", fan_in=64, depth=d, quantity="gradient"))
+         for d in (12, 13, 14, 25)]
+    assert all(math.isfinite(x) and x > 0 for x in g)
+    r1, r2 = g[1] / g[0], g[2] / g[1]
+    assert 5 < r1 < 30 and abs(r2 / r1 - 1) < 0.2
+    assert g[3] > g[2] * r1 ** 5  # still growing eleven layers later

@@ -66,19 +66,28 @@ variance, and there the shift's fluctuation matters at first order).  Adding the
 fluctuation as a Gaussian (a bivariate-Gaussian closure conditional on :math:`u`, with a
 first-order or the exact covariance) helped ReLU and sigmoid but made tanh worse (-1% to -5%
 from layer 3 on): a saturating layer's shift is not Gaussian, so it is left out.  Backward (gradient at the input, width 64/256, depth 3): ReLU
-and tanh within the noise (ReLU, U[0,1), width 64: 0.0% +- 1.5%); sigmoid +9% (U[-0.1, 0.3),
-widths 32 and 128, not shrinking).  **Not reliable for saturating activations at depth >= 5**:
-there the gradient is dominated by rare inputs whose shift keeps the layers out of saturation
-(tanh, U[0,1), width 64, depth 5: simulated :math:`2.2\cdot 10^6` +- 46%, predicted
-:math:`9\cdot 10^{-7}`), a region whose width in :math:`u` the shift fluctuation sets and this
-recursion does not resolve.  Linear
+and tanh within the noise (ReLU, U[0,1), width 64: 0.0% +- 1.5%), but at the inputs of ReLU's
+hidden layers +10.5% (width 64) and +6.1% (width 256): networks that die after a very negative
+layer-1 shift are kept alive by the Gaussian mean field.  **The gradient through saturating
+layers is not reliable.**  Sigmoid with :math:`U[-0.1, 0.3)`: +7% at depth 3, +31% at depth 4,
++75% at depth 5, about :math:`\times 1.33` per layer at widths 64 and 256 alike: with a non-zero
+weight mean, each weight's own :math:`O(1)` share of :math:`z_i` tilts
+:math:`\phi'(z_i) \propto e^{-z_i}`, so the backward shift sees the tilted weight mean
+:math:`E[W e^{-W}]/E[e^{-W}]` instead of :math:`\mu_w`, which gradient independence ignores
+(an outside review's derivation; not corrected here).  For tanh and erf the ensemble gradient is
+carried by rare networks whose shift nearly cancels (tanh, :math:`U[0,1)`, width 64, depth 5:
+simulated :math:`2.3\cdot 10^6` +- 24%, predicted :math:`1.6\cdot 10^6`); the checker reports
+such rows inconclusive (heavy tails) or refutes them.  Linear
 activations do not use this module: their :math:`(D, C)` recursion in :mod:`varprop.predict` is
 exact at every width.
 
 Numerics: the average over :math:`u` is a composite Gauss--Legendre rule on :math:`|u| \le 10`
 (:data:`OUTER_PANELS` panels of :data:`OUTER_POINTS` points, plus panels graded geometrically
-down to :math:`|u| = 10^{-11}`, where the shifts of odd activations change sign and become sharp in
-:math:`u` at depth; the Gaussian mass beyond :math:`|u| = 10` is :math:`1.5\cdot 10^{-23}`), all
+down to :math:`|u| = 10^{-11}`, or to :math:`10^{-301}` when an average is concentrated in its
+innermost decade, where the shifts of odd activations change sign and become sharp in
+:math:`u` at depth; for odd activations a shift below :data:`SMALL_SHIFT` standard deviations
+uses :math:`E\phi(m + \sqrt q z) = m E\phi'(\sqrt q z)`, since quadrature noise (~1e-17) would
+swamp it; the Gaussian mass beyond :math:`|u| = 10` is :math:`1.5\cdot 10^{-23}`), all
 nodes at once (against four times as many panels: :math:`10^{-12}` relative for ReLU and
 sigmoid, :math:`3\cdot 10^{-7}` for tanh at depth 10 and width 512); each Gaussian expectation is the composite
 16-point rule of :mod:`varprop._quadrature` (panels of width 1 in the standardised variable, split
@@ -93,6 +102,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -108,10 +118,17 @@ OUTER_POINTS = 8
 OUTER_GRADED = 10
 
 
-def _outer_rule() -> tuple[np.ndarray, np.ndarray]:
+#: Decades graded towards u = 0 in the fallback rule, used when the default one is not resolved.
+DEEP_GRADED = 300
+#: Largest share of an average that its innermost decade (|u| < 10^-graded) may carry.
+UNRESOLVED_SHARE = 1e-6
+
+
+@lru_cache(maxsize=2)
+def _outer_rule(graded: int = OUTER_GRADED) -> tuple[np.ndarray, np.ndarray]:
     x, w = np.polynomial.legendre.leggauss(OUTER_POINTS)
     # graded towards u = 0, where odd activations' shifts change sign (sharp in u at depth)
-    graded = np.concatenate([s * 10.0 ** -np.arange(2.0, 2.0 + OUTER_GRADED) for s in (-1.0, 1.0)])
+    graded = np.concatenate([s * 10.0 ** -np.arange(2.0, 2.0 + graded) for s in (-1.0, 1.0)])
     edges = np.union1d(np.linspace(-OUTER_HALF_WIDTH, OUTER_HALF_WIDTH, OUTER_PANELS + 1), graded)
     a, b = edges[:-1, None], edges[1:, None]
     u = (a + (b - a) * (x + 1.0) / 2.0).ravel()
@@ -119,7 +136,7 @@ def _outer_rule() -> tuple[np.ndarray, np.ndarray]:
     return u, wu / wu.sum()  # normalised: E_u[1] = 1 exactly up to rounding
 
 
-_U, _WU = _outer_rule()
+_U, _WU = _outer_rule(OUTER_GRADED)
 #: Memory of the recursion per layer: three node arrays kept for the backward pass, the
 #: per-layer results and the widths.
 BYTES_PER_LAYER = 3 * 8 * _U.size + 9 * 8 + 8
@@ -203,7 +220,40 @@ def _overflowed(act: Activation, mean: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Below |m| = SMALL_SHIFT sqrt(q), odd activations use the first-order expansion in the mean.
+SMALL_SHIFT = 1e-6
+
+
+@lru_cache(maxsize=64)
+def _is_odd(act: Activation) -> bool:
+    """Whether ``act.function`` is odd, bitwise, on a grid over (0, 60] (tanh, erf, x**3)."""
+    x = np.concatenate([np.geomspace(1e-8, 60.0, 401), np.linspace(0.05, 20.0, 400)])
+    with np.errstate(all="ignore"):
+        f, g = np.broadcast_to(act.function(x), x.shape), np.broadcast_to(act.function(-x), x.shape)
+        return bool(np.array_equal(g, -f) and np.all(np.isfinite(f)))
+
+
 def _moments(act: Activation, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    r"""The four moments at every node.  For an odd activation and a shift below
+    :data:`SMALL_SHIFT` standard deviations, :math:`E\phi(m + \sqrt q z) = m E\phi'(\sqrt q z)
+    + O(m^3)` and the other three moments are their values at :math:`m = 0` up to
+    :math:`O(m^2/q) \le 10^{-12}`: quadrature at such a mean would return its rounding noise
+    (~1e-17) for a shift of 1e-20, which deep layers multiply by :math:`(\mu_w n E\phi')^L`."""
+    if _is_odd(act):
+        with np.errstate(all="ignore"):
+            small = np.isfinite(var) & (var > 0) & (np.abs(mean) <= SMALL_SHIFT * np.sqrt(var))
+        if small.any():
+            out = np.empty((4, mean.size))
+            at_zero = _moments_general(act, np.zeros(int(small.sum())), var[small])
+            at_zero[0] = mean[small] * at_zero[2]
+            out[:, small] = at_zero
+            if (~small).any():
+                out[:, ~small] = _moments_general(act, mean[~small], var[~small])
+            return out
+    return _moments_general(act, mean, var)
+
+
+def _moments_general(act: Activation, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
     finite = np.isfinite(mean) & np.isfinite(var)
     if finite.all():
         return gaussian_moments_many(act, mean, var)
@@ -231,8 +281,21 @@ class ShiftedMoments:
     wgrad: list[float]
 
 
-def _avg(x: np.ndarray) -> float:
-    return float(_WU @ x)
+class _Averager:
+    r""":math:`E_u[x]` by the outer rule, remembering the largest share of an average that the
+    innermost decade :math:`|u| < 10^{-g}` carries (a smooth integrand gives ~1e-11: a large share
+    means the integrand is concentrated at the shift's sign change, beyond the rule's grading)."""
+
+    def __init__(self, graded: int) -> None:
+        self.u, self.w = _outer_rule(graded)
+        self.inner = np.abs(self.u) < 10.0 ** -graded
+        self.share = 0.0
+
+    def __call__(self, x: np.ndarray) -> float:
+        total = float(self.w @ x)
+        if total != 0.0 and math.isfinite(total):
+            self.share = max(self.share, abs(float(self.w[self.inner] @ x[self.inner]) / total))
+        return total
 
 
 def _tail(widths: tuple[int, ...]) -> int:
@@ -248,11 +311,29 @@ def shifted_recursion(act: Activation, widths: tuple[int, ...], moments: list[tu
     """The recursion of the module docstring; ``moments[l] = (mu_w, sigma_w^2)`` of layer ``l+1``.
 
     Once the node state entering a layer is bitwise the one entering the identical layer before
-    it, every later layer repeats it and is not recomputed (likewise backward).
+    it, every later layer repeats it and is not recomputed (likewise backward).  When an average
+    over :math:`u` is concentrated in its innermost decade (the gradient of a deep saturating
+    network is carried by the networks whose shift nearly cancels), the recursion is redone with
+    the rule graded down to :math:`|u| = 10^{-301}`; if that is not resolved either, a
+    :class:`~varprop.VarpropError` says so rather than returning an artefact (a spurious 0).
     """
+    out = _recursion(act, widths, moments, input_variance, bias_variance, avg := _Averager(OUTER_GRADED))
+    if avg.share <= UNRESOLVED_SHARE:
+        return out
+    out = _recursion(act, widths, moments, input_variance, bias_variance, avg := _Averager(DEEP_GRADED))
+    if avg.share <= UNRESOLVED_SHARE:
+        return out
+    raise VarpropError(
+        f"the average over the layer-1 shift is not resolved: {avg.share:.2g} of it comes from "
+        f"networks whose shift |u| < 1e-{DEEP_GRADED} (the unsaturated networks that carry a deep "
+        "saturating network's gradient with non-zero-mean weights); reduce depth")
+
+
+def _recursion(act: Activation, widths: tuple[int, ...], moments: list[tuple[float, float]],
+               input_variance: float, bias_variance: float, _avg: _Averager) -> ShiftedMoments:
     L = len(widths) - 1
     n0 = widths[0]
-    u = _U
+    u = _avg.u
     mu1 = moments[0][0]
     tail = _tail(widths)
     with np.errstate(all="ignore"):

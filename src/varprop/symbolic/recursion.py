@@ -304,7 +304,13 @@ class _Builder:
                           " The shift is not Gaussian after a nonlinearity: moments are conditional on "
                           "the layer-1 shift u (exactly Gaussian) and averaged over it; given u, each "
                           "later shift is deterministic (its O(n^-1/2) fluctuation is neglected) and "
-                          "the units are i.i.d. Gaussian.  Backward: gradient independence given u."))
+                          "the units are i.i.d. Gaussian.  Backward: gradient independence given u.  "
+                          "Measured limits (independent Monte Carlo): the gradient through saturating "
+                          "layers is not reliable: each weight's own O(1) share of z_i tilts phi'(z_i), "
+                          "which gradient independence ignores (sigmoid, U[-0.1,0.3): +31% at depth 4 "
+                          "at widths 64 and 256, about x1.33 per layer), and rare unsaturated networks "
+                          "carry the ensemble mean (tanh, erf); ReLU gradients at hidden layers are up to "
+                          "+10% at width 64 (+6% at 256)."))
         if self.rules is not None and not self.rules.exact:
             out.append(f"Activation moments use the approximation {self.rules.approximation} "
                        "(exact reference: quadrature).")
