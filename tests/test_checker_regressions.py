@@ -134,9 +134,10 @@ def test_values_left_the_float_range_prints_and_serialises_without_estimate() ->
                                         ("method", "closed_form"), ("atol", 0.1)])
 def test_local_check_refuses_arguments_it_cannot_honour(arg: str, value: object) -> None:
     # verify(..., local=True, predicted=2.2) silently tested 1.0 instead
-    with pytest.raises(InvalidArgument, match=rf"{arg}=.*local=True"):
+    with pytest.raises(InvalidArgument, match=rf"{arg}=.*local=True") as info:
         verify("relu", "he_normal", fan_in=8, depth=2, local=True, quantity="preactivation",
                **{arg: value})
+    assert "None" not in str(info.value)  # says what is allowed ("left unset"), not a repr
 
 
 @pytest.mark.parametrize("predicted", [1e200, -1e200, 1e308, 5e-324])

@@ -707,7 +707,8 @@ def verify(
                                     ("method", method, "auto"), ("atol", atol, None)):
             if not (value is None if default is None else (isinstance(value, str)
                                                            and value == default)):
-                raise fail(arg, value, f"{default!r} with local=True (the one-step check tests "
+                allowed = "left unset" if default is None else f"{default!r}"
+                raise fail(arg, value, f"{allowed} with local=True (the one-step check tests "
                            "the library's conditional map, whose mean ratio is exactly 1); use "
                            "local=False to check it")
         return verify_step(activation, init, fan_in=fan_in, fan_out=fan_out, widths=widths,
