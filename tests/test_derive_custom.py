@@ -45,3 +45,12 @@ def test_out_that_is_not_a_folder_is_a_usage_error(where, tmp_path, capsys):
     assert rc == 2
     assert err.count("\n") == 1 and err.startswith("varprop derive: error: --out") and "not a folder" in err
     assert blocker.read_text() == "x"
+
+
+@pytest.mark.parametrize("act", ["x**2", "x**3", "x**2+x", "(x+1)**2"])
+def test_derive_with_figures_when_predictions_leave_the_float_range(act, tmp_path, capsys):
+    # the figure's log axis could not tick predictions near inf (matplotlib OverflowError)
+    out = tmp_path / "out"
+    rc = main(["derive", act, "lecun_normal", "--out", str(out), "--quick", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    assert any(p.suffix == ".svg" for p in out.rglob("*"))

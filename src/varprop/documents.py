@@ -374,6 +374,9 @@ def _curve_records(act: Activation, store: MonteCarloStore, b: Budget,
 # figures
 # ----------------------------------------------------------------------------------------------
 
+_PLOT_MIN, _PLOT_MAX = 1e-200, 1e200  # what a log axis can tick
+
+
 def _figure(act: Activation, curves: dict[str, Any], kind: Literal["svg", "pdf"] = "svg"
             ) -> str | bytes | None:
     """Variance against depth, forward and backward: predicted lines, Monte Carlo points with 95%
@@ -398,10 +401,15 @@ def _figure(act: Activation, curves: dict[str, Any], kind: Literal["svg", "pdf"]
             rec = curves.get(name)
             for ax, pred, stat in ((axes[0], p.preact_second, "preactivation_second"),
                                    (axes[1], p.grad_second, "gradient_second")):
-                ax.plot(layers, pred, color=color, lw=1.2, label=f"{name} (predicted)")
+                # values near or beyond the float range (x**2 at depth) are not drawn:
+                # matplotlib's log axis cannot place ticks at or next to inf
+                shown = np.where((pred > _PLOT_MIN) & (pred < _PLOT_MAX), pred, np.nan)
+                ax.plot(layers, shown, color=color, lw=1.2, label=f"{name} (predicted)")
                 if rec is not None:
                     r = rec[stat]
                     mean, lo, hi = (np.asarray(r[k], dtype=float) for k in ("mean", "low", "high"))
+                    mean = np.where((lo > -_PLOT_MAX) & (hi < _PLOT_MAX) & (mean > _PLOT_MIN)
+                                    & (mean < _PLOT_MAX), mean, np.nan)
                     ax.errorbar(layers + 0.15 * (i - 1), mean, yerr=[mean - lo, hi - mean], fmt="o", ms=3,
                                 color=color, capsize=2, lw=0.8,
                                 label=f"{name} (Monte Carlo, 95%)")
