@@ -140,7 +140,12 @@ def test_local_check_refuses_arguments_it_cannot_honour(arg: str, value: object)
     assert "None" not in str(info.value)  # says what is allowed ("left unset"), not a repr
 
 
-@pytest.mark.parametrize("predicted", [1e200, -1e200, 1e308, 5e-324])
+def test_negative_predicted_variance_is_a_usage_error() -> None:
+    with pytest.raises(InvalidArgument, match=r"predicted=-1.*>= 0"):
+        verify("relu", "he_normal", fan_in=16, depth=2, predicted=-1, replicates=64, seed=0)
+
+
+@pytest.mark.parametrize("predicted", [1e200, 1e308, 5e-324])
 def test_extreme_predictions_give_verdicts_not_raw_exceptions(predicted: float) -> None:
     # 1e200 raised OverflowError in the p-value; 5e-324 gave relative errors via inf/nan warnings
     v = verify("relu", "he_normal", fan_in=16, depth=2, quantity="preactivation",

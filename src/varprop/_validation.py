@@ -122,9 +122,9 @@ def check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
 
 #: The largest width: every width enters float arithmetic (``n sigma_w^2``), exact up to 2^53.
 MAX_WIDTH = 2**53
-#: The largest depth for which a tuple of per-layer widths is built (80 MB); predictions of the
+#: The largest depth for which a tuple of per-layer widths is built (the CLI's limit too); predictions of the
 #: last layer of deeper constant-width networks do not build it (see varprop.predict).
-MAX_LAYERS = 10**7
+MAX_LAYERS = 10**6
 
 
 def check_width(name: str, value: object) -> int:
@@ -166,9 +166,9 @@ def check_widths(
     n = n0 if fan_out is None else check_width("fan_out", fan_out)
     L = check_positive_int("depth", depth)
     if L > MAX_LAYERS:
-        raise fail("depth", depth, f"at most {MAX_LAYERS:,} layers here (the per-layer widths of a "
-                   "deeper network would take more than 80 MB; predict_variance answers for the last "
-                   "layer of any depth)")
+        raise fail("depth", depth, f"at most {MAX_LAYERS:,} layers for a simulation or a "
+                   "per-layer computation (refused before building anything); predict_variance "
+                   "answers for the last layer of deeper constant-width networks")
     return (n0,) + (n,) * L
 
 

@@ -752,7 +752,8 @@ def verify(
     pred_kwargs = dict(widths=list(ws), depth=L, input_variance=in_var, bias_variance=b_var,
                        quantity=quantity, per_layer=True)
     if user:
-        theta0 = check_real("predicted", predicted)
+        # every quantity is a variance or a second moment: a negative claim is a usage error
+        theta0 = check_nonnegative_real("predicted", predicted)
     else:
         theta0 = float(np.asarray(predict_variance(act, scheme, method=method, **pred_kwargs))[lay - 1])
         if not math.isfinite(theta0):
