@@ -438,3 +438,13 @@ def test_verdict_text_names_the_weights_and_the_scheme() -> None:
     assert "None" not in head and "widths" not in head
     assert "he_normal(mode='fan_in'" in head and "(32, 64)" in head and "float64" in head
     assert "fan_in=64, fan_out=32" in head
+
+
+def test_empty_and_non_float_arrays_are_usage_errors() -> None:
+    from varprop.errors import InvalidArgument, InvalidArgumentType
+
+    with pytest.raises(InvalidArgument, match="at least one entry"):
+        check_initializer(np.zeros((0, 64)), "he_normal")
+    for dtype in (bool, np.int64, np.complex128):
+        with pytest.raises(InvalidArgumentType, match=f"dtype {np.dtype(dtype).name}"):
+            check_initializer(np.ones((64, 64), dtype=dtype), "he_normal")

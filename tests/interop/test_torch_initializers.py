@@ -196,3 +196,13 @@ def test_orthogonal_conv_kernel_is_its_flattened_matrix() -> None:
     assert v.status == "confirmed" and (v.config["fan_in"], v.config["fan_out"]) == (144, 64)
     with pytest.raises(ValueError, match="convolution kernel"):
         check_initializer(conv.weight, "orthogonal", fan_in=144, fan_out=576)
+
+
+def test_float8_weights_are_refused_not_checked_as_float32() -> None:
+    # widened with .float() they were described as float32 and refuted for rounding onto the bound
+    from varprop.errors import InvalidArgumentType
+
+    w = torch.empty(128, 128)
+    torch.nn.init.kaiming_uniform_(w)
+    with pytest.raises(InvalidArgumentType, match="float8_e4m3fn"):
+        check_initializer(w.to(torch.float8_e4m3fn), "he_uniform")
