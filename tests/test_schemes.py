@@ -283,3 +283,10 @@ def test_predict_with_a_tiny_truncation_bound():
     # ReLU at mu = 0: Var relu(z) = q (1/2 - 1/(2 pi))
     got = varprop.predict_variance("relu", s, fan_in=64)
     assert got == pytest.approx(q * (0.5 - 0.5 / math.pi), rel=1e-12, abs=0)
+
+
+def test_sample_too_large_is_refused_before_allocating() -> None:
+    from varprop.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="8,000,000,000,000 bytes"):
+        init_scheme("he_normal").sample(np.random.default_rng(0), 10**6, 10**6)

@@ -76,6 +76,9 @@ __all__ = [
     "truncated_variance_factor",
 ]
 
+#: The largest sample :meth:`InitScheme.sample` draws (bytes of the result).
+SAMPLE_MEMORY_LIMIT = 4 * 2**30
+
 Distribution = Literal["normal", "uniform", "truncated_normal", "orthogonal"]
 Mode = Literal["fan_in", "fan_out", "fan_avg"]
 
@@ -263,6 +266,11 @@ class InitScheme:
         size = _check_size(size)
         shape = size + (fan_out, fan_in)
         dt = _check_float_dtype(dtype)
+        needed = math.prod(shape) * dt.itemsize
+        if needed > SAMPLE_MEMORY_LIMIT:
+            raise fail("size", shape, f"a sample of at most {SAMPLE_MEMORY_LIMIT:,} bytes "
+                       f"(varprop.schemes.SAMPLE_MEMORY_LIMIT): shape {shape} in {dt.name} would "
+                       f"need {needed:,} bytes")
         if self.distribution == "normal":
             w = rng.standard_normal(shape, dtype=dt)
             w *= dt.type(p["scale"])
