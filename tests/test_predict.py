@@ -331,3 +331,12 @@ def test_true_zero_does_not_warn():
         for q in varprop.predict.QUANTITIES:
             pv("relu", "he_normal", fan_in=10, depth=5, input_variance=0.0, quantity=q)
             pv("relu", "he_normal", fan_in=10, depth=5, input_variance=0.0, quantity=q, per_layer=True)
+
+
+@pytest.mark.parametrize("scheme", [varprop.init_scheme("normal", std=1e-300),
+                                    varprop.init_scheme("truncated_normal", bound=1e-300)])
+@pytest.mark.parametrize("quantity", ["preactivation", "gradient"])
+def test_underflow_of_the_weight_variance_itself_warns(scheme, quantity) -> None:
+    # the weight variance (1e-600, 3.3e-601) is below the float range: 0.0 was returned silently
+    with pytest.warns(varprop.VarpropWarning, match="underflows to 0.0"):
+        assert pv("relu", scheme, fan_in=16, depth=3, quantity=quantity) == 0.0

@@ -678,10 +678,23 @@ def _source_positive(scheme: InitScheme, shape: _Shape, input_variance: float,
     r"""Whether the exact predicted second moments are positive at every layer (a 0.0 is then an
     underflow): the input or the bias feeds a positive variance into layer 1 and, backward, the
     last layer's weights carry :math:`\delta_L`'s unit variance down."""
-    forward = (input_variance > 0 and _moments_of(scheme, shape, 0)[1] > 0) or bias_variance > 0
+    forward = (input_variance > 0 and _weight_variance_positive(scheme, shape, 0)) or bias_variance > 0
     if not backward:
         return forward
-    return forward and _moments_of(scheme, shape, shape.L - 1)[1] > 0
+    return forward and _weight_variance_positive(scheme, shape, shape.L - 1)
+
+
+def _weight_variance_positive(scheme: InitScheme, shape: _Shape, l: int) -> bool:
+    """Whether layer ``l + 1``'s weight variance is positive, exactly: a float 0.0 may itself be an
+    underflow (``normal(std=1e-300)``: 1e-600), which SymPy's exact value tells apart."""
+    v = _moments_of(scheme, shape, l)[1]
+    if v != 0.0:
+        return v > 0.0
+    exact_value = sp.sympify(scheme.weight_variance(*shape.pair(l)))
+    if exact_value.is_positive is not None:
+        return bool(exact_value.is_positive)
+    # undecided symbolically (a truncated normal's 1 - ... cancels): adaptive-precision evalf
+    return bool(sp.N(exact_value, 5, maxn=4000) > 0)
 
 
 def _underflowed(seconds: np.ndarray, source_positive: bool) -> bool:
