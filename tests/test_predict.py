@@ -340,3 +340,14 @@ def test_underflow_of_the_weight_variance_itself_warns(scheme, quantity) -> None
     # the weight variance (1e-600, 3.3e-601) is below the float range: 0.0 was returned silently
     with pytest.warns(varprop.VarpropWarning, match="underflows to 0.0"):
         assert pv("relu", scheme, fan_in=16, depth=3, quantity=quantity) == 0.0
+
+
+def test_a_recursion_that_never_settles_is_refused_fast_at_huge_depth() -> None:
+    # tanh/lecun_normal decays like 1/l forever (no bitwise fixed point): depth 10**9 ran for
+    # hours; now it is refused after the first probe, with the estimated time
+    import time
+
+    t = time.perf_counter()
+    with pytest.raises(varprop.InvalidArgument, match=r"depth=1000000000.*would take about"):
+        pv("tanh", "lecun_normal", fan_in=16, depth=10**9)
+    assert time.perf_counter() - t < 30

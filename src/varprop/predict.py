@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import warnings
 from array import array
 from collections.abc import Callable, Sequence
@@ -342,6 +343,7 @@ def _forward_scalar(act: Activation, scheme: InitScheme, shape: _Shape, input_va
     k = 0
     pos_z = pos_a = _source_positive(scheme, shape, input_variance, bias_variance, False)
     under_z = under_a = False
+    started = probed = time.perf_counter()
     with np.errstate(all="ignore"):
         for l in range(shape.L):
             state = (prev_m, prev_d, prev_c)
@@ -373,11 +375,33 @@ def _forward_scalar(act: Activation, scheme: InitScheme, shape: _Shape, input_va
                 else:
                     seq[0] = value
             k += 1
+            if k % _PROBE_LAYERS == 0 and shape.L > k:
+                now = time.perf_counter()
+                _refuse_slow(shape.L, k, now - started, (now - probed) / _PROBE_LAYERS)
+                probed = now
             under_z = under_z or (pos_z and row[1] == 0.0)
             under_a = under_a or (pos_a and row[4] == 0.0)
             pos_z, pos_a = pos_z or row[1] > 0.0, pos_a or row[4] > 0.0
             prev_m, prev_d, prev_c = row[3], row[4], row[5]
     return _Forward(k, *(seqs[name] for name in names), z_under=under_z, a_under=under_a)
+
+
+#: Layers after which a recursion that has not settled estimates its remaining time.
+_PROBE_LAYERS = 100_000
+#: The longest a prediction may take by that estimate (seconds).
+_TIME_LIMIT = 60.0
+
+
+def _refuse_slow(depth: int, done: int, elapsed: float, rate: float) -> None:
+    """Refuse a recursion that has not reached a fixed point after ``done`` layers and would take
+    longer than :data:`_TIME_LIMIT` in all for ``depth`` layers, at the rate of the last
+    :data:`_PROBE_LAYERS` layers (checked every :data:`_PROBE_LAYERS` layers: the rate can change
+    with the variance, e.g. below the verified table's range)."""
+    estimate = elapsed + rate * (depth - done)
+    if estimate > _TIME_LIMIT:
+        raise fail("depth", depth, f"a depth this recursion can walk in about {_TIME_LIMIT:.0f} s: "
+                   f"it has not reached a fixed point after {done:,} layers ({elapsed:.2g} s), and "
+                   f"{depth:,} layers would take about {estimate:.2g} s at the current rate")
 
 
 def _backward_scalar(scheme: InitScheme, shape: _Shape, fw: _Forward, input_variance: float,
