@@ -561,3 +561,19 @@ def test_per_replicate_accepts_predict_variance_quantities_checked_by_norm_ident
     assert res.count("weight_gradient").tolist() == [64, 64, 64]
     with pytest.raises(InvalidArgument, match="gradient_second"):
         res.per_replicate("gradient_secnd")
+
+
+def test_per_replicate_refuses_a_variance_name_whose_mean_is_not_zero() -> None:
+    # per_replicate("activation") of a ReLU net returned E a^2 (~1.0) under the name of Var a
+    # (0.68 predicted): a silent mismatch with predict_variance's vocabulary
+    from varprop.errors import InvalidArgument
+
+    relu = simulate("relu", "he_normal", fan_in=64, depth=2, replicates=64, seed=0)
+    with pytest.raises(InvalidArgument, match="activation_second_moment"):
+        relu.per_replicate("activation")
+    assert relu.per_replicate("preactivation").shape == (64, 2)  # E z = 0: Var z = E z^2
+    shifted = simulate("relu", "uniform", fan_in=16, depth=2, replicates=16, seed=0)
+    with pytest.raises(InvalidArgument, match="preactivation_second"):
+        shifted.per_replicate("preactivation")
+    tanh = simulate("tanh", "lecun_normal", fan_in=64, depth=2, replicates=16, seed=0)
+    assert tanh.per_replicate("activation").shape == (16, 2)  # odd: E a = 0

@@ -19,7 +19,7 @@ unit (and batch) average of the squared signal, :math:`\overline{x^2}`: its mean
 is the second moment :math:`E x^2`, which is the variance when the mean is zero.  For
 ``preactivation`` and ``activation`` the variance :math:`E x^2 - (E x)^2` also needs the
 replicate averages :math:`\bar x` (``*_mean``); :meth:`varprop.SimulationResult.estimate` combines
-them.
+them, and ``per_replicate`` accepts these two names only where the mean is zero by symmetry.
 """
 
 from __future__ import annotations

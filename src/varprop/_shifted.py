@@ -107,7 +107,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import _quadrature as _q
-from .activations import MOMENTS, Activation
+from .activations import MOMENTS, Activation, is_odd
 from .errors import VarpropError
 
 __all__ = ["ShiftedMoments", "shifted_recursion", "OUTER_PANELS", "OUTER_POINTS"]
@@ -224,22 +224,13 @@ def _overflowed(act: Activation, mean: np.ndarray) -> np.ndarray:
 SMALL_SHIFT = 1e-6
 
 
-@lru_cache(maxsize=64)
-def _is_odd(act: Activation) -> bool:
-    """Whether ``act.function`` is odd, bitwise, on a grid over (0, 60] (tanh, erf, x**3)."""
-    x = np.concatenate([np.geomspace(1e-8, 60.0, 401), np.linspace(0.05, 20.0, 400)])
-    with np.errstate(all="ignore"):
-        f, g = np.broadcast_to(act.function(x), x.shape), np.broadcast_to(act.function(-x), x.shape)
-        return bool(np.array_equal(g, -f) and np.all(np.isfinite(f)))
-
-
 def _moments(act: Activation, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
     r"""The four moments at every node.  For an odd activation and a shift below
     :data:`SMALL_SHIFT` standard deviations, :math:`E\phi(m + \sqrt q z) = m E\phi'(\sqrt q z)
     + O(m^3)` and the other three moments are their values at :math:`m = 0` up to
     :math:`O(m^2/q) \le 10^{-12}`: quadrature at such a mean would return its rounding noise
     (~1e-17) for a shift of 1e-20, which deep layers multiply by :math:`(\mu_w n E\phi')^L`."""
-    if _is_odd(act):
+    if is_odd(act):
         with np.errstate(all="ignore"):
             small = np.isfinite(var) & (var > 0) & (np.abs(mean) <= SMALL_SHIFT * np.sqrt(var))
         if small.any():

@@ -535,3 +535,12 @@ _CUSTOM_PARSER = _lazy_custom_parser
 def _rebuild(name: str, params: dict[str, object]) -> Activation:
     """Unpickling hook of :meth:`Activation.__reduce__`."""
     return activation(name, **params)
+
+
+@lru_cache(maxsize=64)
+def is_odd(act: Activation) -> bool:
+    """Whether ``act.function`` is odd, bitwise, on a grid over (0, 60] (tanh, erf, x**3)."""
+    x = np.concatenate([np.geomspace(1e-8, 60.0, 401), np.linspace(0.05, 20.0, 400)])
+    with np.errstate(all="ignore"):
+        f, g = np.broadcast_to(act.function(x), x.shape), np.broadcast_to(act.function(-x), x.shape)
+        return bool(np.array_equal(g, -f) and np.all(np.isfinite(f)))

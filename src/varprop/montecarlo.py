@@ -143,7 +143,7 @@ from ._validation import (
     fail,
     fail_type,
 )
-from .activations import Activation, resolve_activation
+from .activations import Activation, is_odd, resolve_activation
 from .errors import InvalidArgument, SimulationOverflowError, VarpropError
 from .schemes import InitScheme, resolve_scheme
 
@@ -334,6 +334,22 @@ class SimulationResult:
             return _quantity_spec(quantity).second
         return check_choice("quantity", quantity, QUANTITIES + _PREDICTED)
 
+    def _per_replicate_name(self, quantity: object) -> str:
+        r""":meth:`_check_quantity`, refusing a variance quantity (``preactivation``,
+        ``activation``) whose mean is not zero by symmetry: then the replicate mean of
+        :math:`\overline{x^2}` is :math:`E x^2`, not the variance ``predict_variance`` means by
+        that name (ReLU: 1.0 against 0.68), and a silent mismatch is worse than an error."""
+        if quantity in ("preactivation", "activation"):
+            zero_mean = self.init.is_zero_mean and (
+                quantity == "preactivation" or is_odd(self.activation))
+            if not zero_mean:
+                other = "activation_second_moment" if quantity == "activation" else "preactivation_second"
+                raise fail("quantity", quantity, f"a quantity whose replicate mean is what "
+                           f"predict_variance predicts: with {self.activation.name} and "
+                           f"{self.init.name} E[x] != 0, so Var is not a per-replicate mean; use "
+                           f"{other!r} for E[x^2], or estimate({quantity!r}) for the variance")
+        return self._check_quantity(quantity)
+
     def _layer_index(self, layer: object) -> int | None:
         if layer is None:
             return None
@@ -369,8 +385,11 @@ class SimulationResult:
             :math:`E x^2`: ``"preactivation"`` -> ``preactivation_second``, ``"activation"`` and
             ``"activation_second_moment"`` -> ``activation_second``, ``"gradient"`` ->
             ``gradient_second``, ``"weight_gradient"`` -> ``weight_gradient_second``
-            (:mod:`varprop._quantities`).  For ``preactivation``/``activation`` with a non-zero
-            mean the predicted *variance* is :math:`E x^2 - (E x)^2`: use :meth:`estimate`.
+            (:mod:`varprop._quantities`).  ``preactivation``/``activation`` are accepted only
+            where their mean is zero by symmetry (zero-mean weights; for ``activation`` also an odd
+            activation), so that the replicate mean is the variance ``predict_variance`` predicts;
+            otherwise :class:`~varprop.InvalidArgument` points to the second-moment statistic and
+            to :meth:`estimate`.
         layer : int, optional
             1-based layer (negative counts from the end); then the result has shape ``(replicates,)``.
         valid_only : bool
@@ -380,7 +399,7 @@ class SimulationResult:
             survivors of an overflow are a biased sample); with ``layer=None``, only the replicates
             valid at every layer.
         """
-        q = self._check_quantity(quantity)
+        q = self._per_replicate_name(quantity)
         j = self._layer_index(layer)
         values = self._stats[q]
         mask = self.valid_mask(q)
@@ -401,7 +420,7 @@ class SimulationResult:
 
     def masked(self, quantity: str, layer: int | None = None) -> np.ma.MaskedArray:
         """``quantity`` as a masked array (invalid entries masked; their data set to 0)."""
-        q = self._check_quantity(quantity)
+        q = self._per_replicate_name(quantity)
         j = self._layer_index(layer)
         values, mask = self._stats[q], self.valid_mask(q)
         if j is not None:
