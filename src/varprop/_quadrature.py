@@ -68,9 +68,11 @@ def gaussian_expectations(
         out = _integrate(fns, mu, q, breakpoints, half_width)  # not negligible at the edge: widen
     if out is None:
         raise VarpropError(
-            f"a Gaussian expectation E[f(z)], z ~ N({mu:g}, {q:g}), does not converge: the function "
-            f"grows at least like exp(z^2 / (2 q)) (e.g. exp(x**2) at q >= 1/2); use a smaller "
-            f"variance or an activation that grows more slowly")
+            f"a Gaussian expectation E[f(z)], z ~ N({mu:g}, {q:g}), cannot be evaluated: either it "
+            f"does not converge (the function grows at least like exp(z^2 / (2 q)), e.g. exp(x**2) "
+            f"at q >= 1/2) or the function takes values of both signs beyond the float range "
+            f"(e.g. sinh(z) at |z| > 710, whose expectation may be finite); use a smaller variance "
+            f"or an activation that grows more slowly")
     return out
 
 
