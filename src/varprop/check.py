@@ -73,7 +73,6 @@ from ._validation import (
     check_positive_int,
     check_positive_real,
     check_probability,
-    check_real,
     check_widths,
     fail,
     fail_type,
