@@ -127,12 +127,17 @@ MAX_WIDTH = 2**53
 MAX_LAYERS = 10**6
 
 
+def _shown(value: object) -> str:
+    """An integer as an error message shows it: a 401-digit one abbreviated with its length."""
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:12]}...({len(text)} digits)"
+
+
 def check_width(name: str, value: object) -> int:
     """A layer width: a positive integer at most :data:`MAX_WIDTH`."""
     out = check_positive_int(name, value)
     if out > MAX_WIDTH:
-        shown = str(out) if len(str(out)) <= 40 else f"{str(out)[:12]}...({len(str(out))} digits)"
-        raise InvalidArgument(f"{name}={shown} is not allowed: a positive integer at most "
+        raise InvalidArgument(f"{name}={_shown(out)} is not allowed: a positive integer at most "
                               f"2**53 = {MAX_WIDTH:,} (widths enter float arithmetic)")
     return out
 
@@ -180,7 +185,6 @@ def check_float_range(name: str, value: object) -> object:
         try:
             float(value)
         except OverflowError:
-            shown = str(value) if len(str(value)) <= 40 else f"{str(value)[:12]}...({len(str(value))} digits)"
-            raise InvalidArgument(f"{name}={shown} is not allowed: a number within the float "
+            raise InvalidArgument(f"{name}={_shown(value)} is not allowed: a number within the float "
                                   "range (at most about 1.8e308)") from None
     return value
