@@ -207,15 +207,36 @@ def gaussian_moments_many(act: Activation, mean: np.ndarray, var: np.ndarray) ->
     return out
 
 
+def overflowed_moments(act: Activation, mean: float
+                        ) -> tuple[float, float, float, float, float, float]:
+    r"""The limits of ``varprop.predict._general_moments`` once the pre-activation's mean or variance has left
+    the float range (only unbounded activations get there from finite inputs).
+
+    With :math:`|\mu| = \infty` the shared shift dominates every unit: :math:`\phi` and
+    :math:`\phi'` are taken at :math:`\operatorname{sign}(\mu)\,\infty` (ReLU: ``inf`` upwards,
+    exactly 0 downwards).  With a finite mean and infinite variance the symmetric limit
+    :math:`E f(\pm\infty)/2` is used and the units are treated as uncorrelated.
+    """
+    if math.isinf(mean):
+        # at +-inf itself, or just inside the float range where that is NaN (x * sigmoid(x))
+        x = np.array([mean, math.copysign(1e300, mean)])
+        with np.errstate(all="ignore"):
+            f, d = act.function(x), act.derivative_function(x)
+        f, d = (float(v[0]) if math.isfinite(v[0]) or not math.isfinite(v[1]) else float(v[1])
+                for v in (f, d))
+        f, d = (v if not math.isnan(v) else math.inf for v in (f, d))
+        return f, f * f, f * f, d, d * d, d * d
+    e_m, e_2, e_d, e_d2 = act.gaussian_moments(0.0, math.inf)
+    return e_m, e_2, e_m * e_m, e_d, e_d2, e_d * e_d
+
+
 def _overflowed(act: Activation, mean: np.ndarray) -> np.ndarray:
     """``(4, N)`` limits once a node's mean or variance has left the float range."""
-    from .predict import _overflowed_moments
-
     out = np.empty((4, mean.size))
     # only three cases: the mean at +inf, at -inf, or finite with an infinite variance
     key = np.where(np.isinf(mean), np.sign(mean), 0.0)
     for k in np.unique(key):
-        e_m, e_2, _, e_d, e_d2, _ = _overflowed_moments(act, float(k) * math.inf if k else 0.0)
+        e_m, e_2, _, e_d, e_d2, _ = overflowed_moments(act, float(k) * math.inf if k else 0.0)
         out[:, key == k] = np.array([e_m, e_2, e_d, e_d2])[:, None]
     return out
 

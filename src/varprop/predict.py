@@ -83,6 +83,7 @@ import numpy as np
 import sympy as sp
 
 from . import _shifted
+from ._shifted import overflowed_moments as _overflowed_moments
 from ._scalar import lambdify_scalar
 from ._tabulated import LogTable
 from ._validation import check_choice, check_nonnegative_real, check_positive_int, check_widths, fail
@@ -226,29 +227,6 @@ def _general_moments(act: Activation, method: str, mean: float, var: float, cov:
     e_m, e_2, e_d, e_d2 = act.gaussian_moments(mean, var, method=method)
     cross, dcross = act.correlated_moments(mean, var, cov)
     return e_m, e_2, cross, e_d, e_d2, dcross
-
-
-def _overflowed_moments(act: Activation, mean: float
-                        ) -> tuple[float, float, float, float, float, float]:
-    r"""The limits of :func:`_general_moments` once the pre-activation's mean or variance has left
-    the float range (only unbounded activations get there from finite inputs).
-
-    With :math:`|\mu| = \infty` the shared shift dominates every unit: :math:`\phi` and
-    :math:`\phi'` are taken at :math:`\operatorname{sign}(\mu)\,\infty` (ReLU: ``inf`` upwards,
-    exactly 0 downwards).  With a finite mean and infinite variance the symmetric limit
-    :math:`E f(\pm\infty)/2` is used and the units are treated as uncorrelated.
-    """
-    if math.isinf(mean):
-        # at +-inf itself, or just inside the float range where that is NaN (x * sigmoid(x))
-        x = np.array([mean, math.copysign(1e300, mean)])
-        with np.errstate(all="ignore"):
-            f, d = act.function(x), act.derivative_function(x)
-        f, d = (float(v[0]) if math.isfinite(v[0]) or not math.isfinite(v[1]) else float(v[1])
-                for v in (f, d))
-        f, d = (v if not math.isnan(v) else math.inf for v in (f, d))
-        return f, f * f, f * f, d, d * d, d * d
-    e_m, e_2, e_d, e_d2 = act.gaussian_moments(0.0, math.inf)
-    return e_m, e_2, e_m * e_m, e_d, e_d2, e_d * e_d
 
 
 # ----------------------------------------------------------------------------------------------
