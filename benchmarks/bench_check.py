@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from varprop.check import verify, verify_step
+from varprop.checking.check import verify, verify_step
 
 CONFIG = dict(fan_in=512, depth=50, rtol=0.01, seed=0)
 

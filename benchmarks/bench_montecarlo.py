@@ -25,8 +25,8 @@ import time
 
 import numpy as np
 
-from varprop._mc_blas import single_threaded_blas
-from varprop.montecarlo import simulate
+from varprop.simulation.blas import single_threaded_blas
+from varprop.simulation.montecarlo import simulate
 
 N, L = 512, 20
 

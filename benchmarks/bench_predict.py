@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 
 from varprop import activation, init_scheme, predict_variance
-from varprop.activations import _build_cached as _act_cache
-from varprop.predict import _propagate_cached, _zero_mean_moments
+from varprop.components.activations import _build_cached as _act_cache
+from varprop.theory.predict import _propagate_cached, _zero_mean_moments
 
 
 def best_of(fn, repeat: int = 5, number: int = 20) -> float:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from varprop.activations import MU, Q, X, activation, activation_names
+from varprop.components.activations import MU, Q, X, activation, activation_names
 
 mpmath.mp.dps = 30
 
@@ -191,7 +191,7 @@ def test_activations_pickle_by_name_and_parameters(name):
 def _activation_parameters():
     import inspect
 
-    from varprop.activations import ACTIVATIONS
+    from varprop.components.activations import ACTIVATIONS
 
     return [(name, param) for name in ACTIVATIONS
             for param in inspect.signature(ACTIVATIONS._factories[name]).parameters]

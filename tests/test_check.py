@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 
 import varprop
-from varprop import check
-from varprop.check import Verdict, is_exact, verify, verify_many, verify_step
+from varprop.checking import check
+from varprop.checking.check import Verdict, is_exact, verify, verify_many, verify_step
 
 
 def test_public_names() -> None:

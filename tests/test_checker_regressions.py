@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from varprop import simulate
-from varprop.activations import resolve_activation
-from varprop.check import _decision, verify
+from varprop.checking.check import _decision, verify
+from varprop.components.activations import resolve_activation
 from varprop.errors import InvalidArgument
-from varprop.montecarlo import MEMORY_LIMIT, TIME_LIMIT, resource_estimate
+from varprop.simulation.montecarlo import MEMORY_LIMIT, TIME_LIMIT, resource_estimate
 
 # the seeds the derivation documents use for these rows (crc32 of the row key)
 TANH_UNIFORM_SEED = 1574973548
@@ -189,7 +189,7 @@ def test_resource_estimate_matches_the_arrays_it_counts() -> None:
 
 
 def test_family_wise_check_keeps_a_confirmation_within_the_allowance() -> None:
-    from varprop.check import verify_many
+    from varprop.checking.check import verify_many
     from varprop.strategies import assert_variance_preserved
 
     cfg = dict(activation="tanh", init="he_normal", fan_in=64, depth=20, quantity="gradient",
@@ -206,8 +206,8 @@ def test_heavy_tail_reason_promises_more_replicates_only_when_the_shortfall_shri
     # "more replicates needed" must mean more replicates could change it: Cochran's rule asks
     # for 25 * 20^2 = 10000 replicates at 1000; at the look before (500) it asked for
     # 25 * 10^2 = 2500, i.e. the shortfall need/R grew from 5 to 10
-    from varprop._reasons import _heavy_reason
-    from varprop._stats import MeanInterval
+    from varprop.checking.reasons import _heavy_reason
+    from varprop.checking.stats import MeanInterval
 
     iv = MeanInterval(1.0, 0.5, 1.5, 0.2, 1000, 0.01, 20.0, True, "hall-t", None, 20.0)
     x = np.ones(1000)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from varprop import check
+from varprop.checking import check
 from varprop.cli import check_cmd, main
 
 BASE = ["check", "--activation", "relu", "--init", "he_normal", "--fan-in", "32", "--depth", "2",

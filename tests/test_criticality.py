@@ -1,8 +1,8 @@
-"""Tests for varprop.criticality: critical gains, mean-field fixed points, the edge of chaos.
+"""Tests for varprop.theory.criticality: critical gains, mean-field fixed points, the edge of chaos.
 
 Every expected value is computed independently here: SymPy integrals for the piecewise-linear
 activations, mpmath quadrature (30 digits) and mpmath root finding for tanh/sigmoid/erf, and
-the recursion of ``varprop.predict`` (a different code path) for what the gains do over depth.
+the recursion of ``varprop.theory.predict`` (a different code path) for what the gains do over depth.
 """
 
 from __future__ import annotations
@@ -16,8 +16,13 @@ import pytest
 import sympy as sp
 
 import varprop as vp
-from varprop.criticality import MeanFieldPoint, critical_gain, edge_of_chaos, mean_field
 from varprop.errors import VarpropError, VarpropWarning
+from varprop.theory.criticality import (
+    MeanFieldPoint,
+    critical_gain,
+    edge_of_chaos,
+    mean_field,
+)
 
 mp.mp.dps = 30
 

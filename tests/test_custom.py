@@ -1,4 +1,4 @@
-"""Tests for custom activations (varprop._custom): safe parsing, suggestions, numerics, moments.
+"""Tests for custom activations (varprop.components.expressions): safe parsing, suggestions, numerics, moments.
 
 References: mpmath quadrature at 30 digits of the hand-written function (not the parsed one),
 hand-written derivatives, and SymPy integration of polynomials times the Gaussian density.
@@ -15,8 +15,8 @@ import pytest
 import sympy as sp
 
 import varprop as vp
-from varprop._custom import FUNCTIONS, parse_activation, parse_expression
-from varprop.activations import MU, Q, X
+from varprop.components.activations import MU, Q, X
+from varprop.components.expressions import FUNCTIONS, parse_activation, parse_expression
 
 mp.mp.dps = 20
 

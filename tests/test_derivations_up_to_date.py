@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from varprop import documents
-from varprop._documents_mc import MonteCarloStore, budget
 from varprop.cli import main
+from varprop.documents import render as documents
+from varprop.documents.store import MonteCarloStore, budget
 
 DERIVATIONS = Path(__file__).resolve().parents[1] / "derivations"
 

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from varprop import documents
 from varprop.cli import main
+from varprop.documents import render as documents
 
 CUSTOM = ["softplus", "log(1 + exp(x))", "abs(x-1)/2", "relu(x-1)", "x/2"]
 

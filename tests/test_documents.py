@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import varprop
-from varprop import documents
-from varprop._documents_mc import MonteCarloStore, fmt, sig
 from varprop.cli import main
+from varprop.documents import render as documents
+from varprop.documents.store import MonteCarloStore, fmt, sig
 
 ROOT = Path(__file__).resolve().parents[1]
 DERIVATIONS = ROOT / "derivations"
@@ -191,7 +191,7 @@ def test_api_reference_documents_every_public_name():
 def test_api_reference_is_up_to_date():
     """docs/api.md is generated from the docstrings: regenerate it (see its header) after editing
     a public docstring or signature."""
-    from varprop._documents_api import api_reference_markdown
+    from varprop.documents.api import api_reference_markdown
 
     assert (ROOT / "docs" / "api.md").read_text() == api_reference_markdown()
 

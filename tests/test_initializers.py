@@ -1,4 +1,4 @@
-"""Tests of varprop.initializers.check_initializer (NumPy only; PyTorch lives in tests/interop).
+"""Tests of varprop.checking.initializers.check_initializer (NumPy only; PyTorch lives in tests/interop).
 
 Every statistical test is seeded (deterministic).  The calibration tests bound the refutation rate
 of true claims with a one-sided binomial test whose false-failure probability is <= 1e-6 when the
@@ -15,8 +15,8 @@ from scipy import stats
 
 import varprop
 from varprop import init_scheme
-from varprop.check import Verdict
-from varprop.initializers import check_initializer
+from varprop.checking.check import Verdict
+from varprop.checking.initializers import check_initializer
 
 IID = ["he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "lecun_normal",
        "lecun_uniform", "truncated_normal", "torch_linear_default", "uniform", "standard_normal"]
@@ -328,7 +328,7 @@ def test_bad_arguments(kwargs: dict, exc: type, name: str) -> None:
 
 @pytest.mark.parametrize("bound", [0.3, 1.0, 2.0, 3.5])
 def test_truncated_kurtosis_and_cdf_match_scipy(bound: float) -> None:
-    from varprop.initializers import _claimed_cdf, truncated_normal_kurtosis
+    from varprop.checking.initializers import _claimed_cdf, truncated_normal_kurtosis
     assert truncated_normal_kurtosis(bound) == pytest.approx(
         float(stats.truncnorm(-bound, bound).stats(moments="k")), rel=1e-7, abs=1e-10)
     scheme = init_scheme("truncated_normal", std=0.3, bound=bound)
@@ -403,7 +403,7 @@ def test_float16_weights_are_checked_against_the_rounded_law() -> None:
 
 
 def test_rounded_law_midpoints_match_nextafter() -> None:
-    from varprop._rounding import FORMATS
+    from varprop._util.rounding import FORMATS
 
     rng = np.random.default_rng(25)
     y = (rng.standard_normal(4000) * 10.0 ** rng.integers(-6, 4, 4000)).astype(np.float16)

@@ -19,7 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import varprop
-from varprop.montecarlo import (
+from varprop.errors import InvalidArgument
+from varprop.simulation.montecarlo import (
     BACKWARD_QUANTITIES,
     ESTIMATES,
     FORWARD_QUANTITIES,
@@ -28,7 +29,6 @@ from varprop.montecarlo import (
     SimulationResult,
     simulate,
 )
-from varprop.errors import InvalidArgument
 
 Z = 5.0  # standard errors: two-sided normal tail 5.7e-7
 
@@ -237,7 +237,7 @@ def test_two_sample_check_has_power_against_a_wrong_variance():
 def test_two_sample_check_has_power_against_a_backward_pass_ignoring_the_forward(monkeypatch, batch):
     """Drawing W^T delta afresh (dropping the conditioning on the forward pass) leaves every
     marginal right but breaks the joint law; the joint-dependence test detects it."""
-    import varprop.montecarlo as mc
+    import varprop.simulation.montecarlo as mc
 
     def wrong(plan, gens, l, back, delta):  # each column N(0, s^2 ||delta_b||^2 I), fresh
         s = plan.scale[l - 1]
@@ -545,8 +545,8 @@ def test_per_replicate_accepts_predict_variance_quantities_checked_by_norm_ident
     known from the realised input and the realised backward seed, independently of the engine:
     ||z_L||^2 = ||x||^2, ||dL/da_0||^2 = ||delta_L||^2, and the per-example weight gradient's
     mean square is mean(delta_l^2) * mean(a_{l-1}^2) with both norms preserved."""
-    from varprop._quantities import QUANTITIES as PREDICTED
-    from varprop.predict import QUANTITIES as PREDICT_QUANTITIES
+    from varprop.network.quantities import QUANTITIES as PREDICTED
+    from varprop.theory.predict import QUANTITIES as PREDICT_QUANTITIES
 
     assert PREDICT_QUANTITIES is PREDICTED  # defined once
     res = simulate("linear", "orthogonal", fan_in=16, depth=3, replicates=64, seed=3)

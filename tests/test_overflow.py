@@ -1,4 +1,4 @@
-"""Tests for varprop.overflow: predicted first-overflow / first-underflow layers.
+"""Tests for varprop.theory.overflow: predicted first-overflow / first-underflow layers.
 
 References are independent of the code under test: Monte Carlo runs of ``varprop.simulate``
 (another engineer's engine, Gaussian shortcut: exact in distribution) and a direct NumPy
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import varprop as vp
-from varprop.overflow import (
+from varprop.theory.overflow import (
     DepthDistribution,
     dtype_limits,
     overflow_depth,

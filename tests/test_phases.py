@@ -13,8 +13,8 @@ import pytest
 from scipy.special import erf as _erf
 
 import varprop
-from varprop import documents
-from varprop.symbolic import derive
+from varprop.documents import render as documents
+from varprop.theory.symbolic import derive
 
 LAYERS = 10_000
 WIDTH = documents.STEADY_WIDTH
@@ -194,7 +194,7 @@ def test_symbolic_fixed_points_with_bias_are_variances(act):
     """relu/standard_normal stated q* = -2 sigma_b^2/(n-2) (negative) with the condition n/2 < 1."""
     import sympy as sp
 
-    from varprop.symbolic import symbols as S
+    from varprop.theory.symbolic import symbols as S
 
     for scheme in documents.schemes_for(act):
         d = derive(act, scheme)

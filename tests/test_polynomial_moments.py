@@ -17,7 +17,7 @@ import pytest
 import sympy as sp
 
 import varprop as vp
-from varprop.activations import MU, Q, X, gaussian_polynomial_expectation
+from varprop.components.activations import MU, Q, X, gaussian_polynomial_expectation
 from varprop.errors import VarpropError, VarpropWarning
 
 

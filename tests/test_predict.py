@@ -11,7 +11,7 @@ import pytest
 
 import varprop
 from varprop import predict_variance as pv
-from varprop.predict import propagate
+from varprop.theory.predict import propagate
 
 
 # ---------------------------------------------------------------- hand-derived closed forms
@@ -133,7 +133,7 @@ def test_auto_equals_quadrature_where_closed_form_is_exact(act):
 
 # ---------------------------------------------------------------- exact finite-width checks by simulation
 def simulate_small(phi, dphi, widths, sampler, reps, seed, in_var=1.0):
-    """A plain NumPy simulation (independent of varprop.montecarlo): E z_L^2, E (dL/dx)^2."""
+    """A plain NumPy simulation (independent of varprop.simulation.montecarlo): E z_L^2, E (dL/dx)^2."""
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((reps, widths[0])) * math.sqrt(in_var)
     zs, ws = [], []
@@ -307,7 +307,7 @@ def test_per_layer_arrays_that_cannot_fit_are_refused_before_allocating():
     ("linear", "uniform", dict(fan_in=6, depth=40)),
 ])
 def test_last_layer_path_is_bit_identical_to_per_layer(act, init, kw):
-    for q in varprop.predict.QUANTITIES:
+    for q in varprop.theory.predict.QUANTITIES:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", varprop.VarpropWarning)
             arr = pv(act, init, quantity=q, per_layer=True, **kw)
@@ -328,7 +328,7 @@ def test_underflow_warns_like_overflow():
 def test_true_zero_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error", varprop.VarpropWarning)
-        for q in varprop.predict.QUANTITIES:
+        for q in varprop.theory.predict.QUANTITIES:
             pv("relu", "he_normal", fan_in=10, depth=5, input_variance=0.0, quantity=q)
             pv("relu", "he_normal", fan_in=10, depth=5, input_variance=0.0, quantity=q, per_layer=True)
 

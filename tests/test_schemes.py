@@ -10,7 +10,7 @@ import scipy.stats
 import sympy as sp
 
 import varprop
-from varprop.schemes import FAN_IN, FAN_OUT, init_scheme, scheme_names
+from varprop.components.schemes import FAN_IN, FAN_OUT, init_scheme, scheme_names
 
 N_IN, N_OUT = FAN_IN, FAN_OUT
 
@@ -187,9 +187,9 @@ def test_truncated_variance_matches_mpmath_at_every_bound(bound):
     scheme = init_scheme("truncated_normal", std=std, bound=bound)
     assert scheme.moments(4, 4)[1] == pytest.approx(ref, rel=1e-13, abs=0)
     assert float(scheme.weight_variance()) == pytest.approx(ref, rel=1e-13, abs=0)
-    factor = varprop.schemes.truncated_variance_factor(bound)
+    factor = varprop.components.schemes.truncated_variance_factor(bound)
     assert float(factor) == pytest.approx(ref / std**2, rel=1e-13, abs=0)
-    from varprop.initializers import truncated_normal_kurtosis
+    from varprop.checking.initializers import truncated_normal_kurtosis
 
     assert truncated_normal_kurtosis(bound) == pytest.approx(_mp_truncated_kurtosis(bound),
                                                              rel=1e-12, abs=1e-13)
@@ -263,7 +263,7 @@ def _numeric_parameters(registry):
             yield name, param
 
 
-@pytest.mark.parametrize("name, param", list(_numeric_parameters(varprop.schemes.SCHEMES)))
+@pytest.mark.parametrize("name, param", list(_numeric_parameters(varprop.components.schemes.SCHEMES)))
 def test_bool_scheme_parameters_refused_after_a_cached_equal_number(name, param):
     for number, flag in [(1.0, True), (0.0, False), (1, True), (0, False)]:
         try:

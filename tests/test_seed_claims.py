@@ -11,8 +11,8 @@ import pytest
 from scipy import integrate
 
 import varprop
-from varprop import seed_claims as sc
-from varprop._documents_mc import MonteCarloStore
+from varprop.documents import seed_claims as sc
+from varprop.documents.store import MonteCarloStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_CLAIMS = ROOT / "derivations" / "seed-claims.md"

@@ -1,11 +1,11 @@
-"""Non-zero-mean weights with nonlinear activations (varprop._shifted) against an independent,
+"""Non-zero-mean weights with nonlinear activations (varprop.theory.shifted) against an independent,
 from-scratch NumPy simulation of the model (not varprop's Monte Carlo engine).
 
 Every simulation is seeded, so the tests are deterministic.  Tolerances: ``Z`` standard errors of
 the simulated estimate (from the spread over independent networks) plus a declared model
 allowance ``C / n`` for the finite-width error of the infinite-width recursion (measured:
 at most about 2.4/n for ReLU with U[-0.1, 0.3), and 2.8/n for sigmoid with U[0, 1) at layer 3,
-width 64; see the docstring of varprop._shifted).  The old bivariate-Gaussian closure is
+width 64; see the docstring of varprop.theory.shifted).  The old bivariate-Gaussian closure is
 outside these bounds by 5 to 10 times (-31% and -33% on the issue's numbers).
 """
 

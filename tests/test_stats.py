@@ -1,4 +1,4 @@
-"""Tests of the checker's pure statistics (varprop._stats) on synthetic arrays.
+"""Tests of the checker's pure statistics (varprop.checking.stats) on synthetic arrays.
 
 The heavy-tailed synthetic statistic is the exact law of ``||a_L||^2 / n`` for a ReLU net with He
 Gaussian weights and batch 1, written independently of the engine: given the previous layer,
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from varprop import _stats
-from varprop.check import _sequential
+from varprop.checking import stats as _stats
+from varprop.checking.check import _sequential
 
 
 def relu_statistic(rng: np.random.Generator, n: int, L: int, R: int) -> np.ndarray:

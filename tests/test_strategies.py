@@ -7,9 +7,9 @@ from hypothesis import given, settings
 
 import varprop
 from varprop import strategies as vst
-from varprop.activations import Activation
-from varprop.check import Verdict
-from varprop.schemes import InitScheme
+from varprop.checking.check import Verdict
+from varprop.components.activations import Activation
+from varprop.components.schemes import InitScheme
 
 
 @settings(max_examples=30, derandomize=True, deadline=None)

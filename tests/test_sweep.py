@@ -10,8 +10,8 @@ import pytest
 
 import varprop
 from varprop import activation, init_scheme
-from varprop.check import Verdict, config_seed, verify
-from varprop.sweeps import SweepResult, expand_grid, sweep
+from varprop.checking.check import Verdict, config_seed, verify
+from varprop.checking.sweeps import SweepResult, expand_grid, sweep
 
 # small and fast: a fixed number of replicates of narrow, shallow nets
 GRID = {"activation": ["relu", "tanh", "linear"], "init": ["he_normal", "xavier_uniform"],
@@ -116,7 +116,7 @@ def test_progress_callback_and_public_export() -> None:
              "replicates": 64}
     res = sweep(small, workers=1, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 2), (2, 2)]
-    # varprop.sweep is the function (the module is varprop.sweeps: no name clash)
+    # varprop.sweep is the function (the module is varprop.checking.sweeps: no name clash)
     assert varprop.sweep is sweep
     assert varprop.sweep(small, workers=1) == res
 

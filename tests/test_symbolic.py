@@ -1,8 +1,8 @@
-"""Symbolic derivations (varprop.symbolic): every formula against a hand derivation written here.
+"""Symbolic derivations (varprop.theory.symbolic): every formula against a hand derivation written here.
 
 Expected values are typed in from the textbook derivations (Glorot & Bengio 2010, He et al. 2015,
 Williams 1997, Poole et al. 2016), never read back from the code under test; numeric cross-checks
-use mpmath quadrature, the activations' own quadrature and ``varprop.predict``.
+use mpmath quadrature, the activations' own quadrature and ``varprop.theory.predict``.
 """
 
 from __future__ import annotations
@@ -17,12 +17,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from varprop import activation, init_scheme
-from varprop.activations import Q, activation_names
+from varprop.components.activations import Q, activation_names
+from varprop.components.schemes import scheme_names
 from varprop.errors import InvalidArgument, InvalidArgumentType
-from varprop.schemes import scheme_names
-from varprop.symbolic import SECTIONS, SYMBOL_TABLE, Derivation, derive
-from varprop.symbolic.symbols import (
-    C_PREV, D_PREV, DEPTH, N_IN, N_OUT, Q0, Q_PREV, Q_SEQ, SIGMA_B2, WIDTH,
+from varprop.theory.symbolic import SECTIONS, SYMBOL_TABLE, Derivation, derive
+from varprop.theory.symbolic.symbols import (
+    C_PREV,
+    D_PREV,
+    DEPTH,
+    N_IN,
+    N_OUT,
+    Q0,
+    Q_PREV,
+    Q_SEQ,
+    SIGMA_B2,
+    WIDTH,
 )
 
 n_in, n_out, L, q0, sb = N_IN, N_OUT, DEPTH, Q0, SIGMA_B2
@@ -331,10 +340,10 @@ def test_relu_factor_one_every_q_fixed():
 
 
 # ------------------------------------------------------------------------------------------------
-# agreement with varprop.predict
+# agreement with varprop.theory.predict
 # ------------------------------------------------------------------------------------------------
 
-predict = pytest.importorskip("varprop.predict")
+predict = pytest.importorskip("varprop.theory.predict")
 
 CONFIGS = [
     ("relu", "he_normal", 40, 70, 5, 1.3, 0.0),
@@ -502,9 +511,9 @@ def test_names_and_objects_and_cache():
 def test_no_sympy_stats_at_run_time():
     import pathlib
 
-    import varprop.symbolic
+    import varprop.theory.symbolic
 
-    for path in pathlib.Path(varprop.symbolic.__file__).parent.glob("*.py"):
+    for path in pathlib.Path(varprop.theory.symbolic.__file__).parent.glob("*.py"):
         assert "sympy.stats" not in path.read_text() and "integrate(" not in path.read_text(), path
 
 

@@ -1,4 +1,4 @@
-"""The verified log-q table behind fast exact tanh/sigmoid/custom moments (varprop._tabulated)."""
+"""The verified log-q table behind fast exact tanh/sigmoid/custom moments (varprop._math.tabulated)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import varprop
-from varprop._tabulated import LogTable
-from varprop.predict import _zero_mean_moments
+from varprop._math.tabulated import LogTable
+from varprop.theory.predict import _zero_mean_moments
 
 
 def _mp_moments(phi, dphi, q):

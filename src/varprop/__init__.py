@@ -13,31 +13,33 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    # the model of a network
+    "Network": "varprop.network.model",
     # catalogues
-    "init_scheme": "varprop.schemes",
-    "InitScheme": "varprop.schemes",
-    "scheme_names": "varprop.schemes",
-    "activation": "varprop.activations",
-    "Activation": "varprop.activations",
-    "activation_names": "varprop.activations",
+    "init_scheme": "varprop.components.schemes",
+    "InitScheme": "varprop.components.schemes",
+    "scheme_names": "varprop.components.schemes",
+    "activation": "varprop.components.activations",
+    "Activation": "varprop.components.activations",
+    "activation_names": "varprop.components.activations",
     # symbolic derivations and predictions
-    "derive": "varprop.symbolic",
-    "Derivation": "varprop.symbolic",
-    "predict_variance": "varprop.predict",
-    "propagate": "varprop.predict",
-    "Propagation": "varprop.predict",
+    "derive": "varprop.theory.symbolic",
+    "Derivation": "varprop.theory.symbolic",
+    "predict_variance": "varprop.theory.predict",
+    "propagate": "varprop.theory.predict",
+    "Propagation": "varprop.theory.predict",
     # Monte Carlo and checking
-    "simulate": "varprop.montecarlo",
-    "SimulationResult": "varprop.montecarlo",
-    "verify": "varprop.check",
-    "Verdict": "varprop.check",
+    "simulate": "varprop.simulation.montecarlo",
+    "SimulationResult": "varprop.simulation.montecarlo",
+    "verify": "varprop.checking.check",
+    "Verdict": "varprop.checking.check",
     # beyond
-    "critical_gain": "varprop.criticality",
-    "edge_of_chaos": "varprop.criticality",
-    "overflow_depth": "varprop.overflow",
-    "underflow_depth": "varprop.overflow",
-    "check_initializer": "varprop.initializers",
-    "sweep": "varprop.sweeps",
+    "critical_gain": "varprop.theory.criticality",
+    "edge_of_chaos": "varprop.theory.criticality",
+    "overflow_depth": "varprop.theory.overflow",
+    "underflow_depth": "varprop.theory.overflow",
+    "check_initializer": "varprop.checking.initializers",
+    "sweep": "varprop.checking.sweeps",
     # errors
     "VarpropError": "varprop.errors",
     "InvalidArgument": "varprop.errors",
@@ -49,7 +51,15 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
+#: public submodules reachable as attributes (``varprop.layers.Dense``)
+_SUBMODULES = ("layers", "strategies", "symbolic", "documents")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"varprop.{name}")
+        globals()[name] = value
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'varprop' has no attribute {name!r}")

@@ -11,7 +11,7 @@
 
 Every strategy draws *objects the library accepts* (an :class:`~varprop.Activation`, an
 :class:`~varprop.InitScheme`, widths, depths), and :func:`layer_configs` draws whole
-configurations as dictionaries of :func:`varprop.check.verify` keyword arguments.
+configurations as dictionaries of :func:`varprop.checking.check.verify` keyword arguments.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from ._validation import check_positive_int, fail, fail_type
-from .activations import Activation, activation, activation_names
-from .check import QUANTITIES, Verdict, verify
-from .schemes import InitScheme, init_scheme, scheme_names
+from varprop._util.validation import check_positive_int, fail, fail_type
+from varprop.checking.check import QUANTITIES, Verdict, verify
+from varprop.components.activations import Activation, activation, activation_names
+from varprop.components.schemes import InitScheme, init_scheme, scheme_names
 
 __all__ = [
     "activations",
@@ -185,7 +185,7 @@ def assert_variance_preserved(activation_: Any, init: Any, /, *, fan_in: int, de
     preserves it through ``depth`` layers): the user's claim ``predicted = Var at layer 1`` must
     not be refuted and must be confirmed within ``rtol``.  Raises ``AssertionError`` with the
     :class:`Verdict` otherwise."""
-    from .predict import predict_variance
+    from varprop.theory.predict import predict_variance
     shared = {k: kwargs[k] for k in ("fan_out", "input_variance", "bias_variance", "method")
               if k in kwargs}  # the same network as the one verified, one layer deep
     first = float(predict_variance(activation_, init, fan_in=fan_in, depth=1, quantity=quantity,

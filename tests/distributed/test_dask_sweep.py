@@ -6,7 +6,7 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from varprop.sweeps import sweep  # noqa: E402
+from varprop.checking.sweeps import sweep  # noqa: E402
 
 pytestmark = pytest.mark.distributed
 

@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from varprop import init_scheme  # noqa: E402
-from varprop.initializers import check_initializer  # noqa: E402
+from varprop.checking.initializers import check_initializer  # noqa: E402
 
 pytestmark = pytest.mark.interop
 

@@ -16,7 +16,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from ..errors import VarpropError, VarpropWarning
+from varprop.errors import VarpropError, VarpropWarning
 
 SUBCOMMANDS = ("predict", "check", "derive")
 

@@ -12,7 +12,7 @@ import argparse
 import re
 from collections.abc import Callable
 
-from .._named import parse_named, split_list
+from varprop._util.named import parse_named, split_list
 
 __all__ = ["parse_named", "comma_list", "integer", "int_list", "MAX_DIGITS", "MAX_DEPTH"]
 

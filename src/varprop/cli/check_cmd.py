@@ -19,14 +19,19 @@ import json
 import sys
 from typing import Any
 
-from .._named import build_named
-from .._validation import check_choice
-from ..activations import resolve_activation
-from ..check import QUANTITIES, Verdict, _check_common, check_matrix, default_matrix
-from ..errors import InvalidArgument
-from ..schemes import resolve_scheme
-from ._common import MAX_DEPTH, comma_list, int_list, integer
-
+from varprop._util.named import build_named
+from varprop._util.validation import check_choice
+from varprop.checking.check import (
+    QUANTITIES,
+    Verdict,
+    _check_common,
+    check_matrix,
+    default_matrix,
+)
+from varprop.cli._common import MAX_DEPTH, comma_list, int_list, integer
+from varprop.components.activations import resolve_activation
+from varprop.components.schemes import resolve_scheme
+from varprop.errors import InvalidArgument
 
 #: Largest ``--workers`` (a process pool forks them all at once).
 MAX_WORKERS = 256

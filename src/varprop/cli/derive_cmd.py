@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._common import parse_named
+from varprop.cli._common import parse_named
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -67,9 +67,9 @@ def _not_a_folder(out: Path) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import documents
-    from ..activations import activation as build_activation
-    from ..schemes import init_scheme
+    from varprop.components.activations import activation as build_activation
+    from varprop.components.schemes import init_scheme
+    from varprop.documents import render as documents
 
     if args.all_ and (args.activation or args.init):
         return _usage("give either ACTIVATION [INIT ...] or --all, not both")
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         store = None
         record = Path(out) / "montecarlo.json"
         if args.reuse_montecarlo and record.is_file():
-            from .._documents_mc import MonteCarloStore
+            from varprop.documents.store import MonteCarloStore
 
             store = MonteCarloStore.from_json(record.read_text(encoding="utf-8"), frozen=False)
             if store.budget_name != (budget or "default"):

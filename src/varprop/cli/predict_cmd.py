@@ -13,12 +13,12 @@ import json
 
 import numpy as np
 
-from .._json import jsonable
-from ..activations import activation as build_activation
-from ..predict import METHODS, QUANTITIES, predict_variance
-from ..schemes import init_scheme
-from .._validation import fail
-from ._common import MAX_DEPTH, int_list, integer, parse_named
+from varprop._util.jsonio import jsonable
+from varprop._util.validation import fail
+from varprop.cli._common import MAX_DEPTH, int_list, integer, parse_named
+from varprop.components.activations import activation as build_activation
+from varprop.components.schemes import init_scheme
+from varprop.theory.predict import METHODS, QUANTITIES, predict_variance
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

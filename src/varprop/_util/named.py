@@ -1,0 +1,75 @@
+"""Names with parameters as text: ``"he_normal:mode=fan_out,negative_slope=0.1"``.
+
+Shared by the command line and by configurations that cross process boundaries as plain data
+(:func:`varprop.checking.check.verify_many`).  Values are read with :func:`ast.literal_eval` (numbers,
+strings, booleans; never ``eval``); a bare word such as ``fan_out`` stays a string.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Any
+
+from varprop._util.validation import fail
+
+__all__ = ["parse_named", "build_named", "split_list"]
+
+_PARAMETER = re.compile(r"^\s*[A-Za-z_]\w*\s*=")
+
+
+def parse_named(text: str, argument: str) -> tuple[str, dict[str, object]]:
+    """Split ``"he_normal:mode=fan_out,negative_slope=0.1"`` into a name and literal parameters.
+
+    >>> parse_named("he_normal:mode=fan_out,negative_slope=0.1", "init")
+    ('he_normal', {'mode': 'fan_out', 'negative_slope': 0.1})
+    """
+    name, _, rest = text.partition(":")
+    params: dict[str, object] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise fail(argument, text, "NAME or NAME:key=value,key=value (e.g. he_normal:mode=fan_out)")
+        try:
+            params[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            params[key.strip()] = value.strip()  # a bare word such as fan_out
+    return name.strip(), params
+
+
+def build_named(kind: str, value: Any) -> Any:
+    """``"he_normal:mode=fan_out"`` -> ``init_scheme("he_normal", mode="fan_out")`` (``kind`` is
+    ``"init"`` or ``"activation"``); anything without parameters is returned unchanged."""
+    if not isinstance(value, str) or ":" not in value:
+        return value
+    name, params = parse_named(value, kind)
+    if kind == "init":
+        from varprop.components.schemes import init_scheme
+
+        return init_scheme(name, **params)
+    from varprop.components.activations import activation
+
+    return activation(name, **params)
+
+
+def split_list(text: str) -> list[str]:
+    """Split a comma list of names, keeping each item's own commas: those inside parentheses
+    (``max(x,0)``) and those between a name's parameters (``normal:std=0.1,mean=0.0``).
+
+    >>> split_list("relu,max(x,0),normal:std=0.1,mean=0.0,he_normal")
+    ['relu', 'max(x,0)', 'normal:std=0.1,mean=0.0', 'he_normal']
+    """
+    pieces, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            pieces.append(text[start:i])
+            start = i + 1
+    pieces.append(text[start:])
+    items: list[str] = []
+    for piece in pieces:
+        if items and ":" in items[-1] and _PARAMETER.match(piece):
+            items[-1] += "," + piece  # another parameter of the previous name
+        else:
+            items.append(piece)
+    return [item.strip() for item in items if item.strip()]

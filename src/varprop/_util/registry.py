@@ -1,0 +1,86 @@
+"""A small registry of named factories with aliases and "did you mean" suggestions.
+
+varprop has exactly two: one for init schemes (:mod:`varprop.components.schemes`) and one for
+activations (:mod:`varprop.components.activations`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from varprop._util.validation import did_you_mean, fail, fail_type
+
+T = TypeVar("T")
+
+__all__ = ["Registry", "typed_cache_key"]
+
+
+@dataclass
+class Registry(Generic[T]):
+    """Map canonical names (and aliases) to factories ``factory(**params) -> T``."""
+
+    kind: str
+    _factories: dict[str, Callable[..., T]] = field(default_factory=dict)
+    _aliases: dict[str, str] = field(default_factory=dict)
+
+    def register(self, name: str, *aliases: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator registering ``factory`` under ``name`` and ``aliases``."""
+
+        def deco(factory: Callable[..., T]) -> Callable[..., T]:
+            for key in (name, *aliases):
+                if key in self._aliases:
+                    raise RuntimeError(f"{self.kind} {key!r} registered twice")
+                self._aliases[key] = name
+            self._factories[name] = factory
+            return factory
+
+        return deco
+
+    def canonical(self, name: object, *, argument: str | None = None) -> str:
+        """The canonical name for ``name`` or an alias; ``ValueError`` with a suggestion."""
+        argument = argument or self.kind
+        if not isinstance(name, str):
+            raise fail_type(argument, name, f"a {self.kind} name (one of {self.names()})")
+        key = name.strip().lower().replace("-", "_")
+        if key not in self._aliases:
+            raise fail(
+                argument,
+                name,
+                f"a known {self.kind}: one of {self.names(aliases=True)}"
+                + did_you_mean(key, self._aliases),
+            )
+        return self._aliases[key]
+
+    def is_known(self, name: str) -> bool:
+        """True if ``name`` (normalised) is a canonical name or alias."""
+        return name.strip().lower().replace("-", "_") in self._aliases
+
+    def suggestion(self, name: str) -> str:
+        """The "did you mean" suffix for ``name`` (empty if nothing is close)."""
+        return did_you_mean(name.strip().lower().replace("-", "_"), self._aliases)
+
+    def build(self, name: str, *, argument: str | None = None, **params: object) -> T:
+        """Build the entry ``name`` with ``params`` (validated by the factory)."""
+        return self._factories[self.canonical(name, argument=argument)](**params)
+
+    def names(self, *, aliases: bool = False) -> list[str]:
+        """Canonical names in registration order (with aliases if asked)."""
+        return list(self._aliases) if aliases else list(self._factories)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._factories)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.is_known(name)
+
+
+def typed_cache_key(params: Mapping[str, object]) -> tuple[tuple[str, type, object], ...]:
+    """A cache key for factory parameters that includes each value's type.
+
+    ``True == 1 == 1.0`` with equal hashes, so a key of the values alone would hand
+    ``negative_slope=True`` the object cached for ``negative_slope=1.0`` and skip the factory's
+    validation (which refuses booleans).
+    """
+    return tuple(sorted((k, type(v), v) for k, v in params.items()))

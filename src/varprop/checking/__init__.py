@@ -1,0 +1,2 @@
+"""Checking predictions against Monte Carlo: verdicts, calibrated statistics, sweeps and
+initializer checks."""

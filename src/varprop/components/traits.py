@@ -1,0 +1,136 @@
+r"""Activation traits, computed once from the activation itself (never from name lists).
+
+Every decision that depends on what kind of function :math:`\phi` is (whether a closed-form
+shortcut applies, whether a prediction is exact at finite width, where quadrature needs
+breakpoints) reads :attr:`varprop.Activation.traits`:
+
+``linear``
+    :math:`\phi(x) = c\,x` for a constant ``slope`` :math:`c` (decided symbolically).
+``odd``
+    :math:`\phi(-x) = -\phi(x)`, bitwise in floating point on a grid over :math:`(0, 60]`
+    (what the small-shift expansions of the non-zero-mean recursion need).
+``homogeneous_degree``
+    :math:`k` with :math:`\phi(c x) = c^k \phi(x)` for every :math:`c > 0` (positively
+    homogeneous: linear, ReLU, leaky ReLU, ``abs`` have :math:`k = 1`), checked on a grid to a
+    relative :math:`10^{-12}`; ``None`` otherwise.
+``exact_at_finite_width``
+    Positively homogeneous of degree 1: :math:`\phi(z)^2 = z^2 (a^2 1_{z>0} + b^2 1_{z<0})`, so for
+    a pre-activation that is symmetric given the previous layer (zero-mean symmetric i.i.d. weights)
+    :math:`E[\phi(z)^2 \mid a_{l-1}] = \tfrac{a^2 + b^2}{2} E[z^2 \mid a_{l-1}]` and the mean-field
+    second-moment recursion holds exactly at every width (likewise :math:`E\phi'(z)^2`).
+``kinks``
+    Points where :math:`\phi'` jumps (quadrature breakpoints).
+``derivative_nonvanishing``
+    :math:`\phi'(z) = 0` has probability 0 for a continuous :math:`z` (no kinks and
+    :math:`\phi' \not\equiv 0`): a back-propagated signal that flushes to zero is then an
+    underflow, never a genuine zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import sympy as sp
+
+if TYPE_CHECKING:  # pragma: no cover
+    from varprop.components.activations import Activation
+
+__all__ = ["ActivationTraits", "compute_traits"]
+
+_GRID = np.array([-3.7, -1.3, -0.2, 0.3, 1.1, 2.9])
+_SCALES = (0.37, 2.0, 11.0)
+
+
+@dataclass(frozen=True)
+class ActivationTraits:
+    """What kind of function an activation is (see the module docstring)."""
+
+    linear: bool
+    slope: float | None
+    odd: bool
+    homogeneous_degree: float | None
+    kinks: tuple[float, ...]
+    derivative_nonvanishing: bool
+
+    @property
+    def homogeneous(self) -> bool:
+        """Positively homogeneous of some degree."""
+        return self.homogeneous_degree is not None
+
+    @property
+    def exact_at_finite_width(self) -> bool:
+        """Second moments exact at every finite width (zero-mean symmetric i.i.d. weights)."""
+        return self.homogeneous_degree == 1.0
+
+
+def compute_traits(act: Activation) -> ActivationTraits:
+    """The traits of ``act`` (called once per activation, by :attr:`Activation.traits`)."""
+    x = sp.Symbol("x", real=True)
+    expr = act.expr.subs({s: x for s in act.expr.free_symbols if s.name == "x"})
+    slope = _slope(expr, x)
+    return ActivationTraits(
+        linear=slope is not None,
+        slope=slope,
+        odd=_odd(act),
+        homogeneous_degree=1.0 if slope not in (None, 0.0) else _homogeneous_degree(act),
+        kinks=tuple(act.kinks),
+        derivative_nonvanishing=_derivative_nonvanishing(act),
+    )
+
+
+def _slope(expr: sp.Expr, x: sp.Symbol) -> float | None:
+    r""":math:`c` if :math:`\phi(x) = c x` exactly, else ``None``."""
+    if not expr.is_polynomial(x):
+        return None
+    poly = sp.Poly(expr, x)
+    if poly.degree() > 1 or poly.coeff_monomial(1) != 0:
+        return None
+    c = poly.coeff_monomial(x)
+    return float(c) if c.is_number else None
+
+
+def _odd(act: Activation) -> bool:
+    """Bitwise odd on a grid over (0, 60], and finite there (tanh, erf, x**3)."""
+    x = np.concatenate([np.geomspace(1e-8, 60.0, 401), np.linspace(0.05, 20.0, 400)])
+    with np.errstate(all="ignore"):
+        f = np.broadcast_to(act.function(x), x.shape)
+        g = np.broadcast_to(act.function(-x), x.shape)
+        return bool(np.array_equal(g, -f) and np.all(np.isfinite(f)))
+
+
+def _homogeneous_degree(act: Activation) -> float | None:
+    r"""The degree :math:`k` of positive homogeneity, or ``None`` (grid check, relative 1e-12)."""
+    f = act.function
+    with np.errstate(all="ignore"):
+        base = np.asarray(f(_GRID), dtype=float)
+        nonzero = np.isfinite(base) & (base != 0.0)
+        if not nonzero.any() or not np.all(np.isfinite(base)):
+            return None
+        i = int(np.argmax(nonzero))
+        scaled = float(np.asarray(f(np.array([2.0 * _GRID[i]])), dtype=float)[0])
+        ratio = scaled / base[i]
+        if not (ratio > 0.0 and math.isfinite(ratio)):
+            return None
+        k = round(math.log2(ratio), 9)
+        if k <= 0 or abs(k - round(k)) > 1e-9:
+            return None
+        k = float(round(k))
+        if float(np.asarray(f(np.array([0.0])), dtype=float)[0]) != 0.0:
+            return None
+        for c in _SCALES:
+            if not np.allclose(np.asarray(f(c * _GRID), dtype=float), c**k * base, rtol=1e-12,
+                               atol=1e-300):
+                return None
+    return k
+
+
+def _derivative_nonvanishing(act: Activation) -> bool:
+    if act.kinks:
+        return False
+    try:
+        return bool(act.derivative != 0)
+    except TypeError:  # an expression SymPy cannot decide: be conservative
+        return False

@@ -1,0 +1,245 @@
+r"""Budgets, number formatting and the Monte Carlo record shared by the document generators.
+
+Generating the documents has two phases:
+
+1. **Monte Carlo** (:class:`MonteCarloStore`): every simulation the documents quote is run once,
+   with a fixed seed and a fixed budget, through the public :func:`varprop.simulate` and
+   :func:`varprop.verify`; the results are rounded to :data:`SIGNIFICANT` significant digits and
+   kept in a JSON record (``derivations/montecarlo.json``).
+2. **Rendering**: the Markdown, LaTeX and figures are a pure function of the code (derivations and
+   predictions, recomputed every time) and of that record.
+
+So ``varprop derive --all --check`` can either re-run everything (the full check) or re-render
+from the committed record and re-run only a sample of the simulations (the cheap check the test
+suite uses); both compare byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from varprop._util.validation import check_choice
+
+__all__ = ["Budget", "BUDGETS", "budget", "SIGNIFICANT", "sig", "fmt", "MonteCarloStore",
+           "mc_verify", "mc_per_layer", "mc_per_replicate"]
+
+#: Significant digits of every number the documents print (and of the stored record).
+SIGNIFICANT = 4
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much Monte Carlo the documents buy.
+
+    Attributes
+    ----------
+    name : {"default", "quick"}
+    replicates : int or None
+        Replicates per :func:`varprop.verify` call (``None``: the checker's adaptive sampling).
+    verify_budget : int or None
+        With adaptive sampling, the most replicates one verification may use (``None``: the
+        checker's default budget).
+    curve_replicates : int
+        Replicates per figure curve (one :func:`varprop.simulate` call per activation and scheme).
+    seed_replicates : int
+        Replicates for the seeds' cells (the notebooks used 100 to 10 000 runs).
+    loop_runs : int
+        Runs of the seed-style float32 loops (first NaN layer).
+    deep_replicates : int
+        Replicates of the one deep dense simulation (tanh over 100 layers of width 256).
+    """
+
+    name: str
+    replicates: int | None
+    verify_budget: int | None
+    curve_replicates: int
+    seed_replicates: int
+    loop_runs: int
+    deep_replicates: int
+
+
+BUDGETS: dict[str, Budget] = {
+    "default": Budget("default", replicates=None, verify_budget=None, curve_replicates=400,
+                      seed_replicates=1000, loop_runs=200, deep_replicates=200),
+    "quick": Budget("quick", replicates=None, verify_budget=256, curve_replicates=40,
+                    seed_replicates=100, loop_runs=30, deep_replicates=20),
+}
+
+
+def budget(name: str | Budget) -> Budget:
+    """The :class:`Budget` called ``name`` (``"default"`` or ``"quick"``)."""
+    if isinstance(name, Budget):
+        return name
+    return BUDGETS[check_choice("budget", name, tuple(BUDGETS))]
+
+
+def sig(x: float, digits: int = SIGNIFICANT) -> float:
+    """``x`` rounded to ``digits`` significant digits (inf and NaN unchanged, -0.0 -> 0.0)."""
+    x = float(x)
+    if not math.isfinite(x) or x == 0.0:
+        return 0.0 if x == 0.0 else x
+    return float(f"{x:.{digits - 1}e}") + 0.0
+
+
+def fmt(x: float | None, digits: int = SIGNIFICANT) -> str:
+    """Fixed formatting of a number for the documents (``4.066e+17``, ``22.63``, ``0.0452``)."""
+    if x is None:
+        return "n/a"
+    x = float(x)
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == 0.0:
+        return "0"
+    text = f"{x:.{digits}g}"
+    if "e" in text:
+        mant, exp = text.split("e")
+        return f"{mant}e{int(exp):+d}"
+    return text
+
+
+def _round_tree(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _round_tree(v) for k, v in sorted(obj.items())}
+    if isinstance(obj, (list, tuple)):
+        return [_round_tree(v) for v in obj]
+    if isinstance(obj, (bool, str)) or obj is None:
+        return obj
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return sig(float(obj))
+    raise TypeError(f"cannot store {type(obj).__name__} in the Monte Carlo record")
+
+
+class MonteCarloStore:
+    """The Monte Carlo results the documents quote, keyed by a stable string.
+
+    ``get(key, compute)`` returns the stored record or computes, rounds and stores it.  A store
+    built with ``frozen=True`` (re-rendering from a committed record) never computes: a missing
+    key is reported in :attr:`missing` and answered with ``None`` so the caller can say the record
+    is stale.
+    """
+
+    def __init__(self, records: dict[str, Any] | None = None, *, budget_name: str = "default",
+                 frozen: bool = False) -> None:
+        self.records: dict[str, Any] = dict(records or {})
+        self.budget_name = budget_name
+        self.frozen = frozen
+        self.used: set[str] = set()
+        self.missing: list[str] = []
+
+    def get(self, key: str, compute: Callable[[], Any]) -> Any:
+        self.used.add(key)
+        if key in self.records:
+            return self.records[key]
+        if self.frozen:
+            self.missing.append(key)
+            return None
+        value = _round_tree(compute())
+        self.records[key] = value
+        return value
+
+    def to_json(self) -> str:
+        used = {k: self.records[k] for k in sorted(self.used) if k in self.records}
+        return json.dumps({"budget": self.budget_name, "significant_digits": SIGNIFICANT,
+                           "records": used}, indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, *, frozen: bool = True) -> MonteCarloStore:
+        data = json.loads(text)
+        return cls(data.get("records", {}), budget_name=data.get("budget", "default"),
+                   frozen=frozen)
+
+
+# ----------------------------------------------------------------------------------------------
+# adapters to the public Monte Carlo API (the only place that calls simulate / verify)
+# ----------------------------------------------------------------------------------------------
+
+def mc_verify(activation: Any, init: Any, *, fan_in: int, depth: int, quantity: str,
+              replicates: int | None, seed: int, layer: int | None = None,
+              predicted: float | None = None, budget: int | None = None) -> dict[str, Any]:
+    """Run :func:`varprop.verify` and keep what the documents print."""
+    from varprop.checking.check import verify
+
+    kwargs: dict[str, Any] = dict(fan_in=fan_in, depth=depth, quantity=quantity, seed=seed,
+                                  replicates=replicates)
+    if layer is not None:
+        kwargs["layer"] = layer
+    if predicted is not None:
+        kwargs["predicted"] = predicted
+    if budget is not None:
+        kwargs["budget"] = budget
+    v = verify(activation, init, **kwargs)
+    if v.estimate is None:  # nothing was estimated (the values left the float range)
+        return {"status": "error", "message": " ".join(v.reason.split())[:160]}
+    lo, hi = _estimate_interval(v)
+    return {"status": str(v.status), "predicted": float(v.predicted), "estimate": float(v.estimate),
+            "low": lo, "high": hi, "replicates": int(v.replicates),
+            "reason": " ".join(v.reason.split())}
+
+
+def _estimate_interval(v: Any) -> tuple[float, float]:
+    """The verdict's interval for the estimated quantity (not for the relative error)."""
+    lo, hi = (float(x) for x in v.interval)
+    kind = getattr(v, "interval_kind", None)
+    if kind == "relative_error" or (kind is None and getattr(v, "interval_is_relative", False)):
+        return float(v.predicted) * (1 + lo), float(v.predicted) * (1 + hi)
+    return lo, hi
+
+
+def mc_per_replicate(activation: Any, init: Any, *, fan_in: int, depth: int,
+                     statistics: Iterable[str], replicates: int, seed: int,
+                     dtype: str = "float64") -> dict[str, np.ndarray]:
+    """Per-replicate statistics, each of shape ``(replicates, depth)``, from one
+    :func:`varprop.simulate` run (names as in ``SimulationResult.per_replicate``)."""
+    from varprop.simulation.montecarlo import simulate
+
+    res = simulate(activation, init, fan_in=fan_in, depth=depth, replicates=replicates,
+                   seed=seed, dtype=dtype)
+    return {s: np.asarray(res.per_replicate(s), dtype=float) for s in statistics}
+
+
+def mc_per_layer(activation: Any, init: Any, *, fan_in: int, depth: int,
+                 statistics: Iterable[str], replicates: int, seed: int) -> dict[str, Any]:
+    """Per-layer mean over replicates and a 95% normal interval of that mean, per statistic.
+
+    One simulation serves every statistic.  The interval is ``mean +- 1.96 sd / sqrt(R)`` (the
+    replicate is the unit of evidence); it is for display in the figures, the verdicts come from
+    :func:`varprop.verify`.
+    """
+    from varprop.simulation.montecarlo import simulate
+
+    res = simulate(activation, init, fan_in=fan_in, depth=depth, replicates=replicates, seed=seed)
+    out: dict[str, Any] = {}
+    for stat in statistics:
+        # a layer where any replicate left the float range has no ensemble mean: no point there
+        masked = res.masked(stat)
+        x = np.asarray(masked.data, dtype=float)
+        whole = ~np.ma.getmaskarray(masked).any(axis=0)
+        with np.errstate(all="ignore"):
+            mean = x.mean(axis=0)
+            half = 1.96 * x.std(axis=0, ddof=1) / math.sqrt(x.shape[0])
+        out[stat] = {key: [float(v) if ok else None for v, ok in zip(arr, whole)]
+                     for key, arr in (("mean", mean), ("low", mean - half), ("high", mean + half))}
+    return out
+
+
+def mc_first_nonfinite(activation: Any, init: Any, *, fan_in: int, depth: int, replicates: int,
+                       seed: int, dtype: str = "float32") -> dict[str, int]:
+    """Distribution of the first non-finite layer per replicate (``simulate``), zero-based index
+    -> count (``"never"`` for replicates that stay finite)."""
+    from varprop.simulation.montecarlo import simulate
+
+    res = simulate(activation, init, fan_in=fan_in, depth=depth, replicates=replicates,
+                   seed=seed, dtype=dtype)
+    layers = np.asarray(res.nonfinite_layer_per_replicate)
+    values, counts = np.unique(layers, return_counts=True)
+    return {("never" if v == 0 else str(int(v) - 1)): int(c) for v, c in zip(values, counts)}

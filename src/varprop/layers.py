@@ -1,0 +1,11 @@
+"""The layers a :class:`varprop.Network` is built from.
+
+>>> from varprop import Network, layers
+>>> net = Network([layers.Dense(256, init="he_normal"), "relu"], input_shape=(128,))
+"""
+
+from varprop.network.layers import Dense as Dense
+from varprop.network.layers import Layer as Layer
+from varprop.network.layers import Nonlinearity as Nonlinearity
+
+__all__ = ["Layer", "Dense", "Nonlinearity"]

@@ -1,0 +1,2 @@
+"""The model of a network: the quantity vocabulary, the moment state, the layers and
+:class:`Network`."""

@@ -1,0 +1,7 @@
+"""Layer types of a :class:`~varprop.Network` (public as :mod:`varprop.layers`)."""
+
+from varprop.network.layers.base import Layer as Layer
+from varprop.network.layers.dense import Dense as Dense
+from varprop.network.layers.nonlinearity import Nonlinearity as Nonlinearity
+
+__all__ = ["Layer", "Dense", "Nonlinearity"]

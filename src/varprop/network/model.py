@@ -1,0 +1,261 @@
+r"""``Network``: an immutable, hashable, validated-once description of a network.
+
+A network is a sequence of layers (:mod:`varprop.layers`) applied to an input of shape
+``input_shape`` whose entries are i.i.d., zero-mean, with second moment ``input_variance``.
+``Network.mlp`` builds the dense chain :math:`z_l = W_l a_{l-1} + b_l,\ a_l = \phi(z_l)` that the
+keyword form of :func:`varprop.predict_variance` describes.
+
+The layers are stored run-length encoded (:class:`LayerSequence`): a constant-width MLP of depth
+:math:`10^9` costs two runs, not :math:`2\cdot 10^9` objects, and the engines use the runs to stop
+recomputing once a repeated block reaches a fixed point.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import overload
+
+from varprop._util.validation import (
+    check_nonnegative_real,
+    check_positive_int,
+    check_width,
+    check_widths,
+    fail,
+    fail_type,
+)
+from varprop.components.activations import Activation
+from varprop.components.schemes import InitScheme, resolve_scheme
+from varprop.network.layers.base import Layer, Shape
+from varprop.network.layers.dense import Dense
+from varprop.network.layers.nonlinearity import Nonlinearity
+
+__all__ = ["Network", "LayerSequence", "MLP"]
+
+Run = tuple[tuple[Layer, ...], int]
+
+
+class LayerSequence(Sequence[Layer]):
+    """An immutable sequence of layers stored as runs ``(block, count)``: ``block`` (a tuple of
+    layers) repeated ``count`` times.  Indexing, iteration and ``len`` see the expanded sequence;
+    :attr:`runs` gives the compressed form to engines that exploit repetition."""
+
+    __slots__ = ("_runs", "_len")
+
+    def __init__(self, runs: Iterable[Run]) -> None:
+        merged: list[Run] = []
+        for block, count in runs:
+            if count <= 0 or not block:
+                continue
+            if merged and merged[-1][0] == block:
+                merged[-1] = (block, merged[-1][1] + count)
+            else:
+                merged.append((tuple(block), count))
+        self._runs: tuple[Run, ...] = tuple(merged)
+        self._len = sum(len(b) * c for b, c in self._runs)
+
+    @property
+    def runs(self) -> tuple[Run, ...]:
+        return self._runs
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, index: int) -> Layer: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Layer, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Layer | tuple[Layer, ...]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(self._len)))
+        if index < 0:
+            index += self._len
+        if not 0 <= index < self._len:
+            raise IndexError(f"layer index {index} out of range for {self._len} layers")
+        for block, count in self._runs:
+            size = len(block) * count
+            if index < size:
+                return block[index % len(block)]
+            index -= size
+        raise IndexError(index)  # pragma: no cover - unreachable
+
+    def __iter__(self) -> Iterator[Layer]:
+        for block, count in self._runs:
+            for _ in range(count):
+                yield from block
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LayerSequence):
+            return NotImplemented
+        if self._runs == other._runs:
+            return True
+        return self._len == other._len and all(a == b for a, b in zip(self, other))
+
+    def __hash__(self) -> int:
+        return hash((self._len, tuple(itertools.islice(self, 8))))
+
+    def __repr__(self) -> str:
+        parts = [(f"{list(b)!r} * {c}" if c > 1 else ", ".join(map(repr, b))) for b, c in self._runs]
+        return "[" + ", ".join(parts) + "]"
+
+
+@dataclass(frozen=True)
+class MLP:
+    r"""A network recognised as the dense chain of :meth:`Network.mlp`: widths
+    :math:`(n_0, n_1, \dots, n_L)`, explicit (``widths``) or ``(n0, n, depth)`` with a constant
+    tail that is never materialised."""
+
+    activation: Activation
+    init: InitScheme
+    n0: int
+    n: int
+    depth: int
+    explicit: tuple[int, ...] | None
+    bias_variance: float
+    input_variance: float
+
+    def widths(self) -> tuple[int, ...]:
+        """:math:`(n_0, \\dots, n_L)` (materialised: mind huge depths)."""
+        return self.explicit if self.explicit is not None else (self.n0,) + (self.n,) * self.depth
+
+
+def _as_layer(item: object, index: int) -> Layer:
+    if isinstance(item, Layer):
+        return item
+    if isinstance(item, (str, Activation)):
+        return Nonlinearity(item)
+    raise fail_type(f"layers[{index}]", item, "a layer from varprop.layers, or an activation (a "
+                    "name such as 'relu', an expression string in x, or varprop.activation(...))")
+
+
+def _check_shape(input_shape: object) -> Shape:
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Iterable):
+        raise fail_type("input_shape", input_shape, "a tuple of positive integers, e.g. (n,)")
+    shape = tuple(check_width(f"input_shape[{i}]", n) for i, n in enumerate(input_shape))
+    if len(shape) != 1:
+        raise fail("input_shape", input_shape, "a vector shape (n,) (other shapes come with the "
+                   "layers that take them)")
+    return shape
+
+
+@dataclass(frozen=True, init=False)
+class Network:
+    r"""A network: ``layers`` applied in order to an input of shape ``input_shape``.
+
+    Parameters
+    ----------
+    layers : sequence
+        Layers from :mod:`varprop.layers`; a plain activation (a name such as ``"relu"``, an
+        expression string in ``x``, or :func:`varprop.activation`) means ``Nonlinearity(...)``.
+    input_shape : tuple of int
+        Shape of one input sample, ``(n,)`` for vectors.
+    input_variance : float
+        :math:`E x_j^2` of the i.i.d. zero-mean input entries.
+
+    Examples
+    --------
+    >>> from varprop import Network, layers
+    >>> net = Network([layers.Dense(64, init="he_normal"), "relu"], input_shape=(32,))
+    >>> net.output_shape
+    (64,)
+    >>> net == Network.mlp("relu", "he_normal", fan_in=32, fan_out=64)
+    True
+    """
+
+    layers: LayerSequence
+    input_shape: Shape
+    input_variance: float
+
+    def __init__(self, layers: Sequence[object] | LayerSequence, *, input_shape: Sequence[int],
+                 input_variance: float = 1.0) -> None:
+        if isinstance(layers, LayerSequence):
+            seq = layers
+        else:
+            if isinstance(layers, (str, bytes, Layer, Activation)) or not isinstance(layers, Iterable):
+                raise fail_type("layers", layers, "a sequence of layers, e.g. [Dense(64), 'relu']")
+            seq = LayerSequence([(tuple(_as_layer(x, i) for i, x in enumerate(layers)), 1)])
+        if len(seq) == 0:
+            raise fail("layers", list(seq), "at least one layer")
+        object.__setattr__(self, "layers", seq)
+        object.__setattr__(self, "input_shape", _check_shape(input_shape))
+        object.__setattr__(self, "input_variance",
+                           check_nonnegative_real("input_variance", input_variance))
+        object.__setattr__(self, "_output_shape", self._walk_shapes())
+
+    def _walk_shapes(self) -> Shape:
+        shape = self.input_shape
+        for block, count in self.layers.runs:
+            for rep in range(count):
+                before = shape
+                for layer in block:
+                    shape = layer.output_shape(shape)
+                if rep > 0 and shape == before:  # the block maps this shape to itself
+                    break
+        return shape
+
+    @property
+    def output_shape(self) -> Shape:
+        """Shape of the last layer's output."""
+        return self._output_shape  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def depth(self) -> int:
+        """Number of layers (each ``Dense`` and each ``Nonlinearity`` counts once)."""
+        return len(self.layers)
+
+    # --- construction -------------------------------------------------------------------------
+    @classmethod
+    def mlp(cls, activation: Activation | str, init: InitScheme | str, *, fan_in: int | None = None,
+            fan_out: int | None = None, widths: Sequence[int] | None = None, depth: int = 1,
+            bias_variance: float = 0.0, input_variance: float = 1.0) -> Network:
+        r"""The dense chain :math:`z_l = W_l a_{l-1} + b_l,\ a_l = \phi(z_l)`, :math:`l = 1..L`:
+        ``Dense(n_1, init, bias_variance), activation, ..., Dense(n_L, ...), activation`` with
+        :math:`n_0 =` ``fan_in``, :math:`n_1 = \dots = n_L =` ``fan_out`` (default ``fan_in``),
+        :math:`L =` ``depth``, or ``widths=[n_0, ..., n_L]`` (the shape arguments of
+        :func:`varprop.predict_variance`)."""
+        phi = Nonlinearity(activation)
+        scheme = resolve_scheme(init)
+        b2 = check_nonnegative_real("bias_variance", bias_variance)
+        if widths is not None:
+            ws = check_widths(fan_in, fan_out, widths, depth)
+            runs: list[Run] = [((Dense(w, scheme, b2), phi), 1) for w in ws[1:]]
+            n0 = ws[0]
+        else:
+            n0, n = check_widths(fan_in, fan_out, None, 1)
+            L = check_positive_int("depth", depth)
+            first = (Dense(n, scheme, b2), phi)
+            runs = [(first, 1), (first, L - 1)]
+        return cls(LayerSequence(runs), input_shape=(n0,), input_variance=input_variance)
+
+    def as_mlp(self) -> MLP | None:
+        """This network as an :class:`MLP` (one activation, one init scheme, one bias variance,
+        alternating ``Dense`` and ``Nonlinearity``), or ``None`` if it is not one."""
+        pairs: list[tuple[Dense, int]] = []
+        act = scheme = b2 = None
+        for block, count in self.layers.runs:
+            if len(block) % 2:
+                return None
+            for i in range(0, len(block), 2):
+                d, f = block[i], block[i + 1]
+                if not (isinstance(d, Dense) and isinstance(f, Nonlinearity)):
+                    return None
+                if act is None:
+                    act, scheme, b2 = f.activation, d.init, d.bias_variance
+                elif (f.activation, d.init, d.bias_variance) != (act, scheme, b2):
+                    return None
+            pairs.extend((d, count) for d in block[::2])
+        assert act is not None and scheme is not None and b2 is not None
+        n0 = self.input_shape[0]
+        ws = [d.width for d, _ in pairs]
+        total = sum(c for _, c in pairs)
+        if len(set(ws)) == 1 and (pairs[0][1] == 1 or len(pairs) == 1):
+            # (n0, n, L) with a constant tail: never materialised
+            return MLP(act, scheme, n0, ws[0], total, None, b2, self.input_variance)
+        explicit = (n0,) + tuple(itertools.chain.from_iterable([d.width] * c for d, c in pairs))
+        return MLP(act, scheme, n0, explicit[-1], total, explicit, b2, self.input_variance)
+
+    def __repr__(self) -> str:
+        extra = f", input_variance={self.input_variance!r}" if self.input_variance != 1.0 else ""
+        return f"Network({self.layers!r}, input_shape={self.input_shape!r}{extra})"

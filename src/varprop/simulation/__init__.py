@@ -1,0 +1,1 @@
+"""Monte Carlo simulation of random networks: engines and their results."""

@@ -1,0 +1,19 @@
+r"""Symbolic derivations of variance propagation (SymPy).
+
+:func:`derive` returns a :class:`Derivation`: ordered steps (statement, SymPy equation,
+justification) from the weight moments to the per-layer recursion, its closed form over depth,
+the backward pass, the backward factor :math:`\chi` and the fixed point, with
+``to_markdown()`` and ``to_latex()``.  The symbols are documented in
+:mod:`varprop.theory.symbolic.symbols` (``SYMBOL_TABLE``).
+"""
+
+from varprop.theory.symbolic.derivation import SECTIONS as SECTIONS
+from varprop.theory.symbolic.derivation import Derivation as Derivation
+from varprop.theory.symbolic.derivation import Step as Step
+from varprop.theory.symbolic.derivation import latex as latex
+from varprop.theory.symbolic.recursion import WIDTH_MODES as WIDTH_MODES
+from varprop.theory.symbolic.recursion import derive as derive
+from varprop.theory.symbolic.symbols import SYMBOL_TABLE as SYMBOL_TABLE
+from varprop.theory.symbolic.symbols import SymbolInfo as SymbolInfo
+
+__all__ = ["derive", "Derivation", "Step", "SymbolInfo", "SYMBOL_TABLE", "SECTIONS", "WIDTH_MODES", "latex"]
