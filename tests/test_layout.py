@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
@@ -306,44 +307,33 @@ def direction_offenders() -> list[tuple[str, str]]:
     return sorted(set(out))
 
 
+def cycle_offenders() -> list[tuple[str, str]]:
+    return [(c[0], " -> ".join(c)) for c in import_cycles()]
+
+
 # ----------------------------------------------------------------------------------------------
-# the tests, per subpackage
+# the tests, per rule and subpackage
 # ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("sub", SUBPACKAGES)
-def test_no_module_over_500_lines(sub):
-    _report(f"modules over {MAX_LINES} lines", sub, _by_subpackage(module_size_offenders()))
+#: rule -> (what breaks it, the function listing its offenders as (module, detail))
+RULES = {
+    "size": (f"modules over {MAX_LINES} lines", module_size_offenders),
+    "cycles": ("import cycles (strongly connected modules)", cycle_offenders),
+    "private": ("private names imported from another subpackage (make them public)",
+                private_import_offenders),
+    "function-imports": ("imports inside functions (move them to module level)",
+                         function_import_offenders),
+    "seeds": ("seed file names, anecdotes or paths (they belong in seeds/)", seed_offenders),
+    "direction": ("imports against the direction _util, _math -> components -> network -> "
+                  "theory, simulation -> checking -> documents -> cli", direction_offenders),
+}
 
 
 @pytest.mark.parametrize("sub", SUBPACKAGES)
-def test_no_import_cycles(sub):
-    cycles = import_cycles()
-    found = _by_subpackage([(c[0], " -> ".join(c)) for c in cycles])
-    _report("import cycles (strongly connected modules)", sub, found)
-
-
-@pytest.mark.parametrize("sub", SUBPACKAGES)
-def test_private_names_only_within_the_subpackage(sub):
-    _report("private names imported from another subpackage (make them public)", sub,
-            _by_subpackage(private_import_offenders()))
-
-
-@pytest.mark.parametrize("sub", SUBPACKAGES)
-def test_no_imports_inside_functions_except_optional_dependencies(sub):
-    _report("imports inside functions (move to module level)", sub,
-            _by_subpackage(function_import_offenders()))
-
-
-@pytest.mark.parametrize("sub", SUBPACKAGES)
-def test_no_seed_references_in_the_package(sub):
-    _report("seed file names, anecdotes or paths (they belong in seeds/)", sub,
-            _by_subpackage(seed_offenders()))
-
-
-@pytest.mark.parametrize("sub", SUBPACKAGES)
-def test_dependency_direction(sub):
-    _report("imports against the direction _util, _math -> components -> network -> theory, "
-            "simulation -> checking -> documents -> cli", sub, _by_subpackage(direction_offenders()))
+@pytest.mark.parametrize("rule", RULES)
+def test_layout_rule(rule, sub):
+    what, offenders = RULES[rule]
+    _report(what, sub, _by_subpackage(offenders()))
 
 
 # -- the checks themselves, on small known cases ------------------------------------------------
@@ -355,15 +345,45 @@ def test_the_import_graph_sees_relative_and_from_imports():
     assert subpackage("varprop.errors") == "errors"
 
 
-def test_the_rules_catch_what_they_are_meant_to(tmp_path):
-    code = ("import tqdm\n"
-            "def f():\n    import numpy\n    import matplotlib.pyplot\n    from tqdm import tqdm\n")
-    tree = ast.parse(code)
-    imports = [n for func in ast.walk(tree) if isinstance(func, ast.FunctionDef)
-               for n in ast.walk(func) if isinstance(n, (ast.Import, ast.ImportFrom))]
-    roots = [(n.names[0].name if isinstance(n, ast.Import) else n.module).split(".")[0]
-             for n in imports]
-    assert [r for r in roots if r not in OPTIONAL] == ["numpy"]
+FAKE = {  # a small package breaking every rule once (and keeping to it elsewhere)
+    "__init__.py": "",
+    "errors.py": "class E(ValueError):\n    pass\n",
+    "_util/__init__.py": "",
+    "_util/helpers.py": "from varprop.errors import E\n_SECRET = 1\nPUBLIC = 2\n",
+    "components/__init__.py": "",
+    "components/a.py": ("from varprop._util.helpers import PUBLIC\n"
+                        "from varprop.components import b\n"
+                        "def f():\n    import matplotlib.pyplot\n    import numpy\n    return 1\n"),
+    "components/b.py": "from varprop.components.a import f\n# as seed 003 prints\n",
+    "theory/__init__.py": "",
+    "theory/t.py": ("from varprop._util.helpers import _SECRET\n"
+                    "from varprop._util import helpers as h\n"
+                    "from varprop.checking import c\nX = h._SECRET\n" + "Y = 1\n" * 501),
+    "checking/__init__.py": "",
+    "checking/c.py": "from varprop.components.a import f\n",
+}
+
+
+def test_the_rules_catch_what_they_are_meant_to(tmp_path, monkeypatch):
+    root = tmp_path / "varprop"
+    for name, text in FAKE.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", root)
+    _modules.cache_clear()
+    try:
+        assert module_size_offenders() == [("varprop.theory.t", "505 lines")]
+        assert import_cycles() == [["varprop.components.a", "varprop.components.b"]]
+        assert private_import_offenders() == [
+            ("varprop.theory.t", "line 1 imports varprop._util.helpers._SECRET"),
+            ("varprop.theory.t", "line 4 uses varprop._util.helpers._SECRET")]
+        assert function_import_offenders() == [("varprop.components.a",
+                                                "line 5 in f() imports numpy")]
+        assert seed_offenders() == [("varprop.components.b", "line 2: 'seed 003'")]
+        assert direction_offenders() == [
+            ("varprop.theory.t", "line 3 imports varprop.checking.c (checking is not below theory)")]
+    finally:
+        _modules.cache_clear()
     for text in ("see 001_2bbe60fd5150b093", "as seed 003 prints", "shared/seeds/x.txt",
                  "the seeds' claims", "seed_claims.py"):
         assert any(p.search(text) for p in SEED_PATTERNS), text
