@@ -10,10 +10,15 @@ from pathlib import Path
 import pytest
 
 import varprop
-from varprop.cli import main
 from varprop import documents
+from varprop.cli import main
 from varprop.documents.common import _label
-from varprop.documents.pages import CONFIG_KEY, Page, import_from_repository, repository_pages
+from varprop.documents.pages import (
+    CONFIG_KEY,
+    Page,
+    import_from_repository,
+    repository_pages,
+)
 from varprop.documents.store import MonteCarloStore, fmt, sig
 
 ROOT = Path(__file__).resolve().parents[1]

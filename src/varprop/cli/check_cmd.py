@@ -27,6 +27,7 @@ from varprop.components.activations import resolve_activation
 from varprop.components.schemes import resolve_scheme
 from varprop.errors import InvalidArgument
 
+
 class _Progress:
     """tqdm if installed, else a counter on stderr."""
 

@@ -64,7 +64,11 @@ from varprop.documents.common import (
     schemes_for,
 )
 from varprop.documents.figures import _figure
-from varprop.documents.records import _curve_records, _verify_records, _VERIFY_QUANTITIES
+from varprop.documents.records import (
+    _VERIFY_QUANTITIES,
+    _curve_records,
+    _verify_records,
+)
 from varprop.documents.store import Budget, MonteCarloStore, fmt
 from varprop.documents.store import budget as _budget
 from varprop.theory.predict import predict_variance

@@ -10,7 +10,13 @@ import numpy as np
 
 from varprop.components.activations import Activation
 from varprop.components.schemes import init_scheme
-from varprop.documents.common import FIGURE_DEPTH, FIGURE_SCHEMES, FIGURE_WIDTH, _quiet, _TITLES
+from varprop.documents.common import (
+    _TITLES,
+    FIGURE_DEPTH,
+    FIGURE_SCHEMES,
+    FIGURE_WIDTH,
+    _quiet,
+)
 from varprop.theory.predict import propagate
 
 _PLOT_MIN, _PLOT_MAX = 1e-200, 1e200  # what a log axis can tick

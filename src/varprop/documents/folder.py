@@ -21,7 +21,14 @@ from varprop._util.validation import check_choice
 from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme
 from varprop.documents.activation import _activation_document
-from varprop.documents.blocks import _Block, _Heading, _Para, _render_latex, _render_markdown, _Table
+from varprop.documents.blocks import (
+    _Block,
+    _Heading,
+    _Para,
+    _render_latex,
+    _render_markdown,
+    _Table,
+)
 from varprop.documents.common import (
     ACTIVATIONS,
     FIGURE_SCHEMES,

@@ -22,6 +22,7 @@ from varprop.documents.common import (
 from varprop.documents.store import Budget, MonteCarloStore, mc_per_layer, mc_verify
 from varprop.errors import VarpropError
 
+
 def _verify_key(act: Activation, scheme: InitScheme, quantity: str) -> str:
     return f"verify/{act.name}/{_label(scheme)}/{quantity}/n{VERIFY_WIDTH}/L{VERIFY_DEPTH}"
 
