@@ -75,6 +75,7 @@ from varprop.theory.predict import predict_variance
 
 __all__ = ["activation_document"]
 
+
 @dataclass
 class _ActivationResult:
     files: list[GeneratedFile]

@@ -148,4 +148,3 @@ def _signed_pct(e: float) -> str:
 
 def _rel(x: float, ref: float) -> str:
     return fmt(x / ref - 1.0, 2) if ref else "n/a"
-

@@ -53,6 +53,7 @@ except ImportError:  # pragma: no cover - tqdm is installed in CI
 
 __all__ = ["generate", "write", "check", "compare", "CheckReport"]
 
+
 def _index(rows: Iterable[tuple[str, ...]], format: Format, b: Budget,
            pages: Sequence[Page] = ()) -> GeneratedFile:
     blocks: list[_Block] = [
