@@ -326,3 +326,22 @@ def test_bad_page_listing_names_the_key_and_the_entry(tmp_path, specs, error, ne
 def test_no_checkout_no_pages(tmp_path):
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'other'\n")
     assert repository_pages(tmp_path) == ()
+
+
+def test_an_installed_copy_has_no_checkout_and_no_extra_pages(tmp_path):
+    """Outside a source checkout (a wheel in site-packages) ``varprop derive --all`` writes the
+    activation documents, the index and the record only: nothing to import from a repository."""
+    import shutil
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "src" / "varprop", site / "varprop",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    code = ("from varprop.documents.common import repository_root, default_output_dir\n"
+            "from varprop.documents.pages import repository_pages\n"
+            "print(repository_root(), repository_pages(), default_output_dir())\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={"PYTHONPATH": str(site), "PATH": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["None", "()", str(tmp_path / "derivations")]

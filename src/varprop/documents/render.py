@@ -3,4 +3,3 @@ for existing imports: the code lives in the focused modules listed in :mod:`varp
 
 from varprop.documents import *  # noqa: F401,F403
 from varprop.documents import __all__ as __all__
-from varprop.documents.common import STEADY_DEPTH, STEADY_WIDTH  # noqa: F401
