@@ -3,10 +3,11 @@
 Parsing is cheap (:mod:`varprop.cli.parsers`); each subcommand runs in its own module of this
 package (``run(args) -> int``), listed in :data:`COMMANDS` and imported after parsing, only for the
 command given, so that ``varprop --help`` and usage errors do not wait for NumPy, SciPy or SymPy.
-Exit codes: 0 success,
-1 a check refuted something (or ``--check`` found stale documents), 2 bad usage (one line
-``varprop CMD: error: ...`` on stderr, never a traceback), 141 the reader of the output went away
-(``varprop ... | head``: the rest of the output is dropped silently, as by SIGPIPE).
+
+Exit codes: 0 success, 1 a check refuted something (or ``--check`` found stale documents), 2 bad
+usage (one line ``varprop CMD: error: ...`` on stderr, never a traceback), 141 the reader of the
+output went away (``varprop ... | head``: the rest of the output is dropped silently, as by
+SIGPIPE).
 """
 
 from __future__ import annotations
