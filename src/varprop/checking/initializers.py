@@ -116,8 +116,6 @@ from varprop.components.schemes import InitScheme, resolve_scheme
 __all__ = ["check_initializer", "InitializerVerdict", "truncated_normal_kurtosis",
            "MAX_AUTO_REPLICATES", "SUPPORT_ULPS"]
 
-MAX_AUTO_REPLICATES = 1000
-
 
 def check_initializer(
     weights: Any,

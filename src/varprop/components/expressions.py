@@ -47,7 +47,6 @@ from __future__ import annotations
 import ast
 import math
 from collections.abc import Callable
-from functools import lru_cache
 
 import numpy as np
 import scipy.special
@@ -55,17 +54,11 @@ import sympy as sp
 
 from varprop._util.exact import exact
 from varprop._util.validation import did_you_mean, fail, fail_type
-from varprop.components.activations import (
-    ACTIVATIONS,
-    MU,
-    Activation,
-    MomentRules,
-    X,
-    polynomial_rules,
-    resolve_activation,
-)
+from varprop.components.moment_rules import MU, MomentRules, X, polynomial_rules
+from varprop.components.registries import ACTIVATIONS
 
-__all__ = ["parse_activation", "parse_expression", "FUNCTIONS", "MAX_LENGTH", "MAX_CLOSED_FORM_DEGREE"]
+__all__ = ["parse_expression", "compile_expression", "FUNCTIONS", "MAX_LENGTH",
+           "MAX_CLOSED_FORM_DEGREE"]
 
 MAX_LENGTH = 500
 #: Polynomials of higher degree get closed forms at zero mean only (see :func:`_polynomial_rules`).
@@ -368,17 +361,15 @@ def _polynomial_rules(expr: sp.Expr) -> MomentRules | None:
 _CHECK_GRID = np.concatenate([np.linspace(-20.0, 20.0, 801), [0.0, 1e-3, -1e-3]])
 
 
-@lru_cache(maxsize=256)
-def parse_activation(text: str) -> Activation:
-    """The :class:`~varprop.Activation` for a custom expression (cached on the text).
+def compile_expression(expr: sp.Expr, text: str) -> dict[str, object]:
+    """The fields of a custom :class:`~varprop.Activation` for the parsed expression ``expr``
+    (``text`` names it in errors): the NumPy function and derivative, the polynomial closed
+    forms, the kinks and the LaTeX name (:func:`varprop.components.activation.parse_activation`
+    builds the activation).
 
-    See the module docstring for the grammar, the safety rules and how moments are computed.
+    Raises :class:`ValueError` (naming ``activation``) for an expression that is not real and
+    finite, or whose derivative is not, on :math:`[-20, 20]`.
     """
-    expr, normalised = parse_expression(text)
-    for name in ACTIVATIONS.names():  # same expression as a registered (default) activation?
-        registered = resolve_activation(name)
-        if registered.expr == expr:
-            return registered
     deriv = sp.diff(expr, X)
     if deriv.has(sp.DiracDelta) or expr.has(sp.zoo, sp.oo, sp.nan, sp.I):
         raise fail("activation", text, "a real, finite expression with a derivative of finite size")
@@ -391,14 +382,6 @@ def parse_activation(text: str) -> Activation:
             at = float(_CHECK_GRID[np.argmax(bad)])
             raise fail("activation", text, f"an expression that is real and finite for every real x "
                        f"({what} is {arr[np.argmax(bad)]!r} at x={at:g})")
-    return Activation(
-        name=normalised,
-        params={},
-        expr=expr,
-        function=function,
-        derivative_function=derivative,
-        closed_form=_polynomial_rules(expr),
-        kinks=_kinks(expr),
-        latex_name=sp.latex(expr),
-        reference="custom expression",
-    )
+    return {"expr": expr, "function": function, "derivative_function": derivative,
+            "closed_form": _polynomial_rules(expr), "kinks": _kinks(expr),
+            "latex_name": sp.latex(expr)}

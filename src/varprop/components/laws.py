@@ -38,7 +38,10 @@ import numpy as np
 import sympy as sp
 from scipy import special, stats
 
-from varprop._math.truncnorm import truncated_normal_excess_kurtosis, truncated_normal_m2
+from varprop._math.truncnorm import (
+    truncated_normal_excess_kurtosis,
+    truncated_normal_m2,
+)
 from varprop._util.exact import exact
 from varprop._util.rounding import float_or_inf
 from varprop._util.validation import fail

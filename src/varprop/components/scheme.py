@@ -19,7 +19,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 import sympy as sp
 
-from varprop._util.registry import Registry, typed_cache_key
+from varprop._util.registry import typed_cache_key
 from varprop._util.rounding import float_or_inf
 from varprop._util.validation import (
     check_nonnegative_int,
@@ -29,6 +29,7 @@ from varprop._util.validation import (
     fail_type,
 )
 from varprop.components.laws import FAN_IN, FAN_OUT, WeightLaw
+from varprop.components.registries import SCHEMES
 from varprop.errors import InvalidArgumentType, VarpropWarning
 
 __all__ = ["InitScheme", "SCHEMES", "init_scheme", "resolve_scheme", "scheme_names",
@@ -272,9 +273,6 @@ def _check_float_dtype(dtype: object) -> np.dtype:
 # ----------------------------------------------------------------------------------------------
 # The registry and lookup
 # ----------------------------------------------------------------------------------------------
-
-SCHEMES: Registry[InitScheme] = Registry("init")
-
 
 @lru_cache(maxsize=512)
 def _build_cached(name: str, items: tuple[tuple[str, type, object], ...]) -> InitScheme:

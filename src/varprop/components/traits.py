@@ -36,7 +36,7 @@ import numpy as np
 import sympy as sp
 
 if TYPE_CHECKING:  # pragma: no cover
-    from varprop.components.activations import Activation
+    from varprop.components.activation import Activation
 
 __all__ = ["ActivationTraits", "compute_traits"]
 
