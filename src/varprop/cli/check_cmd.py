@@ -19,7 +19,6 @@ import json
 import sys
 from typing import Any
 
-from varprop._util.named import build_named
 from varprop._util.validation import check_choice
 from varprop.checking.check import (
     QUANTITIES,
@@ -30,6 +29,7 @@ from varprop.checking.check import (
 )
 from varprop.cli._common import MAX_DEPTH, comma_list, int_list, integer
 from varprop.components.activations import resolve_activation
+from varprop.components.named import build_named
 from varprop.components.schemes import resolve_scheme
 from varprop.errors import InvalidArgument
 
