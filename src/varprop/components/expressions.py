@@ -39,7 +39,8 @@ Exact closed forms only where they are cheap and certain: polynomials in ``x``
 :data:`MAX_CLOSED_FORM_DEGREE`, at :math:`\mu = 0` only above it, else quadrature).  An
 expression identical to a registered activation's (``"tanh(x)"``, ``"max(x, 0)"``) returns the
 registered activation with its closed forms.  Everything else uses the quadrature reference
-(``closed_form=None``), with breakpoints at the kinks of ``Max``/``Min``/``Abs``/``Heaviside`` (zeros of their polynomial arguments of degree <= 2; otherwise 0).
+(``closed_form=None``), with breakpoints at the kinks of ``Max``/``Min``/``Abs``/``Heaviside`` (zeros of their
+polynomial arguments of degree <= 2, else the zeros SymPy's ``solveset`` finds; otherwise 0).
 """
 
 from __future__ import annotations
@@ -317,7 +318,24 @@ def _real_roots(e: sp.Expr) -> list[float] | None:
     return [float(r.real) for r in np.roots(coeffs) if abs(r.imag) < 1e-12]
 
 
+def _solved_roots(e: sp.Expr) -> list[float] | None:
+    """Real roots of a non-polynomial ``e`` by :func:`sympy.solveset` when it finds finitely
+    many (or an interval, whose ends are then the kinks), e.g. ``max(x, 0) - 6`` for
+    ``min(max(x, 0), 6)``; None when it cannot."""
+    try:
+        solved = sp.solveset(e, X, sp.S.Reals)
+    except (NotImplementedError, ValueError, TypeError):
+        return None
+    if isinstance(solved, sp.Interval):
+        solved = sp.FiniteSet(*(end for end in solved.boundary if end.is_finite))
+    if not isinstance(solved, sp.FiniteSet) or not all(r.is_real for r in solved):
+        return None
+    return [float(r) for r in solved]
+
+
 def _kinks(expr: sp.Expr) -> tuple[float, ...]:
+    """Points where ``expr`` is not smooth: where the arguments of ``Max``/``Min`` cross and
+    the arguments of ``Abs``/``sign``/``Heaviside`` vanish (0 where they cannot be found)."""
     points: set[float] = set()
     for node in sp.preorder_traversal(expr):
         if isinstance(node, (sp.Max, sp.Min)):
@@ -329,6 +347,8 @@ def _kinks(expr: sp.Expr) -> tuple[float, ...]:
             continue
         for cand in candidates:
             roots = _real_roots(cand)
+            if roots is None:
+                roots = _solved_roots(cand)
             points.update([0.0] if roots is None else roots)
     return tuple(sorted(p for p in points if math.isfinite(p)))
 
