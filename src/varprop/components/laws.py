@@ -191,17 +191,40 @@ class WeightLaw(ABC):
         return f"{type(self).__name__}({args})"
 
 
-class Normal(WeightLaw):
-    r""":math:`W_{ij} \sim N(\text{loc}, \text{scale}^2)`, i.i.d."""
+class _LocationScale(WeightLaw):
+    r"""A family :math:`\text{loc} + \text{scale}\cdot S` for a standard member :math:`S`
+    (drawn by :meth:`_standard`): mean ``loc``, scale ``scale``."""
 
-    family = "normal"
-    parameter_names = ("loc", "scale")
     scale_parameters = ("loc", "scale")
-    gaussian = True
 
     @property
     def mean(self) -> sp.Expr:
         return sp.sympify(self.exact["loc"])
+
+    @property
+    def scale(self) -> float:
+        return self.parameters["scale"]
+
+    @abstractmethod
+    def _standard(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype
+                  ) -> np.ndarray:
+        """Draws of the standard member :math:`S` (``loc = 0``, ``scale = 1``)."""
+
+    def sample(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        p = self.parameters
+        w = self._standard(rng, shape, dtype)
+        w *= dtype.type(p["scale"])
+        if p["loc"] != 0.0:
+            w += dtype.type(p["loc"])
+        return w
+
+
+class Normal(_LocationScale):
+    r""":math:`W_{ij} \sim N(\text{loc}, \text{scale}^2)`, i.i.d."""
+
+    family = "normal"
+    parameter_names = ("loc", "scale")
+    gaussian = True
 
     @property
     def variance(self) -> sp.Expr:
@@ -217,17 +240,9 @@ class Normal(WeightLaw):
         p = self.parameters
         return special.ndtr((v - p["loc"]) / p["scale"])
 
-    def sample(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        p = self.parameters
-        w = rng.standard_normal(shape, dtype=dtype)
-        w *= dtype.type(p["scale"])
-        if p["loc"] != 0.0:
-            w += dtype.type(p["loc"])
-        return w
-
-    @property
-    def scale(self) -> float:
-        return self.parameters["scale"]
+    def _standard(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype
+                  ) -> np.ndarray:
+        return rng.standard_normal(shape, dtype=dtype)
 
     def describe(self) -> str:
         p = self.parameters
@@ -282,18 +297,13 @@ class Uniform(WeightLaw):
         return f"U[{low:.6g}, {high:.6g}]"
 
 
-class TruncatedNormal(WeightLaw):
+class TruncatedNormal(_LocationScale):
     r""":math:`N(\text{loc}, \text{scale}^2)` conditioned on
     :math:`|W_{ij} - \text{loc}| \le \text{bound}\cdot\text{scale}`, i.i.d."""
 
     family = "truncated_normal"
     parameter_names = ("loc", "scale", "bound")
-    scale_parameters = ("loc", "scale")
     moments_from_exact = False
-
-    @property
-    def mean(self) -> sp.Expr:
-        return sp.sympify(self.exact["loc"])
 
     @property
     def variance(self) -> sp.Expr:
@@ -329,17 +339,9 @@ class TruncatedNormal(WeightLaw):
         lo_mass, mass = special.ndtr(-b), special.ndtr(b) - special.ndtr(-b)
         return np.clip((special.ndtr((v - loc) / scale) - lo_mass) / mass, 0.0, 1.0)
 
-    def sample(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        p = self.parameters
-        w = _truncated_standard_normal(rng, shape, p["bound"], dtype)
-        w *= dtype.type(p["scale"])
-        if p["loc"] != 0.0:
-            w += dtype.type(p["loc"])
-        return w
-
-    @property
-    def scale(self) -> float:
-        return self.parameters["scale"]
+    def _standard(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype
+                  ) -> np.ndarray:
+        return _truncated_standard_normal(rng, shape, self.parameters["bound"], dtype)
 
     def describe(self) -> str:
         p = self.parameters
