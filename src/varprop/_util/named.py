@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import re
-from typing import Any
 
 from varprop._util.validation import fail
 

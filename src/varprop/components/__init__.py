@@ -6,4 +6,5 @@ Importing the package registers the named activations and init schemes (the cata
 functions of :mod:`~varprop.components.activation` and :mod:`~varprop.components.scheme` find them
 whichever module is imported first."""
 
-from varprop.components import activations, schemes  # noqa: F401  (register the catalogues)
+import varprop.components.activations  # noqa: F401  (registers the named activations)
+import varprop.components.schemes  # noqa: F401  (registers the named init schemes)

@@ -208,8 +208,8 @@ def activation(name: str, **params: object) -> Activation:
 
     >>> activation("leaky_relu", negative_slope=0.2)
     leaky_relu(negative_slope=0.2)
-    >>> activation("relu").closed_form.second.subs(MU, 0)
-    q/2
+    >>> activation("relu").gaussian_moments(0.0, 2.0)[1]  # E relu(z)^2 = q/2
+    1.0
     """
     if not isinstance(name, str):
         raise fail_type("activation", name, f"an activation name, one of {ACTIVATIONS.names()}")

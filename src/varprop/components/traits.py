@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -163,7 +164,7 @@ def _derivative_nonvanishing(act: Activation) -> bool:
         pieces = [np.array(_GRID[[1, 3, 5]])]
     else:
         pieces = [kinks[0] - np.array(_OUTSIDE), kinks[-1] + np.array(_OUTSIDE)]
-        pieces += [a + (b - a) * np.array(_INTERIOR) for a, b in zip(kinks, kinks[1:])]
+        pieces += [a + (b - a) * np.array(_INTERIOR) for a, b in pairwise(kinks)]
     with np.errstate(all="ignore"):
         return all(np.any(np.broadcast_to(act.derivative_function(x), x.shape) != 0.0)
                    for x in pieces)
