@@ -212,3 +212,19 @@ def test_a_new_family_is_one_class(laplace_scheme: None) -> None:
         got = vp.predict_variance("relu", scheme, fan_in=40, depth=5, quantity=quantity)
         ref = vp.predict_variance("relu", "lecun_normal", fan_in=40, depth=5, quantity=quantity)
         assert got == ref
+
+
+def test_family_statements_and_flags() -> None:
+    # the sentences derivations state about the entries (byte-identical to the former texts)
+    assert Normal.summary() == "entries i.i.d. normal"
+    assert Orthogonal.summary().startswith("Haar-orthogonal times gain g")
+    assert Laplace.summary() == "entries i.i.d. laplace"  # default from the flags
+    assert [f.orthonormal for f in (Normal, Uniform, TruncatedNormal, Orthogonal, Laplace)] == [
+        False, False, False, True, False]
+
+
+def test_weight_moments_is_the_cached_moments() -> None:
+    from varprop.components.schemes import weight_moments
+
+    he = vp.init_scheme("he_uniform")
+    assert weight_moments(he, 30, 7) == he.moments(30, 7) == (0.0, 2 / 30)

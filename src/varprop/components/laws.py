@@ -104,6 +104,19 @@ class WeightLaw(ABC):
     gaussian: ClassVar[bool] = False
     #: An entry minus its mean has the law of its negative.
     symmetric: ClassVar[bool] = True
+    #: :math:`W/g` has orthonormal rows (wide) or columns (tall) for the scale :math:`g`: a
+    #: square matrix is :math:`g` times an isometry, :math:`\|W a\| = g \|a\|` exactly.
+    orthonormal: ClassVar[bool] = False
+    #: One sentence on the entries for derivations (default: :meth:`summary` from the flags).
+    statement: ClassVar[str] = ""
+
+    @classmethod
+    def summary(cls) -> str:
+        """One sentence on the entries (:attr:`statement`, or one made from the flags)."""
+        if cls.statement:
+            return cls.statement
+        return (f"entries i.i.d. {cls.family}" if cls.iid
+                else f"entries of a {cls.family} law, not independent")
 
     def __init__(self, params: Mapping[str, object], *, fan_in: object = FAN_IN,
                  fan_out: object = FAN_OUT, numeric: Mapping[str, float] | None = None) -> None:
@@ -225,6 +238,7 @@ class Normal(_LocationScale):
     family = "normal"
     parameter_names = ("loc", "scale")
     gaussian = True
+    statement = "entries i.i.d. normal"
 
     @property
     def variance(self) -> sp.Expr:
@@ -255,6 +269,7 @@ class Uniform(WeightLaw):
     family = "uniform"
     parameter_names = ("low", "high")
     scale_parameters = ("low", "high")
+    statement = "entries i.i.d. uniform, variance (high - low)^2 / 12"
 
     @property
     def mean(self) -> sp.Expr:
@@ -304,6 +319,8 @@ class TruncatedNormal(_LocationScale):
     family = "truncated_normal"
     parameter_names = ("loc", "scale", "bound")
     moments_from_exact = False
+    statement = ("entries i.i.d. normal truncated at +-bound std; the variance is the truncated "
+                 "one, std^2 (1 - 2 b phi(b) / (2 Phi(b) - 1))")
 
     @property
     def variance(self) -> sp.Expr:
@@ -361,6 +378,9 @@ class Orthogonal(WeightLaw):
     parameter_names = ("gain",)
     scale_parameters = ("gain",)
     iid = False
+    orthonormal = True
+    statement = ("Haar-orthogonal times gain g; entries are uncorrelated (sign symmetry) with "
+                 "variance g^2 / max(n_in, n_out), not independent")
 
     @property
     def _m(self) -> sp.Expr:

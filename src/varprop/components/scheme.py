@@ -33,7 +33,7 @@ from varprop.components.registries import SCHEMES
 from varprop.errors import InvalidArgumentType, VarpropWarning
 
 __all__ = ["InitScheme", "SCHEMES", "init_scheme", "resolve_scheme", "scheme_names",
-           "SAMPLE_MEMORY_LIMIT"]
+           "weight_moments", "SAMPLE_MEMORY_LIMIT"]
 
 #: The largest sample :meth:`InitScheme.sample` draws (bytes of the result).
 SAMPLE_MEMORY_LIMIT = 4 * 2**30
@@ -212,6 +212,12 @@ class InitScheme:
 @lru_cache(maxsize=4096)
 def _cached_moments(scheme: InitScheme, fan_in: int, fan_out: int) -> tuple[float, float]:
     return scheme._numeric_moments(fan_in, fan_out)
+
+
+def weight_moments(scheme: InitScheme, fan_in: int, fan_out: int) -> tuple[float, float]:
+    """:meth:`InitScheme.moments` without its validation and warning, for the engines' inner
+    loops: ``fan_in`` and ``fan_out`` must be validated positive Python ints (cached)."""
+    return _cached_moments(scheme, fan_in, fan_out)
 
 
 @lru_cache(maxsize=4096)

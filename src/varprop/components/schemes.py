@@ -73,6 +73,7 @@ from varprop.components.scheme import (
     init_scheme,
     resolve_scheme,
     scheme_names,
+    weight_moments,
 )
 
 __all__ = [
@@ -81,6 +82,7 @@ __all__ = [
     "resolve_scheme",
     "scheme_names",
     "variance_scaling",
+    "weight_moments",
     "FAN_IN",
     "FAN_OUT",
     "SAMPLE_MEMORY_LIMIT",
