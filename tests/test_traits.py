@@ -154,3 +154,13 @@ def test_is_odd_is_an_alias_of_the_trait() -> None:
     for name in CASES:
         act = vp.activation(name)
         assert is_odd(act) == act.traits.odd
+
+
+def test_a_piecewise_identity_is_linear() -> None:
+    # max(x, 0) + min(x, 0) = x: leaky ReLU of slope 1 is the identity (no kink)
+    for act in (vp.activation("leaky_relu", negative_slope=1.0), vp.activation("max(x,0) + min(x,0)")):
+        traits = act.traits
+        assert traits.linear and traits.slope == 1.0 and traits.kinks == ()
+    half = vp.activation("max(x,0)/2 + min(x,0)/2").traits
+    assert half.linear and half.slope == 0.5
+    assert not vp.activation("leaky_relu", negative_slope=0.999).traits.linear

@@ -5,7 +5,9 @@ shortcut applies, whether a prediction is exact at finite width, where quadratur
 breakpoints) reads :attr:`varprop.Activation.traits`:
 
 ``linear``
-    :math:`\phi(x) = c\,x` for a constant ``slope`` :math:`c` (decided symbolically).
+    :math:`\phi(x) = c\,x` for a constant ``slope`` :math:`c` (decided symbolically; a
+    piecewise expression such as leaky ReLU of slope 1 is first screened on a grid, then
+    simplified).  A linear activation has no kinks.
 ``odd``
     :math:`\phi(-x) = -\phi(x)` for every real :math:`x` (what the small-shift expansions of the
     non-zero-mean recursion and the zero means by symmetry need).  Decided symbolically
@@ -87,12 +89,14 @@ def compute_traits(act: Activation) -> ActivationTraits:
     x = sp.Symbol("x", real=True)
     expr = act.expr.subs({s: x for s in act.expr.free_symbols if s.name == "x"})
     slope = _slope(expr, x)
+    if slope is None and expr.has(sp.Max, sp.Min, sp.Abs, sp.Heaviside, sp.sign):
+        slope = _piecewise_slope(act, expr, x)
     return ActivationTraits(
         linear=slope is not None,
         slope=slope,
         odd=_odd(act, x),
         homogeneous_degree=1.0 if slope not in (None, 0.0) else _homogeneous_degree(act),
-        kinks=tuple(act.kinks),
+        kinks=() if slope is not None else tuple(act.kinks),
         derivative_nonvanishing=_derivative_nonvanishing(act),
     )
 
@@ -106,6 +110,17 @@ def _slope(expr: sp.Expr, x: sp.Symbol) -> float | None:
         return None
     c = poly.coeff_monomial(x)
     return float(c) if c.is_number else None
+
+
+def _piecewise_slope(act: Activation, expr: sp.Expr, x: sp.Symbol) -> float | None:
+    r""":math:`c` if a piecewise expression is :math:`c x` (leaky ReLU of slope 1 is the
+    identity): screened on the grid, then confirmed by simplifying its piecewise form."""
+    with np.errstate(all="ignore"):
+        f = np.broadcast_to(act.function(_GRID), _GRID.shape)
+        c = float(np.asarray(act.function(np.array([1.0])), dtype=float)[0])
+        if not np.allclose(f, c * _GRID, rtol=1e-12, atol=0.0):
+            return None
+    return _slope(sp.simplify(sp.piecewise_fold(expr.rewrite(sp.Piecewise))), x)
 
 
 def _odd(act: Activation, x: sp.Symbol) -> bool:
