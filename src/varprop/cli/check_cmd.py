@@ -20,10 +20,10 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from varprop._util.named import build_named
 from varprop._util.validation import check_choice
 from varprop.checking.check import QUANTITIES, Verdict, check_matrix, default_matrix
 from varprop.components.activations import resolve_activation
+from varprop.components.named import build_named
 from varprop.components.schemes import resolve_scheme
 from varprop.errors import InvalidArgument
 
