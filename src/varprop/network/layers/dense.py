@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from varprop._util.validation import check_nonnegative_real, check_width
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.network.layers.base import Layer, Shape
@@ -56,3 +58,21 @@ class Dense(Layer):
     # --- sampling -----------------------------------------------------------------------------
 
     # --- one-step check -----------------------------------------------------------------------
+    def one_step(self, n_in: int, second: np.ndarray) -> np.ndarray:
+        r"""Forward one-step map: :math:`E[\overline{z^2} \mid a] = \sigma_w^2 n_{in}
+        \overline{a^2} + \sigma_b^2` for the realised mean square ``second`` of the input
+        :math:`a` (vectorised over replicates).
+
+        Exact for zero-mean i.i.d. weights of variance :math:`\sigma_w^2` (any law), and for a
+        Haar-orthogonal :math:`W` with :math:`\sigma_w^2 = g^2/\max(n_{in}, n_{out})`.
+        """
+        _, var_w = self.init.moments(n_in, self.width)
+        return var_w * n_in * second + self.bias_variance
+
+    def one_step_backward(self, n_in: int, second: np.ndarray) -> np.ndarray:
+        r"""Backward one-step map: :math:`E[\overline{(W^\top\delta)^2} \mid \delta] =
+        \sigma_w^2 n_{out} \overline{\delta^2}` for the realised mean square ``second`` of the
+        output gradient :math:`\delta`, when :math:`W` is independent of :math:`\delta` (zero-mean
+        i.i.d. weights; the top layer, or a net of linear activations)."""
+        _, var_w = self.init.moments(n_in, self.width)
+        return var_w * self.width * second

@@ -2,9 +2,16 @@ r"""``Nonlinearity(activation)``: the elementwise map :math:`a = \phi(z)`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
-from varprop.components.activations import Activation, resolve_activation
+import numpy as np
+import scipy.special
+import sympy as sp
+from scipy.interpolate import CubicSpline
+
+from varprop.components.activations import MU, Q, Activation, resolve_activation
 from varprop.network.layers.base import Layer, Shape
 
 __all__ = ["Nonlinearity"]
@@ -40,3 +47,45 @@ class Nonlinearity(Layer):
     # --- sampling -----------------------------------------------------------------------------
 
     # --- one-step check -----------------------------------------------------------------------
+    def one_step(self, n_in: int, second: np.ndarray) -> np.ndarray:
+        r"""Forward one-step map :math:`v \mapsto E[\phi(\sqrt v\, \xi)^2]`, :math:`\xi \sim
+        N(0, 1)`, vectorised over the realised mean squares ``second`` of the input.
+
+        Exact when the input units are, given the previous layer, i.i.d. :math:`N(0, v)` (after a
+        ``Dense`` layer with zero-mean Gaussian weights); ``n_in`` is unused (elementwise).
+        """
+        return _second_moment_map(self.activation)(second)
+
+
+@lru_cache(maxsize=64)
+def _second_moment_map(act: Activation) -> Callable[[np.ndarray], np.ndarray]:
+    r""":math:`v \mapsto E[\phi(\sqrt v\, \xi)^2]`: :math:`c^2 v` for :math:`\phi(x) = c x`, the
+    exact closed form where the activation has one, else quadrature (through a cubic spline in
+    :math:`\log v` for many distinct values)."""
+    traits = act.traits
+    rules = act.closed_form
+    if traits.linear:
+        assert traits.slope is not None
+        slope2 = traits.slope * traits.slope
+        return lambda v: np.asarray(v, dtype=float) * slope2
+    if rules is not None and rules.exact and not rules.zero_mean_only:
+        f = sp.lambdify(Q, sp.simplify(rules.second.subs(MU, 0)),
+                        modules=[{"erf": scipy.special.erf}, "numpy"])
+        return lambda v: np.broadcast_to(np.asarray(f(np.asarray(v, dtype=float)), dtype=float),
+                                         np.shape(v)).astype(float)
+
+    def by_quadrature(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=float)
+        lo, hi = float(v.min()), float(v.max())
+        if lo <= 0 or hi / lo < 1 + 1e-12:
+            uniq = np.unique(v)
+            vals = {float(u): act.gaussian_moments(0.0, float(u), method="quadrature")[1]
+                    for u in uniq[:64]}
+            if len(uniq) <= 64:
+                return np.array([vals[float(x)] for x in v])
+        grid = np.geomspace(lo, hi, 129)
+        vals = np.array([act.gaussian_moments(0.0, float(g), method="quadrature")[1] for g in grid])
+        spline = CubicSpline(np.log(grid), vals)
+        return np.asarray(spline(np.log(v)), dtype=float)
+
+    return by_quadrature
