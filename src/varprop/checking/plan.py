@@ -30,9 +30,9 @@ from varprop.checking.verdict import Verdict
 from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.network.model import Network
-from varprop.simulation.montecarlo import _check_resources, _gaussian_pays
+from varprop.simulation.engines import GAUSSIAN, check_resources, network_shape, select_engine
 
-__all__ = ["default_budget"]
+__all__ = ["default_budget", "network_budget", "plan_network"]
 
 #: First look and work budgets of the adaptive plan (work = random numbers per replicate).
 _FIRST_LOOK = 64
@@ -50,35 +50,45 @@ def _extract(res: Any, names: Sequence[str], layer: int, backward: bool) -> tupl
     return [np.asarray(res.per_replicate(q, layer), dtype=float) for q in names], None
 
 
-def _engine_kind(scheme: InitScheme, engine: str) -> str:
-    if engine == "dense":
-        return "dense"
-    if engine == "gaussian":
-        return "gaussian"
-    return "gaussian" if scheme.is_gaussian else "dense"
+def plan_network(scheme: InitScheme, widths: Sequence[int], input_variance: float = 1.0,
+                 bias_variance: float = 0.0) -> Network:
+    """The network a keyword-form check simulates (``Network.mlp``; the activation does not
+    change the engine choice or the cost, so a linear one stands in)."""
+    return Network.mlp("linear", scheme, widths=tuple(widths), input_variance=input_variance,
+                       bias_variance=bias_variance)
 
 
-def default_budget(scheme: InitScheme, widths: Sequence[int], engine: str = "auto") -> int:
-    """Default maximum number of replicates: a fixed amount of simulation work (a few seconds on
-    one core), between 1024 and 2**18 replicates."""
-    kind = _engine_kind(scheme, engine)
-    if kind == "gaussian":
-        work = 3.0 * sum(widths)
+def network_budget(net: Network, engine: str = "auto") -> int:
+    r"""Default maximum number of replicates for ``net``: a fixed amount of simulation work (a
+    few seconds on one core), between 1024 and 2**18 replicates.
+
+    The engine is the one :func:`varprop.simulation.engines.select_engine` picks (the same rule
+    as ``simulate(engine="auto")``); its work per replicate is taken as :math:`3\sum_l n_l` for
+    the Gaussian shortcut and :math:`\sum_l n_{l-1} n_l + \sum_l n_l` for the dense engine
+    (input plus every ``Dense`` output in :math:`\sum_l n_l`).
+    """
+    chosen = select_engine(net, engine, batch=1)
+    shape = network_shape(net)
+    if chosen is GAUSSIAN:
+        work = 3.0 * shape.width_sum
     else:
-        work = float(sum(a * b for a, b in zip(widths, widths[1:]))) + sum(widths)
-    budget = int(_WORK_BUDGET[kind] / max(work, 1.0))
+        work = float(shape.weights) + shape.width_sum
+    budget = int(_WORK_BUDGET[chosen.name] / max(work, 1.0))
     return int(min(_MAX_REPLICATES, max(_MIN_BUDGET, budget)))
 
 
-def _check_size(scheme: InitScheme, widths: Sequence[int], engine: str, replicates: int,
-                dtype: str, name: str) -> None:
+def default_budget(scheme: InitScheme, widths: Sequence[int], engine: str = "auto") -> int:
+    """:func:`network_budget` of the dense chain with ``widths`` and ``scheme``: a fixed amount
+    of simulation work (a few seconds on one core), between 1024 and 2**18 replicates."""
+    return network_budget(plan_network(scheme, widths), engine)
+
+
+def _check_size(net: Network, engine: str, replicates: int, dtype: str, name: str) -> None:
     """Refuse up front a plan whose simulations exceed the Monte Carlo engine's memory or time
-    limits (:func:`varprop.simulation.montecarlo.resource_estimate`), naming ``budget``/``replicates``."""
-    ws = tuple(widths)
-    kind = _engine_kind(scheme, engine)
-    if engine == "auto" and kind == "gaussian" and not _gaussian_pays(ws, 1):
-        kind = "dense"
-    _check_resources(kind, ws, 1, replicates, np.dtype(dtype).itemsize, name=name)
+    limits (:func:`varprop.simulation.engines.check_resources` on the engine ``simulate`` would
+    choose), naming ``budget``/``replicates``."""
+    check_resources(net, select_engine(net, engine, batch=1), replicates, batch=1, dtype=dtype,
+                    name=name)
 
 
 def _look_sizes(replicates: int | None, budget: int, first: int = _FIRST_LOOK) -> list[int]:

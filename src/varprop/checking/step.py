@@ -27,7 +27,8 @@ from varprop.checking.plan import (
     _sequential,
     _subject,
     _verdict_from,
-    default_budget,
+    network_budget,
+    plan_network,
 )
 from varprop.checking.verdict import Verdict
 from varprop.components.activations import Activation
@@ -186,9 +187,10 @@ def verify_step(
             return [], "a one-step prediction is 0 while the statistic is not (degenerate layer)"
         return [ratio], None
 
-    bud_eff = bud if bud is not None else default_budget(scheme, ws, engine)
+    sim_net = plan_network(scheme, ws, in_var, b_var)
+    bud_eff = bud if bud is not None else network_budget(sim_net, engine)
     sizes = _look_sizes(reps, bud_eff)
-    _check_size(scheme, ws, engine, sizes[-1], dt, "replicates" if reps is not None else "budget")
+    _check_size(sim_net, engine, sizes[-1], dt, "replicates" if reps is not None else "budget")
     floor = _one_step_skewness(act, scheme, quantity, ws, lay, in_var, b_var)
     out = _sequential(draw, "mean", 1.0, 1.0, tol_f, rtol_f, alpha_f, sizes, seed_i + 1, floor)
     config = {"activation": repr(act), "init": repr(scheme), **shape, "dtype": dt,

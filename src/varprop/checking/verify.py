@@ -75,7 +75,8 @@ from varprop.checking.plan import (
     _sequential,
     _subject,
     _verdict_from,
-    default_budget,
+    network_budget,
+    plan_network,
 )
 from varprop.checking.step import verify_step
 from varprop.checking.verdict import Verdict
@@ -306,9 +307,10 @@ def verify(
             cols = [cols[0] ** 2 * (n_lay / (n_lay - 1.0))]
         return cols, err
 
-    bud_eff = bud if bud is not None else default_budget(scheme, ws, engine)
+    sim_net = plan_network(scheme, ws, in_var, b_var)
+    bud_eff = bud if bud is not None else network_budget(sim_net, engine)
     sizes = _look_sizes(reps, bud_eff)
-    _check_size(scheme, ws, engine, sizes[-1], dt, "replicates" if reps is not None else "budget")
+    _check_size(sim_net, engine, sizes[-1], dt, "replicates" if reps is not None else "budget")
     out = _sequential(draw, "variance" if kind == "variance" else "mean", theta0, scale, tol_f,
                       margin, alpha_f, sizes, seed_i, relative=not zero_pred)  # type: ignore[arg-type]
     config = {"activation": repr(act), "init": repr(scheme), **shape, "method": method,

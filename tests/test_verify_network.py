@@ -1,0 +1,182 @@
+"""verify / verify_step on a Network; exactness from activation traits; the layers' one-step maps;
+the checker's engine rule (the same as simulate's engine="auto")."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import integrate
+
+import varprop
+from varprop import Network, layers
+from varprop.checking import check
+from varprop.checking.plan import network_budget, plan_network
+from varprop.errors import InvalidArgument
+from varprop.simulation.engines import DENSE, GAUSSIAN, select_engine
+
+
+def _same(v, w) -> None:
+    a, b = v.to_dict(), w.to_dict()
+    a.pop("elapsed")
+    b.pop("elapsed")
+    assert a == b
+
+
+# --- a Network as first argument: the keyword form is Network.mlp, bit-identical -----------------
+
+@pytest.mark.parametrize("kw", [
+    dict(activation="relu", init="he_normal", fan_in=8, depth=3, quantity="preactivation"),
+    dict(activation="tanh", init="lecun_uniform", widths=[6, 5, 7], quantity="gradient",
+         bias_variance=0.1, input_variance=2.0),
+    dict(activation="gelu", init="xavier_normal", fan_in=8, depth=2, quantity="activation",
+         target="unit_spread"),
+])
+def test_verify_network_equals_keyword_form(kw):
+    kw = dict(kw)
+    act, init = kw.pop("activation"), kw.pop("init")
+    shape = {k: kw.pop(k) for k in ("fan_in", "widths", "depth", "bias_variance",
+                                    "input_variance") if k in kw}
+    net = Network.mlp(act, init, **shape)
+    v = check.verify(act, init, **shape, **kw, replicates=96, seed=5)
+    w = check.verify(net, **kw, replicates=96, seed=5)
+    _same(v, w)
+
+
+@pytest.mark.parametrize("quantity", ["preactivation", "activation_second_moment", "gradient"])
+def test_verify_step_network_equals_keyword_form(quantity):
+    shape = dict(widths=[5, 6, 4, 6], bias_variance=0.05)
+    net = Network.mlp("tanh", "lecun_normal", **shape)
+    v = check.verify_step("tanh", "lecun_normal", **shape, quantity=quantity, layer=2,
+                          replicates=64, seed=2)
+    w = check.verify_step(net, quantity=quantity, layer=2, replicates=64, seed=2)
+    _same(v, w)
+    # and through verify(local=True)
+    _same(w, check.verify(net, quantity=quantity, layer=2, replicates=64, seed=2, local=True))
+
+
+def test_hand_built_mlp_network_is_checked_as_the_mlp():
+    net = Network([layers.Dense(8, init="he_normal"), "relu", layers.Dense(8, init="he_normal"),
+                   "relu"], input_shape=(8,))
+    _same(check.verify(net, quantity="preactivation", replicates=64, seed=1),
+           check.verify("relu", "he_normal", fan_in=8, depth=2, quantity="preactivation",
+                        replicates=64, seed=1))
+
+
+@pytest.mark.parametrize("name,value", [("init", "he_normal"), ("fan_in", 8), ("widths", [8, 8]),
+                                        ("depth", 3), ("input_variance", 2.0),
+                                        ("bias_variance", 0.1), ("depth", True)])
+def test_network_with_shape_arguments_is_refused(name, value):
+    net = Network.mlp("relu", "he_normal", fan_in=8)
+    kw = {name: value}
+    with pytest.raises(InvalidArgument, match=name):
+        if name == "init":
+            check.verify(net, value)
+        else:
+            check.verify(net, **kw)
+    with pytest.raises(InvalidArgument, match=name):
+        if name == "init":
+            check.verify_step(net, value)
+        else:
+            check.verify_step(net, **kw)
+
+
+def test_keyword_form_needs_init():
+    with pytest.raises(InvalidArgument, match="init"):
+        check.verify("relu", fan_in=8)
+    with pytest.raises(InvalidArgument, match="init"):
+        check.verify_step("relu", fan_in=8)
+
+
+# --- exactness from traits, with an independent computation ---------------------------------------
+
+def _numpy_mc_z_last(phi, n: int, depth: int, replicates: int, seed: int) -> tuple[float, float]:
+    """From scratch: E[mean_i z_{L,i}^2] for a width-n, depth-L He-normal net with N(0, 1)
+    inputs, and its standard error (independent of varprop's engines)."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((replicates, n))
+    z = a
+    for l in range(depth):
+        W = rng.standard_normal((replicates, n, n)) * math.sqrt(2.0 / n)
+        z = np.einsum("rij,rj->ri", W, a)
+        a = phi(z)
+    stat = np.mean(z * z, axis=1)
+    return float(stat.mean()), float(stat.std(ddof=1) / math.sqrt(replicates))
+
+
+@pytest.mark.parametrize("expr,phi,slope2", [
+    ("abs(x)", np.abs, 1.0),
+    ("2*relu(x) + 0.5*min(x, 0)", lambda z: 2 * np.maximum(z, 0) + 0.5 * np.minimum(z, 0), 2.125),
+])
+def test_degree_one_homogeneous_is_exact_at_width_two(expr, phi, slope2):
+    """phi(z)^2 = z^2 (a^2 1_{z>0} + b^2 1_{z<0}): E z_L^2 = (2 * (a^2+b^2)/2)^(L-1) * 2 exactly at
+    any width.  A seeded NumPy simulation at width 2 agrees within 4 standard errors, and the
+    checker claims exactness (tol = float floor) and does not refute it."""
+    act = varprop.activation(expr)
+    assert act.traits.exact_at_finite_width and not act.traits.linear
+    for q in ("preactivation", "activation_second_moment", "gradient", "weight_gradient"):
+        assert check.is_exact(act, "he_normal", q)
+    assert not check.is_exact(act, "he_normal", "activation")  # Var a needs (E a)^2: approximate
+    L = 3
+    predicted = float(varprop.predict_variance(act, "he_normal", fan_in=2, depth=L,
+                                               quantity="preactivation"))
+    assert predicted == pytest.approx(2.0 * (2.0 * slope2) ** (L - 1), rel=1e-12)
+    est, se = _numpy_mc_z_last(phi, 2, L, 400_000, seed=11)
+    assert abs(est - predicted) < 4 * se, (est, se, predicted)
+    v = check.verify(act, "he_normal", fan_in=2, depth=L, quantity="preactivation", seed=3,
+                     budget=4096)
+    assert v.exact and v.tol == pytest.approx(1e-9) and v.status != "refuted"
+
+
+def test_tanh_is_not_exact_and_the_gap_is_real_at_width_two():
+    """The contrast: tanh at width 2 is not exact (the same NumPy simulation differs from the
+    mean field by many standard errors), and the checker says so."""
+    assert not check.is_exact("tanh", "he_normal", "preactivation")
+    predicted = float(varprop.predict_variance("tanh", "he_normal", fan_in=2, depth=3,
+                                               quantity="preactivation"))
+    est, se = _numpy_mc_z_last(np.tanh, 2, 3, 400_000, seed=11)
+    assert abs(est - predicted) > 8 * se
+
+
+def test_any_slope_linear_is_exact_for_activation():
+    assert check.is_exact("2*x", "lecun_normal", "activation")
+    assert check.is_exact("2*x", "orthogonal", "preactivation")
+    assert not check.is_exact("2*x+1", "lecun_normal", "preactivation")
+
+
+# --- the layers' one-step maps ---------------------------------------------------------------------
+
+def test_dense_one_step_maps():
+    d = layers.Dense(7, init="he_uniform", bias_variance=0.3)
+    s = np.array([0.5, 2.0])
+    var_w = 2.0 / 5  # he: 2 / fan_in
+    np.testing.assert_allclose(d.one_step(5, s), var_w * 5 * s + 0.3, rtol=1e-14)
+    np.testing.assert_allclose(d.one_step_backward(5, s), var_w * 7 * s, rtol=1e-14)
+
+
+@pytest.mark.parametrize("expr", ["tanh", "erf", "x*tanh(x)", "2*x", "relu", "sigmoid"])
+def test_nonlinearity_one_step_against_quad(expr):
+    phi = varprop.activation(expr).function
+    f = layers.Nonlinearity(expr)
+    v = np.array([0.04, 0.7, 3.0])
+    got = f.one_step(4, v)
+    for vi, gi in zip(v, got):
+        ref = integrate.quad(lambda t: float(phi(np.array([math.sqrt(vi) * t]))[0]) ** 2
+                             * math.exp(-t * t / 2) / math.sqrt(2 * math.pi), -40, 40,
+                             points=[0.0], limit=200)[0]
+        assert gi == pytest.approx(ref, rel=1e-6)
+
+
+# --- one engine rule --------------------------------------------------------------------------------
+
+def test_budget_uses_the_engine_simulate_would_use():
+    """A Gaussian scheme whose shortcut does not pay (fan-in 1) is simulated by the dense engine,
+    and the default budget is the dense engine's (it once assumed the shortcut)."""
+    scheme = varprop.init_scheme("he_normal")
+    net = plan_network(scheme, [1, 1000, 1000])
+    assert select_engine(net) is DENSE
+    assert check.default_budget(scheme, [1, 1000, 1000]) == network_budget(net) == 1024
+    wide = plan_network(scheme, [64] * 6)
+    assert select_engine(wide) is GAUSSIAN
+    assert network_budget(wide) == int(1.2e8 / (3.0 * 64 * 6))
