@@ -17,6 +17,12 @@ import numpy as np
 from varprop._math.quadrature import gaussian_expectations
 from varprop._util.validation import check_choice, check_nonnegative_real, fail
 from varprop.checking.allowance import _FLOAT_FLOOR, FINITE_WIDTH_CONSTANT
+from varprop.checking.outputs import (
+    OUTPUT_QUANTITIES,
+    _output_columns,
+    check_positions,
+    default_position,
+)
 from varprop.checking.plan import (
     _check_common,
     _check_layer,
@@ -39,7 +45,7 @@ from varprop.network.layers.dense import Dense
 from varprop.network.layers.nonlinearity import Nonlinearity
 from varprop.network.model import Network
 from varprop.simulation.montecarlo import simulate
-from varprop.theory.predict import propagate
+from varprop.theory.predict import predict_variance, propagate
 
 __all__ = ["verify_step", "LOCAL_QUANTITIES"]
 
@@ -111,15 +117,25 @@ def verify_step(
     t0 = time.perf_counter()
     subject = _subject(activation, init, fan_in=fan_in, fan_out=fan_out, widths=widths,
                        depth=depth, input_variance=input_variance, bias_variance=bias_variance)
-    if subject.act is None or subject.scheme is None or subject.widths is None:
-        raise NotImplementedError  # general networks: next milestone
-    act, scheme, ws = subject.act, subject.scheme, subject.widths
-    input_variance, bias_variance = subject.input_variance, subject.bias_variance  # type: ignore[assignment]
-    L = len(ws) - 1
-    quantity = check_choice("quantity", quantity, LOCAL_QUANTITIES)
+    quantity = check_choice("quantity", quantity, LOCAL_QUANTITIES + OUTPUT_QUANTITIES)
     engine = check_choice("engine", engine, ("auto", "dense", "gaussian"))
     rtol_f, alpha_f, reps, seed_i, bud, dt = _check_common(rtol, alpha, replicates, seed, budget,
                                                            dtype)
+    if quantity in OUTPUT_QUANTITIES:
+        net = subject.net
+        if net is None:
+            net = Network.mlp(subject.act, subject.scheme,  # type: ignore[arg-type]
+                              widths=subject.widths, input_variance=subject.input_variance,
+                              bias_variance=subject.bias_variance)  # type: ignore[arg-type]
+        return verify_step_outputs(net, quantity=quantity, layer=layer, rtol_f=rtol_f,
+                                   alpha_f=alpha_f, reps=reps, seed_i=seed_i, tol=tol, bud=bud,
+                                   dt=dt, engine=engine, t0=t0)
+    if subject.act is None or subject.scheme is None or subject.widths is None:
+        raise fail("quantity", quantity, f"one of {list(OUTPUT_QUANTITIES)} for a network that "
+                   "is not a dense chain (the MLP quantities name the l-th dense layer)")
+    act, scheme, ws = subject.act, subject.scheme, subject.widths
+    input_variance, bias_variance = subject.input_variance, subject.bias_variance  # type: ignore[assignment]
+    L = len(ws) - 1
     in_var = check_nonnegative_real("input_variance", input_variance)
     b_var = check_nonnegative_real("bias_variance", bias_variance)
     lay = _check_layer(layer, L)
@@ -180,12 +196,7 @@ def verify_step(
                 prev = prev_cols[0]
             num = cols[0] if quantity == "preactivation" else cols[1]
             denom = one_step_chain(chain, n_prev, prev)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(denom > 0, num / np.where(denom > 0, denom, 1.0),
-                             np.where(num == 0, 1.0, np.inf))
-        if not np.all(np.isfinite(ratio)):
-            return [], "a one-step prediction is 0 while the statistic is not (degenerate layer)"
-        return [ratio], None
+        return _ratio(num, denom)
 
     sim_net = plan_network(scheme, ws, in_var, b_var)
     bud_eff = bud if bud is not None else network_budget(sim_net, engine)
@@ -225,6 +236,12 @@ def _one_step_skewness(act: Activation, scheme: InitScheme, quantity: str, ws: t
         return math.sqrt(8.0 / ws[lay - 1])
     q = float(propagate(act, scheme, widths=ws, input_variance=input_variance,
                         bias_variance=bias_variance).preact_second[lay - 1])
+    return _square_skewness(act, q, ws[lay])
+
+
+def _square_skewness(act: Activation, q: float, n: int) -> float:
+    r"""Skewness of :math:`\phi(z)^2`, :math:`z \sim N(0, q)`, over :math:`\sqrt n` (the mean of
+    ``n`` i.i.d. units); 0 for a degenerate ``q``, ``inf`` where the moments diverge."""
     if not (math.isfinite(q) and q > 0):
         return 0.0
     f = act.function
@@ -240,5 +257,143 @@ def _one_step_skewness(act: Activation, scheme: InitScheme, quantity: str, ws: t
     var = m2 - m1 * m1
     if not (var > 0 and math.isfinite(m3)):
         return 0.0 if var == 0 else math.inf
-    return abs(m3 - 3 * m1 * var - m1**3) / var**1.5 / math.sqrt(ws[lay])
+    return abs(m3 - 3 * m1 * var - m1**3) / var**1.5 / math.sqrt(n)
 
+
+def _chain_at(net: Network, pos: int, quantity: str) -> tuple[int, tuple[Layer, ...]]:
+    """``(p0, chain)``: the layers whose one-step maps predict the statistic at ``pos`` from the
+    realised statistic at position ``p0`` (0: the input).  Forward: ``(Dense,)`` for a ``Dense``
+    at ``pos``, ``(Dense, Nonlinearity)`` for a ``Nonlinearity`` right after one (given its
+    input, a nonlinearity's output is not random).  Backward: the ``Dense`` at ``pos + 1``."""
+    P = net.depth
+    if quantity == "output_gradient":
+        nxt = net.layers[pos] if pos < P else None
+        if pos < 1 or not isinstance(nxt, Dense):
+            raise fail("layer", pos, "a layer position followed by a Dense layer for the one-step "
+                       "check of 'output_gradient' (its backward map W^T delta)")
+        return pos + 1, (nxt,)
+    here = net.layers[pos - 1]
+    if isinstance(here, Dense):
+        return pos - 1, (here,)
+    before = net.layers[pos - 2] if pos >= 2 else None
+    if isinstance(here, Nonlinearity) and isinstance(before, Dense):
+        return pos - 2, (before, here)
+    raise fail("layer", pos, "a Dense layer's position, or a Nonlinearity's right after a Dense, "
+               "for the one-step check of 'output'")
+
+
+def _width_at(net: Network, pos: int) -> int:
+    """Width of the output of layer position ``pos`` (0: the input)."""
+    shape = net.input_shape
+    for i, layer in enumerate(net.layers):
+        if i >= pos:
+            break
+        shape = layer.output_shape(shape)
+    return shape[0]
+
+
+def verify_step_outputs(net: Network, *, quantity: str, layer: object, rtol_f: float,
+                        alpha_f: float, reps: int | None, seed_i: int, tol: object,
+                        bud: int | None, dt: str, engine: str, t0: float) -> Verdict:
+    r"""The one-step check of ``"output"`` / ``"output_gradient"`` at a layer position of any
+    network: the realised statistic there over the one-step maps of the layers that produce it
+    (:func:`_chain_at`), given the realised statistic they start from; mean ratio exactly 1 where
+    the maps are exact (a ``Dense`` with zero-mean i.i.d. weights; a ``Dense`` with Gaussian
+    weights followed by a nonlinearity; backward, a ``Dense`` whose weights are independent of the
+    gradient it receives: the last layer or only linear nonlinearities after it), else within
+    the one-step allowance :math:`c/n`."""
+    P = check_positions(net)
+    pos = _check_layer(layer, P)
+    if pos is None:
+        pos = default_position(net, quantity)
+    start, chain = _chain_at(net, pos, quantity)
+    dense = chain[0]
+    assert isinstance(dense, Dense)
+    scheme = dense.init
+    backward = quantity == "output_gradient"
+    orthogonal_map = scheme.distribution == "orthogonal" and len(chain) == 1
+    if not (scheme.is_zero_mean and (scheme.is_iid or orthogonal_map)):
+        raise fail("layer", pos, f"a position whose Dense layer has a zero-mean i.i.d. scheme, or "
+                   f"an orthogonal one without a nonlinearity in the step (here {scheme!r})")
+    n_in = _width_at(net, pos if backward else start)
+    n_out = dense.width
+    if backward:
+        rest = _layer_kinds_after(net, pos + 1)
+        exact = pos + 1 == P or all(a.traits.linear for a in rest)
+        name = f"E[(dL/dy_{pos})^2 / (s_w^2 n_out |dL/dy_{pos + 1}|^2)]"
+    else:
+        exact = len(chain) == 1 or scheme.is_gaussian
+        name = f"E[y_{pos}^2 / one-step map of y_{start}^2]"
+    description = (f"ratio of the realised mean square at layer position {pos} to the one-step "
+                   f"map of {[type(c).__name__ for c in chain]} applied to the realised one at "
+                   f"position {start} (mean exactly 1 where the map is exact)")
+    if tol is None:
+        tol_f = _FLOAT_FLOOR[dt] + (0.0 if exact else FINITE_WIDTH_CONSTANT / n_out)
+        tol_reason = ("conditional identity exact: tol = 0 (+ float floor)" if exact else
+                      f"one-step allowance {FINITE_WIDTH_CONSTANT:g}/n = "
+                      f"{FINITE_WIDTH_CONSTANT / n_out:.3g}")
+    else:
+        tol_f, tol_reason = check_nonnegative_real("tol", tol), "tol given by the caller"
+
+    def draw(n_new: int, look: int) -> tuple[list[np.ndarray], str | None]:
+        res = simulate(net, replicates=n_new, seed=_look_seed(seed_i, look, 1), dtype=dt,
+                       engine=engine)
+        cols, err = _output_columns(res, quantity, pos)
+        if err:
+            return cols, err
+        if start == 0:
+            prev = np.asarray(res.input_second, dtype=float)
+        else:
+            prev_cols, err = _output_columns(res, quantity, start)
+            if err:
+                return prev_cols, err
+            prev = prev_cols[0]
+        denom = (dense.one_step_backward(n_in, prev) if backward
+                 else one_step_chain(chain, n_in, prev))
+        return _ratio(cols[0], denom)
+
+    bud_eff = bud if bud is not None else network_budget(net, engine)
+    sizes = _look_sizes(reps, bud_eff)
+    _check_size(net, engine, sizes[-1], dt, "replicates" if reps is not None else "budget")
+    if backward or len(chain) == 1:
+        floor = math.sqrt(8.0 / (n_in if backward else n_out))
+    else:
+        q = float(np.asarray(predict_variance(net, quantity="output", per_layer=True))[pos - 2])
+        floor = _square_skewness(chain[1].activation, q, n_out)  # type: ignore[attr-defined]
+    out = _sequential(draw, "mean", 1.0, 1.0, tol_f, rtol_f, alpha_f, sizes, seed_i + 1, floor)
+    config = {"network": repr(net), "dtype": dt, "engine": engine, "budget": bud_eff,
+              "tol_reason": tol_reason}
+    assumptions = ("one-step maps of the layers' own rules, conditional on the realised "
+                   "previous statistic: zero-mean i.i.d. weights"
+                   + ("" if backward or len(chain) == 1 else
+                      ", Gaussian weights for the nonlinearity's map (exact then)")
+                   + (", W independent of the gradient it receives" if backward else "")
+                   + ("; exact here" if exact else "; approximate here (allowance c/n)"))
+    return _verdict_from(out, theta0=1.0, scale=1.0, zero_pred=False, tol=tol_f, rtol=rtol_f,
+                         atol=None, alpha=alpha_f, seed=seed_i, quantity=quantity, layer=pos,
+                         target="one_step", name=name, description=description,
+                         assumptions=assumptions, exact=exact, config=config, t0=t0)
+
+
+def _ratio(num: np.ndarray, denom: np.ndarray) -> tuple[list[np.ndarray], str | None]:
+    """``num / denom`` per replicate (1 where both are 0); a reason where the prediction is 0
+    while the statistic is not."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(denom > 0, num / np.where(denom > 0, denom, 1.0),
+                         np.where(num == 0, 1.0, np.inf))
+    if not np.all(np.isfinite(ratio)):
+        return [], "a one-step prediction is 0 while the statistic is not (degenerate layer)"
+    return [ratio], None
+
+
+def _layer_kinds_after(net: Network, start: int) -> set[Activation]:
+    """The activations of the nonlinearities at positions after ``start`` (each run once)."""
+    acts: set[Activation] = set()
+    seen = 0
+    for block, count in net.layers.runs:
+        for i, layer in enumerate(block):
+            last = seen + i + 1 + (count - 1) * len(block)  # its last position in this run
+            if isinstance(layer, Nonlinearity) and last > start:
+                acts.add(layer.activation)
+        seen += len(block) * count
+    return acts

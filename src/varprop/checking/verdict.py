@@ -135,8 +135,11 @@ class Verdict:
     def __str__(self) -> str:
         cfg = self.config
         status = self.status.upper() + (" (within the allowance)" if self.within_allowance else "")
-        head = (f"{status}: {self.statistic} for {cfg.get('activation')} / "
-                f"{cfg.get('init')}, widths {_short_widths(cfg.get('widths'))}, layer {self.layer}")
+        if "network" in cfg:
+            head = f"{status}: {self.statistic} for {cfg['network']}, layer position {self.layer}"
+        else:
+            head = (f"{status}: {self.statistic} for {cfg.get('activation')} / "
+                    f"{cfg.get('init')}, widths {_short_widths(cfg.get('widths'))}, layer {self.layer}")
         level = f"{100 * (1 - self.alpha):g}%"
         if self.estimate is None or self.interval is None:
             estimate, rel = "no estimate", "no interval"

@@ -65,6 +65,7 @@ from varprop._util.validation import (
     fail_type,
 )
 from varprop.checking.allowance import _assumptions, is_exact, prediction_allowance
+from varprop.checking.outputs import OUTPUT_QUANTITIES, verify_outputs
 from varprop.checking.plan import (
     _check_common,
     _check_layer,
@@ -235,17 +236,28 @@ def verify(
     t0 = time.perf_counter()
     subject = _subject(activation, init, fan_in=fan_in, fan_out=fan_out, widths=widths,
                        depth=depth, input_variance=input_variance, bias_variance=bias_variance)
-    if subject.act is None or subject.scheme is None or subject.widths is None:
-        raise NotImplementedError  # general networks: next milestone
-    act, scheme, ws = subject.act, subject.scheme, subject.widths
-    input_variance, bias_variance = subject.input_variance, subject.bias_variance  # type: ignore[assignment]
-    L = len(ws) - 1
-    quantity = check_choice("quantity", quantity, QUANTITIES)
+    quantity = check_choice("quantity", quantity, QUANTITIES + OUTPUT_QUANTITIES)
     target = check_choice("target", target, TARGETS)  # type: ignore[assignment]
     method = check_choice("method", method, METHODS)
     engine = check_choice("engine", engine, ("auto", "dense", "gaussian"))
     rtol_f, alpha_f, reps, seed_i, bud, dt = _check_common(rtol, alpha, replicates, seed, budget,
                                                            dtype)
+    if quantity in OUTPUT_QUANTITIES:
+        net = subject.net
+        if net is None:
+            net = Network.mlp(subject.act, subject.scheme,  # type: ignore[arg-type]
+                              widths=subject.widths, input_variance=subject.input_variance,
+                              bias_variance=subject.bias_variance)  # type: ignore[arg-type]
+        return verify_outputs(net, quantity=quantity, layer=layer, rtol_f=rtol_f,
+                              alpha_f=alpha_f, predicted=predicted, reps=reps, seed_i=seed_i,
+                              target=target, method=method, tol=tol, atol=atol, bud=bud, dt=dt,
+                              engine=engine, t0=t0)
+    if subject.act is None or subject.scheme is None or subject.widths is None:
+        raise fail("quantity", quantity, f"one of {list(OUTPUT_QUANTITIES)} for a network that "
+                   "is not a dense chain (the MLP quantities name the l-th dense layer)")
+    act, scheme, ws = subject.act, subject.scheme, subject.widths
+    input_variance, bias_variance = subject.input_variance, subject.bias_variance  # type: ignore[assignment]
+    L = len(ws) - 1
     in_var = check_nonnegative_real("input_variance", input_variance)
     b_var = check_nonnegative_real("bias_variance", bias_variance)
     lay = _check_layer(layer, L)
