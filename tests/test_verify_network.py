@@ -180,3 +180,91 @@ def test_budget_uses_the_engine_simulate_would_use():
     wide = plan_network(scheme, [64] * 6)
     assert select_engine(wide) is GAUSSIAN
     assert network_budget(wide) == int(1.2e8 / (3.0 * 64 * 6))
+
+
+# --- exactness and allowance of any network, per layer position ------------------------------------
+
+def _expanded_inverse_widths(net, depth):
+    return sum(1.0 / layer.width for layer in list(net.layers)[:depth]
+               if isinstance(layer, layers.Dense))
+
+
+def test_network_allowance_matches_the_mlp_allowance():
+    """At the l-th Dense layer (position 2l-1) of an MLP-shaped network, the allowance of
+    'output' is the allowance of 'preactivation' at layer l (the same c * sum 1/n_l) once a
+    non-homogeneous nonlinearity precedes it; before any (layer 1, z_1 = W_1 x) the network rule
+    is exact where the MLP rule is conservatively approximate (E z_1^2 = s_w^2 n_0 E x^2 holds
+    exactly)."""
+    ws = [5, 7, 3, 9]
+    net = Network.mlp("tanh", "lecun_normal", widths=ws)
+    assert check.network_allowance(net, 1, False, method="auto", predicted_value=1.0)[0] == 1e-9
+    for l in (2, 3):
+        tol_net, _ = check.network_allowance(net, 2 * l - 1, False, method="auto",
+                                             predicted_value=1.0)
+        tol_mlp, _ = check.prediction_allowance("tanh", "lecun_normal", widths=ws, layer=l,
+                                                quantity="preactivation", method="auto",
+                                                predicted_value=1.0)
+        assert tol_net == pytest.approx(tol_mlp, rel=1e-14)
+    tol_b, _ = check.network_allowance(net, 1, True, method="auto", predicted_value=1.0)
+    tol_g, _ = check.prediction_allowance("tanh", "lecun_normal", widths=ws, layer=1,
+                                          quantity="gradient", method="auto", predicted_value=1.0)
+    assert tol_b == pytest.approx(tol_g, rel=1e-14)
+
+
+def test_inverse_width_sum_of_runs_equals_the_expanded_sum():
+    from varprop.checking.allowance import _dense_inverse_widths
+    net = Network([layers.Dense(4), "tanh", layers.Dense(6), "relu", layers.Dense(6), "relu",
+                   layers.Dense(6), "relu", layers.Dense(3)], input_shape=(5,))
+    deep = Network.mlp("tanh", "lecun_normal", fan_in=5, fan_out=7, depth=40)
+    for n in (net, deep):
+        for depth in range(1, n.depth + 1):
+            assert _dense_inverse_widths(n, depth) == pytest.approx(
+                _expanded_inverse_widths(n, depth), rel=1e-12)
+    huge = Network.mlp("relu", "he_normal", fan_in=8, depth=10**9)  # closed form per run
+    assert _dense_inverse_widths(huge, huge.depth) == pytest.approx(10**9 / 8, rel=1e-12)
+
+
+def test_network_exact_reads_traits_per_layer():
+    relu_abs = Network([layers.Dense(6, init="he_normal"), "relu", layers.Dense(5), "abs(x)",
+                        layers.Dense(4)], input_shape=(3,))
+    assert all(check.network_exact(relu_abs, p, False) for p in range(1, 6))
+    assert check.network_exact(relu_abs, 1, True)
+    mixed = Network([layers.Dense(6), "relu", layers.Dense(5), "tanh", layers.Dense(4)],
+                    input_shape=(3,))
+    assert [check.network_exact(mixed, p, False) for p in range(1, 6)] == [True, True, True,
+                                                                          False, False]
+    assert not check.network_exact(mixed, 1, True)  # backward passes every layer
+    uniform_mean = Network([layers.Dense(6, init=varprop.init_scheme("uniform", low=0.0, high=1.0)), "relu"], input_shape=(3,))
+    assert not check.network_exact(uniform_mean, 1, False)
+    ortho_linear = Network([layers.Dense(6, init="orthogonal"), "2*x", layers.Dense(6,
+                           init="orthogonal")], input_shape=(6,))
+    assert check.network_exact(ortho_linear, 3, False)
+    assert not check.network_exact(Network([layers.Dense(6, init="orthogonal"), "relu"],
+                                           input_shape=(6,)), 2, False)
+
+
+def test_non_mlp_network_takes_only_the_output_quantities():
+    net = Network([layers.Dense(6), "relu", layers.Dense(5), "tanh"], input_shape=(3,))
+    assert net.as_mlp() is None
+    with pytest.raises(InvalidArgument, match="quantity"):
+        check.verify(net, quantity="preactivation")
+    with pytest.raises(InvalidArgument, match="quantity"):
+        check.verify_step(net, quantity="gradient")
+    with pytest.raises(InvalidArgument, match="target"):
+        check.verify(net, quantity="output", target="unit_spread")
+    with pytest.raises(InvalidArgument, match="layer"):
+        check.verify(net, quantity="output", layer=5)
+
+
+def test_one_step_chains_of_a_network():
+    from varprop.checking.step import _chain_at
+    d1, d2 = layers.Dense(6), layers.Dense(5)
+    net = Network([d1, "relu", "tanh", d2], input_shape=(3,))
+    assert _chain_at(net, 1, "output") == (0, (d1,))
+    assert _chain_at(net, 2, "output") == (0, (d1, net.layers[1]))
+    assert _chain_at(net, 4, "output") == (3, (d2,))
+    with pytest.raises(InvalidArgument, match="layer"):
+        _chain_at(net, 3, "output")  # tanh after relu: not a one-step map of a Dense
+    assert _chain_at(net, 3, "output_gradient") == (4, (d2,))
+    with pytest.raises(InvalidArgument, match="layer"):
+        _chain_at(net, 4, "output_gradient")  # nothing after the last layer
