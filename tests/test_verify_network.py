@@ -162,7 +162,7 @@ def test_nonlinearity_one_step_against_quad(expr):
     v = np.array([0.04, 0.7, 3.0])
     got = f.one_step(4, v)
     for vi, gi in zip(v, got):
-        ref = integrate.quad(lambda t: float(phi(np.array([math.sqrt(vi) * t]))[0]) ** 2
+        ref = integrate.quad(lambda t, vi=vi: float(phi(np.array([math.sqrt(vi) * t]))[0]) ** 2
                              * math.exp(-t * t / 2) / math.sqrt(2 * math.pi), -40, 40,
                              points=[0.0], limit=200)[0]
         assert gi == pytest.approx(ref, rel=1e-6)

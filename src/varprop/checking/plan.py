@@ -30,7 +30,12 @@ from varprop.checking.verdict import Verdict
 from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.network.model import Network
-from varprop.simulation.engines import GAUSSIAN, check_resources, network_shape, select_engine
+from varprop.simulation.engines import (
+    GAUSSIAN,
+    check_resources,
+    network_shape,
+    select_engine,
+)
 
 __all__ = ["default_budget", "network_budget", "plan_network"]
 

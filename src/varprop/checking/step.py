@@ -47,7 +47,7 @@ from varprop.network.model import Network
 from varprop.simulation.montecarlo import simulate
 from varprop.theory.predict import predict_variance, propagate
 
-__all__ = ["verify_step", "LOCAL_QUANTITIES"]
+__all__ = ["verify_step", "verify_step_outputs", "one_step_chain", "LOCAL_QUANTITIES"]
 
 LOCAL_QUANTITIES: tuple[str, ...] = ("preactivation", "activation_second_moment", "gradient")
 
@@ -105,7 +105,11 @@ def verify_step(
 
     ``quantity`` is ``"preactivation"`` (any zero-mean i.i.d. scheme: exact),
     ``"activation_second_moment"`` (exact for Gaussian weights) or ``"gradient"``.  ``layer=None``
-    means the last layer (forward) or the first (``gradient``).
+    means the last layer (forward) or the first (``gradient``).  The first argument may be a
+    :class:`~varprop.Network` (as in :func:`~varprop.checking.verify.verify`): an MLP-shaped one
+    takes these quantities, any network ``"output"`` / ``"output_gradient"`` at a layer position
+    (:func:`verify_step_outputs`).  The maps are the layers' own (``Dense.one_step``,
+    ``Dense.one_step_backward``, ``Nonlinearity.one_step``), walked by :func:`one_step_chain`.
 
     Orthogonal weights (gain :math:`g`) are allowed for ``preactivation`` and ``gradient``: for a
     Haar-orthogonal :math:`W` independent of :math:`a`, :math:`E\lVert Wa\rVert^2 = g^2

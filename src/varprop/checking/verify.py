@@ -166,14 +166,23 @@ def verify(
 
     Parameters
     ----------
-    activation, init, fan_in, fan_out, widths, depth, input_variance, bias_variance
-        The network (as in :func:`varprop.predict_variance`).
-    quantity : {"preactivation", "activation", "activation_second_moment", "gradient", "weight_gradient"}
-        As in :func:`~varprop.predict_variance`.
+    activation : Network, str or Activation
+        A :class:`~varprop.Network` (then ``init`` and the shape arguments stay unset: the
+        network carries them), or the activation of the keyword form.
+    init, fan_in, fan_out, widths, depth, input_variance, bias_variance
+        The keyword form (as in :func:`varprop.predict_variance`): exactly
+        ``Network.mlp(activation, init, ...)``, with bit-identical verdicts.
+    quantity : {"preactivation", "activation", "activation_second_moment", "gradient", "weight_gradient", "output", "output_gradient"}
+        As in :func:`~varprop.predict_variance`.  The MLP quantities need an MLP-shaped network
+        (``net.as_mlp()``; "layer l" is the l-th dense layer); ``"output"`` (second moment of a
+        layer's output) and ``"output_gradient"`` (of the loss gradient with respect to it) work
+        for any network, per layer position (:mod:`varprop.checking.outputs`).
     layer : int, optional
         Layer :math:`1..L` (negative counts from the end).  ``None``: the layer
         ``predict_variance`` reports, the last for forward quantities, the first (the gradient
         at the network input, or :math:`\partial\mathcal L/\partial W_1`) for backward ones.
+        For ``"output"``/``"output_gradient"``: a layer position :math:`1..P` (``None``: the
+        last for ``"output"``, the first for ``"output_gradient"``).
     rtol : float
         Relative margin for ``confirmed``: the interval for :math:`r = \theta/\theta_0 - 1` must
         lie inside :math:`\pm` ``rtol``.

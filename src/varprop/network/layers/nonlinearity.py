@@ -11,7 +11,7 @@ import scipy.special
 import sympy as sp
 from scipy.interpolate import CubicSpline
 
-from varprop.components.activations import MU, Q, Activation, resolve_activation
+from varprop.components.activations import MU, Activation, Q, resolve_activation
 from varprop.network.layers.base import Layer, Shape
 
 __all__ = ["Nonlinearity"]
