@@ -25,7 +25,6 @@ import numpy as np
 from varprop._util.validation import (
     MAX_LAYERS,
     check_nonnegative_real,
-    check_positive_real,
     fail,
 )
 from varprop.checking.allowance import network_allowance, network_exact
@@ -34,6 +33,7 @@ from varprop.checking.plan import (
     _check_size,
     _look_seed,
     _look_sizes,
+    _margins,
     _sequential,
     _verdict_from,
     network_budget,
@@ -112,13 +112,7 @@ def verify_outputs(net: Network, *, quantity: str, layer: object, rtol_f: float,
                                               dtype=dt)
     else:
         tol_f, tol_reason = check_nonnegative_real("tol", tol), "tol given by the caller"
-    zero_pred = theta0 == 0.0
-    atol_f = None
-    if zero_pred:
-        atol_f = rtol_f if atol is None else check_positive_real("atol", atol)
-    elif atol is not None:
-        check_positive_real("atol", atol)
-    scale = 1.0 if zero_pred else abs(theta0)
+    zero_pred, atol_f, scale, margin = _margins(theta0, rtol_f, atol)
     stat = _STATISTIC[quantity]
 
     def draw(n_new: int, look: int) -> tuple[list[np.ndarray], str | None]:
@@ -129,7 +123,7 @@ def verify_outputs(net: Network, *, quantity: str, layer: object, rtol_f: float,
     bud_eff = bud if bud is not None else network_budget(net, engine)
     sizes = _look_sizes(reps, bud_eff)
     _check_size(net, engine, sizes[-1], dt, "replicates" if reps is not None else "budget")
-    out = _sequential(draw, "mean", theta0, scale, tol_f, atol_f if zero_pred else rtol_f,
+    out = _sequential(draw, "mean", theta0, scale, tol_f, margin,
                       alpha_f, sizes, seed_i, relative=not zero_pred)
     sym = "dL/dy" if backward else "y"
     name = f"E[({sym}_{pos})^2]"

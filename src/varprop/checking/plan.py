@@ -20,6 +20,7 @@ from varprop._util.validation import (
     check_choice,
     check_nonnegative_int,
     check_positive_int,
+    check_positive_real,
     check_probability,
     check_widths,
     fail,
@@ -283,3 +284,17 @@ def _subject(activation: object, init: object, **shape: Any) -> _Subject:
     scheme = resolve_scheme(init)  # type: ignore[arg-type]
     ws = check_widths(shape["fan_in"], shape["fan_out"], shape["widths"], shape["depth"])
     return _Subject(None, act, scheme, ws, shape["input_variance"], shape["bias_variance"])
+
+
+def _margins(theta0: float, rtol: float, atol: object) -> tuple[bool, float | None, float, float]:
+    """``(zero_pred, atol, scale, margin)``: a zero prediction is judged on absolute margins
+    (``atol``, default ``rtol``), any other relative to :math:`|\\theta_0|`; ``atol`` is
+    validated either way."""
+    zero_pred = theta0 == 0.0
+    atol_f = None
+    if zero_pred:
+        atol_f = rtol if atol is None else check_positive_real("atol", atol)
+    elif atol is not None:
+        check_positive_real("atol", atol)
+    scale = 1.0 if zero_pred else abs(theta0)
+    return zero_pred, atol_f, scale, (atol_f if atol_f is not None else rtol)

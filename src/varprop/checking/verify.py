@@ -60,7 +60,6 @@ import numpy as np
 from varprop._util.validation import (
     check_choice,
     check_nonnegative_real,
-    check_positive_real,
     fail,
     fail_type,
 )
@@ -73,6 +72,7 @@ from varprop.checking.plan import (
     _extract,
     _look_seed,
     _look_sizes,
+    _margins,
     _sequential,
     _subject,
     _verdict_from,
@@ -308,14 +308,7 @@ def verify(
     else:
         tol_f = check_nonnegative_real("tol", tol)
         tol_reason = "tol given by the caller"
-    zero_pred = theta0 == 0.0
-    atol_f = None
-    if zero_pred:
-        atol_f = rtol_f if atol is None else check_positive_real("atol", atol)
-    elif atol is not None:
-        check_positive_real("atol", atol)
-    scale = 1.0 if zero_pred else abs(theta0)
-    margin = atol_f if zero_pred else rtol_f
+    zero_pred, atol_f, scale, margin = _margins(theta0, rtol_f, atol)
     kind, name, description, sim_names = _statistic_spec(act, scheme, quantity, target, ws, lay)
     backward = quantity in _BACKWARD
     n_lay = ws[lay]
