@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import scipy.special
@@ -45,6 +46,24 @@ class Nonlinearity(Layer):
     # --- symbolic -----------------------------------------------------------------------------
 
     # --- sampling -----------------------------------------------------------------------------
+    #: A zero output from a non-zero input is a genuine value (ReLU's negative side), never
+    #: counted as an underflow.
+    sample_flush_is_underflow = False
+
+    @property
+    def sample_gradient_flush_is_underflow(self) -> bool:
+        r"""An all-zero :math:`\phi'(z) \odot g` from a non-zero :math:`g` is an underflow when
+        :math:`\phi' \ne 0` almost everywhere (``traits.derivative_nonvanishing``: tanh's
+        :math:`\tanh'(z) < 10^{-308}` at :math:`|z| > 355`), a genuine zero otherwise (ReLU)."""
+        return self.activation.traits.derivative_nonvanishing
+
+    def sample_forward(self, draws: Any, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r""":math:`\phi(z)` in ``z``'s dtype (no random numbers); the cache is ``z``."""
+        return np.asarray(self.activation.function(z), dtype=z.dtype), z
+
+    def sample_backward(self, cache: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        r""":math:`\phi'(z) \odot g` (the derivative computed without cancellation)."""
+        return np.asarray(self.activation.derivative_function(cache), dtype=grad.dtype) * grad
 
     # --- one-step check -----------------------------------------------------------------------
     def one_step(self, n_in: int, second: np.ndarray) -> np.ndarray:
