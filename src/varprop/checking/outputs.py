@@ -67,14 +67,18 @@ def check_positions(net: Network) -> int:
 
 
 def _output_columns(res: Any, quantity: str, position: int) -> tuple[list[np.ndarray], str | None]:
-    """The per-replicate statistic at ``position``; a reason instead when some replicate left
-    the float range there (its value is then not a measurement)."""
-    col = np.asarray(res.per_replicate(quantity, position), dtype=float)
-    bad = ~np.isfinite(col)
-    if bad.any():
-        return [], (f"{int(bad.sum())} of {col.size} replicates left the float range at layer "
-                    f"position {position} ({quantity}): not a measurement")
-    return [col], None
+    """The per-replicate statistic of ``quantity`` at ``position``; a reason instead when some
+    replicate's value there is not a measurement (it left the float range, or flushed to an
+    exact zero that is an underflow: ``SimulationResult.output_valid`` /
+    ``output_gradient_valid``)."""
+    stat = _STATISTIC[quantity]
+    valid = np.asarray(res.valid_mask(stat))[:, position - 1]
+    if not np.all(valid):
+        direction = "backward" if quantity == "output_gradient" else "forward"
+        return [], (f"{int((~valid).sum())} of {valid.size} replicates left the float range "
+                    f"(overflow, or an underflow whose exact zeros would be artefacts) in the "
+                    f"{direction} pass by layer position {position}: no estimate")
+    return [np.asarray(res.per_replicate(stat, position), dtype=float)], None
 
 
 def verify_outputs(net: Network, *, quantity: str, layer: object, rtol_f: float, alpha_f: float,

@@ -308,7 +308,10 @@ def verify_step_outputs(net: Network, *, quantity: str, layer: object, rtol_f: f
     the one-step allowance :math:`c/n`."""
     P = check_positions(net)
     pos = _check_layer(layer, P)
-    if pos is None:
+    if pos is None and quantity == "output_gradient":
+        # the first position whose gradient a Dense layer produces (W^T delta)
+        pos = next((i for i, lay in enumerate(net.layers) if i > 0 and isinstance(lay, Dense)), 0)
+    elif pos is None:
         pos = default_position(net, quantity)
     start, chain = _chain_at(net, pos, quantity)
     dense = chain[0]
