@@ -268,3 +268,57 @@ def test_one_step_chains_of_a_network():
     assert _chain_at(net, 3, "output_gradient") == (4, (d2,))
     with pytest.raises(InvalidArgument, match="layer"):
         _chain_at(net, 4, "output_gradient")  # nothing after the last layer
+
+
+# --- checks of any network, per layer position --------------------------------------------------------
+
+def _relu_abs_net():
+    return Network([layers.Dense(16, init="he_normal"), "relu",
+                    layers.Dense(8, init="lecun_uniform"), "abs(x)",
+                    layers.Dense(4, init="lecun_normal", bias_variance=0.5)], input_shape=(12,))
+
+
+# E y_p^2 by hand: 2/12*12*1 = 2; relu halves it: 1; 1/16*16*1 = 1; abs keeps it: 1; 1/8*8*1 + 0.5
+_BY_HAND = (2.0, 1.0, 1.0, 1.0, 1.5)
+
+
+@pytest.mark.parametrize("position", [1, 2, 3, 4, 5])
+def test_output_of_any_network_against_a_hand_computation(position):
+    """Exact second moments per position (relu/abs with zero-mean symmetric i.i.d. weights): the
+    hand-computed value is claimed exactly (tol = float floor) and not refuted; a value 20% off
+    is refuted."""
+    net = _relu_abs_net()
+    assert net.as_mlp() is None
+    v = check.verify(net, quantity="output", layer=position, predicted=_BY_HAND[position - 1],
+                     seed=4, budget=8192)
+    assert v.exact and v.tol == pytest.approx(1e-9)
+    assert v.status != "refuted", str(v)
+    w = check.verify(net, quantity="output", layer=position,
+                     predicted=1.2 * _BY_HAND[position - 1], seed=4, budget=8192)
+    assert w.status == "refuted", str(w)
+
+
+def test_output_gradient_of_any_network_against_a_hand_computation():
+    """Backward from dL/dy_5 ~ N(0, 1): E (dL/dy_4)^2 = s_w^2 n_out = 1/8 * 4 = 0.5 (W_5 is
+    independent of the seed gradient)."""
+    net = _relu_abs_net()
+    v = check.verify(net, quantity="output_gradient", layer=4, predicted=0.5, seed=2, budget=8192)
+    assert v.status != "refuted"
+    w = check.verify(net, quantity="output_gradient", layer=4, predicted=0.6, seed=2, budget=8192)
+    assert w.status == "refuted"
+
+
+@pytest.mark.parametrize("quantity,position,exact", [
+    ("output", 1, True), ("output", 3, True), ("output", 5, True),
+    ("output_gradient", 4, True), ("output_gradient", 2, False),
+])
+def test_one_step_of_any_network(quantity, position, exact):
+    """The realised statistic over the layers' one-step maps of the realised previous one: mean
+    exactly 1 where the maps are exact, so never refuted."""
+    net = Network([layers.Dense(16, init="he_normal"), "relu",
+                   layers.Dense(8, init="lecun_uniform"), "tanh", layers.Dense(4)],
+                  input_shape=(12,))
+    v = check.verify_step(net, quantity=quantity, layer=position, seed=1, budget=4096)
+    assert v.exact is exact and v.target == "one_step"
+    assert v.status == "confirmed", str(v)
+    assert v.estimate == pytest.approx(1.0, abs=0.05)
