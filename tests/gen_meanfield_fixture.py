@@ -12,6 +12,7 @@ plus every per-layer array of :func:`varprop.propagate`.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import sys
@@ -49,8 +50,13 @@ def scheme_of(name: str):
 
 
 def bits(value) -> list[str]:
-    arr = np.atleast_1d(np.asarray(value, dtype=float))
-    return [float(v).hex() for v in arr]
+    """Each float's bits as ``float.hex``; a long array as its length, first and last values and a
+    SHA-256 digest of its bytes (the fixture stays small)."""
+    arr = np.ascontiguousarray(np.atleast_1d(np.asarray(value, dtype=float)))
+    if arr.size <= 8:
+        return [float(v).hex() for v in arr]
+    digest = hashlib.sha256(arr.tobytes()).hexdigest()[:24]
+    return [str(arr.size), float(arr[0]).hex(), float(arr[-1]).hex(), digest]
 
 
 def call(fn, *args, **kwargs) -> dict:
@@ -109,7 +115,7 @@ def record_all() -> dict:
 def main() -> None:
     data = record_all()
     FIXTURE.parent.mkdir(exist_ok=True)
-    FIXTURE.write_text(json.dumps(data, indent=0, sort_keys=True) + "\n")
+    FIXTURE.write_text(json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n")
     print(f"{len(data)} records -> {FIXTURE}", file=sys.stderr)
 
 
