@@ -242,6 +242,7 @@ class BackwardWalk:
     dense_input: float
     weight: float
     dense_out: float
+    first_output: float
     under: dict[str, Underflow]
 
 
@@ -258,7 +259,7 @@ def walk_backward(fw: ForwardWalk, seed: int, *, per_position: bool = False,
     under = {k: Underflow(source_positive) for k in ("dense_input", "weight", "output")}
     g = GradientState(np.ones_like(fw.input_second), np.zeros_like(fw.input_second)) \
         if conditional else GradientState(1.0, 0.0)
-    last = {"dense_input": 0.0, "weight": 0.0, "dense_out": 0.0}
+    last = {"dense_input": 0.0, "weight": 0.0, "dense_out": 0.0, "output": 0.0}
     value: Callable[[object], float] = avg if conditional else float  # type: ignore[assignment]
     with np.errstate(all="ignore"):
         for seg in reversed(fw.segments):
@@ -268,8 +269,11 @@ def walk_backward(fw: ForwardWalk, seed: int, *, per_position: bool = False,
             prefix = [0]
             for layer in seg.block:
                 prefix.append(prefix[-1] + _bw_size(layer))
-            top = min(seg.count - 1, (seed - seg.start) // B)
-            first = seed - (seg.start + top * B)  # block index the walk starts at in rep ``top``
+            if seed >= seg.start + seg.count * B:
+                top, first = seg.count - 1, B - 1
+            else:  # the run holding the seed: start at its block index in its repetition
+                top = (seed - seg.start) // B
+                first = seed - (seg.start + top * B)
             low = max(seg.computed - 1, 0 if seg.same_shapes else 1)
             above: GradientState | None = None  # gradient at the output of rep r + 1 (if full)
             above_vals: list[tuple[float, float, float]] = []
@@ -305,6 +309,7 @@ def walk_backward(fw: ForwardWalk, seed: int, *, per_position: bool = False,
                     else:
                         g = Nonlinearity.mean_field_backward(g, fw.bw[offset], fw.bw[offset + 1])
                     under["output"].see(o)
+                    last["output"] = o
                     vals[i] = (o, w, dn)
                     if out is not None:
                         pos = seg.start + r * B + i
@@ -314,7 +319,7 @@ def walk_backward(fw: ForwardWalk, seed: int, *, per_position: bool = False,
                 above, above_vals = (g_top, vals) if full else (None, [])
                 r -= 1
     return BackwardWalk(out, wout, value(g.second), last["dense_input"], last["weight"],
-                        last["dense_out"], under)
+                        last["dense_out"], last["output"], under)
 
 
 def _fill(out: np.ndarray | None, wout: np.ndarray | None, seg: Segment, low: int, r: int,

@@ -71,9 +71,9 @@ class Nonlinearity(Layer):
         r""":math:`\delta_z = \phi'(z)\,\delta_a` with :math:`\phi'(z)` independent of
         :math:`\delta_a` (gradient independence): :math:`E\delta_{z,i}^2 = E\phi'^2\,
         E\delta_{a,i}^2` and :math:`E\delta_{z,i}\delta_{z,k} = E\phi'_i\phi'_k\,
-        E\delta_{a,i}\delta_{a,k}` (``output``: this layer's forward state)."""
-        return GradientState(output.deriv_second * grad.second,  # type: ignore[operator]
-                             output.deriv_cross * grad.cross)  # type: ignore[operator]
+        E\delta_{a,i}\delta_{a,k}` (``deriv_second``, ``deriv_cross``: the moments of
+        :math:`\phi'` in this layer's forward state)."""
+        return GradientState(deriv_second * grad.second, deriv_cross * grad.cross)  # type: ignore[operator]
 
     # --- symbolic -----------------------------------------------------------------------------
 
