@@ -18,6 +18,7 @@ from varprop.network.layers.dense import Dense
 from varprop.network.layers.nonlinearity import Nonlinearity
 from varprop.network.model import Network
 from varprop.network.quantities import BACKWARD as _BACKWARD
+from varprop.network.quantities import spec
 
 __all__ = ["is_exact", "network_exact", "prediction_allowance", "network_allowance",
            "FINITE_WIDTH_CONSTANT"]
@@ -48,18 +49,16 @@ def is_exact(activation: Activation | str, init: InitScheme | str, quantity: str
     """
     act = resolve_activation(activation)
     scheme = resolve_scheme(init)
-    traits = act.traits
-    linear = traits.linear
-    orthogonal_linear = linear and scheme.distribution == "orthogonal"
-    if not (traits.exact_at_finite_width and (_iid_symmetric(scheme) or orthogonal_linear)):
-        return False
-    if target == "unit_spread":
-        if quantity == "preactivation" or linear:
-            return True
-        return quantity == "activation" and scheme.is_gaussian and not orthogonal_linear
-    if quantity == "activation":
-        return linear
-    return True
+    exact = spec(quantity).exact(act, scheme)
+    if target != "unit_spread":
+        return exact
+    # the across-unit spread: exact where the second moment is, and for the activation spread
+    # of a degree-1 homogeneous net with Gaussian i.i.d. weights (given the previous layer the
+    # units are i.i.d. Gaussian)
+    if quantity == "preactivation" or act.traits.linear:
+        return spec("preactivation").exact(act, scheme)
+    return (quantity == "activation" and spec("activation_second_moment").exact(act, scheme)
+            and scheme.is_gaussian and scheme.is_iid)
 
 
 def _iid_symmetric(scheme: InitScheme) -> bool:

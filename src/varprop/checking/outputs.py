@@ -41,14 +41,15 @@ from varprop.checking.plan import (
 from varprop.checking.verdict import Verdict
 from varprop.errors import VarpropError
 from varprop.network.model import Network
+from varprop.network.quantities import NETWORK_QUANTITIES, spec
 from varprop.simulation.montecarlo import simulate
 from varprop.theory.predict import predict_variance
 
 __all__ = ["OUTPUT_QUANTITIES", "verify_outputs"]
 
-#: The quantities every network has, per layer position.
-OUTPUT_QUANTITIES: tuple[str, ...] = ("output", "output_gradient")
-_STATISTIC = {"output": "output_second", "output_gradient": "output_gradient_second"}
+#: The quantities every network has, per layer position (:data:`varprop.network.quantities.NETWORK_QUANTITIES`).
+OUTPUT_QUANTITIES: tuple[str, ...] = NETWORK_QUANTITIES
+_STATISTIC = {q: spec(q).second for q in OUTPUT_QUANTITIES}
 
 
 def default_position(net: Network, quantity: str) -> int:
@@ -95,7 +96,7 @@ def verify_outputs(net: Network, *, quantity: str, layer: object, rtol_f: float,
     if target != "ensemble":
         raise fail("target", target, f"'ensemble' for quantity {quantity!r} (the across-unit "
                    "spread is checked for the MLP quantities 'preactivation'/'activation')")
-    backward = quantity == "output_gradient"
+    backward = spec(quantity).backward
     user = predicted is not None
     if user:
         theta0 = check_nonnegative_real("predicted", predicted)

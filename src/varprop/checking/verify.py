@@ -245,7 +245,7 @@ def verify(
     t0 = time.perf_counter()
     subject = _subject(activation, init, fan_in=fan_in, fan_out=fan_out, widths=widths,
                        depth=depth, input_variance=input_variance, bias_variance=bias_variance)
-    quantity = check_choice("quantity", quantity, QUANTITIES + OUTPUT_QUANTITIES)
+    quantity = check_choice("quantity", quantity, QUANTITIES)
     target = check_choice("target", target, TARGETS)  # type: ignore[assignment]
     method = check_choice("method", method, METHODS)
     engine = check_choice("engine", engine, ("auto", "dense", "gaussian"))
