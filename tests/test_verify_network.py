@@ -322,3 +322,26 @@ def test_one_step_of_any_network(quantity, position, exact):
     assert v.exact is exact and v.target == "one_step"
     assert v.status == "confirmed", str(v)
     assert v.estimate == pytest.approx(1.0, abs=0.05)
+
+
+def test_output_with_the_library_prediction():
+    """Without predicted=, the claim is predict_variance(net, quantity='output', per_layer=True)
+    at the position: the hand-computed values, claimed exactly and not refuted."""
+    net = _relu_abs_net()
+    for position, by_hand in enumerate(_BY_HAND, 1):
+        v = check.verify(net, quantity="output", layer=position, seed=3, budget=8192)
+        assert v.predicted == pytest.approx(by_hand, rel=1e-12)
+        assert v.exact and v.status != "refuted", str(v)
+    g = check.verify(net, quantity="output_gradient", seed=3, budget=8192)  # position 1
+    assert g.layer == 1 and g.status != "refuted"
+
+
+def test_keyword_form_takes_the_output_quantities():
+    """The keyword form is Network.mlp: 'output' at the l-th Dense position is E z_l^2, the
+    same number as 'preactivation' at layer l for zero-mean weights."""
+    v = check.verify("tanh", "lecun_normal", fan_in=8, depth=2, quantity="output", layer=3,
+                     seed=1, replicates=256)
+    w = check.verify("tanh", "lecun_normal", fan_in=8, depth=2, quantity="preactivation",
+                     layer=2, seed=1, replicates=256)
+    assert v.predicted == pytest.approx(w.predicted, rel=1e-12)
+    assert v.tol == pytest.approx(w.tol, rel=1e-12)

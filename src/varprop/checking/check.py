@@ -8,8 +8,12 @@ The checker is split into focused modules, re-exported here:
 - :mod:`~varprop.checking.allowance`: what a prediction claims (:func:`is_exact`,
   :func:`prediction_allowance`);
 - :mod:`~varprop.checking.plan`: the sequential plan (looks, budgets, engine limits, p-values);
-- :mod:`~varprop.checking.verify`: :func:`verify`;
-- :mod:`~varprop.checking.step`: the one-step check :func:`verify_step`;
+- :mod:`~varprop.checking.verify`: :func:`verify` (a :class:`~varprop.Network` or the keyword
+  form);
+- :mod:`~varprop.checking.outputs`: the quantities ``"output"`` / ``"output_gradient"`` of any
+  network, per layer position;
+- :mod:`~varprop.checking.step`: the one-step check :func:`verify_step`, walking the layers'
+  one-step maps;
 - :mod:`~varprop.checking.families`: :func:`verify_many`, :func:`check_matrix`, :func:`holm`.
 """
 
