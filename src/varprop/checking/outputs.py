@@ -16,7 +16,6 @@ decision are those of :func:`varprop.checking.verify.verify`.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -31,6 +30,7 @@ from varprop.checking.allowance import network_allowance, network_exact
 from varprop.checking.plan import (
     _check_layer,
     _check_size,
+    _claim,
     _look_seed,
     _look_sizes,
     _margins,
@@ -39,7 +39,6 @@ from varprop.checking.plan import (
     network_budget,
 )
 from varprop.checking.verdict import Verdict
-from varprop.errors import VarpropError
 from varprop.network.model import Network
 from varprop.network.quantities import NETWORK_QUANTITIES, spec
 from varprop.simulation.montecarlo import simulate
@@ -97,19 +96,13 @@ def verify_outputs(net: Network, *, quantity: str, layer: object, rtol_f: float,
         raise fail("target", target, f"'ensemble' for quantity {quantity!r} (the across-unit "
                    "spread is checked for the MLP quantities 'preactivation'/'activation')")
     backward = spec(quantity).backward
-    user = predicted is not None
-    if user:
-        theta0 = check_nonnegative_real("predicted", predicted)
-    else:
-        theta0 = float(np.asarray(predict_variance(net, quantity=quantity, per_layer=True,
-                                                   method=method))[pos - 1])
-        if not math.isfinite(theta0):
-            raise VarpropError(f"the predicted {quantity} at layer position {pos} is {theta0}: "
-                               "beyond the float range; nothing to check")
-    reference = None
-    if method == "closed_form" and not user:
-        reference = float(np.asarray(predict_variance(net, quantity=quantity, per_layer=True,
-                                                      method="quadrature"))[pos - 1])
+
+    def predict(how: str) -> float:
+        return float(np.asarray(predict_variance(net, quantity=quantity, per_layer=True,
+                                                 method=how))[pos - 1])
+
+    theta0, reference, user = _claim(predicted, predict, method,
+                                     f"{quantity} at layer position {pos}")
     exact = network_exact(net, pos, backward)
     if tol is None:
         tol_f, tol_reason = network_allowance(net, pos, backward, method=method,

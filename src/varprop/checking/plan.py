@@ -9,6 +9,7 @@ looks), so the sequential error is controlled.  Each look's simulation has its o
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import numpy as np
 from varprop._util.validation import (
     check_choice,
     check_nonnegative_int,
+    check_nonnegative_real,
     check_positive_int,
     check_positive_real,
     check_probability,
@@ -30,7 +32,9 @@ from varprop.checking.reasons import _decision, _heavy_reason, _range_reason, _r
 from varprop.checking.verdict import Verdict
 from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme, resolve_scheme
+from varprop.errors import VarpropError
 from varprop.network.model import Network
+from varprop.network.quantities import NETWORK_QUANTITIES
 from varprop.simulation.engines import (
     GAUSSIAN,
     check_resources,
@@ -250,6 +254,22 @@ class _Subject:
     input_variance: object
     bias_variance: object
 
+    def network(self) -> Network:
+        """The network checked: the one given, or ``Network.mlp`` of the keyword form."""
+        if self.net is not None:
+            return self.net
+        return Network.mlp(self.act, self.scheme, widths=self.widths,  # type: ignore[arg-type]
+                           input_variance=self.input_variance,  # type: ignore[arg-type]
+                           bias_variance=self.bias_variance)  # type: ignore[arg-type]
+
+    def mlp(self, quantity: str) -> tuple[Activation, InitScheme, tuple[int, ...]]:
+        """``(activation, scheme, widths)`` for an MLP quantity; an error naming ``quantity``
+        for a network that is not a dense chain."""
+        if self.act is None or self.scheme is None or self.widths is None:
+            raise fail("quantity", quantity, f"one of {list(NETWORK_QUANTITIES)} for a network "
+                       "that is not a dense chain (the MLP quantities name the l-th dense layer)")
+        return self.act, self.scheme, self.widths
+
 
 _SHAPE_DEFAULTS = (("init", None), ("fan_in", None), ("fan_out", None), ("widths", None),
                    ("depth", 1), ("input_variance", 1.0), ("bias_variance", 0.0))
@@ -298,3 +318,18 @@ def _margins(theta0: float, rtol: float, atol: object) -> tuple[bool, float | No
         check_positive_real("atol", atol)
     scale = 1.0 if zero_pred else abs(theta0)
     return zero_pred, atol_f, scale, (atol_f if atol_f is not None else rtol)
+
+
+def _claim(predicted: object, predict: Callable[[str], float], method: str,
+           where: str) -> tuple[float, float | None, bool]:
+    """``(theta0, reference, user)``: the caller's claim ``predicted`` (a variance or second
+    moment: non-negative), else the library's ``predict(method)`` -- refused beyond the float
+    range -- with the quadrature ``reference`` of a ``closed_form`` prediction."""
+    if predicted is not None:
+        # every quantity is a variance or a second moment: a negative claim is a usage error
+        return check_nonnegative_real("predicted", predicted), None, True
+    theta0 = predict(method)
+    if not math.isfinite(theta0):
+        raise VarpropError(f"the predicted {where} is {theta0}: beyond the float range; nothing "
+                           "to check (reduce depth)")
+    return theta0, (predict("quadrature") if method == "closed_form" else None), False

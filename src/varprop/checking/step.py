@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -126,18 +127,11 @@ def verify_step(
     rtol_f, alpha_f, reps, seed_i, bud, dt = _check_common(rtol, alpha, replicates, seed, budget,
                                                            dtype)
     if quantity in OUTPUT_QUANTITIES:
-        net = subject.net
-        if net is None:
-            net = Network.mlp(subject.act, subject.scheme,  # type: ignore[arg-type]
-                              widths=subject.widths, input_variance=subject.input_variance,
-                              bias_variance=subject.bias_variance)  # type: ignore[arg-type]
+        net = subject.network()
         return verify_step_outputs(net, quantity=quantity, layer=layer, rtol_f=rtol_f,
                                    alpha_f=alpha_f, reps=reps, seed_i=seed_i, tol=tol, bud=bud,
                                    dt=dt, engine=engine, t0=t0)
-    if subject.act is None or subject.scheme is None or subject.widths is None:
-        raise fail("quantity", quantity, f"one of {list(OUTPUT_QUANTITIES)} for a network that "
-                   "is not a dense chain (the MLP quantities name the l-th dense layer)")
-    act, scheme, ws = subject.act, subject.scheme, subject.widths
+    act, scheme, ws = subject.mlp(quantity)
     input_variance, bias_variance = subject.input_variance, subject.bias_variance  # type: ignore[assignment]
     L = len(ws) - 1
     in_var = check_nonnegative_real("input_variance", input_variance)
@@ -216,9 +210,8 @@ def verify_step(
                    + (", W_l independent of delta_l (top layer or linear net)"
                       if quantity == "gradient" else "")
                    + ("; exact here" if exact else "; approximate here (allowance c/n)"))
-    return _verdict_from(out, theta0=1.0, scale=1.0, zero_pred=False, tol=tol_f, rtol=rtol_f,
-                         atol=None, alpha=alpha_f, seed=seed_i, quantity=quantity, layer=lay,
-                         target="one_step", name=name, description=description,
+    return _step_verdict(out, tol=tol_f, rtol=rtol_f, alpha=alpha_f, seed=seed_i,
+                         quantity=quantity, layer=lay, name=name, description=description,
                          assumptions=assumptions, exact=exact, config=config, t0=t0)
 
 
@@ -376,9 +369,8 @@ def verify_step_outputs(net: Network, *, quantity: str, layer: object, rtol_f: f
                       ", Gaussian weights for the nonlinearity's map (exact then)")
                    + (", W independent of the gradient it receives" if backward else "")
                    + ("; exact here" if exact else "; approximate here (allowance c/n)"))
-    return _verdict_from(out, theta0=1.0, scale=1.0, zero_pred=False, tol=tol_f, rtol=rtol_f,
-                         atol=None, alpha=alpha_f, seed=seed_i, quantity=quantity, layer=pos,
-                         target="one_step", name=name, description=description,
+    return _step_verdict(out, tol=tol_f, rtol=rtol_f, alpha=alpha_f, seed=seed_i,
+                         quantity=quantity, layer=pos, name=name, description=description,
                          assumptions=assumptions, exact=exact, config=config, t0=t0)
 
 
@@ -404,3 +396,9 @@ def _layer_kinds_after(net: Network, start: int) -> set[Activation]:
                 acts.add(layer.activation)
         seen += len(block) * count
     return acts
+
+
+def _step_verdict(out: Any, **fields: Any) -> Verdict:
+    """The verdict of a one-step check: the claim is a mean ratio of exactly 1, relative margins."""
+    return _verdict_from(out, theta0=1.0, scale=1.0, zero_pred=False, atol=None,
+                         target="one_step", **fields)

@@ -50,7 +50,6 @@ corrected normal approximation (measured calibration in the docs).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from typing import Literal
@@ -69,6 +68,7 @@ from varprop.checking.plan import (
     _check_common,
     _check_layer,
     _check_size,
+    _claim,
     _extract,
     _look_seed,
     _look_sizes,
@@ -83,7 +83,6 @@ from varprop.checking.step import verify_step
 from varprop.checking.verdict import Verdict
 from varprop.components.activations import Activation
 from varprop.components.schemes import InitScheme
-from varprop.errors import VarpropError
 from varprop.network.model import Network
 from varprop.network.quantities import BACKWARD as _BACKWARD
 from varprop.network.quantities import QUANTITIES
@@ -252,19 +251,12 @@ def verify(
     rtol_f, alpha_f, reps, seed_i, bud, dt = _check_common(rtol, alpha, replicates, seed, budget,
                                                            dtype)
     if quantity in OUTPUT_QUANTITIES:
-        net = subject.net
-        if net is None:
-            net = Network.mlp(subject.act, subject.scheme,  # type: ignore[arg-type]
-                              widths=subject.widths, input_variance=subject.input_variance,
-                              bias_variance=subject.bias_variance)  # type: ignore[arg-type]
+        net = subject.network()
         return verify_outputs(net, quantity=quantity, layer=layer, rtol_f=rtol_f,
                               alpha_f=alpha_f, predicted=predicted, reps=reps, seed_i=seed_i,
                               target=target, method=method, tol=tol, atol=atol, bud=bud, dt=dt,
                               engine=engine, t0=t0)
-    if subject.act is None or subject.scheme is None or subject.widths is None:
-        raise fail("quantity", quantity, f"one of {list(OUTPUT_QUANTITIES)} for a network that "
-                   "is not a dense chain (the MLP quantities name the l-th dense layer)")
-    act, scheme, ws = subject.act, subject.scheme, subject.widths
+    act, scheme, ws = subject.mlp(quantity)
     input_variance, bias_variance = subject.input_variance, subject.bias_variance  # type: ignore[assignment]
     L = len(ws) - 1
     in_var = check_nonnegative_real("input_variance", input_variance)
@@ -284,22 +276,14 @@ def verify(
                        "own predicted= spread: with weight mean mu_w every unit shares the shift "
                        "mu_w * sum_j a_j, which the spread across units leaves out, so the "
                        "library's (ensemble) variance is not a prediction of it")
-    user = predicted is not None
     shape = dict(widths=list(ws), input_variance=in_var, bias_variance=b_var)
     pred_kwargs = dict(widths=list(ws), depth=L, input_variance=in_var, bias_variance=b_var,
                        quantity=quantity, per_layer=True)
-    if user:
-        # every quantity is a variance or a second moment: a negative claim is a usage error
-        theta0 = check_nonnegative_real("predicted", predicted)
-    else:
-        theta0 = float(np.asarray(predict_variance(act, scheme, method=method, **pred_kwargs))[lay - 1])
-        if not math.isfinite(theta0):
-            raise VarpropError(f"the predicted {quantity} at layer {lay} is {theta0}: beyond the "
-                               "float range; nothing to check (reduce depth)")
-    reference = None
-    if method == "closed_form" and not user:
-        reference = float(np.asarray(predict_variance(act, scheme, method="quadrature",
-                                                      **pred_kwargs))[lay - 1])
+
+    def predict(how: str) -> float:
+        return float(np.asarray(predict_variance(act, scheme, method=how, **pred_kwargs))[lay - 1])
+
+    theta0, reference, user = _claim(predicted, predict, method, f"{quantity} at layer {lay}")
     exact = is_exact(act, scheme, quantity, target=target)
     if tol is None:
         tol_f, tol_reason = prediction_allowance(
