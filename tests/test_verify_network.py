@@ -345,3 +345,18 @@ def test_keyword_form_takes_the_output_quantities():
                      layer=2, seed=1, replicates=256)
     assert v.predicted == pytest.approx(w.predicted, rel=1e-12)
     assert v.tol == pytest.approx(w.tol, rel=1e-12)
+
+
+def test_one_step_map_with_dead_inputs():
+    """Realised input mean squares that are exactly 0 (a dead ReLU layer of a narrow net) among
+    many distinct positive ones: phi(0)^2 there, quadrature elsewhere (it raised before)."""
+    f = layers.Nonlinearity("x*tanh(x) + 0.5")
+    v = np.concatenate([np.zeros(3), np.geomspace(0.01, 5.0, 100)])
+    got = f.one_step(4, v)
+    assert got[:3] == pytest.approx([0.25] * 3, rel=1e-12)
+    phi = varprop.activation("x*tanh(x) + 0.5").function
+    ref = integrate.quad(lambda t: float(phi(np.array([math.sqrt(5.0) * t]))[0]) ** 2
+                         * math.exp(-t * t / 2) / math.sqrt(2 * math.pi), -40, 40)[0]
+    assert got[-1] == pytest.approx(ref, rel=1e-6)
+    net = Network([layers.Dense(6), "relu", layers.Dense(5), "tanh"], input_shape=(3,))
+    assert check.verify_step(net, quantity="output", layer=4, seed=0).status == "confirmed"

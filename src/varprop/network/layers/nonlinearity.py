@@ -138,10 +138,15 @@ def _second_moment_map(act: Activation) -> Callable[[np.ndarray], np.ndarray]:
         lo, hi = float(v.min()), float(v.max())
         if lo <= 0 or hi / lo < 1 + 1e-12:
             uniq = np.unique(v)
-            vals = {float(u): act.gaussian_moments(0.0, float(u), method="quadrature")[1]
-                    for u in uniq[:64]}
             if len(uniq) <= 64:
+                vals = {float(u): act.gaussian_moments(0.0, float(u), method="quadrature")[1]
+                        for u in uniq}
                 return np.array([vals[float(x)] for x in v])
+        if lo <= 0:  # realised inputs that are exactly 0 (a dead ReLU layer): phi(0)^2 there
+            out = np.full(v.shape, act.gaussian_moments(0.0, 0.0, method="quadrature")[1])
+            positive = v > 0
+            out[positive] = by_quadrature(v[positive])
+            return out
         grid = np.geomspace(lo, hi, 129)
         vals = np.array([act.gaussian_moments(0.0, float(g), method="quadrature")[1] for g in grid])
         spline = CubicSpline(np.log(grid), vals)
