@@ -206,7 +206,7 @@ class GaussianEngine(Engine):
             return reason
         for layer in _distinct_layers(network):
             if isinstance(layer, Dense) and not layer.init.is_gaussian:
-                return (f"the Gaussian shortcut needs i.i.d. normal weights, not the scheme "
+                return (f"the Gaussian shortcut needs i.i.d. normal weights, not the non-Gaussian scheme "
                         f"{layer.init!r}")
         return None
 

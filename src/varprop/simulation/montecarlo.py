@@ -166,9 +166,10 @@ DType = Literal["float32", "float64"]
 
 
 def simulate(
-    net: Network | str | Activation,
+    net: Network | str | Activation | None = None,
     init: str | InitScheme | None = None,
     *,
+    activation: str | Activation | None = None,
     fan_in: int | None = None,
     fan_out: int | None = None,
     widths: list[int] | tuple[int, ...] | None = None,
@@ -196,6 +197,8 @@ def simulate(
         bias_variance=..., input_variance=...), ...)`` with bit-identical results.
     init, fan_in, fan_out, widths, depth, input_variance, bias_variance
         Keyword form only: the arguments of :meth:`varprop.Network.mlp`.
+    activation : str or Activation, optional
+        Keyword form only: the activation passed by name (instead of as ``net``).
     replicates : int
         Number of independent networks (default :data:`DEFAULT_REPLICATES` = 1000).
     batch : int
@@ -257,6 +260,11 @@ def simulate(
     >>> simulate(net, replicates=128, seed=2).per_replicate("output_gradient_second").shape
     (128, 3)
     """
+    if activation is not None:
+        if net is not None:
+            raise fail("activation", activation, "omitted when the first argument is given "
+                       f"({net!r})")
+        net = activation
     if isinstance(net, Network):
         extra = [(k, v) for k, v, default in (
             ("init", init, None), ("fan_in", fan_in, None), ("fan_out", fan_out, None),
@@ -270,6 +278,9 @@ def simulate(
             raise fail("net", f"<a network of {len(network.layers):,} layers>",
                        f"at most {2 * MAX_LAYERS:,} layers for a simulation")
     else:
+        if net is None:
+            raise fail("net", net, "a Network, or an activation with init and the shape "
+                       "arguments (the keyword form)")
         act = resolve_activation(net)
         if init is None:
             raise fail("init", init, "an init scheme (varprop.scheme_names()) with an activation, "
