@@ -113,7 +113,9 @@ from varprop.simulation.blas import single_threaded_blas
 from varprop.simulation.engines import (
     BLOCK_SIZE,
     DENSE_BLOCK_BYTES,
+    ENGINE_OBJECTS,
     ENGINES,
+    GAUSSIAN,
     MEMORY_BUDGET,
     MEMORY_LIMIT,
     TIME_LIMIT,
@@ -476,3 +478,15 @@ def _mlp_statistics(st: dict[str, np.ndarray], public: dict[str, np.ndarray], fw
     if derivative_nonvanishing:  # delta_l = phi'(z_l) g_{l+1} flushed although g_{l+1} did not
         g_flush |= st["_m_flush"][:, 1:2 * L:2] & st["_m_nonzero"][:, 2:2 * L + 1:2]
     return validity(fwd_bad[:, 0::2] | fwd_bad[:, 1::2], fwd_flush[:, 0::2], bwd_bad, g_flush)
+
+
+# Transitional: checking/check.py calls these two until it uses select_engine / check_resources
+# (branch r10-check); both delegate to the engine objects.  Remove when no caller is left.
+def _gaussian_pays(widths: tuple[int, ...], batch: int) -> bool:
+    return GAUSSIAN.pays(Network.mlp("linear", "lecun_normal", widths=widths), batch)
+
+
+def _check_resources(engine: str, widths: tuple[int, ...], batch: int, replicates: int,
+                     itemsize: int, name: str = "replicates") -> None:
+    check_resources(Network.mlp("linear", "lecun_normal", widths=widths), ENGINE_OBJECTS[engine],
+                    replicates, batch=batch, dtype=np.dtype(f"f{itemsize}"), name=name)
