@@ -164,14 +164,14 @@ class Engine:
         r"""``Cost`` of ``replicates`` replicates with ``batch`` inputs each, in ``dtype``.
 
         Bytes: one block of replicates (``block * bytes_per_replicate``) plus the results, about
-        232 bytes per replicate and ``Dense`` layer and 104 per layer position (statistics, masks
-        and their concatenation).  Work: :meth:`work_per_replicate` times ``replicates``.
+        116 bytes per replicate and layer position (statistics, masks and their concatenation;
+        232 per layer of an MLP).  Work: :meth:`work_per_replicate` times ``replicates``.
         """
         itemsize = np.dtype(dtype).itemsize
         shp = network_shape(network)
         block = self.block_size(network, itemsize)
         per = self.bytes_per_replicate(network, batch, itemsize)
-        results = float(replicates) * (232.0 * shp.dense_layers + 104.0 * shp.positions + 64.0)
+        results = float(replicates) * (116.0 * shp.positions + 64.0)
         work = float(replicates) * self.work_per_replicate(network, batch)
         return Cost(min(float(replicates), float(block)) * per + results, work, work / WORK_RATE,
                     block)
@@ -206,7 +206,7 @@ class GaussianEngine(Engine):
             return reason
         for layer in _distinct_layers(network):
             if isinstance(layer, Dense) and not layer.init.is_gaussian:
-                return (f"the Gaussian shortcut needs i.i.d. normal weights, not the scheme "
+                return (f"the Gaussian shortcut needs i.i.d. normal weights, not the non-Gaussian scheme "
                         f"{layer.init!r}")
         return None
 

@@ -44,8 +44,8 @@ dead ReLU layers, :math:`B > n_{in}`) is covered: any orthonormal :math:`Q` with
 :func:`forward_vector` / :func:`backward_vector` are the batch-1 case on ``(C, n)`` arrays;
 :func:`forward_batch` / :func:`backward_batch` the general case on ``(C, n, B)`` arrays.  Norms
 and coefficients are computed in float64; signals stay in the simulation's dtype.  The backward
-functions take ``draw(shape)``, which hands out the standard normals :math:`F` (drawn, or replayed
-for a second backward pass over the same forward pass: each pass is then exact in law).
+functions take ``draw(shape)``, which hands out the standard normals :math:`F`; several backward
+passes over the same forward pass share them (each pass alone is then exact in law).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from varprop.simulation.statistics import Draws, norm64, row_dot, row_sum, row_sumsq
+from varprop.simulation.statistics import Draws, norm64, row_dot, row_sum
 
 __all__ = ["forward_vector", "backward_vector", "forward_batch", "backward_batch"]
 
@@ -82,33 +82,38 @@ def forward_vector(draws: Draws, a: np.ndarray, sq: np.ndarray, n_out: int, s: f
     return z, (a, nrm, e)
 
 
-def backward_vector(draw: Draw, cache: tuple, delta: np.ndarray, dq: np.ndarray, s: float,
-                    mu: float) -> np.ndarray:
+def backward_vector(draw: Draw, cache: tuple, deltas: list[np.ndarray], dqs: list[np.ndarray],
+                    s: float, mu: float) -> list[np.ndarray]:
     r""":math:`W^\top\delta = s[q (e^\top\delta) + \|\delta\|(f - q (q^\top f))] + \mu_w(\mathbf
-    1^\top\delta)\mathbf 1` with :math:`q = a/\|a\|` (:math:`e_1` if :math:`a = 0`), given
-    ``dq`` the float64 sums of squares of ``delta``."""
+    1^\top\delta)\mathbf 1` with :math:`q = a/\|a\|` (:math:`e_1` if :math:`a = 0`) for each
+    ``delta`` of ``deltas`` (backward passes over the same forward pass, sharing :math:`f`),
+    given ``dqs`` their float64 sums of squares."""
     a_prev, nrm, e = cache
-    dt = delta.dtype
+    dt = a_prev.dtype
     big, tiny = float(np.finfo(dt).max), float(np.finfo(dt).tiny)
-    t = row_dot(e, delta)
-    dn = np.sqrt(dq)
     f = draw((a_prev.shape[1],))
     pos = nrm > 0
     safe = np.where(pos, nrm, 1.0)
-    c = np.where(pos, s * (t - dn * row_dot(a_prev, f) / safe), 0.0)  # g = s dn f + c q
-    coef = c / safe
-    g = f * (s * dn).astype(dt)[:, None]
-    g += a_prev * coef.astype(dt)[:, None]
-    mag = np.abs(coef)
-    odd = (mag > big) | ((mag < tiny) & (mag > 0))  # c/|a| outside dtype's normal range
-    if odd.any():  # form q = a/|a| first, in float64
-        g[odd] = (f[odd] * (s * dn[odd])[:, None]
-                  + a_prev[odd].astype(np.float64) / safe[odd, None] * c[odd, None]).astype(dt)
-    if not pos.all():  # a = 0: q = e_1
-        g[~pos, 0] = (s * t[~pos]).astype(dt)
-    if mu != 0.0:
-        g += (mu * row_sum(delta)).astype(dt)[:, None]
-    return g
+    af = row_dot(a_prev, f)
+    out = []
+    for delta, dq in zip(deltas, dqs):
+        t = row_dot(e, delta)
+        dn = np.sqrt(dq)
+        c = np.where(pos, s * (t - dn * af / safe), 0.0)  # g = s dn f + c q
+        coef = c / safe
+        g = f * (s * dn).astype(dt)[:, None]
+        g += a_prev * coef.astype(dt)[:, None]
+        mag = np.abs(coef)
+        odd = (mag > big) | ((mag < tiny) & (mag > 0))  # c/|a| outside dtype's normal range
+        if odd.any():  # form q = a/|a| first, in float64
+            g[odd] = (f[odd] * (s * dn[odd])[:, None]
+                      + a_prev[odd].astype(np.float64) / safe[odd, None] * c[odd, None]).astype(dt)
+        if not pos.all():  # a = 0: q = e_1
+            g[~pos, 0] = (s * t[~pos]).astype(dt)
+        if mu != 0.0:
+            g += (mu * row_sum(delta)).astype(dt)[:, None]
+        out.append(g)
+    return out
 
 
 def forward_batch(draws: Draws, a: np.ndarray, dead: np.ndarray, n_out: int, s: float, mu: float,

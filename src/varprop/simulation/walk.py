@@ -14,10 +14,10 @@ down, recording :math:`\overline{(\partial L/\partial y_p)^2}` per position (and
 input).  For an MLP-shaped network (``Dense, phi, ..., Dense, phi``) a first backward pass keeps
 the MLP statistics' convention -- the seed :math:`u` is :math:`\delta_L = \partial L/\partial z_L`,
 the gradient at the last ``Dense`` output -- and records per ``Dense`` layer the per-example
-weight gradient; a second pass over the same forward pass then starts from the same :math:`u` at
-the last output.  It reuses the first pass's random numbers (the Gaussian engine's :math:`F`), so
-each pass alone is exact in law (the joint law of the two passes is not that of one network, and
-nothing combines them).
+weight gradient; a second pass over the same forward pass starts from the same :math:`u` at the
+last output.  The two passes run together layer by layer and share the random numbers (the
+Gaussian engine's :math:`F`) and the activation derivatives, so each pass alone is exact in law
+(the joint law of the two passes is not that of one network, and nothing combines them).
 
 Random numbers are drawn per block in this order: the input; per layer the weights (dense) or
 :math:`E` (Gaussian), then the biases; the backward seed; per ``Dense`` layer, top down,
@@ -26,6 +26,7 @@ Random numbers are drawn per block in this order: the input; per layer the weigh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,27 +106,18 @@ def run_chunk(plan: Plan, draws: Draws) -> dict[str, np.ndarray]:
         saved.append((cache, a))
         a = z
     seed = draws.normal(plan.shape(P), dt)
-    f_draws: list[np.ndarray] = []
-
-    def draw(shape: tuple[int, ...]) -> np.ndarray:
-        f_draws.append(draws.normal(shape, dt))
-        return f_draws[-1]
-
-    if plan.mlp:
-        _backward(plan, saved, draw, P - 2, seed, st, "_m", weight_gradient=True)
-        if plan.identity_top:  # phi' = 1: the second pass is the first one, seeded one level up
-            for k in ("_second", "_flush", "_nonzero"):
-                st["_g" + k] = st["_m" + k].copy()
-            s = row_sumsq(rows(seed))
-            st["_g_second"][:, P] = s / (plan.widths[P] * (1 if plan.vector else plan.batch))
-            st["_g_nonzero"][:, P] = s > 0
-            st["_g_flush"][:, P - 1] = flushed(rows(seed), s)
-            return st
-        replay = iter(f_draws)
-        _backward(plan, saved, lambda shape: next(replay), P - 1, seed, st, "_g",
-                  weight_gradient=False)
+    if not plan.mlp:
+        _backward(plan, saved, draws, [("_g", P - 1, seed)], st)
+    elif plan.identity_top:  # phi' = 1: the second pass is the first one, seeded one level up
+        _backward(plan, saved, draws, [("_m", P - 2, seed)], st)
+        for k in ("_second", "_flush", "_nonzero"):
+            st["_g" + k] = st["_m" + k].copy()
+        s = row_sumsq(rows(seed))
+        st["_g_second"][:, P] = s / rows(seed).shape[1]
+        st["_g_nonzero"][:, P] = s > 0
+        st["_g_flush"][:, P - 1] = flushed(rows(seed), s)
     else:
-        _backward(plan, saved, draw, P - 1, seed, st, "_g", weight_gradient=False)
+        _backward(plan, saved, draws, [("_m", P - 2, seed), ("_g", P - 1, seed)], st)
     return st
 
 
@@ -146,44 +138,69 @@ def _record_forward(st: dict[str, np.ndarray], p: int, y: np.ndarray) -> int:
     return m
 
 
-def _backward(plan: Plan, saved: list[tuple], draw: object, top: int, grad: np.ndarray,
-              st: dict[str, np.ndarray], key: str, *, weight_gradient: bool) -> None:
-    """One backward pass from the gradient ``grad`` with respect to position ``top``'s output."""
+def _backward(plan: Plan, saved: list[tuple], draws: Draws,
+              passes: list[tuple[str, int, np.ndarray]], st: dict[str, np.ndarray]) -> None:
+    """Backward passes over the same forward pass, run together layer by layer (sharing the
+    random numbers and the activation derivatives).  Pass ``(key, top, grad)`` starts from the
+    gradient ``grad`` with respect to position ``top``'s output and records ``key + "_second"``,
+    ``"_flush"``, ``"_nonzero"``; the pass with key ``"_m"`` (the MLP pass) also records the
+    per-example weight gradient of each ``Dense`` layer."""
     P = len(plan.layers)
-    C = grad.shape[0]
-    second = st[key + "_second"] = np.zeros((C, P + 1))
-    flush = st[key + "_flush"] = np.zeros((C, P + 1), dtype=bool)
-    nonzero = st[key + "_nonzero"] = np.zeros((C, P + 1), dtype=bool)
-    if weight_gradient:
-        n_dense = sum(isinstance(layer, Dense) for layer in plan.layers)
-        st["weight_gradient_second"] = np.zeros((C, n_dense))
-        d = sum(isinstance(layer, Dense) for layer in plan.layers[: top + 1])
-    sq = row_sumsq(rows(grad))
-    second[:, top + 1] = sq / rows(grad).shape[1]
-    nonzero[:, top + 1] = sq > 0
-    for p in range(top, -1, -1):
+    C = passes[0][2].shape[0]
+    run = []
+    for key, top, grad in passes:
+        arrays = tuple(np.zeros((C, P + 1), dtype=t) for t in (float, bool, bool))
+        for name, arr in zip(("_second", "_flush", "_nonzero"), arrays):
+            st[key + name] = arr
+        sq = row_sumsq(rows(grad))
+        arrays[0][:, top + 1] = sq / rows(grad).shape[1]
+        arrays[2][:, top + 1] = sq > 0
+        run.append([key, top, grad, sq, arrays])
+    if run[0][0] == "_m":
+        st["weight_gradient_second"] = np.zeros((C, sum(isinstance(x, Dense) for x in plan.layers)))
+        d = sum(isinstance(x, Dense) for x in plan.layers[: run[0][1] + 1])
+    for p in range(max(r[1] for r in run), -1, -1):
         layer = plan.layers[p]
         cache, a_in = saved[p]
-        if weight_gradient and isinstance(layer, Dense):
+        active = [r for r in run if r[1] >= p]
+        if active[0][0] == "_m" and isinstance(layer, Dense):
             d -= 1
             in_second = st["_input_second"] if p == 0 else st["output_second"][:, p - 1]
             st["weight_gradient_second"][:, d] = _weight_gradient(
-                plan, grad, a_in, second[:, p + 1], in_second)
+                plan, active[0][2], a_in, active[0][4][0][:, p + 1], in_second)
         law = plan.laws[p]
         if law is not None:
-            loc, scale = law
+            draw = _shared_draw(draws, plan.dtype)
             if plan.vector:
-                g = gaussian.backward_vector(draw, cache, grad, sq, scale, loc)  # type: ignore[arg-type]
+                grads = gaussian.backward_vector(draw, cache, [r[2] for r in active],
+                                                 [r[3] for r in active], law[1], law[0])
             else:
-                g = gaussian.backward_batch(draw, cache, grad, scale, loc)  # type: ignore[arg-type]
+                grads = [gaussian.backward_batch(draw, cache, r[2], law[1], law[0])
+                         for r in active]
         else:
-            g = layer.sample_backward(cache, grad)  # type: ignore[attr-defined]
-        gr = rows(g)
-        sq = row_sumsq(gr)
-        second[:, p] = sq / gr.shape[1]
-        flush[:, p] = flushed(gr, sq)
-        nonzero[:, p] = sq > 0
-        grad = g
+            grads = layer.sample_backward(cache, [r[2] for r in active])  # type: ignore[attr-defined]
+        for r, g in zip(active, grads):
+            gr = rows(g)
+            sq = row_sumsq(gr)
+            second, flush, nonzero = r[4]
+            second[:, p] = sq / gr.shape[1]
+            flush[:, p] = flushed(gr, sq)
+            nonzero[:, p] = sq > 0
+            r[2], r[3] = g, sq
+
+
+def _shared_draw(draws: Draws, dtype: np.dtype) -> Callable[[tuple[int, ...]], np.ndarray]:
+    """``draw(shape)`` that draws standard normals once and hands the same array to every later
+    call (the backward passes of one layer share :math:`F`)."""
+    box: list[np.ndarray] = []
+
+    def draw(shape: tuple[int, ...]) -> np.ndarray:
+        if not box:
+            box.append(draws.normal(shape, dtype))
+        assert box[0].shape[1:] == shape
+        return box[0]
+
+    return draw
 
 
 def _weight_gradient(plan: Plan, delta: np.ndarray, a_prev: np.ndarray, delta_second: np.ndarray,

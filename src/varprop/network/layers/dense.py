@@ -156,10 +156,12 @@ class Dense(Layer):
             z += b
         return z, (w, scale, loc)
 
-    def sample_backward(self, cache: tuple, delta: np.ndarray) -> np.ndarray:
-        r""":math:`W^\top \delta`, the gradient with respect to the input."""
+    def sample_backward(self, cache: tuple, deltas: list[np.ndarray]) -> list[np.ndarray]:
+        r""":math:`W^\top \delta` for each output gradient :math:`\delta` of ``deltas`` (backward
+        passes over the same forward pass): the gradients with respect to the input."""
         w, scale, loc = cache
-        return self._affine(np.matmul(np.swapaxes(w, -1, -2), delta), delta, scale, loc)
+        wt = np.swapaxes(w, -1, -2)
+        return [self._affine(np.matmul(wt, delta), delta, scale, loc) for delta in deltas]
 
     @staticmethod
     def _affine(prod: np.ndarray, x: np.ndarray, scale: float, loc: float) -> np.ndarray:

@@ -101,9 +101,12 @@ class Nonlinearity(Layer):
         r""":math:`\phi(z)` in ``z``'s dtype (no random numbers); the cache is ``z``."""
         return np.asarray(self.activation.function(z), dtype=z.dtype), z
 
-    def sample_backward(self, cache: np.ndarray, grad: np.ndarray) -> np.ndarray:
-        r""":math:`\phi'(z) \odot g` (the derivative computed without cancellation)."""
-        return np.asarray(self.activation.derivative_function(cache), dtype=grad.dtype) * grad
+    def sample_backward(self, cache: np.ndarray, grads: list[np.ndarray]) -> list[np.ndarray]:
+        r""":math:`\phi'(z) \odot g` for each output gradient :math:`g` of ``grads`` (backward
+        passes over the same forward pass; the derivative is computed once, without
+        cancellation)."""
+        d = np.asarray(self.activation.derivative_function(cache), dtype=cache.dtype)
+        return [d * g for g in grads]
 
     # --- one-step check -----------------------------------------------------------------------
     def one_step(self, n_in: int, second: np.ndarray) -> np.ndarray:
