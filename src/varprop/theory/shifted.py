@@ -112,7 +112,12 @@ from varprop._math import quadrature as _q
 from varprop.errors import VarpropError
 from varprop.network.model import Network
 from varprop.network.state import MomentEvaluator
-from varprop.theory.meanfield import BackwardWalk, ForwardWalk, walk_backward, walk_forward
+from varprop.theory.meanfield import (
+    BackwardWalk,
+    ForwardWalk,
+    walk_backward,
+    walk_forward,
+)
 
 __all__ = ["shifted_walks", "OUTER_PANELS", "OUTER_POINTS", "BYTES_PER_LAYER"]
 
