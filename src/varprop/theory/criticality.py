@@ -82,6 +82,12 @@ _SMALLEST_NORMAL = 2.2250738585072014e-308
 # moments
 # ----------------------------------------------------------------------------------------------
 
+def _homogeneous(act: Activation) -> bool:
+    r""":math:`\phi(c x) = c\,\phi(x)` for :math:`c > 0` (linear, ReLU, leaky ReLU, ``abs``), from
+    ``act.traits`` (the documents' phase analysis asks the same question)."""
+    return act.traits.homogeneous_degree == 1.0
+
+
 # ----------------------------------------------------------------------------------------------
 # critical gain
 # ----------------------------------------------------------------------------------------------
@@ -252,7 +258,7 @@ class MeanFieldPoint:
 
 
 def _point(act: Activation, s: float, b2: float, q_star: float | None = None) -> MeanFieldPoint:
-    homogeneous = act.traits.homogeneous_degree == 1.0
+    homogeneous = _homogeneous(act)
     if homogeneous:
         kappa = _second(act, 1.0)  # E phi^2(q) = kappa q; E phi'^2 = kappa too
         chi = s * _moments(act, 1.0)[3]
@@ -388,7 +394,7 @@ def edge_of_chaos(activation: Activation | str, bias_variance: float = 0.0, *,
     if s_min < 1e-290:
         raise fail("sigma_w2_max", sigma_w2_max, "a number >= 1e-287 (the search covers "
                    "[min(1e-3, sigma_w2_max / 1000), sigma_w2_max])")
-    if act.traits.homogeneous_degree == 1.0:
+    if _homogeneous(act):
         d2 = _moments(act, 1.0)[3]
         if not d2 > 0.0:
             raise fail("activation", act.name, "an activation with E[phi'(z)^2] > 0")

@@ -1,7 +1,7 @@
 r"""The one mean-field recursion: a walk over ``network.layers`` applying each layer's rules.
 
 Forward, the state of the network input (:func:`varprop.network.state.input_state`) is mapped by
-each layer's ``mean_field`` rule to the state of its output; backward, a gradient state seeded at
+each layer's ``mean_field`` rule to the state of its output; backward, a gradient state started at
 one layer's output (i.i.d. zero-mean unit-variance entries, independent of the forward pass) is
 mapped by each layer's ``mean_field_backward`` rule down to the network input.  The layers hold
 the mathematics (:mod:`varprop.network.layers`); this module only walks them, records what is
@@ -254,9 +254,9 @@ class BackwardWalk:
     under: dict[str, Underflow]
 
 
-def walk_backward(fw: ForwardWalk, seed: int, *, per_position: bool = False,
+def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
                   source_positive: bool = False) -> BackwardWalk:
-    """Back-propagate a unit gradient seeded at the output of position ``seed`` down to the
+    """Back-propagate a unit gradient started at the output of position ``origin`` down to the
     network input, through the layers' backward rules and the forward data of ``fw`` (recorded
     with ``keep="backward"`` or ``"all"``)."""
     avg = fw.average
@@ -273,17 +273,17 @@ def walk_backward(fw: ForwardWalk, seed: int, *, per_position: bool = False,
     value: Callable[[object], float] = avg if conditional else float  # type: ignore[assignment]
     with np.errstate(all="ignore"):
         for seg in reversed(fw.segments):
-            if seg.start > seed:
+            if seg.start > origin:
                 continue
             B = len(seg.block)
             prefix = [0]
             for layer in seg.block:
                 prefix.append(prefix[-1] + _bw_size(layer))
-            if seed >= seg.start + seg.count * B:
+            if origin >= seg.start + seg.count * B:
                 top, first = seg.count - 1, B - 1
-            else:  # the run holding the seed: start at its block index in its repetition
-                top = (seed - seg.start) // B
-                first = seed - (seg.start + top * B)
+            else:  # the run holding the origin: start at its block index in its repetition
+                top = (origin - seg.start) // B
+                first = origin - (seg.start + top * B)
             low = max(seg.computed - 1, 0 if seg.same_shapes else 1)
             above: GradientState | None = None  # gradient at the output of rep r + 1 (if full)
             above_vals: list[tuple[float, float, float]] = []

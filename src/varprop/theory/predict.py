@@ -194,7 +194,7 @@ def _variance(second: np.ndarray, mean: np.ndarray) -> np.ndarray:
 
 
 def _propagation(net: Network, method: str) -> Propagation:
-    """The per-layer moments of an MLP-shaped network (the backward pass seeded at ``z_L``)."""
+    """The per-layer moments of an MLP-shaped network (the backward pass started at ``z_L``)."""
     mlp = net.as_mlp()
     assert mlp is not None
     fw, bw = _walks(net, method, len(net.layers) - 2)

@@ -117,14 +117,14 @@ def _forward(net: Network, method: str, keep: str) -> ForwardWalk:
                         source_positive=source_positive(net, False), layers_per_unit=_per_unit(net))
 
 
-def _walks(net: Network, method: str, seed: int) -> tuple[ForwardWalk, BackwardWalk]:
-    """Forward (``keep="all"``) and backward (per position, seeded at ``seed``) walks."""
+def _walks(net: Network, method: str, origin: int) -> tuple[ForwardWalk, BackwardWalk]:
+    """Forward (``keep="all"``) and backward (per position, started at ``origin``) walks."""
     if _conditional(net):
         _refuse_closed_form_conditional(net, method)
         check_fits(len(net.layers) // _per_unit(net), _shifted.BYTES_PER_LAYER, _SHIFTED_ARRAYS, "")
-        return _shifted.shifted_walks(net, Moments(method), seed, layers_per_unit=_per_unit(net))
+        return _shifted.shifted_walks(net, Moments(method), origin, layers_per_unit=_per_unit(net))
     fw = walk_forward(net, Moments(method), keep="all", layers_per_unit=_per_unit(net))
-    return fw, walk_backward(fw, seed, per_position=True)
+    return fw, walk_backward(fw, origin, per_position=True)
 
 
 def _readonly(arr: np.ndarray) -> np.ndarray:
