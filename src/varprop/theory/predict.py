@@ -285,7 +285,7 @@ def predict_variance(
     activation : Network, str or Activation
         A :class:`~varprop.Network` (then no other shape argument is given: the network describes
         itself), or the activation of the MLP described by the keyword arguments
-        (:meth:`Network.mlp <varprop.Network.mlp>`): ``"relu"``, ``"tanh"``, ... or
+        (:meth:`varprop.Network.mlp`): ``"relu"``, ``"tanh"``, ... or
         :func:`varprop.activation` (a custom expression in ``x`` where supported).
     init : str or InitScheme
         ``"he_normal"``, ... or :func:`varprop.init_scheme` (keyword form only).
