@@ -18,9 +18,9 @@ quantity                        direction  predicted (one unit, over networks an
 
 The first five are the MLP quantities (:data:`MLP_QUANTITIES`): "layer :math:`l`" is the
 :math:`l`-th dense layer of an MLP-shaped network (:meth:`varprop.Network.as_mlp`), and the
-backward pass is seeded at the last dense layer's output :math:`z_L`.  ``output`` and
+backward pass is started at the last dense layer's output :math:`z_L`.  ``output`` and
 ``output_gradient`` (:data:`NETWORK_QUANTITIES`) exist for any network: one value per layer
-position :math:`p` (every layer, dense or not, counts), the backward pass seeded with i.i.d.
+position :math:`p` (every layer, dense or not, counts), the backward pass started with i.i.d.
 zero-mean unit-variance gradients at the last layer's output.
 
 Exactness (:meth:`Quantity.exact`): a second moment is exact at every finite width for

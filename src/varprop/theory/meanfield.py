@@ -1,7 +1,7 @@
 r"""The one mean-field recursion: a walk over ``network.layers`` applying each layer's rules.
 
 Forward, the state of the network input (:func:`varprop.network.state.input_state`) is mapped by
-each layer's ``mean_field`` rule to the state of its output; backward, a gradient state seeded at
+each layer's ``mean_field`` rule to the state of its output; backward, a gradient state started at
 one layer's output (i.i.d. zero-mean unit-variance entries, independent of the forward pass) is
 mapped by each layer's ``mean_field_backward`` rule down to the network input.  The layers hold
 the mathematics (:mod:`varprop.network.layers`); this module only walks them, records what is
@@ -37,7 +37,12 @@ from varprop.network.layers.base import Layer, Shape
 from varprop.network.layers.dense import Dense
 from varprop.network.layers.nonlinearity import Nonlinearity
 from varprop.network.model import Network
-from varprop.network.state import GradientState, MomentEvaluator, MomentState, input_state
+from varprop.network.state import (
+    GradientState,
+    MomentEvaluator,
+    MomentState,
+    input_state,
+)
 
 __all__ = ["ForwardWalk", "BackwardWalk", "walk_forward", "walk_backward", "refuse_slow",
            "Underflow", "PROBE_LAYERS", "TIME_LIMIT"]
@@ -64,15 +69,18 @@ def refuse_slow(depth: int, done: int, elapsed: float, rate: float) -> None:
 
 class Underflow:
     """A series of second moments in walk order: ``under`` once a value is exactly 0.0 after a
-    positive one, or first from a positive source."""
+    positive one, or first from a positive source (never when not ``active``)."""
 
-    __slots__ = ("positive", "under")
+    __slots__ = ("positive", "under", "active")
 
-    def __init__(self, source_positive: bool) -> None:
+    def __init__(self, source_positive: bool, active: bool = True) -> None:
         self.positive = source_positive
         self.under = False
+        self.active = active
 
     def see(self, value: float) -> None:
+        if not self.active:
+            return
         self.under = self.under or (self.positive and value == 0.0)
         self.positive = self.positive or value > 0.0
 
@@ -246,9 +254,9 @@ class BackwardWalk:
     under: dict[str, Underflow]
 
 
-def walk_backward(fw: ForwardWalk, seed: int, *, per_position: bool = False,
+def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
                   source_positive: bool = False) -> BackwardWalk:
-    """Back-propagate a unit gradient seeded at the output of position ``seed`` down to the
+    """Back-propagate a unit gradient started at the output of position ``origin`` down to the
     network input, through the layers' backward rules and the forward data of ``fw`` (recorded
     with ``keep="backward"`` or ``"all"``)."""
     avg = fw.average
@@ -256,24 +264,26 @@ def walk_backward(fw: ForwardWalk, seed: int, *, per_position: bool = False,
     P = fw.positions
     out = np.full(P, np.nan) if per_position else None
     wout = np.full(P, np.nan) if per_position else None
-    under = {k: Underflow(source_positive) for k in ("dense_input", "weight", "output")}
+    # backward from an identically zero forward pass, phi'(0) may be exactly 0: zeros are then
+    # exact, so only a positive source makes a zero an underflow
+    under = {k: Underflow(source_positive, source_positive) for k in ("dense_input", "weight", "output")}
     g = GradientState(np.ones_like(fw.input_second), np.zeros_like(fw.input_second)) \
         if conditional else GradientState(1.0, 0.0)
     last = {"dense_input": 0.0, "weight": 0.0, "dense_out": 0.0, "output": 0.0}
     value: Callable[[object], float] = avg if conditional else float  # type: ignore[assignment]
     with np.errstate(all="ignore"):
         for seg in reversed(fw.segments):
-            if seg.start > seed:
+            if seg.start > origin:
                 continue
             B = len(seg.block)
             prefix = [0]
             for layer in seg.block:
                 prefix.append(prefix[-1] + _bw_size(layer))
-            if seed >= seg.start + seg.count * B:
+            if origin >= seg.start + seg.count * B:
                 top, first = seg.count - 1, B - 1
-            else:  # the run holding the seed: start at its block index in its repetition
-                top = (seed - seg.start) // B
-                first = seed - (seg.start + top * B)
+            else:  # the run holding the origin: start at its block index in its repetition
+                top = (origin - seg.start) // B
+                first = origin - (seg.start + top * B)
             low = max(seg.computed - 1, 0 if seg.same_shapes else 1)
             above: GradientState | None = None  # gradient at the output of rep r + 1 (if full)
             above_vals: list[tuple[float, float, float]] = []
@@ -285,7 +295,7 @@ def walk_backward(fw: ForwardWalk, seed: int, *, per_position: bool = False,
                     _fill(out, wout, seg, low, r, above_vals)
                     for o, w, dn in reversed(above_vals):
                         under["output"].see(o)
-                        if dn == dn:
+                        if not np.isnan(dn):
                             under["weight"].see(w)
                             under["dense_input"].see(dn)
                     r, above = low - 1, None

@@ -112,7 +112,12 @@ from varprop._math import quadrature as _q
 from varprop.errors import VarpropError
 from varprop.network.model import Network
 from varprop.network.state import MomentEvaluator
-from varprop.theory.meanfield import BackwardWalk, ForwardWalk, walk_backward, walk_forward
+from varprop.theory.meanfield import (
+    BackwardWalk,
+    ForwardWalk,
+    walk_backward,
+    walk_forward,
+)
 
 __all__ = ["shifted_walks", "OUTER_PANELS", "OUTER_POINTS", "BYTES_PER_LAYER"]
 
@@ -161,10 +166,10 @@ class _Averager:
         return total
 
 
-def shifted_walks(net: Network, moments: MomentEvaluator, seed: int, *, layers_per_unit: int = 1,
+def shifted_walks(net: Network, moments: MomentEvaluator, origin: int, *, layers_per_unit: int = 1,
                  source_positive: bool = False) -> tuple[ForwardWalk, BackwardWalk]:
-    """The forward walk over the outer nodes (``keep="all"``) and the backward walk seeded at the
-    output of position ``seed`` (per position), conditional on the layer-1 shift.
+    """The forward walk over the outer nodes (``keep="all"``) and the backward walk started at the
+    output of position ``origin`` (per position), conditional on the layer-1 shift.
 
     When an average over :math:`u` is concentrated in its innermost decade (the gradient of a
     deep saturating network is carried by the networks whose shift nearly cancels), the walks are
@@ -175,7 +180,7 @@ def shifted_walks(net: Network, moments: MomentEvaluator, seed: int, *, layers_p
         avg = _Averager(graded)
         fw = walk_forward(net, moments, keep="all", nodes=avg.u, average=avg,
                           layers_per_unit=layers_per_unit)
-        bw = walk_backward(fw, seed, per_position=True, source_positive=source_positive)
+        bw = walk_backward(fw, origin, per_position=True, source_positive=source_positive)
         if avg.share <= UNRESOLVED_SHARE:
             return fw, bw
     raise VarpropError(

@@ -5,7 +5,7 @@ r"""Limits of a prediction: memory refusals, and which zeros are underflows.
 - :func:`source_positive` and :func:`underflowed` decide whether a predicted second moment that is
   exactly 0.0 is an underflow (the exact value is positive) or a genuine zero: the exact moments
   are positive at every layer when the input or a bias feeds a positive variance into the first
-  dense layer (and, backward, the last dense layer's weights carry the seed's unit variance down).
+  dense layer (and, backward, the last dense layer's weights carry the unit variance at the output down).
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+import numpy as np
+
 from varprop._util.validation import check_nonnegative_real, check_width
 from varprop.components.schemes import InitScheme, _cached_moments, resolve_scheme
 from varprop.errors import VarpropError
@@ -105,6 +107,15 @@ class Dense(Layer):
             cross = mu * mu * (n * grad.second + n * (n - 1) * grad.cross)
             second = second + cross
         return GradientState(second, cross)
+
+    def mean_field_log(self, log_second: float, fan_in: int, clamp: float) -> tuple[float, float]:
+        r"""The zero-mean forward rule in log space, for scales beyond the float range:
+        ``(ln(sigma_w^2 n E a^2), ln E z^2)`` from ``log_second`` :math:`= \ln E a^2`, the weight
+        part clamped to :math:`\pm` ``clamp``, the bias added by ``logaddexp``."""
+        v = self.weight_moments(fan_in)[1]
+        log_b = math.log(self.bias_variance) if self.bias_variance > 0 else -math.inf
+        lw = min(max(math.log(v * fan_in) + log_second, -clamp), clamp)
+        return lw, float(np.logaddexp(lw, log_b))
 
     # --- symbolic -----------------------------------------------------------------------------
 
