@@ -8,13 +8,22 @@ grid of configurations, recorded from that code by ``tests/make_simulate_fixture
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import varprop
+from varprop import Network, layers
+from varprop.errors import InvalidArgument
+from varprop.simulation import engines
+from varprop.simulation.engines import DENSE, GAUSSIAN, check_resources, select_engine
+from varprop.simulation.montecarlo import simulate
+
 sys.path.insert(0, str(Path(__file__).parent))
-from make_simulate_fixture import OUT, digest, run  # noqa: E402
+from make_simulate_fixture import OUT, digest, run
 
 RECORDS = json.loads(OUT.read_text())
 
@@ -25,17 +34,6 @@ def test_keyword_form_is_bit_identical_to_the_recorded_results(record: dict) -> 
 
 
 # ------------------------------------------------------------------------------- engine objects
-import math  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-import varprop  # noqa: E402
-from varprop import Network, layers  # noqa: E402
-from varprop.errors import InvalidArgument  # noqa: E402
-from varprop.simulation import engines  # noqa: E402
-from varprop.simulation.engines import DENSE, GAUSSIAN, check_resources, select_engine  # noqa: E402
-from varprop.simulation.montecarlo import simulate  # noqa: E402
-
 MIXED = Network([layers.Dense(8, "he_normal", 0.2), "relu", layers.Dense(6, "lecun_normal"),
                  "tanh", layers.Dense(5, "lecun_normal")], input_shape=(4,), input_variance=1.5)
 UNIFORM = Network([layers.Dense(8, "he_uniform"), "relu", layers.Dense(4)], input_shape=(3,))

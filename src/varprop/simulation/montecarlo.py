@@ -413,7 +413,7 @@ def _run_chunks(plan: Plan, children: list[np.random.SeedSequence], replicates: 
     return parts
 
 
-def _finish(plan: Plan, st: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _finish(plan: Plan, st: dict[str, np.ndarray]) -> dict[str, object]:
     """Validity masks and first-invalid indices (:func:`~varprop.simulation.statistics.validity`),
     per position for the output statistics and per ``Dense`` layer for the MLP statistics; invalid
     entries set to 0 behind the masks (never NaN)."""
@@ -444,12 +444,13 @@ def _finish(plan: Plan, st: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             mask = masks[5] if k in BACKWARD_QUANTITIES else masks[4]
         public[k] = np.where(mask, values, 0.0)
     input_second = np.array(st["_input_second"], dtype=float)
-    out = dict(_stats=public, nonfinite_layer_per_replicate=masks[0],
-               underflow_layer_per_replicate=masks[1],
-               gradient_nonfinite_layer_per_replicate=masks[2],
-               gradient_underflow_layer_per_replicate=masks[3], valid=masks[4],
-               gradient_valid=masks[5], input_second=input_second, output_valid=out_masks[4],
-               output_gradient_valid=out_masks[5])
+    out: dict[str, object] = {
+        "_stats": public, "nonfinite_layer_per_replicate": masks[0],
+        "underflow_layer_per_replicate": masks[1],
+        "gradient_nonfinite_layer_per_replicate": masks[2],
+        "gradient_underflow_layer_per_replicate": masks[3], "valid": masks[4],
+        "gradient_valid": masks[5], "input_second": input_second, "output_valid": out_masks[4],
+        "output_gradient_valid": out_masks[5]}
     for arr in list(public.values()) + [v for k, v in out.items() if k != "_stats"]:
         arr.setflags(write=False)  # type: ignore[union-attr]
     return out
