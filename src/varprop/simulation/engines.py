@@ -61,8 +61,10 @@ __all__ = [
 #: Replicates per random stream (Gaussian engine; the dense engine may use fewer).
 BLOCK_SIZE = 64
 #: Bytes of working memory a chunk may use (approximately), when ``chunk_size`` is not given
-#: (the dense engine uses :data:`DENSE_BLOCK_BYTES`, or one block if that is larger).
-MEMORY_BUDGET = 256 * 2**20
+#: (the dense engine uses :data:`DENSE_BLOCK_BYTES`, or one block if that is larger).  Smaller
+#: chunks keep the Gaussian engine's working set in cache (64 MiB ran 10-30% faster than 256 MiB
+#: at n = 512, L = 20); the result does not depend on it.
+MEMORY_BUDGET = 64 * 2**20
 #: Bytes of weights one dense block may hold (fixes the dense engine's block size).
 DENSE_BLOCK_BYTES = 64 * 2**20
 #: Largest memory a simulation may need (bytes): the smallest working set (one block of

@@ -76,6 +76,12 @@ the derivatives themselves are computed without cancellation), and all its stati
 anywhere.  Invalid entries are stored as 0 behind the masks, never NaN: see
 :meth:`SimulationResult.per_replicate` and :meth:`SimulationResult.masked`.
 
+The output statistics of any network follow the same rules per layer position, each layer saying
+what a flush to zero means (its sampling section): an all-zero ``Dense`` output from a non-zero
+input, or an all-zero input gradient from a non-zero output gradient, is an underflow; a
+``Nonlinearity``'s zero output never is (ReLU), and its zero input gradient is one when
+``activation.traits.derivative_nonvanishing``.
+
 References
 ----------
 Poole et al. (2016), *Exponential expressivity in deep neural networks through transient chaos*;
@@ -130,12 +136,11 @@ from varprop.simulation.result import (
     BACKWARD_QUANTITIES,
     ESTIMATES,
     FORWARD_QUANTITIES,
-    OUTPUT_FORWARD,
     OUTPUT_QUANTITIES,
     QUANTITIES,
     SimulationResult,
 )
-from varprop.simulation.statistics import Draws, validity
+from varprop.simulation.statistics import Draws, finish
 from varprop.simulation.walk import Plan, run_chunk
 
 __all__ = [
@@ -352,7 +357,7 @@ def simulate(
         bias_variance=mlp.bias_variance if mlp else 0.0, replicates=replicates, batch=batch,
         seed=seed, dtype=dtype_name, engine=used.name, engine_requested=engine_req,
         chunk_size=chunk, block_size=block, elapsed=elapsed, network=network,
-        **_finish(plan, stats))
+        **finish(plan.layers, plan.mlp, stats))
 
 
 def _check_dtype(dtype: object) -> str:
@@ -411,73 +416,6 @@ def _run_chunks(plan: Plan, children: list[np.random.SeedSequence], replicates: 
             elif callable(progress) and not isinstance(progress, (bool, np.bool_)):
                 progress(done, replicates)
     return parts
-
-
-def _finish(plan: Plan, st: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Validity masks and first-invalid indices (:func:`~varprop.simulation.statistics.validity`),
-    per position for the output statistics and per ``Dense`` layer for the MLP statistics; invalid
-    entries set to 0 behind the masks (never NaN)."""
-    P = len(plan.layers)
-    fwd_bad = np.zeros(st["output_second"].shape, dtype=bool)
-    for k in OUTPUT_FORWARD:
-        fwd_bad |= ~np.isfinite(st[k])
-    in_second = np.column_stack([st["_input_second"], st["output_second"][:, :-1]])
-    counts_fwd = np.array([layer.sample_flush_is_underflow for layer in plan.layers])
-    counts_bwd = np.array([layer.sample_gradient_flush_is_underflow for layer in plan.layers])
-    fwd_flush = st["_flush"] & (in_second > 0) & counts_fwd[None, :]
-    g_second = st["_g_second"][:, 1:]
-    # the gradient of position p's output is produced by layer p + 1 (none for the last one)
-    bwd_flush = np.zeros_like(fwd_flush)
-    bwd_flush[:, :-1] = (st["_g_flush"][:, 1:P] & st["_g_nonzero"][:, 2:]
-                         & counts_bwd[None, 1:])
-    out_masks = validity(fwd_bad, fwd_flush, ~np.isfinite(g_second), bwd_flush)
-    public = {"output_mean": st["output_mean"], "output_second": st["output_second"],
-              "output_unit_std": st["output_unit_std"], "output_gradient_second": g_second}
-    if plan.mlp:
-        masks = _mlp_statistics(st, public, fwd_bad, fwd_flush, counts_bwd[1])
-    else:
-        masks = out_masks
-    for k, values in public.items():  # keep invalid entries NaN-free behind the masks
-        if k in OUTPUT_QUANTITIES:
-            mask = out_masks[5] if k == "output_gradient_second" else out_masks[4]
-        else:
-            mask = masks[5] if k in BACKWARD_QUANTITIES else masks[4]
-        public[k] = np.where(mask, values, 0.0)
-    input_second = np.array(st["_input_second"], dtype=float)
-    out = dict(_stats=public, nonfinite_layer_per_replicate=masks[0],
-               underflow_layer_per_replicate=masks[1],
-               gradient_nonfinite_layer_per_replicate=masks[2],
-               gradient_underflow_layer_per_replicate=masks[3], valid=masks[4],
-               gradient_valid=masks[5], input_second=input_second, output_valid=out_masks[4],
-               output_gradient_valid=out_masks[5])
-    for arr in list(public.values()) + [v for k, v in out.items() if k != "_stats"]:
-        arr.setflags(write=False)  # type: ignore[union-attr]
-    return out
-
-
-def _mlp_statistics(st: dict[str, np.ndarray], public: dict[str, np.ndarray], fwd_bad: np.ndarray,
-                    fwd_flush: np.ndarray, derivative_nonvanishing: bool) -> tuple[np.ndarray, ...]:
-    r"""The MLP statistics (position ``2l - 2`` is ``Dense`` layer ``l``'s :math:`z_l`, ``2l - 1``
-    its activation :math:`a_l`) from the first backward pass (seeded at :math:`z_L`), and their
-    masks: a layer is invalid where either of its positions is; a gradient underflow is
-    :math:`g_l` flushed while :math:`\delta_l \ne 0`, or -- for an activation whose derivative
-    vanishes only on a null set -- :math:`\delta_l` flushed while :math:`g_{l+1} \ne 0`."""
-    L = st["output_second"].shape[1] // 2
-    for name, column in (("mean", "output_mean"), ("second", "output_second"),
-                         ("unit_std", "output_unit_std")):
-        public[f"preactivation_{name}"] = st[column][:, 0::2]
-        public[f"activation_{name}"] = st[column][:, 1::2]
-    m_second = st["_m_second"]
-    public["delta_second"] = m_second[:, 1:2 * L:2]
-    public["gradient_second"] = m_second[:, 0:2 * L:2]
-    public["weight_gradient_second"] = st["weight_gradient_second"]
-    bwd_bad = np.zeros((m_second.shape[0], L), dtype=bool)
-    for k in BACKWARD_QUANTITIES:
-        bwd_bad |= ~np.isfinite(public[k])
-    g_flush = st["_m_flush"][:, 0:2 * L:2] & (public["delta_second"] > 0)
-    if derivative_nonvanishing:  # delta_l = phi'(z_l) g_{l+1} flushed although g_{l+1} did not
-        g_flush |= st["_m_flush"][:, 1:2 * L:2] & st["_m_nonzero"][:, 2:2 * L + 1:2]
-    return validity(fwd_bad[:, 0::2] | fwd_bad[:, 1::2], fwd_flush[:, 0::2], bwd_bad, g_flush)
 
 
 # Transitional: checking/check.py calls these two until it uses select_engine / check_resources

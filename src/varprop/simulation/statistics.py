@@ -1,4 +1,5 @@
-r"""Per-replicate statistics of the Monte Carlo engines: reductions, underflow tests, validity masks.
+r"""Per-replicate statistics of the Monte Carlo engines: reductions, underflow tests, validity masks,
+and the assembly of a walk's statistics into a result's arrays (:func:`finish`).
 
 Every reduction runs along the last axis of a contiguous per-replicate row (``(C, m)``), in
 float64, so a replicate's statistics do not depend on how many replicates are processed together
@@ -12,7 +13,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["Draws", "rows", "row_sum", "row_sumsq", "row_dot", "spread", "norm64", "flushed",
+from varprop.network.layers.base import Layer
+from varprop.simulation.result import BACKWARD_QUANTITIES, OUTPUT_FORWARD, OUTPUT_QUANTITIES
+
+__all__ = ["finish", "Draws", "rows", "row_sum", "row_sumsq", "row_dot", "spread", "norm64", "flushed",
            "first_true", "last_true", "validity"]
 
 _TINY64 = float(np.finfo(np.float64).tiny)
@@ -144,3 +148,71 @@ def validity(fwd_bad: np.ndarray, fwd_flush: np.ndarray, bwd_bad: np.ndarray,
     valid = before(nonfinite) & before(underflow)
     gvalid = fwd_ok[:, None] & after(g_nonfinite) & after(g_underflow)
     return nonfinite, underflow, g_nonfinite, g_underflow, valid, gvalid
+
+
+def finish(layers: tuple[Layer, ...], mlp: bool, st: dict[str, np.ndarray]) -> dict[str, object]:
+    """The result's arrays from a walk's statistics ``st`` over ``layers``: validity masks and
+    first-invalid indices (:func:`validity`), per position for the output statistics and per ``Dense`` layer for the MLP statistics; invalid
+    entries set to 0 behind the masks (never NaN)."""
+    P = len(layers)
+    fwd_bad = np.zeros(st["output_second"].shape, dtype=bool)
+    for k in OUTPUT_FORWARD:
+        fwd_bad |= ~np.isfinite(st[k])
+    in_second = np.column_stack([st["_input_second"], st["output_second"][:, :-1]])
+    counts_fwd = np.array([layer.sample_flush_is_underflow for layer in layers])
+    counts_bwd = np.array([layer.sample_gradient_flush_is_underflow for layer in layers])
+    fwd_flush = st["_flush"] & (in_second > 0) & counts_fwd[None, :]
+    g_second = st["_g_second"][:, 1:]
+    # the gradient of position p's output is produced by layer p + 1 (none for the last one)
+    bwd_flush = np.zeros_like(fwd_flush)
+    bwd_flush[:, :-1] = (st["_g_flush"][:, 1:P] & st["_g_nonzero"][:, 2:]
+                         & counts_bwd[None, 1:])
+    out_masks = validity(fwd_bad, fwd_flush, ~np.isfinite(g_second), bwd_flush)
+    public = {"output_mean": st["output_mean"], "output_second": st["output_second"],
+              "output_unit_std": st["output_unit_std"], "output_gradient_second": g_second}
+    if mlp:
+        masks = _mlp_statistics(st, public, fwd_bad, fwd_flush, counts_bwd[1])
+    else:
+        masks = out_masks
+    for k, values in public.items():  # keep invalid entries NaN-free behind the masks
+        if k in OUTPUT_QUANTITIES:
+            mask = out_masks[5] if k == "output_gradient_second" else out_masks[4]
+        else:
+            mask = masks[5] if k in BACKWARD_QUANTITIES else masks[4]
+        public[k] = np.where(mask, values, 0.0)
+    input_second = np.array(st["_input_second"], dtype=float)
+    out: dict[str, object] = {
+        "_stats": public, "nonfinite_layer_per_replicate": masks[0],
+        "underflow_layer_per_replicate": masks[1],
+        "gradient_nonfinite_layer_per_replicate": masks[2],
+        "gradient_underflow_layer_per_replicate": masks[3], "valid": masks[4],
+        "gradient_valid": masks[5], "input_second": input_second, "output_valid": out_masks[4],
+        "output_gradient_valid": out_masks[5]}
+    for arr in list(public.values()) + [v for k, v in out.items() if k != "_stats"]:
+        arr.setflags(write=False)  # type: ignore[union-attr]
+    return out
+
+
+def _mlp_statistics(st: dict[str, np.ndarray], public: dict[str, np.ndarray], fwd_bad: np.ndarray,
+                    fwd_flush: np.ndarray, derivative_nonvanishing: bool) -> tuple[np.ndarray, ...]:
+    r"""The MLP statistics (position ``2l - 2`` is ``Dense`` layer ``l``'s :math:`z_l`, ``2l - 1``
+    its activation :math:`a_l`) from the first backward pass (seeded at :math:`z_L`), and their
+    masks: a layer is invalid where either of its positions is; a gradient underflow is
+    :math:`g_l` flushed while :math:`\delta_l \ne 0`, or -- for an activation whose derivative
+    vanishes only on a null set -- :math:`\delta_l` flushed while :math:`g_{l+1} \ne 0`."""
+    L = st["output_second"].shape[1] // 2
+    for name, column in (("mean", "output_mean"), ("second", "output_second"),
+                         ("unit_std", "output_unit_std")):
+        public[f"preactivation_{name}"] = st[column][:, 0::2]
+        public[f"activation_{name}"] = st[column][:, 1::2]
+    m_second = st["_m_second"]
+    public["delta_second"] = m_second[:, 1:2 * L:2]
+    public["gradient_second"] = m_second[:, 0:2 * L:2]
+    public["weight_gradient_second"] = st["weight_gradient_second"]
+    bwd_bad = np.zeros((m_second.shape[0], L), dtype=bool)
+    for k in BACKWARD_QUANTITIES:
+        bwd_bad |= ~np.isfinite(public[k])
+    g_flush = st["_m_flush"][:, 0:2 * L:2] & (public["delta_second"] > 0)
+    if derivative_nonvanishing:  # delta_l = phi'(z_l) g_{l+1} flushed although g_{l+1} did not
+        g_flush |= st["_m_flush"][:, 1:2 * L:2] & st["_m_nonzero"][:, 2:2 * L + 1:2]
+    return validity(fwd_bad[:, 0::2] | fwd_bad[:, 1::2], fwd_flush[:, 0::2], bwd_bad, g_flush)

@@ -34,7 +34,14 @@ import numpy as np
 from varprop.network.layers.base import Layer
 from varprop.network.layers.dense import Dense
 from varprop.simulation import gaussian
-from varprop.simulation.statistics import Draws, flushed, row_sum, row_sumsq, rows, spread
+from varprop.simulation.statistics import (
+    Draws,
+    flushed,
+    row_sum,
+    row_sumsq,
+    rows,
+    spread,
+)
 
 __all__ = ["Plan", "run_chunk"]
 
