@@ -119,9 +119,7 @@ from varprop.simulation.blas import single_threaded_blas
 from varprop.simulation.engines import (
     BLOCK_SIZE,
     DENSE_BLOCK_BYTES,
-    ENGINE_OBJECTS,
     ENGINES,
-    GAUSSIAN,
     MEMORY_BUDGET,
     MEMORY_LIMIT,
     TIME_LIMIT,
@@ -416,15 +414,3 @@ def _run_chunks(plan: Plan, children: list[np.random.SeedSequence], replicates: 
             elif callable(progress) and not isinstance(progress, (bool, np.bool_)):
                 progress(done, replicates)
     return parts
-
-
-# Transitional: checking/check.py calls these two until it uses select_engine / check_resources
-# (branch r10-check); both delegate to the engine objects.  Remove when no caller is left.
-def _gaussian_pays(widths: tuple[int, ...], batch: int) -> bool:
-    return GAUSSIAN.pays(Network.mlp("linear", "lecun_normal", widths=widths), batch)
-
-
-def _check_resources(engine: str, widths: tuple[int, ...], batch: int, replicates: int,
-                     itemsize: int, name: str = "replicates") -> None:
-    check_resources(Network.mlp("linear", "lecun_normal", widths=widths), ENGINE_OBJECTS[engine],
-                    replicates, batch=batch, dtype=np.dtype(f"f{itemsize}"), name=name)
