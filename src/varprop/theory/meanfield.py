@@ -25,6 +25,7 @@ asked for and stops recomputing what repeats:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from array import array
 from collections.abc import Callable
@@ -271,7 +272,8 @@ def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
         if conditional else GradientState(1.0, 0.0)
     last = {"dense_input": 0.0, "weight": 0.0, "dense_out": 0.0, "output": 0.0}
     value: Callable[[object], float] = avg if conditional else float  # type: ignore[assignment]
-    with np.errstate(all="ignore"):
+    # Python floats overflow to inf silently; only node arrays need NumPy's error state
+    with np.errstate(all="ignore") if conditional else contextlib.nullcontext():
         for seg in reversed(fw.segments):
             if seg.start > origin:
                 continue
