@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 import numpy as np
 
@@ -117,5 +120,86 @@ class Dense(Layer):
     # --- symbolic -----------------------------------------------------------------------------
 
     # --- sampling -----------------------------------------------------------------------------
+    # The Monte Carlo engines (varprop.simulation) call these on a block of C replicates: signals
+    # have shape (C, n) (batch 1) or (C, n, B); ``draws`` hands out each block's random numbers
+    # from its own stream (``draws.normal(shape, dtype)``, ``draws.per_block(shape, dtype, fn)``).
+
+    #: An all-zero output from a non-zero input (or an all-zero input gradient from a non-zero
+    #: output gradient) has probability 0 for continuous weights: it is an underflow.
+    sample_flush_is_underflow = True
+    sample_gradient_flush_is_underflow = True
+
+    def gaussian_law(self, n_in: int) -> tuple[float, float] | None:
+        r"""``(loc, scale)`` of the i.i.d. normal weights :math:`W = \mu_w + s W_0` for fan-in
+        ``n_in``, or ``None`` if the weights are not i.i.d. normal (Gaussian shortcut)."""
+        if not self.init.is_gaussian:
+            return None
+        p = self.init.parameters(n_in, self.width)
+        return float(p["loc"]), float(p["scale"])
+
+    def sample_weights(self, draws: Any, n_in: int, dtype: np.dtype) -> tuple[np.ndarray, float, float]:
+        """``(W0, scale, loc)``, ``W0`` of shape ``(C, width, n_in)``, with ``W = loc + scale W0``
+        in law.  Normal schemes: ``W0`` standard normal (the numbers ``InitScheme.sample`` would
+        draw before scaling; the affine map is applied to the products, one pass over the weights
+        fewer).  Other schemes: ``W0 = InitScheme.sample(...)``, ``scale = 1``, ``loc = 0``."""
+        law = self.gaussian_law(n_in)
+        if law is not None:
+            return draws.normal((self.width, n_in), dtype), law[1], law[0]
+        w = draws.per_block((self.width, n_in), dtype, lambda g, size: self.init.sample(
+            g, n_in, self.width, size=(size,), dtype=dtype))
+        return w, 1.0, 0.0
+
+    def sample_bias(self, draws: Any, dtype: np.dtype) -> np.ndarray | None:
+        """Biases of shape ``(C, width, 1)`` (drawn after the weights), or ``None`` without bias."""
+        if self.bias_variance <= 0.0:
+            return None
+        b = draws.normal((self.width, 1), dtype)
+        b *= dtype.type(math.sqrt(self.bias_variance))
+        return b
+
+    def sample_forward(self, draws: Any, a: np.ndarray) -> tuple[np.ndarray, tuple]:
+        """Draw this layer's weights and biases for the block and apply it: ``(z, cache)`` with
+        ``z = W a + b``; ``cache`` is what :meth:`sample_backward` needs."""
+        w, scale, loc = self.sample_weights(draws, a.shape[1], a.dtype)
+        z = self._affine(np.matmul(w, a), a, scale, loc)
+        b = self.sample_bias(draws, a.dtype)
+        if b is not None:
+            z += b
+        return z, (w, scale, loc)
+
+    def sample_backward(self, cache: tuple, deltas: list[np.ndarray]) -> list[np.ndarray]:
+        r""":math:`W^\top \delta` for each output gradient :math:`\delta` of ``deltas`` (backward
+        passes over the same forward pass): the gradients with respect to the input."""
+        w, scale, loc = cache
+        wt = np.swapaxes(w, -1, -2)
+        return [self._affine(np.matmul(wt, delta), delta, scale, loc) for delta in deltas]
+
+    @staticmethod
+    def _affine(prod: np.ndarray, x: np.ndarray, scale: float, loc: float) -> np.ndarray:
+        """``scale * (W0 x) + loc * (1^T x) 1`` given ``prod = W0 x`` (in place)."""
+        if scale != 1.0:
+            prod *= prod.dtype.type(scale)
+        if loc != 0.0:
+            prod += (loc * np.add.reduce(x, axis=1, dtype=np.float64, keepdims=True)
+                     ).astype(prod.dtype)
+        return prod
 
     # --- one-step check -----------------------------------------------------------------------
+    def one_step(self, n_in: int, second: np.ndarray) -> np.ndarray:
+        r"""Forward one-step map: :math:`E[\overline{z^2} \mid a] = \sigma_w^2 n_{in}
+        \overline{a^2} + \sigma_b^2` for the realised mean square ``second`` of the input
+        :math:`a` (vectorised over replicates).
+
+        Exact for zero-mean i.i.d. weights of variance :math:`\sigma_w^2` (any law), and for a
+        Haar-orthogonal :math:`W` with :math:`\sigma_w^2 = g^2/\max(n_{in}, n_{out})`.
+        """
+        _, var_w = self.init.moments(n_in, self.width)
+        return var_w * n_in * second + self.bias_variance
+
+    def one_step_backward(self, n_in: int, second: np.ndarray) -> np.ndarray:
+        r"""Backward one-step map: :math:`E[\overline{(W^\top\delta)^2} \mid \delta] =
+        \sigma_w^2 n_{out} \overline{\delta^2}` for the realised mean square ``second`` of the
+        output gradient :math:`\delta`, when :math:`W` is independent of :math:`\delta` (zero-mean
+        i.i.d. weights; the top layer, or a net of linear activations)."""
+        _, var_w = self.init.moments(n_in, self.width)
+        return var_w * self.width * second
