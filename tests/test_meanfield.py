@@ -4,14 +4,16 @@
    recorded from the code before the rewrite (``tests/data/meanfield_bits.json``, written by
    ``tests/gen_meanfield_fixture.py``): every value, warning and error type on a grid of
    activations x init schemes x shapes x bias variances x methods x quantities x per_layer.
-2. The layer rules against independent computations (NumPy quadrature / Monte Carlo).
+2. The walk's shortcuts: a network stored as repeated runs (fixed points detected, repetitions
+   not recomputed) gives the bits of the same layers listed one by one (every layer computed).
+
+The layer rules themselves are tested against independent computations in ``test_network.py``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +21,7 @@ import pytest
 
 import varprop
 from varprop import Network, layers, predict_variance
-from varprop.errors import InvalidArgument, VarpropError
-from varprop.network.state import GradientState, MomentState
-from varprop.theory.moments import Moments
+from varprop.network.model import LayerSequence
 
 HERE = Path(__file__).parent
 _spec = importlib.util.spec_from_file_location("gen_meanfield_fixture", HERE / "gen_meanfield_fixture.py")
@@ -58,3 +58,21 @@ def test_bit_identical_to_the_recorded_predictions(chunk):
 def test_fixture_covers_the_grid():
     assert len(FIXTURE) > 9000
     assert sum("error" in v for v in FIXTURE.values()) < len(FIXTURE) // 10
+
+
+@pytest.mark.parametrize("block, reps", [
+    ((layers.Dense(32, "lecun_normal", 0.1), "tanh", layers.Dense(32, "he_normal"), "relu"), 40),
+    ((layers.Dense(16, "xavier_uniform"), layers.Dense(16, "lecun_normal", 0.2), "sigmoid"), 40),
+    ((layers.Dense(24, "uniform"), "tanh"), 6),  # conditional on the layer-1 shift (slow)
+])
+@pytest.mark.parametrize("quantity", ["output", "output_gradient"])
+def test_runs_give_the_bits_of_the_layers_listed_one_by_one(block, reps, quantity):
+    listed = Network(list(block) * reps, input_shape=(12,), input_variance=0.7)
+    blk = tuple(Network(list(block), input_shape=(12,)).layers)
+    runs = Network(LayerSequence([(blk, reps)]), input_shape=(12,), input_variance=0.7)
+    assert len(listed.layers.runs) == 1 and listed.layers.runs[0][1] == 1
+    assert runs.layers.runs[0][1] == reps
+    for per_layer in (True, False):
+        a = predict_variance(listed, quantity=quantity, per_layer=per_layer)
+        b = predict_variance(runs, quantity=quantity, per_layer=per_layer)
+        assert np.array_equal(np.asarray(a), np.asarray(b))

@@ -39,6 +39,9 @@ _TAIL_RTOL = 1e-13
 _SCALE_POINTS = np.array([0.0] + [s * 2.0**k for k in range(-3, 8) for s in (-1.0, 1.0)])
 _BASE_EDGES = {hw: np.arange(-hw, hw + 0.5, 1.0) for hw in (_HALF_WIDTH, *_WIDER)}
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+#: The rule's constants, public for the vectorised rules of varprop.theory (same values).
+NODES, WEIGHTS, HALF_WIDTH, TAIL_RTOL = _NODES, _WEIGHTS, _HALF_WIDTH, _TAIL_RTOL
+SCALE_POINTS, INV_SQRT_2PI = _SCALE_POINTS, _INV_SQRT_2PI
 
 ArrayFn = Callable[[np.ndarray], np.ndarray]
 

@@ -15,7 +15,8 @@ from varprop.documents import phases as _phases
 from varprop.documents.common import STEADY_DEPTH, STEADY_WIDTH, _quiet
 from varprop.documents.store import fmt
 from varprop.errors import VarpropError
-from varprop.theory.criticality import _dsecond_dq, edge_of_chaos
+from varprop.theory.criticality import dsecond_dq as _dsecond_dq
+from varprop.theory.criticality import edge_of_chaos
 from varprop.theory.predict import propagate
 from varprop.theory.symbolic import derive, latex
 

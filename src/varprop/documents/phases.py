@@ -44,7 +44,8 @@ from scipy.optimize import brentq
 from varprop.components.activations import Activation
 from varprop.documents.store import fmt
 from varprop.errors import InvalidArgument
-from varprop.theory.criticality import _dsecond_dq, edge_of_chaos
+from varprop.theory.criticality import dsecond_dq as _dsecond_dq
+from varprop.theory.criticality import edge_of_chaos
 
 __all__ = ["FixedPoint", "Growth", "PhaseFacts", "phase_facts", "critical_point", "LAYERS", "TOL",
            "homogeneous"]

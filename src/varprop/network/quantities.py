@@ -40,9 +40,11 @@ them, and ``per_replicate`` accepts these two names only where the mean is zero 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from varprop.components.activations import Activation
-from varprop.components.schemes import InitScheme
+if TYPE_CHECKING:  # pragma: no cover - annotations only: the CLI's parser imports this module
+    from varprop.components.activations import Activation
+    from varprop.components.schemes import InitScheme
 
 __all__ = ["Quantity", "QUANTITY_SPECS", "QUANTITIES", "MLP_QUANTITIES", "NETWORK_QUANTITIES",
            "FORWARD", "BACKWARD", "spec"]

@@ -24,7 +24,7 @@ Forward: :class:`MomentState`
     :math:`= E\phi'(z_i)\phi'(z_k)`).  ``gaussian`` says whether the units are (conditionally)
     Gaussian, which the Gaussian expectations of a nonlinearity assume: true for the input
     (assumed Gaussian), for a dense layer's output (central limit theorem at infinite width) and
-    after a linear activation.
+    after a linear activation (``after`` records the activation that produced the state).
 
 Backward: :class:`GradientState`
     :math:`E\delta_i^2` (``second``) and :math:`E\delta_i\delta_k` (``cross``) of the loss gradient
@@ -71,8 +71,9 @@ class MomentState:
         conditional on the outer nodes.
     centred : bool
         Mean and cross moment are zero by symmetry (zero-mean symmetric weights upstream).
-    gaussian : bool
-        The units are (conditionally) jointly Gaussian.
+    after : Activation or None
+        The activation whose output this is (``None``: the input or a dense layer's output,
+        (conditionally) Gaussian); the output of a linear activation is Gaussian too.
     var : ndarray or None
         Conditional variance :math:`q` of a conditional pre-activation, as computed.
     deriv_second, deriv_cross : float or ndarray or None
@@ -86,11 +87,17 @@ class MomentState:
     second: Value
     cross: Value
     centred: bool = False
-    gaussian: bool = True
+    after: object = None
     var: Value | None = None
     deriv_second: Value | None = None
     deriv_cross: Value | None = None
     shift_scale: float | None = None
+
+    @property
+    def gaussian(self) -> bool:
+        """The units are (conditionally) jointly Gaussian (decided by the producing activation's
+        traits only when asked)."""
+        return self.after is None or bool(self.after.traits.linear)  # type: ignore[attr-defined]
 
     @property
     def conditional(self) -> bool:

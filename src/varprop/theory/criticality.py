@@ -62,15 +62,15 @@ from varprop.errors import InvalidArgument, VarpropWarning
 from varprop.theory.lengthmap import (
     _chaotic_correlation,
     _depth_scale,
-    _dsecond_dq,
     _fixed_point,
     _moments,
     _second,
     _second_over_q,
     _zero_fixed_point_slope,
+    dsecond_dq,
 )
 
-__all__ = ["critical_gain", "edge_of_chaos", "mean_field", "MeanFieldPoint"]
+__all__ = ["dsecond_dq", "critical_gain", "edge_of_chaos", "mean_field", "MeanFieldPoint"]
 
 _CRITICAL_TOL = 1e-9
 _SIGMA_W2_MIN = 1e-3  # edge_of_chaos scans [min(this, sigma_w2_max / 1000), sigma_w2_max]
@@ -185,7 +185,7 @@ def critical_gain(activation: Activation | str, *, target_variance: float = 1.0,
         raise fail("target_variance", target_variance,
                    f"a variance whose gain is within the float range (g^2 = (q - bias_variance) "
                    f"/ E[phi(z)^2] overflows for {act.name!r})")
-    slope = g2 * _dsecond_dq(act, target)
+    slope = g2 * dsecond_dq(act, target)
     if slope > 1.0 + 1e-9:
         warnings.warn(f"the fixed point q*={target!r} of {act.name!r} with gain {math.sqrt(g2):.6g} "
                       f"is unstable (slope f'(q*) = {slope:.6g} > 1): the recursion moves away "
@@ -277,7 +277,7 @@ def _point(act: Activation, s: float, b2: float, q_star: float | None = None) ->
             chi, slope = math.nan, math.nan
         else:
             chi = s * _moments(act, q_star)[3]
-            slope = s * _dsecond_dq(act, q_star)
+            slope = s * dsecond_dq(act, q_star)
     phase: Phase = ("unbounded" if math.isinf(q_star) or math.isnan(chi) else
                     "critical" if abs(chi - 1.0) <= _CRITICAL_TOL else
                     "ordered" if chi < 1.0 else "chaotic")

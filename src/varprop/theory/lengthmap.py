@@ -22,7 +22,7 @@ from varprop.components.activations import Activation, X
 from varprop.network.layers.nonlinearity import Nonlinearity
 from varprop.network.state import MomentState
 
-__all__: list[str] = []
+__all__ = ["dsecond_dq"]
 
 Q_MAX = 1e12  # above this the fixed-point search gives up (q* = inf)
 Q_MIN = 1e-14  # below this a fixed point is taken to be q* = 0
@@ -59,7 +59,7 @@ def _second(act: Activation, q: float) -> float:
     return Nonlinearity(act).mean_field(MomentState(0.0, q, 0.0, centred=True), _EXACT).second  # type: ignore[return-value]
 
 
-def _dsecond_dq(act: Activation, q: float) -> float:
+def dsecond_dq(act: Activation, q: float) -> float:
     r""":math:`\frac{d}{dq} E[\phi(z)^2]` for :math:`z \sim N(0, q)`.
 
     By Gaussian integration by parts (Price's theorem),

@@ -25,6 +25,7 @@ asked for and stops recomputing what repeats:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from array import array
 from collections.abc import Callable
@@ -101,9 +102,6 @@ class Segment:
     #: reported (mean, second, cross) of the last computed repetition, per block position
     last: list[tuple[float, float, float]] = field(default_factory=list)
 
-    def fan_shape(self, r: int, i: int) -> Shape:
-        return self.shapes[min(r, 1)][i]
-
     @property
     def same_shapes(self) -> bool:
         """Repetition 0 takes the same input shapes as the later ones."""
@@ -140,7 +138,7 @@ class ForwardWalk:
             out[lo:lo + got.size] = got
             rest = seg.count - seg.computed
             if rest:
-                out[lo + got.size:lo + seg.count * size] = np.tile(got[-size:], rest)
+                out[lo + got.size:lo + seg.count * size].reshape(rest, size)[:] = got[-size:]
             done += got.size
         return out
 
@@ -191,6 +189,7 @@ def walk_forward(net: Network, moments: MomentEvaluator, *, keep: str = "all",
     probe_every = PROBE_LAYERS * layers_per_unit
     next_probe = probe_every
     record_all, record_bw = keep == "all", keep in ("all", "backward")
+    track = not record_all
     with np.errstate(all="ignore"):
         for block, count in net.layers.runs:
             shapes0, out0 = _input_shapes(block, shape)
@@ -210,9 +209,9 @@ def walk_forward(net: Network, moments: MomentEvaluator, *, keep: str = "all",
                     state = _apply(layer, state, s, moments)
                     rep = state.reported(average) if conditional else (state.mean, state.second, state.cross)  # type: ignore[arg-type]
                     reports.append(rep)
-                    kind = under["dense" if isinstance(layer, Dense) else "nonlinearity"]
-                    kind.see(rep[1])
-                    under["output"].see(rep[1])
+                    if track:  # (with keep="all" the recorded arrays tell underflows)
+                        under["dense" if isinstance(layer, Dense) else "nonlinearity"].see(rep[1])
+                        under["output"].see(rep[1])
                     if record_all:
                         for col, v in zip(cols, rep):
                             col.append(v)
@@ -266,12 +265,15 @@ def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
     wout = np.full(P, np.nan) if per_position else None
     # backward from an identically zero forward pass, phi'(0) may be exactly 0: zeros are then
     # exact, so only a positive source makes a zero an underflow
-    under = {k: Underflow(source_positive, source_positive) for k in ("dense_input", "weight", "output")}
+    # (per position, the recorded arrays tell underflows)
+    track = source_positive and not per_position
+    under = {k: Underflow(source_positive, track) for k in ("dense_input", "weight", "output")}
     g = GradientState(np.ones_like(fw.input_second), np.zeros_like(fw.input_second)) \
         if conditional else GradientState(1.0, 0.0)
     last = {"dense_input": 0.0, "weight": 0.0, "dense_out": 0.0, "output": 0.0}
     value: Callable[[object], float] = avg if conditional else float  # type: ignore[assignment]
-    with np.errstate(all="ignore"):
+    # Python floats overflow to inf silently; only node arrays need NumPy's error state
+    with np.errstate(all="ignore") if conditional else contextlib.nullcontext():
         for seg in reversed(fw.segments):
             if seg.start > origin:
                 continue
@@ -293,7 +295,7 @@ def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
                     # reps low..r repeat rep r + 1: identical maps and incoming state, so the
                     # gradient leaving rep ``low`` is the one entering rep r + 1, i.e. ``g``
                     _fill(out, wout, seg, low, r, above_vals)
-                    for o, w, dn in reversed(above_vals):
+                    for o, w, dn in reversed(above_vals) if track else ():
                         under["output"].see(o)
                         if not np.isnan(dn):
                             under["weight"].see(w)
@@ -301,6 +303,7 @@ def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
                     r, above = low - 1, None
                     continue
                 g_top = g
+                shapes = seg.shapes[min(r, 1)]
                 d = min(r, seg.computed - 1)
                 base = seg.bw_start + d * seg.bw_per_rep
                 vals: list[tuple[float, float, float]] = [(np.nan, np.nan, np.nan)] * B
@@ -311,14 +314,16 @@ def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
                     w = dn = np.nan
                     if isinstance(layer, Dense):
                         w = value(g.second * fw.bw[offset])  # type: ignore[operator]
-                        g = layer.mean_field_backward(g, seg.fan_shape(r, i)[0])
+                        g = layer.mean_field_backward(g, shapes[i][0])
                         dn = value(g.second)
                         last["dense_out"], last["dense_input"], last["weight"] = o, dn, w
-                        under["weight"].see(w)
-                        under["dense_input"].see(dn)
+                        if track:
+                            under["weight"].see(w)
+                            under["dense_input"].see(dn)
                     else:
                         g = Nonlinearity.mean_field_backward(g, fw.bw[offset], fw.bw[offset + 1])
-                    under["output"].see(o)
+                    if track:
+                        under["output"].see(o)
                     last["output"] = o
                     vals[i] = (o, w, dn)
                     if out is not None:

@@ -31,7 +31,7 @@ from varprop.errors import VarpropError
 __all__ = ["zero_mean_moments", "correlated_moments", "node_moments", "gaussian_moments_many",
            "overflowed_moments", "Moments", "SMALL_SHIFT"]
 
-_BASE = np.arange(-_q._HALF_WIDTH, _q._HALF_WIDTH + 0.5, 1.0)
+_BASE = np.arange(-_q.HALF_WIDTH, _q.HALF_WIDTH + 0.5, 1.0)
 
 
 MomentFn = Callable[[float], tuple[float, float, float]]
@@ -122,12 +122,12 @@ def gaussian_moments_many(act: Activation, mean: np.ndarray, var: np.ndarray) ->
     if not rows.any():
         return out
     m, s = mean[rows], np.sqrt(var[rows])
-    pts = np.concatenate([_q._SCALE_POINTS, np.asarray(act.kinks, float)])
-    extra = np.clip((pts[None, :] - m[:, None]) / s[:, None], -_q._HALF_WIDTH, _q._HALF_WIDTH)
+    pts = np.concatenate([_q.SCALE_POINTS, np.asarray(act.kinks, float)])
+    extra = np.clip((pts[None, :] - m[:, None]) / s[:, None], -_q.HALF_WIDTH, _q.HALF_WIDTH)
     edges = np.sort(np.concatenate([np.broadcast_to(_BASE, (m.size, _BASE.size)), extra], axis=1), axis=1)
     a, b = edges[:, :-1, None], edges[:, 1:, None]
-    t = (a + (b - a) * _q._NODES).reshape(m.size, -1)
-    w = ((b - a) * _q._WEIGHTS).reshape(m.size, -1) * np.exp(-0.5 * t * t) * _q._INV_SQRT_2PI
+    t = (a + (b - a) * _q.NODES).reshape(m.size, -1)
+    w = ((b - a) * _q.WEIGHTS).reshape(m.size, -1) * np.exp(-0.5 * t * t) * _q.INV_SQRT_2PI
     x = m[:, None] + s[:, None] * t
     f = np.broadcast_to(act.function(x), x.shape)
     d = np.broadcast_to(act.derivative_function(x), x.shape)
@@ -138,7 +138,7 @@ def gaussian_moments_many(act: Activation, mean: np.ndarray, var: np.ndarray) ->
         a = np.abs(v)
         scale = (np.abs(vw) * np.maximum(a, 1.0)).sum(axis=1)  # bounds the scales of v and v^2
         tail = np.maximum(np.abs(vw[:, 0]) * np.maximum(a[:, 0], 1.0), np.abs(vw[:, -1]) * np.maximum(a[:, -1], 1.0))
-        ok &= np.isfinite(scale) & (tail <= _q._TAIL_RTOL * scale)
+        ok &= np.isfinite(scale) & (tail <= _q.TAIL_RTOL * scale)
     idx = np.flatnonzero(rows)
     out[:, idx[ok]] = total[:, ok]
     for k in np.flatnonzero(~ok):  # fast-growing activations: the scalar rule widens its window

@@ -245,7 +245,7 @@ class DepthDistribution:
 def _mean_field_logs(act: Activation, scheme: InitScheme, widths: tuple[int, ...],
                      input_variance: float, bias_variance: float
                      ) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    """``(ln E z_l^2, ln of the weight part of E z_l^2, ln E phi(z_l)^2)`` per layer: the layers of
+    r"""``(ln E z_l^2, ln of the weight part of E z_l^2, ln E phi(z_l)^2)`` per layer: the layers of
     :meth:`varprop.Network.mlp` walked with the dense layer's log-space rule
     (:meth:`~varprop.layers.Dense.mean_field_log`) and :math:`\ln E\phi^2` of the nonlinearity
     from the log-space expectations."""

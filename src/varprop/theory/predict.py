@@ -193,28 +193,30 @@ def _variance(second: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return np.maximum(out, 0.0)
 
 
-def _propagation(net: Network, method: str) -> Propagation:
-    """The per-layer moments of an MLP-shaped network (the backward pass started at ``z_L``)."""
-    mlp = net.as_mlp()
-    assert mlp is not None
+def _propagation(net: Network, method: str, widths: tuple[int, ...]) -> Propagation:
+    """The per-layer moments of an MLP-shaped network with widths ``widths`` (the backward pass
+    started at ``z_L``)."""
     fw, bw = _walks(net, method, len(net.layers) - 2)
     mean, second, cross = (fw.expand(c) for c in (fw.mean, fw.second, fw.cross))
     assert bw.out_second is not None and bw.weight_second is not None
     grad = np.concatenate([[bw.input_second], bw.out_second[1:-2:2]])
     forward = [x[k::2] for k in (0, 1) for x in (mean, second, cross)]
-    return Propagation(mlp.widths(), method, *map(_readonly, forward),
+    return Propagation(widths, method, *map(_readonly, forward),
                        *map(_readonly, (grad, bw.out_second[0::2], bw.weight_second[0::2])))
 
 
 @lru_cache(maxsize=1024)
 def _propagate_cached(act: Activation, scheme: InitScheme, widths: tuple[int, ...],
                       input_variance: float, bias_variance: float, method: str) -> Propagation:
-    return _propagation(_mlp(act, scheme, _Shape.of(widths), input_variance, bias_variance), method)
+    return _propagation(_mlp(act, scheme, _Shape.of(widths), input_variance, bias_variance), method,
+                        widths)
 
 
 @lru_cache(maxsize=256)
 def _propagate_network(net: Network, method: str) -> Propagation:
-    return _propagation(net, method)
+    mlp = net.as_mlp()
+    assert mlp is not None
+    return _propagation(net, method, mlp.widths())
 
 
 def _resolve_method(method: object) -> str:
@@ -389,8 +391,9 @@ def _mlp_values(net: Network, quantity: str, method: str, per_layer: bool,
     underflowed."""
     backward = spec(quantity).backward
     L = len(net.layers) // 2
-    if per_layer or _conditional(net):
-        check_fits(L, *((_shifted.BYTES_PER_LAYER, _SHIFTED_ARRAYS, "") if _conditional(net) else ()))
+    conditional = _conditional(net)
+    if per_layer or conditional:
+        check_fits(L, *((_shifted.BYTES_PER_LAYER, _SHIFTED_ARRAYS, "") if conditional else ()))
         prop = propagation()
         values = prop.variance(quantity)
         seconds = {"preactivation": prop.preact_second, "activation": prop.act_second,

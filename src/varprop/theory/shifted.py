@@ -141,7 +141,7 @@ def _outer_rule(graded: int = OUTER_GRADED) -> tuple[np.ndarray, np.ndarray]:
     edges = np.union1d(np.linspace(-OUTER_HALF_WIDTH, OUTER_HALF_WIDTH, OUTER_PANELS + 1), graded)
     a, b = edges[:-1, None], edges[1:, None]
     u = (a + (b - a) * (x + 1.0) / 2.0).ravel()
-    wu = ((b - a) * w / 2.0).ravel() * np.exp(-0.5 * u * u) * _q._INV_SQRT_2PI
+    wu = ((b - a) * w / 2.0).ravel() * np.exp(-0.5 * u * u) * _q.INV_SQRT_2PI
     return u, wu / wu.sum()  # normalised: E_u[1] = 1 exactly up to rounding
 
 

@@ -59,9 +59,10 @@ class _Shape:
 def _mlp(act: Activation, scheme: InitScheme, shape: _Shape, input_variance: float,
          bias_variance: float) -> Network:
     """The keyword form's network (:meth:`Network.mlp`), built once per validated arguments."""
-    if shape.explicit is not None:
+    if shape.explicit is not None and len(set(shape.explicit[1:])) > 1:
         return Network.mlp(act, scheme, widths=shape.explicit, bias_variance=bias_variance,
                            input_variance=input_variance)
+    # a constant width (explicit or not): one run of (Dense, Nonlinearity), the same network
     return Network.mlp(act, scheme, fan_in=shape.n0, fan_out=shape.n, depth=shape.L,
                        bias_variance=bias_variance, input_variance=input_variance)
 
@@ -78,14 +79,11 @@ def _conditional(net: Network) -> bool:
     """Whether the walk must be conditional on the layer-1 shift: some dense layer has non-zero-mean
     weights and some nonlinearity is not the identity (otherwise the unconditional closure is
     exact in the model)."""
-    nonzero = nonlinear = False
-    for block, _ in net.layers.runs:
-        for layer in block:
-            if isinstance(layer, Dense) and not layer.init.is_zero_mean:
-                nonzero = True
-            elif isinstance(layer, Nonlinearity) and layer.activation.traits.slope != 1.0:
-                nonlinear = True
-    return nonzero and nonlinear
+    blocks = [block for block, _ in net.layers.runs]
+    if all(layer.init.is_zero_mean for block in blocks for layer in block if isinstance(layer, Dense)):
+        return False
+    return any(layer.activation.traits.slope != 1.0 for block in blocks for layer in block
+               if isinstance(layer, Nonlinearity))
 
 
 def _first_nonlinearity(net: Network) -> Activation:
@@ -112,7 +110,7 @@ def _per_unit(net: Network) -> int:
 
 @lru_cache(maxsize=1024)
 def _forward(net: Network, method: str, keep: str) -> ForwardWalk:
-    """The unconditional forward walk (cached: per_layer=False reuses it)."""
+    """The unconditional forward walk, cached (the backward walk from it is recomputed)."""
     return walk_forward(net, Moments(method), keep=keep,
                         source_positive=source_positive(net, False), layers_per_unit=_per_unit(net))
 
@@ -123,7 +121,7 @@ def _walks(net: Network, method: str, origin: int) -> tuple[ForwardWalk, Backwar
         _refuse_closed_form_conditional(net, method)
         check_fits(len(net.layers) // _per_unit(net), _shifted.BYTES_PER_LAYER, _SHIFTED_ARRAYS, "")
         return _shifted.shifted_walks(net, Moments(method), origin, layers_per_unit=_per_unit(net))
-    fw = walk_forward(net, Moments(method), keep="all", layers_per_unit=_per_unit(net))
+    fw = _forward(net, method, "all")  # cached like the last-layer path's (the backward is not)
     return fw, walk_backward(fw, origin, per_position=True)
 
 

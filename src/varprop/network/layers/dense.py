@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
-import numpy as np
-
 from varprop._util.validation import check_nonnegative_real, check_width
-from varprop.components.schemes import InitScheme, _cached_moments, resolve_scheme
+from varprop.components.scheme import weight_moments
+from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.errors import VarpropError
 from varprop.network.layers.base import Layer, Shape
 from varprop.network.state import NAN_MESSAGE, GradientState, MomentState, Value
@@ -60,7 +59,7 @@ class Dense(Layer):
     # --- mean field ---------------------------------------------------------------------------
     def weight_moments(self, fan_in: int) -> tuple[float, float]:
         r""":math:`(\mu_w, \sigma_w^2)` of the entries for this fan-in (cached)."""
-        return _cached_moments(self.init, fan_in, self.width)
+        return weight_moments(self.init, fan_in, self.width)
 
     def mean_field(self, state: MomentState, fan_in: int) -> MomentState:
         r"""The state of :math:`z = W a + b` from that of :math:`a` (``fan_in`` :math:`= n`).

@@ -59,19 +59,18 @@ class Nonlinearity(Layer):
             raise VarpropError(
                 f"{self!r} acts on the output of a nonlinear layer: the mean field needs Gaussian "
                 "pre-activations (put a Dense layer between two nonlinearities)")
-        gaussian = act.traits.linear
         if state.conditional:
             a_m, a_d, b1, bd = moments.conditional(act, state.mean, state.var)  # type: ignore[arg-type]
-            return MomentState(a_m, a_d, a_m * a_m, gaussian=gaussian, deriv_second=bd,
+            return MomentState(a_m, a_d, a_m * a_m, after=act, deriv_second=bd,
                                deriv_cross=b1 * b1)
         if state.centred:
             em, e2, ed2 = moments.zero_mean(act)(state.second)  # type: ignore[arg-type]
-            return MomentState(em, e2, em * em, gaussian=gaussian, deriv_second=ed2, deriv_cross=0.0)
+            return MomentState(em, e2, em * em, after=act, deriv_second=ed2, deriv_cross=0.0)
         m, d, c = state.mean, state.second, state.cross
         var = d - m * m if math.isfinite(d) else math.inf  # type: ignore[operator, arg-type]
         cov = c - m * m if math.isfinite(c) else var  # type: ignore[operator, arg-type]
         e_m, e_2, cross, _, e_d2, d_cross = moments.correlated(act, m, max(var, 0.0), max(cov, 0.0))
-        return MomentState(e_m, e_2, cross, gaussian=gaussian, deriv_second=e_d2, deriv_cross=d_cross)
+        return MomentState(e_m, e_2, cross, after=act, deriv_second=e_d2, deriv_cross=d_cross)
 
     @staticmethod
     def mean_field_backward(grad: GradientState, deriv_second: Value, deriv_cross: Value
