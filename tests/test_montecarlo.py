@@ -176,7 +176,7 @@ def test_orthogonal_linear_network_has_zero_variance_norms():
 def test_estimate_uses_predict_vocabulary():
     res = simulate("sigmoid", "xavier_normal", fan_in=8, depth=2, replicates=128, seed=2)
     assert set(ESTIMATES) == {"preactivation", "activation", "activation_second_moment", "gradient",
-                              "weight_gradient"}
+                              "weight_gradient", "output", "output_gradient"}
     act = res.estimate("activation")
     expected = res.mean("activation_second") - res.mean("activation_mean") ** 2
     np.testing.assert_allclose(act, expected, rtol=1e-15)

@@ -82,7 +82,7 @@ def network_exact(net: Network, position: int, backward: bool) -> bool:
     if other or not all(a.traits.exact_at_finite_width for a in acts):
         return False
     linear = all(a.traits.linear for a in acts)
-    return all(_iid_symmetric(s) or (linear and s.distribution == "orthogonal") for s in schemes)
+    return all(_iid_symmetric(s) or (linear and s.family.orthonormal) for s in schemes)
 
 
 def _layer_kinds(net: Network, depth: int) -> tuple[set[Activation], set[InitScheme], bool]:

@@ -139,7 +139,7 @@ def verify_step(
     lay = _check_layer(layer, L)
     if lay is None:
         lay = 1 if quantity == "gradient" else L
-    orthogonal_map = scheme.distribution == "orthogonal" and quantity != "activation_second_moment"
+    orthogonal_map = scheme.family.orthonormal and quantity != "activation_second_moment"
     if not (scheme.is_zero_mean and (scheme.is_iid or orthogonal_map)):
         raise fail("init", repr(scheme), "a zero-mean i.i.d. scheme for the one-step check, or "
                    "orthogonal with quantity 'preactivation' or 'gradient' (the conditional map "
@@ -311,7 +311,7 @@ def verify_step_outputs(net: Network, *, quantity: str, layer: object, rtol_f: f
     assert isinstance(dense, Dense)
     scheme = dense.init
     backward = quantity == "output_gradient"
-    orthogonal_map = scheme.distribution == "orthogonal" and len(chain) == 1
+    orthogonal_map = scheme.family.orthonormal and len(chain) == 1
     if not (scheme.is_zero_mean and (scheme.is_iid or orthogonal_map)):
         raise fail("layer", pos, f"a position whose Dense layer has a zero-mean i.i.d. scheme, or "
                    f"an orthogonal one without a nonlinearity in the step (here {scheme!r})")
