@@ -309,7 +309,10 @@ def predict_variance(
         network, per layer position :math:`p` (every layer counts): ``output``: :math:`E y_p^2`
         of layer :math:`p`'s output; ``output_gradient``: :math:`E(\partial\mathcal L/\partial
         y_p)^2` with i.i.d. zero-mean unit-variance gradients at the last layer's output.
-        Forward quantities are reported at the last layer, backward ones at the first.
+        With ``per_layer=False`` each quantity is reported where its propagation ends: forward
+        quantities at the last layer, backward ones (``gradient``, ``weight_gradient``,
+        ``output_gradient``) at the first layer, the last one the backward pass reaches (the
+        last layer's ``output_gradient`` is the unit-variance seed itself).
     method : {"auto", "exact", "closed_form", "quadrature"}
         ``exact``: infinite-width mean field, closed forms where exact, quadrature otherwise
         (zero-mean weights: through a table in :math:`\log q` verified against quadrature to
