@@ -16,4 +16,4 @@ from varprop.theory.symbolic.recursion import derive as derive
 from varprop.theory.symbolic.symbols import SYMBOL_TABLE as SYMBOL_TABLE
 from varprop.theory.symbolic.symbols import SymbolInfo as SymbolInfo
 
-__all__ = ["derive", "Derivation", "Step", "SymbolInfo", "SYMBOL_TABLE", "SECTIONS", "WIDTH_MODES", "latex"]
+__all__ = ["SECTIONS", "SYMBOL_TABLE", "WIDTH_MODES", "Derivation", "Step", "SymbolInfo", "derive", "latex"]

@@ -23,7 +23,7 @@ from varprop.components.schemes import InitScheme
 from varprop.errors import VarpropError
 from varprop.theory.symbolic.symbols import LATEX_NAMES, SYMBOL_TABLE, SymbolInfo
 
-__all__ = ["Step", "Derivation", "SECTIONS", "latex"]
+__all__ = ["SECTIONS", "Derivation", "Step", "latex"]
 
 #: Section keys in document order, with their headings.
 SECTIONS: dict[str, str] = {
