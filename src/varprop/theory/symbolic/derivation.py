@@ -8,6 +8,7 @@ activation moments, depth, backward pass, fixed point), plus summary attributes 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -94,6 +95,48 @@ def _tex_text(text: str) -> str:
 
 def _md_cell(text: str) -> str:
     return text.replace("|", r"\|")
+
+
+def _steps_markdown(steps: tuple[Step, ...], h: str) -> list[str]:
+    """Markdown lines of ``steps`` by section (``h``: the heading prefix), numbered in order."""
+    out: list[str] = []
+    number = 0
+    for section, heading in SECTIONS.items():
+        group = [s for s in steps if s.section == section]
+        if not group:
+            continue
+        out += [f"{h}# {heading}", ""]
+        for s in group:
+            number += 1
+            out += [f"{h}## Step {number}: {s.title}", "", s.statement, "", "$$",
+                    s.latex, "$$", "", f"*Why:* {s.justification}", ""]
+    return out
+
+
+def _steps_latex(steps: tuple[Step, ...]) -> list[str]:
+    """LaTeX lines of ``steps`` by section, numbered in order."""
+    out: list[str] = []
+    number = 0
+    for section, heading in SECTIONS.items():
+        group = [s for s in steps if s.section == section]
+        if not group:
+            continue
+        out.append(rf"\subsection*{{{_tex_text(heading)}}}")
+        for s in group:
+            number += 1
+            out += [rf"\paragraph{{Step {number}: {_tex_text(s.title)}}} {_tex_text(s.statement)}",
+                    r"\begin{equation*}", s.latex, r"\end{equation*}",
+                    rf"\emph{{Why:}} {_tex_text(s.justification)}", ""]
+    return out
+
+
+def _latex_document(lines: list[str], document: bool) -> str:
+    """The LaTeX fragment ``lines``, or with ``document`` a complete compilable ``article``."""
+    body = "\n".join(lines) + "\n"
+    if document:
+        return ("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n"
+                "\\begin{document}\n" + body + "\\end{document}\n")
+    return body
 
 
 @dataclass(frozen=True, eq=False)
@@ -298,16 +341,7 @@ class Derivation:
             out += [f"| ${_md_cell(i.latex)}$ | {_md_cell(i.meaning)} | `{_md_cell(i.code)}` |"
                     for i in self.symbols]
             out.append("")
-        number = 0
-        for section, heading in SECTIONS.items():
-            steps = [s for s in self.steps if s.section == section]
-            if not steps:
-                continue
-            out += [f"{h}# {heading}", ""]
-            for s in steps:
-                number += 1
-                out += [f"{h}## Step {number}: {s.title}", "", s.statement, "", "$$",
-                        s.latex, "$$", "", f"*Why:* {s.justification}", ""]
+        out += _steps_markdown(self.steps, h)
         out += [f"{h}# Summary", "", "| Quantity | Value |", "|---|---|"]
         out += [f"| {label} | ${_md_cell(value)}$ |" for label, value in self.summary_rows()]
         out += [f"| closed forms exact | {'yes' if self.exact else 'no (approximation or quadrature)'} |",
@@ -325,25 +359,11 @@ class Derivation:
         out += [rf"${i.latex}$ & {_tex_text(i.meaning)} & \texttt{{{_tex_text(i.code)}}} \\"
                 for i in self.symbols]
         out.append(r"\end{tabular}")
-        number = 0
-        for section, heading in SECTIONS.items():
-            steps = [s for s in self.steps if s.section == section]
-            if not steps:
-                continue
-            out.append(rf"\subsection*{{{_tex_text(heading)}}}")
-            for s in steps:
-                number += 1
-                out += [rf"\paragraph{{Step {number}: {_tex_text(s.title)}}} {_tex_text(s.statement)}",
-                        r"\begin{equation*}", s.latex, r"\end{equation*}",
-                        rf"\emph{{Why:}} {_tex_text(s.justification)}", ""]
+        out += _steps_latex(self.steps)
         out += [r"\subsection*{Summary}", r"\begin{tabular}{ll}"]
         out += [rf"{_tex_text(label)} & ${value}$ \\" for label, value in self.summary_rows()]
         out += [rf"closed forms exact & {'yes' if self.exact else 'no'} \\", r"\end{tabular}"]
-        body = "\n".join(out) + "\n"
-        if document:
-            return ("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n"
-                    "\\begin{document}\n" + body + "\\end{document}\n")
-        return body
+        return _latex_document(out, document)
 
     def _repr_markdown_(self) -> str:  # Jupyter
         return self.to_markdown()
@@ -388,7 +408,7 @@ class Derivation:
         mean, d, c, am, ad, ac, bd, bc = (np.zeros(L) for _ in range(8))
         kind = self.numeric_plan["kind"]
         if kind == "shifted":  # conditional on the layer-1 shift: the quadrature of varprop.theory.shifted
-            moments = [self.init.moments(n_i, n_o) for n_i, n_o in zip(ws, ws[1:])]
+            moments = [self.init.moments(n_i, n_o) for n_i, n_o in itertools.pairwise(ws)]
             r = shifted_recursion(act, tuple(ws), moments, q0, sb)
             return {k: np.array(getattr(r, name), dtype=float) for k, name in _SHIFTED_NAMES}
         with np.errstate(all="ignore"):
