@@ -52,7 +52,7 @@ from varprop.theory.symbolic.derivation import (
 from varprop.theory.symbolic.layer_steps import scheme_text
 from varprop.theory.symbolic.symbols import MU_W, SIGMA_B2, SIGMA_W2
 
-__all__ = ["NetworkDerivation", "derive_layers", "MAX_WALK_LAYERS"]
+__all__ = ["MAX_WALK_LAYERS", "NetworkDerivation", "derive_layers"]
 
 #: The walk materialises one step per layer: longer networks are refused.
 MAX_WALK_LAYERS = 256
@@ -72,6 +72,8 @@ class _State:
     second: Any
     cross: Any
     shifted: bool  # a weight layer with non-zero mean lies upstream (a shared random shift)
+    symmetric: bool  # symmetric given the previous layer (after zero-mean symmetric weights)
+    exact: bool  # mean, second and cross moments hold at every finite width
 
 
 @dataclass(frozen=True, eq=False)
@@ -239,7 +241,7 @@ class _Walk:
     def run(self) -> NetworkDerivation:
         net = self.net
         q0 = exact(net.input_variance)
-        state = _State(sp.Integer(0), q0, sp.Integer(0), False)
+        state = _State(sp.Integer(0), q0, sp.Integer(0), False, False, True)
         width = net.input_shape[0]
         states = []
         for k, layer in enumerate(net.layers, start=1):
@@ -286,9 +288,9 @@ class _Walk:
                  "Dense.forward_moments: weights independent of the layer's input"
                  + ("" if layer.init.is_iid else "; orthogonal entries are uncorrelated (sign symmetry)")
                  + "; exact at every width")
-        if zero_mean and not layer.init.is_symmetric:  # pragma: no cover - zero mean implies symmetric
-            self.finite = False
-        return _State(m, d, c, a.shifted or not zero_mean)
+        if not (zero_mean or a.exact):
+            self.finite = False  # uses an infinite-width mean and cross moment of its input
+        return _State(m, d, c, a.shifted or not zero_mean, layer.init.is_symmetric, a.exact or zero_mean)
 
     # --- Nonlinearity ----------------------------------------------------------------------------
     def nonlinearity(self, k: int, layer: Nonlinearity, z: _State) -> _State:
@@ -296,7 +298,8 @@ class _Walk:
         c = layer.linear_slope()
         if c is not None:
             self.factors.append((c**2, c**2))
-            out = _State(_simp(c * z.mean), _simp(c**2 * z.second), _simp(c**2 * z.cross), z.shifted)
+            out = _State(_simp(c * z.mean), _simp(c**2 * z.second), _simp(c**2 * z.cross), z.shifted,
+                         z.symmetric, z.exact)
             self.add("forward", f"layer{k}.forward", f"Layer {k}: {act.name}",
                      f"phi(x) = {c} x is linear: m_{k} = c m_{k - 1}, D_{k} = c^2 D_{k - 1}, "
                      f"C_{k} = c^2 C_{k - 1}.",
@@ -304,7 +307,7 @@ class _Walk:
                          sp.ImmutableMatrix([out.mean, out.second, out.cross])),
                      "Nonlinearity.linear_slope: exact, no Gaussianity needed")
             return out
-        homogeneous = act.traits.exact_at_finite_width
+        homogeneous = act.traits.exact_at_finite_width and z.symmetric
         if not (_is_zero(z.mean) and _is_zero(z.cross)) or (z.shifted and not homogeneous):
             raise fail(f"layers[{k - 1}]", layer,
                        "a linear or positively homogeneous (degree 1) activation here: its input "
@@ -338,7 +341,7 @@ class _Walk:
                    "reference: quadrature")
         m, d = moments["mean"], moments["second"]
         self.factors.append((moments["deriv_second"], _simp(moments["deriv_mean"] ** 2)))
-        out = _State(m, d, _simp(m**2), z.shifted)
+        out = _State(m, d, _simp(m**2), z.shifted, False, False)
         self.add("forward", f"layer{k}.forward", f"Layer {k}: {act.name}",
                  f"y_{k} = phi(z) with z ~ N(0, D_{k - 1}), units independent: m_{k} = E[phi(z)], "
                  f"D_{k} = E[phi(z)^2], C_{k} = m_{k}^2.",
