@@ -311,8 +311,8 @@ class _Walk:
         if not (_is_zero(z.mean) and _is_zero(z.cross)) or (z.shifted and not homogeneous):
             raise fail(f"layers[{k - 1}]", layer,
                        "a linear or positively homogeneous (degree 1) activation here: its input "
-                       "units share a random shift from a weight layer with non-zero mean, which is "
-                       "not Gaussian; a plain MLP gets the shift-conditioned derivation "
+                       "units carry a shared random shift from a weight layer with non-zero mean, "
+                       "which is not Gaussian; a plain MLP gets the shift-conditioned derivation "
                        "(derive(activation, init))")
         if not homogeneous:
             self.finite = False
