@@ -97,33 +97,36 @@ def _md_cell(text: str) -> str:
     return text.replace("|", r"\|")
 
 
-def _steps_markdown(steps: tuple[Step, ...], h: str) -> list[str]:
-    """Markdown lines of ``steps`` by section (``h``: the heading prefix), numbered in order."""
-    out: list[str] = []
+def _numbered(steps: tuple[Step, ...]) -> list[tuple[str, list[tuple[int, Step]]]]:
+    """``(heading, [(number, step), ...])`` per non-empty section in document order; steps are
+    numbered 1, 2, ... across sections."""
+    out: list[tuple[str, list[tuple[int, Step]]]] = []
     number = 0
     for section, heading in SECTIONS.items():
         group = [s for s in steps if s.section == section]
-        if not group:
-            continue
+        if group:
+            out.append((heading, list(enumerate(group, start=number + 1))))
+            number += len(group)
+    return out
+
+
+def _steps_markdown(steps: tuple[Step, ...], h: str) -> list[str]:
+    """Markdown lines of ``steps`` by section (``h``: the heading prefix)."""
+    out: list[str] = []
+    for heading, group in _numbered(steps):
         out += [f"{h}# {heading}", ""]
-        for s in group:
-            number += 1
+        for number, s in group:
             out += [f"{h}## Step {number}: {s.title}", "", s.statement, "", "$$",
                     s.latex, "$$", "", f"*Why:* {s.justification}", ""]
     return out
 
 
 def _steps_latex(steps: tuple[Step, ...]) -> list[str]:
-    """LaTeX lines of ``steps`` by section, numbered in order."""
+    """LaTeX lines of ``steps`` by section."""
     out: list[str] = []
-    number = 0
-    for section, heading in SECTIONS.items():
-        group = [s for s in steps if s.section == section]
-        if not group:
-            continue
+    for heading, group in _numbered(steps):
         out.append(rf"\subsection*{{{_tex_text(heading)}}}")
-        for s in group:
-            number += 1
+        for number, s in group:
             out += [rf"\paragraph{{Step {number}: {_tex_text(s.title)}}} {_tex_text(s.statement)}",
                     r"\begin{equation*}", s.latex, r"\end{equation*}",
                     rf"\emph{{Why:}} {_tex_text(s.justification)}", ""]
