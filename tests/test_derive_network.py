@@ -53,6 +53,10 @@ def test_derive_argument_errors():
         derive(net, "he_normal")
     with pytest.raises(InvalidArgument, match="init"):
         derive("relu")
+    with pytest.raises(InvalidArgument, match="bias"):
+        derive(net, bias=False)
+    with pytest.raises(InvalidArgument, match="widths"):
+        derive(net, widths="general")
     with pytest.raises(InvalidArgument, match="net"):
         derive_layers("relu")  # type: ignore[arg-type]
 

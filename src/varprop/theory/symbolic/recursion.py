@@ -93,7 +93,7 @@ def derive(activation: Network | Activation | str, init: InitScheme | str | None
         (:func:`~varprop.theory.symbolic.walk.derive_layers`).
     init : str or InitScheme
         ``"he_normal"``, ... or :func:`varprop.init_scheme` (required with an activation; omit
-        it with a Network, whose layers carry their schemes).
+        it with a Network, whose layers carry their schemes; likewise ``bias`` and ``widths``).
     bias : bool
         Include biases :math:`b \sim N(0, \sigma_b^2)` (symbol ``sigma_b^2``); ``False`` sets
         :math:`\sigma_b^2 = 0`.
@@ -128,6 +128,10 @@ def derive(activation: Network | Activation | str, init: InitScheme | str | None
     2*n_in/(n_in + n_out)
     """
     if isinstance(activation, Network):
+        if bias is not True or widths != "constant":
+            raise fail("bias" if bias is not True else "widths", bias if bias is not True else widths,
+                       "the default when the first argument is a Network (its layers give the bias "
+                       "variances and widths)")
         return _derive_network(activation, init)
     if init is None:
         raise fail("init", init, "an init scheme (a name such as 'he_normal' or "
