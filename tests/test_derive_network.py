@@ -21,9 +21,16 @@ from varprop.network.layers.base import Layer
 from varprop.network.layers.dense import Dense
 from varprop.symbolic import Derivation, NetworkDerivation, derive, derive_layers
 from varprop.theory import predict
-from varprop.theory.symbolic.symbols import A_C, A_D, A_M, MU_W, N_IN, SIGMA_B2, SIGMA_W2
+from varprop.theory.symbolic.symbols import (
+    A_C,
+    A_D,
+    A_M,
+    MU_W,
+    N_IN,
+    SIGMA_B2,
+    SIGMA_W2,
+)
 from varprop.theory.symbolic.walk import MAX_WALK_LAYERS
-
 
 # ------------------------------------------------------------------------------------------------
 # dispatch: a plain MLP is the keyword derivation

@@ -36,6 +36,7 @@ import sympy as sp
 from varprop._util.exact import exact
 from varprop._util.validation import fail
 from varprop.components.activations import MOMENTS, Activation
+from varprop.errors import VarpropError
 from varprop.network.layers.dense import Dense
 from varprop.network.layers.nonlinearity import Nonlinearity
 from varprop.network.model import Network
@@ -148,8 +149,8 @@ class NetworkDerivation:
         out += [f"| {k} | `{_md_cell(kind)}` | ${_md_cell(d)}$ | ${_md_cell(g)}$ |"
                 for k, kind, d, g in self.summary_rows()]
         out += [f"| input | | | ${_md_cell(latex(self.input_gradient_second))}$ |", "",
-                f"Closed forms exact: {'yes' if self.exact else 'no'}; exact at finite width: "
-                f"{'yes' if self.exact_at_finite_width else 'no (infinite-width limit)'}."]
+                (f"Closed forms exact: {'yes' if self.exact else 'no'}; exact at finite width: "
+                 f"{'yes' if self.exact_at_finite_width else 'no (infinite-width limit)'}.")]
         return "\n".join(out) + "\n"
 
     def to_latex(self, *, document: bool = False) -> str:
@@ -181,7 +182,10 @@ class NetworkDerivation:
         ``output_gradient`` (per layer) and ``input_gradient`` (a 0-d array); named
         expectations are evaluated by the activation's Gaussian quadrature."""
         def num(exprs: tuple[Any, ...]) -> np.ndarray:
-            return np.array([float(sp.N(sp.sympify(e).subs(self._values), 30)) for e in exprs])
+            out = np.array([float(sp.N(sp.sympify(e).subs(self._values), 30)) for e in exprs])
+            if np.isnan(out).any():
+                raise VarpropError(f"the derived moments of {self.network!r} evaluate to NaN: {out}")
+            return out
         return {"output_mean": num(self.output_mean), "output_second": num(self.output_second),
                 "output_cross": num(self.output_cross),
                 "output_gradient": num(self.output_gradient_second),
@@ -318,6 +322,8 @@ class _Walk:
             self.finite = False
         q = z.second
         moments = layer.symbolic_moments(0, q)
+        if moments is not None and any(sp.sympify(e).has(sp.nan, sp.zoo) for e in moments.values()):
+            moments = None  # the closed form is undefined at this variance (e.g. q = 0): integrals
         if moments is None:
             self.exact = False
             integrals = layer.moment_integrals(0, q)
@@ -378,12 +384,12 @@ class _Walk:
 
     def assumptions(self) -> tuple[str, ...]:
         return (
-            "Layers k = 1..K map y_{k-1} to y_k; the input y_0 = x has i.i.d. zero-mean entries of "
-            f"second moment q_0 = {exact(self.net.input_variance)} (input_variance).",
-            "Weights of each Dense layer from its own init scheme at its own fans, independent of "
-            "the input, the biases and other layers; biases i.i.d. N(0, sigma_b^2).",
-            "Infinite-width mean field: pre-activations entering a nonlinear activation are Gaussian "
-            "and independent across units.",
-            "Backward pass: dL/dy_K has i.i.d. zero-mean unit-variance entries independent of the "
-            "forward pass (G_K = 1); gradient independence at every layer.",
+            ("Layers k = 1..K map y_{k-1} to y_k; the input y_0 = x has i.i.d. zero-mean entries of "
+             f"second moment q_0 = {exact(self.net.input_variance)} (input_variance)."),
+            ("Weights of each Dense layer from its own init scheme at its own fans, independent of "
+             "the input, the biases and other layers; biases i.i.d. N(0, sigma_b^2)."),
+            ("Infinite-width mean field: pre-activations entering a nonlinear activation are "
+             "Gaussian and independent across units (given a zero-mean weight layer before it)."),
+            ("Backward pass: dL/dy_K has i.i.d. zero-mean unit-variance entries independent of the "
+             "forward pass (G_K = 1); gradient independence at every layer."),
         )
