@@ -194,7 +194,6 @@ class _Builder(_ZeroMean, _NonzeroMean, _LayerSteps):
         self.k, self.kd = (k, kd) if self.homogeneous else (None, None)
 
     # ------------------------------------------------------------------------------------------
-    # ------------------------------------------------------------------------------------------
     def assumptions(self) -> tuple[str, ...]:
         out = [
             "Model: z_l = W_l a_{l-1} + b_l, a_l = phi(z_l), l = 1..L; the input a_0 = x has i.i.d. "
