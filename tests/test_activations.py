@@ -40,8 +40,20 @@ def mp_moments(name, mu, q):
 CASES = [(0.0, 0.01), (0.0, 1.0), (0.0, 7.3), (0.0, 400.0), (0.7, 0.5), (-1.3, 3.0)]
 
 
+#: Registered activations whose closed forms are exact / approximations with declared bounds.
+EXACT_NAMES = ("linear", "relu", "leaky_relu", "erf")
+APPROXIMATE_NAMES = ("tanh", "sigmoid")
+
+
 def test_registry_is_covered():
-    assert set(activation_names()) == set(MP)
+    """Every registered activation has its reference tests: an mpmath phi and phi' (MP, used
+    for quadrature, closed forms and derivatives), and its closed form in the exact or the
+    approximate list (tests/test_traits.py requires its traits row)."""
+    names = set(activation_names())
+    assert names == set(MP), "add the activation's mpmath reference to MP"
+    exact = {n for n in names if activation(n).closed_form_is_exact}
+    approximate = {n for n in names if activation(n).closed_form is not None} - exact
+    assert exact == set(EXACT_NAMES) and approximate == set(APPROXIMATE_NAMES)
 
 
 @pytest.mark.parametrize("name", sorted(MP))
@@ -54,7 +66,7 @@ def test_quadrature_matches_mpmath(name, mu, q):
         assert abs(g - r) <= 1e-10 * max(1.0, abs(r)), (g, r)
 
 
-EXACT_CASES = [(name, mu, q) for name in ("linear", "relu", "leaky_relu", "erf") for mu, q in CASES
+EXACT_CASES = [(name, mu, q) for name in EXACT_NAMES for mu, q in CASES
                if mu == 0.0 or not activation(name).closed_form.zero_mean_only]
 
 
@@ -85,7 +97,7 @@ def test_symbolic_derivatives_match_numpy_derivatives():
         assert np.allclose(act.derivative_function(xs), expected, rtol=1e-12), name
 
 
-@pytest.mark.parametrize("name", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("name", APPROXIMATE_NAMES)
 def test_approximation_errors_within_declared_bounds(name):
     act = activation(name)
     bounds = act.closed_form.max_relative_error

@@ -15,8 +15,8 @@ import pytest
 import sympy as sp
 
 import varprop as vp
-from varprop.components.activations import MU, Q, X
-from varprop.components.expressions import FUNCTIONS, parse_activation, parse_expression
+from varprop.components.activations import MU, Q, X, parse_activation
+from varprop.components.expressions import FUNCTIONS, parse_expression
 
 mp.mp.dps = 20
 

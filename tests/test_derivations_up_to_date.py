@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from varprop.cli import main
-from varprop.documents import render as documents
+from varprop import documents
+from varprop.documents import folder
 from varprop.documents.store import MonteCarloStore, budget
 
 DERIVATIONS = Path(__file__).resolve().parents[1] / "derivations"
@@ -53,7 +54,7 @@ def test_committed_derivations_are_up_to_date(rendered):
 def test_recorded_simulations_reproduce_exactly(rendered):
     store, _ = rendered
     report = documents.CheckReport()
-    documents._spot_check(store, budget(store.budget_name), 2, report)
+    folder._spot_check(store, budget(store.budget_name), 2, report)
     assert report.stale == [], report.notes
     assert sum("matches the record" in n for n in report.notes) == 2
 

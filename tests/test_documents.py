@@ -10,8 +10,15 @@ from pathlib import Path
 import pytest
 
 import varprop
+from varprop import documents
 from varprop.cli import main
-from varprop.documents import render as documents
+from varprop.documents.common import _label
+from varprop.documents.pages import (
+    CONFIG_KEY,
+    Page,
+    import_from_repository,
+    repository_pages,
+)
 from varprop.documents.store import MonteCarloStore, fmt, sig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +174,7 @@ def test_every_activation_document_is_committed_with_its_sections(name):
     for section in REQUIRED_SECTIONS:
         assert section in text, (name, section)
     for scheme in documents.schemes_for(name):
-        assert f"`{documents._label(scheme)}`" in text
+        assert f"`{_label(scheme)}`" in text
     assert ("## Approximation error against quadrature" in text) == (name in ("tanh", "sigmoid"))
     assert (DERIVATIONS / "figures" / f"{name}.svg").is_file()
 
@@ -176,7 +183,7 @@ def test_index_lists_every_activation_and_scheme():
     text = (DERIVATIONS / "README.md").read_text()
     for name in documents.ACTIVATIONS:
         for scheme in documents.schemes_for(name):
-            assert f"| [{name}]({name}.md) | `{documents._label(scheme)}` |" in text, (name, scheme)
+            assert f"| [{name}]({name}.md) | `{_label(scheme)}` |" in text, (name, scheme)
     assert "[seed-claims.md](seed-claims.md)" in text
 
 
@@ -237,3 +244,104 @@ def test_compare_skips_figures_made_by_another_matplotlib(tmp_path):
     assert report.ok and "not compared" in report.notes[0]
     (tmp_path / "figures" / "x.svg").write_text("<svg>varprop with matplotlib 9.9.9 C</svg>")
     assert documents.compare(tmp_path, files).stale == ["figures/x.svg"]
+
+
+def test_api_reference_documents_the_layers():
+    """``varprop.layers.Dense`` and ``Nonlinearity`` have their own sections (signature and
+    docstring, as for ``varprop.__all__``), linked from the contents."""
+    text = (ROOT / "docs" / "api.md").read_text()
+    for name in ("Dense", "Nonlinearity"):
+        assert f"### `varprop.layers.{name}`" in text
+        assert f"(#varproplayers{name.lower()})" in text
+        first = (getattr(varprop.layers, name).__doc__ or "").strip().splitlines()[0]
+        assert first and first.split(":math:")[0].strip() in text
+    assert "## Modules used directly" in text and "`varprop.layers`" in text
+
+
+# -- extra pages of a source checkout -------------------------------------------------------------
+
+def _checkout(tmp_path, module_text, specs):
+    """A fake checkout: a pyproject.toml listing ``specs`` and a module ``pagesdemo_mod``."""
+    root = tmp_path / "checkout"
+    root.mkdir()
+    listed = ", ".join(f'"{s}"' for s in specs)
+    (root / "pyproject.toml").write_text(f"[tool.varprop]\n{CONFIG_KEY} = [{listed}]\n")
+    (root / "pagesdemo_mod.py").write_text(module_text)
+    return root
+
+
+PAGE_MODULE = """
+from varprop.documents.pages import Page
+
+def build(store, budget, tick):
+    tick()
+    value = store.get("demo/answer", lambda: 42.0)
+    return f"# Demo\\n\\nanswer {value}, budget {budget.name}\\n"
+
+PAGE = Page(path="demo.md", index_note="[demo.md](demo.md) is a demonstration", steps=1,
+            build=build)
+NOT_A_PAGE = 3
+"""
+
+
+def test_this_repository_lists_its_seed_page_outside_the_package():
+    pages = repository_pages(ROOT)
+    assert [p.path for p in pages] == ["seed-claims.md"]
+    assert pages[0] is import_from_repository("seeds.claims", ROOT).PAGE
+    assert not list((ROOT / "src" / "varprop").rglob("seed_claims*"))
+
+
+def test_a_checkouts_page_is_built_recorded_and_linked_from_the_index(tmp_path, monkeypatch):
+    root = _checkout(tmp_path, PAGE_MODULE, ["pagesdemo_mod:PAGE"])
+    pages = repository_pages(root)
+    assert len(pages) == 1 and isinstance(pages[0], Page)
+    # one cheap activation document: only the index, the page and the record are of interest
+    monkeypatch.setattr("varprop.documents.folder.ACTIVATIONS", ("linear",))
+    store = MonteCarloStore(budget_name="quick")
+    files = {f.path: f.content for f in documents.generate(budget="quick", store=store,
+                                                             figures=False, pages=pages)}
+    assert files["demo.md"] == "# Demo\n\nanswer 42.0, budget quick\n"
+    assert "each covering every init scheme; [demo.md](demo.md) is a demonstration.  Monte" \
+        in files["README.md"]
+    assert json.loads(files["montecarlo.json"])["records"]["demo/answer"] == 42.0
+    # without pages: no extra file, and the index sentence ends after the documents
+    bare = {f.path: f.content for f in documents.generate(budget="quick", figures=False,
+                                                            pages=(), store=store)}
+    assert "demo.md" not in bare
+    assert "each covering every init scheme.  Monte Carlo budget" in bare["README.md"]
+
+
+@pytest.mark.parametrize(("specs", "error", "needle"), [
+    (["pagesdemo_mod"], ValueError, "'module:attribute'"),
+    (["pagesdemo_mod:NOT_A_PAGE"], TypeError, "int, not allowed"),
+    (["pagesdemo_mod:MISSING"], TypeError, "NoneType, not allowed"),
+])
+def test_bad_page_listing_names_the_key_and_the_entry(tmp_path, specs, error, needle):
+    root = _checkout(tmp_path, PAGE_MODULE, specs)
+    with pytest.raises(error, match=CONFIG_KEY) as info:
+        repository_pages(root)
+    assert needle in str(info.value) and specs[0] in str(info.value)
+
+
+def test_no_checkout_no_pages(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'other'\n")
+    assert repository_pages(tmp_path) == ()
+
+
+def test_an_installed_copy_has_no_checkout_and_no_extra_pages(tmp_path):
+    """Outside a source checkout (a wheel in site-packages) ``varprop derive --all`` writes the
+    activation documents, the index and the record only: nothing to import from a repository."""
+    import shutil
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "src" / "varprop", site / "varprop",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    code = ("from varprop.documents.common import repository_root, default_output_dir\n"
+            "from varprop.documents.pages import repository_pages\n"
+            "print(repository_root(), repository_pages(), default_output_dir())\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={"PYTHONPATH": str(site), "PATH": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["None", "()", str(tmp_path / "derivations")]

@@ -328,18 +328,17 @@ def test_bad_arguments(kwargs: dict, exc: type, name: str) -> None:
 
 @pytest.mark.parametrize("bound", [0.3, 1.0, 2.0, 3.5])
 def test_truncated_kurtosis_and_cdf_match_scipy(bound: float) -> None:
-    from varprop.checking.initializers import _claimed_cdf, truncated_normal_kurtosis
+    from varprop.checking.initializers import truncated_normal_kurtosis
     assert truncated_normal_kurtosis(bound) == pytest.approx(
         float(stats.truncnorm(-bound, bound).stats(moments="k")), rel=1e-7, abs=1e-10)
     scheme = init_scheme("truncated_normal", std=0.3, bound=bound)
     x = np.linspace(-2, 2, 41)
-    cdf = _claimed_cdf(scheme, scheme.parameters(4, 4))
+    cdf = scheme.law(4, 4).cdf
     assert cdf(x) == pytest.approx(stats.truncnorm(-bound, bound, scale=0.3).cdf(x), abs=1e-12)
     for name, law in [("uniform", stats.uniform(-1, 3)), ("normal", stats.norm(0.5, 2))]:
         sch = (init_scheme("uniform", low=-1, high=2) if name == "uniform"
                else init_scheme("normal", std=2, mean=0.5))
-        assert _claimed_cdf(sch, sch.parameters(4, 4))(x * 3) == pytest.approx(law.cdf(x * 3),
-                                                                                abs=1e-12)
+        assert sch.law(4, 4).cdf(x * 3) == pytest.approx(law.cdf(x * 3), abs=1e-12)
 
 
 # ----------------------------------------------------------------------------------------------

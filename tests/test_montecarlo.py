@@ -464,7 +464,7 @@ def test_progress_callback_is_called_per_chunk():
 
 
 def test_blas_is_single_threaded_inside_and_restored_after():
-    from varprop import _mc_blas
+    from varprop.simulation import blas as _mc_blas
 
     funcs = _mc_blas._openblas()
     if funcs is None:

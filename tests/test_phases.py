@@ -13,11 +13,13 @@ import pytest
 from scipy.special import erf as _erf
 
 import varprop
-from varprop.documents import render as documents
+from varprop import documents
+from varprop.documents import phases
+from varprop.documents.common import STEADY_WIDTH
 from varprop.theory.symbolic import derive
 
 LAYERS = 10_000
-WIDTH = documents.STEADY_WIDTH
+WIDTH = STEADY_WIDTH
 
 PHI = {  # phi, phi' as plain NumPy functions
     "tanh": (np.tanh, lambda x: 1.0 - np.tanh(x) ** 2),
@@ -287,7 +289,5 @@ def test_gelu_at_two_has_no_fixed_point_but_zero() -> None:
     # q - F(q) = 2 E[z^2 Phi(z)(1 - Phi(z))] > 0 for every q > 0 at n sigma_w^2 = 2 (by hand:
     # gelu(z)^2 + gelu(-z)^2 = z^2 (Phi^2 + (1 - Phi)^2) = z^2 (1 - 2 Phi (1 - Phi))), so 0 is the
     # only fixed point; near q = 1e10 the gap is ~1e-16 relative and its sign is rounding
-    from varprop import _phases
-
-    points, _ = _phases._fixed_points(varprop.activation("x*(1+erf(x/sqrt(2)))/2"), 2.0, 0.0)
+    points, _ = phases._fixed_points(varprop.activation("x*(1+erf(x/sqrt(2)))/2"), 2.0, 0.0)
     assert [p.q for p in points] == [0.0]

@@ -1,5 +1,6 @@
-"""The seeds' claims: the catalogue covers issue 4's list, the documented computations are right,
-and derivations/seed-claims.md carries every claim with a verdict."""
+"""The seeds' claims (``seeds/claims.py`` at the repository root, outside the installed package):
+the catalogue covers issue 4's list, the documented computations are right, and
+derivations/seed-claims.md carries every claim with a verdict."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import pytest
 from scipy import integrate
 
 import varprop
-from varprop.documents import seed_claims as sc
+from varprop.documents.pages import import_from_repository, repository_pages
 from varprop.documents.store import MonteCarloStore
 
 ROOT = Path(__file__).resolve().parents[1]
+sc = import_from_repository("seeds.claims", ROOT)
 SEED_CLAIMS = ROOT / "derivations" / "seed-claims.md"
 
 #: Issue 4's list: (seed file, text that must appear in the claim's title or quote).
@@ -129,6 +131,13 @@ def test_legend_defines_every_verdict_word():
     for verdict, meaning in sc.VERDICTS.items():
         assert f"- **{verdict}**: {meaning}" in text
     assert "prediction played no part" in sc.VERDICTS["consistent"]
+
+
+def test_the_page_is_registered_by_the_repository_not_the_package():
+    """``pyproject.toml`` lists the page; ``varprop derive --all`` finds it from the checkout."""
+    assert sc.PAGE in repository_pages(ROOT)
+    assert sc.PAGE.path == "seed-claims.md" and sc.PAGE.steps == len(sc.CLAIMS)
+    assert not (ROOT / "src" / "varprop" / "documents" / "seed_claims.py").exists()
 
 
 # -- the documented computations, against independent ones ------------------------------------

@@ -1,7 +1,8 @@
 """Names with parameters as text: ``"he_normal:mode=fan_out,negative_slope=0.1"``.
 
 Shared by the command line and by configurations that cross process boundaries as plain data
-(:func:`varprop.checking.check.verify_many`).  Values are read with :func:`ast.literal_eval` (numbers,
+(:func:`varprop.checking.check.verify_many`); :func:`varprop.components.named.build_named` builds
+the component a text names.  Values are read with :func:`ast.literal_eval` (numbers,
 strings, booleans; never ``eval``); a bare word such as ``fan_out`` stays a string.
 """
 
@@ -9,11 +10,10 @@ from __future__ import annotations
 
 import ast
 import re
-from typing import Any
 
 from varprop._util.validation import fail
 
-__all__ = ["parse_named", "build_named", "split_list"]
+__all__ = ["parse_named", "split_list"]
 
 _PARAMETER = re.compile(r"^\s*[A-Za-z_]\w*\s*=")
 
@@ -35,21 +35,6 @@ def parse_named(text: str, argument: str) -> tuple[str, dict[str, object]]:
         except (ValueError, SyntaxError):
             params[key.strip()] = value.strip()  # a bare word such as fan_out
     return name.strip(), params
-
-
-def build_named(kind: str, value: Any) -> Any:
-    """``"he_normal:mode=fan_out"`` -> ``init_scheme("he_normal", mode="fan_out")`` (``kind`` is
-    ``"init"`` or ``"activation"``); anything without parameters is returned unchanged."""
-    if not isinstance(value, str) or ":" not in value:
-        return value
-    name, params = parse_named(value, kind)
-    if kind == "init":
-        from varprop.components.schemes import init_scheme
-
-        return init_scheme(name, **params)
-    from varprop.components.activations import activation
-
-    return activation(name, **params)
 
 
 def split_list(text: str) -> list[str]:

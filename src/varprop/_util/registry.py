@@ -38,6 +38,13 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Remove the entry ``name`` (canonical) and its aliases, e.g. after a test registered
+        a temporary one; unknown names raise ``KeyError``."""
+        del self._factories[name]
+        for key in [k for k, v in self._aliases.items() if v == name]:
+            del self._aliases[key]
+
     def canonical(self, name: object, *, argument: str | None = None) -> str:
         """The canonical name for ``name`` or an alias; ``ValueError`` with a suggestion."""
         argument = argument or self.kind

@@ -61,7 +61,6 @@ from typing import Any, Literal
 import numpy as np
 
 from varprop._util.jsonio import jsonable
-from varprop._util.named import build_named
 from varprop._util.validation import (
     check_choice,
     check_nonnegative_int,
@@ -76,6 +75,7 @@ from varprop._util.validation import (
 from varprop.checking import stats as _stats
 from varprop.checking.reasons import _decision, _heavy_reason, _range_reason, _relative
 from varprop.components.activations import Activation, resolve_activation
+from varprop.components.named import build_named
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.errors import VarpropError
 from varprop.network.quantities import BACKWARD as _BACKWARD_QUANTITIES

@@ -1,10 +1,13 @@
 """The ``varprop`` command line: parse, call the public API, print.
 
-Each subcommand lives in its own module of this package exposing ``add_parser(subparsers)``
-(which sets ``func`` on its parser) so that commands stay independent.  Exit codes: 0 success,
-1 a check refuted something (or ``--check`` found stale documents), 2 bad usage (one line
-``varprop CMD: error: ...`` on stderr, never a traceback), 141 the reader of the output went away
-(``varprop ... | head``: the rest of the output is dropped silently, as by SIGPIPE).
+Parsing is cheap (:mod:`varprop.cli.parsers`); each subcommand runs in its own module of this
+package (``run(args) -> int``), listed in :data:`COMMANDS` and imported after parsing, only for the
+command given, so that ``varprop --help`` and usage errors do not wait for NumPy, SciPy or SymPy.
+
+Exit codes: 0 success, 1 a check refuted something (or ``--check`` found stale documents), 2 bad
+usage (one line ``varprop CMD: error: ...`` on stderr, never a traceback), 141 the reader of the
+output went away (``varprop ... | head``: the rest of the output is dropped silently, as by
+SIGPIPE).
 """
 
 from __future__ import annotations
@@ -16,9 +19,14 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from varprop.cli.parsers import PARSERS
 from varprop.errors import VarpropError, VarpropWarning
 
-SUBCOMMANDS = ("predict", "check", "derive")
+#: subcommand -> the module that runs it (imported when that command runs)
+COMMANDS: dict[str, str] = {"predict": "varprop.cli.predict_cmd",
+                            "check": "varprop.cli.check_cmd",
+                            "derive": "varprop.cli.derive_cmd"}
+SUBCOMMANDS = tuple(COMMANDS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,14 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Derive, predict and Monte-Carlo-check variance propagation in random networks.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"varprop.cli.{name}_cmd")
-        except ModuleNotFoundError as exc:  # a subcommand whose module is not built yet
-            if exc.name != f"varprop.cli.{name}_cmd":
-                raise
-            continue
-        module.add_parser(sub)
+    for name in COMMANDS:
+        PARSERS[name](sub)
     return parser
 
 
@@ -66,7 +68,7 @@ def _main(argv: Sequence[str] | None) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VarpropWarning)
         try:
-            status = int(args.func(args) or 0)
+            status = int(importlib.import_module(COMMANDS[args.command]).run(args) or 0)
         except VarpropError as exc:
             message = " ".join(str(exc).split())  # one line
             print(f"varprop {args.command}: error: {message}", file=sys.stderr)

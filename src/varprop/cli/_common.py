@@ -13,8 +13,10 @@ import re
 from collections.abc import Callable
 
 from varprop._util.named import parse_named, split_list
+from varprop._util.validation import check_probability
 
-__all__ = ["parse_named", "comma_list", "integer", "int_list", "MAX_DIGITS", "MAX_DEPTH"]
+__all__ = ["parse_named", "comma_list", "integer", "int_list", "probability", "MAX_DIGITS",
+           "MAX_DEPTH"]
 
 #: Integer options have at most this many digits (any width, seed or budget that makes sense).
 MAX_DIGITS = 18
@@ -83,4 +85,25 @@ def int_list(minimum: int = 1, maximum: int | None = None, *, at_least: int = 1
         return values
 
     parse.__name__ = "integer list"
+    return parse
+
+
+def probability(name: str) -> Callable[[str], float]:
+    """An argparse ``type=`` for a number strictly between 0 and 1 (``--alpha``, ``--rtol``),
+    refused with the library's own message (:func:`varprop._util.validation.check_probability`).
+
+    >>> probability("alpha")("0.01")
+    0.01
+    """
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        try:
+            return check_probability(name, value)
+        except ValueError as exc:  # InvalidArgument: names the option, the value, what is allowed
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = "probability"
     return parse

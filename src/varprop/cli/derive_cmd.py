@@ -19,38 +19,11 @@ import sys
 import time
 from pathlib import Path
 
+from varprop import documents
 from varprop.cli._common import parse_named
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "derive", help="write derivation documents (Markdown/LaTeX) with Monte Carlo verdicts",
-        description="Write one document per activation covering every init scheme (or the "
-                    "schemes given), the index derivations/README.md and derivations/"
-                    "seed-claims.md; --check compares the committed files with what the code "
-                    "writes now.")
-    p.add_argument("activation", nargs="?", help="activation name, e.g. tanh or "
-                   "leaky_relu:negative_slope=0.2 (omit with --all)")
-    p.add_argument("init", nargs="*", help="init schemes (default: every scheme)")
-    p.add_argument("--all", action="store_true", dest="all_",
-                   help="every activation, the index, the seeds' claims and montecarlo.json")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: the repository's derivations/)")
-    p.add_argument("--format", choices=("markdown", "latex"), default="markdown")
-    p.add_argument("--quick", action="store_true",
-                   help="small Monte Carlo budget for drafts (under a minute)")
-    p.add_argument("--check", action="store_true",
-                   help="do not write: exit 1 if the files in --out differ from what the code "
-                        "writes now (with --all)")
-    p.add_argument("--reuse-montecarlo", action="store_true",
-                   help="with --check: re-render from the committed montecarlo.json and re-run "
-                        "only a sample of its simulations (fast); with --all: re-render after a "
-                        "text-only change, simulating only what montecarlo.json lacks")
-    p.add_argument("--spot-check", type=int, default=2, metavar="K",
-                   help="with --reuse-montecarlo: simulations to re-run (default 2)")
-    p.add_argument("--no-figures", action="store_true", help="skip the matplotlib figures")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+from varprop.components.activations import activation as build_activation
+from varprop.components.schemes import init_scheme
+from varprop.documents.store import MonteCarloStore
 
 
 def _usage(message: str) -> int:
@@ -67,10 +40,6 @@ def _not_a_folder(out: Path) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from varprop.components.activations import activation as build_activation
-    from varprop.components.schemes import init_scheme
-    from varprop.documents import render as documents
-
     if args.all_ and (args.activation or args.init):
         return _usage("give either ACTIVATION [INIT ...] or --all, not both")
     if not args.all_ and not args.activation:
@@ -112,8 +81,6 @@ def run(args: argparse.Namespace) -> int:
         store = None
         record = Path(out) / "montecarlo.json"
         if args.reuse_montecarlo and record.is_file():
-            from varprop.documents.store import MonteCarloStore
-
             store = MonteCarloStore.from_json(record.read_text(encoding="utf-8"), frozen=False)
             if store.budget_name != (budget or "default"):
                 return _usage(f"{record} was made with the {store.budget_name!r} budget; "

@@ -14,37 +14,15 @@ import json
 import numpy as np
 
 from varprop._util.jsonio import jsonable
-from varprop._util.validation import fail
-from varprop.cli._common import MAX_DEPTH, int_list, integer, parse_named
+from varprop._util.validation import check_choice, fail
+from varprop.cli._common import parse_named
 from varprop.components.activations import activation as build_activation
 from varprop.components.schemes import init_scheme
-from varprop.theory.predict import METHODS, QUANTITIES, predict_variance
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="predict per-layer variances",
-                       description="Predict per-layer variances (forward and backward).")
-    p.add_argument("activation", help="activation name, e.g. relu or leaky_relu:negative_slope=0.2")
-    p.add_argument("init", help="init scheme, e.g. he_normal or he_normal:mode=fan_out")
-    p.add_argument("--fan-in", type=integer(), required=False, help="input width n_0")
-    p.add_argument("--fan-out", type=integer(), default=None,
-                   help="hidden width n_1..n_L (default fan-in)")
-    p.add_argument("--widths", type=int_list(at_least=2), default=None,
-                   help="comma list n_0,...,n_L instead of fan-in/out/depth")
-    p.add_argument("--depth", type=integer(1, MAX_DEPTH), default=None,
-                   help="number of layers L (default 1, or len(widths) - 1)")
-    p.add_argument("--input-variance", type=float, default=1.0,
-                   help="second moment of the zero-mean inputs (default 1)")
-    p.add_argument("--bias-variance", type=float, default=0.0,
-                   help="variance of the N(0, .) biases (default 0)")
-    p.add_argument("--quantity", action="append", choices=QUANTITIES,
-                   help="repeatable; default: preactivation, activation, gradient")
-    p.add_argument("--method", choices=METHODS, default="auto")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=run)
+from varprop.theory.predict import METHODS, predict_variance
 
 
 def run(args: argparse.Namespace) -> int:
+    check_choice("method", args.method, METHODS)
     act_name, act_params = parse_named(args.activation, "activation")
     init_name, init_params = parse_named(args.init, "init")
     act = build_activation(act_name, **act_params)

@@ -39,7 +39,8 @@ Exact closed forms only where they are cheap and certain: polynomials in ``x``
 :data:`MAX_CLOSED_FORM_DEGREE`, at :math:`\mu = 0` only above it, else quadrature).  An
 expression identical to a registered activation's (``"tanh(x)"``, ``"max(x, 0)"``) returns the
 registered activation with its closed forms.  Everything else uses the quadrature reference
-(``closed_form=None``), with breakpoints at the kinks of ``Max``/``Min``/``Abs``/``Heaviside`` (zeros of their polynomial arguments of degree <= 2; otherwise 0).
+(``closed_form=None``), with breakpoints at the kinks of ``Max``/``Min``/``Abs``/``Heaviside`` (zeros of their
+polynomial arguments of degree <= 2, else the zeros SymPy's ``solveset`` finds; otherwise 0).
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ from __future__ import annotations
 import ast
 import math
 from collections.abc import Callable
-from functools import lru_cache
 
 import numpy as np
 import scipy.special
@@ -55,17 +55,11 @@ import sympy as sp
 
 from varprop._util.exact import exact
 from varprop._util.validation import did_you_mean, fail, fail_type
-from varprop.components.activations import (
-    ACTIVATIONS,
-    MU,
-    Activation,
-    MomentRules,
-    X,
-    polynomial_rules,
-    resolve_activation,
-)
+from varprop.components.moment_rules import MU, MomentRules, X, polynomial_rules
+from varprop.components.registries import ACTIVATIONS
 
-__all__ = ["parse_activation", "parse_expression", "FUNCTIONS", "MAX_LENGTH", "MAX_CLOSED_FORM_DEGREE"]
+__all__ = ["parse_expression", "compile_expression", "FUNCTIONS", "MAX_LENGTH",
+           "MAX_CLOSED_FORM_DEGREE"]
 
 MAX_LENGTH = 500
 #: Polynomials of higher degree get closed forms at zero mean only (see :func:`_polynomial_rules`).
@@ -324,7 +318,24 @@ def _real_roots(e: sp.Expr) -> list[float] | None:
     return [float(r.real) for r in np.roots(coeffs) if abs(r.imag) < 1e-12]
 
 
+def _solved_roots(e: sp.Expr) -> list[float] | None:
+    """Real roots of a non-polynomial ``e`` by :func:`sympy.solveset` when it finds finitely
+    many (or an interval, whose ends are then the kinks), e.g. ``max(x, 0) - 6`` for
+    ``min(max(x, 0), 6)``; None when it cannot."""
+    try:
+        solved = sp.solveset(e, X, sp.S.Reals)
+    except (NotImplementedError, ValueError, TypeError):
+        return None
+    if isinstance(solved, sp.Interval):
+        solved = sp.FiniteSet(*(end for end in solved.boundary if end.is_finite))
+    if not isinstance(solved, sp.FiniteSet) or not all(r.is_real for r in solved):
+        return None
+    return [float(r) for r in solved]
+
+
 def _kinks(expr: sp.Expr) -> tuple[float, ...]:
+    """Points where ``expr`` is not smooth: where the arguments of ``Max``/``Min`` cross and
+    the arguments of ``Abs``/``sign``/``Heaviside`` vanish (0 where they cannot be found)."""
     points: set[float] = set()
     for node in sp.preorder_traversal(expr):
         if isinstance(node, (sp.Max, sp.Min)):
@@ -336,6 +347,8 @@ def _kinks(expr: sp.Expr) -> tuple[float, ...]:
             continue
         for cand in candidates:
             roots = _real_roots(cand)
+            if roots is None:
+                roots = _solved_roots(cand)
             points.update([0.0] if roots is None else roots)
     return tuple(sorted(p for p in points if math.isfinite(p)))
 
@@ -368,17 +381,15 @@ def _polynomial_rules(expr: sp.Expr) -> MomentRules | None:
 _CHECK_GRID = np.concatenate([np.linspace(-20.0, 20.0, 801), [0.0, 1e-3, -1e-3]])
 
 
-@lru_cache(maxsize=256)
-def parse_activation(text: str) -> Activation:
-    """The :class:`~varprop.Activation` for a custom expression (cached on the text).
+def compile_expression(expr: sp.Expr, text: str) -> dict[str, object]:
+    """The fields of a custom :class:`~varprop.Activation` for the parsed expression ``expr``
+    (``text`` names it in errors): the NumPy function and derivative, the polynomial closed
+    forms, the kinks and the LaTeX name (:func:`varprop.components.activation.parse_activation`
+    builds the activation).
 
-    See the module docstring for the grammar, the safety rules and how moments are computed.
+    Raises :class:`ValueError` (naming ``activation``) for an expression that is not real and
+    finite, or whose derivative is not, on :math:`[-20, 20]`.
     """
-    expr, normalised = parse_expression(text)
-    for name in ACTIVATIONS.names():  # same expression as a registered (default) activation?
-        registered = resolve_activation(name)
-        if registered.expr == expr:
-            return registered
     deriv = sp.diff(expr, X)
     if deriv.has(sp.DiracDelta) or expr.has(sp.zoo, sp.oo, sp.nan, sp.I):
         raise fail("activation", text, "a real, finite expression with a derivative of finite size")
@@ -391,14 +402,6 @@ def parse_activation(text: str) -> Activation:
             at = float(_CHECK_GRID[np.argmax(bad)])
             raise fail("activation", text, f"an expression that is real and finite for every real x "
                        f"({what} is {arr[np.argmax(bad)]!r} at x={at:g})")
-    return Activation(
-        name=normalised,
-        params={},
-        expr=expr,
-        function=function,
-        derivative_function=derivative,
-        closed_form=_polynomial_rules(expr),
-        kinks=_kinks(expr),
-        latex_name=sp.latex(expr),
-        reference="custom expression",
-    )
+    return {"expr": expr, "function": function, "derivative_function": derivative,
+            "closed_form": _polynomial_rules(expr), "kinks": _kinks(expr),
+            "latex_name": sp.latex(expr)}

@@ -10,16 +10,20 @@ become bold headings.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import re
+from functools import reduce
 from pathlib import Path
+
+import varprop
+from varprop.documents.common import repository_root
 
 __all__ = ["GROUPS", "api_reference_markdown", "write_api_reference"]
 
-#: Public names in reading order, grouped (every name of ``varprop.__all__`` must appear).
+#: Public names in reading order, grouped (every name of ``varprop.__all__`` must appear; dotted
+#: names are attributes of a public submodule, e.g. ``layers.Dense`` is ``varprop.layers.Dense``).
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("The model of a network", ("Network",)),
+    ("The model of a network", ("Network", "layers.Dense", "layers.Nonlinearity")),
     ("Catalogues: init schemes and activations",
      ("init_scheme", "InitScheme", "scheme_names", "activation", "Activation", "activation_names")),
     ("Derivations and predictions",
@@ -114,11 +118,14 @@ def _signature(obj: object, name: str) -> str:
     return f"{name}{text}"
 
 
-def _section(name: str) -> str:
-    import varprop
+def _anchor(name: str) -> str:
+    """GitHub's anchor of the heading ``### `varprop.NAME```."""
+    return "varprop" + name.lower().replace(".", "")
 
+
+def _section(name: str) -> str:
     try:
-        obj = getattr(varprop, name)
+        obj = reduce(getattr, name.split("."), varprop)
     except (ImportError, AttributeError) as exc:
         return f"### `varprop.{name}`\n\n(not importable when this page was generated: {exc})\n"
     module = getattr(obj, "__module__", "varprop")
@@ -133,8 +140,6 @@ def _section(name: str) -> str:
 
 def api_reference_markdown() -> str:
     """The whole ``docs/api.md`` page."""
-    import varprop
-
     listed = {n for _, names in GROUPS for n in names}
     extra = sorted(n for n in varprop.__all__ if n not in listed and not n.startswith("__"))
     groups = list(GROUPS) + ([("Other", tuple(extra))] if extra else [])
@@ -160,7 +165,7 @@ def api_reference_markdown() -> str:
            "['erf', 'leaky_relu', 'linear', 'relu', 'sigmoid', 'tanh']",
            "```", "", "## Contents", ""]
     for title, names in groups:
-        out.append(f"- {title}: " + ", ".join(f"[`{n}`](#varprop{n.lower()})" for n in names))
+        out.append(f"- {title}: " + ", ".join(f"[`{n}`](#{_anchor(n)})" for n in names))
     out.append("- [Modules used directly](#modules-used-directly)")
     out.append("")
     for title, names in groups:
@@ -168,28 +173,37 @@ def api_reference_markdown() -> str:
         for n in names:
             out += [_section(n), ""]
     out += ["## Modules used directly", "",
+            "- `varprop.layers`: `Dense(width, init=\"lecun_normal\", bias_variance=0.0)`, "
+            "`Nonlinearity(activation)`, the layers a `varprop.Network` is made of (above).",
             "- `varprop.documents`: `generate(...)`, `activation_document(activation, schemes, *, "
             "budget=\"default\", format=\"markdown\", figures=True)`, `write(files, out)`, "
             "`check(out, *, reuse_montecarlo=False, spot_check=2)`, `ACTIVATIONS`, `SCHEMES` "
-            "(what `varprop derive` calls; see [cli.md](cli.md)).",
-            "- `varprop.documents.seed_claims`: `CLAIMS` (the seeds' claims as data), `assess_claims()`, "
-            "`row_statistics(...)` (across-unit mean and std of one sample), "
-            "`overflow_distribution(...)`.",
+            "(what `varprop derive` calls; see [cli.md](cli.md)); "
+            "`varprop.documents.pages.Page`, an extra page a source checkout adds to "
+            "`varprop derive --all` (listed under `[tool.varprop] derive-pages` in its "
+            "`pyproject.toml`).",
             "- `varprop.strategies`: hypothesis strategies for property-based tests of your own "
             "initializers (see [checker.md](checker.md)).",
-            "- `varprop.symbolic`: `derive`, `Derivation`, `Step`, `SYMBOL_TABLE`.", ""]
+            "- `varprop.symbolic`: `derive`, `Derivation`, `Step`, `SYMBOL_TABLE`.", "",
+            "The package's layers, each importing only the ones before it: `varprop._util` and "
+            "`varprop._math` (validation, quadrature) -> `varprop.components` (activations, init "
+            "schemes, their traits) -> `varprop.network` (`Network`, the layers, the quantity "
+            "vocabulary) -> `varprop.theory` (mean field, derivations, criticality, overflow) and "
+            "`varprop.simulation` (Monte Carlo engines) -> `varprop.checking` (`verify`, "
+            "statistics, framework initializers, sweeps) -> `varprop.documents` (derivation "
+            "documents, this page) -> `varprop.cli` (the `varprop` command).  The top-level "
+            "modules (`varprop`, `varprop.layers`, `varprop.symbolic`, `varprop.strategies`) "
+            "re-export the public names; `tests/test_layout.py` checks the direction.", ""]
     return "\n".join(out).rstrip("\n") + "\n"
 
 
 def write_api_reference(path: str | Path | None = None) -> Path:
     """Write :func:`api_reference_markdown` to ``docs/api.md`` (or ``path``)."""
-    from varprop.documents.render import default_output_dir
-
-    target = Path(path) if path is not None else default_output_dir().parent / "docs" / "api.md"
+    root = repository_root()
+    target = Path(path) if path is not None else (root if root is not None else Path.cwd()) / "docs" / "api.md"
     target.write_text(api_reference_markdown(), encoding="utf-8")
     return target
 
 
 if __name__ == "__main__":  # pragma: no cover
-    importlib.import_module("varprop")
     print(write_api_reference())

@@ -44,9 +44,10 @@ from scipy.optimize import brentq
 from varprop.components.activations import Activation
 from varprop.documents.store import fmt
 from varprop.errors import InvalidArgument
-from varprop.theory import criticality as _crit
+from varprop.theory.criticality import _dsecond_dq, edge_of_chaos
 
-__all__ = ["FixedPoint", "Growth", "PhaseFacts", "phase_facts", "critical_point", "LAYERS", "TOL"]
+__all__ = ["FixedPoint", "Growth", "PhaseFacts", "phase_facts", "critical_point", "LAYERS", "TOL",
+           "homogeneous"]
 
 #: Layers the map is iterated for (power-law exponents are measured between N/2 and N).
 LAYERS = 10_000
@@ -108,20 +109,27 @@ class PhaseFacts:
     backward_at: dict[int, float] = field(default_factory=dict)
 
 
+def homogeneous(act: Activation) -> bool:
+    r"""True if :math:`\phi(c x) = c\,\phi(x)` for every :math:`c > 0` (positively homogeneous of
+    degree 1: linear, ReLU, leaky ReLU, ``abs``), from the activation's computed traits; then
+    :math:`E[\phi(z)^2] = c\,q` and the length map is linear in :math:`q`."""
+    return act.traits.homogeneous_degree == 1.0
+
+
 def _second(act: Activation, q: float) -> float:
-    return _crit._moments(act, q)[1]
+    return act.gaussian_moments(0.0, float(q), method="exact")[1]
 
 
 def _chi(act: Activation, s: float, q: float) -> float:
-    return s * _crit._moments(act, q)[3]
+    return s * act.gaussian_moments(0.0, float(q), method="exact")[3]
 
 
 def _slope(act: Activation, s: float, q: float) -> float:
-    return s * _crit._dsecond_dq(act, q)
+    return s * _dsecond_dq(act, q)
 
 
 def _fixed_points(act: Activation, s: float, b2: float) -> tuple[tuple[FixedPoint, ...], bool]:
-    if _crit._homogeneous(act):
+    if homogeneous(act):
         c = s * _second(act, 1.0)
         if abs(c - 1.0) <= TOL:
             return ((), True) if b2 == 0.0 else ((), False)
@@ -190,7 +198,7 @@ def phase_facts(act: Activation, nsw2: float, bias_variance: float = 0.0,
     while depth < LAYERS:
         if depth in RECORD_DEPTHS or depth == LAYERS // 2:
             log_q_at[depth], log_g_at[depth] = math.log(q), log_g
-        m = _crit._moments(act, q)
+        m = act.gaussian_moments(0.0, float(q), method="exact")
         chi, q_next = s * m[3], s * m[1] + b2
         if not (chi > 0.0 and math.isfinite(chi)):
             break
@@ -244,7 +252,7 @@ def phase_facts(act: Activation, nsw2: float, bias_variance: float = 0.0,
         forward = Growth("geometric", last_ratio)
     else:
         # at q = 0 the limit q -> 0+ (E phi'^2 at exactly 0 sits on a kink for ReLU-like phi)
-        chi_lim = _chi(act, s, q_lim if q_lim > 0.0 else (1.0 if _crit._homogeneous(act) else 1e-14))
+        chi_lim = _chi(act, s, q_lim if q_lim > 0.0 else (1.0 if homogeneous(act) else 1e-14))
         phase = ("critical" if abs(chi_lim - 1.0) <= TOL else
                  "ordered" if chi_lim < 1.0 else "chaotic")
         if every:
@@ -270,7 +278,7 @@ def critical_point(act: Activation, bias_variance: float = 0.0) -> tuple[float |
     r"""``(n sigma_w^2, "")`` at the edge of chaos (:func:`varprop.edge_of_chaos`), or
     ``(None, why)`` when there is none."""
     try:
-        p = _crit.edge_of_chaos(act, bias_variance)
+        p = edge_of_chaos(act, bias_variance)
     except InvalidArgument as exc:
         why = str(exc)
         cut = why.find("(no edge of chaos there")

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from varprop._util.validation import check_choice
+from varprop.checking.check import verify
+from varprop.simulation.montecarlo import simulate
 
 __all__ = ["Budget", "BUDGETS", "budget", "SIGNIFICANT", "sig", "fmt", "MonteCarloStore",
            "mc_verify", "mc_per_layer", "mc_per_replicate"]
@@ -47,28 +49,19 @@ class Budget:
         checker's default budget).
     curve_replicates : int
         Replicates per figure curve (one :func:`varprop.simulate` call per activation and scheme).
-    seed_replicates : int
-        Replicates for the seeds' cells (the notebooks used 100 to 10 000 runs).
-    loop_runs : int
-        Runs of the seed-style float32 loops (first NaN layer).
-    deep_replicates : int
-        Replicates of the one deep dense simulation (tanh over 100 layers of width 256).
+
+    Extra pages (:mod:`varprop.documents.pages`) size their own simulations from :attr:`name`.
     """
 
     name: str
     replicates: int | None
     verify_budget: int | None
     curve_replicates: int
-    seed_replicates: int
-    loop_runs: int
-    deep_replicates: int
 
 
 BUDGETS: dict[str, Budget] = {
-    "default": Budget("default", replicates=None, verify_budget=None, curve_replicates=400,
-                      seed_replicates=1000, loop_runs=200, deep_replicates=200),
-    "quick": Budget("quick", replicates=None, verify_budget=256, curve_replicates=40,
-                    seed_replicates=100, loop_runs=30, deep_replicates=20),
+    "default": Budget("default", replicates=None, verify_budget=None, curve_replicates=400),
+    "quick": Budget("quick", replicates=None, verify_budget=256, curve_replicates=40),
 }
 
 
@@ -167,8 +160,6 @@ def mc_verify(activation: Any, init: Any, *, fan_in: int, depth: int, quantity: 
               replicates: int | None, seed: int, layer: int | None = None,
               predicted: float | None = None, budget: int | None = None) -> dict[str, Any]:
     """Run :func:`varprop.verify` and keep what the documents print."""
-    from varprop.checking.check import verify
-
     kwargs: dict[str, Any] = dict(fan_in=fan_in, depth=depth, quantity=quantity, seed=seed,
                                   replicates=replicates)
     if layer is not None:
@@ -200,8 +191,6 @@ def mc_per_replicate(activation: Any, init: Any, *, fan_in: int, depth: int,
                      dtype: str = "float64") -> dict[str, np.ndarray]:
     """Per-replicate statistics, each of shape ``(replicates, depth)``, from one
     :func:`varprop.simulate` run (names as in ``SimulationResult.per_replicate``)."""
-    from varprop.simulation.montecarlo import simulate
-
     res = simulate(activation, init, fan_in=fan_in, depth=depth, replicates=replicates,
                    seed=seed, dtype=dtype)
     return {s: np.asarray(res.per_replicate(s), dtype=float) for s in statistics}
@@ -215,8 +204,6 @@ def mc_per_layer(activation: Any, init: Any, *, fan_in: int, depth: int,
     replicate is the unit of evidence); it is for display in the figures, the verdicts come from
     :func:`varprop.verify`.
     """
-    from varprop.simulation.montecarlo import simulate
-
     res = simulate(activation, init, fan_in=fan_in, depth=depth, replicates=replicates, seed=seed)
     out: dict[str, Any] = {}
     for stat in statistics:
@@ -236,8 +223,6 @@ def mc_first_nonfinite(activation: Any, init: Any, *, fan_in: int, depth: int, r
                        seed: int, dtype: str = "float32") -> dict[str, int]:
     """Distribution of the first non-finite layer per replicate (``simulate``), zero-based index
     -> count (``"never"`` for replicates that stay finite)."""
-    from varprop.simulation.montecarlo import simulate
-
     res = simulate(activation, init, fan_in=fan_in, depth=depth, replicates=replicates,
                    seed=seed, dtype=dtype)
     layers = np.asarray(res.nonfinite_layer_per_replicate)

@@ -1,0 +1,117 @@
+"""The argument parsers of the subcommands.
+
+Parsing needs nothing heavy: this module imports argparse, the argument helpers and the quantity
+vocabulary only, so that ``varprop --help`` and usage errors answer at once; the module that runs
+a command (NumPy, SciPy, SymPy, the documents) is imported after parsing, and only for that
+command (:data:`varprop.cli.COMMANDS`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from varprop.cli._common import MAX_DEPTH, comma_list, int_list, integer, probability
+from varprop.network.quantities import QUANTITIES
+
+__all__ = ["PARSERS", "MAX_WORKERS", "MIN_BUDGET"]
+
+#: Largest ``--workers`` (a process pool forks them all at once).
+MAX_WORKERS = 256
+#: Smallest ``--budget`` (the checker's sequential test needs 8 replicates).
+MIN_BUDGET = 8
+
+
+def _predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict per-layer variances",
+                       description="Predict per-layer variances (forward and backward).")
+    p.add_argument("activation", help="activation name, e.g. relu or leaky_relu:negative_slope=0.2")
+    p.add_argument("init", help="init scheme, e.g. he_normal or he_normal:mode=fan_out")
+    p.add_argument("--fan-in", type=integer(), required=False, help="input width n_0")
+    p.add_argument("--fan-out", type=integer(), default=None,
+                   help="hidden width n_1..n_L (default fan-in)")
+    p.add_argument("--widths", type=int_list(at_least=2), default=None,
+                   help="comma list n_0,...,n_L instead of fan-in/out/depth")
+    p.add_argument("--depth", type=integer(1, MAX_DEPTH), default=None,
+                   help="number of layers L (default 1, or len(widths) - 1)")
+    p.add_argument("--input-variance", type=float, default=1.0,
+                   help="second moment of the zero-mean inputs (default 1)")
+    p.add_argument("--bias-variance", type=float, default=0.0,
+                   help="variance of the N(0, .) biases (default 0)")
+    p.add_argument("--quantity", action="append", choices=QUANTITIES,
+                   help="repeatable; default: preactivation, activation, gradient")
+    p.add_argument("--method", default="auto",
+                   help="how the Gaussian moments are computed (default auto; the choices of "
+                        "predict_variance's method, checked when the command runs)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _check(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check", help="Monte-Carlo-check predictions over activations x schemes x widths x depths",
+        description="Check the library's variance predictions against simulation with calibrated "
+                    "verdicts (confirmed / refuted / inconclusive); Holm family-wise control over "
+                    "the matrix.  Filters take repeated options or comma lists.")
+    p.add_argument("--activation", type=comma_list, action="extend", default=None,
+                   help="activation(s), e.g. relu,tanh (default: all)")
+    p.add_argument("--init", type=comma_list, action="extend", default=None,
+                   help="init scheme(s) (default: the named zero-mean schemes)")
+    p.add_argument("--fan-in", type=int_list(), action="extend", default=None,
+                   help="width(s) (default 64,256; --quick: 64)")
+    p.add_argument("--depth", type=int_list(1, MAX_DEPTH), action="extend", default=None,
+                   help="depth(s) (default 1,5; --quick: 3)")
+    p.add_argument("--quantity", type=comma_list, action="extend", default=None,
+                   help=f"quantity(ies) among {', '.join(QUANTITIES)} "
+                        "(default preactivation,activation,gradient)")
+    p.add_argument("--rtol", type=probability("rtol"), default=0.05,
+                   help="relative margin for 'confirmed'")
+    p.add_argument("--alpha", type=probability("alpha"), default=0.01,
+                   help="family-wise error level")
+    p.add_argument("--budget", type=integer(MIN_BUDGET), default=None,
+                   help=f"max replicates per check (at least {MIN_BUDGET})")
+    p.add_argument("--quick", action="store_true", help="a small matrix and budget")
+    p.add_argument("--seed", type=integer(0), default=0)
+    p.add_argument("--workers", type=integer(1, MAX_WORKERS), default=1,
+                   help="parallel processes (results do not depend on it)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on a Dask cluster (distributed.Client(ADDRESS).get_executor())")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _derive(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "derive", help="write derivation documents (Markdown/LaTeX) with Monte Carlo verdicts",
+        description="Write one document per activation covering every init scheme (or the "
+                    "schemes given), the index derivations/README.md and the extra pages the "
+                    "source checkout lists (pyproject.toml [tool.varprop] derive-pages); --check "
+                    "compares the committed files with what the code "
+                    "writes now.")
+    p.add_argument("activation", nargs="?", help="activation name, e.g. tanh or "
+                   "leaky_relu:negative_slope=0.2 (omit with --all)")
+    p.add_argument("init", nargs="*", help="init schemes (default: every scheme)")
+    p.add_argument("--all", action="store_true", dest="all_",
+                   help="every activation, the index, the checkout's extra pages and "
+                        "montecarlo.json")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: the repository's derivations/)")
+    p.add_argument("--format", choices=("markdown", "latex"), default="markdown")
+    p.add_argument("--quick", action="store_true",
+                   help="small Monte Carlo budget for drafts (under a minute)")
+    p.add_argument("--check", action="store_true",
+                   help="do not write: exit 1 if the files in --out differ from what the code "
+                        "writes now (with --all)")
+    p.add_argument("--reuse-montecarlo", action="store_true",
+                   help="with --check: re-render from the committed montecarlo.json and re-run "
+                        "only a sample of its simulations (fast); with --all: re-render after a "
+                        "text-only change, simulating only what montecarlo.json lacks")
+    p.add_argument("--spot-check", type=int, default=2, metavar="K",
+                   help="with --reuse-montecarlo: simulations to re-run (default 2)")
+    p.add_argument("--no-figures", action="store_true", help="skip the matplotlib figures")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+#: subcommand -> the function that adds its parser (in the order ``--help`` lists them)
+PARSERS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
+    "predict": _predict, "check": _check, "derive": _derive}

@@ -1,0 +1,271 @@
+r"""The :class:`Activation` type and the activation lookup (the named activations are registered
+by :mod:`varprop.components.activations`; custom expressions are parsed by
+:mod:`varprop.components.expressions`).
+
+See :mod:`varprop.components.activations` for the moment conventions.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from typing import Literal
+
+import numpy as np
+import sympy as sp
+
+from varprop._math.quadrature import (
+    bivariate_expectation,
+    gaussian_expectations,
+    smoothed,
+)
+from varprop._util.registry import typed_cache_key
+from varprop._util.validation import (
+    check_nonnegative_real,
+    check_positive_int,
+    check_real,
+    did_you_mean,
+    fail,
+    fail_type,
+)
+from varprop.components.expressions import compile_expression, parse_expression
+from varprop.components.moment_rules import MomentRules, X, polynomial_rules
+from varprop.components.registries import ACTIVATIONS
+from varprop.components.traits import ActivationTraits, compute_traits
+from varprop.errors import InvalidArgumentType
+
+__all__ = ["Activation", "activation", "resolve_activation", "activation_names",
+           "parse_activation", "is_odd"]
+
+ArrayFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
+class Activation:
+    r"""An activation function :math:`\phi` (build with :func:`activation`).
+
+    Attributes
+    ----------
+    name : str
+        Canonical name (or the expression text of a custom activation).
+    params : dict
+        Parameters it was built with.
+    expr : sympy.Expr
+        :math:`\phi(x)` in the symbol ``x``.
+    function, derivative : callable
+        NumPy implementations of :math:`\phi` and :math:`\phi'` (for the Monte Carlo engine).
+    closed_form : MomentRules or None
+        The closed-form (exact or approximate) Gaussian moments.
+    kinks : tuple of float
+        Points where :math:`\phi'` jumps (quadrature breakpoints).
+    """
+
+    name: str
+    params: Mapping[str, object]
+    expr: sp.Expr
+    function: ArrayFn = field(repr=False)
+    derivative_function: ArrayFn = field(repr=False)
+    closed_form: MomentRules | None = field(default=None, repr=False)
+    kinks: tuple[float, ...] = ()
+    latex_name: str = ""
+    reference: str = ""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle by name and parameters (the compiled NumPy functions are rebuilt on load), so
+        Activations cross process and machine boundaries, e.g. to executor workers."""
+        return (_rebuild, (self.name, dict(self.params)))
+
+    @cached_property
+    def derivative(self) -> sp.Expr:
+        r""":math:`\phi'(x)` (SymPy; ``Heaviside`` for kinks)."""
+        return sp.diff(self.expr, X)
+
+    @cached_property
+    def traits(self) -> ActivationTraits:
+        """What kind of function this is (linear, odd, homogeneous, ...), computed once from the
+        function itself: see :mod:`varprop.components.traits`."""
+        return compute_traits(self)
+
+    @property
+    def closed_form_is_exact(self) -> bool:
+        """True if the closed-form moments are exact (at least at :math:`\\mu = 0`)."""
+        return self.closed_form is not None and self.closed_form.exact
+
+    # ----- numeric moments ------------------------------------------------------------------
+    def gaussian_moments(
+        self, mu: float, q: float, *, method: Literal["exact", "closed_form", "quadrature"] = "exact"
+    ) -> tuple[float, float, float, float]:
+        r"""``(E phi, E phi^2, E phi', E phi'^2)`` for :math:`z \sim N(\mu, q)`.
+
+        ``method="exact"`` uses the closed form where it is exact, else quadrature;
+        ``"quadrature"`` always integrates numerically; ``"closed_form"`` uses the stated
+        closed form (an approximation for ``tanh``/``sigmoid``).  ``q = inf`` is taken as the
+        limit (e.g. :math:`E\tanh^2 \to 1`).
+        """
+        mu = check_real("mu", mu)
+        q = math.inf if isinstance(q, numbers.Real) and q == math.inf else (
+            check_nonnegative_real("q", q))
+        if q == math.inf:
+            return self._infinite_variance_moments()
+        rules = self.closed_form
+        usable = rules is not None and (not rules.zero_mean_only or mu == 0.0) and q > 0
+        if method == "closed_form":
+            if not usable:
+                raise fail("method", method, f"'exact' or 'quadrature': {self.name} has no closed "
+                           f"form at mu={mu!r}, q={q!r}")
+            return rules.compiled(mu, q)  # type: ignore[union-attr]
+        if method == "exact" and usable and rules.exact:  # type: ignore[union-attr]
+            return rules.compiled(mu, q)  # type: ignore[union-attr]
+        return self._quadrature_moments(mu, q)
+
+    def _quadrature_moments(self, mu: float, q: float) -> tuple[float, float, float, float]:
+        f, d = self.function, self.derivative_function
+
+        def all_four(x: np.ndarray) -> np.ndarray:
+            fx, dx = f(x), d(x)
+            return np.stack([fx, fx * fx, dx, dx * dx])
+
+        return tuple(map(float, gaussian_expectations([all_four], mu, q, self.kinks)[0]))  # type: ignore[return-value]
+
+    def _infinite_variance_moments(self) -> tuple[float, float, float, float]:
+        big = np.array([-np.inf, np.inf])
+        with np.errstate(all="ignore"):
+            vals = [self.function(big), self.function(big) ** 2,
+                    self.derivative_function(big), self.derivative_function(big) ** 2]
+        out = []
+        for v in vals:
+            m = float(np.mean(v)) if np.all(np.isfinite(v)) else (
+                math.inf if np.all(np.nan_to_num(v, nan=math.inf) >= 0) else math.nan)
+            out.append(m)
+        if math.isnan(out[0]):  # unbounded both ways (e.g. linear): mean 0 by symmetry
+            out[0] = 0.0
+        if math.isnan(out[2]):
+            out[2] = 0.0
+        return tuple(out)  # type: ignore[return-value]
+
+    def smoothed(self, which: Literal["function", "derivative"]) -> Callable[[np.ndarray, float], np.ndarray]:
+        r""":math:`y \mapsto E_e[\phi(y + \sqrt{r}\, e)]` (or of :math:`\phi'`), vectorised in ``y``."""
+        rules = self.closed_form
+        name = "mean" if which == "function" else "deriv_mean"
+        if rules is not None and rules.exact and not rules.zero_mean_only:
+            closed = rules.vectorized[name]
+            fn = self.function if which == "function" else self.derivative_function
+            return lambda y, r: closed(y, r) if r > 0 else fn(y)
+        fn = self.function if which == "function" else self.derivative_function
+        return lambda y, r: smoothed(fn, y, r)
+
+    def correlated_moments(self, mean: float, var: float, cov: float) -> tuple[float, float]:
+        r""":math:`(E[\phi(z_i)\phi(z_k)], E[\phi'(z_i)\phi'(z_k)])` for two units with common
+        mean, variance ``var`` and covariance ``cov`` (jointly Gaussian; by quadrature)."""
+        if math.isinf(var):
+            inf_m = self._infinite_variance_moments()
+            return inf_m[1], inf_m[3]
+        f, d = self.smoothed("function"), self.smoothed("derivative")
+        return (bivariate_expectation(f, f, mean, var, cov, self.kinks),
+                bivariate_expectation(d, d, mean, var, cov, self.kinks))
+
+    # ----- series ---------------------------------------------------------------------------
+    def series_rules(self, order: int = 5) -> MomentRules:
+        r"""Small-signal approximation: the Taylor polynomial of :math:`\phi` at 0 to ``order``,
+        with exact Gaussian expectations of the polynomial (valid for small :math:`\mu, q`)."""
+        order = check_positive_int("order", order)
+        return _series_rules(self, order)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{self.name}({args})" if self.params or self.name.isidentifier() else self.name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Activation) and (self.name, tuple(self.params.items())) == (
+            other.name, tuple(other.params.items()))
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(self.params.items())))
+
+
+@lru_cache(maxsize=64)
+def _series_rules(act: Activation, order: int) -> MomentRules:
+    poly = sp.series(act.expr, X, 0, order + 1).removeO()
+    return polynomial_rules(poly, exact=False,
+                            approximation=f"Taylor polynomial of order {order} at 0")
+
+
+# ----------------------------------------------------------------------------------------------
+# Lookup
+# ----------------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=256)
+def _build_cached(name: str, items: tuple[tuple[str, type, object], ...]) -> Activation:
+    return ACTIVATIONS.build(name, argument="activation", **{k: v for k, _, v in items})
+
+
+def activation(name: str, **params: object) -> Activation:
+    """Build the activation ``name`` (or alias) with ``params``.
+
+    >>> activation("leaky_relu", negative_slope=0.2)
+    leaky_relu(negative_slope=0.2)
+    >>> activation("relu").gaussian_moments(0.0, 2.0)[1]  # E relu(z)^2 = q/2
+    1.0
+    """
+    if not isinstance(name, str):
+        raise fail_type("activation", name, f"an activation name, one of {ACTIVATIONS.names()}")
+    if not ACTIVATIONS.is_known(name):
+        if not params:
+            return parse_activation(name)
+        ACTIVATIONS.canonical(name, argument="activation")  # raises with "did you mean"
+    canonical = ACTIVATIONS.canonical(name, argument="activation")
+    allowed = list(inspect.signature(ACTIVATIONS._factories[canonical]).parameters)
+    for key in params:
+        if key not in allowed:
+            raise InvalidArgumentType(
+                f"{key}={params[key]!r} is not a parameter of activation {canonical!r}: "
+                f"allowed parameters are {allowed or '(none)'}{did_you_mean(key, allowed)}")
+    return _build_cached(canonical, typed_cache_key(params))
+
+
+def resolve_activation(act: object, *, argument: str = "activation") -> Activation:
+    """Accept an :class:`Activation` or a string (a name, or a custom expression in ``x``)."""
+    if isinstance(act, Activation):
+        return act
+    if isinstance(act, str):
+        if ACTIVATIONS.is_known(act):
+            return _build_cached(ACTIVATIONS.canonical(act, argument=argument), ())
+        return activation(act)
+    raise fail_type(argument, act, "an Activation (varprop.activation(...)) or a name string")
+
+
+def activation_names(*, aliases: bool = False) -> list[str]:
+    """Names of the registered activations."""
+    return ACTIVATIONS.names(aliases=aliases)
+
+
+@lru_cache(maxsize=256)
+def parse_activation(text: str) -> Activation:
+    """The :class:`~varprop.Activation` for a custom expression (cached on the text).
+
+    An expression identical to a registered (default) activation's returns that activation,
+    with its closed forms.  See :mod:`varprop.components.expressions` for the grammar, the
+    safety rules and how moments are computed.
+    """
+    expr, normalised = parse_expression(text)
+    for name in ACTIVATIONS.names():  # same expression as a registered (default) activation?
+        registered = resolve_activation(name)
+        if registered.expr == expr:
+            return registered
+    return Activation(name=normalised, params={}, reference="custom expression",
+                      **compile_expression(expr, text))
+
+
+def _rebuild(name: str, params: dict[str, object]) -> Activation:
+    """Unpickling hook of :meth:`Activation.__reduce__`."""
+    return activation(name, **params)
+
+
+def is_odd(act: Activation) -> bool:
+    """Whether ``act`` is odd: a compatibility alias of ``act.traits.odd``
+    (:mod:`varprop.components.traits`)."""
+    return act.traits.odd

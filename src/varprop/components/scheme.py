@@ -1,0 +1,329 @@
+r"""The :class:`InitScheme` type and the scheme registry (the named schemes are registered by
+:mod:`varprop.components.schemes`).
+
+A scheme is a weight-law family (:mod:`varprop.components.laws`) plus a rule giving the family's
+parameters at each ``(fan_in, fan_out)`` as exact SymPy expressions.  ``scheme.law(fan_in,
+fan_out)`` is the law of one layer's weights; the scheme's moments, sampler and flags read it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+
+import numpy as np
+import sympy as sp
+
+from varprop._util.registry import typed_cache_key
+from varprop._util.rounding import float_or_inf
+from varprop._util.validation import (
+    check_nonnegative_int,
+    check_positive_int,
+    did_you_mean,
+    fail,
+    fail_type,
+)
+from varprop.components.laws import FAN_IN, FAN_OUT, WeightLaw
+from varprop.components.registries import SCHEMES
+from varprop.errors import InvalidArgumentType, VarpropWarning
+
+__all__ = ["InitScheme", "SCHEMES", "init_scheme", "resolve_scheme", "scheme_names",
+           "weight_moments", "SAMPLE_MEMORY_LIMIT"]
+
+#: The largest sample :meth:`InitScheme.sample` draws (bytes of the result).
+SAMPLE_MEMORY_LIMIT = 4 * 2**30
+
+#: A spec maps ``(n_in, n_out)`` to the law family's parameters as SymPy expressions.
+Spec = Callable[[sp.Expr, sp.Expr], Mapping[str, sp.Expr]]
+
+
+@dataclass(frozen=True, eq=False)
+class InitScheme:
+    r"""A weight-initialization scheme (build with :func:`varprop.init_scheme`).
+
+    Attributes
+    ----------
+    name : str
+        Canonical registry name, e.g. ``"he_normal"``.
+    params : dict
+        The parameters it was built with (defaults filled in).
+    family : type of WeightLaw
+        The law family of the entries (:mod:`varprop.components.laws`).
+    spec : callable
+        ``(n_in, n_out) -> {parameter: SymPy expression}``, the family's parameters at the fans.
+    """
+
+    name: str
+    params: Mapping[str, object]
+    family: type[WeightLaw] = field(repr=False)
+    spec: Spec = field(repr=False)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle by name and parameters (the compiled NumPy functions are rebuilt on load), so
+        InitSchemes cross process and machine boundaries, e.g. to executor workers."""
+        return (_rebuild, (self.name, dict(self.params)))
+
+    @property
+    def distribution(self) -> str:
+        """The family's name (``"normal"``, ``"uniform"``, ...), read-only, for compatibility:
+        new code asks :meth:`law` or :attr:`family`."""
+        return self.family.family
+
+    # ----- the law ----------------------------------------------------------------------------
+    def law(self, fan_in: object = None, fan_out: object = None) -> WeightLaw:
+        r"""The law of the weights of a ``fan_out x fan_in`` layer (symbols ``n_in``/``n_out``
+        where a fan is ``None``; positive integers or SymPy expressions otherwise)."""
+        n_in = _symbolic_fan("fan_in", fan_in, FAN_IN)
+        n_out = _symbolic_fan("fan_out", fan_out, FAN_OUT)
+        if n_in.is_Integer and n_out.is_Integer:
+            return _cached_law(self, int(n_in), int(n_out))
+        return self.family(self.spec(n_in, n_out), fan_in=n_in, fan_out=n_out)
+
+    # ----- symbolic -------------------------------------------------------------------------
+    def weight_mean(self, fan_in: object = None, fan_out: object = None) -> sp.Expr:
+        r"""Exact :math:`\mu_w = E[W_{ij}]` (symbols ``n_in``/``n_out`` where a fan is ``None``)."""
+        return self.law(fan_in, fan_out).mean
+
+    def weight_variance(self, fan_in: object = None, fan_out: object = None) -> sp.Expr:
+        r"""Exact :math:`\sigma_w^2 = \operatorname{Var}(W_{ij})`.
+
+        For ``orthogonal`` the entries are not independent; :math:`g^2/\max(n_{in}, n_{out})` is
+        the exact entry variance of a Haar-orthogonal matrix times the gain :math:`g`.
+        """
+        return self.law(fan_in, fan_out).variance
+
+    # ----- numeric --------------------------------------------------------------------------
+    @cached_property
+    def _numeric_spec(self) -> Callable[[int, int], dict[str, float]]:
+        symbolic = self.spec(FAN_IN, FAN_OUT)
+        keys = list(symbolic)
+        fn = sp.lambdify((FAN_IN, FAN_OUT), [symbolic[k] for k in keys], modules="math")
+        return lambda n_in, n_out: dict(zip(keys, map(float_or_inf, fn(n_in, n_out))))
+
+    @cached_property
+    def _numeric_moments(self) -> Callable[[int, int], tuple[float, float]]:
+        if not self.family.moments_from_exact:
+            return lambda n_in, n_out: _cached_law(self, n_in, n_out).moments()
+        law = self.law()
+        return _float_evaluator((law.mean, law.variance))
+
+    def moments(self, fan_in: int, fan_out: int) -> tuple[float, float]:
+        r"""``(mu_w, sigma_w^2)`` as floats for a layer of shape ``(fan_out, fan_in)``.
+
+        A value beyond the float range (e.g. ``uniform(low=-1e200, high=1e200)``, variance
+        :math:`10^{400}/3`) is returned as ``inf`` with a :class:`~varprop.errors.VarpropWarning`;
+        :meth:`weight_variance` holds the exact value.
+        """
+        fan_in = check_positive_int("fan_in", fan_in)
+        fan_out = check_positive_int("fan_out", fan_out)
+        out = _cached_moments(self, fan_in, fan_out)
+        if not all(map(math.isfinite, out)):
+            warnings.warn(f"the weight moments (mean, variance) = {out} of {self!r} at "
+                          f"fan_in={fan_in}, fan_out={fan_out} exceed the float range; returned "
+                          "as inf (weight_mean/weight_variance give the exact values)",
+                          VarpropWarning, stacklevel=2)
+        return out
+
+    def parameters(self, fan_in: int, fan_out: int) -> dict[str, float]:
+        """The law's defining parameters (``loc``/``scale``/``low``/...) as floats."""
+        return dict(_cached_parameters(self, check_positive_int("fan_in", fan_in),
+                                       check_positive_int("fan_out", fan_out)))
+
+    @property
+    def is_gaussian(self) -> bool:
+        """True if the entries are i.i.d. (untruncated) normal."""
+        return self.family.gaussian and self.family.iid
+
+    @cached_property
+    def is_zero_mean(self) -> bool:
+        """True if :math:`\\mu_w = 0` for every fan (checked symbolically)."""
+        return sp.simplify(self.weight_mean()) == 0
+
+    @property
+    def is_symmetric(self) -> bool:
+        """True if the entry law is symmetric about 0 (``W`` and ``-W`` have the same law)."""
+        return self.family.symmetric and self.is_zero_mean
+
+    @property
+    def is_iid(self) -> bool:
+        """True if the entries are independent (everything but ``orthogonal``)."""
+        return self.family.iid
+
+    def sample(
+        self,
+        rng: np.random.Generator,
+        fan_in: int,
+        fan_out: int,
+        *,
+        size: tuple[int, ...] = (),
+        dtype: object = np.float64,
+    ) -> np.ndarray:
+        """Draw weight matrices of shape ``size + (fan_out, fan_in)`` (the law's sampler).
+
+        Uses only NumPy.  Orthogonal matrices are Haar distributed (QR of a Gaussian matrix with
+        the sign correction of Mezzadri 2007); truncated normals are drawn by rejection, from the
+        normal (bound >= 1) or from the uniform on :math:`[-b, b]` accepted with probability
+        :math:`e^{-w^2/2}` (narrower bounds: at least 86% accepted, exact at any tiny bound).
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The source of randomness, e.g. ``np.random.default_rng(0)``.
+        fan_in, fan_out : int
+            The layer's fans.
+        size : tuple of int
+            Leading batch dimensions.
+        dtype : floating dtype
+            The dtype of the result (float32 or float64).
+        """
+        if not isinstance(rng, np.random.Generator):
+            raise fail_type("rng", rng, "a numpy.random.Generator, e.g. np.random.default_rng(0)")
+        law = _cached_law(self, check_positive_int("fan_in", fan_in),
+                          check_positive_int("fan_out", fan_out))
+        size = _check_size(size)
+        shape = size + (fan_out, fan_in)
+        dt = _check_float_dtype(dtype)
+        needed = math.prod(shape) * dt.itemsize
+        if needed > SAMPLE_MEMORY_LIMIT:
+            raise fail("size", shape, f"a sample of at most {SAMPLE_MEMORY_LIMIT:,} bytes "
+                       f"(varprop.components.scheme.SAMPLE_MEMORY_LIMIT): shape {shape} in "
+                       f"{dt.name} would need {needed:,} bytes")
+        return law.sample(rng, shape, dt)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{self.name}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, InitScheme) and (self.name, tuple(self.params.items())) == (
+            other.name,
+            tuple(other.params.items()),
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(self.params.items())))
+
+
+@lru_cache(maxsize=4096)
+def _cached_moments(scheme: InitScheme, fan_in: int, fan_out: int) -> tuple[float, float]:
+    return scheme._numeric_moments(fan_in, fan_out)
+
+
+def weight_moments(scheme: InitScheme, fan_in: int, fan_out: int) -> tuple[float, float]:
+    """:meth:`InitScheme.moments` without its validation and warning, for the engines' inner
+    loops: ``fan_in`` and ``fan_out`` must be validated positive Python ints (cached)."""
+    return _cached_moments(scheme, fan_in, fan_out)
+
+
+@lru_cache(maxsize=4096)
+def _cached_parameters(scheme: InitScheme, fan_in: int, fan_out: int
+                       ) -> tuple[tuple[str, float], ...]:
+    return tuple(scheme._numeric_spec(fan_in, fan_out).items())
+
+
+@lru_cache(maxsize=4096)
+def _cached_law(scheme: InitScheme, fan_in: int, fan_out: int) -> WeightLaw:
+    n_in, n_out = sp.Integer(fan_in), sp.Integer(fan_out)
+    return scheme.family(scheme.spec(n_in, n_out), fan_in=n_in, fan_out=n_out,
+                         numeric=dict(_cached_parameters(scheme, fan_in, fan_out)))
+
+
+def _float_evaluator(exprs: tuple[sp.Expr, ...]) -> Callable[[int, int], tuple[float, ...]]:
+    """Evaluate ``exprs`` at ``(n_in, n_out)`` as floats: compiled ``math`` code, and where it
+    fails (an exact number beyond the float range, e.g. :math:`10^{400}/3`) SymPy's exact
+    arithmetic, with results beyond the float range mapped to +-inf."""
+    fn = sp.lambdify((FAN_IN, FAN_OUT), exprs, modules="math")
+
+    def evaluate(n_in: int, n_out: int) -> tuple[float, ...]:
+        try:
+            return tuple(map(float_or_inf, fn(n_in, n_out)))
+        except (OverflowError, ZeroDivisionError, ValueError):
+            at = {FAN_IN: sp.Integer(n_in), FAN_OUT: sp.Integer(n_out)}
+            return tuple(float_or_inf(sp.N(e.subs(at), 20)) for e in exprs)
+    return evaluate
+
+
+def _symbolic_fan(name: str, value: object, symbol: sp.Symbol) -> sp.Expr:
+    """A fan for the symbolic moments: ``None`` (the symbol), a SymPy expression with free
+    symbols, or a positive integer (anything else raises, instead of returning ``zoo``)."""
+    if value is None:
+        return symbol
+    if isinstance(value, sp.Basic) and not value.is_number:
+        return value
+    return sp.Integer(check_positive_int(name, value))
+
+
+def _check_size(size: object) -> tuple[int, ...]:
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        size = (size,)
+    if not isinstance(size, (tuple, list)):
+        raise fail_type("size", size, "a tuple of non-negative integers (batch dimensions)")
+    return tuple(check_nonnegative_int(f"size[{i}]", s) for i, s in enumerate(size))
+
+
+def _check_float_dtype(dtype: object) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)  # type: ignore[call-overload]
+    except TypeError:
+        dt = None
+    if dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise fail("dtype", dtype, "float32 or float64")
+    return dt
+
+
+# ----------------------------------------------------------------------------------------------
+# The registry and lookup
+# ----------------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=512)
+def _build_cached(name: str, items: tuple[tuple[str, type, object], ...]) -> InitScheme:
+    return SCHEMES.build(name, argument="init", **{k: v for k, _, v in items})
+
+
+def init_scheme(name: str, **params: object) -> InitScheme:
+    """Build the init scheme ``name`` (or alias) with ``params``.
+
+    >>> init_scheme("kaiming_normal", mode="fan_out")
+    he_normal(mode='fan_out', negative_slope=0.0)
+    >>> init_scheme("he_normal").weight_variance()
+    2/n_in
+    """
+    canonical = SCHEMES.canonical(name, argument="init")
+    factory = SCHEMES._factories[canonical]
+    allowed = list(inspect.signature(factory).parameters)
+    for key in params:
+        if key not in allowed:
+            raise InvalidArgumentType(
+                f"{key}={params[key]!r} is not a parameter of init scheme {canonical!r}: "
+                f"allowed parameters are {allowed or '(none)'}{did_you_mean(key, allowed)}"
+            )
+    try:
+        return _build_cached(canonical, typed_cache_key(params))
+    except TypeError as exc:  # unhashable parameter values: build uncached
+        if "unhashable" not in str(exc):
+            raise
+        return SCHEMES.build(canonical, argument="init", **params)
+
+
+def resolve_scheme(init: object, *, argument: str = "init") -> InitScheme:
+    """Accept an :class:`InitScheme` or a plain name string."""
+    if isinstance(init, InitScheme):
+        return init
+    if isinstance(init, str):
+        return _build_cached(SCHEMES.canonical(init, argument=argument), ())
+    raise fail_type(argument, init, "an InitScheme (varprop.init_scheme(...)) or a scheme name")
+
+
+def scheme_names(*, aliases: bool = False) -> list[str]:
+    """Names of the registered schemes."""
+    return SCHEMES.names(aliases=aliases)
+
+
+def _rebuild(name: str, params: dict[str, object]) -> InitScheme:
+    """Unpickling hook of :meth:`InitScheme.__reduce__`."""
+    return init_scheme(name, **params)

@@ -1,0 +1,79 @@
+"""The figure of an activation document: variance against depth, forward and backward,
+predicted lines and Monte Carlo points (matplotlib, the optional extra ``plot``)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Literal
+
+import numpy as np
+
+from varprop.components.activations import Activation
+from varprop.components.schemes import init_scheme
+from varprop.documents.common import (
+    _TITLES,
+    FIGURE_DEPTH,
+    FIGURE_SCHEMES,
+    FIGURE_WIDTH,
+    _quiet,
+)
+from varprop.theory.predict import propagate
+
+_PLOT_MIN, _PLOT_MAX = 1e-200, 1e200  # what a log axis can tick
+
+
+def _figure(act: Activation, curves: dict[str, Any], kind: Literal["svg", "pdf"] = "svg"
+            ) -> str | bytes | None:
+    """Variance against depth, forward and backward: predicted lines, Monte Carlo points with 95%
+    intervals; SVG text (Markdown documents) or PDF bytes (LaTeX documents), both without dates
+    so that regeneration is byte-identical.  ``None`` if matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    style = {"svg.hashsalt": "varprop", "svg.fonttype": "none", "font.size": 9,
+             "path.simplify": False}
+    layers = np.arange(1, FIGURE_DEPTH + 1)
+    with matplotlib.rc_context(style):
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+        for i, name in enumerate(FIGURE_SCHEMES):
+            scheme = init_scheme(name)
+            color = f"C{i}"
+            p = _quiet(lambda: propagate(act, scheme, fan_in=FIGURE_WIDTH, depth=FIGURE_DEPTH))
+            rec = curves.get(name)
+            for ax, pred, stat in ((axes[0], p.preact_second, "preactivation_second"),
+                                   (axes[1], p.grad_second, "gradient_second")):
+                # values near or beyond the float range (x**2 at depth) are not drawn:
+                # matplotlib's log axis cannot place ticks at or next to inf
+                shown = np.where((pred > _PLOT_MIN) & (pred < _PLOT_MAX), pred, np.nan)
+                ax.plot(layers, shown, color=color, lw=1.2, label=f"{name} (predicted)")
+                if rec is not None:
+                    r = rec[stat]
+                    mean, lo, hi = (np.asarray(r[k], dtype=float) for k in ("mean", "low", "high"))
+                    mean = np.where((lo > -_PLOT_MAX) & (hi < _PLOT_MAX) & (mean > _PLOT_MIN)
+                                    & (mean < _PLOT_MAX), mean, np.nan)
+                    ax.errorbar(layers + 0.15 * (i - 1), mean, yerr=[mean - lo, hi - mean], fmt="o", ms=3,
+                                color=color, capsize=2, lw=0.8,
+                                label=f"{name} (Monte Carlo, 95%)")
+        axes[0].set_title(f"forward: $E[z_l^2]$, width {FIGURE_WIDTH}")
+        axes[1].set_title(f"backward: $E[(\\partial L/\\partial a_{{l-1}})^2]$, width {FIGURE_WIDTH}")
+        for ax in axes:
+            ax.set_yscale("log")
+            ax.set_xlabel("layer $l$")
+            ax.grid(True, which="major", lw=0.3)
+        axes[0].legend(fontsize=6, loc="best")
+        fig.suptitle(f"{_TITLES.get(act.name, act.name)}: variance against depth")
+        fig.tight_layout()
+        maker = f"varprop with matplotlib {matplotlib.__version__}"
+        buf: io.StringIO | io.BytesIO
+        if kind == "svg":
+            buf = io.StringIO()
+            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": maker})
+        else:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="pdf", metadata={"CreationDate": None, "Creator": maker})
+        plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,51 @@
+"""``varprop``'s start-up: parsing imports nothing heavy, and a command imports only its own
+module (the table ``varprop.cli.COMMANDS``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from varprop.cli import COMMANDS, SUBCOMMANDS, build_parser
+
+#: NumPy is allowed (the argument validators use it); these are not.
+HEAVY = ("scipy", "sympy", "matplotlib", "varprop.theory.predict", "varprop.documents")
+
+
+def _loaded_after(argv: list[str]) -> tuple[int, set[str]]:
+    """Run ``varprop ARGV`` in a fresh interpreter; its exit status and the modules it imported."""
+    code = ("import json, sys\nfrom varprop.cli import main\nstatus = main(sys.argv[1:])\n"
+            "sys.stdout.flush()\nprint(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+            "sys.exit(status)\n")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          timeout=300)
+    return proc.returncode, set(json.loads(proc.stderr.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"],
+                                  ["check", "--rtol", "2"], ["predict", "relu", "he_normal",
+                                                              "--depth", "0"]])
+def test_help_and_usage_errors_import_nothing_heavy(argv):
+    status, loaded = _loaded_after(argv)
+    assert status in (0, 2)
+    assert not [m for m in HEAVY if m in loaded]
+
+
+def test_a_command_imports_its_own_module_only():
+    status, loaded = _loaded_after(["predict", "relu", "he_normal", "--fan-in", "8", "--depth",
+                                    "2", "--json"])
+    assert status == 0
+    assert COMMANDS["predict"] in loaded
+    assert COMMANDS["check"] not in loaded and COMMANDS["derive"] not in loaded
+    assert "varprop.documents" not in loaded
+
+
+def test_every_command_has_a_parser_and_a_module():
+    assert SUBCOMMANDS == ("predict", "check", "derive")
+    parser = build_parser()
+    for name, module in COMMANDS.items():
+        assert parser.parse_args([name] + (["relu", "he_normal"] if name == "predict" else []))
+        assert callable(getattr(__import__(module, fromlist=["run"]), "run"))
