@@ -66,23 +66,10 @@ __all__ = ["SERIES_ORDER", "scheme_text"]
 
 SERIES_ORDER = 5
 
-#: How each entry law is described (keyed by the scheme's family; a family without an entry is
-#: described from the scheme's properties).
-_LAW_TEXT = {
-    "normal": "entries i.i.d. normal",
-    "uniform": "entries i.i.d. uniform, variance (high - low)^2 / 12",
-    "truncated_normal": "entries i.i.d. normal truncated at +-bound std; the variance "
-                        "is the truncated one, std^2 (1 - 2 b phi(b) / (2 Phi(b) - 1))",
-    "orthogonal": "Haar-orthogonal times gain g; entries are uncorrelated (sign "
-                  "symmetry) with variance g^2 / max(n_in, n_out), not independent",
-}
-
-
 def scheme_text(scheme: InitScheme) -> str:
-    """``"<scheme>: <how its entries are drawn>"`` for the assumptions and justifications."""
-    law = _LAW_TEXT.get(scheme.distribution) or (
-        "entries i.i.d." if scheme.is_iid else "entries uncorrelated, not independent")
-    return f"{scheme!r}: {law}"
+    """``"<scheme>: <how its entries are drawn>"`` (the weight law's own sentence) for the
+    assumptions and justifications."""
+    return f"{scheme!r}: {scheme.family.summary()}"
 
 
 @lru_cache(maxsize=64)
