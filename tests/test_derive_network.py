@@ -15,10 +15,11 @@ import pytest
 import sympy as sp
 from scipy.special import erf
 
-from varprop import Network, init_scheme, layers
+from varprop import Network, activation, init_scheme, layers
 from varprop.errors import InvalidArgument
 from varprop.network.layers.base import Layer
 from varprop.network.layers.dense import Dense
+from varprop.network.layers.nonlinearity import Nonlinearity
 from varprop.symbolic import Derivation, NetworkDerivation, derive, derive_layers
 from varprop.theory import predict
 from varprop.theory.symbolic.symbols import (
@@ -264,3 +265,15 @@ def test_rendering():
         d.step("nope")
     with pytest.raises(InvalidArgument):
         d.to_markdown(level=0)
+
+
+def test_linear_slope_is_exact_from_the_traits():
+    piecewise_identity = activation("leaky_relu", negative_slope=1.0)
+    assert [Nonlinearity(a).linear_slope() for a in ("linear", "2*x", "1.0*x", "sqrt(2)*x", "-x",
+                                                     piecewise_identity)] == [1, 2, 1, sp.sqrt(2), -1, 1]
+    assert Nonlinearity("relu").linear_slope() is None
+    # a piecewise identity is the identity for the walk (exact, even after a shared shift)
+    shift = _uniform(-0.1, 0.3)
+    nets = [Network([layers.Dense(6, shift), a, layers.Dense(5, shift)], input_shape=(3,))
+            for a in ("linear", piecewise_identity)]
+    assert derive(nets[0]).output_second == derive(nets[1]).output_second

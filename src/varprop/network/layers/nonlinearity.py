@@ -76,7 +76,8 @@ class Nonlinearity(Layer):
         (c m, c^2 D, c^2 C)` forward and :math:`(G_D, G_C) \mapsto (c^2 G_D, c^2 G_C)` backward."""
         if not self.activation.traits.linear:
             return None
-        c = sp.sympify(self.activation.derivative)
+        expr = self.activation.expr  # phi(1) = c, exactly (also for a piecewise identity)
+        c = sp.sympify(expr.subs({s: 1 for s in expr.free_symbols}))
         return sp.nsimplify(c, rational=True) if c.has(sp.Float) else c  # 1.0*x: slope 1
 
     # --- sampling -----------------------------------------------------------------------------
