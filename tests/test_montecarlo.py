@@ -237,13 +237,13 @@ def test_two_sample_check_has_power_against_a_wrong_variance():
 def test_two_sample_check_has_power_against_a_backward_pass_ignoring_the_forward(monkeypatch, batch):
     """Drawing W^T delta afresh (dropping the conditioning on the forward pass) leaves every
     marginal right but breaks the joint law; the joint-dependence test detects it."""
-    import varprop.simulation.montecarlo as mc
+    import varprop.simulation.gaussian as gs
 
-    def wrong(plan, gens, l, back, delta):  # each column N(0, s^2 ||delta_b||^2 I), fresh
-        s = plan.scale[l - 1]
-        f = mc._draw(gens, (plan.widths[l - 1], plan.batch), plan.dt)
+    def wrong(draw, cache, delta, s, mu):  # each column N(0, s^2 ||delta_b||^2 I), fresh
+        qmat, _ = cache
+        f = draw((qmat.shape[1], delta.shape[2]))
         norm = np.sqrt((delta.astype(np.float64) ** 2).sum(axis=1, keepdims=True))
-        return (s * norm * f).astype(plan.dt)
+        return (s * norm * f).astype(delta.dtype)
 
     def no_projection(x, y):  # batch-1 path: e.delta = a.f = 0, i.e. g = s ||delta|| f
         return np.zeros(x.shape[0])
@@ -252,9 +252,9 @@ def test_two_sample_check_has_power_against_a_backward_pass_ignoring_the_forward
     dense = simulate(**cfg, replicates=2000, seed=8, engine="dense")
     good = simulate(**cfg, replicates=2000, seed=9, engine="gaussian")
     if batch == 1:
-        monkeypatch.setattr(mc, "_dot", no_projection)
+        monkeypatch.setattr(gs, "row_dot", no_projection)
     else:
-        monkeypatch.setattr(mc, "_gaussian_backward", wrong)
+        monkeypatch.setattr(gs, "backward_batch", wrong)
     bad = simulate(**cfg, replicates=2000, seed=9, engine="gaussian")
     assert _joint_pvalue(good, dense, 2) > 1e-3
     assert _joint_pvalue(bad, dense, 2) < 1e-6

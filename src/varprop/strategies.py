@@ -25,6 +25,7 @@ from varprop._util.validation import check_positive_int, fail, fail_type
 from varprop.checking.check import QUANTITIES, Verdict, verify
 from varprop.components.activations import Activation, activation, activation_names
 from varprop.components.schemes import InitScheme, init_scheme, scheme_names
+from varprop.theory.predict import predict_variance
 
 __all__ = [
     "activations",
@@ -185,7 +186,6 @@ def assert_variance_preserved(activation_: Any, init: Any, /, *, fan_in: int, de
     preserves it through ``depth`` layers): the user's claim ``predicted = Var at layer 1`` must
     not be refuted and must be confirmed within ``rtol``.  Raises ``AssertionError`` with the
     :class:`Verdict` otherwise."""
-    from varprop.theory.predict import predict_variance
     shared = {k: kwargs[k] for k in ("fan_out", "input_variance", "bias_variance", "method")
               if k in kwargs}  # the same network as the one verified, one layer deep
     first = float(predict_variance(activation_, init, fan_in=fan_in, depth=1, quantity=quantity,

@@ -46,13 +46,11 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 from scipy.optimize import brentq
 
-from varprop._math.quadrature import gaussian_expectations
 from varprop._util.validation import (
     check_float_range,
     check_nonnegative_real,
@@ -61,11 +59,19 @@ from varprop._util.validation import (
 )
 from varprop.components.activations import Activation, resolve_activation
 from varprop.errors import InvalidArgument, VarpropWarning
+from varprop.theory.lengthmap import (
+    _chaotic_correlation,
+    _depth_scale,
+    _dsecond_dq,
+    _fixed_point,
+    _moments,
+    _second,
+    _second_over_q,
+    _zero_fixed_point_slope,
+)
 
 __all__ = ["critical_gain", "edge_of_chaos", "mean_field", "MeanFieldPoint"]
 
-_Q_MAX = 1e12  # above this the fixed-point search gives up (q* = inf)
-_Q_MIN = 1e-14  # below this a fixed point is taken to be q* = 0
 _CRITICAL_TOL = 1e-9
 _SIGMA_W2_MIN = 1e-3  # edge_of_chaos scans [min(this, sigma_w2_max / 1000), sigma_w2_max]
 _TINY_TARGET = 1e-100  # below, critical_gain divides E[phi^2] by q inside the integral
@@ -76,67 +82,10 @@ _SMALLEST_NORMAL = 2.2250738585072014e-308
 # moments
 # ----------------------------------------------------------------------------------------------
 
-def _moments(act: Activation, q: float) -> tuple[float, float, float, float]:
-    return act.gaussian_moments(0.0, float(q), method="exact")
-
-
-def _second(act: Activation, q: float) -> float:
-    return _moments(act, q)[1]
-
-
-def _dsecond_dq(act: Activation, q: float) -> float:
-    r""":math:`\frac{d}{dq} E[\phi(z)^2]` for :math:`z \sim N(0, q)`.
-
-    By Gaussian integration by parts (Price's theorem),
-    :math:`\frac{d}{dq}E h(z) = \tfrac12 E h''(z) = E[h(z)(z^2 - q)]/(2q^2)`; the last form needs
-    no derivative of :math:`h = \phi^2` and so is exact for kinked activations.  At :math:`q = 0`
-    the limit :math:`\phi'(0)^2 + \phi(0)\phi''(0)` is used (one-sided average at a kink).
-    """
-    if q <= 0.0:
-        import sympy as sp
-
-        from varprop.components.activations import X
-
-        d1, d2 = sp.diff(act.expr, X), sp.diff(act.expr, X, 2)
-        try:
-            val = float((d1**2 + act.expr * d2).subs(X, 0))
-        except (TypeError, ValueError):
-            eps = 1e-6
-            f = act.function
-            val = float(np.mean([(f(np.array([eps]))[0] ** 2 - f(np.array([0.0]))[0] ** 2) / eps,
-                                 (f(np.array([-eps]))[0] ** 2 - f(np.array([0.0]))[0] ** 2) / eps]))
-        return val
-    f = act.function
-    r = math.sqrt(q)
-
-    def integrand(x: np.ndarray) -> np.ndarray:
-        # E[h(z)(z^2 - q)] / (2 q^2) with everything scaled by sqrt(q): no 2 q^2 underflowing
-        # to 0 (q = 1e-200) nor x * x overflowing (q = 1e307)
-        u, v = f(x) / r, x / r
-        return u * u * (v * v - 1.0) / 2.0
-
-    return float(gaussian_expectations([integrand], 0.0, q, act.kinks)[0])
-
-
-def _second_over_q(act: Activation, q: float) -> float:
-    r""":math:`E[\phi(z)^2]/q` for :math:`z \sim N(0, q)`, as :math:`E[(\phi(z)/\sqrt q)^2]` (no
-    subnormal :math:`\phi(z)^2` at tiny :math:`q`)."""
-    f, r = act.function, math.sqrt(q)
-    return float(gaussian_expectations([lambda x: (f(x) / r) ** 2], 0.0, q, act.kinks)[0])
-
-
-@lru_cache(maxsize=128)
 def _homogeneous(act: Activation) -> bool:
-    r"""True if :math:`\phi(c x) = c\,\phi(x)` for :math:`c > 0` (linear, ReLU, leaky ReLU, ...):
-    checked numerically on a grid (relative 1e-12)."""
-    x = np.array([-3.7, -1.3, -0.2, 0.0, 0.3, 1.1, 2.9])
-    f = act.function
-    with np.errstate(all="ignore"):
-        base = np.asarray(f(x), dtype=float)
-        for c in (0.37, 2.0, 11.0):
-            if not np.allclose(np.asarray(f(c * x), dtype=float), c * base, rtol=1e-12, atol=1e-300):
-                return False
-    return bool(np.any(base != 0.0))
+    r""":math:`\phi(c x) = c\,\phi(x)` for :math:`c > 0` (linear, ReLU, leaky ReLU, ``abs``), from
+    ``act.traits`` (the documents' phase analysis asks the same question)."""
+    return act.traits.homogeneous_degree == 1.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -308,45 +257,6 @@ class MeanFieldPoint:
     phase: Phase
 
 
-def _depth_scale(factor: float) -> float:
-    if not math.isfinite(factor):
-        return math.nan
-    if factor >= 1.0 - 1e-12:
-        return math.inf
-    if factor <= 0.0:
-        return 0.0
-    return -1.0 / math.log(factor)
-
-
-def _fixed_point(act: Activation, s: float, b2: float, q0: float = 1.0) -> float:
-    """The fixed point of ``q -> s E phi^2(q) + b2`` that the recursion reaches from ``q0``.
-
-    The map is increasing, so iterating from :math:`q_0` moves monotonically to the nearest root
-    in the direction of :math:`f(q_0) - q_0`: scan in steps of 4 for a sign change, then
-    :func:`scipy.optimize.brentq`.  ``inf`` if no root lies below :math:`10^{12}` (the variance
-    grows without bound), 0 if none lies above :math:`10^{-14}`.
-    """
-    def h(q: float) -> float:
-        return s * _second(act, q) + b2 - q
-
-    h0 = h(q0)
-    if h0 == 0.0:
-        return q0
-    if h0 > 0.0:
-        lo, hi = q0, 4.0 * q0
-        while h(hi) > 0.0:
-            if hi > _Q_MAX:
-                return math.inf
-            lo, hi = hi, 4.0 * hi
-    else:
-        hi, lo = q0, q0 / 4.0
-        while h(lo) <= 0.0:
-            if lo < _Q_MIN:
-                return 0.0
-            hi, lo = lo, lo / 4.0
-    return brentq(h, lo, hi, xtol=1e-15, rtol=1e-13, maxiter=200)
-
-
 def _point(act: Activation, s: float, b2: float, q_star: float | None = None) -> MeanFieldPoint:
     homogeneous = _homogeneous(act)
     if homogeneous:
@@ -380,33 +290,6 @@ def _point(act: Activation, s: float, b2: float, q_star: float | None = None) ->
     xi_c = math.inf if phase == "critical" else _depth_scale(chi_c)
     return MeanFieldPoint(act.name, s, b2, math.sqrt(s), q_star, chi, slope, c_star, chi_c,
                           _depth_scale(slope), xi_c, phase)
-
-
-def _chaotic_correlation(act: Activation, s: float, b2: float, q: float) -> tuple[float, float]:
-    r"""The stable fixed point :math:`c^* < 1` of the correlation map and :math:`\chi_c` there."""
-    def g(c: float) -> float:
-        return (s * act.correlated_moments(0.0, q, c * q)[0] + b2) / q - c
-
-    g0 = g(0.0)
-    if g0 <= 0.0:
-        c_star = 0.0
-    else:
-        hi = 1.0 - 1e-3
-        while g(hi) >= 0.0 and hi < 1.0 - 1e-9:
-            hi = 1.0 - (1.0 - hi) / 10.0
-        c_star = brentq(g, 0.0, hi, xtol=1e-12)
-    chi_c = s * act.correlated_moments(0.0, q, c_star * q)[1]
-    return c_star, chi_c
-
-
-def _zero_fixed_point_slope(act: Activation, b2: float) -> float | None:
-    """``phi'(0)**2`` if ``q = 0`` is a fixed point (``b2 == 0`` and ``phi(0) == 0``), else None."""
-    if b2 != 0.0:
-        return None
-    m = _moments(act, 0.0)
-    if m[1] != 0.0 or not m[3] > 0.0:
-        return None
-    return m[3]
 
 
 def mean_field(activation: Activation | str, sigma_w2: float, *,

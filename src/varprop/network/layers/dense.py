@@ -7,12 +7,17 @@ r"""``Dense(width, init, bias_variance)``: the fully connected layer :math:`z = 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from varprop._util.validation import check_nonnegative_real, check_width
-from varprop.components.schemes import InitScheme, resolve_scheme
+from varprop.components.schemes import InitScheme, _cached_moments, resolve_scheme
+from varprop.errors import VarpropError
 from varprop.network.layers.base import Layer, Shape
+from varprop.network.state import NAN_MESSAGE, GradientState, MomentState
 
 __all__ = ["Dense"]
 
@@ -51,6 +56,58 @@ class Dense(Layer):
         return f"Dense({self.width}, init={self.init!r}{bias})"
 
     # --- mean field ---------------------------------------------------------------------------
+    def weight_moments(self, fan_in: int) -> tuple[float, float]:
+        r""":math:`(\mu_w, \sigma_w^2)` of the entries for this fan-in (cached)."""
+        return _cached_moments(self.init, fan_in, self.width)
+
+    def mean_field(self, state: MomentState, fan_in: int) -> MomentState:
+        r"""The state of :math:`z = W a + b` from that of :math:`a` (``fan_in`` :math:`= n`).
+
+        Zero-mean weights: :math:`E z_i^2 = \sigma_w^2 n E a^2 + \sigma_b^2`, centred (exact
+        for any input law).  Otherwise, with :math:`S_2 = n D + n(n-1) C = E(\sum_j a_j)^2`:
+        :math:`m = \mu_w n A_m`, :math:`D = \sigma_w^2 n A_D + \mu_w^2 S_2 + \sigma_b^2`,
+        :math:`C = \mu_w^2 S_2` (exact second moments of a linear map).  Conditional on the
+        layer-1 shift :math:`u`: :math:`m = \mu_w n A_m(u)` (for the network input
+        :math:`\mu_w \sqrt{n \sigma_x^2}\, u`), :math:`q = \sigma_w^2 n A_D(u) + \sigma_b^2`, the
+        units i.i.d. :math:`N(m, q)` given :math:`u` (central limit theorem in the weights'
+        random part; the shift's own fluctuation is neglected, see :mod:`varprop.theory.shifted`).
+        """
+        mu, v = self.weight_moments(fan_in)
+        n, b2 = fan_in, self.bias_variance
+        if state.conditional:
+            if state.shift_scale is not None:
+                m = mu * state.shift_scale * state.mean
+            else:
+                m = mu * n * state.mean
+            q = v * n * state.second + b2
+            mm = m * m
+            return MomentState(m, mm + q, mm, var=q)
+        if self.init.is_zero_mean:
+            return MomentState(0.0, v * n * state.second + b2, 0.0, centred=True)
+        m, d, c = self.forward_moments(mu, v, n, state.mean, state.second, state.cross, b2)
+        if math.isnan(d + c):
+            raise VarpropError(NAN_MESSAGE)
+        return MomentState(m, d, c)
+
+    def mean_field_backward(self, grad: GradientState, fan_in: int) -> GradientState:
+        r"""The gradient state at the input :math:`a` from the one at :math:`z` (gradient
+        independence): :math:`g = W^\top\delta`, :math:`E g_j^2 = \sigma_w^2 n_{out} G_D +
+        \mu_w^2 S`, :math:`E g_j g_k = \mu_w^2 S` with :math:`S = n_{out} G_D + n_{out}(n_{out}-1)
+        G_C` the second moment of the shared backward shift :math:`\sum_i \delta_i`."""
+        mu, v = self.weight_moments(fan_in)
+        n = self.width
+        if mu:
+            return GradientState(*self.backward_moments(mu, v, n, grad.second, grad.cross))
+        return GradientState(v * n * grad.second, 0.0)
+
+    def mean_field_log(self, log_second: float, fan_in: int, clamp: float) -> tuple[float, float]:
+        r"""The zero-mean forward rule in log space, for scales beyond the float range:
+        ``(ln(sigma_w^2 n E a^2), ln E z^2)`` from ``log_second`` :math:`= \ln E a^2`, the weight
+        part clamped to :math:`\pm` ``clamp``, the bias added by ``logaddexp``."""
+        v = self.weight_moments(fan_in)[1]
+        log_b = math.log(self.bias_variance) if self.bias_variance > 0 else -math.inf
+        lw = min(max(math.log(v * fan_in) + log_second, -clamp), clamp)
+        return lw, float(np.logaddexp(lw, log_b))
 
     # --- symbolic -----------------------------------------------------------------------------
     @staticmethod
@@ -94,5 +151,86 @@ class Dense(Layer):
         return sigma_w2 * n * grad_second + mu_w**2 * s2, mu_w**2 * s2
 
     # --- sampling -----------------------------------------------------------------------------
+    # The Monte Carlo engines (varprop.simulation) call these on a block of C replicates: signals
+    # have shape (C, n) (batch 1) or (C, n, B); ``draws`` hands out each block's random numbers
+    # from its own stream (``draws.normal(shape, dtype)``, ``draws.per_block(shape, dtype, fn)``).
+
+    #: An all-zero output from a non-zero input (or an all-zero input gradient from a non-zero
+    #: output gradient) has probability 0 for continuous weights: it is an underflow.
+    sample_flush_is_underflow = True
+    sample_gradient_flush_is_underflow = True
+
+    def gaussian_law(self, n_in: int) -> tuple[float, float] | None:
+        r"""``(loc, scale)`` of the i.i.d. normal weights :math:`W = \mu_w + s W_0` for fan-in
+        ``n_in``, or ``None`` if the weights are not i.i.d. normal (Gaussian shortcut)."""
+        if not self.init.is_gaussian:
+            return None
+        p = self.init.parameters(n_in, self.width)
+        return float(p["loc"]), float(p["scale"])
+
+    def sample_weights(self, draws: Any, n_in: int, dtype: np.dtype) -> tuple[np.ndarray, float, float]:
+        """``(W0, scale, loc)``, ``W0`` of shape ``(C, width, n_in)``, with ``W = loc + scale W0``
+        in law.  Normal schemes: ``W0`` standard normal (the numbers ``InitScheme.sample`` would
+        draw before scaling; the affine map is applied to the products, one pass over the weights
+        fewer).  Other schemes: ``W0 = InitScheme.sample(...)``, ``scale = 1``, ``loc = 0``."""
+        law = self.gaussian_law(n_in)
+        if law is not None:
+            return draws.normal((self.width, n_in), dtype), law[1], law[0]
+        w = draws.per_block((self.width, n_in), dtype, lambda g, size: self.init.sample(
+            g, n_in, self.width, size=(size,), dtype=dtype))
+        return w, 1.0, 0.0
+
+    def sample_bias(self, draws: Any, dtype: np.dtype) -> np.ndarray | None:
+        """Biases of shape ``(C, width, 1)`` (drawn after the weights), or ``None`` without bias."""
+        if self.bias_variance <= 0.0:
+            return None
+        b = draws.normal((self.width, 1), dtype)
+        b *= dtype.type(math.sqrt(self.bias_variance))
+        return b
+
+    def sample_forward(self, draws: Any, a: np.ndarray) -> tuple[np.ndarray, tuple]:
+        """Draw this layer's weights and biases for the block and apply it: ``(z, cache)`` with
+        ``z = W a + b``; ``cache`` is what :meth:`sample_backward` needs."""
+        w, scale, loc = self.sample_weights(draws, a.shape[1], a.dtype)
+        z = self._affine(np.matmul(w, a), a, scale, loc)
+        b = self.sample_bias(draws, a.dtype)
+        if b is not None:
+            z += b
+        return z, (w, scale, loc)
+
+    def sample_backward(self, cache: tuple, deltas: list[np.ndarray]) -> list[np.ndarray]:
+        r""":math:`W^\top \delta` for each output gradient :math:`\delta` of ``deltas`` (backward
+        passes over the same forward pass): the gradients with respect to the input."""
+        w, scale, loc = cache
+        wt = np.swapaxes(w, -1, -2)
+        return [self._affine(np.matmul(wt, delta), delta, scale, loc) for delta in deltas]
+
+    @staticmethod
+    def _affine(prod: np.ndarray, x: np.ndarray, scale: float, loc: float) -> np.ndarray:
+        """``scale * (W0 x) + loc * (1^T x) 1`` given ``prod = W0 x`` (in place)."""
+        if scale != 1.0:
+            prod *= prod.dtype.type(scale)
+        if loc != 0.0:
+            prod += (loc * np.add.reduce(x, axis=1, dtype=np.float64, keepdims=True)
+                     ).astype(prod.dtype)
+        return prod
 
     # --- one-step check -----------------------------------------------------------------------
+    def one_step(self, n_in: int, second: np.ndarray) -> np.ndarray:
+        r"""Forward one-step map: :math:`E[\overline{z^2} \mid a] = \sigma_w^2 n_{in}
+        \overline{a^2} + \sigma_b^2` for the realised mean square ``second`` of the input
+        :math:`a` (vectorised over replicates).
+
+        Exact for zero-mean i.i.d. weights of variance :math:`\sigma_w^2` (any law), and for a
+        Haar-orthogonal :math:`W` with :math:`\sigma_w^2 = g^2/\max(n_{in}, n_{out})`.
+        """
+        _, var_w = self.init.moments(n_in, self.width)
+        return var_w * n_in * second + self.bias_variance
+
+    def one_step_backward(self, n_in: int, second: np.ndarray) -> np.ndarray:
+        r"""Backward one-step map: :math:`E[\overline{(W^\top\delta)^2} \mid \delta] =
+        \sigma_w^2 n_{out} \overline{\delta^2}` for the realised mean square ``second`` of the
+        output gradient :math:`\delta`, when :math:`W` is independent of :math:`\delta` (zero-mean
+        i.i.d. weights; the top layer, or a net of linear activations)."""
+        _, var_w = self.init.moments(n_in, self.width)
+        return var_w * self.width * second

@@ -2,10 +2,16 @@ r"""``Nonlinearity(activation)``: the elementwise map :math:`a = \phi(z)`."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
+import numpy as np
+import scipy.special
 import sympy as sp
+from scipy.interpolate import CubicSpline
 
 from varprop.components.activations import (
     MOMENTS,
@@ -15,7 +21,9 @@ from varprop.components.activations import (
     X,
     resolve_activation,
 )
+from varprop.errors import VarpropError
 from varprop.network.layers.base import Layer, Shape
+from varprop.network.state import GradientState, MomentEvaluator, MomentState, Value
 
 __all__ = ["Nonlinearity"]
 
@@ -44,6 +52,43 @@ class Nonlinearity(Layer):
         return f"Nonlinearity({self.activation!r})"
 
     # --- mean field ---------------------------------------------------------------------------
+    def mean_field(self, state: MomentState, moments: MomentEvaluator) -> MomentState:
+        r"""The state of :math:`a = \phi(z)` from that of a (conditionally) Gaussian :math:`z`.
+
+        Centred :math:`z \sim N(0, q)`: :math:`(E\phi, E\phi^2, (E\phi)^2)` and
+        :math:`E\phi'^2` (units independent).  Jointly Gaussian units with mean :math:`m`,
+        variance :math:`D - m^2` and covariance :math:`C - m^2`: the six correlated moments.
+        Conditional on the outer nodes: :math:`z \sim N(m(u), q(u))` i.i.d. given :math:`u`, so
+        :math:`E[a_i a_k \mid u] = E[\phi \mid u]^2` and likewise for :math:`\phi'`.
+        """
+        act = self.activation
+        if not state.gaussian:
+            raise VarpropError(
+                f"{self!r} acts on the output of a nonlinear layer: the mean field needs Gaussian "
+                "pre-activations (put a Dense layer between two nonlinearities)")
+        gaussian = act.traits.linear
+        if state.conditional:
+            a_m, a_d, b1, bd = moments.conditional(act, state.mean, state.var)  # type: ignore[arg-type]
+            return MomentState(a_m, a_d, a_m * a_m, gaussian=gaussian, deriv_second=bd,
+                               deriv_cross=b1 * b1)
+        if state.centred:
+            em, e2, ed2 = moments.zero_mean(act)(state.second)  # type: ignore[arg-type]
+            return MomentState(em, e2, em * em, gaussian=gaussian, deriv_second=ed2, deriv_cross=0.0)
+        m, d, c = state.mean, state.second, state.cross
+        var = d - m * m if math.isfinite(d) else math.inf  # type: ignore[operator, arg-type]
+        cov = c - m * m if math.isfinite(c) else var  # type: ignore[operator, arg-type]
+        e_m, e_2, cross, _, e_d2, d_cross = moments.correlated(act, m, max(var, 0.0), max(cov, 0.0))
+        return MomentState(e_m, e_2, cross, gaussian=gaussian, deriv_second=e_d2, deriv_cross=d_cross)
+
+    @staticmethod
+    def mean_field_backward(grad: GradientState, deriv_second: Value, deriv_cross: Value
+                            ) -> GradientState:
+        r""":math:`\delta_z = \phi'(z)\,\delta_a` with :math:`\phi'(z)` independent of
+        :math:`\delta_a` (gradient independence): :math:`E\delta_{z,i}^2 = E\phi'^2\,
+        E\delta_{a,i}^2` and :math:`E\delta_{z,i}\delta_{z,k} = E\phi'_i\phi'_k\,
+        E\delta_{a,i}\delta_{a,k}` (``deriv_second``, ``deriv_cross``: the moments of
+        :math:`\phi'` in this layer's forward state)."""
+        return GradientState(deriv_second * grad.second, deriv_cross * grad.cross)  # type: ignore[operator]
 
     # --- symbolic -----------------------------------------------------------------------------
     def symbolic_moments(self, mean: Any, variance: Any) -> dict[str, sp.Expr] | None:
@@ -81,5 +126,73 @@ class Nonlinearity(Layer):
         return sp.nsimplify(c, rational=True) if c.has(sp.Float) else c  # 1.0*x: slope 1
 
     # --- sampling -----------------------------------------------------------------------------
+    #: A zero output from a non-zero input is a genuine value (ReLU's negative side), never
+    #: counted as an underflow.
+    sample_flush_is_underflow = False
+
+    @property
+    def sample_gradient_flush_is_underflow(self) -> bool:
+        r"""An all-zero :math:`\phi'(z) \odot g` from a non-zero :math:`g` is an underflow when
+        :math:`\phi' \ne 0` almost everywhere (``traits.derivative_nonvanishing``: tanh's
+        :math:`\tanh'(z) < 10^{-308}` at :math:`|z| > 355`), a genuine zero otherwise (ReLU)."""
+        return self.activation.traits.derivative_nonvanishing
+
+    def sample_forward(self, draws: Any, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r""":math:`\phi(z)` in ``z``'s dtype (no random numbers); the cache is ``z``."""
+        return np.asarray(self.activation.function(z), dtype=z.dtype), z
+
+    def sample_backward(self, cache: np.ndarray, grads: list[np.ndarray]) -> list[np.ndarray]:
+        r""":math:`\phi'(z) \odot g` for each output gradient :math:`g` of ``grads`` (backward
+        passes over the same forward pass; the derivative is computed once, without
+        cancellation)."""
+        d = np.asarray(self.activation.derivative_function(cache), dtype=cache.dtype)
+        return [d * g for g in grads]
 
     # --- one-step check -----------------------------------------------------------------------
+    def one_step(self, n_in: int, second: np.ndarray) -> np.ndarray:
+        r"""Forward one-step map :math:`v \mapsto E[\phi(\sqrt v\, \xi)^2]`, :math:`\xi \sim
+        N(0, 1)`, vectorised over the realised mean squares ``second`` of the input.
+
+        Exact when the input units are, given the previous layer, i.i.d. :math:`N(0, v)` (after a
+        ``Dense`` layer with zero-mean Gaussian weights); ``n_in`` is unused (elementwise).
+        """
+        return _second_moment_map(self.activation)(second)
+
+
+@lru_cache(maxsize=64)
+def _second_moment_map(act: Activation) -> Callable[[np.ndarray], np.ndarray]:
+    r""":math:`v \mapsto E[\phi(\sqrt v\, \xi)^2]`: :math:`c^2 v` for :math:`\phi(x) = c x`, the
+    exact closed form where the activation has one, else quadrature (through a cubic spline in
+    :math:`\log v` for many distinct values)."""
+    traits = act.traits
+    rules = act.closed_form
+    if traits.linear:
+        assert traits.slope is not None
+        slope2 = traits.slope * traits.slope
+        return lambda v: np.asarray(v, dtype=float) * slope2
+    if rules is not None and rules.exact and not rules.zero_mean_only:
+        f = sp.lambdify(Q, sp.simplify(rules.second.subs(MU, 0)),
+                        modules=[{"erf": scipy.special.erf}, "numpy"])
+        return lambda v: np.broadcast_to(np.asarray(f(np.asarray(v, dtype=float)), dtype=float),
+                                         np.shape(v)).astype(float)
+
+    def by_quadrature(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=float)
+        lo, hi = float(v.min()), float(v.max())
+        if lo <= 0 or hi / lo < 1 + 1e-12:
+            uniq = np.unique(v)
+            if len(uniq) <= 64:
+                vals = {float(u): act.gaussian_moments(0.0, float(u), method="quadrature")[1]
+                        for u in uniq}
+                return np.array([vals[float(x)] for x in v])
+        if lo <= 0:  # realised inputs that are exactly 0 (a dead ReLU layer): phi(0)^2 there
+            out = np.full(v.shape, act.gaussian_moments(0.0, 0.0, method="quadrature")[1])
+            positive = v > 0
+            out[positive] = by_quadrature(v[positive])
+            return out
+        grid = np.geomspace(lo, hi, 129)
+        vals = np.array([act.gaussian_moments(0.0, float(g), method="quadrature")[1] for g in grid])
+        spline = CubicSpline(np.log(grid), vals)
+        return np.asarray(spline(np.log(v)), dtype=float)
+
+    return by_quadrature

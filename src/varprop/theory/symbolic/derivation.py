@@ -8,7 +8,6 @@ activation moments, depth, backward pass, fixed point), plus summary attributes 
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,15 +21,10 @@ from varprop._util.validation import check_nonnegative_real, check_widths, fail
 from varprop.components.activations import Activation
 from varprop.components.schemes import InitScheme
 from varprop.errors import VarpropError
-from varprop.theory.shifted import shifted_recursion
+from varprop.theory.predict import propagate
 from varprop.theory.symbolic.symbols import LATEX_NAMES, SYMBOL_TABLE, SymbolInfo
 
 __all__ = ["SECTIONS", "Derivation", "Step", "latex"]
-
-#: ``evaluate()`` keys and the :class:`~varprop.theory.shifted.ShiftedMoments` fields they come from.
-_SHIFTED_NAMES = (("preact_mean", "z_m"), ("preact_second", "z_d"), ("preact_cross", "z_c"),
-                  ("act_mean", "a_m"), ("act_second", "a_d"), ("grad_second", "grad"),
-                  ("delta_second", "delta"))
 
 #: Section keys in document order, with their headings.
 SECTIONS: dict[str, str] = {
@@ -411,9 +405,9 @@ class Derivation:
         mean, d, c, am, ad, ac, bd, bc = (np.zeros(L) for _ in range(8))
         kind = self.numeric_plan["kind"]
         if kind == "shifted":  # conditional on the layer-1 shift: the quadrature of varprop.theory.shifted
-            moments = [self.init.moments(n_i, n_o) for n_i, n_o in itertools.pairwise(ws)]
-            r = shifted_recursion(act, tuple(ws), moments, q0, sb)
-            return {k: np.array(getattr(r, name), dtype=float) for k, name in _SHIFTED_NAMES}
+            p = propagate(act, self.init, widths=ws, input_variance=q0, bias_variance=sb)
+            return {k: np.array(getattr(p, k)) for k in ("preact_mean", "preact_second", "preact_cross",
+                                                          "act_mean", "act_second", "grad_second", "delta_second")}
         with np.errstate(all="ignore"):
             for l in range(L):
                 n_i, n_o = ws[l], ws[l + 1]

@@ -1,0 +1,212 @@
+r"""What a prediction claims: whether it is exact at finite width (:func:`is_exact`), the declared
+bound ``tol`` of an approximate one (:func:`prediction_allowance`) and its stated assumptions.
+
+Exactness is read from the activation's traits (:attr:`varprop.Activation.traits`), never from
+names: a positively homogeneous activation of degree 1 (linear, ReLU, leaky ReLU, ``abs``, or any
+custom one) satisfies :math:`\phi(z)^2 = z^2 (a^2 1_{z>0} + b^2 1_{z<0})`, so with zero-mean
+symmetric i.i.d. weights the second-moment recursion holds exactly at every width.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from varprop.components.activations import Activation, resolve_activation
+from varprop.components.schemes import InitScheme, resolve_scheme
+from varprop.network.layers.dense import Dense
+from varprop.network.layers.nonlinearity import Nonlinearity
+from varprop.network.model import Network
+from varprop.network.quantities import BACKWARD as _BACKWARD
+from varprop.network.quantities import spec
+
+__all__ = ["is_exact", "network_exact", "prediction_allowance", "network_allowance",
+           "FINITE_WIDTH_CONSTANT"]
+
+#: :math:`c` in the finite-width allowance :math:`c \sum_{l \le L} 1/n_l` for predictions that
+#: are exact only as the widths grow (see :func:`prediction_allowance`).
+FINITE_WIDTH_CONSTANT = 2.0
+#: Relative floating-point floor added to every tolerance (float64; float32 uses 1e-4).
+_FLOAT_FLOOR = {"float64": 1e-9, "float32": 1e-4}
+
+
+def is_exact(activation: Activation | str, init: InitScheme | str, quantity: str, *,
+             target: str = "ensemble") -> bool:
+    r"""Whether the library's prediction of ``quantity`` is exact at every finite width.
+
+    True for the second moments (``preactivation``, ``activation_second_moment``, ``gradient``,
+    ``weight_gradient``, and ``activation`` for linear nets) of nets whose activation is
+    positively homogeneous of degree 1 (``traits.exact_at_finite_width``: linear, ReLU, leaky
+    ReLU, ``abs``, ...) with zero-mean symmetric i.i.d. weights, and for linear nets with
+    orthogonal weights.  For the ``unit_spread`` target, the pre-activation spread is exact in
+    the same cases and the activation spread of such nets with zero-mean Gaussian weights is
+    exact too (given the previous layer the units are i.i.d. Gaussian).  Everything else is
+    exact only as the widths grow.
+
+    Assumptions: inputs i.i.d. zero-mean, biases :math:`N(0, \sigma_b^2)`, and for the
+    backward quantities :math:`\partial L/\partial z_L` i.i.d. with unit variance independent of
+    the forward pass (the setting of :func:`varprop.simulate`).
+    """
+    act = resolve_activation(activation)
+    scheme = resolve_scheme(init)
+    exact = spec(quantity).exact(act, scheme)
+    if target != "unit_spread":
+        return exact
+    # the across-unit spread: exact where the second moment is, and for the activation spread
+    # of a degree-1 homogeneous net with Gaussian i.i.d. weights (given the previous layer the
+    # units are i.i.d. Gaussian)
+    if quantity == "preactivation" or act.traits.linear:
+        return spec("preactivation").exact(act, scheme)
+    return (quantity == "activation" and spec("activation_second_moment").exact(act, scheme)
+            and scheme.is_gaussian and scheme.is_iid)
+
+
+def _iid_symmetric(scheme: InitScheme) -> bool:
+    return bool(scheme.is_zero_mean and scheme.is_symmetric and scheme.is_iid)
+
+
+def network_exact(net: Network, position: int, backward: bool) -> bool:
+    r"""Whether the mean-field second moment of layer ``position``'s output (``backward``: of the
+    loss gradient with respect to it) is exact at every finite width in ``net``.
+
+    The layers the statistic depends on are those up to ``position`` (forward) or all of them
+    (backward: the gradient at any position passes the forward pass of the whole network).  The
+    claim is exact when each of them keeps the second-moment identity exact: every
+    ``Nonlinearity`` positively homogeneous of degree 1 (``traits.exact_at_finite_width``) and
+    every ``Dense`` zero-mean symmetric i.i.d. -- or orthogonal when every nonlinearity is
+    linear (:math:`\lVert W a\rVert^2` then depends on :math:`\lVert a\rVert^2` alone).  The
+    same rule as :func:`is_exact` for the second moments of an MLP.
+    """
+    depth = net.depth if backward else position
+    acts, schemes, other = _layer_kinds(net, depth)
+    if other or not all(a.traits.exact_at_finite_width for a in acts):
+        return False
+    linear = all(a.traits.linear for a in acts)
+    return all(_iid_symmetric(s) or (linear and s.distribution == "orthogonal") for s in schemes)
+
+
+def _layer_kinds(net: Network, depth: int) -> tuple[set[Activation], set[InitScheme], bool]:
+    """The distinct activations and init schemes of the first ``depth`` layers, and whether a
+    layer of another type occurs there (runs walked once each, so a huge repeated block costs
+    its length, not the depth)."""
+    acts: set[Activation] = set()
+    schemes: set[InitScheme] = set()
+    other = False
+    seen = 0
+    for block, count in net.layers.runs:
+        if seen >= depth:
+            break
+        for layer in block[: depth - seen]:
+            if isinstance(layer, Nonlinearity):
+                acts.add(layer.activation)
+            elif isinstance(layer, Dense):
+                schemes.add(layer.init)
+            else:
+                other = True
+        seen += len(block) * count
+    return acts, schemes, other
+
+
+def _dense_inverse_widths(net: Network, depth: int) -> float:
+    r""":math:`\sum 1/n` over the ``Dense`` layers among the first ``depth`` layers (in closed
+    form per run: a run of :math:`10^9` blocks costs one term per layer of its block)."""
+    total = 0.0
+    seen = 0
+    for block, count in net.layers.runs:
+        size = len(block)
+        for i, layer in enumerate(block):
+            if isinstance(layer, Dense):
+                # repetitions r < count with seen + r * size + i < depth
+                total += min(count, max(0, -(-(depth - seen - i) // size))) / layer.width
+        seen += size * count
+        if seen >= depth:
+            break
+    return total
+
+
+def prediction_allowance(activation: Activation | str, init: InitScheme | str, *,
+                         widths: Sequence[int], layer: int, quantity: str, method: str,
+                         predicted_value: float, reference_value: float | None = None,
+                         target: str = "ensemble", dtype: str = "float64") -> tuple[float, str]:
+    r"""The declared bound ``tol`` on :math:`|r|` for the library's prediction, and its reason.
+
+    .. math::
+
+        \text{tol} = \underbrace{\left|\frac{\theta_{quad}}{\theta_{method}} - 1\right|}_{
+        \text{closed-form approximation}}
+        + \underbrace{c \sum_{l \in \mathcal L} \frac{1}{n_l}}_{\text{finite width}}
+        + \epsilon_{float}
+
+    * The first term is the difference between the requested ``method`` (e.g. the erf-matched
+      closed form of tanh) and numerical quadrature of the same mean-field recursion; it is 0 for
+      ``method`` in auto/exact/quadrature.
+    * The second term is 0 when :func:`is_exact` holds.  Otherwise the mean-field recursion is
+      exact only as the widths grow, with an :math:`O(1/n)` error per layer: the realised scale
+      :math:`\hat q_l` of a network fluctuates with relative variance
+      :math:`\approx \kappa/n_l` per layer (:math:`\kappa = 5` for ReLU with Gaussian weights,
+      smaller for bounded activations), and a one-step map :math:`f` with relative curvature
+      :math:`|q^2 f''/f| \le 1/2` turns it into a bias of at most :math:`\kappa/(4n)` per
+      layer; non-Gaussian weights add a kurtosis term of the same order; the finite-width
+      bias of :math:`(E a)^2` in ``activation`` is :math:`\le \mathrm{CV}^2(\hat q)/4`.  The
+      constant :math:`c` = :data:`FINITE_WIDTH_CONSTANT` = 2 covers these with a margin of about 5 over the largest deviation measured (0.42 L/n)
+      (measured deviations are in ``docs/checker.md``); :math:`\mathcal L` is the set of layers
+      the quantity passes through (``1..layer`` forward, all layers for backward quantities).
+    * :math:`\epsilon_{float}` is :math:`10^{-9}` (float64) or :math:`10^{-4}` (float32).
+    """
+    exact = is_exact(activation, init, quantity, target=target)
+    fw = 0.0
+    if not exact:
+        L = len(widths) - 1
+        layers = range(1, L + 1) if quantity in _BACKWARD else range(1, layer + 1)
+        fw = FINITE_WIDTH_CONSTANT * sum(1.0 / widths[l] for l in layers)
+        if quantity in _BACKWARD:
+            fw += FINITE_WIDTH_CONSTANT / widths[0]
+    return _tolerance(exact, fw, method, predicted_value, reference_value, dtype)
+
+
+def network_allowance(net: Network, position: int, backward: bool, *, method: str,
+                      predicted_value: float, reference_value: float | None = None,
+                      dtype: str = "float64") -> tuple[float, str]:
+    r""":func:`prediction_allowance` for layer ``position``'s output (``backward``: its loss
+    gradient) in any :class:`~varprop.Network`: 0 (+ float floor) where :func:`network_exact`
+    holds, else :math:`c \sum 1/n` over the ``Dense`` layers the statistic passes through (up to
+    ``position`` forward; all of them, plus :math:`1/n_0`, backward), plus the closed-form gap."""
+    exact = network_exact(net, position, backward)
+    fw = 0.0
+    if not exact:
+        fw = FINITE_WIDTH_CONSTANT * _dense_inverse_widths(net, net.depth if backward else position)
+        if backward:
+            fw += FINITE_WIDTH_CONSTANT / net.input_shape[0]
+    return _tolerance(exact, fw, method, predicted_value, reference_value, dtype)
+
+
+def _tolerance(exact: bool, fw: float, method: str, predicted_value: float,
+               reference_value: float | None, dtype: str) -> tuple[float, str]:
+    """float floor + closed-form gap + finite-width term ``fw`` (0 when ``exact``), and why."""
+    parts: list[str] = []
+    tol = _FLOAT_FLOOR.get(dtype, 1e-9)
+    if reference_value is not None and predicted_value != 0 and math.isfinite(reference_value):
+        gap = abs(reference_value / predicted_value - 1.0)
+        if gap > 0:
+            tol += gap
+            parts.append(f"method={method!r} differs from quadrature by {gap:.3g}")
+    if not exact:
+        tol += fw
+        parts.append(f"finite-width allowance {FINITE_WIDTH_CONSTANT:g} * sum(1/n_l) = {fw:.3g}")
+    else:
+        parts.append("exact at finite width: tol = 0 (+ float floor)")
+    return tol, "; ".join(parts)
+
+
+def _assumptions(act: Activation, scheme: InitScheme, quantity: str, target: str, exact: bool,
+                 method: str, user: bool) -> str:
+    base = ("infinite-width mean field (Gaussian pre-activations), gradient independence for "
+            "backward quantities; inputs i.i.d. zero-mean, biases N(0, bias_variance), "
+            "dL/dz_L i.i.d. unit variance independent of the forward pass")
+    claim = ("claims exactness at every finite width here (second moments of nets whose "
+             "activations are positively homogeneous of degree 1, with zero-mean symmetric i.i.d. "
+             "weights)" if exact else
+             "exact only as the widths grow here (finite-width allowance applies)")
+    who = "user-supplied prediction judged against" if user else f"library prediction (method={method!r}),"
+    return f"{who} {base}; {claim}"
+

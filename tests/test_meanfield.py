@@ -1,0 +1,60 @@
+"""The one mean-field walk (varprop.theory.meanfield) over the layers' rules.
+
+1. Bit-identity: ``predict_variance`` / ``propagate`` in their keyword forms give the float bits
+   recorded from the code before the rewrite (``tests/data/meanfield_bits.json``, written by
+   ``tests/gen_meanfield_fixture.py``): every value, warning and error type on a grid of
+   activations x init schemes x shapes x bias variances x methods x quantities x per_layer.
+2. The layer rules against independent computations (NumPy quadrature / Monte Carlo).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import varprop
+from varprop import Network, layers, predict_variance
+from varprop.errors import InvalidArgument, VarpropError
+from varprop.network.state import GradientState, MomentState
+from varprop.theory.moments import Moments
+
+HERE = Path(__file__).parent
+_spec = importlib.util.spec_from_file_location("gen_meanfield_fixture", HERE / "gen_meanfield_fixture.py")
+gen = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gen)  # type: ignore[union-attr]
+
+FIXTURE = json.loads(gen.FIXTURE.read_text())
+
+
+def _groups():
+    """The fixture's cases, in chunks (one test each: a failure names its configuration)."""
+    cases = list(gen.cases())
+    return [cases[i:i + 40] for i in range(0, len(cases), 40)]
+
+
+@pytest.mark.parametrize("chunk", range(len(_groups())))
+def test_bit_identical_to_the_recorded_predictions(chunk):
+    got = {}
+    for act, init, shape, b2, method in _groups()[chunk]:
+        scheme = gen.scheme_of(init)
+        kw = dict(shape, bias_variance=b2, method=method)
+        for q, per_layer in ((q, p) for q in gen.QUANTITIES for p in (False, True)):
+            if per_layer and shape.get("depth", 0) > 10**6:
+                continue
+            key = gen.key(act, init, shape, b2, method, [q, per_layer])
+            got[key] = gen.call(predict_variance, act, scheme, quantity=q, per_layer=per_layer, **kw)
+        if shape.get("depth", 0) <= 10**6:
+            key = gen.key(act, init, shape, b2, method, "propagate")
+            got[key] = gen.call(varprop.propagate, act, scheme, **kw)
+    bad = [k for k in got if got[k] != FIXTURE[k]]
+    assert not bad, f"{len(bad)} differ, e.g. {bad[0]}: {got[bad[0]]} != {FIXTURE[bad[0]]}"
+
+
+def test_fixture_covers_the_grid():
+    assert len(FIXTURE) > 9000
+    assert sum("error" in v for v in FIXTURE.values()) < len(FIXTURE) // 10
