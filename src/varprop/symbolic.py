@@ -5,9 +5,11 @@ from varprop.theory.symbolic import SECTIONS as SECTIONS
 from varprop.theory.symbolic import SYMBOL_TABLE as SYMBOL_TABLE
 from varprop.theory.symbolic import WIDTH_MODES as WIDTH_MODES
 from varprop.theory.symbolic import Derivation as Derivation
+from varprop.theory.symbolic import NetworkDerivation as NetworkDerivation
 from varprop.theory.symbolic import Step as Step
 from varprop.theory.symbolic import SymbolInfo as SymbolInfo
 from varprop.theory.symbolic import derive as derive
+from varprop.theory.symbolic import derive_layers as derive_layers
 from varprop.theory.symbolic import latex as latex
 
-__all__ = ["derive", "Derivation", "Step", "SymbolInfo", "SYMBOL_TABLE", "SECTIONS", "WIDTH_MODES", "latex"]
+__all__ = ["derive", "derive_layers", "Derivation", "NetworkDerivation", "Step", "SymbolInfo", "SYMBOL_TABLE", "SECTIONS", "WIDTH_MODES", "latex"]

@@ -4,4 +4,4 @@ from varprop.network.layers.base import Layer as Layer
 from varprop.network.layers.dense import Dense as Dense
 from varprop.network.layers.nonlinearity import Nonlinearity as Nonlinearity
 
-__all__ = ["Layer", "Dense", "Nonlinearity"]
+__all__ = ["Dense", "Layer", "Nonlinearity"]

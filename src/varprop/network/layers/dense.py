@@ -18,7 +18,7 @@ from varprop.components.scheme import weight_moments
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.errors import VarpropError
 from varprop.network.layers.base import Layer, Shape
-from varprop.network.state import NAN_MESSAGE, GradientState, MomentState, Value
+from varprop.network.state import NAN_MESSAGE, GradientState, MomentState
 
 __all__ = ["Dense"]
 
@@ -85,10 +85,7 @@ class Dense(Layer):
             return MomentState(m, mm + q, mm, var=q)
         if self.init.is_zero_mean:
             return MomentState(0.0, v * n * state.second + b2, 0.0, centred=True)
-        s2 = n * state.second + n * (n - 1) * state.cross
-        m = mu * n * state.mean
-        d = v * n * state.second + mu * mu * s2 + b2
-        c = mu * mu * s2
+        m, d, c = self.forward_moments(mu, v, n, state.mean, state.second, state.cross, b2)
         if math.isnan(d + c):
             raise VarpropError(NAN_MESSAGE)
         return MomentState(m, d, c)
@@ -100,12 +97,9 @@ class Dense(Layer):
         G_C` the second moment of the shared backward shift :math:`\sum_i \delta_i`."""
         mu, v = self.weight_moments(fan_in)
         n = self.width
-        second: Value = v * n * grad.second
-        cross: Value = 0.0
         if mu:
-            cross = mu * mu * (n * grad.second + n * (n - 1) * grad.cross)
-            second = second + cross
-        return GradientState(second, cross)
+            return GradientState(*self.backward_moments(mu, v, n, grad.second, grad.cross))
+        return GradientState(v * n * grad.second, 0.0)
 
     def mean_field_log(self, log_second: float, fan_in: int, clamp: float) -> tuple[float, float]:
         r"""The zero-mean forward rule in log space, for scales beyond the float range:
@@ -117,6 +111,45 @@ class Dense(Layer):
         return lw, float(np.logaddexp(lw, log_b))
 
     # --- symbolic -----------------------------------------------------------------------------
+    @staticmethod
+    def forward_moments(mu_w: Any, sigma_w2: Any, fan_in: Any, mean_in: Any, second_in: Any,
+                        cross_in: Any, bias_variance: Any) -> tuple[Any, Any, Any]:
+        r"""The exact moment map of :math:`z = W a + b` (the forward rule of the layer).
+
+        With :math:`A_m = E a_j`, :math:`A_D = E a_j^2`, :math:`A_C = E a_j a_{j'}` (:math:`j \ne
+        j'`) of the input, weights i.i.d. (or uncorrelated) with mean :math:`\mu_w`, variance
+        :math:`\sigma_w^2`, independent of :math:`a`, and biases :math:`N(0, \sigma_b^2)`:
+
+        .. math::
+
+            m = \mu_w n A_m, \quad
+            D = E z_i^2 = \sigma_w^2 n A_D + \mu_w^2 S + \sigma_b^2, \quad
+            C = E z_i z_k = \mu_w^2 S, \qquad S = n A_D + n(n-1) A_C,
+
+        :math:`n` the fan-in.  Exact at every width (second moments need no Gaussianity).
+        Arguments and results are SymPy expressions (or numbers); nothing is simplified.
+        """
+        n = fan_in
+        s2 = n * second_in + n * (n - 1) * cross_in
+        return mu_w * n * mean_in, sigma_w2 * n * second_in + mu_w**2 * s2 + bias_variance, mu_w**2 * s2
+
+    @staticmethod
+    def backward_moments(mu_w: Any, sigma_w2: Any, fan_out: Any, grad_second: Any,
+                         grad_cross: Any) -> tuple[Any, Any]:
+        r"""The moment map of the gradient at the layer's input, :math:`g = W^T \delta`.
+
+        With :math:`G_D = E\delta_i^2`, :math:`G_C = E\delta_i\delta_k` of the gradient at the
+        output (fan-out :math:`n`) and :math:`\delta` independent of :math:`W` (gradient
+        independence):
+
+        .. math::
+
+            H_D = E g_j^2 = \sigma_w^2 n G_D + \mu_w^2 S, \quad H_C = E g_j g_k = \mu_w^2 S,
+            \qquad S = n G_D + n(n-1) G_C.
+        """
+        n = fan_out
+        s2 = n * grad_second + n * (n - 1) * grad_cross
+        return sigma_w2 * n * grad_second + mu_w**2 * s2, mu_w**2 * s2
 
     # --- sampling -----------------------------------------------------------------------------
     # The Monte Carlo engines (varprop.simulation) call these on a block of C replicates: signals

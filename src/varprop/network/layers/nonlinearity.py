@@ -13,7 +13,14 @@ import scipy.special
 import sympy as sp
 from scipy.interpolate import CubicSpline
 
-from varprop.components.activations import MU, Activation, Q, resolve_activation
+from varprop.components.activations import (
+    MOMENTS,
+    MU,
+    Activation,
+    Q,
+    X,
+    resolve_activation,
+)
 from varprop.errors import VarpropError
 from varprop.network.layers.base import Layer, Shape
 from varprop.network.state import GradientState, MomentEvaluator, MomentState, Value
@@ -83,6 +90,39 @@ class Nonlinearity(Layer):
         return GradientState(deriv_second * grad.second, deriv_cross * grad.cross)  # type: ignore[operator]
 
     # --- symbolic -----------------------------------------------------------------------------
+    def symbolic_moments(self, mean: Any, variance: Any) -> dict[str, sp.Expr] | None:
+        r"""Closed-form Gaussian moments at :math:`z \sim N(\text{mean}, \text{variance})`:
+        ``{"mean": E phi, "second": E phi^2, "deriv_mean": E phi', "deriv_second": E phi'^2}``
+        from the activation's registered closed form (exact, or its declared approximation), or
+        ``None`` if it has none (or only at mean 0 and ``mean`` is not 0).  Exact inputs give
+        exact outputs; nothing is simplified."""
+        rules = self.activation.closed_form
+        if rules is None or (rules.zero_mean_only and mean != 0):
+            return None
+        return {m: getattr(rules, m).subs({MU: mean, Q: variance}) for m in MOMENTS}
+
+    def moment_integrals(self, mean: Any, variance: Any) -> dict[str, sp.Integral]:
+        r"""The Gaussian moments as named, unevaluated integrals over :math:`t \sim N(0, 1)` with
+        :math:`z = \text{mean} + \sqrt{\text{variance}}\, t` (the definition, for activations
+        without a closed form): keys as in :meth:`symbolic_moments`."""
+        t = sp.Symbol("t", real=True)
+        dens = sp.exp(-t**2 / 2) / sp.sqrt(2 * sp.pi)
+        z = mean + sp.sqrt(variance) * t
+        phi, dphi = self.activation.expr.subs(X, z), self.activation.derivative.subs(X, z)
+        return {key: sp.Integral(e * dens, (t, -sp.oo, sp.oo))
+                for key, e in (("mean", phi), ("second", phi**2), ("deriv_mean", dphi),
+                               ("deriv_second", dphi**2))}
+
+    def linear_slope(self) -> sp.Expr | None:
+        r"""The exact slope :math:`c` if :math:`\phi(x) = c x` (``traits.linear``), else ``None``.
+
+        Then the layer maps moments exactly, with no Gaussian assumption: :math:`(m, D, C) \mapsto
+        (c m, c^2 D, c^2 C)` forward and :math:`(G_D, G_C) \mapsto (c^2 G_D, c^2 G_C)` backward."""
+        if not self.activation.traits.linear:
+            return None
+        expr = self.activation.expr  # phi(1) = c, exactly (also for a piecewise identity)
+        c = sp.sympify(expr.subs({s: 1 for s in expr.free_symbols}))
+        return sp.nsimplify(c, rational=True) if c.has(sp.Float) else c  # 1.0*x: slope 1
 
     # --- sampling -----------------------------------------------------------------------------
     #: A zero output from a non-zero input is a genuine value (ReLU's negative side), never

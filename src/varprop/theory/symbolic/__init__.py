@@ -3,7 +3,9 @@ r"""Symbolic derivations of variance propagation (SymPy).
 :func:`derive` returns a :class:`Derivation`: ordered steps (statement, SymPy equation,
 justification) from the weight moments to the per-layer recursion, its closed form over depth,
 the backward pass, the backward factor :math:`\chi` and the fixed point, with
-``to_markdown()`` and ``to_latex()``.  The symbols are documented in
+``to_markdown()`` and ``to_latex()``.  ``derive(network)`` takes a :class:`~varprop.Network`:
+a plain MLP gets the same derivation, any other network a :class:`NetworkDerivation` from
+:func:`derive_layers`, which walks the layers.  The symbols are documented in
 :mod:`varprop.theory.symbolic.symbols` (``SYMBOL_TABLE``).
 """
 
@@ -15,5 +17,7 @@ from varprop.theory.symbolic.recursion import WIDTH_MODES as WIDTH_MODES
 from varprop.theory.symbolic.recursion import derive as derive
 from varprop.theory.symbolic.symbols import SYMBOL_TABLE as SYMBOL_TABLE
 from varprop.theory.symbolic.symbols import SymbolInfo as SymbolInfo
+from varprop.theory.symbolic.walk import NetworkDerivation as NetworkDerivation
+from varprop.theory.symbolic.walk import derive_layers as derive_layers
 
-__all__ = ["derive", "Derivation", "Step", "SymbolInfo", "SYMBOL_TABLE", "SECTIONS", "WIDTH_MODES", "latex"]
+__all__ = ["SECTIONS", "SYMBOL_TABLE", "WIDTH_MODES", "Derivation", "Step", "SymbolInfo", "derive", "latex"]

@@ -21,9 +21,10 @@ from varprop._util.validation import check_nonnegative_real, check_widths, fail
 from varprop.components.activations import Activation
 from varprop.components.schemes import InitScheme
 from varprop.errors import VarpropError
+from varprop.theory.predict import propagate
 from varprop.theory.symbolic.symbols import LATEX_NAMES, SYMBOL_TABLE, SymbolInfo
 
-__all__ = ["Step", "Derivation", "SECTIONS", "latex"]
+__all__ = ["SECTIONS", "Derivation", "Step", "latex"]
 
 #: Section keys in document order, with their headings.
 SECTIONS: dict[str, str] = {
@@ -88,6 +89,51 @@ def _tex_text(text: str) -> str:
 
 def _md_cell(text: str) -> str:
     return text.replace("|", r"\|")
+
+
+def _numbered(steps: tuple[Step, ...]) -> list[tuple[str, list[tuple[int, Step]]]]:
+    """``(heading, [(number, step), ...])`` per non-empty section in document order; steps are
+    numbered 1, 2, ... across sections."""
+    out: list[tuple[str, list[tuple[int, Step]]]] = []
+    number = 0
+    for section, heading in SECTIONS.items():
+        group = [s for s in steps if s.section == section]
+        if group:
+            out.append((heading, list(enumerate(group, start=number + 1))))
+            number += len(group)
+    return out
+
+
+def _steps_markdown(steps: tuple[Step, ...], h: str) -> list[str]:
+    """Markdown lines of ``steps`` by section (``h``: the heading prefix)."""
+    out: list[str] = []
+    for heading, group in _numbered(steps):
+        out += [f"{h}# {heading}", ""]
+        for number, s in group:
+            out += [f"{h}## Step {number}: {s.title}", "", s.statement, "", "$$",
+                    s.latex, "$$", "", f"*Why:* {s.justification}", ""]
+    return out
+
+
+def _steps_latex(steps: tuple[Step, ...]) -> list[str]:
+    """LaTeX lines of ``steps`` by section."""
+    out: list[str] = []
+    for heading, group in _numbered(steps):
+        out.append(rf"\subsection*{{{_tex_text(heading)}}}")
+        for number, s in group:
+            out += [rf"\paragraph{{Step {number}: {_tex_text(s.title)}}} {_tex_text(s.statement)}",
+                    r"\begin{equation*}", s.latex, r"\end{equation*}",
+                    rf"\emph{{Why:}} {_tex_text(s.justification)}", ""]
+    return out
+
+
+def _latex_document(lines: list[str], document: bool) -> str:
+    """The LaTeX fragment ``lines``, or with ``document`` a complete compilable ``article``."""
+    body = "\n".join(lines) + "\n"
+    if document:
+        return ("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n"
+                "\\begin{document}\n" + body + "\\end{document}\n")
+    return body
 
 
 @dataclass(frozen=True, eq=False)
@@ -292,16 +338,7 @@ class Derivation:
             out += [f"| ${_md_cell(i.latex)}$ | {_md_cell(i.meaning)} | `{_md_cell(i.code)}` |"
                     for i in self.symbols]
             out.append("")
-        number = 0
-        for section, heading in SECTIONS.items():
-            steps = [s for s in self.steps if s.section == section]
-            if not steps:
-                continue
-            out += [f"{h}# {heading}", ""]
-            for s in steps:
-                number += 1
-                out += [f"{h}## Step {number}: {s.title}", "", s.statement, "", "$$",
-                        s.latex, "$$", "", f"*Why:* {s.justification}", ""]
+        out += _steps_markdown(self.steps, h)
         out += [f"{h}# Summary", "", "| Quantity | Value |", "|---|---|"]
         out += [f"| {label} | ${_md_cell(value)}$ |" for label, value in self.summary_rows()]
         out += [f"| closed forms exact | {'yes' if self.exact else 'no (approximation or quadrature)'} |",
@@ -319,25 +356,11 @@ class Derivation:
         out += [rf"${i.latex}$ & {_tex_text(i.meaning)} & \texttt{{{_tex_text(i.code)}}} \\"
                 for i in self.symbols]
         out.append(r"\end{tabular}")
-        number = 0
-        for section, heading in SECTIONS.items():
-            steps = [s for s in self.steps if s.section == section]
-            if not steps:
-                continue
-            out.append(rf"\subsection*{{{_tex_text(heading)}}}")
-            for s in steps:
-                number += 1
-                out += [rf"\paragraph{{Step {number}: {_tex_text(s.title)}}} {_tex_text(s.statement)}",
-                        r"\begin{equation*}", s.latex, r"\end{equation*}",
-                        rf"\emph{{Why:}} {_tex_text(s.justification)}", ""]
+        out += _steps_latex(self.steps)
         out += [r"\subsection*{Summary}", r"\begin{tabular}{ll}"]
         out += [rf"{_tex_text(label)} & ${value}$ \\" for label, value in self.summary_rows()]
         out += [rf"closed forms exact & {'yes' if self.exact else 'no'} \\", r"\end{tabular}"]
-        body = "\n".join(out) + "\n"
-        if document:
-            return ("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n"
-                    "\\begin{document}\n" + body + "\\end{document}\n")
-        return body
+        return _latex_document(out, document)
 
     def _repr_markdown_(self) -> str:  # Jupyter
         return self.to_markdown()
@@ -382,7 +405,6 @@ class Derivation:
         mean, d, c, am, ad, ac, bd, bc = (np.zeros(L) for _ in range(8))
         kind = self.numeric_plan["kind"]
         if kind == "shifted":  # conditional on the layer-1 shift: the quadrature of varprop.theory.shifted
-            from varprop.theory.predict import propagate
             p = propagate(act, self.init, widths=ws, input_variance=q0, bias_variance=sb)
             return {k: np.array(getattr(p, k)) for k in ("preact_mean", "preact_second", "preact_cross",
                                                           "act_mean", "act_second", "grad_second", "delta_second")}
