@@ -982,7 +982,7 @@ def seed_claims_markdown(assessed: list[tuple[SeedClaim, Assessment]], *, budget
            "the Monte Carlo result and a verdict:", "",
            *(f"- **{v}**: {meaning};" for v, meaning in VERDICTS.items()), "",
            "Every number is computed when this file is generated (`varprop derive --all`; code in "
-           "`src/varprop/seed_claims.py`): predictions by `predict_variance`/`propagate` (plus the "
+           "`seeds/claims.py`): predictions by `predict_variance`/`propagate` (plus the "
            "documented `row_statistics` where a cell prints the across-unit mean and std of one "
            "sample, and `overflow_index` for the first float32 overflow), Monte Carlo by "
            "`simulate`/`verify` at fixed seeds, or, where a cell's number depends on float32 "
