@@ -183,7 +183,7 @@ def test_network_form_equals_the_keyword_form() -> None:
 
 
 def test_errors_name_the_argument() -> None:
-    with pytest.raises(InvalidArgument, match="fan_in=4 is not allowed.*omitted when a Network"):
+    with pytest.raises(InvalidArgument, match="fan_in=4 is not allowed.*left unset when the first argument is a Network"):
         simulate(MIXED, fan_in=4)
     with pytest.raises(InvalidArgument, match="quantity='delta_second'.*MLP-shaped"):
         simulate(MIXED, replicates=4).per_replicate("delta_second")

@@ -145,9 +145,9 @@ def test_mlp_quantities_refuse_a_network_that_is_not_an_mlp():
 def test_shape_arguments_are_refused_with_a_network():
     net = Network.mlp("relu", "he_normal", fan_in=8)
     for kw in ({"fan_in": 8}, {"depth": 3}, {"input_variance": 2.0}, {"bias_variance": 0.1}):
-        with pytest.raises(InvalidArgument, match="left out when the first argument is a Network"):
+        with pytest.raises(InvalidArgument, match="left unset when the first argument is a Network"):
             predict_variance(net, **kw)
-    with pytest.raises(InvalidArgument, match="left out"):
+    with pytest.raises(InvalidArgument, match="left unset"):
         predict_variance(net, "he_normal")
 
 

@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "simulate": "varprop.simulation.montecarlo",
     "SimulationResult": "varprop.simulation.montecarlo",
     "verify": "varprop.checking.check",
+    "verify_step": "varprop.checking.check",
     "Verdict": "varprop.checking.check",
     # beyond
     "critical_gain": "varprop.theory.criticality",

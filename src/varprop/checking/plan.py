@@ -33,7 +33,7 @@ from varprop.checking.verdict import Verdict
 from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.errors import VarpropError
-from varprop.network.model import Network
+from varprop.network.model import Network, refuse_with_network
 from varprop.network.quantities import NETWORK_QUANTITIES
 from varprop.simulation.engines import (
     GAUSSIAN,
@@ -280,15 +280,9 @@ def _subject(activation: object, init: object, **shape: Any) -> _Subject:
     argument (then ``init`` and the shape keywords stay unset), or the keyword form (activation,
     init and shape as in :func:`varprop.predict_variance`, which is ``Network.mlp``)."""
     if isinstance(activation, Network):
-        given = {"init": init, **shape}
-        for name, default in _SHAPE_DEFAULTS:
-            value = given[name]
-            unset = value is None if default is None else (
-                isinstance(value, (int, float)) and not isinstance(value, bool)
-                and value == default)
-            if not unset:
-                raise fail(name, value, "left unset when the first argument is a Network (the "
-                           "network carries its layers, widths and variances)")
+        refuse_with_network({"init": (init, None),
+                             **{name: (shape[name], default) for name, default in _SHAPE_DEFAULTS
+                                if name != "init"}})
         net = activation
         mlp = net.as_mlp()
         if mlp is None:

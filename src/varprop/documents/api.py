@@ -28,7 +28,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
      ("init_scheme", "InitScheme", "scheme_names", "activation", "Activation", "activation_names")),
     ("Derivations and predictions",
      ("derive", "Derivation", "predict_variance", "propagate", "Propagation")),
-    ("Monte Carlo and checking", ("simulate", "SimulationResult", "verify", "Verdict")),
+    ("Monte Carlo and checking", ("simulate", "SimulationResult", "verify", "verify_step", "Verdict")),
     ("Beyond: criticality, overflow, framework initializers, sweeps",
      ("critical_gain", "edge_of_chaos", "overflow_depth", "underflow_depth", "check_initializer",
       "sweep")),

@@ -31,7 +31,7 @@ from varprop.network.layers.base import Layer, Shape
 from varprop.network.layers.dense import Dense
 from varprop.network.layers.nonlinearity import Nonlinearity
 
-__all__ = ["Network", "LayerSequence", "MLP"]
+__all__ = ["Network", "LayerSequence", "MLP", "refuse_with_network"]
 
 Run = tuple[tuple[Layer, ...], int]
 
@@ -48,6 +48,7 @@ class LayerSequence(Sequence[Layer]):
         for block, count in runs:
             if count <= 0 or not block:
                 continue
+            block, count = _primitive(tuple(block), count)
             if merged and merged[-1][0] == block:
                 merged[-1] = (block, merged[-1][1] + count)
             else:
@@ -91,7 +92,7 @@ class LayerSequence(Sequence[Layer]):
             return NotImplemented
         if self._runs == other._runs:
             return True
-        return self._len == other._len and all(a == b for a, b in zip(self, other))
+        return self._len == other._len and _runs_equal(self._runs, other._runs)
 
     def __hash__(self) -> int:
         return hash((self._len, tuple(itertools.islice(self, 8))))
@@ -99,6 +100,45 @@ class LayerSequence(Sequence[Layer]):
     def __repr__(self) -> str:
         parts = [(f"{list(b)!r} * {c}" if c > 1 else ", ".join(map(repr, b))) for b, c in self._runs]
         return "[" + ", ".join(parts) + "]"
+
+
+def _primitive(block: tuple[Layer, ...], count: int) -> Run:
+    """``(block, count)`` with ``block`` reduced to its shortest period (``(D, f, D, f) * 1`` is
+    ``(D, f) * 2``), so that equal sequences built two ways mostly get equal runs."""
+    n = len(block)
+    for p in range(1, n):
+        if n % p == 0 and block == block[:p] * (n // p):
+            return block[:p], count * (n // p)
+    return block, count
+
+
+def _runs_equal(a: tuple[Run, ...], b: tuple[Run, ...]) -> bool:
+    """Equality of two expanded run sequences of the same length, skipping whole repetitions
+    where both sides repeat the same block (time proportional to the runs, not the depth, for
+    sequences that differ in a few places)."""
+    i = j = 0  # run indices
+    ri, rj = (a[0][1] if a else 0), (b[0][1] if b else 0)  # repetitions left in the current runs
+    oi = oj = 0  # offsets inside the current blocks
+    while i < len(a) and j < len(b):
+        ba, bb = a[i][0], b[j][0]
+        if oi == 0 and oj == 0 and ba == bb:
+            k = min(ri, rj)
+            ri, rj = ri - k, rj - k
+        else:
+            if ba[oi] != bb[oj]:
+                return False
+            oi, oj = oi + 1, oj + 1
+            if oi == len(ba):
+                oi, ri = 0, ri - 1
+            if oj == len(bb):
+                oj, rj = 0, rj - 1
+        if ri == 0:
+            i += 1
+            ri = a[i][1] if i < len(a) else 0
+        if rj == 0:
+            j += 1
+            rj = b[j][1] if j < len(b) else 0
+    return i == len(a) and j == len(b)
 
 
 @dataclass(frozen=True)
@@ -259,3 +299,16 @@ class Network:
     def __repr__(self) -> str:
         extra = f", input_variance={self.input_variance!r}" if self.input_variance != 1.0 else ""
         return f"Network({self.layers!r}, input_shape={self.input_shape!r}{extra})"
+
+
+def refuse_with_network(given: dict[str, tuple[object, object]]) -> None:
+    """With a :class:`Network` as first argument, the keyword-form arguments ``given`` (name ->
+    ``(value, default)``) must stay at their defaults: a clear error names the first that does not
+    (the network carries its layers, widths, init schemes, biases and input variance)."""
+    for name, (value, default) in given.items():
+        unset = value is default or (
+            default is not None and isinstance(value, (int, float)) and not isinstance(value, bool)
+            and value == default)
+        if not unset:
+            raise fail(name, value, "left unset when the first argument is a Network (the network "
+                       "carries its layers, widths, init schemes, biases and input variance)")

@@ -114,7 +114,7 @@ from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.errors import SimulationOverflowError, VarpropError
 from varprop.network.layers.dense import Dense
-from varprop.network.model import Network
+from varprop.network.model import Network, refuse_with_network
 from varprop.simulation.blas import single_threaded_blas
 from varprop.simulation.engines import (
     BLOCK_SIZE,
@@ -271,13 +271,10 @@ def simulate(
                        f"({net!r})")
         net = activation
     if isinstance(net, Network):
-        extra = [(k, v) for k, v, default in (
-            ("init", init, None), ("fan_in", fan_in, None), ("fan_out", fan_out, None),
-            ("widths", widths, None), ("depth", depth, 1), ("input_variance", input_variance, 1.0),
-            ("bias_variance", bias_variance, 0.0)) if v is not default and v != default]
-        if extra:
-            raise fail(extra[0][0], extra[0][1], "omitted when a Network is given (the network "
-                       "carries its shape, init schemes, biases and input variance)")
+        refuse_with_network({"init": (init, None), "fan_in": (fan_in, None),
+                             "fan_out": (fan_out, None), "widths": (widths, None),
+                             "depth": (depth, 1), "input_variance": (input_variance, 1.0),
+                             "bias_variance": (bias_variance, 0.0)})
         network = net
         if len(network.layers) > 2 * MAX_LAYERS:
             raise fail("net", f"<a network of {len(network.layers):,} layers>",

@@ -14,7 +14,11 @@ from collections.abc import Callable
 import numpy as np
 
 from varprop.network.layers.base import Layer
-from varprop.simulation.result import BACKWARD_QUANTITIES, OUTPUT_FORWARD, OUTPUT_QUANTITIES
+from varprop.simulation.result import (
+    BACKWARD_QUANTITIES,
+    OUTPUT_FORWARD,
+    OUTPUT_QUANTITIES,
+)
 
 __all__ = ["finish", "Draws", "rows", "row_sum", "row_sumsq", "row_dot", "spread", "norm64", "flushed",
            "first_true", "last_true", "validity"]

@@ -87,7 +87,7 @@ from varprop._util.validation import (
 from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.errors import VarpropError, VarpropWarning
-from varprop.network.model import Network
+from varprop.network.model import Network, refuse_with_network
 from varprop.network.quantities import (
     MLP_QUANTITIES,
     NETWORK_QUANTITIES,
@@ -425,13 +425,10 @@ def _mlp_values(net: Network, quantity: str, method: str, per_layer: bool,
 def _network_argument(net: Network, init: object, fan_in: object, fan_out: object, widths: object,
                       depth: object, input_variance: object, bias_variance: object) -> Network:
     """A :class:`Network` first argument: the keyword shape arguments must be left out."""
-    given = {"init": (init, None), "fan_in": (fan_in, None), "fan_out": (fan_out, None),
-             "widths": (widths, None), "depth": (depth, 1), "input_variance": (input_variance, 1.0),
-             "bias_variance": (bias_variance, 0.0)}
-    for name, (value, default) in given.items():
-        if value is not default and value != default:
-            raise fail(name, value, "left out when the first argument is a Network (the network "
-                       "describes its layers, widths and input)")
+    refuse_with_network({"init": (init, None), "fan_in": (fan_in, None), "fan_out": (fan_out, None),
+                         "widths": (widths, None), "depth": (depth, 1),
+                         "input_variance": (input_variance, 1.0),
+                         "bias_variance": (bias_variance, 0.0)})
     return net
 
 

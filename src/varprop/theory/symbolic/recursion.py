@@ -51,7 +51,7 @@ import sympy as sp
 from varprop._util.validation import check_choice, fail, fail_type
 from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme, resolve_scheme
-from varprop.network.model import Network
+from varprop.network.model import Network, refuse_with_network
 from varprop.theory.symbolic._algebra import _simp, _weight_moments
 from varprop.theory.symbolic.derivation import Derivation, Step
 from varprop.theory.symbolic.layer_steps import _LayerSteps, _zero_mean_moments
@@ -151,9 +151,7 @@ def _derive_cached(act: Activation, scheme: InitScheme, bias: bool, widths: str)
 
 def _derive_network(net: Network, init: object) -> Derivation | NetworkDerivation:
     """A plain MLP gets the derivation of its activation and scheme; any other network the walk."""
-    if init is not None:
-        raise fail("init", init, "None when the first argument is a Network (its Dense layers "
-                   "carry their init schemes)")
+    refuse_with_network({"init": (init, None)})
     mlp = net.as_mlp()
     if mlp is None:
         return derive_layers(net)

@@ -234,6 +234,7 @@ class _Walk:
         self.steps: list[Step] = []
         self.expectations: dict[sp.Basic, tuple[Activation, str, Any]] = {}
         self.factors: list[tuple[Any, Any]] = []  # per layer: backward data (Dense) or (B_D, B_C)
+        self.approximated: dict[int, str] = {}  # layer k -> how its derivative moments are approximated
         self.fans: list[int] = []
         self.exact = True
         self.finite = True
@@ -312,12 +313,17 @@ class _Walk:
                      "Nonlinearity.linear_slope: exact, no Gaussianity needed")
             return out
         homogeneous = act.traits.exact_at_finite_width and z.symmetric
-        if not (_is_zero(z.mean) and _is_zero(z.cross)) or (z.shifted and not homogeneous):
+        if z.shifted and not (homogeneous and _is_zero(z.mean) and _is_zero(z.cross)):
             raise fail(f"layers[{k - 1}]", layer,
-                       "a linear or positively homogeneous (degree 1) activation here: its input "
-                       "units carry a shared random shift from a weight layer with non-zero mean, "
-                       "which is not Gaussian; a plain MLP gets the shift-conditioned derivation "
-                       "(derive(activation, init))")
+                       "a linear activation here: its input units carry a shared random shift from "
+                       "a Dense layer with non-zero-mean weights, which the layer walk does not "
+                       "integrate out (a plain MLP gets the shift-conditioned derivation: "
+                       "derive(activation, init))")
+        if not (_is_zero(z.mean) and _is_zero(z.cross)):
+            raise fail(f"layers[{k - 1}]", layer,
+                       "a nonlinearity whose input is Gaussian (a Dense layer's output or the "
+                       "network input): its input here is the output of another nonlinearity "
+                       "(non-zero mean or cross moment), which is not Gaussian")
         if not homogeneous:
             self.finite = False
         q = z.second
@@ -345,6 +351,9 @@ class _Walk:
             why = ("exact closed form" if rules is not None and rules.exact else
                    f"APPROXIMATION {rules.approximation if rules is not None else ''}; exact "
                    "reference: quadrature")
+            if rules is not None and not rules.exact:
+                self.approximated[k] = (f"E[phi'(z)^2] from the APPROXIMATION {rules.approximation} "
+                                        "(exact reference: quadrature)")
         m, d = moments["mean"], moments["second"]
         self.factors.append((moments["deriv_second"], _simp(moments["deriv_mean"] ** 2)))
         out = _State(m, d, _simp(m**2), z.shifted, False, False)
@@ -377,6 +386,8 @@ class _Walk:
                         f"G^x_{k - 1} = E[phi'(z_i) phi'(z_j)] G^x_{k}.")
                 why = ("exact for a linear phi" if layer.linear_slope() is not None else
                        "gradient independence: phi'(z) independent of g")
+                if k in self.approximated:
+                    why += "; " + self.approximated[k]
             self.add("backward", f"layer{k}.backward", f"Layer {k}: backward", text,
                      _eq(sp.ImmutableMatrix([GRAD[k - 1], GRAD_CROSS[k - 1]]), sp.ImmutableMatrix([g_d, g_c])),
                      why)
