@@ -45,7 +45,8 @@ from typing import Protocol, Union
 
 import numpy as np
 
-__all__ = ["MomentState", "GradientState", "MomentEvaluator", "input_state", "NAN_MESSAGE"]
+__all__ = ["MomentState", "GradientState", "MomentEvaluator", "input_state", "conditioned_state",
+           "NAN_MESSAGE"]
 
 #: A moment: a float (unconditional) or an array over the outer nodes (conditional).
 Value = Union[float, np.ndarray]
@@ -139,6 +140,24 @@ def input_state(n0: int, input_variance: float, nodes: np.ndarray | None = None)
         return MomentState(0.0, input_variance, 0.0, centred=True)
     second = input_variance * (n0 - 1.0 + nodes * nodes) / n0
     return MomentState(nodes, second, np.zeros_like(nodes), shift_scale=math.sqrt(n0 * input_variance))
+
+
+def conditioned_state(state: MomentState, nodes: np.ndarray, fan_in: int) -> MomentState:
+    r"""The unconditional state ``state`` entering the first Dense layer with non-zero-mean
+    weights (every layer before it has zero-mean weights), made conditional on that layer's
+    standardised shift :math:`u = (\sum_j a_j - n A_m) / \sqrt{n (A_D - A_m^2)}` at the outer
+    ``nodes``.
+
+    Given the layers before, the :math:`a_j` are i.i.d. at infinite width, so :math:`\sum_j a_j`
+    is Gaussian with mean :math:`n A_m` and variance :math:`n (A_D - A_m^2)`: the conditional
+    mean :math:`A_m + \sqrt{(A_D - A_m^2)/n}\, u` makes the layer's shift
+    :math:`\mu_w \sum_j a_j` exact in law, and :math:`E[a_j^2 \mid u] = A_D + O(1/n)`.  (For the
+    network input itself :func:`input_state` keeps the exact :math:`O(1/n)` term.)
+    """
+    m, d = float(state.mean), float(state.second)  # type: ignore[arg-type]
+    spread = math.sqrt(max(d - m * m, 0.0) / fan_in)
+    mean = m + spread * nodes
+    return MomentState(mean, np.full_like(nodes, d), mean * mean, after=state.after)
 
 
 class MomentEvaluator(Protocol):

@@ -42,6 +42,7 @@ from varprop.network.state import (
     GradientState,
     MomentEvaluator,
     MomentState,
+    conditioned_state,
     input_state,
 )
 
@@ -169,14 +170,21 @@ def _apply(layer: Layer, state: MomentState, shape: Shape, moments: MomentEvalua
     raise fail("layers", layer, "layers with mean-field rules (Dense, Nonlinearity)")
 
 
+def _nonzero_mean_dense(layer: Layer) -> bool:
+    return isinstance(layer, Dense) and not layer.init.is_zero_mean
+
+
 def walk_forward(net: Network, moments: MomentEvaluator, *, keep: str = "all",
                  nodes: np.ndarray | None = None, average: Average | None = None,
                  source_positive: bool = False, layers_per_unit: int = 1) -> ForwardWalk:
     """The forward walk (see the module docstring).  ``nodes`` and ``average``: the outer nodes
     and their average for the recursion conditional on the layer-1 shift.  ``layers_per_unit``:
     positions that count as one layer in the time estimate (2 for an MLP)."""
-    state = input_state(net.input_shape[0], net.input_variance, nodes)
     conditional = nodes is not None
+    # conditional walks condition on the shift of the first Dense layer with non-zero-mean
+    # weights; before it (zero-mean layers only) the walk is unconditional
+    pending = conditional and not _nonzero_mean_dense(net.layers[0])
+    state = input_state(net.input_shape[0], net.input_variance, None if pending else nodes)
     cols = [array("d") for _ in range(3)]
     bw: array | list = [] if conditional else array("d")
     under = {k: Underflow(source_positive) for k in ("dense", "nonlinearity", "output")}
@@ -205,6 +213,8 @@ def walk_forward(net: Network, moments: MomentEvaluator, *, keep: str = "all",
                 shapes = shapes1 if r else shapes0
                 reports = []
                 for layer, s in zip(block, shapes):
+                    if pending and _nonzero_mean_dense(layer):
+                        state, pending = conditioned_state(state, nodes, s[0]), False  # type: ignore[arg-type]
                     before = state
                     state = _apply(layer, state, s, moments)
                     rep = state.reported(average) if conditional else (state.mean, state.second, state.cross)  # type: ignore[arg-type]

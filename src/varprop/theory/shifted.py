@@ -35,6 +35,16 @@ weights' random part):
 
     m_{l+1} = \mu_w n A_m, \qquad q_{l+1} = \sigma_w^2 n A_D + \sigma_b^2 .
 
+In a general :class:`~varprop.Network` the conditioning variable is the shift of the *first*
+Dense layer with non-zero-mean weights: the layers before it (zero-mean weights) are walked
+unconditionally, and its shift :math:`\mu_w \sum_j a_j \sim N(\mu_w n A_m, \mu_w^2 n (A_D -
+A_m^2))` is standardised to :math:`u` (:func:`varprop.network.state.conditioned_state`).  A later
+non-zero-mean layer's shift is taken as deterministic given :math:`u`, which needs its input's
+conditional mean to dominate the fluctuation (:math:`n A_m \gg \sqrt{n \operatorname{Var}\phi}`);
+where the conditional mean vanishes (an odd activation after zero-mean weights inside the
+conditioned part) the shift is pure fluctuation and the walk refuses the network rather than
+drop it.
+
 The moments of layer :math:`l` are averages over :math:`u`: :math:`E z = E_u m`,
 :math:`E z^2 = E_u[m^2 + q]`, :math:`E z_i z_k = E_u[m^2]`, :math:`E a = E_u A_m`,
 :math:`E a^2 = E_u A_D`, :math:`E a_i a_k = E_u[A_m^2]`.

@@ -1,8 +1,9 @@
 r"""The layer protocol: what every layer of a :class:`~varprop.Network` knows about itself.
 
 A layer is an immutable, hashable value (a frozen dataclass) validated when it is built.  Each
-layer type is one class holding all of its rules, grouped by concern; the engines walk
-``network.layers`` and ask each layer:
+layer type is one class holding its rules, grouped by concern; the engines walk
+``network.layers`` and call, per layer type (their signatures still differ between ``Dense`` and
+``Nonlinearity``, see ``docs/architecture.md``):
 
 - ``output_shape(input_shape)``: the shape it produces (raises for an input it cannot take);
 - mean field (:mod:`varprop.theory`): its forward and backward maps of the per-layer moment state;

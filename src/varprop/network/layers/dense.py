@@ -79,6 +79,12 @@ class Dense(Layer):
             if state.shift_scale is not None:
                 m = mu * state.shift_scale * state.mean
             else:
+                if mu and np.all(np.abs(state.mean) * n <= 1e-6 * np.sqrt(n * state.second)):
+                    raise VarpropError(
+                        f"{self!r}: its shift mu_w * sum_j a_j is pure fluctuation here (the units "
+                        "entering it have conditional mean 0, e.g. an odd activation after "
+                        "zero-mean weights, while an earlier Dense layer's non-zero-mean shift is "
+                        "already conditioned on): the mean field conditions on one shift only")
                 m = mu * n * state.mean
             q = v * n * state.second + b2
             mm = m * m
