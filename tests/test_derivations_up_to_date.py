@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from varprop.cli import main
 from varprop import documents
+from varprop.cli import main
 from varprop.documents import folder
 from varprop.documents.store import MonteCarloStore, budget
 

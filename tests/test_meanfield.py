@@ -67,10 +67,12 @@ def test_fixture_covers_the_grid():
 ])
 @pytest.mark.parametrize("quantity", ["output", "output_gradient"])
 def test_runs_give_the_bits_of_the_layers_listed_one_by_one(block, reps, quantity):
-    listed = Network(list(block) * reps, input_shape=(12,), input_variance=0.7)
     blk = tuple(Network(list(block), input_shape=(12,)).layers)
+    # one run per layer: the walk computes every position (no repeated block to shortcut)
+    listed = Network(LayerSequence([((layer,), 1) for layer in blk * reps]), input_shape=(12,),
+                     input_variance=0.7)
     runs = Network(LayerSequence([(blk, reps)]), input_shape=(12,), input_variance=0.7)
-    assert len(listed.layers.runs) == 1 and listed.layers.runs[0][1] == 1
+    assert len(listed.layers.runs) == len(blk) * reps and listed == runs
     assert runs.layers.runs[0][1] == reps
     for per_layer in (True, False):
         a = predict_variance(listed, quantity=quantity, per_layer=per_layer)

@@ -60,6 +60,11 @@ class LayerSequence(Sequence[Layer]):
     def runs(self) -> tuple[Run, ...]:
         return self._runs
 
+    @property
+    def size(self) -> int:
+        """The number of layers (a Python int: unlike ``len``, not limited to ``sys.maxsize``)."""
+        return self._len
+
     def __len__(self) -> int:
         return self._len
 
@@ -216,8 +221,8 @@ class Network:
             if isinstance(layers, (str, bytes, Layer, Activation)) or not isinstance(layers, Iterable):
                 raise fail_type("layers", layers, "a sequence of layers, e.g. [Dense(64), 'relu']")
             seq = LayerSequence([(tuple(_as_layer(x, i) for i, x in enumerate(layers)), 1)])
-        if len(seq) == 0:
-            raise fail("layers", list(seq), "at least one layer")
+        if seq.size == 0:
+            raise fail("layers", [], "at least one layer")
         object.__setattr__(self, "layers", seq)
         object.__setattr__(self, "input_shape", _check_shape(input_shape))
         object.__setattr__(self, "input_variance",
@@ -243,7 +248,7 @@ class Network:
     @property
     def depth(self) -> int:
         """Number of layers (each ``Dense`` and each ``Nonlinearity`` counts once)."""
-        return len(self.layers)
+        return self.layers.size
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
@@ -272,7 +277,7 @@ class Network:
     def as_mlp(self) -> MLP | None:
         """This network as an :class:`MLP` (one activation, one init scheme, one bias variance,
         alternating ``Dense`` and ``Nonlinearity``), or ``None`` if it is not one."""
-        pairs: list[tuple[Dense, int]] = []
+        runs: list[tuple[tuple[int, ...], int]] = []  # (dense widths of a block, repetitions)
         act = scheme = b2 = None
         for block, count in self.layers.runs:
             if len(block) % 2:
@@ -285,15 +290,14 @@ class Network:
                     act, scheme, b2 = f.activation, d.init, d.bias_variance
                 elif (f.activation, d.init, d.bias_variance) != (act, scheme, b2):
                     return None
-            pairs.extend((d, count) for d in block[::2])
+            runs.append((tuple(d.width for d in block[::2]), count))
         assert act is not None and scheme is not None and b2 is not None
         n0 = self.input_shape[0]
-        ws = [d.width for d, _ in pairs]
-        total = sum(c for _, c in pairs)
-        if len(set(ws)) == 1 and (pairs[0][1] == 1 or len(pairs) == 1):
-            # (n0, n, L) with a constant tail: never materialised
-            return MLP(act, scheme, n0, ws[0], total, None, b2, self.input_variance)
-        explicit = (n0,) + tuple(itertools.chain.from_iterable([d.width] * c for d, c in pairs))
+        total = sum(len(ws) * c for ws, c in runs)
+        distinct = {w for ws, _ in runs for w in ws}
+        if len(distinct) == 1:  # (n0, n, L) with a constant tail: never materialised
+            return MLP(act, scheme, n0, distinct.pop(), total, None, b2, self.input_variance)
+        explicit = (n0,) + tuple(itertools.chain.from_iterable(ws * c for ws, c in runs))
         return MLP(act, scheme, n0, explicit[-1], total, explicit, b2, self.input_variance)
 
     def __repr__(self) -> str:

@@ -119,7 +119,7 @@ def network_shape(network: Network) -> NetworkShape:
     pairs = tuple((i, o, c) for (i, o), c in counts.items())
     n0 = network.input_shape[0]
     return NetworkShape(pairs, n0 + sum(o * c for _, o, c in pairs), sum(c for _, _, c in pairs),
-                        len(network.layers), max([n0] + [o for _, o, _ in pairs]))
+                        network.layers.size, max([n0] + [o for _, o, _ in pairs]))
 
 
 @dataclass(frozen=True)
@@ -310,7 +310,7 @@ def describe(network: Network) -> str:
         if mlp.explicit is None or (len(mlp.explicit) > 2 and len(set(mlp.explicit[1:])) == 1):
             return f"widths {mlp.n0}->{mlp.n} x {mlp.depth}"
         return f"widths {list(mlp.explicit)}"
-    return f"{len(network.layers)} layers, input {network.input_shape}"
+    return f"{network.layers.size} layers, input {network.input_shape}"
 
 
 def format_bytes(n: float) -> str:

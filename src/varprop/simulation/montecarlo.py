@@ -276,8 +276,8 @@ def simulate(
                              "depth": (depth, 1), "input_variance": (input_variance, 1.0),
                              "bias_variance": (bias_variance, 0.0)})
         network = net
-        if len(network.layers) > 2 * MAX_LAYERS:
-            raise fail("net", f"<a network of {len(network.layers):,} layers>",
+        if network.layers.size > 2 * MAX_LAYERS:
+            raise fail("net", f"<a network of {network.layers.size:,} layers>",
                        f"at most {2 * MAX_LAYERS:,} layers for a simulation")
     else:
         if net is None:

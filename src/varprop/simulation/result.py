@@ -164,7 +164,7 @@ class SimulationResult:
 
     @property
     def positions(self) -> int:
-        """Number of layer positions :math:`P` (``len(network.layers)``)."""
+        """Number of layer positions :math:`P` (``network.layers.size``)."""
         return int(self.output_valid.shape[1])
 
     @property

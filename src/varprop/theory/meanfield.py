@@ -26,6 +26,7 @@ asked for and stops recomputing what repeats:
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from array import array
 from collections.abc import Callable
@@ -62,11 +63,13 @@ def refuse_slow(depth: int, done: int, elapsed: float, rate: float) -> None:
     longer than :data:`TIME_LIMIT` in all for ``depth`` layers, at the rate of the last
     :data:`PROBE_LAYERS` layers (checked every :data:`PROBE_LAYERS` layers: the rate can change
     with the variance, e.g. below the verified table's range)."""
-    estimate = elapsed + rate * (depth - done)
+    remaining = depth - done
+    estimate = elapsed + rate * (float(remaining) if remaining < 2**1000 else math.inf)
     if estimate > TIME_LIMIT:
-        raise fail("depth", depth, f"a depth this recursion can walk in about {TIME_LIMIT:.0f} s: "
+        shown = f"{depth:,}" if depth < 10**30 else f"about 10^{len(str(depth)) - 1}"
+        raise fail("depth", shown, f"a depth this recursion can walk in about {TIME_LIMIT:.0f} s: "
                    f"it has not reached a fixed point after {done:,} layers ({elapsed:.2g} s), and "
-                   f"{depth:,} layers would take about {estimate:.2g} s at the current rate")
+                   f"{shown} layers would take about {estimate:.2g} s at the current rate")
 
 
 class Underflow:
@@ -192,7 +195,7 @@ def walk_forward(net: Network, moments: MomentEvaluator, *, keep: str = "all",
     shape = net.input_shape
     position = 0
     computed_positions = 0
-    total = len(net.layers)
+    total = net.layers.size
     started = probed = time.perf_counter()
     probe_every = PROBE_LAYERS * layers_per_unit
     next_probe = probe_every

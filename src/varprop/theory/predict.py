@@ -196,7 +196,7 @@ def _variance(second: np.ndarray, mean: np.ndarray) -> np.ndarray:
 def _propagation(net: Network, method: str, widths: tuple[int, ...]) -> Propagation:
     """The per-layer moments of an MLP-shaped network with widths ``widths`` (the backward pass
     started at ``z_L``)."""
-    fw, bw = _walks(net, method, len(net.layers) - 2)
+    fw, bw = _walks(net, method, net.layers.size - 2)
     mean, second, cross = (fw.expand(c) for c in (fw.mean, fw.second, fw.cross))
     assert bw.out_second is not None and bw.weight_second is not None
     grad = np.concatenate([[bw.input_second], bw.out_second[1:-2:2]])
@@ -258,7 +258,7 @@ def propagate(
             raise fail("network", net, "an MLP-shaped network (alternating Dense and Nonlinearity "
                        "layers, one activation, init and bias): for any other network use "
                        "predict_variance(net, quantity='output' or 'output_gradient', per_layer=True)")
-        check_fits(len(net.layers) // 2)
+        check_fits(net.layers.size // 2)
         return _propagate_network(net, method)
     act, scheme, shape, in_var, b_var, method = _arguments(
         activation, init, fan_in, fan_out, widths, depth, input_variance, bias_variance, method)
@@ -393,7 +393,7 @@ def _mlp_values(net: Network, quantity: str, method: str, per_layer: bool,
     """The MLP quantities (with ``propagation()`` the cached per-layer moments) and whether one
     underflowed."""
     backward = spec(quantity).backward
-    L = len(net.layers) // 2
+    L = net.layers.size // 2
     conditional = _conditional(net)
     if per_layer or conditional:
         check_fits(L, *((_shifted.BYTES_PER_LAYER, _SHIFTED_ARRAYS, "") if conditional else ()))
@@ -406,7 +406,7 @@ def _mlp_values(net: Network, quantity: str, method: str, per_layer: bool,
         return values, (source or not backward) and underflowed(seconds[::-1] if backward else seconds, source)
     fw = _forward(net, method, "backward" if backward else "last")
     if backward:
-        bw = walk_backward(fw, len(net.layers) - 2, source_positive=source_positive(net, True))
+        bw = walk_backward(fw, net.layers.size - 2, source_positive=source_positive(net, True))
         name = "dense_input" if quantity == "gradient" else "weight"
         values = np.array([bw.dense_input if quantity == "gradient" else bw.weight])
         under = bw.under[name].under

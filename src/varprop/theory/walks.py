@@ -117,7 +117,7 @@ def _walks(net: Network, method: str, origin: int) -> tuple[ForwardWalk, Backwar
     """Forward (``keep="all"``) and backward (per position, started at ``origin``) walks."""
     if _conditional(net):
         _refuse_closed_form_conditional(net, method)
-        check_fits(len(net.layers) // _per_unit(net), _shifted.BYTES_PER_LAYER, _SHIFTED_ARRAYS, "")
+        check_fits(net.layers.size // _per_unit(net), _shifted.BYTES_PER_LAYER, _SHIFTED_ARRAYS, "")
         return _shifted.shifted_walks(net, Moments(method), origin, layers_per_unit=_per_unit(net))
     fw = _forward(net, method, "all")  # cached like the last-layer path's (the backward is not)
     return fw, walk_backward(fw, origin, per_position=True)
@@ -133,7 +133,7 @@ def _shared_backward_component(net: Network) -> tuple[int, int] | None:
     """Positions ``(p, q)`` of the last Dense layer with non-zero-mean weights and of a nonlinear
     activation before it that directly follows a Dense layer, for a network that is not an MLP
     (the MLP's own accuracy is stated in :mod:`varprop.theory.shifted`), else ``None``."""
-    if _is_mlp(net) or len(net.layers) > 10_000:
+    if _is_mlp(net) or net.layers.size > 10_000:
         return None
     layers = list(net.layers)
     shifted = [p for p, layer in enumerate(layers) if isinstance(layer, Dense) and not layer.init.is_zero_mean]
@@ -151,7 +151,7 @@ def _network_values(net: Network, quantity: str, method: str, per_layer: bool
                     ) -> tuple[np.ndarray, bool]:
     """``output`` / ``output_gradient`` of any network and whether one underflowed."""
     backward = spec(quantity).backward
-    P = len(net.layers)
+    P = net.layers.size
     source = source_positive(net, backward)
     if backward and (shared := _shared_backward_component(net)) is not None:
         warnings.warn(

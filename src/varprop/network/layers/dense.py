@@ -79,7 +79,8 @@ class Dense(Layer):
             if state.shift_scale is not None:
                 m = mu * state.shift_scale * state.mean
             else:
-                if mu and np.all(np.abs(state.mean) * n <= 1e-6 * np.sqrt(n * state.second)):
+                finite = np.isfinite(state.second) & (state.second > 0)
+                if mu and np.all(finite & (np.abs(state.mean) * n <= 1e-6 * np.sqrt(n * state.second))):
                     raise VarpropError(
                         f"{self!r}: its shift mu_w * sum_j a_j is pure fluctuation here (the units "
                         "entering it have conditional mean 0, e.g. an odd activation after "

@@ -221,8 +221,8 @@ def derive_layers(net: Network) -> NetworkDerivation:
     """
     if not isinstance(net, Network):
         raise fail("net", net, "a varprop.Network")
-    if len(net.layers) > MAX_WALK_LAYERS:
-        raise fail("net", f"a network of {len(net.layers)} layers",
+    if net.layers.size > MAX_WALK_LAYERS:
+        raise fail("net", f"a network of {net.layers.size} layers",
                    f"at most {MAX_WALK_LAYERS} layers for the layer walk (the plain-MLP derivation, "
                    "derive(activation, init), covers any depth)")
     return _Walk(net).run()
