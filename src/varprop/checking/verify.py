@@ -83,7 +83,7 @@ from varprop.checking.step import verify_step
 from varprop.checking.verdict import Verdict
 from varprop.components.activations import Activation
 from varprop.components.schemes import InitScheme
-from varprop.network.model import Network
+from varprop.network.model import Network, default_quantity
 from varprop.network.quantities import BACKWARD as _BACKWARD
 from varprop.network.quantities import QUANTITIES
 from varprop.simulation.montecarlo import simulate
@@ -145,7 +145,7 @@ def verify(
     depth: int = 1,
     input_variance: float = 1.0,
     bias_variance: float = 0.0,
-    quantity: str = "activation",
+    quantity: str | None = None,
     layer: int | None = None,
     rtol: float = 0.05,
     alpha: float = 0.01,
@@ -223,6 +223,8 @@ def verify(
     >>> v.status
     'confirmed'
     """
+    if quantity is None:
+        quantity = default_quantity(activation)
     if not isinstance(local, bool):
         raise fail_type("local", local, "True or False")
     if local:

@@ -31,7 +31,8 @@ from varprop.network.layers.base import Layer, Shape
 from varprop.network.layers.dense import Dense
 from varprop.network.layers.nonlinearity import Nonlinearity
 
-__all__ = ["Network", "LayerSequence", "MLP", "refuse_with_network"]
+__all__ = ["Network", "LayerSequence", "MLP", "refuse_with_network", "default_quantity",
+           "refuse_stacked_nonlinearities"]
 
 Run = tuple[tuple[Layer, ...], int]
 
@@ -316,3 +317,33 @@ def refuse_with_network(given: dict[str, tuple[object, object]]) -> None:
         if not unset:
             raise fail(name, value, "left unset when the first argument is a Network (the network "
                        "carries its layers, widths, init schemes, biases and input variance)")
+
+
+def default_quantity(first_argument: object) -> str:
+    """The quantity a prediction or check reports when none is named: ``"activation"`` for the
+    keyword form and MLP-shaped networks, ``"output"`` for any other :class:`Network`."""
+    if isinstance(first_argument, Network) and first_argument.as_mlp() is None:
+        return "output"
+    return "activation"
+
+
+def refuse_stacked_nonlinearities(net: Network) -> None:
+    """The mean field (and the symbolic derivation) needs Gaussian inputs to every nonlinear
+    activation: a clear error naming the first ``Nonlinearity`` that acts directly on the output
+    of another nonlinear one (the Monte Carlo engines simulate such networks all the same)."""
+    position, previous = 0, None
+    for block, count in net.layers.runs:
+        for rep in range(min(count, 2)):  # a block's boundary with itself shows on its 2nd pass
+            for i, layer in enumerate(block):
+                nonlinear = isinstance(layer, Nonlinearity) and layer.activation.traits.slope is None
+                if isinstance(layer, Nonlinearity) and previous is not None:
+                    raise fail(f"layers[{position + rep * len(block) + i}]", layer,
+                               f"an activation acting on a Gaussian signal: it acts directly on "
+                               f"the output of {previous!r}, which is not Gaussian, so the mean "
+                               "field (and the derivation) cannot predict it; put a Dense layer "
+                               "between the two (simulate() runs the network as it is)")
+                if isinstance(layer, Nonlinearity):
+                    previous = layer if nonlinear else previous
+                else:
+                    previous = None
+        position += count * len(block)

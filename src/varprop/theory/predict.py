@@ -87,7 +87,12 @@ from varprop._util.validation import (
 from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.errors import VarpropError, VarpropWarning
-from varprop.network.model import Network, refuse_with_network
+from varprop.network.model import (
+    Network,
+    default_quantity,
+    refuse_stacked_nonlinearities,
+    refuse_with_network,
+)
 from varprop.network.quantities import (
     MLP_QUANTITIES,
     NETWORK_QUANTITIES,
@@ -276,7 +281,7 @@ def predict_variance(
     depth: int = 1,
     input_variance: float = 1.0,
     bias_variance: float = 0.0,
-    quantity: Quantity = "activation",
+    quantity: Quantity | None = None,
     method: Method = "auto",
     per_layer: bool = False,
 ) -> float | np.ndarray:
@@ -299,6 +304,8 @@ def predict_variance(
     bias_variance : float
         :math:`\sigma_b^2`.
     quantity : {"preactivation", "activation", "activation_second_moment", "gradient", "weight_gradient", "output", "output_gradient"}
+        Default ``"activation"`` for the keyword form and MLP-shaped networks, ``"output"`` for
+        any other network.
         The MLP quantities ("layer :math:`l`" is the :math:`l`-th dense layer; an error for a
         network that is not MLP-shaped): ``preactivation``: :math:`\operatorname{Var} z_L`;
         ``activation``: :math:`\operatorname{Var} a_L = E a_L^2 - (E a_L)^2`;
@@ -351,6 +358,8 @@ def predict_variance(
     >>> predict_variance(net, quantity="output", per_layer=True).tolist()
     [2.0, 1.0, 1.0]
     """
+    if quantity is None:
+        quantity = default_quantity(activation)
     quantity = check_choice("quantity", quantity, QUANTITIES)
     if not isinstance(per_layer, bool):
         raise fail("per_layer", per_layer, "True or False")
@@ -358,6 +367,7 @@ def predict_variance(
         net = _network_argument(activation, init, fan_in, fan_out, widths, depth, input_variance,
                                 bias_variance)
         method = _resolve_method(method)
+        refuse_stacked_nonlinearities(net)
         if quantity in NETWORK_QUANTITIES:
             values, under = _network_values(net, quantity, method, per_layer)
         else:

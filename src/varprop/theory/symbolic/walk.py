@@ -39,7 +39,7 @@ from varprop.components.activations import MOMENTS, Activation
 from varprop.errors import VarpropError
 from varprop.network.layers.dense import Dense
 from varprop.network.layers.nonlinearity import Nonlinearity
-from varprop.network.model import Network
+from varprop.network.model import Network, refuse_stacked_nonlinearities
 from varprop.theory.symbolic._algebra import _eq, _is_zero, _simp, _weight_moments
 from varprop.theory.symbolic.derivation import (
     Step,
@@ -225,6 +225,7 @@ def derive_layers(net: Network) -> NetworkDerivation:
         raise fail("net", f"a network of {net.layers.size} layers",
                    f"at most {MAX_WALK_LAYERS} layers for the layer walk (the plain-MLP derivation, "
                    "derive(activation, init), covers any depth)")
+    refuse_stacked_nonlinearities(net)
     return _Walk(net).run()
 
 
