@@ -153,8 +153,16 @@ def test_shape_arguments_are_refused_with_a_network():
 
 def test_a_nonlinearity_after_a_nonlinearity_is_refused():
     net = Network([layers.Dense(8), "tanh", "relu"], input_shape=(4,))
-    with pytest.raises(VarpropError, match="Gaussian pre-activations"):
+    with pytest.raises(InvalidArgument, match=r"layers\[2\]=Nonlinearity\(relu\(\)\).*output of Nonlinearity\(tanh"):
         predict_variance(net, quantity="output")
+    with pytest.raises(InvalidArgument, match=r"layers\[2\]"):
+        varprop.derive(net)
+    # a repeated block whose last layer is an activation and whose first is too: the boundary
+    from varprop.network.model import LayerSequence
+    blk = tuple(Network(["tanh", layers.Dense(8)], input_shape=(4,)).layers)
+    wrapped = Network(LayerSequence([(blk + (blk[0],), 1), (blk, 3)]), input_shape=(4,))
+    with pytest.raises(InvalidArgument, match=r"layers\[3\]"):
+        predict_variance(wrapped, quantity="output")
 
 
 def test_keyword_form_still_needs_init():

@@ -23,6 +23,7 @@ from varprop import documents
 from varprop.cli._common import parse_named
 from varprop.components.activations import activation as build_activation
 from varprop.components.schemes import init_scheme
+from varprop.documents.common import repository_root
 from varprop.documents.store import MonteCarloStore
 
 
@@ -77,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
               + (" --quick" if budget == "quick" else ""))
         return 1
 
+    if args.all_ and repository_root() is None:
+        print("varprop derive: note: not running from a source checkout (no pyproject.toml with "
+              "[tool.varprop] derive-pages above the package): the repository's extra pages "
+              "listed in its pyproject.toml are not generated", file=sys.stderr)
     if args.all_:
         store = None
         record = Path(out) / "montecarlo.json"

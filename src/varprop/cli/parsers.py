@@ -95,7 +95,8 @@ def _derive(sub: argparse._SubParsersAction) -> None:
                    help="every activation, the index, the checkout's extra pages and "
                         "montecarlo.json")
     p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: the repository's derivations/)")
+                   help="output folder (default: the checkout's derivations/ when run from a "
+                        "source checkout, else ./derivations)")
     p.add_argument("--format", choices=("markdown", "latex"), default="markdown")
     p.add_argument("--quick", action="store_true",
                    help="small Monte Carlo budget for drafts (under a minute)")

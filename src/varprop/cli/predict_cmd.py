@@ -18,6 +18,7 @@ from varprop._util.validation import check_choice, fail
 from varprop.cli._common import parse_named
 from varprop.components.activations import activation as build_activation
 from varprop.components.schemes import init_scheme
+from varprop.network.quantities import NETWORK_QUANTITIES
 from varprop.theory.predict import METHODS, predict_variance
 
 
@@ -32,6 +33,12 @@ def run(args: argparse.Namespace) -> int:
         raise fail("depth", args.depth, f"len(widths) - 1 = {len(widths) - 1} when --widths is "
                    "given (or omit --depth)")
     quantities = args.quantity or ["preactivation", "activation", "gradient"]
+    per_position = [q in NETWORK_QUANTITIES for q in quantities]
+    if any(per_position) and not all(per_position):
+        raise fail("quantity", ",".join(quantities), "MLP quantities (one row per dense layer) or "
+                   f"{' / '.join(NETWORK_QUANTITIES)} (one row per layer position: each dense "
+                   "layer and each activation), not both in one table")
+    row = "position" if all(per_position) else "layer"
     depth = (len(widths) - 1) if widths else (1 if args.depth is None else args.depth)
     shape = dict(fan_in=args.fan_in, fan_out=args.fan_out, widths=widths, depth=depth)
     table = {
@@ -44,13 +51,16 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         config = {"activation": repr(act), "init": repr(scheme), "method": args.method, **shape,
                   "input_variance": args.input_variance, "bias_variance": args.bias_variance}
-        print(json.dumps(jsonable({"config": config, "layers": list(range(1, depth + 1)),
-                                   "values": table}), indent=2, allow_nan=False))
+        rows = list(range(depth)) if row == "position" else list(range(1, depth + 1))
+        print(json.dumps(jsonable({"config": config, f"{row}s": rows, "values": table}), indent=2,
+                         allow_nan=False))
         return 0
     print(f"# {act!r} with {scheme!r}, method={args.method}")
-    header = ["layer"] + list(quantities)
-    print("  ".join(f"{h:>24}" if i else f"{h:>5}" for i, h in enumerate(header)))
+    header = [row] + list(quantities)
+    w = len(row)
+    print("  ".join(f"{h:>24}" if i else f"{h:>{w}}" for i, h in enumerate(header)))
     for l in range(depth):
-        cells = [f"{l + 1:>5}"] + [f"{table[q][l]:>24.10g}" for q in quantities]
+        label = l if row == "position" else l + 1
+        cells = [f"{label:>{w}}"] + [f"{table[q][l]:>24.10g}" for q in quantities]
         print("  ".join(cells))
     return 0
