@@ -26,6 +26,7 @@ asked for and stops recomputing what repeats:
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from array import array
 from collections.abc import Callable
@@ -260,27 +261,36 @@ def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
     with ``keep="backward"`` or ``"all"``)."""
     avg = fw.average
     conditional = avg is not None
-    P = fw.positions
-    out = np.full(P, np.nan) if per_position else None
-    wout = np.full(P, np.nan) if per_position else None
+    nan = math.nan
+    # per position, written one float at a time into flat buffers (NumPy views at the end)
+    out = array("d", (nan,)) * fw.positions if per_position else None
+    wout = array("d", (nan,)) * fw.positions if per_position else None
     # backward from an identically zero forward pass, phi'(0) may be exactly 0: zeros are then
     # exact, so only a positive source makes a zero an underflow
     # (per position, the recorded arrays tell underflows)
     track = source_positive and not per_position
     under = {k: Underflow(source_positive, track) for k in ("dense_input", "weight", "output")}
+    see_output, see_weight, see_input = (under[k].see for k in ("output", "weight", "dense_input"))
     g = GradientState(np.ones_like(fw.input_second), np.zeros_like(fw.input_second)) \
         if conditional else GradientState(1.0, 0.0)
-    last = {"dense_input": 0.0, "weight": 0.0, "dense_out": 0.0, "output": 0.0}
+    dense_input = weight = dense_out = output = 0.0
     value: Callable[[object], float] = avg if conditional else float  # type: ignore[assignment]
+    nonlinearity_rule = Nonlinearity.mean_field_backward
+    data = fw.bw
     # Python floats overflow to inf silently; only node arrays need NumPy's error state
     with np.errstate(all="ignore") if conditional else contextlib.nullcontext():
         for seg in reversed(fw.segments):
             if seg.start > origin:
                 continue
             B = len(seg.block)
-            prefix = [0]
+            # per block position: the dense layer's backward rule for each input-shape variant
+            # (None for a nonlinearity) and its offset in the repetition's backward data
+            rules: list[tuple[object, ...] | None] = [None, None]
+            offsets = []
+            offset = 0
             for layer in seg.block:
-                prefix.append(prefix[-1] + _bw_size(layer))
+                offsets.append(offset)
+                offset += _bw_size(layer)
             if origin >= seg.start + seg.count * B:
                 top, first = seg.count - 1, B - 1
             else:  # the run holding the origin: start at its block index in its repetition
@@ -296,53 +306,67 @@ def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
                     # gradient leaving rep ``low`` is the one entering rep r + 1, i.e. ``g``
                     _fill(out, wout, seg, low, r, above_vals)
                     for o, w, dn in reversed(above_vals) if track else ():
-                        under["output"].see(o)
+                        see_output(o)
                         if not np.isnan(dn):
-                            under["weight"].see(w)
-                            under["dense_input"].see(dn)
+                            see_weight(w)
+                            see_input(dn)
                     r, above = low - 1, None
                     continue
                 g_top = g
-                shapes = seg.shapes[min(r, 1)]
+                variant = min(r, 1)
+                block_rules = rules[variant]
+                if block_rules is None:
+                    block_rules = rules[variant] = _backward_rules(seg.block, seg.shapes[variant])
                 d = min(r, seg.computed - 1)
                 base = seg.bw_start + d * seg.bw_per_rep
-                vals: list[tuple[float, float, float]] = [(np.nan, np.nan, np.nan)] * B
+                vals: list[tuple[float, float, float]] = [(nan, nan, nan)] * B
+                pos = seg.start + r * B
                 for i in range(first if r == top else B - 1, -1, -1):
-                    layer = seg.block[i]
-                    offset = base + prefix[i]
+                    rule = block_rules[i]
+                    at = base + offsets[i]
                     o = value(g.second)
-                    w = dn = np.nan
-                    if isinstance(layer, Dense):
-                        w = value(g.second * fw.bw[offset])  # type: ignore[operator]
-                        g = layer.mean_field_backward(g, shapes[i][0])
+                    if rule is not None:
+                        w = value(g.second * data[at])  # type: ignore[operator]
+                        g = rule(g)  # type: ignore[operator]
                         dn = value(g.second)
-                        last["dense_out"], last["dense_input"], last["weight"] = o, dn, w
+                        dense_out, dense_input, weight = o, dn, w
                         if track:
-                            under["weight"].see(w)
-                            under["dense_input"].see(dn)
+                            see_weight(w)
+                            see_input(dn)
                     else:
-                        g = Nonlinearity.mean_field_backward(g, fw.bw[offset], fw.bw[offset + 1])
+                        w = dn = nan
+                        g = nonlinearity_rule(g, data[at], data[at + 1])
                     if track:
-                        under["output"].see(o)
-                    last["output"] = o
+                        see_output(o)
+                    output = o
                     vals[i] = (o, w, dn)
                     if out is not None:
-                        pos = seg.start + r * B + i
-                        out[pos] = o
-                        wout[pos] = w  # type: ignore[index]
+                        out[pos + i] = o
+                        wout[pos + i] = w  # type: ignore[index]
                 full = r != top or first == B - 1
                 above, above_vals = (g_top, vals) if full else (None, [])
                 r -= 1
-    return BackwardWalk(out, wout, value(g.second), last["dense_input"], last["weight"],
-                        last["dense_out"], last["output"], under)
+    return BackwardWalk(_view(out), _view(wout), value(g.second), dense_input, weight, dense_out,
+                        output, under)
 
 
-def _fill(out: np.ndarray | None, wout: np.ndarray | None, seg: Segment, low: int, r: int,
+def _backward_rules(block: tuple[Layer, ...], shapes: tuple[Shape, ...]) -> tuple[object, ...]:
+    """Each dense layer's backward rule for its input shape (None for a nonlinearity)."""
+    return tuple(layer.backward_rule(shape[0]) if isinstance(layer, Dense) else None
+                 for layer, shape in zip(block, shapes))
+
+
+def _view(buffer: array | None) -> np.ndarray | None:
+    return None if buffer is None else np.frombuffer(buffer, dtype=float)
+
+
+def _fill(out: array | None, wout: array | None, seg: Segment, low: int, r: int,
           vals: list[tuple[float, float, float]]) -> None:
     if out is None:
         return
     B = len(seg.block)
     lo, hi = seg.start + low * B, seg.start + (r + 1) * B
+    out_view, wout_view = np.frombuffer(out, dtype=float), np.frombuffer(wout, dtype=float)  # type: ignore[arg-type]
     for i, (o, w, _) in enumerate(vals):
-        out[lo + i:hi:B] = o
-        wout[lo + i:hi:B] = w  # type: ignore[index]
+        out_view[lo + i:hi:B] = o
+        wout_view[lo + i:hi:B] = w
