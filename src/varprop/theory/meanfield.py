@@ -274,6 +274,7 @@ def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
     g = GradientState(np.ones_like(fw.input_second), np.zeros_like(fw.input_second)) \
         if conditional else GradientState(1.0, 0.0)
     dense_input = weight = dense_out = output = 0.0
+    # unconditional moments are Python floats already (the forward data are a float array)
     value: Callable[[object], float] = avg if conditional else float  # type: ignore[assignment]
     nonlinearity_rule = Nonlinearity.mean_field_backward
     data = fw.bw
@@ -304,7 +305,7 @@ def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
                 if r >= low and g.same(above):
                     # reps low..r repeat rep r + 1: identical maps and incoming state, so the
                     # gradient leaving rep ``low`` is the one entering rep r + 1, i.e. ``g``
-                    _fill(out, wout, seg, low, r, above_vals)
+                    _fill(out, wout, seg, low, r)
                     for o, w, dn in reversed(above_vals) if track else ():
                         see_output(o)
                         if not np.isnan(dn):
@@ -313,22 +314,25 @@ def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
                     r, above = low - 1, None
                     continue
                 g_top = g
-                variant = min(r, 1)
+                variant = 1 if r else 0
                 block_rules = rules[variant]
                 if block_rules is None:
                     block_rules = rules[variant] = _backward_rules(seg.block, seg.shapes[variant])
-                d = min(r, seg.computed - 1)
-                base = seg.bw_start + d * seg.bw_per_rep
-                vals: list[tuple[float, float, float]] = [(nan, nan, nan)] * B
+                base = seg.bw_start + (r if r < seg.computed else seg.computed - 1) * seg.bw_per_rep
+                vals: list[tuple[float, float, float]] = [(nan, nan, nan)] * B if track else []
                 pos = seg.start + r * B
                 for i in range(first if r == top else B - 1, -1, -1):
                     rule = block_rules[i]
                     at = base + offsets[i]
-                    o = value(g.second)
+                    o = value(g.second) if conditional else g.second
                     if rule is not None:
-                        w = value(g.second * data[at])  # type: ignore[operator]
+                        w = g.second * data[at]  # type: ignore[operator]
                         g = rule(g)  # type: ignore[operator]
-                        dn = value(g.second)
+                        if conditional:
+                            w = value(w)
+                            dn = value(g.second)
+                        else:
+                            dn = g.second
                         dense_out, dense_input, weight = o, dn, w
                         if track:
                             see_weight(w)
@@ -338,8 +342,8 @@ def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
                         g = nonlinearity_rule(g, data[at], data[at + 1])
                     if track:
                         see_output(o)
+                        vals[i] = (o, w, dn)
                     output = o
-                    vals[i] = (o, w, dn)
                     if out is not None:
                         out[pos + i] = o
                         wout[pos + i] = w  # type: ignore[index]
@@ -360,13 +364,12 @@ def _view(buffer: array | None) -> np.ndarray | None:
     return None if buffer is None else np.frombuffer(buffer, dtype=float)
 
 
-def _fill(out: array | None, wout: array | None, seg: Segment, low: int, r: int,
-          vals: list[tuple[float, float, float]]) -> None:
+def _fill(out: array | None, wout: array | None, seg: Segment, low: int, r: int) -> None:
+    """Repetitions ``low..r`` repeat repetition ``r + 1`` (already written)."""
     if out is None:
         return
     B = len(seg.block)
     lo, hi = seg.start + low * B, seg.start + (r + 1) * B
-    out_view, wout_view = np.frombuffer(out, dtype=float), np.frombuffer(wout, dtype=float)  # type: ignore[arg-type]
-    for i, (o, w, _) in enumerate(vals):
-        out_view[lo + i:hi:B] = o
-        wout_view[lo + i:hi:B] = w
+    for buffer in (out, wout):
+        view = np.frombuffer(buffer, dtype=float)  # type: ignore[arg-type]
+        view[lo:hi].reshape(r + 1 - low, B)[:] = view[hi:hi + B]
