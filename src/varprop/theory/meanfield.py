@@ -100,8 +100,13 @@ class Segment:
     computed: int = 0
     bw_start: int = 0
     bw_per_rep: int = 0
+    #: offset of each block position's backward data in its repetition's
+    bw_offsets: tuple[int, ...] = ()
     #: reported (mean, second, cross) of the last computed repetition, per block position
     last: list[tuple[float, float, float]] = field(default_factory=list)
+    #: per input-shape variant (repetition 0, later ones): each layer's backward rule, prepared
+    #: by the first backward walk that needs it (:func:`_backward_rules`)
+    rules: list[tuple[object, ...] | None] = field(default_factory=lambda: [None, None])
 
     @property
     def same_shapes(self) -> bool:
@@ -195,8 +200,10 @@ def walk_forward(net: Network, moments: MomentEvaluator, *, keep: str = "all",
         for block, count in net.layers.runs:
             shapes0, out0 = _input_shapes(block, shape)
             shapes1, out1 = _input_shapes(block, out0) if count > 1 else (shapes0, out0)
+            sizes = [_bw_size(layer) for layer in block]
             seg = Segment(block, count, position, (shapes0, shapes1), bw_start=len(bw),
-                          bw_per_rep=sum(map(_bw_size, block)))
+                          bw_per_rep=sum(sizes),
+                          bw_offsets=tuple(sum(sizes[:i]) for i in range(len(block))))
             segments.append(seg)
             entering: MomentState | None = None
             for r in range(count):
@@ -284,14 +291,8 @@ def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
             if seg.start > origin:
                 continue
             B = len(seg.block)
-            # per block position: the dense layer's backward rule for each input-shape variant
-            # (None for a nonlinearity) and its offset in the repetition's backward data
-            rules: list[tuple[object, ...] | None] = [None, None]
-            offsets = []
-            offset = 0
-            for layer in seg.block:
-                offsets.append(offset)
-                offset += _bw_size(layer)
+            rules = seg.rules
+            offsets = seg.bw_offsets
             if origin >= seg.start + seg.count * B:
                 top, first = seg.count - 1, B - 1
             else:  # the run holding the origin: start at its block index in its repetition
