@@ -134,6 +134,20 @@ class ForwardWalk:
 
     def expand(self, column: array) -> np.ndarray:
         """A per-position column over all positions (repeated repetitions filled in)."""
+        if self.positions > _SHORT_FILL:
+            return self._expand_in_place(column)
+        out = array("d")
+        done = 0
+        for seg in self.segments:
+            size = len(seg.block)
+            got = column[done:done + seg.computed * size]
+            out += got
+            if seg.count > seg.computed:
+                out += got[-size:] * (seg.count - seg.computed)
+            done += len(got)
+        return np.frombuffer(out, dtype=float)
+
+    def _expand_in_place(self, column: array) -> np.ndarray:
         out = np.empty(self.positions)
         done = 0
         for seg in self.segments:
@@ -366,11 +380,19 @@ def _view(buffer: array | None) -> np.ndarray | None:
 
 
 def _fill(out: array | None, wout: array | None, seg: Segment, low: int, r: int) -> None:
-    """Repetitions ``low..r`` repeat repetition ``r + 1`` (already written)."""
+    """Repetitions ``low..r`` repeat repetition ``r + 1`` (already written): short fills by
+    array repetition, long ones in place through NumPy views (no temporary)."""
     if out is None:
         return
     B = len(seg.block)
     lo, hi = seg.start + low * B, seg.start + (r + 1) * B
     for buffer in (out, wout):
-        view = np.frombuffer(buffer, dtype=float)  # type: ignore[arg-type]
-        view[lo:hi].reshape(r + 1 - low, B)[:] = view[hi:hi + B]
+        if hi - lo <= _SHORT_FILL:
+            buffer[lo:hi] = buffer[hi:hi + B] * (r + 1 - low)  # type: ignore[index]
+        else:
+            view = np.frombuffer(buffer, dtype=float)  # type: ignore[arg-type]
+            view[lo:hi].reshape(r + 1 - low, B)[:] = view[hi:hi + B]
+
+
+#: Positions up to which :func:`_fill` repeats through a temporary array.
+_SHORT_FILL = 1 << 12

@@ -206,10 +206,10 @@ def _propagation(prep: _Prepared, method: str, widths: tuple[int, ...]) -> Propa
 
 
 @lru_cache(maxsize=1024)
-def _propagate_cached(act: Activation, scheme: InitScheme, widths: tuple[int, ...],
-                      input_variance: float, bias_variance: float, method: str) -> Propagation:
-    return _propagation(_mlp(act, scheme, _Shape.of(widths), input_variance, bias_variance), method,
-                        widths)
+def _propagate_cached(act: Activation, scheme: InitScheme, shape: _Shape, input_variance: float,
+                      bias_variance: float, method: str) -> Propagation:
+    return _propagation(_mlp(act, scheme, shape, input_variance, bias_variance), method,
+                        shape.widths())
 
 
 @lru_cache(maxsize=256)
@@ -264,7 +264,7 @@ def propagate(
     act, scheme, shape, in_var, b_var, method = _arguments(
         activation, init, fan_in, fan_out, widths, depth, input_variance, bias_variance, method)
     check_fits(shape.L)  # before allocating: the per-layer arrays grow with depth
-    return _propagate_cached(act, scheme, shape.widths(), in_var, b_var, method)
+    return _propagate_cached(act, scheme, shape, in_var, b_var, method)
 
 
 def predict_variance(
@@ -377,7 +377,7 @@ def predict_variance(
             values, under = _network_values(prep, quantity, method, per_layer)
         else:
             values, under = _mlp_values(prep, quantity, method, per_layer, lambda: _propagate_cached(
-                act, scheme, shape.widths(), in_var, b_var, method))
+                act, scheme, shape, in_var, b_var, method))
     if np.isinf(values).any():
         warnings.warn(f"predicted {quantity} variance exceeds the float range at some layer; "
                       "returned as inf", VarpropWarning, stacklevel=2)
