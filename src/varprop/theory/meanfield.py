@@ -290,8 +290,9 @@ def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
     # exact, so only a positive source makes a zero an underflow
     # (per position, the recorded arrays tell underflows)
     track = source_positive and not per_position
-    under = {k: Underflow(source_positive, track) for k in ("dense_input", "weight", "output")}
-    see_output, see_weight, see_input = (under[k].see for k in ("output", "weight", "dense_input"))
+    under = {"dense_input": Underflow(source_positive, track),
+             "weight": Underflow(source_positive, track), "output": Underflow(source_positive, track)}
+    see_output, see_weight, see_input = under["output"].see, under["weight"].see, under["dense_input"].see
     g = GradientState(np.ones_like(fw.input_second), np.zeros_like(fw.input_second)) \
         if conditional else GradientState(1.0, 0.0)
     dense_input = weight = dense_out = output = 0.0
@@ -323,7 +324,7 @@ def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
                     _fill(out, wout, seg, low, r)
                     for o, w, dn in reversed(above_vals) if track else ():
                         see_output(o)
-                        if not np.isnan(dn):
+                        if not math.isnan(dn):  # a dense position
                             see_weight(w)
                             see_input(dn)
                     r, above = low - 1, None

@@ -62,7 +62,7 @@ class _Prepared:
     asked).  Compared by identity: the forward walks are cached per prepared network, so a
     cached keyword-form call never hashes the network's layers."""
 
-    __slots__ = ("net", "is_mlp", "conditional", "per_unit", "_source")
+    __slots__ = ("_source", "conditional", "is_mlp", "net", "per_unit")
 
     def __init__(self, net: Network) -> None:
         self.net = net
