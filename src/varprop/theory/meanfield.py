@@ -100,7 +100,7 @@ class Segment:
     computed: int = 0
     bw_start: int = 0
     bw_per_rep: int = 0
-    #: offset of each block position's backward data in its repetition's
+    #: offset of each block position's data within its repetition's backward data
     bw_offsets: tuple[int, ...] = ()
     #: reported (mean, second, cross) of the last computed repetition, per block position
     last: list[tuple[float, float, float]] = field(default_factory=list)

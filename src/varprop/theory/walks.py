@@ -96,6 +96,7 @@ def _mlp(act: Activation, scheme: InitScheme, shape: _Shape, input_variance: flo
 @lru_cache(maxsize=1024)
 def _keyword_network(act: Activation, scheme: InitScheme, shape: _Shape, input_variance: float,
                      bias_variance: float) -> _Prepared:
+    """:func:`_mlp` once the shape is normalised (``explicit``: widths that are not constant)."""
     if shape.explicit is not None:
         return _Prepared(Network.mlp(act, scheme, widths=shape.explicit,
                                      bias_variance=bias_variance, input_variance=input_variance))
