@@ -56,6 +56,8 @@ NAN_MESSAGE = ("a moment is 0 * inf: the variances leave the float range in both
 
 
 def _equal(a: Value | None, b: Value | None) -> bool:
+    if a.__class__ is float and b.__class__ is float:  # the common case, first
+        return a == b
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return a is not None and b is not None and bool(np.array_equal(a, b))
     return a == b

@@ -103,8 +103,13 @@ class Segment:
     computed: int = 0
     bw_start: int = 0
     bw_per_rep: int = 0
+    #: offset of each block position's data within its repetition's backward data
+    bw_offsets: tuple[int, ...] = ()
     #: reported (mean, second, cross) of the last computed repetition, per block position
     last: list[tuple[float, float, float]] = field(default_factory=list)
+    #: per input-shape variant (repetition 0, later ones): each layer's backward rule, prepared
+    #: by the first backward walk that needs it (:func:`_backward_rules`)
+    rules: list[tuple[object, ...] | None] = field(default_factory=lambda: [None, None])
 
     @property
     def same_shapes(self) -> bool:
@@ -132,6 +137,20 @@ class ForwardWalk:
 
     def expand(self, column: array) -> np.ndarray:
         """A per-position column over all positions (repeated repetitions filled in)."""
+        if self.positions > _SHORT_FILL:
+            return self._expand_in_place(column)
+        out = array("d")
+        done = 0
+        for seg in self.segments:
+            size = len(seg.block)
+            got = column[done:done + seg.computed * size]
+            out += got
+            if seg.count > seg.computed:
+                out += got[-size:] * (seg.count - seg.computed)
+            done += len(got)
+        return np.frombuffer(out, dtype=float)
+
+    def _expand_in_place(self, column: array) -> np.ndarray:
         out = np.empty(self.positions)
         done = 0
         for seg in self.segments:
@@ -205,8 +224,10 @@ def walk_forward(net: Network, moments: MomentEvaluator, *, keep: str = "all",
         for block, count in net.layers.runs:
             shapes0, out0 = _input_shapes(block, shape)
             shapes1, out1 = _input_shapes(block, out0) if count > 1 else (shapes0, out0)
+            sizes = [_bw_size(layer) for layer in block]
             seg = Segment(block, count, position, (shapes0, shapes1), bw_start=len(bw),
-                          bw_per_rep=sum(map(_bw_size, block)))
+                          bw_per_rep=sum(sizes),
+                          bw_offsets=tuple(sum(sizes[:i]) for i in range(len(block))))
             segments.append(seg)
             entering: MomentState | None = None
             for r in range(count):
@@ -273,27 +294,32 @@ def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
     with ``keep="backward"`` or ``"all"``)."""
     avg = fw.average
     conditional = avg is not None
-    P = fw.positions
-    out = np.full(P, np.nan) if per_position else None
-    wout = np.full(P, np.nan) if per_position else None
+    nan = math.nan
+    # per position, written one float at a time into flat buffers (NumPy views at the end)
+    out = array("d", (nan,)) * fw.positions if per_position else None
+    wout = array("d", (nan,)) * fw.positions if per_position else None
     # backward from an identically zero forward pass, phi'(0) may be exactly 0: zeros are then
     # exact, so only a positive source makes a zero an underflow
     # (per position, the recorded arrays tell underflows)
     track = source_positive and not per_position
-    under = {k: Underflow(source_positive, track) for k in ("dense_input", "weight", "output")}
+    under = {"dense_input": Underflow(source_positive, track),
+             "weight": Underflow(source_positive, track), "output": Underflow(source_positive, track)}
+    see_output, see_weight, see_input = under["output"].see, under["weight"].see, under["dense_input"].see
     g = GradientState(np.ones_like(fw.input_second), np.zeros_like(fw.input_second)) \
         if conditional else GradientState(1.0, 0.0)
-    last = {"dense_input": 0.0, "weight": 0.0, "dense_out": 0.0, "output": 0.0}
+    dense_input = weight = dense_out = output = 0.0
+    # unconditional moments are Python floats already (the forward data are a float array)
     value: Callable[[object], float] = avg if conditional else float  # type: ignore[assignment]
+    nonlinearity_rule = Nonlinearity.mean_field_backward
+    data = fw.bw
     # Python floats overflow to inf silently; only node arrays need NumPy's error state
     with np.errstate(all="ignore") if conditional else contextlib.nullcontext():
         for seg in reversed(fw.segments):
             if seg.start > origin:
                 continue
             B = len(seg.block)
-            prefix = [0]
-            for layer in seg.block:
-                prefix.append(prefix[-1] + _bw_size(layer))
+            rules = seg.rules
+            offsets = seg.bw_offsets
             if origin >= seg.start + seg.count * B:
                 top, first = seg.count - 1, B - 1
             else:  # the run holding the origin: start at its block index in its repetition
@@ -307,55 +333,79 @@ def walk_backward(fw: ForwardWalk, origin: int, *, per_position: bool = False,
                 if r >= low and g.same(above):
                     # reps low..r repeat rep r + 1: identical maps and incoming state, so the
                     # gradient leaving rep ``low`` is the one entering rep r + 1, i.e. ``g``
-                    _fill(out, wout, seg, low, r, above_vals)
+                    _fill(out, wout, seg, low, r)
                     for o, w, dn in reversed(above_vals) if track else ():
-                        under["output"].see(o)
-                        if not np.isnan(dn):
-                            under["weight"].see(w)
-                            under["dense_input"].see(dn)
+                        see_output(o)
+                        if not math.isnan(dn):  # a dense position
+                            see_weight(w)
+                            see_input(dn)
                     r, above = low - 1, None
                     continue
                 g_top = g
-                shapes = seg.shapes[min(r, 1)]
-                d = min(r, seg.computed - 1)
-                base = seg.bw_start + d * seg.bw_per_rep
-                vals: list[tuple[float, float, float]] = [(np.nan, np.nan, np.nan)] * B
+                variant = 1 if r else 0
+                block_rules = rules[variant]
+                if block_rules is None:
+                    block_rules = rules[variant] = _backward_rules(seg.block, seg.shapes[variant])
+                base = seg.bw_start + (r if r < seg.computed else seg.computed - 1) * seg.bw_per_rep
+                vals: list[tuple[float, float, float]] = [(nan, nan, nan)] * B if track else []
+                pos = seg.start + r * B
                 for i in range(first if r == top else B - 1, -1, -1):
-                    layer = seg.block[i]
-                    offset = base + prefix[i]
-                    o = value(g.second)
-                    w = dn = np.nan
-                    if isinstance(layer, Dense):
-                        w = value(g.second * fw.bw[offset])  # type: ignore[operator]
-                        g = layer.mean_field_backward(g, shapes[i][0])
-                        dn = value(g.second)
-                        last["dense_out"], last["dense_input"], last["weight"] = o, dn, w
+                    rule = block_rules[i]
+                    at = base + offsets[i]
+                    o = value(g.second) if conditional else g.second
+                    if rule is not None:
+                        w = g.second * data[at]  # type: ignore[operator]
+                        g = rule(g)  # type: ignore[operator]
+                        if conditional:
+                            w = value(w)
+                            dn = value(g.second)
+                        else:
+                            dn = g.second
+                        dense_out, dense_input, weight = o, dn, w
                         if track:
-                            under["weight"].see(w)
-                            under["dense_input"].see(dn)
+                            see_weight(w)
+                            see_input(dn)
                     else:
-                        g = Nonlinearity.mean_field_backward(g, fw.bw[offset], fw.bw[offset + 1])
+                        w = dn = nan
+                        g = nonlinearity_rule(g, data[at], data[at + 1])
                     if track:
-                        under["output"].see(o)
-                    last["output"] = o
-                    vals[i] = (o, w, dn)
+                        see_output(o)
+                        vals[i] = (o, w, dn)
+                    output = o
                     if out is not None:
-                        pos = seg.start + r * B + i
-                        out[pos] = o
-                        wout[pos] = w  # type: ignore[index]
+                        out[pos + i] = o
+                        wout[pos + i] = w  # type: ignore[index]
                 full = r != top or first == B - 1
                 above, above_vals = (g_top, vals) if full else (None, [])
                 r -= 1
-    return BackwardWalk(out, wout, value(g.second), last["dense_input"], last["weight"],
-                        last["dense_out"], last["output"], under)
+    return BackwardWalk(_view(out), _view(wout), value(g.second), dense_input, weight, dense_out,
+                        output, under)
 
 
-def _fill(out: np.ndarray | None, wout: np.ndarray | None, seg: Segment, low: int, r: int,
-          vals: list[tuple[float, float, float]]) -> None:
+def _backward_rules(block: tuple[Layer, ...], shapes: tuple[Shape, ...]) -> tuple[object, ...]:
+    """Each dense layer's backward rule for its input shape (None for a nonlinearity)."""
+    return tuple(layer.backward_rule(shape[0]) if isinstance(layer, Dense) else None
+                 for layer, shape in zip(block, shapes))
+
+
+def _view(buffer: array | None) -> np.ndarray | None:
+    return None if buffer is None else np.frombuffer(buffer, dtype=float)
+
+
+def _fill(out: array | None, wout: array | None, seg: Segment, low: int, r: int) -> None:
+    """Repetitions ``low..r`` repeat repetition ``r + 1`` (already written): short fills by
+    array repetition, long ones in place through NumPy views (no temporary)."""
     if out is None:
         return
     B = len(seg.block)
     lo, hi = seg.start + low * B, seg.start + (r + 1) * B
-    for i, (o, w, _) in enumerate(vals):
-        out[lo + i:hi:B] = o
-        wout[lo + i:hi:B] = w  # type: ignore[index]
+    for buffer in (out, wout):
+        if hi - lo <= _SHORT_FILL:
+            buffer[lo:hi] = buffer[hi:hi + B] * (r + 1 - low)  # type: ignore[index]
+        else:
+            view = np.frombuffer(buffer, dtype=float)  # type: ignore[arg-type]
+            view[lo:hi].reshape(r + 1 - low, B)[:] = view[hi:hi + B]
+
+
+#: Positions up to which :func:`_fill` repeats through a temporary array.
+_SHORT_FILL = 1 << 12

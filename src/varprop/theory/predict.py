@@ -103,14 +103,14 @@ from varprop.network.state import NAN_MESSAGE
 from varprop.theory import shifted as _shifted
 from varprop.theory.meanfield import walk_backward
 from varprop.theory.moments import zero_mean_moments as _zero_mean_moments  # noqa: F401 (benchmarks, tests)
-from varprop.theory.sizes import check_fits, source_positive, underflowed
+from varprop.theory.sizes import check_fits, underflowed
 from varprop.theory.walks import (
     _SHIFTED_ARRAYS,
-    _conditional,
     _forward,
-    _is_mlp,
     _mlp,
     _network_values,
+    _Prepared,
+    _prepared,
     _readonly,
     _Shape,
     _walks,
@@ -198,10 +198,10 @@ def _variance(second: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return np.maximum(out, 0.0)
 
 
-def _propagation(net: Network, method: str, widths: tuple[int, ...]) -> Propagation:
+def _propagation(prep: _Prepared, method: str, widths: tuple[int, ...]) -> Propagation:
     """The per-layer moments of an MLP-shaped network with widths ``widths`` (the backward pass
     started at ``z_L``)."""
-    fw, bw = _walks(net, method, net.layers.size - 2)
+    fw, bw = _walks(prep, method, prep.net.layers.size - 2)
     mean, second, cross = (fw.expand(c) for c in (fw.mean, fw.second, fw.cross))
     assert bw.out_second is not None and bw.weight_second is not None
     grad = np.concatenate([[bw.input_second], bw.out_second[1:-2:2]])
@@ -211,17 +211,17 @@ def _propagation(net: Network, method: str, widths: tuple[int, ...]) -> Propagat
 
 
 @lru_cache(maxsize=1024)
-def _propagate_cached(act: Activation, scheme: InitScheme, widths: tuple[int, ...],
-                      input_variance: float, bias_variance: float, method: str) -> Propagation:
-    return _propagation(_mlp(act, scheme, _Shape.of(widths), input_variance, bias_variance), method,
-                        widths)
+def _propagate_cached(act: Activation, scheme: InitScheme, shape: _Shape, input_variance: float,
+                      bias_variance: float, method: str) -> Propagation:
+    return _propagation(_mlp(act, scheme, shape, input_variance, bias_variance), method,
+                        shape.widths())
 
 
 @lru_cache(maxsize=256)
-def _propagate_network(net: Network, method: str) -> Propagation:
-    mlp = net.as_mlp()
+def _propagate_network(prep: _Prepared, method: str) -> Propagation:
+    mlp = prep.net.as_mlp()
     assert mlp is not None
-    return _propagation(net, method, mlp.widths())
+    return _propagation(prep, method, mlp.widths())
 
 
 def _resolve_method(method: object) -> str:
@@ -259,16 +259,17 @@ def propagate(
         net = _network_argument(activation, init, fan_in, fan_out, widths, depth, input_variance,
                                 bias_variance)
         method = _resolve_method(method)
-        if not _is_mlp(net):
+        prep = _prepared(net)
+        if not prep.is_mlp:
             raise fail("network", net, "an MLP-shaped network (alternating Dense and Nonlinearity "
                        "layers, one activation, init and bias): for any other network use "
                        "predict_variance(net, quantity='output' or 'output_gradient', per_layer=True)")
         check_fits(net.layers.size // 2)
-        return _propagate_network(net, method)
+        return _propagate_network(prep, method)
     act, scheme, shape, in_var, b_var, method = _arguments(
         activation, init, fan_in, fan_out, widths, depth, input_variance, bias_variance, method)
     check_fits(shape.L)  # before allocating: the per-layer arrays grow with depth
-    return _propagate_cached(act, scheme, shape.widths(), in_var, b_var, method)
+    return _propagate_cached(act, scheme, shape, in_var, b_var, method)
 
 
 def predict_variance(
@@ -368,24 +369,25 @@ def predict_variance(
                                 bias_variance)
         method = _resolve_method(method)
         refuse_stacked_nonlinearities(net)
+        prep = _prepared(net)
         if quantity in NETWORK_QUANTITIES:
-            values, under = _network_values(net, quantity, method, per_layer)
+            values, under = _network_values(prep, quantity, method, per_layer)
         else:
-            if not _is_mlp(net):
+            if not prep.is_mlp:
                 raise fail("quantity", quantity, f"one of {list(NETWORK_QUANTITIES)} for a network "
                            f"that is not MLP-shaped (the MLP quantities {list(MLP_QUANTITIES)} "
                            "count dense layers of a Dense/Nonlinearity chain)")
-            values, under = _mlp_values(net, quantity, method, per_layer,
-                                        lambda: _propagate_network(net, method))
+            values, under = _mlp_values(prep, quantity, method, per_layer,
+                                        lambda: _propagate_network(prep, method))
     else:
         act, scheme, shape, in_var, b_var, method = _arguments(
             activation, init, fan_in, fan_out, widths, depth, input_variance, bias_variance, method)
-        net = _mlp(act, scheme, shape, in_var, b_var)
+        prep = _mlp(act, scheme, shape, in_var, b_var)
         if quantity in NETWORK_QUANTITIES:
-            values, under = _network_values(net, quantity, method, per_layer)
+            values, under = _network_values(prep, quantity, method, per_layer)
         else:
-            values, under = _mlp_values(net, quantity, method, per_layer, lambda: _propagate_cached(
-                act, scheme, shape.widths(), in_var, b_var, method))
+            values, under = _mlp_values(prep, quantity, method, per_layer, lambda: _propagate_cached(
+                act, scheme, shape, in_var, b_var, method))
     if np.isinf(values).any():
         warnings.warn(f"predicted {quantity} variance exceeds the float range at some layer; "
                       "returned as inf", VarpropWarning, stacklevel=2)
@@ -398,13 +400,14 @@ def predict_variance(
     return float(values[0] if spec(quantity).backward or values.size == 1 else values[-1])
 
 
-def _mlp_values(net: Network, quantity: str, method: str, per_layer: bool,
+def _mlp_values(prep: _Prepared, quantity: str, method: str, per_layer: bool,
                 propagation) -> tuple[np.ndarray, bool]:
     """The MLP quantities (with ``propagation()`` the cached per-layer moments) and whether one
     underflowed."""
     backward = spec(quantity).backward
+    net = prep.net
     L = net.layers.size // 2
-    conditional = _conditional(net)
+    conditional = prep.conditional
     if per_layer or conditional:
         check_fits(L, *((_shifted.BYTES_PER_LAYER, _SHIFTED_ARRAYS, "") if conditional else ()))
         prop = propagation()
@@ -412,11 +415,11 @@ def _mlp_values(net: Network, quantity: str, method: str, per_layer: bool,
         seconds = {"preactivation": prop.preact_second, "activation": prop.act_second,
                    "activation_second_moment": prop.act_second, "gradient": prop.grad_second,
                    "weight_gradient": prop.weight_grad_second}[quantity]
-        source = source_positive(net, backward)
+        source = prep.source_positive(backward)
         return values, (source or not backward) and underflowed(seconds[::-1] if backward else seconds, source)
-    fw = _forward(net, method, "backward" if backward else "last")
+    fw = _forward(prep, method, "backward" if backward else "last")
     if backward:
-        bw = walk_backward(fw, net.layers.size - 2, source_positive=source_positive(net, True))
+        bw = walk_backward(fw, net.layers.size - 2, source_positive=prep.source_positive(True))
         name = "dense_input" if quantity == "gradient" else "weight"
         values = np.array([bw.dense_input if quantity == "gradient" else bw.weight])
         under = bw.under[name].under

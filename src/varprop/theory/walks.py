@@ -56,25 +56,59 @@ class _Shape:
         return self.explicit if self.explicit is not None else (self.n0,) + (self.n,) * self.L
 
 
-@lru_cache(maxsize=1024)
+class _Prepared:
+    """A network with what every prediction on it asks for, decided once: whether it is
+    MLP-shaped, whether its walk is conditional on the layer-1 shift, and whether a 0.0 is an
+    underflow (:func:`~varprop.theory.sizes.source_positive`, forward and backward, when first
+    asked).  Compared by identity: the forward walks are cached per prepared network, so a
+    cached keyword-form call never hashes the network's layers."""
+
+    __slots__ = ("_source", "conditional", "is_mlp", "net", "per_unit")
+
+    def __init__(self, net: Network) -> None:
+        self.net = net
+        self.is_mlp = net.as_mlp() is not None
+        self.conditional = _conditional(net)
+        self.per_unit = 2 if self.is_mlp else 1
+        self._source: list[bool | None] = [None, None]
+
+    def source_positive(self, backward: bool) -> bool:
+        known = self._source[backward]
+        if known is None:
+            known = self._source[backward] = source_positive(self.net, backward)
+        return known
+
+
+@lru_cache(maxsize=256)
+def _prepared(net: Network) -> _Prepared:
+    """A :class:`Network` argument, prepared (one per equal network while cached)."""
+    return _Prepared(net)
+
+
 def _mlp(act: Activation, scheme: InitScheme, shape: _Shape, input_variance: float,
-         bias_variance: float) -> Network:
-    """The keyword form's network (:meth:`Network.mlp`), built once per validated arguments."""
-    if shape.explicit is not None and len(set(shape.explicit[1:])) > 1:
-        return Network.mlp(act, scheme, widths=shape.explicit, bias_variance=bias_variance,
-                           input_variance=input_variance)
-    # a constant width (explicit or not): one run of (Dense, Nonlinearity), the same network
-    return Network.mlp(act, scheme, fan_in=shape.n0, fan_out=shape.n, depth=shape.L,
-                       bias_variance=bias_variance, input_variance=input_variance)
+         bias_variance: float) -> _Prepared:
+    """The keyword form's network (:meth:`Network.mlp`), built and prepared once per validated
+    arguments (explicit constant widths give the network of ``(n0, n, L)``)."""
+    if shape.explicit is not None and len(set(shape.explicit[1:])) <= 1:
+        shape = _Shape(None, shape.n0, shape.n, shape.L)
+    return _keyword_network(act, scheme, shape, input_variance, bias_variance)
+
+
+@lru_cache(maxsize=1024)
+def _keyword_network(act: Activation, scheme: InitScheme, shape: _Shape, input_variance: float,
+                     bias_variance: float) -> _Prepared:
+    """:func:`_mlp` once the shape is normalised (``explicit``: widths that are not constant)."""
+    if shape.explicit is not None:
+        return _Prepared(Network.mlp(act, scheme, widths=shape.explicit,
+                                     bias_variance=bias_variance, input_variance=input_variance))
+    # a constant width: one run of (Dense, Nonlinearity)
+    return _Prepared(Network.mlp(act, scheme, fan_in=shape.n0, fan_out=shape.n, depth=shape.L,
+                                 bias_variance=bias_variance, input_variance=input_variance))
 
 
 # ----------------------------------------------------------------------------------------------
 # regimes and walks
 # ----------------------------------------------------------------------------------------------
-
-def _is_mlp(net: Network) -> bool:
-    return net.as_mlp() is not None
-
 
 def _conditional(net: Network) -> bool:
     """Whether the walk must be conditional on the layer-1 shift: some dense layer has non-zero-mean
@@ -102,24 +136,21 @@ def _refuse_closed_form_conditional(net: Network, method: str) -> None:
                    f"{act.name!r} has no closed form (the shared shift is integrated numerically)")
 
 
-def _per_unit(net: Network) -> int:
-    return 2 if _is_mlp(net) else 1
-
-
 @lru_cache(maxsize=1024)
-def _forward(net: Network, method: str, keep: str) -> ForwardWalk:
+def _forward(prep: _Prepared, method: str, keep: str) -> ForwardWalk:
     """The unconditional forward walk, cached (the backward walk from it is recomputed)."""
-    return walk_forward(net, Moments(method), keep=keep,
-                        source_positive=source_positive(net, False), layers_per_unit=_per_unit(net))
+    return walk_forward(prep.net, Moments(method), keep=keep,
+                        source_positive=prep.source_positive(False), layers_per_unit=prep.per_unit)
 
 
-def _walks(net: Network, method: str, origin: int) -> tuple[ForwardWalk, BackwardWalk]:
+def _walks(prep: _Prepared, method: str, origin: int) -> tuple[ForwardWalk, BackwardWalk]:
     """Forward (``keep="all"``) and backward (per position, started at ``origin``) walks."""
-    if _conditional(net):
+    net = prep.net
+    if prep.conditional:
         _refuse_closed_form_conditional(net, method)
-        check_fits(net.layers.size // _per_unit(net), _shifted.BYTES_PER_LAYER, _SHIFTED_ARRAYS, "")
-        return _shifted.shifted_walks(net, Moments(method), origin, layers_per_unit=_per_unit(net))
-    fw = _forward(net, method, "all")  # cached like the last-layer path's (the backward is not)
+        check_fits(net.layers.size // prep.per_unit, _shifted.BYTES_PER_LAYER, _SHIFTED_ARRAYS, "")
+        return _shifted.shifted_walks(net, Moments(method), origin, layers_per_unit=prep.per_unit)
+    fw = _forward(prep, method, "all")  # cached like the last-layer path's (the backward is not)
     return fw, walk_backward(fw, origin, per_position=True)
 
 
@@ -129,11 +160,12 @@ def _readonly(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _shared_backward_component(net: Network) -> tuple[int, int] | None:
+def _shared_backward_component(prep: _Prepared) -> tuple[int, int] | None:
     """Positions ``(p, q)`` of the last Dense layer with non-zero-mean weights and of a nonlinear
     activation before it that directly follows a Dense layer, for a network that is not an MLP
     (the MLP's own accuracy is stated in :mod:`varprop.theory.shifted`), else ``None``."""
-    if _is_mlp(net) or net.layers.size > 10_000:
+    net = prep.net
+    if prep.is_mlp or net.layers.size > 10_000:
         return None
     layers = list(net.layers)
     shifted = [p for p, layer in enumerate(layers) if isinstance(layer, Dense) and not layer.init.is_zero_mean]
@@ -147,13 +179,13 @@ def _shared_backward_component(net: Network) -> tuple[int, int] | None:
     return None
 
 
-def _network_values(net: Network, quantity: str, method: str, per_layer: bool
+def _network_values(prep: _Prepared, quantity: str, method: str, per_layer: bool
                     ) -> tuple[np.ndarray, bool]:
     """``output`` / ``output_gradient`` of any network and whether one underflowed."""
     backward = spec(quantity).backward
-    P = net.layers.size
-    source = source_positive(net, backward)
-    if backward and (shared := _shared_backward_component(net)) is not None:
+    P = prep.net.layers.size
+    source = prep.source_positive(backward)
+    if backward and (shared := _shared_backward_component(prep)) is not None:
         warnings.warn(
             f"{quantity}: the backward pass carries a component shared by all units (from the "
             f"non-zero-mean Dense layer at position {shared[0]}) back through the nonlinearity at "
@@ -162,16 +194,16 @@ def _network_values(net: Network, quantity: str, method: str, per_layer: bool
             "percent at every width (+40% measured for Dense(uniform), relu, Dense(lecun_normal), "
             "relu, Dense(uniform)); check it with verify(net, quantity='output_gradient')",
             VarpropWarning, stacklevel=4)
-    if per_layer or _conditional(net):
+    if per_layer or prep.conditional:
         check_fits(P)
-        fw, bw = _walks(net, method, P - 1)
+        fw, bw = _walks(prep, method, P - 1)
         values = bw.out_second if backward else fw.expand(fw.second)
         under = (source or not backward) and underflowed(values[::-1] if backward else values, source)
     elif backward:
-        bw = walk_backward(_forward(net, method, "backward"), P - 1, source_positive=source)
+        bw = walk_backward(_forward(prep, method, "backward"), P - 1, source_positive=source)
         values, under = np.array([bw.first_output]), bw.under["output"].under
     else:
-        fw = _forward(net, method, "last")
+        fw = _forward(prep, method, "last")
         values, under = np.array([fw.last_reported(1)[1]]), fw.under["output"].under
     if np.isnan(values).any():
         raise VarpropError(f"{quantity}: {NAN_MESSAGE}")

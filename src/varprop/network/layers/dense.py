@@ -8,6 +8,7 @@ r"""``Dense(width, init, bias_variance)``: the fully connected layer :math:`z = 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,11 +103,24 @@ class Dense(Layer):
         independence): :math:`g = W^\top\delta`, :math:`E g_j^2 = \sigma_w^2 n_{out} G_D +
         \mu_w^2 S`, :math:`E g_j g_k = \mu_w^2 S` with :math:`S = n_{out} G_D + n_{out}(n_{out}-1)
         G_C` the second moment of the shared backward shift :math:`\sum_i \delta_i`."""
+        return self.backward_rule(fan_in)(grad)
+
+    def backward_rule(self, fan_in: int) -> Callable[[GradientState], GradientState]:
+        r""":meth:`mean_field_backward` for one fan-in, with the weight moments looked up once (a
+        walk prepares it per block and applies it at every repetition)."""
         mu, v = self.weight_moments(fan_in)
         n = self.width
         if mu:
-            return GradientState(*self.backward_moments(mu, v, n, grad.second, grad.cross))
-        return GradientState(v * n * grad.second, 0.0)
+            backward = self.backward_moments
+
+            def rule(grad: GradientState) -> GradientState:
+                return GradientState(*backward(mu, v, n, grad.second, grad.cross))
+            return rule
+        scale = v * n  # (v * n) * G_D: the product in the order of the formula
+
+        def zero_mean_rule(grad: GradientState) -> GradientState:
+            return GradientState(scale * grad.second, 0.0)
+        return zero_mean_rule
 
     def mean_field_log(self, log_second: float, fan_in: int, clamp: float) -> tuple[float, float]:
         r"""The zero-mean forward rule in log space, for scales beyond the float range:
