@@ -67,7 +67,7 @@ def refuse_slow(depth: int, done: int, elapsed: float, rate: float) -> None:
     estimate = elapsed + rate * (float(remaining) if remaining < 2**1000 else math.inf)
     if estimate > TIME_LIMIT:
         shown = f"{depth:,}" if depth < 10**30 else f"about 10^{len(str(depth)) - 1}"
-        raise fail("depth", shown, f"a depth this recursion can walk in about {TIME_LIMIT:.0f} s: "
+        raise fail("depth", depth if depth < 10**30 else shown, f"a depth this recursion can walk in about {TIME_LIMIT:.0f} s: "
                    f"it has not reached a fixed point after {done:,} layers ({elapsed:.2g} s), and "
                    f"{shown} layers would take about {estimate:.2g} s at the current rate")
 
