@@ -15,7 +15,7 @@ import pytest
 import varprop
 from varprop import Network, layers, predict_variance, propagate
 from varprop.checking.check import is_exact
-from varprop.errors import InvalidArgument, VarpropError
+from varprop.errors import InvalidArgument
 from varprop.network.quantities import (
     MLP_QUANTITIES,
     NETWORK_QUANTITIES,
