@@ -132,7 +132,7 @@ def test_output_statistics_of_any_network_match_a_plain_numpy_simulation(engine:
 
 def test_mlp_output_gradient_is_seeded_at_the_last_output() -> None:
     # ReLU MLP: dL/da_L ~ N(0, 1) at the last output, so E (dL/dz_L)^2 = E phi'(z_L)^2 = 1/2
-    res = simulate("relu", "he_normal", fan_in=32, depth=3, replicates=4000, seed=5)
+    res = simulate(Network.mlp("relu", "he_normal", fan_in=32, depth=3), replicates=4000, seed=5)
     g = res.per_replicate("output_gradient_second")
     assert g.shape == (4000, 6)
     for col, expected in ((5, 1.0), (4, 0.5)):
@@ -146,6 +146,13 @@ def test_mlp_output_gradient_is_seeded_at_the_last_output() -> None:
     # the MLP statistics keep their seed at z_L: E delta_L^2 = 1
     d = res.per_replicate("delta_second", 3)
     assert abs(d.mean() - 1.0) <= 5 * d.std(ddof=1) / math.sqrt(d.size)
+    # the keyword form records the MLP statistics only (no second backward pass), bit for bit
+    kw = simulate("relu", "he_normal", fan_in=32, depth=3, replicates=4000, seed=5)
+    assert not kw.output_gradient_recorded and res.output_gradient_recorded
+    for q in ("delta_second", "gradient_second", "weight_gradient_second", "output_second"):
+        assert np.array_equal(kw.per_replicate(q), res.per_replicate(q))
+    with pytest.raises(InvalidArgument, match="pass a Network"):
+        kw.per_replicate("output_gradient_second")
 
 
 def test_identity_mlp_passes_coincide() -> None:
@@ -167,7 +174,9 @@ def test_any_network_is_bit_identical_for_every_chunk_size(engine: str, batch: i
 
 
 def res_quantities(res: varprop.SimulationResult) -> tuple[str, ...]:
-    return res.OUTPUT_QUANTITIES + (res.QUANTITIES if res.is_mlp else ())
+    outputs = tuple(q for q in res.OUTPUT_QUANTITIES
+                    if q != "output_gradient_second" or res.output_gradient_recorded)
+    return outputs + (res.QUANTITIES if res.is_mlp else ())
 
 
 def test_network_form_equals_the_keyword_form() -> None:

@@ -310,7 +310,7 @@ def simulate(
     used = select_engine(network, engine, batch=batch)
     dt = np.dtype(dtype_name)
     check_resources(network, used, replicates, batch=batch, dtype=dt)
-    plan = _plan(network, used, batch, dt)
+    plan = _plan(network, used, batch, dt, output_gradient=isinstance(net, Network))
     block = used.block_size(network, dt.itemsize)
     n_blocks = -(-replicates // block)
     if chunk_size is None:
@@ -352,7 +352,7 @@ def simulate(
         bias_variance=mlp.bias_variance if mlp else 0.0, replicates=replicates, batch=batch,
         seed=seed, dtype=dtype_name, engine=used.name, engine_requested=engine_req,
         chunk_size=chunk, block_size=block, elapsed=elapsed, network=network,
-        **finish(plan.layers, plan.mlp, stats))
+        output_gradient_recorded=plan.output_gradient, **finish(plan.layers, plan.mlp, stats))
 
 
 def _check_dtype(dtype: object) -> str:
@@ -367,7 +367,8 @@ def _check_dtype(dtype: object) -> str:
     return name
 
 
-def _plan(network: Network, engine: Engine, batch: int, dt: np.dtype) -> Plan:
+def _plan(network: Network, engine: Engine, batch: int, dt: np.dtype,
+          output_gradient: bool = True) -> Plan:
     """The walk's plan: the expanded layers, their input widths and the Gaussian laws."""
     layers = tuple(network.layers)
     widths = [network.input_shape[0]]
@@ -387,7 +388,8 @@ def _plan(network: Network, engine: Engine, batch: int, dt: np.dtype) -> Plan:
     mlp = network.as_mlp()
     identity = mlp is not None and mlp.activation.traits.slope == 1.0
     return Plan(layers, tuple(widths), batch, dt, engine.name == "gaussian", tuple(laws),
-                math.sqrt(network.input_variance), mlp is not None, identity)
+                math.sqrt(network.input_variance), mlp is not None, identity,
+                output_gradient or mlp is None or identity)
 
 
 def _run_chunks(plan: Plan, children: list[np.random.SeedSequence], replicates: int, block: int,

@@ -151,6 +151,10 @@ class SimulationResult:
     network: Network = field(repr=False)
     output_valid: np.ndarray = field(repr=False)
     output_gradient_valid: np.ndarray = field(repr=False)
+    #: Whether ``output_gradient_second`` was recorded: ``simulate(net, ...)`` with a Network records
+    #: it; the keyword form records the MLP statistics only (a second backward pass, seeded at the
+    #: last output, would cost about a third more time on the Gaussian shortcut).
+    output_gradient_recorded: bool = field(default=True, repr=False)
 
     QUANTITIES = QUANTITIES
     OUTPUT_QUANTITIES = OUTPUT_QUANTITIES
@@ -206,6 +210,10 @@ class SimulationResult:
             q = _quantity_spec(quantity).second
         else:
             q = check_choice("quantity", quantity, QUANTITIES + OUTPUT_QUANTITIES + _PREDICTED)
+        if q == "output_gradient_second" and not self.output_gradient_recorded:
+            raise fail("quantity", quantity, "a statistic this simulation recorded: the keyword form "
+                       "of simulate records the MLP statistics (gradient_second, ...); pass a "
+                       "Network, simulate(Network.mlp(...), ...), for output_gradient")
         if q not in self._stats:
             raise fail("quantity", quantity, f"one of {list(OUTPUT_QUANTITIES)} for this network "
                        "(the MLP statistics need an MLP-shaped network: Dense and activation "

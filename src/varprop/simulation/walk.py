@@ -63,6 +63,7 @@ class Plan:
     input_std: float
     mlp: bool
     identity_top: bool  # MLP whose last phi' is exactly 1: the two backward passes coincide
+    output_gradient: bool = True  # also the pass seeded at the last output (an MLP's second pass)
 
     @property
     def vector(self) -> bool:
@@ -123,8 +124,13 @@ def run_chunk(plan: Plan, draws: Draws) -> dict[str, np.ndarray]:
         st["_g_second"][:, P] = s / rows(seed).shape[1]
         st["_g_nonzero"][:, P] = s > 0
         st["_g_flush"][:, P - 1] = flushed(rows(seed), s)
-    else:
+    elif plan.output_gradient:
         _backward(plan, saved, draws, [("_m", P - 2, seed), ("_g", P - 1, seed)], st)
+    else:  # the MLP statistics only: output_gradient_second is not recorded (NaN, never valid)
+        _backward(plan, saved, draws, [("_m", P - 2, seed)], st)
+        st["_g_second"] = np.full((C, P + 1), np.nan)
+        st["_g_flush"] = np.zeros((C, P + 1), dtype=bool)
+        st["_g_nonzero"] = np.zeros((C, P + 1), dtype=bool)
     return st
 
 
