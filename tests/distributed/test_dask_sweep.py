@@ -24,8 +24,9 @@ def test_dask_cluster_matches_serial() -> None:
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
+        client.wait_for_workers(2, timeout=120)  # both registered before any task (a loaded machine)
         on_dask = sweep(GRID, executor=client.get_executor(), seed=3, replicates=200)
-        assert len(client.scheduler_info()["workers"]) == 2
+        assert len(cluster.workers) == 2
     assert on_dask.executor == "ClientExecutor"
     assert on_dask == serial         # everything but timings, floats compared exactly
     assert on_dask.to_json(timing=False) == serial.to_json(timing=False)
