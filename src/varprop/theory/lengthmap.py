@@ -21,6 +21,7 @@ from varprop._math.quadrature import gaussian_expectations
 from varprop.components.activations import Activation, X
 from varprop.network.layers.nonlinearity import Nonlinearity
 from varprop.network.state import MomentState
+from varprop.theory.moments import Moments
 
 __all__ = ["dsecond_dq"]
 
@@ -28,9 +29,9 @@ Q_MAX = 1e12  # above this the fixed-point search gives up (q* = inf)
 Q_MIN = 1e-14  # below this a fixed point is taken to be q* = 0
 
 
-class _ExactMoments:
-    """The activation's exact Gaussian moments (a :class:`~varprop.network.state.MomentEvaluator`
-    for centred states)."""
+class _ExactMoments(Moments):
+    """The library's ``exact`` moments, with the length map's own centred moments (quadrature
+    that stays accurate at the tiny and huge variances a fixed-point search visits)."""
 
     def zero_mean(self, act: Activation) -> Callable[[float], tuple[float, float, float]]:
         def moments(q: float) -> tuple[float, float, float]:
@@ -38,15 +39,8 @@ class _ExactMoments:
             return m[0], m[1], m[3]
         return moments
 
-    def correlated(self, act: Activation, mean: float, var: float, cov: float
-                   ) -> tuple[float, float, float, float, float, float]:  # pragma: no cover - unused
-        raise NotImplementedError
 
-    def conditional(self, act: Activation, mean: np.ndarray, var: np.ndarray) -> np.ndarray:  # pragma: no cover
-        raise NotImplementedError
-
-
-_EXACT = _ExactMoments()
+_EXACT = _ExactMoments("exact")
 
 
 def _moments(act: Activation, q: float) -> tuple[float, float, float, float]:
