@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from varprop._util.validation import fail
+from varprop.network.field import Field, FieldNeeds, GradField, Shape
 
 __all__ = ["Layer", "Shape"]
-
-Shape = tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,48 @@ class Layer:
 
     def output_shape(self, input_shape: Shape) -> Shape:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    # --- general engine (networks beyond the dense chain; see varprop.network.field) ----------
+    def channel_axis_for(self, input_shape: Shape) -> int | None:
+        """The channel axis this layer reads its input with (``0`` for ``(C, ...)`` images,
+        ``-1`` for ``(T, n)`` sequences and vectors), or ``None`` if it does not care (elementwise
+        layers).  The engine lays out the network input for the first layer that cares."""
+        return None
+
+    def field_needs(self) -> FieldNeeds:
+        """What this layer needs tracked in the fields it sees (position covariances, between-
+        sample moments); the engine tracks the union over the network."""
+        return FieldNeeds()
+
+    def field_forward(self, field: Field) -> Field:  # pragma: no cover - abstract
+        """The mean-field moments of this layer's output from those of its input."""
+        raise NotImplementedError(f"{type(self).__name__} has no mean-field forward rule")
+
+    def field_backward(self, grad: GradField, field_in: Field, field_out: Field
+                       ) -> GradField:  # pragma: no cover - abstract
+        """The gradient moments at this layer's input from those at its output (gradient
+        independence); ``field_in``/``field_out`` are the forward fields of this layer."""
+        raise NotImplementedError(f"{type(self).__name__} has no mean-field backward rule")
+
+    def field_steps(self) -> list[tuple[str, object]]:
+        """The forward and backward rules as ``(sentence, sympy.Eq)`` pairs for the documents."""
+        return []
+
+    def mc_draw(self, rng: np.random.Generator, input_shape: Shape, replicates: int,
+                dtype: np.dtype) -> object:  # pragma: no cover - abstract
+        """Draw this layer's random parameters for ``replicates`` independent networks (leading
+        axis ``replicates`` on every array); ``None`` for a layer without parameters."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be sampled")
+
+    def mc_forward(self, params: object, x: np.ndarray
+                   ) -> tuple[np.ndarray, object]:  # pragma: no cover - abstract
+        """Apply the layer to ``x`` of shape ``(replicates, batch, *input_shape)``: ``(y, cache)``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be sampled")
+
+    def mc_backward(self, params: object, cache: object,
+                    grad: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """The gradient at the input from ``grad`` at the output (vector-Jacobian product)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be sampled")
 
     def _require_vector(self, input_shape: Shape) -> int:
         """The width ``n`` of a vector input ``(n,)``; a clear error for any other shape."""

@@ -1,0 +1,171 @@
+r"""The field state of the general mean-field engine: what one layer's output carries when the
+network is more than a dense chain (convolutions, pooling, residual blocks, normalisation,
+dropout, recurrent layers).
+
+A layer's output is a tensor of shape ``shape`` (one sample, no batch axis) whose axis
+``channel_axis`` holds *channels*: exchangeable units that are independent of each other in the
+infinite-width limit (they are produced by independent zero-mean weights).  The other axes are
+*positions* (pixels of an image, time steps of a sequence; none for a plain vector).  Moments
+are the same for every channel and depend on the position:
+
+:class:`Field` (forward)
+    ``mean`` and ``second`` (arrays of shape ``positions``): :math:`E x_{c,t}` and
+    :math:`E x_{c,t}^2`; ``cov`` (``(P, P)``, :math:`P = \prod` positions, row-major): the
+    same-channel second moments :math:`E x_{c,t} x_{c,t'}` between positions (its diagonal is
+    ``second``), tracked only when some layer needs it (pooling mixes positions);
+    ``batch_cross`` (shape ``positions``): :math:`E x_{b,c,t} x_{b',c,t}` between two different
+    samples :math:`b \ne b'` of one batch (the inputs are independent, but shared biases and
+    batch normalisation correlate them), tracked only when some layer needs it (``BatchNorm`` in
+    train mode); ``gaussian``: the entries are jointly Gaussian (the network input, a weight
+    layer's output at infinite width, an affine map of those), which a ``Nonlinearity`` needs
+    for exact moments; ``approximations``: the declared approximations made upstream (each a
+    sentence), so that a prediction built on them is checked as approximate and documents say why.
+
+:class:`GradField` (backward)
+    ``second`` (shape ``positions``): :math:`E \delta_{c,t}^2` of the loss gradient with respect to
+    the tensor, and ``cov`` (``(P, P)``) when tracked, under the gradient-independence assumption.
+
+Both are immutable values; arrays are read-only.  The plain MLP walk
+(:mod:`varprop.network.state`) keeps its own scalar state (it also covers non-zero-mean weights);
+the general engine assumes zero-mean weights in every weight layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+Shape = tuple[int, ...]
+
+__all__ = ["Field", "GradField", "FieldNeeds", "input_field", "output_gradient_field", "positions_of"]
+
+
+def _frozen(a: np.ndarray | float | None, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
+    if a is None:
+        return None
+    arr = np.array(a, dtype=float)
+    if shape is not None and arr.shape != shape:
+        arr = np.broadcast_to(arr, shape).copy()
+    arr.flags.writeable = False
+    return arr
+
+
+def positions_of(shape: Shape, channel_axis: int) -> tuple[int, ...]:
+    """The position grid of a tensor of ``shape`` whose axis ``channel_axis`` holds channels."""
+    axis = channel_axis % len(shape)
+    return tuple(n for i, n in enumerate(shape) if i != axis)
+
+
+@dataclass(frozen=True)
+class FieldNeeds:
+    """What the general engine tracks for a network: ``cov`` (position covariances, for pooling
+    and for anything that mixes positions) and ``batch_cross`` (between-sample moments, for
+    train-mode batch normalisation)."""
+
+    cov: bool = False
+    batch_cross: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Field:
+    r"""Forward moments of one layer's output (see the module docstring)."""
+
+    shape: Shape
+    channel_axis: int
+    mean: np.ndarray
+    second: np.ndarray
+    cov: np.ndarray | None = None
+    batch_cross: np.ndarray | None = None
+    gaussian: bool = True
+    approximations: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        pos = positions_of(self.shape, self.channel_axis)
+        object.__setattr__(self, "mean", _frozen(self.mean, pos))
+        object.__setattr__(self, "second", _frozen(self.second, pos))
+        object.__setattr__(self, "batch_cross", _frozen(self.batch_cross, pos))
+        if self.cov is not None:
+            P = math.prod(pos)
+            object.__setattr__(self, "cov", _frozen(self.cov, (P, P)))
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        return positions_of(self.shape, self.channel_axis)
+
+    @property
+    def channels(self) -> int:
+        return self.shape[self.channel_axis]
+
+    @property
+    def size(self) -> int:
+        """Number of positions :math:`P`."""
+        return math.prod(self.positions)
+
+    @property
+    def variance(self) -> np.ndarray:
+        """:math:`E x^2 - (E x)^2` per position (0 where rounding makes it negative)."""
+        return np.maximum(self.second - self.mean * self.mean, 0.0)
+
+    def average_second(self) -> float:
+        """:math:`E x^2` averaged over every entry of the tensor (positions and channels)."""
+        return float(np.mean(self.second))
+
+    def with_(self, **changes: object) -> Field:
+        """A copy with ``changes`` (``dataclasses.replace``; the arrays are re-frozen)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def approximate(self, sentence: str) -> tuple[str, ...]:
+        """``approximations`` with ``sentence`` added (once)."""
+        return self.approximations if sentence in self.approximations else (
+            self.approximations + (sentence,))
+
+
+@dataclass(frozen=True, eq=False)
+class GradField:
+    r"""Backward moments: :math:`E\delta_{c,t}^2` per position (``second``) and, when tracked, the
+    same-channel covariance between positions (``cov``, ``(P, P)``)."""
+
+    shape: Shape
+    channel_axis: int
+    second: np.ndarray
+    cov: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        pos = positions_of(self.shape, self.channel_axis)
+        object.__setattr__(self, "second", _frozen(self.second, pos))
+        if self.cov is not None:
+            P = math.prod(pos)
+            object.__setattr__(self, "cov", _frozen(self.cov, (P, P)))
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        return positions_of(self.shape, self.channel_axis)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.positions)
+
+    def average_second(self) -> float:
+        return float(np.mean(self.second))
+
+    def with_(self, **changes: object) -> GradField:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def input_field(shape: Shape, channel_axis: int, input_variance: float, needs: FieldNeeds) -> Field:
+    r"""The network input: i.i.d. :math:`N(0, \sigma_x^2)` entries, independent between samples."""
+    pos = positions_of(shape, channel_axis)
+    P = math.prod(pos)
+    cov = np.eye(P) * input_variance if needs.cov else None
+    bc = np.zeros(pos) if needs.batch_cross else None
+    return Field(shape, channel_axis, np.zeros(pos), np.full(pos, float(input_variance)), cov, bc,
+                 gaussian=True)
+
+
+def output_gradient_field(shape: Shape, channel_axis: int, needs: FieldNeeds) -> GradField:
+    r"""The backward seed: i.i.d. zero-mean unit-variance gradients at the network output."""
+    pos = positions_of(shape, channel_axis)
+    P = math.prod(pos)
+    return GradField(shape, channel_axis, np.ones(pos), np.eye(P) if needs.cov else None)
