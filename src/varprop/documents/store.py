@@ -29,7 +29,8 @@ from varprop.checking.check import verify
 from varprop.simulation.montecarlo import simulate
 
 __all__ = ["Budget", "BUDGETS", "budget", "SIGNIFICANT", "sig", "fmt", "MonteCarloStore",
-           "mc_verify", "mc_per_layer", "mc_per_replicate"]
+           "mc_verify", "mc_per_layer", "mc_per_replicate", "mc_verify_network",
+           "mc_network_curves"]
 
 #: Significant digits of every number the documents print (and of the stored record).
 SIGNIFICANT = 4
@@ -228,3 +229,48 @@ def mc_first_nonfinite(activation: Any, init: Any, *, fan_in: int, depth: int, r
     layers = np.asarray(res.nonfinite_layer_per_replicate)
     values, counts = np.unique(layers, return_counts=True)
     return {("never" if v == 0 else str(int(v) - 1)): int(c) for v, c in zip(values, counts)}
+
+
+# ----------------------------------------------------------------------------------------------
+# adapters for any Network (the layer documents and the worked architectures)
+# ----------------------------------------------------------------------------------------------
+
+def mc_verify_network(net: Any, *, quantity: str, layer: int, seed: int,
+                      budget: int | None = None) -> dict[str, Any]:
+    """Run :func:`varprop.verify` on a :class:`~varprop.Network` (``quantity`` ``"output"`` or
+    ``"output_gradient"`` at layer position ``layer``) and keep what the documents print, plus
+    the margins (``rtol``, ``tol``) and the relative interval the verdict was decided on, so that
+    a reader (and the tests) can re-derive the status from the row's own numbers."""
+    v = verify(net, quantity=quantity, layer=layer, seed=seed, budget=budget)
+    if v.estimate is None:
+        return {"status": "inconclusive" if v.status == "inconclusive" else "error",
+                "predicted": float(v.predicted), "replicates": int(v.replicates),
+                "message": " ".join(v.reason.split())[:200]}
+    lo, hi = (float(x) for x in v.interval)  # absolute units for a Network's output quantities
+    out: dict[str, Any] = {
+        "status": str(v.status), "predicted": float(v.predicted), "estimate": float(v.estimate),
+        "low": lo, "high": hi, "replicates": int(v.replicates), "rtol": float(v.rtol),
+        "tol": float(v.tol), "exact": bool(v.exact), "reason": " ".join(v.reason.split())}
+    if v.relative_interval is not None:
+        out["r_low"], out["r_high"] = (float(x) for x in v.relative_interval)
+    return out
+
+
+def mc_network_curves(net: Any, *, replicates: int, seed: int) -> dict[str, Any]:
+    """Per layer position: the mean over replicates of the output's and of the output gradient's
+    second moment (``simulate(net).per_replicate``), with a 95% normal interval of the mean
+    (``mean +- 1.96 sd / sqrt(R)``; for display, the verdicts come from :func:`varprop.verify`).
+    A position where some replicate left the float range has no point (``None``)."""
+    res = simulate(net, replicates=replicates, seed=seed)
+    out: dict[str, Any] = {}
+    for stat in ("output_second", "output_gradient_second"):
+        masked = res.masked(stat)
+        x = np.asarray(masked.data, dtype=float)
+        whole = ~np.ma.getmaskarray(masked).any(axis=0)
+        with np.errstate(all="ignore"):
+            mean = x.mean(axis=0)
+            half = 1.96 * x.std(axis=0, ddof=1) / math.sqrt(x.shape[0])
+        out[stat] = {key: [float(v) if ok and math.isfinite(v) else None
+                           for v, ok in zip(arr, whole)]
+                     for key, arr in (("mean", mean), ("low", mean - half), ("high", mean + half))}
+    return out
