@@ -127,8 +127,8 @@ def _cnn(pool: str) -> Callable[[ModuleType, int | None], Network]:
         make = L.AvgPool if pool == "avg" else L.MaxPool
         return Network([L.Conv(8, 3, padding="same", init="he_normal"), L.Nonlinearity("relu"),
                         make(2), L.Conv(8, 3, padding="same", init="he_normal"),
-                        L.Nonlinearity("relu"), L.GlobalAvgPool(), L.Flatten(),
-                        L.Dense(10, init="lecun_normal")], input_shape=(3, 8, 8))
+                        L.Nonlinearity("relu"), L.Flatten(), L.Dense(10, init="lecun_normal")],
+                       input_shape=(3, 8, 8))
     return build
 
 
@@ -199,8 +199,8 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         _ln_facts),
     Architecture(
         "small_cnn", "A small CNN: conv, ReLU, pooling, dense head",
-        "Input $(3, 8, 8)$; Conv(8, 3, same, He), ReLU, pooling 2, Conv(8, 3, same, He), ReLU, "
-        "global average pooling, Flatten, Dense(10).  Zero padding lowers the edge positions' "
+        "Input $(3, 8, 8)$; Conv(8, 3, same, He), ReLU, pooling 2 (average or max), Conv(8, 3, "
+        "same, He), ReLU, Flatten, Dense(10) (LeCun).  Zero padding lowers the edge positions' "
         "second moment; pooling mixes positions, so the engine tracks their covariance.",
         (Variant("avg", "average pooling", _cnn("avg")), Variant("max", "max pooling", _cnn("max"))),
         _cnn_facts),
