@@ -226,3 +226,24 @@ def test_missing_layers_are_reported_not_hidden():
         rows = architectures._rows(r)
         assert rows and all("not predicted: AttributeError" in row[2] for row in rows)
     assert store.records == {}
+
+
+@pytest.mark.parametrize("length, kernel, padding, expected", [
+    (8, 3, "same", [2, 3, 3, 3, 3, 3, 3, 2]),
+    (6, 5, "same", [3, 4, 5, 5, 4, 3]),
+    (8, 3, "valid", [3] * 6),
+    (8, 3, "circular", [3] * 8),
+])
+def test_taps_in_bounds_by_hand(length, kernel, padding, expected):
+    from varprop.documents.positions import taps_in_bounds
+    assert taps_in_bounds(length, kernel, padding) == expected
+
+
+@pytest.mark.skipif(not hasattr(L, "Conv"), reason="Conv not in this version")
+def test_conv_per_position_prediction_matches_the_hand_count():
+    from varprop.documents.positions import predicted_positions, taps_in_bounds
+    for padding in ("same", "valid", "circular"):
+        layer = L.Conv(8, 3, padding=padding)
+        pred = predicted_positions(layer, (4, 8), 0.5)
+        hand = [0.5 * k / 3 for k in taps_in_bounds(8, 3, padding)]
+        assert pred == pytest.approx(hand, rel=1e-12)

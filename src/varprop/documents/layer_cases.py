@@ -43,6 +43,9 @@ class Case:
     layer: int | None = None
     closed_form: Callable[[], float] | None = None
     closed_text: str = ""
+    #: ``(padding, kernel, length)`` of a stride-1 1-D convolution (the network's last layer)
+    #: whose output the document also lists position by position.
+    positions: tuple[str, int, int] | None = None
 
     def position(self, net: Network) -> int:
         if self.layer is not None:
@@ -141,11 +144,12 @@ def _conv_cases() -> tuple[Case, ...]:
     return (
         Case("same", "1-D, 4 -> 8 channels, kernel 3, length 8, padding same (zeros)",
              _conv_net("same"), closed_form=_conv_same_closed,
-             closed_text="$(6 + 2\\cdot\\tfrac23)/8$ (edge positions see 2 of 3 taps)"),
+             closed_text="$(6 + 2\\cdot\\tfrac23)/8$ (edge positions see 2 of 3 taps)",
+             positions=("same", 3, 8)),
         Case("valid", "1-D, kernel 3, padding valid", _conv_net("valid"),
-             closed_form=lambda: 1.0, closed_text="$1$"),
+             closed_form=lambda: 1.0, closed_text="$1$", positions=("valid", 3, 8)),
         Case("circular", "1-D, kernel 3, padding circular", _conv_net("circular"),
-             closed_form=lambda: 1.0, closed_text="$1$"),
+             closed_form=lambda: 1.0, closed_text="$1$", positions=("circular", 3, 8)),
         Case("same-grad", "1-D, kernel 3, padding same: gradient at the input",
              _conv_net("same"), quantity="output_gradient", layer=1),
         Case("2d-same", "2-D, 4 -> 8 channels, kernel 3, 6x6, padding same",
