@@ -247,3 +247,12 @@ def test_conv_per_position_prediction_matches_the_hand_count():
         pred = predicted_positions(layer, (4, 8), 0.5)
         hand = [0.5 * k / 3 for k in taps_in_bounds(8, 3, padding)]
         assert pred == pytest.approx(hand, rel=1e-12)
+
+
+def test_latex_layer_document(monkeypatch):
+    topic = _dense_topic()
+    monkeypatch.setattr(layer_docs, "available_topics", lambda module: [(topic, L.Dense)])
+    store = MonteCarloStore(budget_name="quick")
+    (file, _, _), = layer_docs.layer_documents(store, QUICK, format="latex")
+    assert file.path == "layers/dense.tex"
+    assert file.content.startswith("\\documentclass") and "\\section*{Verification (Monte Carlo)}" in file.content

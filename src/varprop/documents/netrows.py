@@ -28,9 +28,12 @@ __all__ = ["predictions", "verdict_record", "curve_record", "estimate_cell", "ve
 QUANTITY_TEXT = {"output": "$E y_p^2$", "output_gradient": "$E(\\partial\\mathcal L/\\partial y_p)^2$"}
 
 #: Replicates of a figure curve (one ``simulate`` run per network), per budget name.
-CURVE_REPLICATES = {"default": 256, "quick": 32}
-#: The most replicates one row's ``verify`` may use, per budget name (``None``: the checker's plan).
-VERIFY_BUDGET: dict[str, int | None] = {"default": None, "quick": 256}
+CURVE_REPLICATES = {"default": 128, "quick": 32}
+#: The most replicates one row's ``verify`` may use, per budget name: a cap on the checker's
+#: plan, so that the Monte Carlo of every layer document and the architectures page together
+#: stays near a minute (a row the cap leaves undecided says so: inconclusive, with the number of
+#: replicates that would decide it).
+VERIFY_BUDGET: dict[str, int | None] = {"default": 8192, "quick": 256}
 
 _ERRORS = (VarpropError, NotImplementedError, ArithmeticError)
 
