@@ -76,7 +76,7 @@ def test_layer_document_numbers_and_verdicts(monkeypatch):
     # (hand derivation: E relu(z)^2 = E z^2 / 2); the backward gradient at position 1 is 1/2
     assert "$E y_{4}^2$ = 1; closed form $1$ = 1" in text
     assert "$E(\\partial\\mathcal L/\\partial y_{1})^2$ = 0.5" in text
-    rows = re.findall(r"^\| (Dense-ReLU x 2, He|gradient) \|.*$", text, flags=re.M)
+    rows = re.findall(r"^\| (Dense-ReLU x 2, He|gradient) \|.*$", text, flags=re.MULTILINE)
     assert len(rows) == 2
     for key, rec in store.records.items():
         assert key.startswith("layers/dense/")
@@ -145,7 +145,7 @@ def test_closed_forms_by_independent_monte_carlo():
     padded = np.pad(xs, ((0, 0), (0, 0), (1, 1)))
     z = sum(np.einsum("rc,rct->rt", Wc[:, :, j], padded[:, :, j:j + T]) for j in range(k))
     stat = (z ** 2).mean(axis=1)
-    closed = [c for c in layer_cases.LAYER_TOPICS if c.classes[0] == "Conv"][0].cases[0].closed_form()
+    closed = next(c for c in layer_cases.LAYER_TOPICS if c.classes[0] == "Conv").cases[0].closed_form()
     assert abs(stat.mean() - closed) < 6 * stat.std(ddof=1) / math.sqrt(R)
     # LayerNorm at large width: E y^2 -> q / (q + eps) (eps = q = 1: one half)
     wide = rng.standard_normal((200, 4096))

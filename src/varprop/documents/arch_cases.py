@@ -208,7 +208,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         "batchnorm_mlp", "Batch-normalised MLP (train mode): gradient growth",
         f"{BLOCKS} blocks Dense (He) - BatchNorm (train) - ReLU, width {WIDTH}, batch sizes 4, 8, "
         "16.  Batch statistics couple the samples; backward the gradient grows with depth, "
-        "faster for small batches (Yang et al. 2019).",
+        "at a rate that depends on the batch size (Yang et al. 2019).",
         (Variant("b4", "B = 4", _bn(4)), Variant("b8", "B = 8", _bn(8)),
          Variant("b16", "B = 16", _bn(16))),
         _bn_facts),

@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 
 from varprop.documents import netrows
-from varprop.documents.arch_cases import ARCHITECTURES, WIDTH, Architecture, Variant, VariantResult
+from varprop.documents.arch_cases import (
+    ARCHITECTURES,
+    WIDTH,
+    Architecture,
+    Variant,
+    VariantResult,
+)
 from varprop.documents.blocks import (
     _Block,
     _Figure,

@@ -103,7 +103,7 @@ def _norm_cases(cls: str, small: float) -> tuple[Case, ...]:
                          _norm_net(cls, eps, q),
                          closed_form=(lambda eps=eps, q=q: q / (q + eps)),
                          closed_text="$q/(q+\\epsilon)$"))
-    rows.append(Case(f"eps1-q1-grad", "eps = 1, input $E x^2$ = 1: gradient at the norm's input",
+    rows.append(Case("eps1-q1-grad", "eps = 1, input $E x^2$ = 1: gradient at the norm's input",
                      _norm_net(cls, 1.0, 1.0), quantity="output_gradient", layer=1))
     return tuple(rows)
 
@@ -306,19 +306,19 @@ LAYER_TOPICS: tuple[LayerTopic, ...] = (
         "$y = x/\\sqrt{1+\\epsilon}$.",
         "Train mode couples the samples of a batch: its forward and backward maps depend on "
         "$B$ through the between-sample moments.  Backward, the gradient grows with depth in a "
-        "batch-normalised ReLU network, faster for small batches (Yang et al. 2019).",
+        "batch-normalised ReLU network, at a rate that depends on the batch size (Yang et al. 2019).",
         "Ioffe & Szegedy 2015; Yang, Pennington, Rao, Sohl-Dickstein & Schoenholz 2019.",
         _bn_cases()),
     LayerTopic(
         ("Recurrent",), "Recurrent layers",
         "`Recurrent(n, phi, steps=T)` runs $h_t = \\phi(W h_{t-1} + U x_t + b)$, $h_0 = 0$, "
         "over an input sequence $(T, n_{in})$; one $W$ is shared by every step.",
-        "The mean field treats $W h_{t-1}$ as Gaussian with variance $\\sigma_W^2 n\\, "
-        "E h_{t-1}^2$ at every step, as if the steps had independent weights; that is exact as "
-        "the width grows (Chen, Pennington & Schoenholz 2018) but not at finite width, where "
-        "the tied weights correlate the steps; the Monte Carlo below is at width "
-        f"{WIDTH}.  Back-propagation through time multiplies the gradient by "
-        "$\\sigma_W^2 n\\,E\\phi'^2$ per step: vanishing below 1, exploding above.",
+        "The mean field treats the pre-activations as Gaussian at every step, with the "
+        "covariance over time of one unit that the shared $W$ and $b$ induce (infinite width; "
+        "Chen, Pennington & Schoenholz 2018); at finite width the tied weights add corrections, "
+        f"which the Monte Carlo below measures at width {WIDTH}.  Back-propagation through "
+        "time multiplies the gradient by $\\sigma_W^2 n\\,E\\phi'^2$ per step: vanishing "
+        "below 1, exploding above.",
         "Chen, Pennington & Schoenholz 2018.",
         _rnn_cases()),
 )

@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 
 from varprop.documents.common import _key_seed, _quiet
-from varprop.documents.store import Budget, MonteCarloStore, fmt, mc_network_curves, mc_verify_network
+from varprop.documents.store import (
+    Budget,
+    MonteCarloStore,
+    fmt,
+    mc_network_curves,
+    mc_verify_network,
+)
 from varprop.errors import VarpropError
 from varprop.network.model import Network
 from varprop.theory.predict import predict_variance
