@@ -256,3 +256,45 @@ def test_latex_layer_document(monkeypatch):
     (file, _, _), = layer_docs.layer_documents(store, QUICK, format="latex")
     assert file.path == "layers/dense.tex"
     assert file.content.startswith("\\documentclass") and "\\section*{Verification (Monte Carlo)}" in file.content
+
+
+def test_real_architectures_numbers_are_predictions(monkeypatch):
+    """Every architecture this version can build: the paragraph's and the rows' numbers are
+    predict_variance's, recomputed here (Monte Carlo stubbed out: the verdicts are tested above);
+    the residual MLP's growth equals the hand rule (1 + s^2)^L."""
+    monkeypatch.setattr(netrows, "verdict_record", lambda *a, **k: None)
+    monkeypatch.setattr(netrows, "curve_record", lambda *a, **k: None)
+    store = MonteCarloStore(budget_name="quick")
+    built = 0
+    for res in architectures.architecture_results(store, QUICK):
+        for r, (p_out, p_in) in zip(res.results, res.positions):
+            if r.error:
+                continue
+            built += 1
+            xs = res.arch.steps or (None,)
+            nets = [r.variant.build(L, t) for t in xs]
+            fwd = [np.asarray(predict_variance(n, quantity="output", per_layer=True)) for n in nets]
+            bwd = [np.asarray(predict_variance(n, quantity="output_gradient", per_layer=True))
+                   for n in nets]
+            if res.arch.steps is None:
+                assert np.array_equal(r.forward, fwd[0]) and np.array_equal(r.backward, bwd[0])
+                assert p_out == nets[0].depth and p_in == 1
+            else:
+                assert np.array_equal(r.forward, [f[-1] for f in fwd])
+                assert np.array_equal(r.backward, [g[0] for g in bwd])
+            rows = architectures._rows(res)
+            mine = [row for row in rows if row[0] == r.variant.label]
+            assert mine[0][2].endswith(f"= {fmt(r.forward[-1])}" + (
+                f" ($T$ = {r.x[-1]})" if res.arch.steps else ""))
+            back = r.backward[-1] if res.arch.steps else r.backward[0]
+            assert f"= {fmt(back)}" in mine[1][2]
+            if res.arch.key == "residual_mlp":
+                s = arch_cases._RES_SCALES[r.variant.key]
+                assert r.forward[-1] / r.forward[0] == pytest.approx((1 + s * s) ** arch_cases.BLOCKS)
+        facts = res.arch.facts(res.results)
+        for r in res.results:
+            if not r.error:
+                assert fmt(r.forward[-1]) in facts or fmt(r.forward[-1] / r.forward[0]) in facts
+    assert store.records == {}
+    if built == 0:
+        pytest.skip("no architecture's layers in this version")
