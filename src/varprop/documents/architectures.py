@@ -144,10 +144,10 @@ def _series(res: ArchitectureResult, which: str) -> tuple[Series, ...]:
 
 
 def _figure(res: ArchitectureResult, kind: str) -> str | bytes | None:
-    xlabel = "time steps $T$" if res.arch.steps else "layer position $p$"
-    fwd_title = "forward: $E h_T^2$" if res.arch.steps else "forward: $E y_p^2$"
+    xlabel = "time steps $T$" if res.arch.steps else "layer position $k$"
+    fwd_title = "forward: $E h_T^2$" if res.arch.steps else "forward: $E y_k^2$"
     bwd_title = ("backward: $E(\\partial L/\\partial x)^2$, mean over steps" if res.arch.steps
-                 else "backward: $E(\\partial L/\\partial y_p)^2$")
+                 else "backward: $E(\\partial L/\\partial y_k)^2$")
     panels = (Panel(fwd_title, xlabel, _series(res, "forward")),
               Panel(bwd_title, xlabel, _series(res, "backward")))
     if not panels[0].series:
@@ -165,7 +165,7 @@ def _rows(res: ArchitectureResult) -> list[tuple[str, ...]]:
         back = r.backward[-1] if res.arch.steps else r.backward[0]
         for what, rec, pos, pred in (("output", fwd, p_out, r.forward[-1]),
                                      ("output_gradient", bwd, p_in, back)):
-            claim = netrows.QUANTITY_TEXT[what].replace("_p", f"_{{{pos}}}") + f" = {fmt(pred)}"
+            claim = netrows.QUANTITY_TEXT[what].replace("_k", f"_{{{pos}}}") + f" = {fmt(pred)}"
             if res.arch.steps:
                 claim += f" ($T$ = {r.x[-1]})"
             rows.append((r.variant.label, f"{pos}", claim, netrows.estimate_cell(rec),
@@ -188,9 +188,9 @@ def architectures_page(store: MonteCarloStore, b: Budget, format: Format = "mark
               "guide: [docs/architectures.md](../docs/architectures.md).*"),
         _Para("Each architecture is a `Network`; its second moments are predicted layer by layer "
               "(`predict_variance(net, quantity=\"output\" or \"output_gradient\", "
-              "per_layer=True)`: the output $y_p$ of layer position $p$ and the loss gradient "
+              "per_layer=True)`: the output $y_k$ of layer position $k$ and the loss gradient "
               "with respect to it, from i.i.d. unit-variance gradients at the network output) "
-              "and checked by `verify(net, quantity=..., layer=p)` at the last position (forward) "
+              "and checked by `verify(net, quantity=..., layer=k)` at the last position (forward) "
               "and the first (backward).  Figure points: `simulate(net)`, mean over "
               f"{netrows.CURVE_REPLICATES.get(b.name, 32)} independent networks with a 95% "
               "interval."),
@@ -208,7 +208,7 @@ def architectures_page(store: MonteCarloStore, b: Budget, format: Format = "mark
                 files.append(GeneratedFile(path, fig))
                 blocks.append(_Figure(path, f"{res.arch.title}: predicted (lines) and Monte Carlo "
                                             "(points, 95%) second moments"))
-        blocks.append(_Table(("Variant", "Position $p$", "Claim (predicted)",
+        blocks.append(_Table(("Variant", "Layer position $k$", "Claim (predicted)",
                               "Monte Carlo [interval]", "Verdict"), tuple(_rows(res))))
     if format == "markdown":
         files.append(GeneratedFile(PAGE, _render_markdown(blocks)))

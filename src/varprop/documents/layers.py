@@ -104,7 +104,7 @@ def layer_rows(topic: LayerTopic, kind: str, store: MonteCarloStore, b: Budget,
 
 
 def _claim(row: LayerRow) -> str:
-    what = netrows.QUANTITY_TEXT[row.case.quantity].replace("_p", f"_{{{row.position}}}")
+    what = netrows.QUANTITY_TEXT[row.case.quantity].replace("_k", f"_{{{row.position}}}")
     if row.error:
         return f"not predicted: {row.error}"
     text = f"{what} = {fmt(row.predicted)}"
@@ -119,7 +119,7 @@ def _table(rows: list[LayerRow]) -> _Table:
         body.append((r.case.label, f"{r.position}", _claim(r),
                      netrows.estimate_cell(r.record) if r.record is not None else "n/a",
                      netrows.verdict_cell(r.record) if r.record is not None else "not run"))
-    return _Table(("Configuration", "Position $p$", "Claim (predicted)",
+    return _Table(("Configuration", "Layer position $k$", "Claim (predicted)",
                    "Monte Carlo [interval]", "Verdict"), tuple(body))
 
 
@@ -198,11 +198,11 @@ def _document(topic: LayerTopic, cls: type, store: MonteCarloStore, b: Budget, f
     blocks += [
         _Heading(2, "Verification (Monte Carlo)"),
         _Para("Each row is a small network (width "
-              f"{WIDTH} where the layer has units) and a claim about one layer position $p$ "
-              "(`net.layers` order): the second moment of its output $y_p$, or of the loss "
+              f"{WIDTH} where the layer has units) and a claim about one layer position $k$ "
+              "(`net.layers` order): the second moment of its output $y_k$, or of the loss "
               "gradient with respect to it.  *Predicted* is `predict_variance(net, quantity=..., "
               "per_layer=True)`; a *closed form* is a hand derivation independent of the engine.  "
-              "The verdict is `verify(net, quantity=..., layer=p)` with the checker's plan and "
+              "The verdict is `verify(net, quantity=..., layer=k)` with the checker's plan and "
               "simultaneous interval ([docs/checker.md](../../docs/checker.md)); seeds are a hash "
               "of the row's key."),
         _table(rows), _Para(_tally(rows)),

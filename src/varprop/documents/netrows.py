@@ -31,7 +31,8 @@ __all__ = ["predictions", "verdict_record", "curve_record", "estimate_cell", "ve
            "QUANTITY_TEXT", "status_agrees"]
 
 #: How a row names its quantity.
-QUANTITY_TEXT = {"output": "$E y_p^2$", "output_gradient": "$E(\\partial\\mathcal L/\\partial y_p)^2$"}
+QUANTITY_TEXT = {"output": "$E y_k^2$",
+                 "output_gradient": "$E(\\partial\\mathcal L/\\partial y_k)^2$"}
 
 #: Replicates of a figure curve (one ``simulate`` run per network), per budget name.
 CURVE_REPLICATES = {"default": 128, "quick": 32}
