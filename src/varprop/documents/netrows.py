@@ -40,7 +40,7 @@ CURVE_REPLICATES = {"default": 128, "quick": 32}
 #: plan, so that the Monte Carlo of every layer document and the architectures page together
 #: stays near a minute (a row the cap leaves undecided says so: inconclusive, with the number of
 #: replicates that would decide it).
-VERIFY_BUDGET: dict[str, int | None] = {"default": 8192, "quick": 256}
+VERIFY_BUDGET: dict[str, int | None] = {"default": 4096, "quick": 256}
 
 _ERRORS = (VarpropError, NotImplementedError, ArithmeticError)
 
