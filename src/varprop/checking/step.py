@@ -123,7 +123,7 @@ def verify_step(
     subject = _subject(activation, init, fan_in=fan_in, fan_out=fan_out, widths=widths,
                        depth=depth, input_variance=input_variance, bias_variance=bias_variance)
     quantity = check_choice("quantity", quantity, LOCAL_QUANTITIES + OUTPUT_QUANTITIES)
-    engine = check_choice("engine", engine, ("auto", "dense", "gaussian"))
+    engine = check_choice("engine", engine, ("auto", "dense", "gaussian", "general"))
     rtol_f, alpha_f, reps, seed_i, bud, dt = _check_common(rtol, alpha, replicates, seed, budget,
                                                            dtype)
     if quantity in OUTPUT_QUANTITIES:
