@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from varprop import InvalidArgument, Network, layers, predict_variance, simulate, verify
+from varprop import InvalidArgument, Network, layers, predict_variance, simulate, verify, verify_step
+from varprop.checking.step_general import gaussian_draw
+from varprop.network.field import Field
 from varprop.network.layers.base import Layer
 from varprop.simulation.engines import (
     DENSE,
@@ -187,3 +189,30 @@ def test_verify_a_general_network_exact_claim():
     g = verify(net, quantity="output_gradient", layer=1, replicates=4000, seed=2)
     assert g.status in ("confirmed", "inconclusive")
     assert g.status != "refuted"
+
+
+def test_gaussian_draw_has_the_field_moments():
+    mean = np.array([0.5, -0.2, 0.0])
+    cov = np.array([[1.0, 0.3, 0.1], [0.3, 2.0, -0.4], [0.1, -0.4, 0.7]])
+    bc = 0.2 * np.diag(cov) + mean ** 2
+    f = Field((3, 2), -1, mean, np.diag(cov) + mean ** 2, cov + np.outer(mean, mean), bc)
+    x = gaussian_draw(np.random.default_rng(0), f, 20000, 2, np.dtype("float64"))
+    assert x.shape == (20000, 2, 3, 2)
+    flat = x[:, 0, :, 0]  # sample 0, channel 0: (R, positions)
+    np.testing.assert_allclose(flat.mean(axis=0), mean, atol=6 * math.sqrt(2.0 / 20000))
+    emp = np.cov(flat.T)
+    np.testing.assert_allclose(emp, cov, atol=6 * math.sqrt(2 * 4.0 / 20000))
+    cross = np.mean((x[:, 0, :, 1] - mean) * (x[:, 1, :, 1] - mean), axis=0)
+    np.testing.assert_allclose(cross, 0.2 * np.diag(cov), atol=6 * math.sqrt(4.0 / 20000))
+
+
+def test_verify_step_on_general_layers():
+    net = Network([Scale(1.5), layers.Dense(8, "he_normal"), "relu", layers.Dense(4)],
+                  input_shape=(6,))
+    for q, pos in (("output", 2), ("output", 3), ("output_gradient", 2)):
+        v = verify_step(net, quantity=q, layer=pos, seed=1, replicates=2048)
+        assert v.status != "refuted"
+        assert v.exact
+    v = verify_step(net, quantity="output", layer=2, seed=1, replicates=2048,
+                    tol=0.0, rtol=0.1)
+    assert v.status == "confirmed"
