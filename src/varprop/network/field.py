@@ -93,6 +93,11 @@ class Field:
     gaussian: bool = True
     approximations: tuple[str, ...] = field(default=())
     law: object | None = None
+    #: ``(z, phi)`` when this field is an elementwise map :math:`\phi` (an ``Activation`` or a
+    #: NumPy callable) of the Gaussian field ``z`` (a ``Field`` with ``gaussian=True``), set by
+    #: ``Nonlinearity``: ``MaxPool`` needs the joint law of the window, which the moments of
+    #: :math:`\phi(z)` do not give (the Gaussian ``z`` and :math:`\phi` do).
+    pre_activation: tuple[Field, object] | None = None
 
     def __post_init__(self) -> None:
         pos = positions_of(self.shape, self.channel_axis)
@@ -146,6 +151,12 @@ class GradField:
     cov: np.ndarray | None = None
     batch_cross: np.ndarray | None = None
     factor: tuple[object, GradField] | None = None
+    #: The gradient at the Gaussian pre-activation :math:`z` of an input :math:`x = \phi(z)`
+    #: (``Field.pre_activation``), set by a layer whose backward routing depends on :math:`z`
+    #: (``MaxPool``: the gradient goes to the window's argmax, where :math:`\phi'(z)` is not
+    #: independent of the routing); ``Nonlinearity`` then returns it instead of multiplying by
+    #: :math:`E\phi'^2` under gradient independence.
+    preactivation: GradField | None = None
 
     def __post_init__(self) -> None:
         pos = positions_of(self.shape, self.channel_axis)

@@ -129,7 +129,9 @@ def _cov_pairs(act: Activation, mean: np.ndarray, var: np.ndarray, cov: np.ndarr
 
 def forward(act: Activation, field: Field, layer: object) -> Field:
     """The output field of ``phi`` (module docstring); on a field carrying an exact law
-    (``Field.law``: a train-mode BatchNorm's output), the expectations over that law."""
+    (``Field.law``: a train-mode BatchNorm's output), the expectations over that law.  The output
+    records its Gaussian pre-activation (``Field.pre_activation = (field, act)``) when the input
+    is Gaussian (``MaxPool`` needs the joint law of its window)."""
     traits = act.traits
     if field.law is not None and not (traits.linear and traits.slope == 1):
         out = field.law.nonlinearity_forward(act, field)  # type: ignore[attr-defined]
@@ -138,9 +140,11 @@ def forward(act: Activation, field: Field, layer: object) -> Field:
     if traits.linear:
         s = float(traits.slope)  # type: ignore[arg-type]
         s2 = s * s
+        pre = (field, act) if field.gaussian else (field.pre_activation if s == 1.0 else None)
         return field.with_(mean=s * field.mean, second=s2 * field.second,
                            cov=None if field.cov is None else s2 * field.cov,
-                           batch_cross=None if field.batch_cross is None else s2 * field.batch_cross)
+                           batch_cross=None if field.batch_cross is None else s2 * field.batch_cross,
+                           pre_activation=pre)
     approx = field.approximations if field.gaussian else field.approximate(_closure_sentence(act))
     var = field.variance
     mom = position_moments(act, field.mean, var)
@@ -152,13 +156,17 @@ def forward(act: Activation, field: Field, layer: object) -> Field:
         c = field.batch_cross - field.mean * field.mean
         bc = pair_moments(act, field.mean, field.mean, var, var, c)[0]
     return Field(field.shape, field.channel_axis, mom[0], mom[1], cov, bc, gaussian=False,
-                 approximations=approx)
+                 approximations=approx, pre_activation=(field, act) if field.gaussian else None)
 
 
 def backward(act: Activation, grad: GradField, field_in: Field) -> GradField:
     r"""The gradient field at ``phi``'s input (module docstring); between two samples of a batch
     :math:`E\delta_{z,b}\delta_{z,b'} = E\phi'(z_b)\phi'(z_{b'})\, E\delta_{a,b}\delta_{a,b'}`
-    when tracked; on a field carrying an exact law, the law's rule."""
+    when tracked; on a field carrying an exact law, the law's rule.  A gradient that already
+    carries the one at this layer's input (``GradField.preactivation``, set by ``MaxPool``, whose
+    routing depends on the pre-activation) is returned as it is."""
+    if grad.preactivation is not None:
+        return grad.preactivation
     traits = act.traits
     if field_in.law is not None and not (traits.linear and traits.slope == 1):
         out = field_in.law.nonlinearity_backward(act, grad, field_in)  # type: ignore[attr-defined]
