@@ -29,6 +29,7 @@ covariances -- the *Gaussian closure* -- and a sentence saying so is added to th
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import sympy as sp
@@ -101,11 +102,37 @@ def pair_moments(act: Activation, m1: np.ndarray, m2: np.ndarray, a: np.ndarray,
     rest = ~zero if closed is not None else np.ones(c.size, dtype=bool)
     if closed is not None and zero.any():
         ff[zero], dd[zero] = closed(a[zero], b[zero], c[zero])
+    independent = rest & (c == 0.0)  # uncorrelated Gaussians: E phi(x) phi(y) = E phi(x) E phi(y)
+    if independent.any():
+        one = position_moments(act, np.concatenate([m1[independent], m2[independent]]),
+                               np.concatenate([a[independent], b[independent]]))
+        k = int(independent.sum())
+        ff[independent] = one[0, :k] * one[0, k:]
+        dd[independent] = one[2, :k] * one[2, k:]
+        rest = rest & ~independent
     if rest.any():
         ff[rest], dd[rest] = bivariate.by_quadrature(
             _f(act, "function"), _f(act, "derivative"), act.kinks, m1[rest], m2[rest], a[rest],
             b[rest], c[rest])
     return ff.reshape(shape), dd.reshape(shape)
+
+
+def _field_pairs(act: Activation, field: Field) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_cov_pairs` of ``field``; for up to :data:`_CACHED_POSITIONS` positions cached by
+    field identity (the forward and the backward rule of one walk share the evaluation; larger
+    matrices are recomputed rather than kept)."""
+    if field.size > _CACHED_POSITIONS:
+        return _cov_pairs(act, field.mean, field.variance, np.asarray(field.cov))
+    return _cached_pairs(act, field)
+
+
+#: Largest number of positions whose pair matrices are cached (8 MiB each).
+_CACHED_POSITIONS = 1024
+
+
+@lru_cache(maxsize=16)
+def _cached_pairs(act: Activation, field: Field) -> tuple[np.ndarray, np.ndarray]:
+    return _cov_pairs(act, field.mean, field.variance, np.asarray(field.cov))
 
 
 def _cov_pairs(act: Activation, mean: np.ndarray, var: np.ndarray, cov: np.ndarray
@@ -150,7 +177,7 @@ def forward(act: Activation, field: Field, layer: object) -> Field:
     mom = position_moments(act, field.mean, var)
     cov = None
     if field.cov is not None:
-        cov = _cov_pairs(act, field.mean, var, np.asarray(field.cov))[0]
+        cov = _field_pairs(act, field)[0]
     bc = None
     if field.batch_cross is not None:
         c = field.batch_cross - field.mean * field.mean
@@ -183,7 +210,7 @@ def backward(act: Activation, grad: GradField, field_in: Field) -> GradField:
         if field_in.cov is None:
             raise VarpropError(f"{act.name}: the gradient covariance between positions is tracked "
                                "but the forward one is not (a layer dropped Field.cov)")
-        dd = _cov_pairs(act, field_in.mean, var, np.asarray(field_in.cov))[1]
+        dd = _field_pairs(act, field_in)[1]
         cov = dd * grad.cov
     bc = None
     if grad.batch_cross is not None:
