@@ -25,6 +25,7 @@ a linear readout).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -81,6 +82,10 @@ class Dropout(Layer):
         return input_shape
 
     # --- mean field ---------------------------------------------------------------------------
+    def field_exact(self, field_in: Field) -> bool:
+        """Exact at every width and for any input law (independent masks)."""
+        return True
+
     def field_forward(self, field: Field) -> Field:
         r""":math:`E y^2 = E x^2/(1 - p)`; the mean, off-diagonal covariances and between-sample
         moments are kept; not Gaussian."""
@@ -118,6 +123,10 @@ class Dropout(Layer):
         ]
 
     # --- sampling -----------------------------------------------------------------------------
+    def mc_parameter_count(self, input_shape: Shape) -> int:
+        """The mask's entries per sample (drawn in :meth:`mc_forward`), 0 when inactive."""
+        return math.prod(input_shape) if self.active else 0
+
     def mc_draw(self, rng: np.random.Generator, input_shape: Shape, replicates: int,
                 dtype: np.dtype) -> object:
         """A seed for the masks (drawn at :meth:`mc_forward`, once per sample and entry), or

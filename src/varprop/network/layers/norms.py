@@ -97,6 +97,11 @@ class _ChannelNorm(Layer):
         return _layout_axis(input_shape)
 
     # --- mean field ---------------------------------------------------------------------------
+    def field_exact(self, field_in: Field) -> bool:
+        """``False``: the rule is exact in the limit of infinitely many channels (at finite width
+        only the per-sample identity :math:`\frac1n\sum_i y_i^2 = \hat d/(\hat d + \epsilon)` is)."""
+        return False
+
     def _check_layout(self, field: Field) -> None:
         axis = _layout_axis(field.shape) % len(field.shape)
         if field.channel_axis % len(field.shape) != axis:

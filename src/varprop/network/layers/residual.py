@@ -24,9 +24,11 @@ of one channel,
 
 and the between-sample moment likewise (:math:`B_y = B_S + s^2 B_F + 2 s\, m_S m_F`).  When the
 branch ends with a weight layer, :math:`m_F = 0` and the rule is exact at every width (the cross
-term :math:`E\,S_i F_i = E[S_i \sum_j W_{ij} h_j]` vanishes for zero-mean :math:`W`).  For a ReLU
-branch ``[Dense(he), relu, Dense(he)]`` on a centred input, :math:`q_F = q_x`, so
-:math:`q_y = (1 + s^2)\, q_x` per block.
+term :math:`E\,S_i F_i = E[S_i \sum_j W_{ij} h_j]` vanishes for zero-mean :math:`W`).  For the
+ReLU branch ``[Dense(n, "he_normal"), "relu", Dense(n)]`` (He, then LeCun) on a centred input,
+:math:`q_F = 2 q_x / 2 = q_x`, so :math:`q_y = (1 + s^2)\, q_x` per block: :math:`2^L` after
+:math:`L` plain blocks, :math:`(1 + 1/L)^L \to e` with :math:`s = 1/\sqrt L`; He init in both
+layers gives :math:`q_F = 2 q_x` and :math:`(1 + 2 s^2)` per block.
 
 Backward: :math:`g_x = J_S^\top g + s\, J_F^\top g`.  Under the gradient-independence assumption
 the branch's first weight layer contributes a fresh zero-mean :math:`W^\top`, so the cross term
@@ -132,7 +134,8 @@ class Residual(Layer):
     -----
     Exact at infinite width for zero-mean weights (and for every width when the branch ends with a
     weight layer and its nested rules are exact at every width); backward under gradient
-    independence.  For ReLU branches with He init, :math:`E y^2 = (1 + s^2)\, E x^2` per block.
+    independence.  For the branch ``[Dense(n, "he_normal"), "relu", Dense(n)]``,
+    :math:`E y^2 = (1 + s^2)\, E x^2` per block (exact at every width for Gaussian weights).
     """
 
     branch: tuple[Layer, ...]
@@ -178,6 +181,27 @@ class Residual(Layer):
             if batch is not None:
                 return batch
         return None
+
+    def mc_parameter_count(self, input_shape: Shape) -> int:
+        """Random numbers the nested layers draw per replicate."""
+        total = 0
+        for group in (self.branch, self.shortcut or ()):
+            shape = input_shape
+            for layer in group:
+                total += layer.mc_parameter_count(shape)
+                shape = layer.output_shape(shape)
+        return total
+
+    def field_exact(self, field_in: Field) -> bool:
+        r"""Exact at every width when every nested layer is exact on its input and the cross term
+        vanishes identically: the branch ends with a (zero-mean) weight layer, or ``scale`` is 0."""
+        branch, skip = self._paths(field_in)
+        skip_exact = self.shortcut is None or all(
+            layer.field_exact(f) for layer, f in zip(self.shortcut, skip))
+        if self.scale == 0.0:
+            return skip_exact
+        return (skip_exact and _is_weight_layer(self.branch[-1])
+                and all(layer.field_exact(f) for layer, f in zip(self.branch, branch)))
 
     def output_shape(self, input_shape: Shape) -> Shape:
         out = _walk_shapes(self.branch, input_shape)
