@@ -98,7 +98,7 @@ class _ChannelNorm(Layer):
 
     # --- mean field ---------------------------------------------------------------------------
     def field_exact(self, field_in: Field) -> bool:
-        """``False``: the rule is exact in the limit of infinitely many channels (at finite width
+        r"""``False``: the rule is exact in the limit of infinitely many channels (at finite width
         only the per-sample identity :math:`\frac1n\sum_i y_i^2 = \hat d/(\hat d + \epsilon)` is)."""
         return False
 
