@@ -253,8 +253,11 @@ class Residual(Layer):
         bc = None
         if sk.batch_cross is not None and f.batch_cross is not None:
             bc = sk.batch_cross + s * s * f.batch_cross + 2 * s * ms * mf
-        return Field(sk.shape, sk.channel_axis, ms + s * mf,
-                     sk.second + s * s * f.second + 2 * s * ms * mf, cov, bc,
+        second = sk.second + s * s * f.second + 2 * s * ms * mf
+        if np.isnan(second).any():
+            raise VarpropError(f"{self!r}: the block's second moment is not a number (an infinite "
+                               "moment times a zero one: scale or the input beyond the float range)")
+        return Field(sk.shape, sk.channel_axis, ms + s * mf, second, cov, bc,
                      gaussian=sk.gaussian and f.gaussian,
                      approximations=_union(sk.approximations, f.approximations))
 
