@@ -96,7 +96,9 @@ class Dropout(Layer):
         if field.cov is not None:
             cov = np.array(field.cov)
             np.fill_diagonal(cov, np.diagonal(field.cov) / keep)
-        return field.with_(second=field.second / keep, cov=cov, gaussian=False)
+        # a new Field (not ``with_``): the output is no elementwise map of an upstream Gaussian
+        return Field(field.shape, field.channel_axis, field.mean, field.second / keep, cov,
+                     field.batch_cross, gaussian=False, approximations=field.approximations)
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
         r""":math:`E g_x^2 = E g_y^2/(1 - p)`, off-diagonal covariances kept."""

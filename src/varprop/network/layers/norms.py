@@ -137,7 +137,9 @@ class _ChannelNorm(Layer):
         bc = None
         if field.batch_cross is not None:
             bc = (field.batch_cross - 2 * c * m + c * c) / denom
-        return field.with_(mean=(m - c) / root, second=d / denom, cov=cov, batch_cross=bc)
+        # a new Field (not ``with_``): nothing else the input carried describes the output
+        return Field(field.shape, field.channel_axis, (m - c) / root, d / denom, cov, bc,
+                     gaussian=field.gaussian, approximations=field.approximations)
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
         r""":math:`E g_x^2 = E g_y^2 / (d + \epsilon)` (infinite width, gradient independence)."""
