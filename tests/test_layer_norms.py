@@ -170,17 +170,19 @@ def test_image_layout_normalises_channels_per_pixel():
 # --- backward ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cls, fn", [(LayerNorm, ln_numpy), (RMSNorm, rms_numpy)])
-def test_backward_is_the_vjp(cls, fn):
-    """mc_backward against central finite differences of the from-scratch function."""
+@pytest.mark.parametrize("shape, axis", [((6,), -1), ((2, 5), -1), ((4, 2, 2), 2)])
+def test_backward_is_the_vjp(cls, fn, shape, axis):
+    """mc_backward against central finite differences of the from-scratch function (vector,
+    (T, n) channels last, (C, H, W) channels first)."""
     rng = np.random.default_rng(4)
-    x = rng.standard_normal((1, 1, 6)) + 0.3
-    g = rng.standard_normal((1, 1, 6))
+    x = rng.standard_normal((1, 1) + shape) + 0.3
+    g = rng.standard_normal((1, 1) + shape)
     layer = cls(0.1)
-    _, cache = layer.mc_forward(layer.mc_draw(rng, (6,), 1, x.dtype), x)
+    _, cache = layer.mc_forward(layer.mc_draw(rng, shape, 1, x.dtype), x)
     got = layer.mc_backward(None, cache, g)
-    h = 1e-6
-    want = np.array([np.sum(g * (fn(x + h * e, 0.1, -1) - fn(x - h * e, 0.1, -1))) / (2 * h)
-                     for e in np.eye(6).reshape(6, 1, 1, 6)])
+    h, size = 1e-6, x.size
+    want = np.array([np.sum(g * (fn(x + h * e, 0.1, axis) - fn(x - h * e, 0.1, axis))) / (2 * h)
+                     for e in np.eye(size).reshape((size,) + x.shape)])
     np.testing.assert_allclose(got.ravel(), want, rtol=1e-7, atol=1e-9)
 
 
