@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
+from varprop import Network, predict_variance, simulate
 from varprop.components.scheme import weight_moments
 from varprop.components.schemes import InitScheme, init_scheme, resolve_scheme
 from varprop.errors import InvalidArgument, InvalidArgumentType
@@ -393,3 +394,52 @@ def test_sequence_cov_and_batch_cross_vs_numpy():
     want_cov = gcov + s * s * 2 * np.array([[0.5, step], [step, 0.5]]) * gcov
     np.testing.assert_allclose(gb.cov, want_cov, rtol=1e-13)
     np.testing.assert_allclose(gb.second, np.diag(want_cov), rtol=1e-13)
+
+
+# --- end to end: Network, predict_variance, simulate ------------------------------------------
+
+def resnet(n, blocks, s=1.0, *, pre_ln=False, post_ln=False):
+    branch = ([LayerNorm()] if pre_ln else []) + [Dense(n, "he_normal"), "relu", Dense(n)]
+    layers = [Residual(branch, scale=s)] + ([LayerNorm()] if post_ln else [])
+    return Network(layers * blocks, input_shape=(n,))
+
+
+def simulated(net, replicates, seed):
+    res = simulate(net, replicates=replicates, batch=4, seed=seed)
+    return res.per_replicate("output_second"), res.per_replicate("output_gradient_second")
+
+
+@pytest.mark.parametrize("s", [1.0, 1 / math.sqrt(6), 0.0])
+def test_network_predict_and_simulate(s):
+    """predict_variance(per_layer=True) is (1 + s^2)^k (hand algebra) and agrees with simulate
+    (forward exact at every width; backward O(1/n) allowance 8/n)."""
+    n, k = 48, 6
+    net = resnet(n, k, s)
+    pred = predict_variance(net, quantity="output", per_layer=True)
+    np.testing.assert_allclose(pred, (1 + s * s) ** np.arange(1, k + 1), rtol=1e-12)
+    grad = predict_variance(net, quantity="output_gradient", per_layer=True)
+    np.testing.assert_allclose(grad, (1 + s * s) ** np.arange(k - 1, -1, -1), rtol=1e-12)
+    fwd, bwd = simulated(net, 200, 31)
+    close(*mc_stat(fwd), pred)
+    close(*mc_stat(bwd), grad, allow=8.0 / n * grad)
+
+
+def test_issue_example_twenty_blocks():
+    """The issue's motivating example: 20 plain residual blocks (Dense(he), relu, Dense), scale 1.
+    Without LayerNorm E y^2 = 2^20 (std 1024); pre-LN: q_{k+1} = q_k + q_k/(q_k + eps), 21.0 (std
+    4.58); post-LN: v/(v + eps) ~ 1.  Simulated at width 64 (allowance 8/n for the norms)."""
+    n, eps = 64, 1e-5
+    plain, pre, post = resnet(n, 20), resnet(n, 20, pre_ln=True), resnet(n, 20, post_ln=True)
+    p_plain = predict_variance(plain, quantity="output", per_layer=True)
+    assert p_plain[-1] == pytest.approx(2.0**20, rel=1e-12)
+    q = 1.0
+    for _ in range(20):
+        q = q + q / (q + eps)
+    p_pre = predict_variance(pre, quantity="output", per_layer=True)
+    assert p_pre[-1] == pytest.approx(q, rel=1e-12) and math.sqrt(q) == pytest.approx(4.5826, abs=1e-4)
+    p_post = predict_variance(post, quantity="output")
+    assert p_post == pytest.approx(1.0, abs=1e-4)
+    fwd, _ = simulated(plain, 60, 32)
+    close(*mc_stat(fwd[:, -1]), p_plain[-1])
+    fwd, _ = simulated(pre, 60, 33)
+    close(*mc_stat(fwd[:, -1]), p_pre[-1], allow=8.0 / n * p_pre[-1])

@@ -18,9 +18,9 @@ With :math:`E\xi = 1 - p`, :math:`E\xi^2 = 1 - p` and the mask independent of :m
 exact at every width and for any input law (independent masks at different positions and
 samples).  The output is a Bernoulli mixture, not Gaussian (unless :math:`p = 0`).  Backward: the
 same mask multiplies the gradient, :math:`g_x = \frac{\xi}{1 - p}\, g_y`, so :math:`E g_x^2 =
-E g_y^2/(1 - p)` and off-diagonal covariances are kept, exact when :math:`g_y` is independent of
-the mask (the gradient-independence assumption; exact when nothing downstream depends on it, e.g.
-a linear readout).
+E g_y^2/(1 - p)`, off-diagonal covariances and between-sample moments kept, exact when
+:math:`g_y` is independent of the mask (the gradient-independence assumption; exact when nothing
+downstream depends on it, e.g. a linear readout).
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ class Dropout(Layer):
         if grad.cov is not None:
             cov = np.array(grad.cov)
             np.fill_diagonal(cov, np.diagonal(grad.cov) / keep)
-        return grad.with_(second=grad.second / keep, cov=cov)
+        # a new GradField: the between-sample moment is kept (independent masks), nothing else
+        return GradField(grad.shape, grad.channel_axis, grad.second / keep, cov, grad.batch_cross)
 
     def field_steps(self) -> list[tuple[str, object]]:
         q, g_y, q_y, g_x = sp.symbols("q G_y q_y G_x", real=True)

@@ -46,7 +46,9 @@ corrections are :math:`O(1/n)` and at infinite width
 .. math::
 
     E g_{x,t}^2 = \frac{E g_{y,t}^2}{d_t + \epsilon}, \qquad
-    E g_{x,t} g_{x,t'} = \frac{E g_{y,t} g_{y,t'}}{\sqrt{(d_t + \epsilon)(d_{t'} + \epsilon)}}.
+    E g_{x,t} g_{x,t'} = \frac{E g_{y,t} g_{y,t'}}{\sqrt{(d_t + \epsilon)(d_{t'} + \epsilon)}},
+
+and the between-sample moment of the gradient is divided by :math:`d_t + \epsilon` too.
 """
 
 from __future__ import annotations
@@ -148,7 +150,8 @@ class _ChannelNorm(Layer):
         if grad.cov is not None:
             r = np.sqrt(denom).reshape(-1)
             cov = grad.cov / np.outer(r, r)
-        return GradField(field_in.shape, field_in.channel_axis, grad.second / denom, cov)
+        bc = None if grad.batch_cross is None else grad.batch_cross / denom
+        return GradField(field_in.shape, field_in.channel_axis, grad.second / denom, cov, bc)
 
     def field_steps(self) -> list[tuple[str, object]]:
         m, q, eps, g_y = sp.symbols("m q epsilon G_y", real=True)

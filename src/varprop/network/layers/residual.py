@@ -38,8 +38,9 @@ vanishes and
 
     E g_x^2 = E (J_S^\top g)^2 + s^2\, E (J_F^\top g)^2
 
-(the identity shortcut gives :math:`E (J_S^\top g)^2 = E g^2`); the branch's backward walk runs
-its layers' backward rules in reverse over the branch's forward fields.
+(the identity shortcut gives :math:`E (J_S^\top g)^2 = E g^2`), and likewise the position
+covariances and the between-sample moments of the gradient; the branch's backward walk runs its
+layers' backward rules in reverse over the branch's forward fields.
 """
 
 from __future__ import annotations
@@ -268,10 +269,14 @@ class Residual(Layer):
         gs = grad if self.shortcut is None else _backward_fields(self.shortcut, skip, grad)
         s2 = self.scale * self.scale
         if s2 == 0.0:
-            return GradField(field_in.shape, field_in.channel_axis, gs.second, gs.cov)
+            return GradField(field_in.shape, field_in.channel_axis, gs.second, gs.cov,
+                             gs.batch_cross)
         gf = _backward_fields(self.branch, branch, grad)
         cov = gs.cov + s2 * gf.cov if gs.cov is not None and gf.cov is not None else None
-        return GradField(field_in.shape, field_in.channel_axis, gs.second + s2 * gf.second, cov)
+        bc = None
+        if gs.batch_cross is not None and gf.batch_cross is not None:
+            bc = gs.batch_cross + s2 * gf.batch_cross
+        return GradField(field_in.shape, field_in.channel_axis, gs.second + s2 * gf.second, cov, bc)
 
     def field_steps(self) -> list[tuple[str, object]]:
         m_s, m_f, q_s, q_f, s = sp.symbols("m_S m_F q_S q_F s", real=True)
