@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import sympy as sp
 
+from varprop import Network, predict_fields, predict_variance, simulate
 from varprop.errors import InvalidArgument, InvalidArgumentType, VarpropError
-from varprop.layers import LayerNorm, RMSNorm
+from varprop.layers import Dense, LayerNorm, RMSNorm
 from varprop.network.field import Field, GradField
 
 Z = 6.0  # standard errors
@@ -28,6 +29,11 @@ def ln_numpy(x: np.ndarray, eps: float, axis: int) -> np.ndarray:
 
 def rms_numpy(x: np.ndarray, eps: float, axis: int) -> np.ndarray:
     return x / np.sqrt((x * x).mean(axis=axis, keepdims=True) + eps)
+
+
+def mc_stat(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, standard error) over replicates (axis 0)."""
+    return values.mean(0), values.std(0, ddof=1) / math.sqrt(values.shape[0])
 
 
 def close(est: np.ndarray, se: np.ndarray, want: np.ndarray, bias: float = 0.0) -> None:
@@ -237,3 +243,28 @@ def test_backward_infinite_width_vs_numpy(cls, fn):
     # the hand rule
     d = q - m * m if cls is LayerNorm else q
     np.testing.assert_allclose(out.second, np.diag(gcov) / (d + eps), rtol=1e-14)
+
+
+# --- end to end: Network, predict_variance, simulate ------------------------------------------
+
+def test_network_with_norms_vs_simulate():
+    """Dense(he), relu, LayerNorm(0.5), Dense, tanh, RMSNorm(0.2), Dense at width 128: the hand
+    chain of rules, and simulate within 6 standard errors plus an O(1/n) allowance of 8/n
+    (relative) for the norms' finite width."""
+    n = 128
+    net = Network([Dense(n, "he_normal"), "relu", LayerNorm(0.5), Dense(n), "tanh", RMSNorm(0.2),
+                   Dense(n)], input_shape=(n,))
+    pred = predict_variance(net, quantity="output", per_layer=True)
+    # hand: relu output: mean sqrt(2/(2 pi)) = 1/sqrt(pi), second 1; LayerNorm: v = 1 - 1/pi
+    v = 1 - 1 / math.pi
+    assert pred[:3] == pytest.approx([2.0, 1.0, v / (v + 0.5)], rel=1e-12)
+    q_tanh = pred[4]
+    assert pred[5] == pytest.approx(q_tanh / (q_tanh + 0.2), rel=1e-12)
+    grad = predict_variance(net, quantity="output_gradient", per_layer=True)
+    assert grad[4] == pytest.approx(1 / (q_tanh + 0.2), rel=1e-12)  # at the RMSNorm input
+    assert grad[1] == pytest.approx(grad[2] / (v + 0.5), rel=1e-12)  # at the LayerNorm input
+    res = simulate(net, replicates=150, batch=4, seed=41)
+    for stat, want in (("output_second", pred), ("output_gradient_second", grad)):
+        m, se = mc_stat(res.per_replicate(stat))
+        assert np.all(np.abs(m - want) <= Z * se + 8.0 / n * want), (stat, m, want, se)
+    assert not predict_fields(net).exact

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from varprop import Network, predict_variance, simulate
+from varprop import Network, predict_fields, predict_variance, simulate
 from varprop.components.scheme import weight_moments
 from varprop.components.schemes import InitScheme, init_scheme, resolve_scheme
 from varprop.errors import InvalidArgument, InvalidArgumentType
@@ -443,3 +443,18 @@ def test_issue_example_twenty_blocks():
     close(*mc_stat(fwd[:, -1]), p_plain[-1])
     fwd, _ = simulated(pre, 60, 33)
     close(*mc_stat(fwd[:, -1]), p_pre[-1], allow=8.0 / n * p_pre[-1])
+
+
+def test_exactness_flags():
+    """Exact at every width: nested layers exact and the branch ending with a weight layer (the
+    cross term vanishes identically); a LayerNorm (infinite-width rule) or a branch ending with a
+    nonlinearity (cross term E S F = E S E F only at infinite width) is not."""
+    n = 16
+    assert predict_fields(resnet(n, 3)).exact
+    assert not predict_fields(resnet(n, 3, pre_ln=True)).exact
+    ends_relu = Network([Dense(n), Residual([Dense(n, "he_normal"), "relu"])], input_shape=(n,))
+    assert not predict_fields(ends_relu).exact
+    rezero = Network([Dense(n), Residual([Dense(n), "relu"], scale=0.0)], input_shape=(n,))
+    assert predict_fields(rezero).exact
+    assert (Residual([Dense(n), "relu", Dense(n)]).mc_parameter_count((n,))
+            == 2 * Dense(n).mc_parameter_count((n,)))
