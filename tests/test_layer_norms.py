@@ -268,3 +268,20 @@ def test_network_with_norms_vs_simulate():
         m, se = mc_stat(res.per_replicate(stat))
         assert np.all(np.abs(m - want) <= Z * se + 8.0 / n * want), (stat, m, want, se)
     assert not predict_fields(net).exact
+
+
+@pytest.mark.parametrize("cls, want", [(LayerNorm, 6 / 5), (RMSNorm, 7 / 6)])
+def test_backward_finite_width_bias_gaussian_input(cls, want):
+    r"""Hand derivation (module docstring): Gaussian x with n = 8 channels, eps = 0, gradients
+    independent: E|J^T g|^2/n = (1 - (1 + 2r - r^2)/n) E[1/v_hat] with r = 1 and
+    v_hat ~ chi^2_{n-1}/n: (n - 2)/(n - 3) = 6/5 (LayerNorm); RMSNorm (1 - 1/n) n/(n - 2) = 7/6.
+    The infinite-width rule gives 1."""
+    rng = np.random.default_rng(7)
+    n, N = 8, 100000
+    layer = cls(0.0)
+    x = rng.standard_normal((1, N, n))
+    _, cache = layer.mc_forward(layer.mc_draw(rng, (n,), 1, x.dtype), x)
+    per = (layer.mc_backward(None, cache, rng.standard_normal((1, N, n))) ** 2).mean(-1).ravel()
+    close(per.mean(), per.std(ddof=1) / math.sqrt(N), want)
+    f = Field((n,), -1, np.array(0.0), np.array(1.0))
+    assert float(layer.field_backward(GradField((n,), -1, np.array(1.0)), f, f).second) == 1.0
