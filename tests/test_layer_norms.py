@@ -285,3 +285,27 @@ def test_backward_finite_width_bias_gaussian_input(cls, want):
     close(per.mean(), per.std(ddof=1) / math.sqrt(N), want)
     f = Field((n,), -1, np.array(0.0), np.array(1.0))
     assert float(layer.field_backward(GradField((n,), -1, np.array(1.0)), f, f).second) == 1.0
+
+
+@pytest.mark.parametrize("shape", [(3, 64), (64, 2, 2)])
+def test_sequence_and_image_networks_vs_simulate(shape):
+    """Dropout(0.25), LayerNorm(0.5), RMSNorm(0.1) on a (T, n) sequence (channels last) and a
+    (C, H, W) image (channels first), input variance 2: hand values 2/0.75, v/(v + 0.5),
+    Q/(Q + 0.1); simulate per position within 6 standard errors plus 8/n (relative) for the
+    norms' finite width (n = 64 channels)."""
+    n = 64
+    net = Network([Dropout(0.25), LayerNorm(0.5), RMSNorm(0.1)], input_shape=shape,
+                  input_variance=2.0)
+    v = 2 / 0.75
+    q = v / (v + 0.5)
+    pred = predict_variance(net, quantity="output", per_layer=True)
+    np.testing.assert_allclose(pred, [v, q, q / (q + 0.1)], rtol=1e-12)
+    grad = predict_variance(net, quantity="output_gradient", per_layer=True)
+    np.testing.assert_allclose(grad, [1 / (q + 0.1) / (v + 0.5), 1 / (q + 0.1), 1.0], rtol=1e-12)
+    res = simulate(net, replicates=200, batch=2, seed=43)
+    for stat, want in (("output_second", pred), ("output_gradient_second", grad)):
+        for layer in (1, 2, 3):
+            vals = res.per_position(stat, layer).reshape(200, -1)  # (replicates, positions)
+            m, se = mc_stat(vals)
+            assert np.all(np.abs(m - want[layer - 1]) <= Z * se + 8.0 / n * want[layer - 1]), (
+                stat, layer, m, want, se)
