@@ -15,7 +15,7 @@ import sympy as sp
 
 from varprop import Network, predict_fields, predict_variance, simulate
 from varprop.errors import InvalidArgument, InvalidArgumentType, VarpropError
-from varprop.layers import Dense, LayerNorm, RMSNorm
+from varprop.layers import Dense, Dropout, LayerNorm, RMSNorm
 from varprop.network.field import Field, GradField
 
 Z = 6.0  # standard errors
