@@ -78,7 +78,8 @@ def _as_layers(name: str, layers: object) -> tuple[Layer, ...]:
                             "(a name such as 'relu', an expression string in x, or "
                             "varprop.activation(...))")
     if not out:
-        raise fail(name, layers, "a non-empty list of layers")
+        hint = " (omit shortcut for the identity)" if name == "shortcut" else ""
+        raise fail(name, layers, f"a non-empty list of layers{hint}")
     return tuple(out)
 
 
