@@ -7,5 +7,9 @@
 from varprop.network.layers import Dense as Dense
 from varprop.network.layers import Layer as Layer
 from varprop.network.layers import Nonlinearity as Nonlinearity
+from varprop.network.layers import Residual as Residual
+from varprop.network.layers import LayerNorm as LayerNorm
+from varprop.network.layers import RMSNorm as RMSNorm
+from varprop.network.layers import Dropout as Dropout
 
-__all__ = ["Layer", "Dense", "Nonlinearity"]
+__all__ = ["Layer", "Dense", "Nonlinearity", "Residual", "LayerNorm", "RMSNorm", "Dropout"]
