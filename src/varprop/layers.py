@@ -7,5 +7,10 @@
 from varprop.network.layers import Dense as Dense
 from varprop.network.layers import Layer as Layer
 from varprop.network.layers import Nonlinearity as Nonlinearity
+from varprop.network.layers import Conv as Conv
+from varprop.network.layers import AvgPool as AvgPool
+from varprop.network.layers import GlobalAvgPool as GlobalAvgPool
+from varprop.network.layers import Flatten as Flatten
 
 __all__ = ["Layer", "Dense", "Nonlinearity"]
+__all__ += ["Conv", "AvgPool", "GlobalAvgPool", "Flatten"]

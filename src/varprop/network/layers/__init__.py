@@ -5,3 +5,7 @@ from varprop.network.layers.dense import Dense as Dense
 from varprop.network.layers.nonlinearity import Nonlinearity as Nonlinearity
 
 __all__ = ["Dense", "Layer", "Nonlinearity"]
+from varprop.network.layers.conv import Conv as Conv
+from varprop.network.layers.pooling import AvgPool as AvgPool
+from varprop.network.layers.pooling import Flatten as Flatten
+from varprop.network.layers.pooling import GlobalAvgPool as GlobalAvgPool
