@@ -11,6 +11,7 @@ from varprop.network.layers import Conv as Conv
 from varprop.network.layers import AvgPool as AvgPool
 from varprop.network.layers import GlobalAvgPool as GlobalAvgPool
 from varprop.network.layers import Flatten as Flatten
+from varprop.network.layers import MaxPool as MaxPool
 
 __all__ = ["Layer", "Dense", "Nonlinearity"]
-__all__ += ["Conv", "AvgPool", "GlobalAvgPool", "Flatten"]
+__all__ += ["Conv", "AvgPool", "GlobalAvgPool", "Flatten", "MaxPool"]

@@ -80,6 +80,11 @@ class Field:
     batch_cross: np.ndarray | None = None
     gaussian: bool = True
     approximations: tuple[str, ...] = field(default=())
+    #: ``(z, phi)`` when this field is an elementwise map :math:`\phi` (an ``Activation`` or a
+    #: NumPy callable) of the Gaussian field ``z`` (a ``Field`` with ``gaussian=True``), set by
+    #: ``Nonlinearity``: ``MaxPool`` needs the joint law of the window, which the moments of
+    #: :math:`\phi(z)` do not give (the Gaussian ``z`` and :math:`\phi` do).
+    pre_activation: tuple[Field, object] | None = None
 
     def __post_init__(self) -> None:
         pos = positions_of(self.shape, self.channel_axis)

@@ -9,3 +9,4 @@ from varprop.network.layers.conv import Conv as Conv
 from varprop.network.layers.pooling import AvgPool as AvgPool
 from varprop.network.layers.pooling import Flatten as Flatten
 from varprop.network.layers.pooling import GlobalAvgPool as GlobalAvgPool
+from varprop.network.layers.maxpool import MaxPool as MaxPool

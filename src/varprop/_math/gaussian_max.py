@@ -1,0 +1,149 @@
+r"""Moments of window maxima of a Gaussian field, by randomized quasi-Monte Carlo (RQMC).
+
+A Gaussian field :math:`z \sim N(\mu, K)` over :math:`P` positions and windows :math:`w(u, j)`
+(``taps``, ``(U, J)``) define the pooled outputs :math:`y_u = \max_j \phi(z_{w(u, j)})` for an
+elementwise map :math:`\phi` (the identity for max pooling of a Gaussian field; an activation
+applied before the pool otherwise: for a non-decreasing :math:`\phi`, :math:`\max_j \phi(z_j) =
+\phi(\max_j z_j)`).  The forward moments :math:`E y_u`, :math:`E y_u y_{u'}` and the argmax
+routing :math:`a_u = w(u, \arg\max_j \phi(z_{w(u,j)}))` of the gradient have no closed form beyond
+two entries (Clark 1961), and the joint law of two overlapping windows' maxima is needed for the
+covariance between pooled outputs.  Declared method: joint RQMC of the whole field,
+
+.. math::
+
+    z^{(n)} = \mu + L\, \Phi^{-1}(v^{(n)}), \qquad L L^\top = K,
+
+with :math:`v^{(n)}` the points of ``scrambles`` independently scrambled Sobol' sequences
+(Owen scrambling, :class:`scipy.stats.qmc.Sobol`) of ``points`` points each in dimension
+:math:`P`.  Every estimate is the mean of the per-scramble estimates; their standard deviation
+over :math:`\sqrt{\text{scrambles}}` is its standard error (independent randomizations: an
+unbiased error estimate, L'Ecuyer & Lemieux 2002).  A fixed ``seed`` makes the result
+deterministic.
+
+Backward (gradient independence: the output gradient :math:`\delta`, covariance :math:`G`, is
+independent of :math:`z`): :math:`\partial z_t = \sum_u 1\{a_u = t\} \delta_u`, so
+
+.. math::
+
+    E (\partial z)_t (\partial z)_{t'} = \sum_{u, u'} P(a_u = t, a_{u'} = t')\, G_{u u'}.
+
+For windows that do not overlap each position lies in one window :math:`u(t)` and this is
+:math:`P(a_{u(t)} = t, a_{u(t')} = t')\, G_{u(t) u(t')}` with the joint argmax probabilities
+estimated from the same points (exact given them).  For overlapping windows a Gaussian
+:math:`\delta^{(n)} \sim N(0, G)` is drawn with each point (its own scrambled Sobol' coordinates)
+and routed, :math:`E[R_n \delta^{(n)} (R_n \delta^{(n)})^\top]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sps
+from scipy.special import ndtri
+from scipy.stats import qmc
+
+__all__ = ["MaxSamples", "factor", "sample_window_max"]
+
+#: Uniform points are clipped to [EPS, 1 - EPS] before the inverse normal CDF.
+EPS = 1e-13
+
+
+def factor(cov: np.ndarray) -> np.ndarray:
+    r"""A factor :math:`L` with :math:`L L^\top = K` for a positive semi-definite :math:`K`:
+    Cholesky when it succeeds, else the eigendecomposition with negative rounding noise in the
+    eigenvalues set to 0."""
+    cov = np.asarray(cov, dtype=float)
+    try:
+        return np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        lam, vec = np.linalg.eigh(cov)
+        return vec * np.sqrt(np.maximum(lam, 0.0))
+
+
+def _sobol_normals(dim: int, points: int, scrambles: int, seed: int) -> np.ndarray:
+    """``(scrambles, points, dim)`` standard normals from independently scrambled Sobol' sets."""
+    m = max(int(np.ceil(np.log2(points))), 1)
+    seqs = np.random.SeedSequence(seed).spawn(scrambles)
+    out = np.empty((scrambles, 2**m, dim))
+    for i, ss in enumerate(seqs):
+        v = qmc.Sobol(d=dim, scramble=True, seed=np.random.default_rng(ss)).random_base2(m)
+        out[i] = ndtri(np.clip(v, EPS, 1.0 - EPS))
+    return out
+
+
+@dataclass(frozen=True)
+class MaxSamples:
+    r"""The RQMC points of one field and its windows' maxima and argmaxima.
+
+    ``y``: ``(S, N, U)`` pooled outputs per scramble; ``arg``: ``(S, N, U)`` input position of each
+    window's maximum; ``p_in``: number of input positions.
+    """
+
+    y: np.ndarray
+    arg: np.ndarray
+    p_in: int
+
+    @property
+    def scrambles(self) -> int:
+        return self.y.shape[0]
+
+    def mean(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(E y_u, standard error)``."""
+        per = self.y.mean(axis=1)
+        return per.mean(axis=0), per.std(axis=0, ddof=1) / np.sqrt(self.scrambles)
+
+    def second(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(E y_u y_{u'}, standard error)``, ``(U, U)`` each."""
+        n = self.y.shape[1]
+        per = np.einsum("snu,snv->suv", self.y, self.y) / n
+        return per.mean(axis=0), per.std(axis=0, ddof=1) / np.sqrt(self.scrambles)
+
+    def _one_hot(self, s: int) -> sps.csr_matrix:
+        n, u = self.arg.shape[1:]
+        rows = np.repeat(np.arange(n), u)
+        return sps.csr_matrix((np.ones(n * u), (rows, self.arg[s].ravel())), shape=(n, self.p_in))
+
+    def routed_cov_disjoint(self, grad_cov: np.ndarray, window_of: np.ndarray) -> np.ndarray:
+        r"""Backward covariance for non-overlapping windows: :math:`P(a_{u(t)} = t, a_{u(t')}
+        = t')\, G_{u(t) u(t')}` (``window_of[t]`` is :math:`u(t)`, ``-1`` outside every window)."""
+        joint = np.zeros((self.p_in, self.p_in))
+        for s in range(self.scrambles):
+            o = self._one_hot(s)
+            joint += (o.T @ o).toarray()
+        joint /= self.scrambles * self.arg.shape[1]
+        inside = window_of >= 0
+        g = np.zeros((self.p_in, self.p_in))
+        idx = window_of[inside]
+        g[np.ix_(inside, inside)] = np.asarray(grad_cov)[np.ix_(idx, idx)]
+        return joint * g
+
+    def routed_cov_sampled(self, grad_cov: np.ndarray, seed: int) -> np.ndarray:
+        r"""Backward covariance by routing a drawn :math:`\delta^{(n)} \sim N(0, G)` per point
+        (any windows)."""
+        s_count, n, u = self.arg.shape
+        deltas = _sobol_normals(u, n, s_count, seed + 1) @ factor(grad_cov).T
+        out = np.zeros((self.p_in, self.p_in))
+        rows = np.repeat(np.arange(n), u)
+        for s in range(s_count):
+            x = sps.csr_matrix((deltas[s].ravel(), (rows, self.arg[s].ravel())),
+                               shape=(n, self.p_in))  # duplicates (same argmax) are summed
+            out += (x.T @ x).toarray()
+        return out / (s_count * n)
+
+
+def sample_window_max(mean: np.ndarray, cov: np.ndarray, taps: np.ndarray, *,
+                      transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                      points: int = 1024, scrambles: int = 8, seed: int = 0) -> MaxSamples:
+    r"""RQMC points of :math:`z \sim N(\text{mean}, \text{cov})` and the window maxima of
+    :math:`\phi(z)` (``transform``; identity if ``None``) over ``taps`` (``(U, J)`` positions,
+    all valid).  ``points`` is rounded up to a power of two."""
+    mean = np.ravel(np.asarray(mean, dtype=float))
+    p = mean.size
+    z = _sobol_normals(p, points, scrambles, seed) @ factor(cov).T + mean
+    v = z if transform is None else np.asarray(transform(z), dtype=float)
+    windows = v[..., taps]  # (S, N, U, J)
+    j = np.argmax(windows, axis=-1)
+    y = np.take_along_axis(windows, j[..., None], axis=-1)[..., 0]
+    return MaxSamples(y, taps[np.arange(taps.shape[0]), j], p)
