@@ -10,7 +10,7 @@ For input :math:`x` of shape :math:`(C_{in}, *\text{spatial})` and :math:`g` gro
 with the tap map :math:`\mathrm{in}(t, j)` of :mod:`varprop.network.layers.spatial` (a padding
 zero where it leaves the input).  The weights are i.i.d. (uncorrelated for ``orthogonal``)
 zero-mean with the init scheme's variance :math:`\sigma_w^2` for PyTorch's fans
-:math:`n_{in} = (C_{in}/g) \prod k`, :math:`n_{out} = (C_{out}/g) \prod k`; biases
+:math:`n_{in} = (C_{in}/g) \prod k`, :math:`n_{out} = C_{out} \prod k` (PyTorch divides only the fan-in by the groups); biases
 :math:`N(0, \sigma_b^2)`, one per channel shared by every position.
 
 Forward (every cross term has a zero-mean weight factor, so for any input law):
@@ -109,7 +109,7 @@ class Conv(Layer):
         on both sides.
     init : str or InitScheme
         Zero-mean weight scheme, evaluated at PyTorch's fans :math:`n_{in} = (C_{in}/g)\prod k`,
-        :math:`n_{out} = (C_{out}/g)\prod k` (``orthogonal``: a Haar matrix of shape
+        :math:`n_{out} = C_{out}\prod k` (``orthogonal``: a Haar matrix of shape
         :math:`C_{out} \times n_{in}`, as ``torch.nn.init.orthogonal_`` on a conv weight).
     bias_variance : float
         :math:`\sigma_b^2` (0: no bias).
@@ -187,10 +187,12 @@ class Conv(Layer):
         return 0
 
     def fans(self, input_shape: Shape) -> tuple[int, int]:
-        """PyTorch's ``(fan_in, fan_out)``: :math:`((C_{in}/g)\\prod k, (C_{out}/g)\\prod k)`."""
+        """PyTorch's ``(fan_in, fan_out)``: :math:`((C_{in}/g)\\prod k, C_{out}\\prod k)`
+        (``torch.nn.init._calculate_fan_in_and_fan_out`` on the ``(C_out, C_in/g, *k)`` weight:
+        the groups divide the fan-in only)."""
         c_in, spatial = check_spatial_input(self, input_shape)
         k = math.prod(expand("kernel_size", self.kernel_size, len(spatial)))
-        return c_in // self.groups * k, self.channels // self.groups * k
+        return c_in // self.groups * k, self.channels * k
 
     def _law_fans(self, input_shape: Shape) -> tuple[int, int]:
         """The fans at which the weight law is evaluated: PyTorch's, except for a non-i.i.d.

@@ -51,8 +51,8 @@ def expand(name: str, value: int | tuple[int, ...], ndim: int) -> tuple[int, ...
     """``value`` as one int per spatial dimension (an int is repeated)."""
     if isinstance(value, tuple):
         if len(value) != ndim:
-            raise fail(name, value, f"an int or a tuple of {ndim} ints for an input with "
-                       f"{ndim} spatial dimension{'s' if ndim > 1 else ''}")
+            raise fail(name, value, f"an int or a tuple of {ndim} int{'s' if ndim > 1 else ''} "
+                       f"(one per spatial dimension of the input)")
         return value
     return (value,) * ndim
 
