@@ -27,11 +27,9 @@ independent of :math:`z`): :math:`\partial z_t = \sum_u 1\{a_u = t\} \delta_u`, 
 
     E (\partial z)_t (\partial z)_{t'} = \sum_{u, u'} P(a_u = t, a_{u'} = t')\, G_{u u'}.
 
-For windows that do not overlap each position lies in one window :math:`u(t)` and this is
-:math:`P(a_{u(t)} = t, a_{u(t')} = t')\, G_{u(t) u(t')}` with the joint argmax probabilities
-estimated from the same points (exact given them).  For overlapping windows a Gaussian
-:math:`\delta^{(n)} \sim N(0, G)` is drawn with each point (its own scrambled Sobol' coordinates)
-and routed, :math:`E[R_n \delta^{(n)} (R_n \delta^{(n)})^\top]`.
+with the joint argmax probabilities of every pair of windows estimated from the same points
+(the rule is exact given them; for windows that do not overlap each position lies in one
+window and only :math:`P(a_{u(t)} = t, a_{u(t')} = t')` enters).
 """
 
 from __future__ import annotations
@@ -75,14 +73,15 @@ def _sobol_normals(dim: int, points: int, scrambles: int, seed: int) -> np.ndarr
 
 @dataclass(frozen=True)
 class MaxSamples:
-    r"""The RQMC points of one field and its windows' maxima and argmaxima.
+    r"""The RQMC points' window maxima and argmaxima.
 
-    ``y``: ``(S, N, U)`` pooled outputs per scramble; ``arg``: ``(S, N, U)`` input position of each
-    window's maximum; ``p_in``: number of input positions.
+    ``y``: ``(S, N, U)`` pooled outputs per scramble; ``tap``: ``(S, N, U)`` the tap :math:`j` of
+    each window's maximum; ``taps``: the windows ``(U, J)``; ``p_in``: input positions.
     """
 
     y: np.ndarray
-    arg: np.ndarray
+    tap: np.ndarray
+    taps: np.ndarray
     p_in: int
 
     @property
@@ -100,37 +99,27 @@ class MaxSamples:
         per = np.einsum("snu,snv->suv", self.y, self.y) / n
         return per.mean(axis=0), per.std(axis=0, ddof=1) / np.sqrt(self.scrambles)
 
-    def _one_hot(self, s: int) -> sps.csr_matrix:
-        n, u = self.arg.shape[1:]
+    def argmax_joint(self) -> np.ndarray:
+        r""":math:`P(\arg\max_u = j, \arg\max_{u'} = j')` as a ``(UJ, UJ)`` matrix (index
+        :math:`uJ + j`), from the points: one sparse one-hot product per scramble."""
+        s_count, n, u = self.tap.shape
+        uj = u * self.taps.shape[1]
         rows = np.repeat(np.arange(n), u)
-        return sps.csr_matrix((np.ones(n * u), (rows, self.arg[s].ravel())), shape=(n, self.p_in))
-
-    def routed_cov_disjoint(self, grad_cov: np.ndarray, window_of: np.ndarray) -> np.ndarray:
-        r"""Backward covariance for non-overlapping windows: :math:`P(a_{u(t)} = t, a_{u(t')}
-        = t')\, G_{u(t) u(t')}` (``window_of[t]`` is :math:`u(t)`, ``-1`` outside every window)."""
-        joint = np.zeros((self.p_in, self.p_in))
-        for s in range(self.scrambles):
-            o = self._one_hot(s)
-            joint += (o.T @ o).toarray()
-        joint /= self.scrambles * self.arg.shape[1]
-        inside = window_of >= 0
-        g = np.zeros((self.p_in, self.p_in))
-        idx = window_of[inside]
-        g[np.ix_(inside, inside)] = np.asarray(grad_cov)[np.ix_(idx, idx)]
-        return joint * g
-
-    def routed_cov_sampled(self, grad_cov: np.ndarray, seed: int) -> np.ndarray:
-        r"""Backward covariance by routing a drawn :math:`\delta^{(n)} \sim N(0, G)` per point
-        (any windows)."""
-        s_count, n, u = self.arg.shape
-        deltas = _sobol_normals(u, n, s_count, seed + 1) @ factor(grad_cov).T
-        out = np.zeros((self.p_in, self.p_in))
-        rows = np.repeat(np.arange(n), u)
+        out = np.zeros((uj, uj))
         for s in range(s_count):
-            x = sps.csr_matrix((deltas[s].ravel(), (rows, self.arg[s].ravel())),
-                               shape=(n, self.p_in))  # duplicates (same argmax) are summed
-            out += (x.T @ x).toarray()
+            cols = (np.arange(u) * self.taps.shape[1] + self.tap[s]).ravel()
+            h = sps.csr_matrix((np.ones(n * u), (rows, cols)), shape=(n, uj))
+            out += (h.T @ h).toarray()
         return out / (s_count * n)
+
+    def routed_cov(self, grad_cov: np.ndarray) -> np.ndarray:
+        r"""Backward covariance :math:`\sum_{u,u'} P(a_u = t, a_{u'} = t') G_{uu'}` (exact given
+        the points' argmax frequencies; overlapping windows included)."""
+        u, j = self.taps.shape
+        weights = self.argmax_joint() * np.kron(np.asarray(grad_cov), np.ones((j, j)))
+        t = sps.csr_matrix((np.ones(u * j), (self.taps.ravel(), np.arange(u * j))),
+                           shape=(self.p_in, u * j))
+        return np.asarray(t @ (t @ weights).T)
 
 
 def sample_window_max(mean: np.ndarray, cov: np.ndarray, taps: np.ndarray, *,
@@ -146,4 +135,4 @@ def sample_window_max(mean: np.ndarray, cov: np.ndarray, taps: np.ndarray, *,
     windows = v[..., taps]  # (S, N, U, J)
     j = np.argmax(windows, axis=-1)
     y = np.take_along_axis(windows, j[..., None], axis=-1)[..., 0]
-    return MaxSamples(y, taps[np.arange(taps.shape[0]), j], p)
+    return MaxSamples(y, j, taps, p)

@@ -113,12 +113,7 @@ class MaxPool(_Pool):
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
         samples, win = self._samples(field_in)
         g = grad.cov if grad.cov is not None else np.diag(np.ravel(grad.second))
-        if win.overlapping:
-            cov = samples.routed_cov_sampled(g, SEED)
-        else:
-            window_of = np.full(win.p_in, -1)
-            window_of[win.taps] = np.arange(win.p_out)[:, None]
-            cov = samples.routed_cov_disjoint(g, window_of)
+        cov = samples.routed_cov(g)
         second = np.diag(cov).reshape(win.in_spatial)
         return GradField(field_in.shape, 0, second, cov if grad.cov is not None else None)
 
