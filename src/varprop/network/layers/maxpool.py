@@ -34,6 +34,7 @@ for :math:`E y^2`, reported per layer.)  The output is not Gaussian: a ``Nonline
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import sympy as sp
@@ -46,19 +47,20 @@ from varprop.network.layers.spatial import Windows
 
 __all__ = ["MaxPool"]
 
-#: RQMC budget: scrambles and the largest number of points per scramble (fewer for large fields,
-#: see :func:`points_for`).
+#: RQMC budget: scrambles, the most and the fewest points per scramble (see :func:`points_for`).
 SCRAMBLES = 8
-MAX_POINTS = 1024
+MAX_POINTS = 8192
+MIN_POINTS = 128
 SEED = 20261204
 
 
 def points_for(p: int) -> int:
-    """Points per scramble for a field of ``p`` positions: ``MAX_POINTS`` up to 1024 positions,
-    then fewer (a power of two, at least 128) so that the sampling costs about
-    :math:`8 \\cdot 1024 \\cdot 1024^2` flops."""
-    budget = MAX_POINTS * 1024**2 // max(p, 1) ** 2
-    return int(max(128, min(MAX_POINTS, 2 ** int(np.floor(np.log2(max(budget, 1)))))))
+    """Points per scramble for a field of ``p`` positions: a power of two between ``MIN_POINTS``
+    and ``MAX_POINTS`` near :math:`2^{30}/p^2` (sampling the field costs about
+    :math:`\text{points} \cdot p^2` flops per scramble: 8192 points up to 362 positions, 1024 at
+    1024 positions, 128 from 2896 positions on)."""
+    budget = 2**30 // max(p, 1) ** 2
+    return int(max(MIN_POINTS, min(MAX_POINTS, 2 ** int(np.floor(np.log2(max(budget, 1)))))))
 
 
 @dataclass(frozen=True, init=False, repr=False)
@@ -87,6 +89,11 @@ class MaxPool(_Pool):
             "determine those of its window maxima")
 
     def _samples(self, field: Field) -> tuple[MaxSamples, Windows]:
+        """The RQMC points of ``field``'s windows (cached by field identity: the backward pass
+        reuses the forward pass's points)."""
+        return _cached_samples(self, field)
+
+    def _draw(self, field: Field) -> tuple[MaxSamples, Windows]:
         win = self._check(field)
         z, phi = self._source(field)
         m = np.ravel(z.mean)
@@ -150,3 +157,8 @@ class MaxPool(_Pool):
         rows = np.repeat(np.arange(flat.shape[0]), win.p_out)
         np.add.at(flat, (rows, arg.reshape(-1)), grad.reshape(-1))
         return flat.reshape(shape)
+
+
+@lru_cache(maxsize=8)
+def _cached_samples(layer: MaxPool, field: Field) -> tuple[MaxSamples, Windows]:
+    return layer._draw(field)

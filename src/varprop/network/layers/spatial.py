@@ -123,9 +123,12 @@ class Windows:
 
     def forward_cov(self, cov: np.ndarray) -> np.ndarray:
         r""":math:`\sum_j A_j^\top K A_j` (pairs of positions read by the same tap)."""
+        padded = np.zeros((self.p_in + 1, self.p_in + 1))
+        padded[:-1, :-1] = cov
         out = np.zeros((self.p_out, self.p_out))
-        for a in self.selections:
-            out += np.asarray((a.T @ (a.T @ cov).T).T)
+        for j in range(self.kernel):
+            idx = self.padded_taps[:, j]
+            out += padded[np.ix_(idx, idx)]
         return out
 
     def backward_diag(self, g: np.ndarray) -> np.ndarray:
@@ -138,11 +141,15 @@ class Windows:
         return out[:-1]
 
     def backward_cov(self, cov: np.ndarray) -> np.ndarray:
-        r""":math:`\sum_j A_j G A_j^\top`."""
-        out = np.zeros((self.p_in, self.p_in))
-        for a in self.selections:
-            out += np.asarray((a @ (a @ cov).T).T)
-        return out
+        r""":math:`\sum_j A_j G A_j^\top` (each tap's map :math:`t \mapsto \mathrm{in}(t, j)` is
+        injective, so a fancy-indexed ``+=`` adds every term once; padding terms land in the
+        discarded last row and column)."""
+        out = np.zeros((self.p_in + 1, self.p_in + 1))
+        cov = np.asarray(cov)
+        for j in range(self.kernel):
+            idx = self.padded_taps[:, j]
+            out[np.ix_(idx, idx)] += cov
+        return out[:-1, :-1]
 
 
 def sliding_windows(in_spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
