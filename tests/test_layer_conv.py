@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sympy as sp
 from scipy import signal
 
 from varprop import init_scheme
@@ -281,3 +282,31 @@ def test_repr_and_hash() -> None:
     a = Conv(4, (3, 3), stride=2, padding=1)
     assert repr(a).startswith("Conv(4, (3, 3), stride=2, padding=1")
     assert a == Conv(4, (3, 3), stride=2, padding=1) and hash(a) == hash(Conv(4, (3, 3), stride=2, padding=1))
+
+
+def test_mc_engine_agrees_in_law_with_the_field_rules() -> None:
+    """mc_draw/mc_forward/mc_backward (the simulation engine's path) against field_forward and
+    field_backward: per-position E z^2 over replicates and channels, 2-D, zero padding."""
+    rng = np.random.default_rng(17)
+    layer = Conv(4, 3, stride=1, padding=1, init="he_uniform", bias_variance=0.5, groups=2)
+    shape = (4, 4, 5)
+    f_in = _iid_field(shape, 1.5)
+    f_out = layer.field_forward(f_in)
+    r = 3000
+    params = layer.mc_draw(rng, shape, r, np.float64)
+    x = rng.standard_normal((r, 1, *shape)) * np.sqrt(1.5)
+    y, cache = layer.mc_forward(params, x)
+    per = np.mean(y**2, axis=(1, 2))  # (R, H, W): one value per network
+    _within(per.mean(0), per.std(0) / np.sqrt(r), f_out.second)
+    g_out = rng.standard_normal(y.shape)
+    gx = layer.mc_backward(params, cache, g_out)
+    pred = layer.field_backward(GradField(f_out.shape, 0, np.ones(f_out.positions)), f_in, f_out)
+    per = np.mean(gx**2, axis=(1, 2))
+    _within(per.mean(0), per.std(0) / np.sqrt(r), pred.second)
+
+
+def test_field_steps_are_sympy_equations() -> None:
+    steps = Conv(4, 3).field_steps()
+    assert len(steps) == 3
+    for sentence, eq in steps:
+        assert isinstance(sentence, str) and isinstance(eq, sp.Eq)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sympy as sp
 from scipy.stats import norm
 
 from varprop.errors import InvalidArgument, VarpropError
@@ -311,3 +312,11 @@ def test_pool_validation() -> None:
                                             np.zeros(4)))
     assert repr(AvgPool(2)) == "AvgPool(2)" and repr(MaxPool(3, 1)) == "MaxPool(3, stride=1)"
     assert AvgPool(2).field_needs().cov and MaxPool(2).field_needs().cov
+
+
+@pytest.mark.parametrize("layer", [AvgPool(2), MaxPool(2), GlobalAvgPool(), Flatten()])
+def test_field_steps_are_sympy_equations(layer: object) -> None:
+    steps = layer.field_steps()
+    assert steps
+    for sentence, eq in steps:
+        assert isinstance(sentence, str) and isinstance(eq, sp.Eq)
