@@ -228,6 +228,15 @@ class Conv(Layer):
         cov = None if grad.cov is None else s * win.backward_cov(grad.cov)
         return GradField(field_in.shape, 0, second.reshape(win.in_spatial), cov)
 
+    def field_exact(self, field_in: Field) -> bool:
+        """Second moments exact at every width for zero-mean symmetric i.i.d. weights (any input
+        law); the backward rule under gradient independence, as for ``Dense``."""
+        s = self.init
+        return bool(s.is_zero_mean and s.is_symmetric and s.is_iid)
+
+    def mc_parameter_count(self, input_shape: Shape) -> int:
+        return self.channels * (self.fans(input_shape)[0] + (self.bias_variance > 0))
+
     def field_steps(self) -> list[tuple[str, object]]:
         t, tp, s, j = sp.symbols("t t' s j", integer=True)
         K, c_in, c_out, g = sp.symbols("K C_in C_out g", positive=True, integer=True)

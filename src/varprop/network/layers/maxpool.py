@@ -84,6 +84,10 @@ class MaxPool(_Pool):
 
     kind = "maxpool"
 
+    def field_exact(self, field_in: Field) -> bool:
+        """Never: randomized quasi-Monte Carlo (declared approximation)."""
+        return False
+
     def _source(self, field: Field) -> tuple[Field, object]:
         """The Gaussian field and the elementwise map (``None``: identity) the input is."""
         if field.gaussian:

@@ -110,6 +110,10 @@ class _Pool(Layer):
     def field_needs(self) -> FieldNeeds:
         return FieldNeeds(cov=True)
 
+    def field_exact(self, field_in: Field) -> bool:
+        """A linear map of second moments: exact at every width."""
+        return True
+
     def _check(self, field: Field) -> Windows:
         require_channels_first(self, field)
         if field.batch_cross is not None:
@@ -214,6 +218,10 @@ class GlobalAvgPool(Layer):
     def field_needs(self) -> FieldNeeds:
         return FieldNeeds(cov=True)
 
+    def field_exact(self, field_in: Field) -> bool:
+        """A linear map of second moments: exact at every width."""
+        return True
+
     def field_forward(self, field: Field) -> Field:
         require_channels_first(self, field)
         if field.batch_cross is not None:
@@ -272,6 +280,10 @@ class Flatten(Layer):
 
     def channel_axis_for(self, input_shape: Shape) -> int | None:
         return 0
+
+    def field_exact(self, field_in: Field) -> bool:
+        """A reshape: exact."""
+        return True
 
     def field_forward(self, field: Field) -> Field:
         require_channels_first(self, field)
