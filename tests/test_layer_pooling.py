@@ -9,6 +9,7 @@ import pytest
 import sympy as sp
 from scipy.stats import norm
 
+from varprop import activation
 from varprop.errors import InvalidArgument, VarpropError
 from varprop.layers import AvgPool, Conv, Flatten, GlobalAvgPool, MaxPool
 from varprop.network.field import Field, GradField
@@ -217,7 +218,7 @@ def test_maxpool_2x2_after_conv_vs_monte_carlo(relu: bool) -> None:
     x = z
     if relu:
         x = Field(z.shape, 0, np.sqrt(z.second / (2 * np.pi)), z.second / 2, _relu_cov(z.cov),
-                  gaussian=False, pre_activation=(z, lambda t: np.maximum(t, 0.0)))
+                  gaussian=False, pre_activation=(z, activation("relu")))
     layer = MaxPool(2)
     out = layer.field_forward(x)
     n = 200000
@@ -239,6 +240,18 @@ def test_maxpool_2x2_after_conv_vs_monte_carlo(relu: bool) -> None:
                   <= Z * 1.5 * np.sqrt(0.25 / n + 0.25 / 65536))
     np.testing.assert_allclose(g.cov - np.diag(np.diag(g.cov)), 0.0)  # G diagonal: different
     # windows' routings multiply G_uu' = 0, the same window's positions exclude each other
+    if relu:  # the gradient at z: routed AND z_t > 0 (dependent events), not their product
+        both = np.zeros(h * w)
+        flat = zs.reshape(n, -1)
+        np.add.at(both, arg.ravel(), (np.take_along_axis(flat, arg, 1) > 0).ravel().astype(float))
+        both /= n
+        pre = g.preactivation.second.ravel()
+        assert np.all(np.abs(pre - 1.5 * both) <= Z * 1.5 * np.sqrt(0.25 / n + 0.25 / 65536))
+        # gradient independence at the ReLU would give P(z_t > 0) P(route) = P(route) / 2
+        busy = freq > 0.05
+        assert np.all(pre[busy] > 1.4 * 1.5 * freq[busy] / 2)
+    else:
+        assert g.preactivation is None
 
 
 def test_maxpool_overlapping_backward_vs_monte_carlo() -> None:

@@ -76,13 +76,16 @@ class MaxSamples:
     r"""The RQMC points' window maxima and argmaxima.
 
     ``y``: ``(S, N, U)`` pooled outputs per scramble; ``tap``: ``(S, N, U)`` the tap :math:`j` of
-    each window's maximum; ``taps``: the windows ``(U, J)``; ``p_in``: input positions.
+    each window's maximum; ``taps``: the windows ``(U, J)``; ``p_in``: input positions;
+    ``slope``: :math:`\phi'` at the argmax, for the gradient at the Gaussian :math:`z`.
     """
 
     y: np.ndarray
     tap: np.ndarray
     taps: np.ndarray
     p_in: int
+    #: ``(S, N, U)``: :math:`\phi'(z)` at each window's argmax (``None`` without a derivative).
+    slope: np.ndarray | None = None
 
     @property
     def scrambles(self) -> int:
@@ -99,24 +102,30 @@ class MaxSamples:
         per = np.einsum("snu,snv->suv", self.y, self.y) / n
         return per.mean(axis=0), per.std(axis=0, ddof=1) / np.sqrt(self.scrambles)
 
-    def argmax_joint(self) -> np.ndarray:
-        r""":math:`P(\arg\max_u = j, \arg\max_{u'} = j')` as a ``(UJ, UJ)`` matrix (index
-        :math:`uJ + j`), from the points: one sparse one-hot product per scramble."""
+    def argmax_joint(self, through: bool = False) -> np.ndarray:
+        r""":math:`E[h_{uj} h_{u'j'}]` as a ``(UJ, UJ)`` matrix (index :math:`uJ + j`) with
+        :math:`h_{uj} = 1\{\arg\max_u = j\}` (the joint argmax probabilities), or with
+        ``through`` :math:`h_{uj} = 1\{\arg\max_u = j\}\, \phi'(z_{w(u,j)})`; one sparse
+        product per scramble."""
         s_count, n, u = self.tap.shape
         uj = u * self.taps.shape[1]
         rows = np.repeat(np.arange(n), u)
         out = np.zeros((uj, uj))
         for s in range(s_count):
             cols = (np.arange(u) * self.taps.shape[1] + self.tap[s]).ravel()
-            h = sps.csr_matrix((np.ones(n * u), (rows, cols)), shape=(n, uj))
+            vals = self.slope[s].ravel() if through and self.slope is not None else np.ones(n * u)
+            h = sps.csr_matrix((vals, (rows, cols)), shape=(n, uj))
             out += (h.T @ h).toarray()
         return out / (s_count * n)
 
-    def routed_cov(self, grad_cov: np.ndarray) -> np.ndarray:
+    def routed_cov(self, grad_cov: np.ndarray, through: bool = False) -> np.ndarray:
         r"""Backward covariance :math:`\sum_{u,u'} P(a_u = t, a_{u'} = t') G_{uu'}` (exact given
-        the points' argmax frequencies; overlapping windows included)."""
+        the points' argmax frequencies; overlapping windows included).  With ``through``, the
+        gradient at :math:`z` instead of :math:`\phi(z)`: :math:`\sum_{u,u'} E[\phi'(z_t)
+        \phi'(z_{t'}) 1\{a_u = t, a_{u'} = t'\}] G_{uu'}` (the routing and :math:`\phi'`
+        evaluated on the same points: they are dependent)."""
         u, j = self.taps.shape
-        weights = self.argmax_joint() * np.kron(np.asarray(grad_cov), np.ones((j, j)))
+        weights = self.argmax_joint(through) * np.kron(np.asarray(grad_cov), np.ones((j, j)))
         t = sps.csr_matrix((np.ones(u * j), (self.taps.ravel(), np.arange(u * j))),
                            shape=(self.p_in, u * j))
         return np.asarray(t @ (t @ weights).T)
@@ -124,10 +133,12 @@ class MaxSamples:
 
 def sample_window_max(mean: np.ndarray, cov: np.ndarray, taps: np.ndarray, *,
                       transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                      derivative: Callable[[np.ndarray], np.ndarray] | None = None,
                       points: int = 1024, scrambles: int = 8, seed: int = 0) -> MaxSamples:
     r"""RQMC points of :math:`z \sim N(\text{mean}, \text{cov})` and the window maxima of
     :math:`\phi(z)` (``transform``; identity if ``None``) over ``taps`` (``(U, J)`` positions,
-    all valid).  ``points`` is rounded up to a power of two."""
+    all valid), with :math:`\phi'` (``derivative``) at the argmaxima if given.  ``points`` is
+    rounded up to a power of two."""
     mean = np.ravel(np.asarray(mean, dtype=float))
     p = mean.size
     z = _sobol_normals(p, points, scrambles, seed) @ factor(cov).T + mean
@@ -135,4 +146,8 @@ def sample_window_max(mean: np.ndarray, cov: np.ndarray, taps: np.ndarray, *,
     windows = v[..., taps]  # (S, N, U, J)
     j = np.argmax(windows, axis=-1)
     y = np.take_along_axis(windows, j[..., None], axis=-1)[..., 0]
-    return MaxSamples(y, j, taps, p)
+    slope = None
+    if derivative is not None:
+        z_arg = np.take_along_axis(z[..., taps], j[..., None], axis=-1)[..., 0]
+        slope = np.broadcast_to(np.asarray(derivative(z_arg), dtype=float), z_arg.shape)
+    return MaxSamples(y, j, taps, p, slope)

@@ -136,6 +136,12 @@ class GradField:
     channel_axis: int
     second: np.ndarray
     cov: np.ndarray | None = None
+    #: The gradient at the Gaussian pre-activation :math:`z` of an input :math:`x = \phi(z)`
+    #: (``Field.pre_activation``), set by a layer whose backward routing depends on :math:`z`
+    #: (``MaxPool``: the gradient goes to the window's argmax, where :math:`\phi'(z)` is not
+    #: independent of the routing); ``Nonlinearity`` then returns it instead of multiplying by
+    #: :math:`E\phi'^2` under gradient independence.
+    preactivation: GradField | None = None
 
     def __post_init__(self) -> None:
         pos = positions_of(self.shape, self.channel_axis)

@@ -10,10 +10,15 @@ probabilities of the backward pass are estimated jointly by RQMC over the whole 
 (:mod:`varprop._math.gaussian_max`): deterministic (fixed seed), with the standard error over
 independent scrambles reported in the output field's ``approximations``.
 
-Backward (gradient independence): the gradient goes to each window's argmax,
+Backward (gradient independence for the output gradient :math:`\delta`, covariance :math:`G`):
+the gradient goes to each window's argmax,
 :math:`E(\partial x)_t(\partial x)_{t'} = \sum_{u, u'} P(a_u = t, a_{u'} = t') G_{uu'}`; for
 stride = kernel (no overlap) :math:`E(\partial x)_t^2 = P(t = \arg\max \text{ of its window})
-G_{uu}`.
+G_{uu}`.  For :math:`x = \phi(z)` the routing and :math:`\phi'(z)` are strongly dependent (the
+argmax of ReLU outputs is where :math:`z > 0`), so gradient independence at the activation
+would be wrong (for ReLU and 2x2 windows by a factor near 2); the layer also gives the gradient
+at :math:`z`, :math:`\sum_{u,u'} E[\phi'(z_t)\phi'(z_{t'}) 1\{a_u = t, a_{u'} = t'\}]
+G_{uu'}` from the same points, as ``GradField.preactivation``, which ``Nonlinearity`` returns.
 
 Measured error (exact references: Clark's (1961) closed form for two-entry windows, in
 tests/test_layer_pooling.py; otherwise a NumPy Monte Carlo of :math:`2 \cdot 10^6` draws of the
@@ -88,14 +93,15 @@ class MaxPool(_Pool):
         """Never: randomized quasi-Monte Carlo (declared approximation)."""
         return False
 
-    def _source(self, field: Field) -> tuple[Field, object]:
-        """The Gaussian field and the elementwise map (``None``: identity) the input is."""
+    def _source(self, field: Field) -> tuple[Field, object, object]:
+        """The Gaussian field, the elementwise map (``None``: identity) the input is, and its
+        derivative (``None`` if unknown)."""
         if field.gaussian:
-            return field, None
+            return field, None, None
         if field.pre_activation is not None:
             z, phi = field.pre_activation
             if z.gaussian:
-                return z, getattr(phi, "function", phi)
+                return z, getattr(phi, "function", phi), getattr(phi, "derivative_function", None)
         raise VarpropError(
             f"{self!r} needs a jointly Gaussian input (a Conv output) or an elementwise "
             "activation of one (Field.pre_activation): the moments of a non-Gaussian field do not "
@@ -108,10 +114,10 @@ class MaxPool(_Pool):
 
     def _draw(self, field: Field) -> tuple[MaxSamples, Windows]:
         win = self._check(field)
-        z, phi = self._source(field)
+        z, phi, dphi = self._source(field)
         m = np.ravel(z.mean)
         cov = require_cov(self, z) - np.outer(m, m)  # Field.cov holds E z_t z_t' (uncentred)
-        samples = sample_window_max(m, cov, win.taps, transform=phi,
+        samples = sample_window_max(m, cov, win.taps, transform=phi, derivative=dphi,
                                     points=points_for(win.p_in), scrambles=SCRAMBLES, seed=SEED)
         return samples, win
 
@@ -135,7 +141,13 @@ class MaxPool(_Pool):
         g = grad.cov if grad.cov is not None else np.diag(np.ravel(grad.second))
         cov = samples.routed_cov(g)
         second = np.diag(cov).reshape(win.in_spatial)
-        return GradField(field_in.shape, 0, second, cov if grad.cov is not None else None)
+        keep = grad.cov is not None
+        pre = None
+        if samples.slope is not None:  # through phi on the same points (module docstring)
+            pcov = samples.routed_cov(g, through=True)
+            pre = GradField(field_in.shape, 0, np.diag(pcov).reshape(win.in_spatial),
+                            pcov if keep else None)
+        return GradField(field_in.shape, 0, second, cov if keep else None, preactivation=pre)
 
     def field_steps(self) -> list[tuple[str, object]]:
         u, up, t, j = sp.symbols("u u' t j", integer=True)
