@@ -102,33 +102,38 @@ class MaxSamples:
         per = np.einsum("snu,snv->suv", self.y, self.y) / n
         return per.mean(axis=0), per.std(axis=0, ddof=1) / np.sqrt(self.scrambles)
 
-    def argmax_joint(self, through: bool = False) -> np.ndarray:
-        r""":math:`E[h_{uj} h_{u'j'}]` as a ``(UJ, UJ)`` matrix (index :math:`uJ + j`) with
-        :math:`h_{uj} = 1\{\arg\max_u = j\}` (the joint argmax probabilities), or with
-        ``through`` :math:`h_{uj} = 1\{\arg\max_u = j\}\, \phi'(z_{w(u,j)})`; one sparse
-        product per scramble."""
-        s_count, n, u = self.tap.shape
-        uj = u * self.taps.shape[1]
-        rows = np.repeat(np.arange(n), u)
-        out = np.zeros((uj, uj))
-        for s in range(s_count):
-            cols = (np.arange(u) * self.taps.shape[1] + self.tap[s]).ravel()
-            vals = self.slope[s].ravel() if through and self.slope is not None else np.ones(n * u)
-            h = sps.csr_matrix((vals, (rows, cols)), shape=(n, uj))
-            out += (h.T @ h).toarray()
-        return out / (s_count * n)
-
     def routed_cov(self, grad_cov: np.ndarray, through: bool = False) -> np.ndarray:
         r"""Backward covariance :math:`\sum_{u,u'} P(a_u = t, a_{u'} = t') G_{uu'}` (exact given
         the points' argmax frequencies; overlapping windows included).  With ``through``, the
         gradient at :math:`z` instead of :math:`\phi(z)`: :math:`\sum_{u,u'} E[\phi'(z_t)
         \phi'(z_{t'}) 1\{a_u = t, a_{u'} = t'\}] G_{uu'}` (the routing and :math:`\phi'`
-        evaluated on the same points: they are dependent)."""
+        evaluated on the same points: they are dependent).
+
+        Only the pairs of windows with :math:`G_{uu'} \ne 0` are counted (a banded or diagonal
+        :math:`G`, as convolutions and dense layers give, costs little): per pair the
+        :math:`J \times J` histogram of the two argmax taps, then scattered to the positions."""
         u, j = self.taps.shape
-        weights = self.argmax_joint(through) * np.kron(np.asarray(grad_cov), np.ones((j, j)))
-        t = sps.csr_matrix((np.ones(u * j), (self.taps.ravel(), np.arange(u * j))),
-                           shape=(self.p_in, u * j))
-        return np.asarray(t @ (t @ weights).T)
+        g = np.asarray(grad_cov, dtype=float)
+        a, b = np.nonzero(g)
+        s_count, n, _ = self.tap.shape
+        weights = self.slope if through and self.slope is not None else None
+        hist = np.zeros((len(a), j * j))
+        block = max(1, 2**22 // max(n, 1))
+        for lo in range(0, len(a), block):
+            pa, pb = a[lo:lo + block], b[lo:lo + block]
+            offset = (np.arange(len(pa)) * (j * j))[None, :]
+            for s in range(s_count):
+                code = self.tap[s][:, pa] * j + self.tap[s][:, pb] + offset
+                w = None if weights is None else weights[s][:, pa] * weights[s][:, pb]
+                hist[lo:lo + block] += np.bincount(
+                    code.ravel(), None if w is None else w.ravel(),
+                    minlength=len(pa) * j * j).reshape(len(pa), j * j)
+        hist *= g[a, b][:, None] / (s_count * n)
+        rows = np.repeat(self.taps[a], j, axis=1)  # (pairs, J*J): tap j of u for code j*J + j'
+        cols = np.tile(self.taps[b], (1, j))
+        flat = np.bincount((rows * self.p_in + cols).ravel(), hist.ravel(),
+                           minlength=self.p_in * self.p_in)
+        return flat.reshape(self.p_in, self.p_in)
 
 
 def sample_window_max(mean: np.ndarray, cov: np.ndarray, taps: np.ndarray, *,
