@@ -118,7 +118,9 @@ class Field:
         return float(np.mean(self.second))
 
     def with_(self, **changes: object) -> Field:
-        """A copy with ``changes`` (``dataclasses.replace``; the arrays are re-frozen)."""
+        """A copy with ``changes`` (``dataclasses.replace``; the arrays are re-frozen).  The copy
+        is a different random tensor, so ``pre_activation`` is dropped unless given."""
+        changes.setdefault("pre_activation", None)
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def approximate(self, sentence: str) -> tuple[str, ...]:
@@ -162,6 +164,9 @@ class GradField:
         return float(np.mean(self.second))
 
     def with_(self, **changes: object) -> GradField:
+        """A copy with ``changes``; ``preactivation`` is dropped unless given (it described the
+        gradient before the change)."""
+        changes.setdefault("preactivation", None)
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
