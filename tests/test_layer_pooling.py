@@ -333,3 +333,15 @@ def test_field_steps_are_sympy_equations(layer: object) -> None:
     assert steps
     for sentence, eq in steps:
         assert isinstance(sentence, str) and isinstance(eq, sp.Eq)
+
+
+def test_changed_fields_drop_the_activation_source() -> None:
+    z = _field(np.zeros(4), np.eye(4), (4,))
+    x = Field(z.shape, 0, z.mean, z.second, z.cov, gaussian=False,
+              pre_activation=(z, activation("relu")))
+    scaled = x.with_(second=2 * x.second)  # e.g. a dropout: no longer relu(z)
+    assert scaled.pre_activation is None
+    with pytest.raises(VarpropError, match="jointly Gaussian"):
+        MaxPool(2).field_forward(scaled)
+    g = GradField((3, 4), 0, np.ones(4), preactivation=GradField((3, 4), 0, np.ones(4)))
+    assert g.with_(second=np.zeros(4)).preactivation is None
