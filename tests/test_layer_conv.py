@@ -48,6 +48,15 @@ def test_output_shape_and_fans_match_torch(kw: dict, shape: tuple[int, ...]) -> 
     assert layer.output_shape(shape) == tuple(out.shape[1:])
     fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(tconv.weight)
     assert layer.fans(shape) == (fan_in, fan_out)
+    # the sampling path computes what torch computes with the same weights
+    w, b, win = layer.mc_draw(np.random.default_rng(3), shape, 1, np.float64)
+    x = np.random.default_rng(4).standard_normal((1, 2, *shape))
+    y, _ = layer.mc_forward((w, b, win), x)
+    conv = torch.nn.functional.conv1d if nd == 1 else torch.nn.functional.conv2d
+    ref = conv(torch.from_numpy(x[0]), torch.from_numpy(w[0]), stride=kw.get("stride", 1),
+               padding=kw.get("padding", "same"), dilation=kw.get("dilation", 1),
+               groups=kw.get("groups", 1)).numpy()
+    np.testing.assert_allclose(y[0], ref, rtol=1e-10, atol=1e-12)
 
 
 def test_circular_output_size_and_torch_circular_padding() -> None:
