@@ -138,7 +138,7 @@ class Conv(Layer):
         setattr_(self, "dilation", check_size_tuple("dilation", dilation))
         if isinstance(padding, str):
             padding = check_choice("padding", padding, PADDINGS)
-            if padding == "same" and stride not in (1, (1,), (1, 1)):
+            if padding == "same" and self.stride not in (1, (1,), (1, 1)):
                 raise fail("padding", padding, f"'valid', 'circular' or an int with stride="
                            f"{stride!r} ('same' needs stride 1, as in PyTorch)")
         else:
