@@ -2,9 +2,9 @@ r"""Linear pooling and reshaping: ``AvgPool``, ``GlobalAvgPool``, ``Flatten``.
 
 Average pooling is the linear map :math:`y_u = \frac1K \sum_{j} x_{w(u, j)}` within each
 channel (window :math:`w(u, \cdot)` of :math:`K` positions).  It mixes positions, so its second
-moment needs the covariance between positions, :math:`K_{s s'} = E x_s x_{s'}` (not zero after
-a nonlinearity with non-zero mean such as ReLU, even for independent pre-activations only through
-the mean; correlated by overlapping convolution windows in general).  With :math:`A` the
+moment needs the second moments between positions, :math:`K_{s s'} = E x_s x_{s'}` (not zero
+after a nonlinearity with non-zero mean such as ReLU, even for uncorrelated pre-activations, and
+correlated by overlapping convolution windows and shared biases in general).  With :math:`A` the
 ``(P_in, P_out)`` averaging matrix:
 
 .. math::
