@@ -18,7 +18,10 @@ with :math:`v^{(n)}` the points of ``scrambles`` independently scrambled Sobol' 
 :math:`P`.  Every estimate is the mean of the per-scramble estimates; their standard deviation
 over :math:`\sqrt{\text{scrambles}}` is its standard error (independent randomizations: an
 unbiased error estimate, L'Ecuyer & Lemieux 2002).  A fixed ``seed`` makes the result
-deterministic.
+deterministic.  Why not tensor-product Gauss-Hermite for small windows: the maximum has kinks
+where two entries tie, so Gauss-Hermite loses its spectral accuracy there, and it would not
+give the joint law of overlapping windows nor the argmax routing; the RQMC points give all of
+them at once, with an error estimate.
 
 Backward (gradient independence: the output gradient :math:`\delta`, covariance :math:`G`, is
 independent of :math:`z`): :math:`\partial z_t = \sum_u 1\{a_u = t\} \delta_u`, so
