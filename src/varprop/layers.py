@@ -11,5 +11,11 @@ from varprop.network.layers import Residual as Residual
 from varprop.network.layers import LayerNorm as LayerNorm
 from varprop.network.layers import RMSNorm as RMSNorm
 from varprop.network.layers import Dropout as Dropout
+from varprop.network.layers import Conv as Conv
+from varprop.network.layers import AvgPool as AvgPool
+from varprop.network.layers import GlobalAvgPool as GlobalAvgPool
+from varprop.network.layers import Flatten as Flatten
+from varprop.network.layers import MaxPool as MaxPool
 
-__all__ = ["Layer", "Dense", "Nonlinearity", "Residual", "LayerNorm", "RMSNorm", "Dropout"]
+__all__ = ["Layer", "Dense", "Nonlinearity", "Residual", "LayerNorm", "RMSNorm", "Dropout",
+           "Conv", "AvgPool", "GlobalAvgPool", "Flatten", "MaxPool"]
