@@ -7,5 +7,6 @@
 from varprop.network.layers import Dense as Dense
 from varprop.network.layers import Layer as Layer
 from varprop.network.layers import Nonlinearity as Nonlinearity
+from varprop.network.layers import Recurrent as Recurrent
 
-__all__ = ["Layer", "Dense", "Nonlinearity"]
+__all__ = ["Layer", "Dense", "Nonlinearity", "Recurrent"]

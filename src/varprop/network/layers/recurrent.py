@@ -1,0 +1,309 @@
+r"""``Recurrent(width, activation, *, steps, ...)``: an Elman recurrent layer unrolled over time.
+
+.. math::
+
+    z_t = W h_{t-1} + U x_t + b, \qquad h_t = \phi(z_t), \qquad h_0 = 0, \qquad t = 1, \dots, T,
+
+one :math:`W \in \mathbb R^{n \times n}` and one :math:`U \in \mathbb R^{n \times n_{in}}`
+shared by every step (PyTorch ``nn.RNN``'s ``weight_hh_l0`` and ``weight_ih_l0``: fans
+:math:`(n, n)` and :math:`(n_{in}, n)`), biases :math:`b \sim N(0, \sigma_b^2)` shared too.  The
+input has shape ``(T, n_in)`` (positions = time, channel axis -1), the output ``(T, n)``
+(``return_sequences=True``) or ``(n,)`` (the last step).
+
+Mean field (the rules are in :mod:`varprop.network.layers.recurrent_field`)
+---------------------------------------------------------------------------
+Forward, :math:`q_t = v_w n\, E\phi(z_{t-1})^2 + v_u n_{in}\, E x_t^2 + \sigma_b^2` per step and
+the covariance over time :math:`K_{t,s}` (non-zero: the same :math:`W` and :math:`b` act at every
+step) when position covariances are tracked.  Backward (back-propagation through time),
+:math:`E\delta_t^2 = E\phi'(z_t)^2\,(G_t + v_w n\, E\delta_{t+1}^2)` with :math:`G_t` the
+output-gradient second moment at step :math:`t` (every step with ``return_sequences``, the last
+one otherwise), and :math:`E (U^\top\delta_t)^2 = v_u n\, E\delta_t^2` at the input.  Through
+:math:`T` steps the gradient is multiplied by about :math:`\chi = v_w n\, E\phi'(z)^2` per step at
+the fixed point: it vanishes for :math:`\chi < 1` and explodes for :math:`\chi > 1` (for tanh with
+:math:`v_w n = 0.5, 1, 2` and :math:`v_u n_{in} = 1`: :math:`\chi \approx 0.27, 0.47, 0.82`,
+all vanishing: the input drive keeps tanh off its linear regime).
+
+Where it is exact
+-----------------
+* **Infinite width, forward**: exact.  Tied weights do not break the Gaussian-process limit:
+  each unit's pre-activations over time are a Gaussian process with kernel :math:`K` (Yang 2019,
+  *Wide feedforward or recurrent neural networks of any architecture are Gaussian processes*,
+  the tensor-program master theorem).
+* **Infinite width, backward**: the recursion above replaces :math:`W^\top` by an independent
+  copy (gradient independence).  For weight-shared networks whose output gradients come from an
+  independent zero-mean readout (here: i.i.d. output gradients independent of the weights) the
+  resulting limits are proved correct by Yang 2019, *Scaling limits of wide neural networks with
+  weight sharing* (arXiv:1902.04760), for smooth, polynomially bounded :math:`\phi`; for ReLU,
+  whose derivative jumps, it remains an assumption that the Monte Carlo below supports.
+* **Finite width**: not exact, even for ReLU or linear :math:`\phi`: from step 3 on,
+  :math:`h_{t-1}` depends on :math:`W` itself, so :math:`E[z_t^2 \mid h_{t-1}] = v_w
+  \|h_{t-1}\|^2 + \dots` no longer holds (steps 1 and 2 are exact for ReLU-class :math:`\phi` at
+  every width).  The deviation grows with :math:`T/n`.
+
+Measured at finite width
+------------------------
+A from-scratch NumPy Monte Carlo (``benchmarks/measure_recurrent.py``; Gaussian weights,
+:math:`v_u n_{in} = 1`, :math:`n_{in} = 64`, no bias, :math:`T = 50`, unit output gradients at
+every step) against the mean field: relative deviation of the simulated :math:`E h_T^2` (fwd) and
+:math:`E (\partial L/\partial x_1)^2` (bwd, the gradient after 50 steps of back-propagation
+through time) from the prediction, :math:`\pm` two standard errors.
+
+.. include-table: measured by benchmarks/measure_recurrent.py (see there for the run)
+
+======================= ====== ================ ================
+case                     width  fwd E h_T^2      bwd E g_{x,1}^2
+======================= ====== ================ ================
+TABLE_PENDING
+======================= ====== ================ ================
+
+References
+----------
+Elman (1990) *Finding structure in time*; Chen, Pennington & Schoenholz (2018) *Dynamical
+isometry and a mean field theory of RNNs: gating enables signal propagation in recurrent neural
+networks*; Yang (2019) (both papers above); Cho & Saul (2009) *Kernel methods for deep learning*
+for the ReLU-class pair expectations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from varprop._util.validation import (
+    check_nonnegative_real,
+    check_positive_int,
+    check_width,
+    fail,
+    fail_type,
+)
+from varprop.components.activation import Activation
+from varprop.components.activations import resolve_activation
+from varprop.components.scheme import weight_moments
+from varprop.components.schemes import InitScheme, resolve_scheme
+from varprop.errors import VarpropError
+from varprop.network.field import Field, GradField
+from varprop.network.layers.base import Layer, Shape
+from varprop.network.layers.recurrent_field import Kernel, backward_bptt, forward_kernel
+
+__all__ = ["Recurrent", "MAX_STEPS"]
+
+#: The longest sequence a recurrent layer is built for (its rules loop over the steps).
+MAX_STEPS = 100_000
+
+
+def _zero_mean_scheme(name: str, init: object) -> InitScheme:
+    scheme = resolve_scheme(init, argument=name)
+    if not scheme.is_zero_mean:
+        raise fail(name, scheme, "a zero-mean init scheme (the mean field of a recurrent layer, "
+                   "like every layer of the general engine, assumes zero-mean weights)")
+    return scheme
+
+
+@dataclass(frozen=True, init=False)
+class Recurrent(Layer):
+    r"""Elman recurrent layer :math:`h_t = \phi(W h_{t-1} + U x_t + b)`, :math:`h_0 = 0`, over
+    ``steps`` time steps with weights tied over time (see the module docstring for the rules,
+    where they are exact and their measured error at finite width).
+
+    Parameters
+    ----------
+    width : int
+        Number of hidden units :math:`n` (the output channels).
+    activation : str or Activation
+        :math:`\phi` (``"tanh"``, ``"relu"``, ...).
+    steps : int
+        Sequence length :math:`T`; the input shape must be ``(steps, n_in)``.
+    init : str or InitScheme
+        Scheme of the recurrent matrix :math:`W` (fans :math:`n, n`); zero-mean.
+    input_init : str or InitScheme
+        Scheme of the input matrix :math:`U` (fan-in :math:`n_{in}`, fan-out :math:`n`); zero-mean.
+    bias_variance : float
+        :math:`\sigma_b^2` of the i.i.d. Gaussian biases (shared over time; 0: no bias).
+    return_sequences : bool
+        Output every step ``(T, n)`` (default) or only the last one ``(n,)``.
+    """
+
+    width: int
+    activation: Activation
+    steps: int
+    init: InitScheme
+    input_init: InitScheme
+    bias_variance: float = field(default=0.0)
+    return_sequences: bool = field(default=True)
+    kind = "recurrent"
+
+    def __init__(self, width: int, activation: Activation | str, *, steps: int,
+                 init: InitScheme | str = "lecun_normal",
+                 input_init: InitScheme | str = "lecun_normal", bias_variance: float = 0.0,
+                 return_sequences: bool = True) -> None:
+        object.__setattr__(self, "width", check_width("width", width))
+        object.__setattr__(self, "activation", resolve_activation(activation))
+        steps = check_positive_int("steps", steps)
+        if steps > MAX_STEPS:
+            raise fail("steps", steps, f"a positive integer at most {MAX_STEPS:,} (the rules "
+                       "loop over the steps)")
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "init", _zero_mean_scheme("init", init))
+        object.__setattr__(self, "input_init", _zero_mean_scheme("input_init", input_init))
+        object.__setattr__(self, "bias_variance",
+                           check_nonnegative_real("bias_variance", bias_variance))
+        if not isinstance(return_sequences, (bool, np.bool_)):
+            raise fail_type("return_sequences", return_sequences, "True or False")
+        object.__setattr__(self, "return_sequences", bool(return_sequences))
+
+    def __repr__(self) -> str:
+        extra = f", bias_variance={self.bias_variance!r}" if self.bias_variance else ""
+        if not self.return_sequences:
+            extra += ", return_sequences=False"
+        return (f"Recurrent({self.width}, {self.activation!r}, steps={self.steps}, "
+                f"init={self.init!r}, input_init={self.input_init!r}{extra})")
+
+    # --- shapes -------------------------------------------------------------------------------
+    def _input_width(self, input_shape: Shape) -> int:
+        if (len(input_shape) != 2 or input_shape[0] != self.steps
+                or any(not isinstance(d, int) or d < 1 for d in input_shape)):
+            raise fail("input_shape", tuple(input_shape),
+                       f"a sequence shape (steps, n_in) with steps = {self.steps} for {self!r}")
+        return input_shape[1]
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        self._input_width(input_shape)
+        return (self.steps, self.width) if self.return_sequences else (self.width,)
+
+    def channel_axis_for(self, input_shape: Shape) -> int | None:
+        return -1
+
+    def scales(self, n_in: int) -> tuple[float, float]:
+        r""":math:`(v_w n, v_u n_{in})`: the recurrent and input weight variances times the
+        number of terms they sum (fans as PyTorch's ``weight_hh``/``weight_ih``)."""
+        vw = weight_moments(self.init, self.width, self.width)[1]
+        vu = weight_moments(self.input_init, n_in, self.width)[1]
+        return vw * self.width, vu * n_in
+
+    # --- mean field ---------------------------------------------------------------------------
+    def _kernel(self, field_in: Field, *, full: bool) -> Kernel:
+        n_in = self._input_width(field_in.shape)
+        if field_in.channel_axis % 2 != 1:
+            raise VarpropError(f"{self!r} reads its input (T, n_in) with the channels on the last "
+                               f"axis, not axis {field_in.channel_axis}")
+        if full and field_in.cov is None:
+            raise VarpropError(f"{self!r}: the covariance over time of its output needs that of "
+                               "its input (Field.cov), which is not tracked")
+        vw_n, vu_nin = self.scales(n_in)
+        return forward_kernel(self.activation, vw_n, vu_nin, self.bias_variance,
+                              np.asarray(field_in.second), field_in.cov if full else None,
+                              field_in.batch_cross)
+
+    def field_forward(self, field: Field) -> Field:
+        r"""Per step :math:`E h_t`, :math:`E h_t^2`; :math:`E h_t h_s` when ``field.cov`` is
+        tracked, :math:`E h_{b,t} h_{b',t}` when ``field.batch_cross`` is (a shared
+        :math:`W, b` correlates two samples)."""
+        k = self._kernel(field, full=field.cov is not None)
+        shape = self.output_shape(field.shape)
+        if self.return_sequences:
+            return Field(shape, -1, k.mean, k.second, k.C, k.batch_cross, gaussian=False,
+                         approximations=field.approximations)
+        cov = None if k.C is None else k.C[-1:, -1:]
+        bc = None if k.batch_cross is None else k.batch_cross[-1]
+        return Field(shape, -1, k.mean[-1], k.second[-1], cov, bc, gaussian=False,
+                     approximations=field.approximations)
+
+    def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
+        r"""Back-propagation through time with gradient independence: :math:`E(\partial L/
+        \partial x_t)^2 = v_u n\, E\delta_t^2` and, when ``grad.cov`` is tracked, the covariance
+        over time :math:`v_u n\, E\delta_t\delta_s`."""
+        full = grad.cov is not None
+        k = self._kernel(field_in, full=full)
+        T = self.steps
+        if self.return_sequences:
+            g2 = np.asarray(grad.second, dtype=float)
+            gcov = None if grad.cov is None else np.asarray(grad.cov, dtype=float)
+        else:  # the loss sees h_T only
+            g2 = np.zeros(T)
+            g2[-1] = float(grad.second)
+            gcov = None
+            if full:
+                gcov = np.zeros((T, T))
+                gcov[-1, -1] = float(grad.second)
+        vw_n, vu_nin = self.scales(field_in.shape[1])
+        e, cov = backward_bptt(k, vw_n, g2, gcov)
+        vu = vu_nin / field_in.shape[1]
+        scale = vu * self.width
+        return GradField(field_in.shape, field_in.channel_axis, scale * e,
+                         None if cov is None else scale * cov)
+
+    def field_steps(self) -> list[tuple[str, object]]:
+        """The per-step recursions (forward kernel, back-propagation through time) as SymPy
+        equations, in the notation of the module docstring."""
+        t, s = sp.symbols("t s", integer=True, positive=True)
+        n, n_in = sp.symbols("n n_{in}", positive=True)
+        vw, vu, b2 = sp.symbols(r"\sigma_w^2 \sigma_u^2 \sigma_b^2", nonnegative=True)
+        q, K = sp.Function("q"), sp.Function("K")
+        e_phi2, e_pp = sp.Function(r"E\phi^2"), sp.Function(r"E\phi\phi")
+        e_x2, e_xx = sp.Function(r"Ex^2"), sp.Function(r"Exx")
+        e_d2, e_dd = sp.Function(r"E\delta^2"), sp.Function(r"E\phi'^2")
+        G, e_gx = sp.Function("G"), sp.Function(r"Eg_x^2")
+        return [
+            ("Pre-activation variance at step t (h_0 = 0, so the recurrent term is 0 at t = 1)",
+             sp.Eq(q(t), vw * n * e_phi2(t - 1) + vu * n_in * e_x2(t) + b2)),
+            ("Covariance over time of one unit's pre-activations (the same W and b at every step)",
+             sp.Eq(K(t, s), vw * n * e_pp(t - 1, s - 1) + vu * n_in * e_xx(t, s) + b2)),
+            ("Back-propagation through time (gradient independence), E delta_{T+1}^2 = 0",
+             sp.Eq(e_d2(t), e_dd(t) * (G(t) + vw * n * e_d2(t + 1)))),
+            ("Gradient at the input x_t",
+             sp.Eq(e_gx(t), vu * n * e_d2(t))),
+        ]
+
+    # --- sampling -----------------------------------------------------------------------------
+    def mc_draw(self, rng: np.random.Generator, input_shape: Shape, replicates: int,
+                dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(W, U, b)`` of shapes ``(R, n, n)``, ``(R, n, n_in)``, ``(R, n)`` (``b`` is
+        ``None`` without bias), drawn from the init schemes (any law: uniform, orthogonal...)."""
+        n_in = self._input_width(input_shape)
+        n = self.width
+        w = self.init.sample(rng, n, n, size=(replicates,), dtype=dtype)
+        u = self.input_init.sample(rng, n_in, n, size=(replicates,), dtype=dtype)
+        b = None
+        if self.bias_variance > 0:
+            b = rng.standard_normal((replicates, n), dtype=np.float64).astype(dtype)
+            b *= dtype.type(math.sqrt(self.bias_variance))  # type: ignore[union-attr]
+        return w, u, b
+
+    def mc_forward(self, params: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Unroll over time: ``x`` of shape ``(R, B, T, n_in)``; the cache is the
+        pre-activations ``(R, B, T, n)``."""
+        w, u, b = params
+        R, B, T, _ = x.shape
+        wt, ut = np.swapaxes(w, -1, -2), np.swapaxes(u, -1, -2)
+        z = np.matmul(x, ut[:, None])  # (R, B, T, n): the input terms U x_t of every step
+        if b is not None:
+            z += b[:, None, None, :]
+        h = np.zeros((R, B, self.width), dtype=x.dtype)
+        out = np.empty_like(z)
+        phi = self.activation.function
+        for t in range(T):
+            if t:
+                z[:, :, t] += np.matmul(h, wt)
+            h = np.asarray(phi(z[:, :, t]), dtype=x.dtype)
+            out[:, :, t] = h
+        return (out if self.return_sequences else out[:, :, -1]), z
+
+    def mc_backward(self, params: Any, cache: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        r"""Back-propagation through time: :math:`\delta_t = \phi'(z_t)(g_t + W^\top
+        \delta_{t+1})`, returns :math:`U^\top \delta_t` of shape ``(R, B, T, n_in)``."""
+        w, u, _ = params
+        z = cache
+        T = z.shape[2]
+        deriv = np.asarray(self.activation.derivative_function(z), dtype=z.dtype)
+        delta = np.zeros_like(z)
+        nxt = np.zeros(z.shape[:2] + (self.width,), dtype=z.dtype)
+        for t in range(T - 1, -1, -1):
+            g = grad[:, :, t] if self.return_sequences else (
+                grad if t == T - 1 else np.zeros_like(nxt))
+            nxt = deriv[:, :, t] * (g + np.matmul(nxt, w))
+            delta[:, :, t] = nxt
+        return np.matmul(delta, u[:, None])
