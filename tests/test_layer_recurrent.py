@@ -253,6 +253,8 @@ def test_mc_draw_uses_each_scheme_with_pytorch_fans() -> None:
     layer = Recurrent(64, "relu", steps=3, init="he_uniform", input_init="orthogonal")
     w, u, b = layer.mc_draw(np.random.default_rng(1), (3, 32), 20, np.dtype(np.float32))
     assert b is None and w.dtype == np.float32
+    assert layer.mc_parameter_count((3, 32)) == 64 * 64 + 64 * 32
+    assert not layer.field_exact(input_field((3, 32), -1, 1.0, FieldNeeds()))
     # he_uniform on (64, 64): U[+-sqrt(6/64)], variance 2/64; 20 * 4096 entries
     var = np.var(w.astype(float))
     se = (2 / 64) * math.sqrt((9 / 5 - 1) / w.size)  # Var(s^2) = sigma^4 (kurtosis - 1)/N
