@@ -53,30 +53,30 @@ errors over networks.  :math:`\chi = c\, E\phi'(z)^2` at the stationary :math:`q
 per-step gradient factor (the input drive keeps every tanh case below 1: gradients from far
 steps vanish as :math:`\chi^{t}`).
 
-=================================== ===== ===================== =====================
-case                                 n     fwd :math:`E h_T^2`   bwd :math:`E g_{x,1}^2`
-=================================== ===== ===================== =====================
-tanh, :math:`c = 0.5` (:math:`\chi = 0.22`)  64   -0.003 +- 0.005   -0.007 +- 0.016
-..                                   128   -0.006 +- 0.005       -0.006 +- 0.013
-..                                   256   -0.005 +- 0.005       -0.004 +- 0.016
-..                                   512   -0.006 +- 0.005       -0.011 +- 0.016
-tanh, :math:`c = 1` (:math:`\chi = 0.40`)    64   -0.002 +- 0.006   -0.008 +- 0.017
-..                                   128   -0.005 +- 0.004       +0.013 +- 0.015
-..                                   256   +0.001 +- 0.004       -0.017 +- 0.016
-..                                   512   -0.002 +- 0.004       -0.014 +- 0.016
-tanh, :math:`c = 2` (:math:`\chi = 0.69`)    64   -0.001 +- 0.005   -0.002 +- 0.024
-..                                   128   -0.003 +- 0.004       +0.007 +- 0.017
-..                                   256   -0.004 +- 0.004       +0.006 +- 0.019
-..                                   512   -0.003 +- 0.003       +0.008 +- 0.017
-ReLU, LeCun :math:`c = 1` (:math:`\chi = 0.5`) 64 +0.078 +- 0.038  +0.006 +- 0.019
-..                                   128   +0.032 +- 0.022       +0.011 +- 0.015
-..                                   256   +0.016 +- 0.019       +0.009 +- 0.018
-..                                   512   +0.015 +- 0.014       +0.010 +- 0.016
-ReLU, He :math:`c = 2` (:math:`\chi = 1`)    64   mean x5e9, median -0.26   mean x4e8, median +0.24
-..                                   128   mean x3e5, median -0.03   mean x3e4, median +0.30
-..                                   256   mean x9e3, median +0.06   mean x2e2, median +0.15
-..                                   512   RELU512
-=================================== ===== ===================== =====================
+============================ === ======================= =======================
+case                         n   fwd E h_T^2             bwd E g_{x,1}^2
+============================ === ======================= =======================
+tanh, c = 0.5, chi = 0.22    64  -0.003 +- 0.005         -0.007 +- 0.016
+                             128 -0.006 +- 0.005         -0.006 +- 0.013
+                             256 -0.005 +- 0.005         -0.004 +- 0.016
+                             512 -0.006 +- 0.005         -0.011 +- 0.016
+tanh, c = 1, chi = 0.40      64  -0.002 +- 0.006         -0.008 +- 0.017
+                             128 -0.005 +- 0.004         +0.013 +- 0.015
+                             256 +0.001 +- 0.004         -0.017 +- 0.016
+                             512 -0.002 +- 0.004         -0.014 +- 0.016
+tanh, c = 2, chi = 0.69      64  -0.001 +- 0.005         -0.002 +- 0.024
+                             128 -0.003 +- 0.004         +0.007 +- 0.017
+                             256 -0.004 +- 0.004         +0.006 +- 0.019
+                             512 -0.003 +- 0.003         +0.008 +- 0.017
+ReLU, LeCun c = 1, chi = 0.5 64  +0.078 +- 0.038         +0.006 +- 0.019
+                             128 +0.032 +- 0.022         +0.011 +- 0.015
+                             256 +0.016 +- 0.019         +0.009 +- 0.018
+                             512 +0.015 +- 0.014         +0.010 +- 0.016
+ReLU, He c = 2, chi = 1      64  mean x5e9, median -0.26 mean x4e8, median +0.24
+                             128 mean x3e5, median -0.03 mean x3e4, median +0.30
+                             256 mean x9e3, median +0.06 mean x2e2, median +0.15
+                             512 mean x152, median +0.28 mean x5.9, median +0.08
+============================ === ======================= =======================
 
 Reading: for tanh the mean field holds to about 1% over 50 steps at every width from 64 (the
 forward offset of -0.2 to -0.6%, which does not shrink with :math:`n`, comes at least in part
@@ -84,9 +84,9 @@ from the finite input width: -0.09% +- 0.33% with :math:`n_{in} = 1024` at :math
 and gradient independence shows no measurable error in the backward pass.  ReLU with LeCun
 weights deviates by :math:`O(1/n)` (+8% at 64, +1.5% at 512).  ReLU with He weights sits at the
 critical point (:math:`q_t = q_1 t` grows linearly) and the *mean over networks* there is
-useless: rare networks explode through time (the mean is :math:`10^2`--:math:`10^9` times the
-prediction and its standard error is not meaningful), while the *median* network is within
-about 30% of the mean field, closer at larger width.
+useless at these widths: rare networks explode through time (the mean is 6 to
+:math:`5 \cdot 10^9` times the prediction, less at larger width, and its standard error means
+nothing), while the *median* network stays within 30% of the mean field.
 
 References
 ----------
