@@ -50,12 +50,15 @@ A from-scratch NumPy Monte Carlo (``benchmarks/measure_recurrent.py``: Gaussian 
 deviation of the simulated :math:`E h_T^2` (fwd) and :math:`E(\partial L/\partial x_1)^2` (bwd,
 after 50 steps of back-propagation through time) from the prediction, :math:`\pm` two standard
 errors over networks.  :math:`\chi = c\, E\phi'(z)^2` at the stationary :math:`q` is the
-per-step gradient factor (the input drive keeps every tanh case below 1: gradients from far
-steps vanish as :math:`\chi^{t}`).
+per-step gradient factor: with inputs of variance 1 the drive keeps every tanh case below 1
+(gradients from far steps vanish as :math:`\chi^{t}`); the cases marked (*) have inputs of
+variance 0.01, where tanh with :math:`c = 2, 3` explodes through time (the predicted
+:math:`E g_{x,1}^2` is :math:`1.5 \cdot 10^4` and :math:`4.8 \cdot 10^6` times that of the
+last step :math:`g_{x,T}`).
 
-============================ === ======================= =======================
+============================ === ======================= ============================
 case                         n   fwd E h_T^2             bwd E g_{x,1}^2
-============================ === ======================= =======================
+============================ === ======================= ============================
 tanh, c = 0.5, chi = 0.22    64  -0.003 +- 0.005         -0.007 +- 0.016
                              128 -0.006 +- 0.005         -0.006 +- 0.013
                              256 -0.005 +- 0.005         -0.004 +- 0.016
@@ -76,12 +79,24 @@ ReLU, He c = 2, chi = 1      64  mean x5e9, median -0.26 mean x4e8, median +0.24
                              128 mean x3e5, median -0.03 mean x3e4, median +0.30
                              256 mean x9e3, median +0.06 mean x2e2, median +0.15
                              512 mean x152, median +0.28 mean x5.9, median +0.08
-============================ === ======================= =======================
+tanh, c = 2, chi = 1.09 (*)  64  +0.087 +- 0.013         +0.05 +- 0.15 (median -0.45)
+                             128 +0.054 +- 0.008         +0.05 +- 0.16 (median -0.28)
+                             256 +0.022 +- 0.007         +0.07 +- 0.07 (median -0.03)
+                             512 +0.009 +- 0.004         -0.00 +- 0.05 (median -0.07)
+tanh, c = 3, chi = 1.23 (*)  64  +0.038 +- 0.008         -0.32 +- 0.11 (median -0.70)
+                             128 +0.021 +- 0.005         +0.01 +- 0.14 (median -0.38)
+                             256 +0.011 +- 0.004         +0.09 +- 0.12 (median -0.06)
+                             512 +0.002 +- 0.003         +0.01 +- 0.05 (median -0.08)
+============================ === ======================= ============================
 
-Reading: for tanh the mean field holds to about 1% over 50 steps at every width from 64 (the
-forward offset of -0.2 to -0.6%, which does not shrink with :math:`n`, comes at least in part
+Reading: for tanh the mean field holds to about 1% over 50 steps at every width from 64 when
+gradients vanish (the forward offset of -0.2 to -0.6%, which does not shrink with :math:`n`, comes at least in part
 from the finite input width: -0.09% +- 0.33% with :math:`n_{in} = 1024` at :math:`n = 128`),
-and gradient independence shows no measurable error in the backward pass.  ReLU with LeCun
+and gradient independence shows no measurable error in the backward pass.  When they explode
+(*), the forward deviation is :math:`O(1/n)` (+9% at 64, +1% at 512) and the backward *mean*
+agrees within two (large) standard errors from width 128 on (at 64, :math:`c = 3`: -32% +- 11%),
+while the typical (median) network's
+gradient is below the prediction (-45% at 64, -7% at 512): a heavy right tail.  ReLU with LeCun
 weights deviates by :math:`O(1/n)` (+8% at 64, +1.5% at 512).  ReLU with He weights sits at the
 critical point (:math:`q_t = q_1 t` grows linearly) and the *mean over networks* there is
 useless at these widths: rare networks explode through time (the mean is 6 to
