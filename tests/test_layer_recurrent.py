@@ -19,11 +19,17 @@ import sympy as sp
 from scipy import integrate
 
 from varprop import init_scheme
+from varprop.components.activations import resolve_activation
 from varprop.errors import InvalidArgument, InvalidArgumentType, VarpropError
 from varprop.layers import Recurrent
-from varprop.network.field import Field, FieldNeeds, GradField, input_field, output_gradient_field
+from varprop.network.field import (
+    Field,
+    FieldNeeds,
+    GradField,
+    input_field,
+    output_gradient_field,
+)
 from varprop.network.layers.recurrent_field import pair_expectations
-from varprop.components.activations import resolve_activation
 
 SIGMAS = 6.0
 
@@ -32,7 +38,7 @@ SIGMAS = 6.0
 # from-scratch Monte Carlo of h_t = phi(W h_{t-1} + U x_t + b)
 # ----------------------------------------------------------------------------------------------
 
-def _phi(act: str):  # noqa: ANN202
+def _phi(act: str):
     if act == "tanh":
         return np.tanh, lambda z: 1.0 / np.cosh(z) ** 2
     return (lambda z: np.maximum(z, 0.0)), (lambda z: (z > 0).astype(float))
@@ -75,7 +81,7 @@ def _scratch_rnn(act: str, n: int, n_in: int, T: int, vw_n: float, b2: float, re
             "grad_cov": np.einsum("rtbi,rsbi->rts", GX, GX) / (batch * n)}
 
 
-def _extrapolated(act, n, **kw):  # noqa: ANN001, ANN003, ANN202
+def _extrapolated(act, n, **kw):
     """Richardson 2 M(2n) - M(n) and its standard error, per statistic."""
     small = _scratch_rnn(act, n, **kw, seed=11)
     large = _scratch_rnn(act, 2 * n, **kw, seed=12)
@@ -88,12 +94,12 @@ def _extrapolated(act, n, **kw):  # noqa: ANN001, ANN003, ANN202
     return out
 
 
-def _layer(act: str, n: int, T: int, vw_n: float, b2: float, **kw) -> Recurrent:  # noqa: ANN003
+def _layer(act: str, n: int, T: int, vw_n: float, b2: float, **kw) -> Recurrent:
     return Recurrent(n, act, steps=T, bias_variance=b2, **kw,
                      init=init_scheme("variance_scaling", scale=vw_n, distribution="normal"))
 
 
-def _fields(layer: Recurrent, n_in: int, *, cov: bool, batch_cross: bool = False):  # noqa: ANN202
+def _fields(layer: Recurrent, n_in: int, *, cov: bool, batch_cross: bool = False):
     needs = FieldNeeds(cov=cov, batch_cross=batch_cross)
     f_in = input_field((layer.steps, n_in), -1, 1.0, needs)
     f_out = layer.field_forward(f_in)
@@ -105,7 +111,7 @@ def _fields(layer: Recurrent, n_in: int, *, cov: bool, batch_cross: bool = False
 # bivariate Gaussian expectations
 # ----------------------------------------------------------------------------------------------
 
-def _dblquad(f, a: float, b: float, c: float, lo: float = -np.inf) -> float:  # noqa: ANN001
+def _dblquad(f, a: float, b: float, c: float, lo: float = -np.inf) -> float:
     det = a * b - c * c
 
     def dens(y: float, x: float) -> float:
@@ -128,7 +134,7 @@ def test_pair_expectations_against_dblquad(a: float, b: float, c: float, tol: fl
     f, d = pair_expectations(tanh, np.array([a]), np.array([b]), np.array([c]))
     assert f[0] == pytest.approx(_dblquad(lambda x, y: math.tanh(x) * math.tanh(y), a, b, c),
                                  abs=tol)
-    sech2 = lambda v: 1.0 / math.cosh(v) ** 2  # noqa: E731
+    sech2 = lambda v: 1.0 / math.cosh(v) ** 2
     assert d[0] == pytest.approx(_dblquad(lambda x, y: sech2(x) * sech2(y), a, b, c), abs=tol)
     # ReLU: integrals over the positive quadrant (smooth there)
     relu = resolve_activation("relu")
@@ -138,8 +144,9 @@ def test_pair_expectations_against_dblquad(a: float, b: float, c: float, tol: fl
     # leaky ReLU (slope 0.1), by its definition: phi(x)phi(y) summed over the four quadrants
     leaky = resolve_activation("leaky_relu")
     s = float(-leaky.function(np.array([-1.0]))[0])
-    lf = lambda v: v if v > 0 else s * v  # noqa: E731
-    quads = sum(_dblquad(lambda x, y: lf(sx * x) * lf(sy * y), a, b, sx * sy * c, lo=0.0)
+    lf = lambda v: v if v > 0 else s * v
+    quads = sum(_dblquad(lambda x, y, sx=sx, sy=sy: lf(sx * x) * lf(sy * y), a, b, sx * sy * c,
+                         lo=0.0)
                 for sx in (1, -1) for sy in (1, -1))
     assert pair_expectations(leaky, a, b, c)[0] == pytest.approx(quads, rel=1e-8)
 
@@ -170,7 +177,8 @@ def test_forward_kernel_against_tied_monte_carlo(act: str, vw_n: float, b2: floa
     # the remaining O(1/n^2) bias: measured below 0.002 (relative) at these sizes; allowed 0.005
     for key, pred in (("second", out.second), ("cov", out.cov), ("batch_cross", out.batch_cross)):
         est, se = ex[key]
-        assert np.all(np.abs(est - pred) <= SIGMAS * se + 0.005 * np.abs(pred)), (key, est, pred, se)
+        assert np.all(np.abs(est - pred) <= SIGMAS * se + 0.005 * np.abs(pred)), (
+            key, est, pred, se)
     # the tied weights correlate the steps: a non-zero covariance over time
     assert np.min(out.cov[np.triu_indices(T, 1)]) > 0.01
 

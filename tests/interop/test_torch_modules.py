@@ -15,9 +15,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from varprop import init_scheme  # noqa: E402
-from varprop.checking.initializers import check_initializer  # noqa: E402
-from varprop.errors import InvalidArgument, InvalidArgumentType  # noqa: E402
+from varprop import init_scheme
+from varprop.checking.initializers import check_initializer
+from varprop.errors import InvalidArgument, InvalidArgumentType
 
 pytestmark = pytest.mark.interop
 
@@ -40,7 +40,7 @@ def test_default_conv2d_module_is_torch_default_not_he() -> None:
 
 @pytest.mark.parametrize("make", [lambda: torch.nn.Linear(512, 256),
                                   lambda: torch.nn.Conv1d(128, 256, 5)], ids=["linear", "conv1d"])
-def test_default_linear_and_conv1d_modules(make) -> None:  # noqa: ANN001
+def test_default_linear_and_conv1d_modules(make) -> None:
     torch.manual_seed(1)
     module = make()
     assert check_initializer(module, "torch_linear_default").status == "confirmed"

@@ -17,7 +17,6 @@ from varprop._util.validation import fail, fail_type
 from varprop.components.schemes import InitScheme
 from varprop.errors import InvalidArgumentType
 
-
 #: The PyTorch modules whose weights check_initializer takes (torch is imported only to test a
 #: module that comes from it).
 TORCH_MODULES = ("Linear", "Conv1d", "Conv2d", "Conv3d", "RNN")

@@ -103,7 +103,11 @@ from varprop._util.validation import (
     check_probability,
     fail,
 )
-from varprop.checking.initializer_input import _as_matrices, _call, _torch_module_weights
+from varprop.checking.initializer_input import (
+    _as_matrices,
+    _call,
+    _torch_module_weights,
+)
 from varprop.checking.initializer_stats import (
     MAX_AUTO_REPLICATES,
     SUPPORT_ULPS,
@@ -141,13 +145,14 @@ def check_initializer(
         :math:`U[\pm 1/\sqrt{\text{hidden}}]` for every matrix, which is
         ``variance_scaling(scale=1/3, mode="fan_out", distribution="uniform")`` -- not
         ``torch_linear_default``, whose bound uses the fan-in, unless input and hidden sizes
-        agree); torch is imported only for an object from ``torch.nn``.  Or a weight matrix of shape ``(fan_out, fan_in)`` (PyTorch's ``(out_features, in_features)``;
-        the transpose ``(fan_in, fan_out)`` is accepted too), a stack ``(k, fan_out, fan_in)``
-        of independent matrices, or a convolution kernel ``(out, in, *kernel)`` (PyTorch's
+        agree); torch is imported only for an object from ``torch.nn``.  Or a weight matrix of
+        shape ``(fan_out, fan_in)`` (PyTorch's ``(out_features, in_features)``; the transpose
+        ``(fan_in, fan_out)`` is accepted too), a stack ``(k, fan_out, fan_in)`` of independent
+        matrices, or a convolution kernel ``(out, in, *kernel)`` (PyTorch's
         ``ConvNd.weight``), as a NumPy array (float16/32/64) or anything with ``__array__`` (a
         PyTorch tensor or ``nn.Parameter``, bfloat16 included, is detached and moved to the CPU
-        by duck typing: torch is never imported).  Or a callable with no arguments returning a
-        fresh such array at each call, e.g.
+        by duck typing: torch is not imported for them).  Or a callable with no arguments
+        returning a fresh such array at each call, e.g.
         ``lambda: torch.nn.init.kaiming_normal_(torch.empty(256, 128))``.
     scheme : InitScheme or str
         The claim, e.g. ``init_scheme("he_normal")`` or ``"xavier_uniform"``.

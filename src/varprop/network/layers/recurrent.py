@@ -90,18 +90,17 @@ tanh, c = 3, chi = 1.23 (*)  64  +0.038 +- 0.008         -0.32 +- 0.11 (median -
 ============================ === ======================= ============================
 
 Reading: for tanh the mean field holds to about 1% over 50 steps at every width from 64 when
-gradients vanish (the forward offset of -0.2 to -0.6%, which does not shrink with :math:`n`, comes at least in part
-from the finite input width: -0.09% +- 0.33% with :math:`n_{in} = 1024` at :math:`n = 128`),
-and gradient independence shows no measurable error in the backward pass.  When they explode
-(*), the forward deviation is :math:`O(1/n)` (+9% at 64, +1% at 512) and the backward *mean*
-agrees within two (large) standard errors from width 128 on (at 64, :math:`c = 3`: -32% +- 11%),
-while the typical (median) network's
-gradient is below the prediction (-45% at 64, -7% at 512): a heavy right tail.  ReLU with LeCun
-weights deviates by :math:`O(1/n)` (+8% at 64, +1.5% at 512).  ReLU with He weights sits at the
-critical point (:math:`q_t = q_1 t` grows linearly) and the *mean over networks* there is
-useless at these widths: rare networks explode through time (the mean is 6 to
-:math:`5 \cdot 10^9` times the prediction, less at larger width, and its standard error means
-nothing), while the *median* network stays within 30% of the mean field.
+gradients vanish (the forward offset of -0.2 to -0.6%, which does not shrink with :math:`n`, comes
+at least in part from the finite input width: -0.09% +- 0.33% with :math:`n_{in} = 1024` at
+:math:`n = 128`), and gradient independence shows no measurable error in the backward pass.  When
+they explode (*), the forward deviation is :math:`O(1/n)` (+9% at 64, +1% at 512) and the backward
+*mean* agrees within two (large) standard errors from width 128 on (at 64, :math:`c = 3`: -32% +-
+11%), while the typical (median) network's gradient is below the prediction (-45% at 64, -7% at
+512): a heavy right tail.  ReLU with LeCun weights deviates by :math:`O(1/n)` (+8% at 64, +1.5% at
+512).  ReLU with He weights sits at the critical point (:math:`q_t = q_1 t` grows linearly) and the
+*mean over networks* there is useless at these widths: rare networks explode through time (the mean
+is 6 to :math:`5 \cdot 10^9` times the prediction, less at larger width, and its standard error
+means nothing), while the *median* network stays within 30% of the mean field.
 
 References
 ----------
@@ -136,7 +135,7 @@ from varprop.network.field import Field, GradField
 from varprop.network.layers.base import Layer, Shape
 from varprop.network.layers.recurrent_field import Kernel, backward_bptt, forward_kernel
 
-__all__ = ["Recurrent", "MAX_STEPS"]
+__all__ = ["MAX_STEPS", "Recurrent"]
 
 #: The longest sequence a recurrent layer is built for (its rules loop over the steps).
 MAX_STEPS = 100_000

@@ -27,7 +27,8 @@ The pair expectations :math:`E[f(x)f(y)]` for :math:`(x, y) \sim N(0, [[a, c], [
 arc-cosine closed form (Cho & Saul 2009) for positively homogeneous activations of degree 1 with a
 kink at 0 only (ReLU, leaky ReLU, ``abs``, linear) and a 96 x 96 Gauss-Hermite rule otherwise
 (for tanh: absolute error below :math:`10^{-10}` at variances up to 1, :math:`10^{-7}` up to 2,
-:math:`3 \cdot 10^{-6}` for :math:`\phi'` at variance 3 and correlation 0.97, measured against scipy ``dblquad``);
+:math:`3 \cdot 10^{-6}` for :math:`\phi'` at variance 3 and correlation 0.97, measured against
+scipy ``dblquad``);
 the diagonal moments (:math:`E\phi^2`, :math:`E\phi'^2`, :math:`E\phi`) come from the
 activation's own exact one-dimensional rule.
 """
@@ -42,7 +43,7 @@ import numpy as np
 from varprop.components.activation import Activation
 from varprop.errors import VarpropError
 
-__all__ = ["Kernel", "forward_kernel", "backward_bptt", "pair_expectations"]
+__all__ = ["Kernel", "backward_bptt", "forward_kernel", "pair_expectations"]
 
 _GH_T, _GH_W = np.polynomial.hermite_e.hermegauss(96)
 _GH_W = _GH_W / math.sqrt(2.0 * math.pi)
