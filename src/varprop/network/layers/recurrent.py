@@ -114,6 +114,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -147,6 +148,13 @@ def _zero_mean_scheme(name: str, init: object) -> InitScheme:
         raise fail(name, scheme, "a zero-mean init scheme (the mean field of a recurrent layer, "
                    "like every layer of the general engine, assumes zero-mean weights)")
     return scheme
+
+
+@lru_cache(maxsize=16)
+def _cached_kernel(layer: Recurrent, field_in: Field, full: bool) -> Kernel:
+    # Field compares by identity (eq=False): a hit is the same field object, as in a walk that
+    # runs a layer's forward and then its backward rule on the field it was given
+    return layer._compute_kernel(field_in, full)
 
 
 @dataclass(frozen=True, init=False)
@@ -232,6 +240,10 @@ class Recurrent(Layer):
 
     # --- mean field ---------------------------------------------------------------------------
     def _kernel(self, field_in: Field, *, full: bool) -> Kernel:
+        """The forward mean field for ``field_in`` (cached: the backward pass reuses it)."""
+        return _cached_kernel(self, field_in, full)
+
+    def _compute_kernel(self, field_in: Field, full: bool) -> Kernel:
         n_in = self._input_width(field_in.shape)
         if field_in.channel_axis % 2 != 1:
             raise VarpropError(f"{self!r} reads its input (T, n_in) with the channels on the last "

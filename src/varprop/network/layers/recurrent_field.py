@@ -98,13 +98,13 @@ def _gauss_hermite(act: Activation, a: np.ndarray, b: np.ndarray, c: np.ndarray
     sa = np.sqrt(np.maximum(a, 0.0))
     slope = np.where(sa > 0, c / np.where(sa > 0, sa, 1.0), 0.0)
     resid = np.sqrt(np.maximum(b - slope * slope, 0.0))
-    u, e = _GH_T[None, :, None], _GH_T[None, None, :]
-    x = sa[:, None, None] * u + 0.0 * e
-    y = slope[:, None, None] * u + resid[:, None, None] * e
-    w2 = _GH_W[:, None] * _GH_W[None, :]
+    x = sa[:, None] * _GH_T[None, :]  # (pairs, u): x depends on u only
+    y = slope[:, None, None] * _GH_T[None, :, None] + resid[:, None, None] * _GH_T[None, None, :]
     with np.errstate(over="ignore", invalid="ignore"):
-        f = np.einsum("pij,ij->p", act.function(x) * act.function(y), w2)
-        d = np.einsum("pij,ij->p", act.derivative_function(x) * act.derivative_function(y), w2)
+        f = np.einsum("pi,pij,i,j->p", act.function(x), act.function(y), _GH_W, _GH_W,
+                      optimize=True)
+        d = np.einsum("pi,pij,i,j->p", act.derivative_function(x), act.derivative_function(y),
+                      _GH_W, _GH_W, optimize=True)
     return f, d
 
 
