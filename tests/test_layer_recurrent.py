@@ -4,9 +4,11 @@ Independent references: scipy ``dblquad`` for the bivariate Gaussian expectation
 Carlo of the tied-weight recurrence written here from scratch (it never calls the layer's own
 sampler) for the forward kernel and back-propagation through time; central finite differences for
 the layer's sampled backward pass.  The infinite-width rules are compared with a Richardson
-extrapolation of two widths, :math:`2 M(2n) - M(n)`, which removes the :math:`O(1/n)` finite-width
-bias; every tolerance is 6 standard errors of what is compared (plus, where stated, a bound on
-the remaining :math:`O(1/n^2)` bias), all runs seeded.
+extrapolation of two widths, :math:`2 M(2n) - M(n)` (input width :math:`n/4` growing with
+:math:`n`), which removes the :math:`O(1/n)` finite-width bias; every tolerance is 6 standard
+errors of what is compared, all runs seeded.  (Measured with 2400 networks per width instead of
+300: every extrapolated statistic of these tests within 2.7 standard errors of the rule, while
+the bias at width 64 alone is 1-7%: the :math:`O(1/n^2)` remainder is not resolved.)
 """
 
 from __future__ import annotations
@@ -82,9 +84,11 @@ def _scratch_rnn(act: str, n: int, n_in: int, T: int, vw_n: float, b2: float, re
 
 
 def _extrapolated(act, n, **kw):
-    """Richardson 2 M(2n) - M(n) and its standard error, per statistic."""
-    small = _scratch_rnn(act, n, **kw, seed=11)
-    large = _scratch_rnn(act, 2 * n, **kw, seed=12)
+    """Richardson 2 M(2n) - M(n) and its standard error, per statistic.  The input width grows
+    with the width (n_in = n/4): a fixed n_in leaves an O(1/n_in) bias that does not extrapolate
+    away (the row norms of U fluctuate as chi^2_{n_in}/n_in; for tanh, by Jensen, E h^2 is lower)."""
+    small = _scratch_rnn(act, n, n // 4, **kw, seed=11)
+    large = _scratch_rnn(act, 2 * n, n // 2, **kw, seed=12)
     out = {}
     for key in small:
         m1, m2 = small[key].mean(axis=0), large[key].mean(axis=0)
@@ -173,12 +177,10 @@ def test_forward_kernel_against_tied_monte_carlo(act: str, vw_n: float, b2: floa
     T, n_in = 6, 16
     layer = _layer(act, 64, T, vw_n, b2)
     _, out, _ = _fields(layer, n_in, cov=True, batch_cross=True)
-    ex = _extrapolated(act, 64, n_in=n_in, T=T, vw_n=vw_n, b2=b2, reps=300, batch=2)
-    # the remaining O(1/n^2) bias: measured below 0.002 (relative) at these sizes; allowed 0.005
+    ex = _extrapolated(act, 64, T=T, vw_n=vw_n, b2=b2, reps=300, batch=2)
     for key, pred in (("second", out.second), ("cov", out.cov), ("batch_cross", out.batch_cross)):
         est, se = ex[key]
-        assert np.all(np.abs(est - pred) <= SIGMAS * se + 0.005 * np.abs(pred)), (
-            key, est, pred, se)
+        assert np.all(np.abs(est - pred) <= SIGMAS * se), (key, est, pred, se)
     # the tied weights correlate the steps: a non-zero covariance over time
     assert np.min(out.cov[np.triu_indices(T, 1)]) > 0.01
 
@@ -204,15 +206,12 @@ def test_bptt_against_tied_monte_carlo(act: str, vw_n: float, last_only: bool) -
     T, n_in = 6, 16
     layer = _layer(act, 64, T, vw_n, 0.1, return_sequences=not last_only)
     _, _, g_in = _fields(layer, n_in, cov=True)
-    ex = _extrapolated(act, 64, n_in=n_in, T=T, vw_n=vw_n, b2=0.1, reps=300, batch=2,
-                       last_only=last_only)
+    ex = _extrapolated(act, 64, T=T, vw_n=vw_n, b2=0.1, reps=300, batch=2, last_only=last_only)
     # the input gradient scales with the width (v_u n with v_u = 1/n_in): compare per unit of it
     for key, pred in (("grad_second", g_in.second), ("grad_cov", g_in.cov)):
         est, se = ex[key]
         pred = pred * n_in / 64
-        # Richardson's own variance dominates; O(1/n^2) bias allowance as in the forward test
-        assert np.all(np.abs(est - pred) <= SIGMAS * se + 0.005 * np.max(np.abs(pred))), (
-            key, est, pred, se)
+        assert np.all(np.abs(est - pred) <= SIGMAS * se), (key, est, pred, se)
 
 
 def test_bptt_hand_recursion_linear() -> None:
