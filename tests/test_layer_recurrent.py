@@ -47,9 +47,11 @@ def _phi(act: str):
 
 
 def _scratch_rnn(act: str, n: int, n_in: int, T: int, vw_n: float, b2: float, reps: int,
-                 batch: int, seed: int, last_only: bool = False) -> dict[str, np.ndarray]:
+                 batch: int, seed: int, last_only: bool = False, shared_grad: bool = False
+                 ) -> dict[str, np.ndarray]:
     """Per replicate (axis 0): E h_t^2, E h_t h_s, E h_{b,t} h_{b',t} (forward) and
-    E g_{x,t}^2, E g_{x,t} g_{x,s} (backward, unit i.i.d. output gradients), averaged over units
+    E g_{x,t}^2, E g_{x,t} g_{x,s}, E g_{x,b,t} g_{x,b',t} (backward, unit i.i.d. output
+    gradients, the same for every sample of the batch with ``shared_grad``), averaged over units
     and batch."""
     rng = np.random.default_rng(seed)
     phi, dphi = _phi(act)
@@ -65,7 +67,7 @@ def _scratch_rnn(act: str, n: int, n_in: int, T: int, vw_n: float, b2: float, re
         zs.append(z)
         hs.append(h)
     H = np.stack(hs, axis=1)  # (reps, T, batch, n)
-    g = rng.standard_normal((reps, T, batch, n))
+    g = rng.standard_normal((reps, T, 1 if shared_grad else batch, n)) * np.ones((batch, 1))
     if last_only:
         g[:, :-1] = 0.0
     carry = np.zeros((reps, batch, n))
@@ -80,7 +82,8 @@ def _scratch_rnn(act: str, n: int, n_in: int, T: int, vw_n: float, b2: float, re
             "batch_cross": np.mean(H[:, :, 0] * H[:, :, 1], axis=-1),
             # per unit of v_u n = n / n_in, the width-dependence of the input gradient
             "grad_second": np.mean(GX**2, axis=(2, 3)) * n_in / n,
-            "grad_cov": np.einsum("rtbi,rsbi->rts", GX, GX) / (batch * n)}
+            "grad_cov": np.einsum("rtbi,rsbi->rts", GX, GX) / (batch * n),
+            "grad_batch_cross": np.mean(GX[:, :, 0] * GX[:, :, 1], axis=-1) * n_in / n}
 
 
 def _extrapolated(act, n, **kw):
@@ -212,6 +215,23 @@ def test_bptt_against_tied_monte_carlo(act: str, vw_n: float, last_only: bool) -
         est, se = ex[key]
         pred = pred * n_in / 64
         assert np.all(np.abs(est - pred) <= SIGMAS * se), (key, est, pred, se)
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_bptt_between_samples_against_tied_monte_carlo(act: str) -> None:
+    # the same output gradient for both samples of a batch (E g_b g_b' = 1): the shared W and b
+    # keep the samples' gradients correlated through time
+    T, n_in = 5, 16
+    layer = _layer(act, 64, T, 1.5, 0.2)
+    f_in = input_field((T, n_in), -1, 1.0, FieldNeeds(batch_cross=True))
+    f_out = layer.field_forward(f_in)
+    g_in = layer.field_backward(GradField(f_out.shape, -1, np.ones(T), None, np.ones(T)), f_in,
+                                f_out)
+    ex = _extrapolated(act, 64, T=T, vw_n=1.5, b2=0.2, reps=300, batch=2, shared_grad=True)
+    est, se = ex["grad_batch_cross"]
+    pred = g_in.batch_cross * n_in / 64
+    assert np.all(np.abs(est - pred) <= SIGMAS * se), (est, pred, se)
+    assert np.min(pred) > 0.05  # not a trivial zero
 
 
 def test_bptt_hand_recursion_linear() -> None:

@@ -156,6 +156,14 @@ def _zero_mean_scheme(name: str, init: object) -> InitScheme:
     return scheme
 
 
+def _last_only(a: np.ndarray, T: int) -> np.ndarray:
+    """A last-step output moment (a scalar, or a ``(1, 1)`` covariance) placed at step ``T`` of
+    zero moments over the ``T`` steps (vector or ``(T, T)``)."""
+    out = np.zeros((T,) * max(np.ndim(a), 1))
+    out[(-1,) * out.ndim] = float(np.asarray(a).reshape(-1)[0])
+    return out
+
+
 @lru_cache(maxsize=16)
 def _cached_kernel(layer: Recurrent, field_in: Field, full: bool) -> Kernel:
     # Field compares by identity (eq=False): a hit is the same field object, as in a walk that
@@ -278,27 +286,25 @@ class Recurrent(Layer):
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
         r"""Back-propagation through time with gradient independence: :math:`E(\partial L/
-        \partial x_t)^2 = v_u n\, E\delta_t^2` and, when ``grad.cov`` is tracked, the covariance
-        over time :math:`v_u n\, E\delta_t\delta_s`."""
+        \partial x_t)^2 = v_u n\, E\delta_t^2`; when tracked, the covariance over time
+        :math:`v_u n\, E\delta_t\delta_s` (``grad.cov``) and the between-sample moment
+        (``grad.batch_cross``)."""
         full = grad.cov is not None
+        if grad.batch_cross is not None and field_in.batch_cross is None:
+            raise VarpropError(f"{self!r}: the between-sample gradient moment needs the "
+                               "between-sample moments of its input (Field.batch_cross)")
         k = self._kernel(field_in, full=full)
         T = self.steps
-        if self.return_sequences:
-            g2 = np.asarray(grad.second, dtype=float)
-            gcov = None if grad.cov is None else np.asarray(grad.cov, dtype=float)
-        else:  # the loss sees h_T only
-            g2 = np.zeros(T)
-            g2[-1] = float(grad.second)
-            gcov = None
-            if full:
-                gcov = np.zeros((T, T))
-                gcov[-1, -1] = float(grad.second)
+        g2, gcov, gbc = (None if a is None else np.asarray(a, dtype=float)
+                         for a in (grad.second, grad.cov, grad.batch_cross))
+        if not self.return_sequences:  # the loss sees h_T only
+            g2, gcov, gbc = (None if a is None else _last_only(a, T) for a in (g2, gcov, gbc))
         vw_n, vu_nin = self.scales(field_in.shape[1])
-        e, cov = backward_bptt(k, vw_n, g2, gcov)
-        vu = vu_nin / field_in.shape[1]
-        scale = vu * self.width
+        e, cov, bc = backward_bptt(k, vw_n, g2, gcov, gbc)  # type: ignore[arg-type]
+        scale = vu_nin / field_in.shape[1] * self.width  # v_u n
         return GradField(field_in.shape, field_in.channel_axis, scale * e,
-                         None if cov is None else scale * cov)
+                         None if cov is None else scale * cov,
+                         None if bc is None else scale * bc)
 
     def field_steps(self) -> list[tuple[str, object]]:
         """The per-step recursions (forward kernel, back-propagation through time) as SymPy

@@ -113,8 +113,8 @@ class Kernel:
     r"""The forward mean field of a recurrent layer over its ``T`` steps: per step the
     pre-activation variance ``q`` and :math:`E\phi`, :math:`E\phi^2`, :math:`E\phi'^2`; with
     ``full``, the ``(T, T)`` matrices ``K`` (pre-activations), ``C`` (:math:`E h_t h_s`) and
-    ``D`` (:math:`E\phi'(z_t)\phi'(z_s)`); ``batch_cross`` (:math:`E h_{b,t} h_{b',t}`) when
-    asked for."""
+    ``D`` (:math:`E\phi'(z_t)\phi'(z_s)`); ``batch_cross`` (:math:`E h_{b,t} h_{b',t}`) and
+    ``batch_cross_deriv`` (:math:`E \phi'(z_{b,t})\phi'(z_{b',t})`) when asked for."""
 
     q: np.ndarray
     mean: np.ndarray
@@ -124,6 +124,7 @@ class Kernel:
     C: np.ndarray | None = None
     D: np.ndarray | None = None
     batch_cross: np.ndarray | None = None
+    batch_cross_deriv: np.ndarray | None = None
 
 
 def forward_kernel(act: Activation, vw_n: float, vu_nin: float, bias_variance: float,
@@ -148,7 +149,7 @@ def forward_kernel(act: Activation, vw_n: float, vu_nin: float, bias_variance: f
             cache[q[t]] = act.gaussian_moments(0.0, float(q[t]))
         mean[t], second[t], _, d2[t] = cache[q[t]]
         prev = second[t]
-    K = C = D = bc = None
+    K = C = D = bc = bcd = None
     if x_cov is not None:
         K, C, D = np.zeros((T, T)), np.diag(second), np.diag(d2)
         np.fill_diagonal(K, q)
@@ -159,24 +160,28 @@ def forward_kernel(act: Activation, vw_n: float, vu_nin: float, bias_variance: f
             C[t, :t], D[t, :t] = pair_expectations(act, q[t], q[s], K[t, :t])
             K[:t, t], C[:t, t], D[:t, t] = K[t, :t], C[t, :t], D[t, :t]
     if x_batch_cross is not None:
-        bc = np.zeros(T)
+        bc, bcd = np.zeros(T), np.zeros(T)
         prev = 0.0
         for t in range(T):
             cz = vw_n * prev + vu_nin * x_batch_cross[t] + bias_variance
-            bc[t] = pair_expectations(act, q[t], q[t], cz)[0]
+            bc[t], bcd[t] = pair_expectations(act, q[t], q[t], cz)
             prev = bc[t]
     for name, arr in (("E h^2", second), ("E h_t h_s", C), ("between-sample E h h'", bc)):
         if arr is not None and not np.all(np.isfinite(arr)):
             raise VarpropError(f"the recurrent mean field gave a non-finite {name}: the "
                                "recursion overflows; use fewer steps or a smaller weight scale")
-    return Kernel(q, mean, second, d2, K, C, D, bc)
+    return Kernel(q, mean, second, d2, K, C, D, bc, bcd)
 
 
 def backward_bptt(kernel: Kernel, vw_n: float, grad_second: np.ndarray,
-                  grad_cov: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                  grad_cov: np.ndarray | None = None, grad_batch_cross: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     r""":math:`E\delta_t^2` (``T``) and, with ``grad_cov`` (:math:`G_{t,s}`, needs
     ``kernel.D``), :math:`E\delta_t\delta_s` (``(T, T)``) by the backward recursion of the module
-    docstring from the output-gradient moments :math:`G_{t,t}` (``grad_second``)."""
+    docstring from the output-gradient moments :math:`G_{t,t}` (``grad_second``); with
+    ``grad_batch_cross`` (:math:`E g_{b,t} g_{b',t}`, needs ``kernel.batch_cross_deriv``) the
+    between-sample :math:`E\delta_{b,t}\delta_{b',t} = E\phi'(z_{b,t})\phi'(z_{b',t})\,(E g_{b,t}
+    g_{b',t} + v_w n\, E\delta_{b,t+1}\delta_{b',t+1})` (the same :math:`W` for every sample)."""
     T = len(kernel.q)
     e = np.zeros(T)
     nxt = 0.0
@@ -191,7 +196,15 @@ def backward_bptt(kernel: Kernel, vw_n: float, grad_second: np.ndarray,
             cov[t, :T] = kernel.D[t] * (grad_cov[t] + vw_n * cov[t + 1, 1:])
         cov = cov[:T, :T]
         np.fill_diagonal(cov, e)
+    bc = None
+    if grad_batch_cross is not None:
+        assert kernel.batch_cross_deriv is not None
+        bc = np.zeros(T)
+        nxt = 0.0
+        for t in range(T - 1, -1, -1):
+            bc[t] = kernel.batch_cross_deriv[t] * (grad_batch_cross[t] + vw_n * nxt)
+            nxt = bc[t]
     if not np.all(np.isfinite(e)):
         raise VarpropError("back-propagation through time overflows in the mean field (E "
                            "delta^2 is not finite): use fewer steps or a smaller weight scale")
-    return e, cov
+    return e, cov, bc
