@@ -140,8 +140,9 @@ def check_initializer(
     ----------
     weights : array_like, callable or torch.nn.Module
         A PyTorch ``nn.Linear``, ``nn.Conv1d/2d/3d`` (its ``weight``, fans from its shape) or
-        ``nn.RNN`` (each ``weight_ih_l{k}``/``weight_hh_l{k}`` with its own fans, at level
-        ``alpha/m``, see :func:`_check_module`; PyTorch's default RNN init is
+        ``nn.RNN`` (each of its :math:`m` matrices ``weight_ih_l{k}``/``weight_hh_l{k}`` with
+        the fans of its own shape, at level ``alpha/m``: refuted if one is, confirmed if all
+        are, every matrix's status in ``config["parameters"]``; PyTorch's default RNN init is
         :math:`U[\pm 1/\sqrt{\text{hidden}}]` for every matrix, which is
         ``variance_scaling(scale=1/3, mode="fan_out", distribution="uniform")`` -- not
         ``torch_linear_default``, whose bound uses the fan-in, unless input and hidden sizes
