@@ -171,15 +171,15 @@ def test_pair_expectations_against_dblquad(a: float, b: float, c: float, tol: fl
 # ----------------------------------------------------------------------------------------------
 
 def test_first_two_steps_exact_at_width_16_for_relu() -> None:
-    # z_1 = U x_1 + b and z_2 = W h_1 + U x_2 + b with W independent of h_1: for ReLU the
-    # second-moment rule holds at every width (symmetric zero-mean weights)
+    # z_1 = U x_1 and z_2 = W h_1 + U x_2 with W independent of h_1 and x_2 independent and
+    # symmetric: z_2 is symmetric given h_1, so E relu(z)^2 = E z^2 / 2 holds at every width
     n, reps = 16, 4000
-    sim = _scratch_rnn("relu", n, n_in=8, T=2, vw_n=2.0, b2=0.25, reps=reps, batch=2, seed=3)
-    _, out, _ = _fields(_layer("relu", n, 2, 2.0, 0.25), 8, cov=False)
+    sim = _scratch_rnn("relu", n, n_in=8, T=2, vw_n=2.0, b2=0.0, reps=reps, batch=2, seed=3)
+    _, out, _ = _fields(_layer("relu", n, 2, 2.0, 0.0), 8, cov=False)
     m = sim["second"].mean(axis=0)
     se = sim["second"].std(axis=0, ddof=1) / math.sqrt(reps)
-    # hand derivation: q_1 = 1 + 1/4, E h_1^2 = q_1/2; q_2 = 2 E h_1^2 + 1 + 1/4
-    np.testing.assert_allclose(out.second, [0.625, 0.625 * 2 / 2 + 0.625], rtol=1e-14)
+    # hand derivation: q_1 = 1, E h_1^2 = q_1/2; q_2 = 2 E h_1^2 + 1, E h_2^2 = q_2/2
+    np.testing.assert_allclose(out.second, [0.5, 1.0], rtol=1e-14)
     assert np.all(np.abs(m - out.second) <= SIGMAS * se), (m, out.second, se)
 
 

@@ -38,8 +38,10 @@ Where it is exact
   whose derivative jumps, it remains an assumption that the Monte Carlo below supports.
 * **Finite width**: not exact, even for ReLU or linear :math:`\phi`: from step 3 on,
   :math:`h_{t-1}` depends on :math:`W` itself, so :math:`E[z_t^2 \mid h_{t-1}] = v_w
-  \|h_{t-1}\|^2 + \dots` no longer holds (steps 1 and 2 are exact for ReLU-class :math:`\phi` at
-  every width).  The deviation grows with :math:`T/n`.
+  \|h_{t-1}\|^2 + \dots` no longer holds.  (For ReLU-class :math:`\phi` step 1 is exact at
+  every width, and step 2 too without bias: :math:`z_2 = W h_1 + U x_2` is symmetric given
+  :math:`h_1`; a shared bias makes :math:`z_2` asymmetric given :math:`h_1`.)  How large the
+  deviation is depends on the regime: see the table below.
 
 Measured at finite width
 ------------------------
