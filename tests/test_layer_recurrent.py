@@ -97,7 +97,8 @@ def _scratch_rnn(act: str, n: int, n_in: int, T: int, vw_n: float, b2: float, re
 def _extrapolated(act, n, **kw):
     """Richardson 2 M(2n) - M(n) and its standard error, per statistic.  The input width grows
     with the width (n_in = n/4): a fixed n_in leaves an O(1/n_in) bias that does not extrapolate
-    away (the row norms of U fluctuate as chi^2_{n_in}/n_in; for tanh, by Jensen, E h^2 is lower)."""
+    away (the row norms of U fluctuate as chi^2_{n_in}/n_in; for tanh, by Jensen, E h^2 is
+    lower)."""
     small = _scratch_rnn(act, n, n // 4, **kw, seed=11)
     large = _scratch_rnn(act, 2 * n, n // 2, **kw, seed=12)
     out = {}
@@ -323,6 +324,16 @@ def test_field_steps_are_sympy_equations() -> None:
     assert len(steps) == 4
     assert all(isinstance(s, str) and isinstance(eq, sp.Eq) for s, eq in steps)
     assert "W" in steps[1][0] and "gradient independence" in steps[2][0]
+    assert [s.split()[0].rstrip(":") for s, _ in steps] == ["Forward"] * 2 + ["Backward"] * 2
+    # the recursion of the first step reproduces the numbers (hand check at t = 2, linear phi)
+    _q, A, X = (sp.Function(f) for f in "qAX")
+    t = sp.Symbol("t", integer=True, positive=True)
+    eq = steps[0][1].subs(t, 2)
+    syms = {str(x): x for x in eq.free_symbols}
+    val = eq.rhs.subs({syms["n"]: 10, syms["n_{in}"]: 4, syms[r"\sigma_w^2"]: sp.Rational(1, 20),
+                       syms[r"\sigma_u^2"]: sp.Rational(1, 4), syms[r"\sigma_b^2"]: 0})
+    val = val.subs({A(1): 1, X(2): 1})
+    assert val == sp.Rational(1, 2) + 1
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [

@@ -310,24 +310,26 @@ class Recurrent(Layer):
 
     def field_steps(self) -> list[tuple[str, object]]:
         """The per-step recursions (forward kernel, back-propagation through time) as SymPy
-        equations, in the notation of the module docstring."""
+        equations, in the notation of the module docstring (each sentence names its symbols)."""
         t, s = sp.symbols("t s", integer=True, positive=True)
         n, n_in = sp.symbols("n n_{in}", positive=True)
         vw, vu, b2 = sp.symbols(r"\sigma_w^2 \sigma_u^2 \sigma_b^2", nonnegative=True)
-        q, K = sp.Function("q"), sp.Function("K")
-        e_phi2, e_pp = sp.Function(r"E\phi^2"), sp.Function(r"E\phi\phi")
-        e_x2, e_xx = sp.Function(r"Ex^2"), sp.Function(r"Exx")
-        e_d2, e_dd = sp.Function(r"E\delta^2"), sp.Function(r"E\phi'^2")
-        G, e_gx = sp.Function("G"), sp.Function(r"Eg_x^2")
+        q, K, A, C, X, G = (sp.Function(name) for name in ("q", "K", "A", "C", "X", "G"))
+        D, Delta, H = sp.Function("D"), sp.Function("Delta"), sp.Function("H")
         return [
-            ("Pre-activation variance at step t (h_0 = 0, so the recurrent term is 0 at t = 1)",
-             sp.Eq(q(t), vw * n * e_phi2(t - 1) + vu * n_in * e_x2(t) + b2)),
-            ("Covariance over time of one unit's pre-activations (the same W and b at every step)",
-             sp.Eq(K(t, s), vw * n * e_pp(t - 1, s - 1) + vu * n_in * e_xx(t, s) + b2)),
-            ("Back-propagation through time (gradient independence), E delta_{T+1}^2 = 0",
-             sp.Eq(e_d2(t), e_dd(t) * (G(t) + vw * n * e_d2(t + 1)))),
-            ("Gradient at the input x_t",
-             sp.Eq(e_gx(t), vu * n * e_d2(t))),
+            (("Forward: the pre-activation variance q(t) at step t, with A(t) = E phi(z_t)^2 "
+             "(A(0) = 0: h_0 = 0) and X(t) = E x_t^2 the input's second moment"),
+             sp.Eq(q(t), vw * n * A(t - 1) + vu * n_in * X(t) + b2)),
+            (("Forward: the covariance over time K(t, s) of one unit's pre-activations (the same "
+             "W and b act at every step), with C(t, s) = E phi(z_t) phi(z_s) and X(t, s) = "
+             "E x_t x_s"),
+             sp.Eq(K(t, s), vw * n * C(t - 1, s - 1) + vu * n_in * X(t, s) + b2)),
+            (("Backward (back-propagation through time, gradient independence): Delta(t) = "
+             "E delta_t^2 from D(t) = E phi'(z_t)^2 and the output-gradient second moment G(t), "
+             "Delta(T + 1) = 0"),
+             sp.Eq(Delta(t), D(t) * (G(t) + vw * n * Delta(t + 1)))),
+            ("Backward: the gradient at the input x_t, H(t) = E (dL/dx_t)^2",
+             sp.Eq(H(t), vu * n * Delta(t))),
         ]
 
     # --- sampling -----------------------------------------------------------------------------
