@@ -34,8 +34,8 @@ Where it is exact
   copy (gradient independence).  For weight-shared networks whose output gradients come from an
   independent zero-mean readout (here: i.i.d. output gradients independent of the weights) the
   resulting limits are proved correct by Yang 2019, *Scaling limits of wide neural networks with
-  weight sharing* (arXiv:1902.04760), for smooth, polynomially bounded :math:`\phi`; for ReLU,
-  whose derivative jumps, it remains an assumption that the Monte Carlo below supports.
+  weight sharing* (arXiv:1902.04760), under that paper's regularity conditions on :math:`\phi`
+  and :math:`\phi'`; the Monte Carlo below supports it for tanh and for ReLU with LeCun weights.
 * **Finite width**: not exact, even for ReLU or linear :math:`\phi`: from step 3 on,
   :math:`h_{t-1}` depends on :math:`W` itself, so :math:`E[z_t^2 \mid h_{t-1}] = v_w
   \|h_{t-1}\|^2 + \dots` no longer holds.  (For ReLU-class :math:`\phi` step 1 is exact at
