@@ -214,7 +214,7 @@ def _rnn_cases() -> tuple[Case, ...]:
     rows = []
     for g in (0.5, 1.0, 2.0):
         rows.append(Case(f"g{g:g}", f"tanh, width {WIDTH}, 10 steps, $\\sigma_w\\sqrt n$ = {g:g}: "
-                         "every step's hidden state", _rnn_net(g)))
+                         "the hidden state averaged over the 10 steps", _rnn_net(g)))
     rows.append(Case("g2-grad", "tanh, 10 steps, $\\sigma_w\\sqrt n$ = 2: gradient at the input "
                      "sequence", _rnn_net(2.0), quantity="output_gradient", layer=1))
     return tuple(rows)
