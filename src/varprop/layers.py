@@ -8,4 +8,7 @@ from varprop.network.layers import Dense as Dense
 from varprop.network.layers import Layer as Layer
 from varprop.network.layers import Nonlinearity as Nonlinearity
 
+from varprop.network.layers import BatchNorm as BatchNorm
+
 __all__ = ["Layer", "Dense", "Nonlinearity"]
+__all__ += ["BatchNorm"]

@@ -29,7 +29,8 @@ not Gaussian at finite :math:`N`).  :math:`N = 3`: :math:`R = 1`; :math:`N = 2`:
 
 Every expectation here is a product quadrature over :math:`(v, R, \theta)`: composite
 Gauss--Legendre in :math:`\log v` (resolves the :math:`1/(v+\eta)` of the Jacobian and the
-transition of :math:`s` at :math:`v \approx \eta`), Gauss--Jacobi in :math:`R` with the Beta
+transition of :math:`s` at :math:`v \approx \eta`; unit panels from the :math:`v` below which
+:math:`v^{(N-3)/2} < 10^{-16}`), Gauss--Jacobi in :math:`R` with the Beta
 weight, composite Gauss--Legendre in :math:`\theta` split where :math:`y_b` or :math:`y_c` changes
 sign (the kinks of ReLU-class functions), so piecewise-analytic integrands with kinks at 0 are
 integrated to about :math:`10^{-10}` (tested against exact values: :math:`E y_b^2 = E s^2`,
@@ -100,7 +101,9 @@ class BatchSphere:
         Gauss--Legendre in :math:`\log v`, unit panels, down to :math:`v = 10^{-30}`)."""
         k = self.n - 1
         high = math.log(scipy.stats.chi2.isf(1e-20, k))
-        edges = np.linspace(_LOG_V_LOW, high, int(math.ceil(high - _LOG_V_LOW)) + 1)
+        # below v_low the mass of 1/(v + eta) is under 1e-16: v^((N-3)/2) < 1e-16
+        low = _LOG_V_LOW if self.n <= 3 else max(_LOG_V_LOW, -16 * math.log(10) * 2 / (self.n - 3))
+        edges = np.linspace(low, high, int(math.ceil(high - low)) + 1)
         t, w = _composite(edges)
         v = np.exp(t)
         logpdf = scipy.stats.chi2.logpdf(v, k)

@@ -5,3 +5,4 @@ from varprop.network.layers.dense import Dense as Dense
 from varprop.network.layers.nonlinearity import Nonlinearity as Nonlinearity
 
 __all__ = ["Dense", "Layer", "Nonlinearity"]
+from varprop.network.layers.batchnorm import BatchNorm as BatchNorm
