@@ -54,7 +54,6 @@ from collections.abc import Callable
 from functools import cached_property
 
 import numpy as np
-import scipy.integrate
 import scipy.special
 import scipy.stats
 
@@ -66,8 +65,10 @@ _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(12)
 _GL_NODES = (_GL_NODES + 1.0) / 2.0
 _GL_WEIGHTS = _GL_WEIGHTS / 2.0
 _LOG_V_LOW = math.log(1e-30)
-_R_NODES = 24
-_THETA_SPLIT = 6  # sub-panels between consecutive break angles
+_LOG_PANEL = 2.0  # panel width in log v
+_R_NODES = 20
+_THETA_SPLIT = 3  # sub-panels between consecutive break angles
+_JACOBI_MAX = 600  # Gauss--Jacobi in R up to this N (scipy's weights overflow beyond ~2000)
 
 
 def _composite(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,17 +98,28 @@ class BatchSphere:
     # --- quadrature grid ----------------------------------------------------------------------
     @cached_property
     def _radial(self) -> tuple[np.ndarray, np.ndarray]:
-        r"""Nodes :math:`v` and weights of :math:`E g(v)`, :math:`v \sim \chi^2_{N-1}` (composite
-        Gauss--Legendre in :math:`\log v`, unit panels, down to :math:`v = 10^{-30}`)."""
+        r"""Nodes :math:`v` and weights of :math:`E g(v)`, :math:`v \sim \chi^2_{N-1}`: composite
+        12-point Gauss--Legendre in :math:`\log v` on panels of width :math:`\min(2,
+        \sqrt{2/(N-1)}/2)` (the log of a :math:`\chi^2_k` has standard deviation about
+        :math:`\sqrt{2/k}`), from the :math:`v` below which the integrands carry under :math:`10^{-16}` (or
+        the :math:`10^{-25}` quantile) to the :math:`10^{-20}` upper quantile."""
         k = self.n - 1
         high = math.log(scipy.stats.chi2.isf(1e-20, k))
-        # below v_low the mass of 1/(v + eta) is under 1e-16: v^((N-3)/2) < 1e-16
-        low = _LOG_V_LOW if self.n <= 3 else max(_LOG_V_LOW, -16 * math.log(10) * 2 / (self.n - 3))
-        edges = np.linspace(low, high, int(math.ceil(high - low)) + 1)
+        # below v0 the integrands (at most 1/max(v, eta) times the chi^2 mass v^((N-1)/2)) carry
+        # under 1e-16: v0^((N-3)/2) < 1e-16 at eta = 0, v0^((N-1)/2) < 1e-16 eta otherwise
+        if self.eta > 0:
+            low = math.log(1e-16 * self.eta) * 2 / k
+        else:
+            low = -16 * math.log(10) * 2 / (self.n - 3) if self.n > 3 else _LOG_V_LOW
+        low = max(low, _LOG_V_LOW, math.log(max(scipy.stats.chi2.ppf(1e-25, k), 1e-300)))
+        width = min(_LOG_PANEL, 0.5 * math.sqrt(2.0 / k))
+        edges = np.linspace(low, high, int(math.ceil((high - low) / width)) + 1)
         t, w = _composite(edges)
         v = np.exp(t)
-        logpdf = scipy.stats.chi2.logpdf(v, k)
-        return v, w * np.exp(logpdf + t)
+        return v, w * np.exp(scipy.stats.chi2.logpdf(v, k) + t)
+
+    def _radial_mean(self, values: np.ndarray) -> float:
+        return float(np.sum(values * self._radial[1]))
 
     @cached_property
     def _angular(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -119,12 +131,17 @@ class BatchSphere:
             return np.ones(2), np.array([0.0, math.pi]), np.full(2, 0.5)
         if n == 3:
             r, wr = np.ones(1), np.ones(1)
-        else:
+        elif n <= _JACOBI_MAX:
             alpha = (n - 5) / 2.0
             x, wx = scipy.special.roots_jacobi(_R_NODES, alpha, 1.0)
             r = (x + 1.0) / 2.0
             wr = wx * (1.0 + r) ** alpha
             wr = wr / wr.sum()
+        else:  # R^2 = 1 - (1 - x^2)^(2/(N-3)) with x^2 uniform: Beta(1, (N-3)/2), exactly
+            edges = np.concatenate([[0.0, 0.5], 1.0 - 10.0 ** -np.arange(1.0, 13.0), [1.0]])
+            x, wx = _composite(edges)
+            r = np.sqrt(-np.expm1(2.0 / (n - 3) * np.log1p(-x * x)))
+            wr = 2.0 * x * wx
         breaks = np.mod(np.array([0.0, math.pi / 2, 3 * math.pi / 2, psi + math.pi / 2,
                                   psi - math.pi / 2]), 2 * math.pi)
         breaks = np.unique(np.concatenate([breaks, [2 * math.pi]]))
@@ -161,14 +178,12 @@ class BatchSphere:
     # --- forward ------------------------------------------------------------------------------
     @cached_property
     def second(self) -> float:
-        r""":math:`E y_b^2 = E\,v/(v+\eta)` over :math:`v \sim \chi^2_{N-1}` (scipy ``quad``;
-        exactly 1 at :math:`\eta = 0`)."""
+        r""":math:`E y_b^2 = E\,v/(v+\eta)` over :math:`v \sim \chi^2_{N-1}` (exactly 1 at
+        :math:`\eta = 0`)."""
         if self.eta == 0:
             return 1.0
-        k, eta = self.n - 1, self.eta
-        val, _ = scipy.integrate.quad(lambda v: v / (v + eta) * scipy.stats.chi2.pdf(v, k), 0,
-                                      np.inf, points=None, limit=200, epsabs=1e-14, epsrel=1e-13)
-        return float(val)
+        v = self._radial[0]
+        return self._radial_mean(v / (v + self.eta))
 
     def expect(self, f: Fn) -> float:
         r""":math:`E f(y_b)` for one coordinate."""
@@ -199,11 +214,13 @@ class BatchSphere:
         batch gives :math:`X`.)  Linear (:math:`d = 1`, :math:`\epsilon = 0`): :math:`X = \alpha
         N(N-2)/((N-1)(N-3))`, infinite for :math:`N \le 3`.
         """
-        n, g = self.n, self.grid
-        if deriv is None:
-            db = dc = np.ones((1, 1))
-        else:
-            db, dc = deriv(g["yb"]), deriv(g["yc"])
+        n = self.n
+        if deriv is None:  # d = 1: E u_b^2 = 1/N and the beta part vanishes (sum_b u_b = 0)
+            v = self._radial[0]
+            c2, s2 = n / (v + self.eta), v / (v + self.eta)
+            return diag * self._radial_mean(c2 * ((n - 1) - s2 * (2.0 - s2))) / (n - 1)
+        g = self.grid
+        db, dc = deriv(g["yb"]), deriv(g["yc"])
         lam = g["s2"] * (2.0 - g["s2"])
         a_part = n * g["c2"] * db * db * ((n - 1) / n - lam * g["ub"] ** 2)
         total = diag * self._mean(a_part)
