@@ -102,7 +102,7 @@ class BatchSphere:
         12-point Gauss--Legendre in :math:`\log v` on panels of width :math:`\min(2,
         \sqrt{2/(N-1)}/2)` (the log of a :math:`\chi^2_k` has standard deviation about
         :math:`\sqrt{2/k}`), from the :math:`v` below which the integrands carry under :math:`10^{-16}` (or
-        the :math:`10^{-25}` quantile) to the :math:`10^{-20}` upper quantile."""
+        the :math:`10^{-40}` quantile) to the :math:`10^{-20}` upper quantile."""
         k = self.n - 1
         high = math.log(scipy.stats.chi2.isf(1e-20, k))
         # below v0 the integrands (at most 1/max(v, eta) times the chi^2 mass v^((N-1)/2)) carry
@@ -111,7 +111,7 @@ class BatchSphere:
             low = math.log(1e-16 * self.eta) * 2 / k
         else:
             low = -16 * math.log(10) * 2 / (self.n - 3) if self.n > 3 else _LOG_V_LOW
-        low = max(low, _LOG_V_LOW, math.log(max(scipy.stats.chi2.ppf(1e-25, k), 1e-300)))
+        low = max(low, _LOG_V_LOW, math.log(max(scipy.stats.chi2.ppf(1e-40, k), 1e-300)))
         width = min(_LOG_PANEL, 0.5 * math.sqrt(2.0 / k))
         edges = np.linspace(low, high, int(math.ceil((high - low) / width)) + 1)
         t, w = _composite(edges)
