@@ -30,8 +30,9 @@ not Gaussian at finite :math:`N`).  :math:`N = 3`: :math:`R = 1`; :math:`N = 2`:
 Every expectation here is a product quadrature over :math:`(v, R, \theta)`: composite
 Gauss--Legendre in :math:`\log v` (resolves the :math:`1/(v+\eta)` of the Jacobian and the
 transition of :math:`s` at :math:`v \approx \eta`; unit panels from the :math:`v` below which
-:math:`v^{(N-3)/2} < 10^{-16}`), Gauss--Jacobi in :math:`R` with the Beta
-weight, composite Gauss--Legendre in :math:`\theta` split where :math:`y_b` or :math:`y_c` changes
+:math:`v^{(N-3)/2} < 10^{-16}`), composite Gauss--Legendre in :math:`\rho`, where
+:math:`R^2 = 1 - e^{-2\rho^2/(N-3)}` and :math:`\rho^2 \sim \mathrm{Exp}(1)` (exactly the Beta
+law; the integrands are smooth in :math:`\rho` for every :math:`N`), composite Gauss--Legendre in :math:`\theta` split where :math:`y_b` or :math:`y_c` changes
 sign (the kinks of ReLU-class functions), so piecewise-analytic integrands with kinks at 0 are
 integrated to about :math:`10^{-10}` (tested against exact values: :math:`E y_b^2 = E s^2`,
 :math:`E y_b y_c = -E s^2/(N-1)`, the linear Jacobian's closed form, and against scipy ``quad``).
@@ -51,10 +52,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
-import scipy.special
 import scipy.stats
 
 __all__ = ["BatchSphere"]
@@ -66,15 +66,38 @@ _GL_NODES = (_GL_NODES + 1.0) / 2.0
 _GL_WEIGHTS = _GL_WEIGHTS / 2.0
 _LOG_V_LOW = math.log(1e-30)
 _LOG_PANEL = 2.0  # panel width in log v
-_R_NODES = 20
 _THETA_SPLIT = 3  # sub-panels between consecutive break angles
-_JACOBI_MAX = 600  # Gauss--Jacobi in R up to this N (scipy's weights overflow beyond ~2000)
+_RHO_MAX, _RHO_PANELS = 6.5, 7  # rho^2 ~ Exp(1) on [0, 6.5]: the tail beyond carries e^-42
 
 
 def _composite(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and weights of 12-point Gauss--Legendre on each panel ``[edges[i], edges[i+1]]``."""
     lo, width = edges[:-1, None], np.diff(edges)[:, None]
     return (lo + width * _GL_NODES).ravel(), (width * _GL_WEIGHTS).ravel()
+
+
+@lru_cache(maxsize=64)
+def _angular_grid(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Nodes :math:`(R, \theta)` (flattened product grid) and weights of the plane of two
+    coordinates of a batch of ``n``."""
+    psi = math.acos(-1.0 / (n - 1))
+    if n == 2:
+        return np.ones(2), np.array([0.0, math.pi]), np.full(2, 0.5)
+    if n == 3:
+        r, wr = np.ones(1), np.ones(1)
+    else:  # R^2 = 1 - exp(-rho^2/m), m = (N-3)/2, with rho^2 ~ Exp(1): Beta(1, m), exactly
+        x, wx = _composite(np.linspace(0.0, _RHO_MAX, _RHO_PANELS + 1))
+        r = np.sqrt(-np.expm1(-x * x / ((n - 3) / 2.0)))
+        wr = 2.0 * x * np.exp(-x * x) * wx
+    breaks = np.mod(np.array([0.0, math.pi / 2, 3 * math.pi / 2, psi + math.pi / 2,
+                              psi - math.pi / 2]), 2 * math.pi)
+    breaks = np.unique(np.concatenate([breaks, [2 * math.pi]]))
+    fine = np.concatenate([np.linspace(lo, hi, _THETA_SPLIT + 1)[:-1]
+                           for lo, hi in zip(breaks[:-1], breaks[1:])] + [[2 * math.pi]])
+    th, wt = _composite(fine)
+    wt = wt / (2 * math.pi)
+    rr, tt = np.meshgrid(r, th, indexing="ij")
+    return rr.ravel(), tt.ravel(), (wr[:, None] * wt[None, :]).ravel()
 
 
 class BatchSphere:
@@ -100,7 +123,7 @@ class BatchSphere:
     def _radial(self) -> tuple[np.ndarray, np.ndarray]:
         r"""Nodes :math:`v` and weights of :math:`E g(v)`, :math:`v \sim \chi^2_{N-1}`: composite
         12-point Gauss--Legendre in :math:`\log v` on panels of width :math:`\min(2,
-        \sqrt{2/(N-1)}/2)` (the log of a :math:`\chi^2_k` has standard deviation about
+        2\sqrt{2/(N-1)})` (the log of a :math:`\chi^2_k` has standard deviation about
         :math:`\sqrt{2/k}`), from the :math:`v` below which the integrands carry under :math:`10^{-16}` (or
         the :math:`10^{-40}` quantile) to the :math:`10^{-20}` upper quantile."""
         k = self.n - 1
@@ -112,7 +135,7 @@ class BatchSphere:
         else:
             low = -16 * math.log(10) * 2 / (self.n - 3) if self.n > 3 else _LOG_V_LOW
         low = max(low, _LOG_V_LOW, math.log(max(scipy.stats.chi2.ppf(1e-40, k), 1e-300)))
-        width = min(_LOG_PANEL, 0.5 * math.sqrt(2.0 / k))
+        width = min(_LOG_PANEL, 2.0 * math.sqrt(2.0 / k))
         edges = np.linspace(low, high, int(math.ceil((high - low) / width)) + 1)
         t, w = _composite(edges)
         v = np.exp(t)
@@ -121,36 +144,9 @@ class BatchSphere:
     def _radial_mean(self, values: np.ndarray) -> float:
         return float(np.sum(values * self._radial[1]))
 
-    @cached_property
+    @property
     def _angular(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        r"""Nodes :math:`(R, \theta)` (flattened product grid) and weights of the plane of two
-        coordinates."""
-        n = self.n
-        psi = math.acos(-1.0 / (n - 1))
-        if n == 2:
-            return np.ones(2), np.array([0.0, math.pi]), np.full(2, 0.5)
-        if n == 3:
-            r, wr = np.ones(1), np.ones(1)
-        elif n <= _JACOBI_MAX:
-            alpha = (n - 5) / 2.0
-            x, wx = scipy.special.roots_jacobi(_R_NODES, alpha, 1.0)
-            r = (x + 1.0) / 2.0
-            wr = wx * (1.0 + r) ** alpha
-            wr = wr / wr.sum()
-        else:  # R^2 = 1 - (1 - x^2)^(2/(N-3)) with x^2 uniform: Beta(1, (N-3)/2), exactly
-            edges = np.concatenate([[0.0, 0.5], 1.0 - 10.0 ** -np.arange(1.0, 13.0), [1.0]])
-            x, wx = _composite(edges)
-            r = np.sqrt(-np.expm1(2.0 / (n - 3) * np.log1p(-x * x)))
-            wr = 2.0 * x * wx
-        breaks = np.mod(np.array([0.0, math.pi / 2, 3 * math.pi / 2, psi + math.pi / 2,
-                                  psi - math.pi / 2]), 2 * math.pi)
-        breaks = np.unique(np.concatenate([breaks, [2 * math.pi]]))
-        fine = np.concatenate([np.linspace(lo, hi, _THETA_SPLIT + 1)[:-1]
-                               for lo, hi in zip(breaks[:-1], breaks[1:])] + [[2 * math.pi]])
-        th, wt = _composite(fine)
-        wt = wt / (2 * math.pi)
-        rr, tt = np.meshgrid(r, th, indexing="ij")
-        return rr.ravel(), tt.ravel(), (wr[:, None] * wt[None, :]).ravel()
+        return _angular_grid(self.n)
 
     def _grid(self) -> dict[str, np.ndarray]:
         """Every quantity at every node ``(v, R, theta)``: a dict of broadcastable arrays."""
