@@ -32,6 +32,9 @@ class Layer:
 
     #: Short lower-case name used in tables and reports (``"dense"``, ``"nonlinearity"``).
     kind = "layer"
+    #: The batch size a simulation of this layer must use (``BatchNorm(mode="train",
+    #: batch_size=B)``: ``B``), or ``None`` when any batch works.
+    required_batch = None  # not a dataclass field: a class default a layer may override
 
     def output_shape(self, input_shape: Shape) -> Shape:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -57,6 +60,18 @@ class Layer:
         """The gradient moments at this layer's input from those at its output (gradient
         independence); ``field_in``/``field_out`` are the forward fields of this layer."""
         raise NotImplementedError(f"{type(self).__name__} has no mean-field backward rule")
+
+    def field_exact(self, field_in: Field) -> bool:
+        """Whether :meth:`field_forward` (and :meth:`field_backward`) give the second moments
+        exactly at every finite width for this input field (not only in the infinite-width
+        limit).  ``False`` unless a layer states otherwise; a prediction is exact at a position
+        when every layer up to it (backward: every layer) is exact (see ``docs/architecture.md``)."""
+        return False
+
+    def mc_parameter_count(self, input_shape: Shape) -> int:
+        """Random numbers drawn per replicate by :meth:`mc_draw` (the general engine's cost
+        estimate; 0 for a layer without parameters)."""
+        return 0
 
     def field_steps(self) -> list[tuple[str, object]]:
         """The forward and backward rules as ``(sentence, sympy.Eq)`` pairs for the documents."""
