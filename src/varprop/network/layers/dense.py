@@ -161,13 +161,18 @@ class Dense(Layer):
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
         r""":math:`g = W^\top\delta`: :math:`E g_j^2 = \sigma_w^2 n_{out} E\delta^2` at every
-        input entry, uncorrelated between entries (zero-mean independent weights)."""
+        input entry, uncorrelated between entries (zero-mean independent weights); between two
+        samples of a batch (one :math:`W` for both) :math:`E g_{b,j} g_{b',j} = \sigma_w^2
+        n_{out} E\delta_b\delta_{b'}` when tracked."""
         n = math.prod(field_in.shape)
         v = self._zero_mean_moments(n)[1]
         g = v * self.width * float(np.mean(grad.second))
         pos = field_in.positions
         cov = None if grad.cov is None else np.eye(math.prod(pos)) * g
-        return GradField(field_in.shape, field_in.channel_axis, np.full(pos, g), cov)
+        bc = None
+        if grad.batch_cross is not None:  # the same W for every sample of the batch
+            bc = np.full(pos, v * self.width * float(np.mean(grad.batch_cross)))
+        return GradField(field_in.shape, field_in.channel_axis, np.full(pos, g), cov, bc)
 
     def field_exact(self, field_in: Field) -> bool:
         """Second moments exact at every width (zero-mean symmetric i.i.d. weights)."""

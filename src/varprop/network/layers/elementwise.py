@@ -128,8 +128,13 @@ def _cov_pairs(act: Activation, mean: np.ndarray, var: np.ndarray, cov: np.ndarr
 
 
 def forward(act: Activation, field: Field, layer: object) -> Field:
-    """The output field of ``phi`` (module docstring)."""
+    """The output field of ``phi`` (module docstring); on a field carrying an exact law
+    (``Field.law``: a train-mode BatchNorm's output), the expectations over that law."""
     traits = act.traits
+    if field.law is not None and not (traits.linear and traits.slope == 1):
+        out = field.law.nonlinearity_forward(act, field)  # type: ignore[attr-defined]
+        if out is not None:
+            return out
     if traits.linear:
         s = float(traits.slope)  # type: ignore[arg-type]
         s2 = s * s
@@ -151,11 +156,18 @@ def forward(act: Activation, field: Field, layer: object) -> Field:
 
 
 def backward(act: Activation, grad: GradField, field_in: Field) -> GradField:
-    """The gradient field at ``phi``'s input (module docstring)."""
+    r"""The gradient field at ``phi``'s input (module docstring); between two samples of a batch
+    :math:`E\delta_{z,b}\delta_{z,b'} = E\phi'(z_b)\phi'(z_{b'})\, E\delta_{a,b}\delta_{a,b'}`
+    when tracked; on a field carrying an exact law, the law's rule."""
     traits = act.traits
+    if field_in.law is not None and not (traits.linear and traits.slope == 1):
+        out = field_in.law.nonlinearity_backward(act, grad, field_in)  # type: ignore[attr-defined]
+        if out is not None:
+            return out
     if traits.linear:
         s2 = float(traits.slope) ** 2  # type: ignore[arg-type]
-        return grad.with_(second=s2 * grad.second, cov=None if grad.cov is None else s2 * grad.cov)
+        return grad.with_(second=s2 * grad.second, cov=None if grad.cov is None else s2 * grad.cov,
+                          batch_cross=None if grad.batch_cross is None else s2 * grad.batch_cross)
     var = field_in.variance
     d2 = position_moments(act, field_in.mean, var)[3]
     cov = None
@@ -165,7 +177,14 @@ def backward(act: Activation, grad: GradField, field_in: Field) -> GradField:
                                "but the forward one is not (a layer dropped Field.cov)")
         dd = _cov_pairs(act, field_in.mean, var, np.asarray(field_in.cov))[1]
         cov = dd * grad.cov
-    return GradField(field_in.shape, field_in.channel_axis, d2 * grad.second, cov)
+    bc = None
+    if grad.batch_cross is not None:
+        if field_in.batch_cross is None:
+            raise VarpropError(f"{act.name}: the gradient's between-sample moment is tracked but "
+                               "the forward one is not (a layer dropped Field.batch_cross)")
+        c = field_in.batch_cross - field_in.mean * field_in.mean
+        bc = pair_moments(act, field_in.mean, field_in.mean, var, var, c)[1] * grad.batch_cross
+    return GradField(field_in.shape, field_in.channel_axis, d2 * grad.second, cov, bc)
 
 
 def exact(act: Activation, field_in: Field) -> bool:
