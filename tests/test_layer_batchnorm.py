@@ -124,7 +124,7 @@ def test_second_moment_with_eps_is_the_chi_square_integral(n: int, eps: float, a
     """E y^2 = E v/(v + N eps/a), v ~ chi^2_{N-1}: mpmath at 30 digits."""
     mpmath.mp.dps = 30
     k, eta = n - 1, n * eps / a
-    pdf = lambda v: v ** (mpmath.mpf(k) / 2 - 1) * mpmath.exp(-v / 2) / (2 ** (mpmath.mpf(k) / 2) * mpmath.gamma(mpmath.mpf(k) / 2))  # noqa: E731
+    pdf = lambda v: v ** (mpmath.mpf(k) / 2 - 1) * mpmath.exp(-v / 2) / (2 ** (mpmath.mpf(k) / 2) * mpmath.gamma(mpmath.mpf(k) / 2))
     exact = float(mpmath.quad(lambda v: v / (v + eta) * pdf(v), [0, eta, 1, mpmath.inf]))
     bn = BatchNorm(eps, batch_size=n)
     out = bn.field_forward(_vector_field(a + 0.2, 0.2))

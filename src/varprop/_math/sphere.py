@@ -50,6 +50,7 @@ of batch normalization", ICLR) follows from the Jacobian of the map,
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from functools import cached_property, lru_cache
@@ -93,7 +94,7 @@ def _angular_grid(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                               psi - math.pi / 2]), 2 * math.pi)
     breaks = np.unique(np.concatenate([breaks, [2 * math.pi]]))
     fine = np.concatenate([np.linspace(lo, hi, _THETA_SPLIT + 1)[:-1]
-                           for lo, hi in zip(breaks[:-1], breaks[1:])] + [[2 * math.pi]])
+                           for lo, hi in itertools.pairwise(breaks)] + [[2 * math.pi]])
     th, wt = _composite(fine)
     wt = wt / (2 * math.pi)
     rr, tt = np.meshgrid(r, th, indexing="ij")
@@ -136,7 +137,7 @@ class BatchSphere:
             low = -16 * math.log(10) * 2 / (self.n - 3) if self.n > 3 else _LOG_V_LOW
         low = max(low, _LOG_V_LOW, math.log(max(scipy.stats.chi2.ppf(1e-40, k), 1e-300)))
         width = min(_LOG_PANEL, 2.0 * math.sqrt(2.0 / k))
-        edges = np.linspace(low, high, int(math.ceil((high - low) / width)) + 1)
+        edges = np.linspace(low, high, math.ceil((high - low) / width) + 1)
         t, w = _composite(edges)
         v = np.exp(t)
         return v, w * np.exp(scipy.stats.chi2.logpdf(v, k) + t)

@@ -98,6 +98,7 @@ the prediction (``verify``: +9.9%, 99% interval [+7.9%, +12.0%]); with 256 input
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -106,11 +107,14 @@ import sympy as sp
 
 from varprop._math.sphere import BatchSphere
 from varprop._util.validation import check_choice, check_positive_real, fail, fail_type
+from varprop.components.activations import Activation
 from varprop.errors import VarpropError
 from varprop.network.field import Field, FieldNeeds, GradField, Shape
 from varprop.network.layers.base import Layer
 
 __all__ = ["BatchNorm", "SphereLaw"]
+
+Fn = Callable[[np.ndarray], np.ndarray]
 
 _MODES = ("train", "eval")
 
@@ -127,7 +131,8 @@ def _cached_sphere(n: int, eta: float) -> BatchSphere:
     return BatchSphere(n, eta)
 
 
-def _function(fn: object):  # noqa: ANN202 - a float-valued vectorised function
+def _function(fn: Callable[[np.ndarray], object]) -> Fn:
+    """``fn`` as a float-valued function returning an array of its argument's shape."""
     return lambda x: np.broadcast_to(np.asarray(fn(x), dtype=float), np.shape(x))  # type: ignore[operator]
 
 
@@ -142,10 +147,10 @@ class SphereLaw:
     second: float
     batch_cross: float
 
-    def expect(self, f) -> float:  # noqa: ANN001
+    def expect(self, f: Fn) -> float:
         return self.sphere.expect(f)
 
-    def expect2(self, f, g) -> float:  # noqa: ANN001
+    def expect2(self, f: Fn, g: Fn) -> float:
         return self.sphere.expect2(f, g)
 
     def describes(self, fld: Field) -> bool:
@@ -155,7 +160,7 @@ class SphereLaw:
                 and float(fld.second.ravel()[0]) == self.second
                 and (fld.batch_cross is None or float(fld.batch_cross.ravel()[0]) == self.batch_cross))
 
-    def nonlinearity_forward(self, activation, fld: Field) -> Field | None:  # noqa: ANN001
+    def nonlinearity_forward(self, activation: Activation, fld: Field) -> Field | None:
         r""":math:`E\phi(y_b)`, :math:`E\phi(y_b)^2`, :math:`E\phi(y_b)\phi(y_c)` over the law."""
         if not self.describes(fld):
             return None
@@ -166,7 +171,7 @@ class SphereLaw:
                      None if fld.cov is None else [[second]], bc, gaussian=False,
                      approximations=fld.approximations)
 
-    def nonlinearity_backward(self, activation, grad: GradField, fld: Field  # noqa: ANN001
+    def nonlinearity_backward(self, activation: Activation, grad: GradField, fld: Field
                               ) -> GradField | None:
         r""":math:`\delta_y = \phi'(y)\odot\delta`: marginal moments :math:`E\phi'(y_b)^2 G_D` and
         :math:`E\phi'(y_b)\phi'(y_c) G_C`, with the factor :math:`(\phi', \delta)` passed down for
@@ -263,7 +268,7 @@ class BatchNorm(Layer):
         n = self._entries(fld)
         return _sphere(n, n * self.eps / a), a
 
-    def field_forward(self, field: Field) -> Field:  # noqa: A002 - protocol name
+    def field_forward(self, field: Field) -> Field:
         if self.mode == "eval":
             k = 1.0 / (1.0 + self.eps)
             return field.with_(mean=field.mean * math.sqrt(k), second=field.second * k,
@@ -336,13 +341,13 @@ class BatchNorm(Layer):
         ey2 = sp.Symbol("E[y_b^2]")
         gd, gc = sp.symbols("G_D G_C", real=True)
         return [
-            ("forward: the centred batch is sqrt(a) r u, r^2 ~ chi^2_{N-1}, u uniform on the sphere "
-             "of the subspace orthogonal to (1, ..., 1); a = E x^2 - E x_b x_c",
+            (("forward: the centred batch is sqrt(a) r u, r^2 ~ chi^2_{N-1}, u uniform on the "
+              "sphere of the subspace orthogonal to (1, ..., 1); a = E x^2 - E x_b x_c"),
              sp.Eq(ey2, sp.Integral(v / (v + n * eps / a) * chi2, (v, 0, sp.oo)))),
             ("forward: the normalised batch sums to zero",
              sp.Eq(sp.Symbol("E[y_b y_c]"), -ey2 / (n - 1))),
-            ("backward, no activation between this layer and the next weight layer, epsilon -> 0 "
-             "(gradient independence)",
+            (("backward, no activation between this layer and the next weight layer, "
+              "epsilon -> 0 (gradient independence)"),
              sp.Eq(sp.Symbol("E[delta_h^2]"), (n - 2) / (n - 3) * (gd - gc) / a)),
         ]
 
