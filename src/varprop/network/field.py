@@ -32,10 +32,13 @@ are the same for every channel and depend on the position:
     the tensor, and ``cov`` (``(P, P)``) when tracked, under the gradient-independence assumption;
     ``batch_cross`` (shape ``positions``, when tracked): :math:`E \delta_{b,c,t}\delta_{b',c,t}`
     between two samples of a batch (non-zero below a train-mode ``BatchNorm``, which couples the
-    samples); ``factor`` (optional): set by an elementwise layer acting on a field with a ``law``,
-    the pair ``(f, g)`` meaning that this gradient is :math:`f(x) \odot g` with ``g`` (a
-    ``GradField``) independent of the forward pass -- the layer that produced :math:`x` (whose
-    Jacobian is correlated with :math:`f(x)`) uses it for the exact joint expectation.
+    samples); ``factor`` (optional): a tuple whose third item is the object that made it,
+    carrying what the layer below needs for a joint expectation that per-entry moments cannot
+    express: set by an activation acting on a ``BatchNorm`` output with a ``law``
+    (``(phi', delta, law)``: this gradient is :math:`\phi'(y) \odot \delta`, the ``BatchNorm``
+    below integrates its Jacobian jointly with :math:`\phi'(y)`), and by a ``BatchNorm`` acting on
+    an activation's output (``(N, eps, law, delta)``: the activation below integrates its
+    derivative jointly with the normalisation's Jacobian).
 
 Both are immutable values; arrays are read-only.  The plain MLP walk
 (:mod:`varprop.network.state`) keeps its own scalar state (it also covers non-zero-mean weights);
@@ -145,7 +148,7 @@ class GradField:
     second: np.ndarray
     cov: np.ndarray | None = None
     batch_cross: np.ndarray | None = None
-    factor: tuple[object, GradField] | None = None
+    factor: tuple | None = None
 
     def __post_init__(self) -> None:
         pos = positions_of(self.shape, self.channel_axis)

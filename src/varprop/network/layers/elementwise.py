@@ -37,6 +37,7 @@ from varprop._math import bivariate
 from varprop.components.activations import Activation
 from varprop.errors import VarpropError
 from varprop.network.field import Field, GradField
+from varprop.network.layers.batchlaw import ActivatedBatchLaw
 
 __all__ = ["forward", "backward", "exact", "steps", "position_moments", "pair_moments"]
 
@@ -151,8 +152,13 @@ def forward(act: Activation, field: Field, layer: object) -> Field:
     if field.batch_cross is not None:
         c = field.batch_cross - field.mean * field.mean
         bc = pair_moments(act, field.mean, field.mean, var, var, c)[0]
+    law = None
+    if bc is not None and field.gaussian and field.size == 1:  # for a BatchNorm above
+        m0, v0, c0 = (float(np.ravel(x)[0]) for x in (field.mean, var, field.batch_cross))
+        law = ActivatedBatchLaw(act, m0, v0, c0 - m0 * m0, float(np.ravel(mom[1])[0]),
+                                float(np.ravel(bc)[0]))
     return Field(field.shape, field.channel_axis, mom[0], mom[1], cov, bc, gaussian=False,
-                 approximations=approx)
+                 approximations=approx, law=law)
 
 
 def backward(act: Activation, grad: GradField, field_in: Field) -> GradField:
@@ -163,6 +169,10 @@ def backward(act: Activation, grad: GradField, field_in: Field) -> GradField:
     if field_in.law is not None and not (traits.linear and traits.slope == 1):
         out = field_in.law.nonlinearity_backward(act, grad, field_in)  # type: ignore[attr-defined]
         if out is not None:
+            return out
+    if grad.factor is not None and hasattr(grad.factor[2], "activation_backward"):
+        out = grad.factor[2].activation_backward(act, grad, field_in)  # type: ignore[union-attr]
+        if out is not None:  # a BatchNorm above whose Jacobian depends on this activation
             return out
     if traits.linear:
         s2 = float(traits.slope) ** 2  # type: ignore[arg-type]
