@@ -13,6 +13,7 @@ activation through ``GradField.factor``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -22,11 +23,15 @@ from varprop._math.activated_batch import activated_batch
 from varprop.components.activations import Activation
 from varprop.network.field import Field, GradField
 
-__all__ = ["ActivatedBatchLaw"]
+__all__ = ["ActivatedBatchLaw", "vectorised"]
 
 
-def _fn(fn: object):  # noqa: ANN202 - a float-valued vectorised function
-    return lambda x: np.broadcast_to(np.asarray(fn(x), dtype=float), np.shape(x))  # type: ignore[operator]
+Fn = Callable[[np.ndarray], np.ndarray]
+
+
+def vectorised(fn: Callable[[np.ndarray], object]) -> Fn:
+    """``fn`` as a float-valued function returning an array of its argument's shape."""
+    return lambda x: np.broadcast_to(np.asarray(fn(x), dtype=float), np.shape(x))
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,5 +86,5 @@ class ActivatedBatchLaw:
 @lru_cache(maxsize=256)
 def _integrals(activation: Activation, mean: float, a: float, b: float, n: int, eps: float
                ) -> dict[str, tuple[float, float]]:
-    return activated_batch(n, _fn(activation.function), _fn(activation.derivative_function),
+    return activated_batch(n, vectorised(activation.function), vectorised(activation.derivative_function),
                            mean, a, b, eps)
