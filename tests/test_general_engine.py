@@ -216,3 +216,16 @@ def test_verify_step_on_general_layers():
     v = verify_step(net, quantity="output", layer=2, seed=1, replicates=2048,
                     tol=0.0, rtol=0.1)
     assert v.status == "confirmed"
+
+
+def test_general_engine_reports_underflow_like_the_mlp_engines():
+    """A Dense output flushed below float32's smallest normal from a non-zero (subnormal) input
+    is an underflow: that position and the later ones are masked."""
+    net = Network([Scale(1e-20), Scale(1e-20), layers.Dense(4), layers.Dense(3)], input_shape=(5,))
+    res = simulate(net, replicates=64, seed=0, dtype="float32")
+    assert res.underflow_layer == 3
+    assert res.output_valid.all(axis=0).tolist() == [True, True, False, False]
+    assert not res.output_gradient_valid.any()  # the forward pass was invalid
+    ok = simulate(Network([Scale(1.0), layers.Dense(4), "relu", layers.Dense(3)],
+                          input_shape=(5,)), replicates=64, seed=0)
+    assert ok.underflow_layer is None and ok.output_valid.all() and ok.output_gradient_valid.all()

@@ -59,10 +59,19 @@ ArrayFn = Callable[[np.ndarray], np.ndarray]
 
 def unique_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(rows, inverse)``: the distinct rows of the stacked 1-D ``columns`` and, per input row,
-    the index of its distinct row (so that ``rows[inverse]`` rebuilds the input)."""
+    the index of its distinct row (so that ``rows[inverse]`` rebuilds the input).  Sorted with
+    ``lexsort`` on the numeric columns (much faster than ``np.unique(axis=0)`` on many rows)."""
     stacked = np.stack([np.asarray(c, dtype=float).ravel() for c in columns], axis=1)
-    rows, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    return rows, inverse.ravel()
+    if stacked.shape[0] == 0:
+        return stacked, np.zeros(0, dtype=np.intp)
+    order = np.lexsort(stacked.T[::-1])
+    ordered = stacked[order]
+    new = np.ones(ordered.shape[0], dtype=bool)
+    new[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    ids = np.cumsum(new) - 1
+    inverse = np.empty(ordered.shape[0], dtype=np.intp)
+    inverse[order] = ids
+    return ordered[new], inverse
 
 
 def _angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

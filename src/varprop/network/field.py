@@ -32,13 +32,11 @@ are the same for every channel and depend on the position:
     the tensor, and ``cov`` (``(P, P)``) when tracked, under the gradient-independence assumption;
     ``batch_cross`` (shape ``positions``, when tracked): :math:`E \delta_{b,c,t}\delta_{b',c,t}`
     between two samples of a batch (non-zero below a train-mode ``BatchNorm``, which couples the
-    samples); ``factor`` (optional): a tuple whose third item is the object that made it,
-    carrying what the layer below needs for a joint expectation that per-entry moments cannot
-    express: set by an activation acting on a ``BatchNorm`` output with a ``law``
-    (``(phi', delta, law)``: this gradient is :math:`\phi'(y) \odot \delta`, the ``BatchNorm``
-    below integrates its Jacobian jointly with :math:`\phi'(y)`), and by a ``BatchNorm`` acting on
-    an activation's output (``(N, eps, law, delta)``: the activation below integrates its
-    derivative jointly with the normalisation's Jacobian).
+    samples); ``factor`` (optional): set by an elementwise layer acting on a field with a ``law``,
+    the triple ``(f, g, law)`` meaning that this gradient is :math:`f(x) \odot g` with ``g`` (a
+    ``GradField``) independent of the forward pass -- the layer that produced :math:`x` (whose
+    Jacobian is correlated with :math:`f(x)`, a train-mode ``BatchNorm``) uses it for the exact
+    joint expectation.
 
 Both are immutable values; arrays are read-only.  The plain MLP walk
 (:mod:`varprop.network.state`) keeps its own scalar state (it also covers non-zero-mean weights);
@@ -96,6 +94,11 @@ class Field:
     gaussian: bool = True
     approximations: tuple[str, ...] = field(default=())
     law: object | None = None
+    #: ``(z, phi)`` when this field is an elementwise map :math:`\phi` (an ``Activation`` or a
+    #: NumPy callable) of the Gaussian field ``z`` (a ``Field`` with ``gaussian=True``), set by
+    #: ``Nonlinearity``: ``MaxPool`` needs the joint law of the window, which the moments of
+    #: :math:`\phi(z)` do not give (the Gaussian ``z`` and :math:`\phi` do).
+    pre_activation: tuple[Field, object] | None = None
 
     def __post_init__(self) -> None:
         pos = positions_of(self.shape, self.channel_axis)
@@ -129,7 +132,9 @@ class Field:
         return float(np.mean(self.second))
 
     def with_(self, **changes: object) -> Field:
-        """A copy with ``changes`` (``dataclasses.replace``; the arrays are re-frozen)."""
+        """A copy with ``changes`` (``dataclasses.replace``; the arrays are re-frozen).  The copy
+        is a different random tensor, so ``pre_activation`` is dropped unless given."""
+        changes.setdefault("pre_activation", None)
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def approximate(self, sentence: str) -> tuple[str, ...]:
@@ -149,6 +154,12 @@ class GradField:
     cov: np.ndarray | None = None
     batch_cross: np.ndarray | None = None
     factor: tuple | None = None
+    #: The gradient at the Gaussian pre-activation :math:`z` of an input :math:`x = \phi(z)`
+    #: (``Field.pre_activation``), set by a layer whose backward routing depends on :math:`z`
+    #: (``MaxPool``: the gradient goes to the window's argmax, where :math:`\phi'(z)` is not
+    #: independent of the routing); ``Nonlinearity`` then returns it instead of multiplying by
+    #: :math:`E\phi'^2` under gradient independence.
+    preactivation: GradField | None = None
 
     def __post_init__(self) -> None:
         pos = positions_of(self.shape, self.channel_axis)
@@ -170,6 +181,10 @@ class GradField:
         return float(np.mean(self.second))
 
     def with_(self, **changes: object) -> GradField:
+        """A copy with ``changes``; ``preactivation`` and ``factor`` are dropped unless given
+        (they described the gradient before the change)."""
+        changes.setdefault("preactivation", None)
+        changes.setdefault("factor", None)
         return replace(self, **changes)  # type: ignore[arg-type]
 
 

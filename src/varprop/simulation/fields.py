@@ -16,7 +16,9 @@ y_p)^2}` (``output_gradient_second``) and, per *position* of the tensor (the cha
 batch averaged out), :math:`\overline{y_p^2}` and :math:`\overline{(\partial L/\partial y_p)^2}`
 (:meth:`varprop.SimulationResult.per_position`).  A replicate whose forward values stop being
 finite is invalid from that position on (and its whole backward pass); a backward value that is
-not finite invalidates the backward statistics from there down.
+not finite invalidates the backward statistics from there down.  Underflows follow the rules of
+:mod:`varprop.simulation.montecarlo`, judged by each layer's ``sample_flush_is_underflow`` and
+``sample_gradient_flush_is_underflow`` (layers without them are not judged).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 
 from varprop.network.layout import channel_axes
 from varprop.network.model import Network
-from varprop.simulation.statistics import validity
+from varprop.simulation.statistics import flushed, validity
 
 __all__ = ["run_general", "position_axes"]
 
@@ -46,6 +48,7 @@ def _block(network: Network, layout: tuple, R: int, batch: int, dt: np.dtype,
     P = len(layers)
     st = {k: np.zeros((R, P)) for k in ("output_mean", "output_second", "output_unit_std",
                                          "output_gradient_second")}
+    flush = {k: np.zeros((R, P), dtype=bool) for k in ("fwd", "bwd")}
     fwd_pos: list[np.ndarray] = []
     bwd_pos: list[np.ndarray] = []
     x = rng.standard_normal((R, batch) + network.input_shape).astype(dt)
@@ -63,6 +66,7 @@ def _block(network: Network, layout: tuple, R: int, batch: int, dt: np.dtype,
             st["output_mean"][:, p] = flat.mean(axis=1)
             sq = flat * flat
             st["output_second"][:, p] = sq.mean(axis=1)
+            flush["fwd"][:, p] = flushed(np.ascontiguousarray(y.reshape(R, -1)), sq.sum(axis=1))
             st["output_unit_std"][:, p] = y[:, 0].reshape(R, -1).astype(np.float64).std(axis=1)
             shape, axis = layout[p + 1]
             fwd_pos.append(np.mean(sq.reshape(y.shape), axis=position_axes(shape, axis)))
@@ -76,8 +80,12 @@ def _block(network: Network, layout: tuple, R: int, batch: int, dt: np.dtype,
             grads[p] = np.mean(g2, axis=position_axes(shape, axis))
             params, cache = saved[p]
             g = layers[p].mc_backward(params, cache, g)
+            if p > 0:  # the gradient at position p's input is position p - 1's output gradient
+                gr = np.ascontiguousarray(g.reshape(R, -1))
+                flush["bwd"][:, p - 1] = flushed(gr, np.square(gr, dtype=np.float64).sum(axis=1))
         bwd_pos = grads
-    return {"stats": st, "fwd": fwd_pos, "bwd": bwd_pos, "input_second": input_second}
+    return {"stats": st, "fwd": fwd_pos, "bwd": bwd_pos, "input_second": input_second,
+            "flush": flush["fwd"], "g_flush": flush["bwd"]}
 
 
 def run_general(network: Network, replicates: int, batch: int, seed: int, dt: np.dtype,
@@ -101,8 +109,8 @@ def run_general(network: Network, replicates: int, batch: int, seed: int, dt: np
     for k in ("output_mean", "output_second", "output_unit_std"):
         fwd_bad |= ~np.isfinite(st[k])
     bwd_bad = ~np.isfinite(st["output_gradient_second"])
-    none = np.zeros_like(fwd_bad)
-    masks = validity(fwd_bad, none, bwd_bad, none)
+    fwd_flush, bwd_flush = _underflows(network, parts, st)
+    masks = validity(fwd_bad, fwd_flush, bwd_bad, bwd_flush)
     valid, gvalid = masks[4], masks[5]
     public = {k: np.where(gvalid if k == "output_gradient_second" else valid, v, 0.0)
               for k, v in st.items()}
@@ -122,6 +130,28 @@ def run_general(network: Network, replicates: int, batch: int, seed: int, dt: np
                                         if isinstance(v, np.ndarray)]:
         arr.setflags(write=False)
     return out
+
+
+def _underflows(network: Network, parts: list[dict], st: dict[str, np.ndarray]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Forward and backward underflows (the rules of :mod:`varprop.simulation.montecarlo`): an
+    output flushed to zero from a non-zero input by a layer whose ``sample_flush_is_underflow``
+    is true (a zero of ``Dense`` has probability 0; a ReLU's zero is genuine; layers that do not
+    say are not judged), an input gradient flushed to zero from a non-zero output gradient by a
+    layer whose ``sample_gradient_flush_is_underflow`` is true."""
+    layers = list(network.layers)
+    fwd_counts = np.array([bool(getattr(la, "sample_flush_is_underflow", False)) for la in layers])
+    bwd_counts = np.array([bool(getattr(la, "sample_gradient_flush_is_underflow", False))
+                           for la in layers])
+    flush = np.concatenate([q["flush"] for q in parts])
+    g_flush = np.concatenate([q["g_flush"] for q in parts])
+    in_second = np.column_stack([np.concatenate([q["input_second"] for q in parts]),
+                                 st["output_second"][:, :-1]])
+    fwd = flush & (in_second > 0) & fwd_counts[None, :]
+    bwd = np.zeros_like(fwd)
+    # position p - 1's gradient is produced by layer p from position p's output gradient
+    bwd[:, :-1] = g_flush[:, :-1] & (st["output_gradient_second"][:, 1:] > 0) & bwd_counts[None, 1:]
+    return fwd, bwd
 
 
 def _masked(values: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -383,7 +383,8 @@ def _simulate_general(network: Network, replicates: int, batch: int, seed: int, 
             progress(done[0], replicates)
 
     t0 = time.perf_counter()
-    fields = run_general(network, replicates, batch, seed, dt, block, report)
+    with single_threaded_blas():
+        fields = run_general(network, replicates, batch, seed, dt, block, report)
     return SimulationResult(
         activation=None, init=None, widths=None, input_variance=network.input_variance,
         bias_variance=0.0, replicates=replicates, batch=batch, seed=seed, dtype=dt.name,

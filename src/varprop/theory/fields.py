@@ -146,7 +146,7 @@ def walk_fields(net: Network) -> FieldPrediction:
     return _walk_cached(net)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)
 def _walk_cached(net: Network) -> FieldPrediction:
     layers = expanded_layers(net)
     needs = needs_of(net)

@@ -343,7 +343,11 @@ def predict_variance(
     -----
     Ensemble variance of one unit over networks and inputs.  Exact at finite width for second
     moments of linear and ReLU nets with zero-mean symmetric i.i.d. weights; otherwise the
-    infinite-width limit (see :mod:`varprop.theory.predict`).  A nonlinearity acting on the
+    infinite-width limit (see :mod:`varprop.theory.predict`).  A network with layers other than ``Dense`` and
+    ``Nonlinearity`` (or a non-vector input) is walked by the general engine
+    (:func:`varprop.predict_fields`, zero-mean weights; ``method`` does not apply there: closed
+    forms where exact, quadrature otherwise), each value :math:`E x^2` averaged over every entry
+    of the layer's output.  A nonlinearity acting on the
     network input treats the input as Gaussian.
 
     Examples

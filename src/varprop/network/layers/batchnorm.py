@@ -82,8 +82,8 @@ are :math:`(B-2)/(B-3)` up to :math:`\epsilon`.
 
 Post-activation placement (``Dense -> phi -> BatchNorm``): the input batch :math:`x = \phi(z)`
 is not Gaussian and the Jacobian is correlated with the activation derivative *below* it.  The
-activation's output carries its Gaussian batch (:mod:`~varprop.network.layers.batchlaw`), and
-the moments and both backward rules are :math:`N`-dimensional integrals computed by randomised
+activation's output records its Gaussian pre-activation (``Field.pre_activation``;
+:mod:`~varprop.network.layers.batchlaw`), and the moments and both backward rules are :math:`N`-dimensional integrals computed by randomised
 quasi-Monte Carlo (:mod:`varprop._math.activated_batch`, declared in ``approximations``).
 Gradient growth per block, ReLU, width 256, 60 networks, rate of the mean (predicted / measured;
 treating the Jacobian as independent of the derivative instead gave 2.70 / 1.70 / 1.56):
@@ -112,7 +112,7 @@ from varprop.components.activations import Activation
 from varprop.errors import VarpropError
 from varprop.network.field import Field, FieldNeeds, GradField, Shape
 from varprop.network.layers.base import Layer
-from varprop.network.layers.batchlaw import ActivatedBatchLaw, Fn, vectorised
+from varprop.network.layers.batchlaw import Fn, activated_integrals, vectorised
 
 __all__ = ["BatchNorm", "SphereLaw"]
 
@@ -280,11 +280,10 @@ class BatchNorm(Layer):
         sph, a = self.sphere_for(field)
         n = sph.n
         approx = field.approximations
-        law_in = field.law
-        if isinstance(law_in, ActivatedBatchLaw) and law_in.describes(field):
-            r = law_in.integrals(n, self.eps)
-            second = r["second"][0]
-            approx = field.approximate(_qmc_sentence(law_in.activation.name))
+        activated = activated_integrals(field, n, self.eps)
+        if activated is not None:
+            second = activated[1]["second"][0]
+            approx = field.approximate(_qmc_sentence(activated[0].name))
             return Field(field.shape, field.channel_axis, 0.0, second,
                          None if field.cov is None else [[second]], -second / (n - 1),
                          gaussian=False, approximations=approx)
@@ -324,13 +323,16 @@ class BatchNorm(Layer):
                                "GradField.batch_cross tracked by the layers above it")
         sph, a = self.sphere_for(field_in)
         n = sph.n
-        law_in = field_in.law
-        if isinstance(law_in, ActivatedBatchLaw) and law_in.describes(field_in):
+        activated = activated_integrals(field_in, n, self.eps)
+        if activated is not None:  # at x, and jointly with phi'(z) at the pre-activation z
+            r = activated[1]
             alpha = float(np.mean(grad.second) - np.mean(grad.batch_cross))
-            g2 = alpha * law_in.integrals(n, self.eps)["jj"][0]
+            g2, gz, gzc = (alpha * r[k][0] for k in ("jj", "djjd", "djjd_cross"))
+            z = field_in.pre_activation[0]  # type: ignore[index]
+            at_z = GradField(z.shape, z.channel_axis, gz, None if grad.cov is None else [[gz]], gzc)
             return GradField(field_in.shape, field_in.channel_axis, g2,
                              None if grad.cov is None else [[g2]], -g2 / (n - 1),
-                             factor=(n, self.eps, law_in, grad))
+                             preactivation=at_z)
         factor = grad.factor
         if (factor is not None and field_out.law is not None and factor[2] is field_out.law
                 and factor[1].batch_cross is not None):

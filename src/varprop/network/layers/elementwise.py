@@ -29,6 +29,7 @@ covariances -- the *Gaussian closure* -- and a sentence saying so is added to th
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import sympy as sp
@@ -37,7 +38,6 @@ from varprop._math import bivariate
 from varprop.components.activations import Activation
 from varprop.errors import VarpropError
 from varprop.network.field import Field, GradField
-from varprop.network.layers.batchlaw import ActivatedBatchLaw
 
 __all__ = ["forward", "backward", "exact", "steps", "position_moments", "pair_moments"]
 
@@ -102,11 +102,37 @@ def pair_moments(act: Activation, m1: np.ndarray, m2: np.ndarray, a: np.ndarray,
     rest = ~zero if closed is not None else np.ones(c.size, dtype=bool)
     if closed is not None and zero.any():
         ff[zero], dd[zero] = closed(a[zero], b[zero], c[zero])
+    independent = rest & (c == 0.0)  # uncorrelated Gaussians: E phi(x) phi(y) = E phi(x) E phi(y)
+    if independent.any():
+        one = position_moments(act, np.concatenate([m1[independent], m2[independent]]),
+                               np.concatenate([a[independent], b[independent]]))
+        k = int(independent.sum())
+        ff[independent] = one[0, :k] * one[0, k:]
+        dd[independent] = one[2, :k] * one[2, k:]
+        rest = rest & ~independent
     if rest.any():
         ff[rest], dd[rest] = bivariate.by_quadrature(
             _f(act, "function"), _f(act, "derivative"), act.kinks, m1[rest], m2[rest], a[rest],
             b[rest], c[rest])
     return ff.reshape(shape), dd.reshape(shape)
+
+
+def _field_pairs(act: Activation, field: Field) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_cov_pairs` of ``field``; for up to :data:`_CACHED_POSITIONS` positions cached by
+    field identity (the forward and the backward rule of one walk share the evaluation; larger
+    matrices are recomputed rather than kept)."""
+    if field.size > _CACHED_POSITIONS:
+        return _cov_pairs(act, field.mean, field.variance, np.asarray(field.cov))
+    return _cached_pairs(act, field)
+
+
+#: Largest number of positions whose pair matrices are cached (8 MiB each).
+_CACHED_POSITIONS = 1024
+
+
+@lru_cache(maxsize=16)
+def _cached_pairs(act: Activation, field: Field) -> tuple[np.ndarray, np.ndarray]:
+    return _cov_pairs(act, field.mean, field.variance, np.asarray(field.cov))
 
 
 def _cov_pairs(act: Activation, mean: np.ndarray, var: np.ndarray, cov: np.ndarray
@@ -130,7 +156,9 @@ def _cov_pairs(act: Activation, mean: np.ndarray, var: np.ndarray, cov: np.ndarr
 
 def forward(act: Activation, field: Field, layer: object) -> Field:
     """The output field of ``phi`` (module docstring); on a field carrying an exact law
-    (``Field.law``: a train-mode BatchNorm's output), the expectations over that law."""
+    (``Field.law``: a train-mode BatchNorm's output), the expectations over that law.  The output
+    records its Gaussian pre-activation (``Field.pre_activation = (field, act)``) when the input
+    is Gaussian (``MaxPool`` needs the joint law of its window)."""
     traits = act.traits
     if field.law is not None and not (traits.linear and traits.slope == 1):
         out = field.law.nonlinearity_forward(act, field)  # type: ignore[attr-defined]
@@ -139,40 +167,37 @@ def forward(act: Activation, field: Field, layer: object) -> Field:
     if traits.linear:
         s = float(traits.slope)  # type: ignore[arg-type]
         s2 = s * s
+        pre = (field, act) if field.gaussian else (field.pre_activation if s == 1.0 else None)
         return field.with_(mean=s * field.mean, second=s2 * field.second,
                            cov=None if field.cov is None else s2 * field.cov,
-                           batch_cross=None if field.batch_cross is None else s2 * field.batch_cross)
+                           batch_cross=None if field.batch_cross is None else s2 * field.batch_cross,
+                           pre_activation=pre)
     approx = field.approximations if field.gaussian else field.approximate(_closure_sentence(act))
     var = field.variance
     mom = position_moments(act, field.mean, var)
     cov = None
     if field.cov is not None:
-        cov = _cov_pairs(act, field.mean, var, np.asarray(field.cov))[0]
+        cov = _field_pairs(act, field)[0]
     bc = None
     if field.batch_cross is not None:
         c = field.batch_cross - field.mean * field.mean
         bc = pair_moments(act, field.mean, field.mean, var, var, c)[0]
-    law = None
-    if bc is not None and field.gaussian and field.size == 1:  # for a BatchNorm above
-        m0, v0, c0 = (float(np.ravel(x)[0]) for x in (field.mean, var, field.batch_cross))
-        law = ActivatedBatchLaw(act, m0, v0, c0 - m0 * m0, float(np.ravel(mom[1])[0]),
-                                float(np.ravel(bc)[0]))
     return Field(field.shape, field.channel_axis, mom[0], mom[1], cov, bc, gaussian=False,
-                 approximations=approx, law=law)
+                 approximations=approx, pre_activation=(field, act) if field.gaussian else None)
 
 
 def backward(act: Activation, grad: GradField, field_in: Field) -> GradField:
     r"""The gradient field at ``phi``'s input (module docstring); between two samples of a batch
     :math:`E\delta_{z,b}\delta_{z,b'} = E\phi'(z_b)\phi'(z_{b'})\, E\delta_{a,b}\delta_{a,b'}`
-    when tracked; on a field carrying an exact law, the law's rule."""
+    when tracked; on a field carrying an exact law, the law's rule.  A gradient that already
+    carries the one at this layer's input (``GradField.preactivation``, set by ``MaxPool``, whose
+    routing depends on the pre-activation) is returned as it is."""
+    if grad.preactivation is not None:
+        return grad.preactivation
     traits = act.traits
     if field_in.law is not None and not (traits.linear and traits.slope == 1):
         out = field_in.law.nonlinearity_backward(act, grad, field_in)  # type: ignore[attr-defined]
         if out is not None:
-            return out
-    if grad.factor is not None and hasattr(grad.factor[2], "activation_backward"):
-        out = grad.factor[2].activation_backward(act, grad, field_in)  # type: ignore[union-attr]
-        if out is not None:  # a BatchNorm above whose Jacobian depends on this activation
             return out
     if traits.linear:
         s2 = float(traits.slope) ** 2  # type: ignore[arg-type]
@@ -185,7 +210,7 @@ def backward(act: Activation, grad: GradField, field_in: Field) -> GradField:
         if field_in.cov is None:
             raise VarpropError(f"{act.name}: the gradient covariance between positions is tracked "
                                "but the forward one is not (a layer dropped Field.cov)")
-        dd = _cov_pairs(act, field_in.mean, var, np.asarray(field_in.cov))[1]
+        dd = _field_pairs(act, field_in)[1]
         cov = dd * grad.cov
     bc = None
     if grad.batch_cross is not None:
@@ -202,8 +227,8 @@ def exact(act: Activation, field_in: Field) -> bool:
     traits = act.traits
     if traits.linear:
         return True
-    return (traits.exact_at_finite_width and field_in.gaussian and not np.any(field_in.mean)
-            and field_in.cov is None and field_in.batch_cross is None)
+    return bool(traits.exact_at_finite_width and field_in.gaussian and not np.any(field_in.mean)
+                and (field_in.cov is None or field_in.size == 1) and field_in.batch_cross is None)
 
 
 def steps(act: Activation) -> list[tuple[str, object]]:
