@@ -96,5 +96,6 @@ class Layer:
     def _require_vector(self, input_shape: Shape) -> int:
         """The width ``n`` of a vector input ``(n,)``; a clear error for any other shape."""
         if len(input_shape) != 1:
-            raise fail("input_shape", input_shape, f"a vector shape (n,) for {self!r}")
+            raise fail("input_shape", input_shape, f"a vector shape (n,) for {self!r} (the shape "
+                       "reaching it; put Flatten() or GlobalAvgPool() before it for a tensor)")
         return input_shape[0]

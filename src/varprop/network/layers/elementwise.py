@@ -57,6 +57,9 @@ def position_moments(act: Activation, mean: np.ndarray, var: np.ndarray) -> np.n
     out = np.empty((4, rows.shape[0]))
     rules = act.closed_form
     for k, (m, v) in enumerate(rows):
+        if math.isfinite(m) and v == math.inf:  # beyond the float range: the symmetric limit
+            out[:, k] = act.gaussian_moments(float(m), math.inf)
+            continue
         if not (math.isfinite(m) and math.isfinite(v)):
             raise VarpropError(f"{act.name}: a pre-activation moment left the float range "
                                f"(mean {m!r}, variance {v!r}); reduce the depth or rescale")
