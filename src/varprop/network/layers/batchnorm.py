@@ -52,7 +52,8 @@ entries only when the positions are statistically alike.
 
 Measured (Monte Carlo written from scratch in numpy, Dense(256) -> BatchNorm(train) -> phi
 repeated 20 times, He gain for ReLU, LeCun otherwise, :math:`\epsilon = 10^{-5}`; rate = per-block
-growth of :math:`E\delta^2` at the blocks' inputs, fitted over blocks 3..18; 10 networks):
+growth of :math:`E\delta^2` at the blocks' inputs, fitted over blocks 3..18; 10 networks;
+``benchmarks/measure_batchnorm.py`` reproduces it):
 
 === ======= ========= ========== ========= ================ ======== ========
 B   phi     predicted factorised MC (mean) MC (typical)     E a^2    E a^2 MC
