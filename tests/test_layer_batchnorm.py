@@ -110,10 +110,10 @@ def test_eval_mode_divides_moments_by_one_plus_eps() -> None:
 
 # --- the sphere law: forward -------------------------------------------------------------------
 
-@pytest.mark.parametrize("n", [4, 5, 8, 16])
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 16, 2000])
 def test_one_coordinate_is_not_gaussian(n: int) -> None:
     """eps = 0: y_b = sqrt(N-1) t, t^2 ~ Beta(1/2, (N-2)/2), so E y_b^4 = 3(N-1)/(N+1)
-    (a Gaussian would give 3)."""
+    (a Gaussian would give 3; N = 2: y_b = +-1; N = 3: sqrt(2) cos(theta), E = 3/2)."""
     sph = BatchSphere(n, 0.0)
     assert sph.expect(lambda y: y**4) == pytest.approx(3 * (n - 1) / (n + 1), rel=1e-10)
     assert sph.expect2(lambda y: y, lambda y: y) == pytest.approx(-1 / (n - 1), rel=1e-10)
@@ -160,7 +160,7 @@ def test_law_is_dropped_when_a_layer_changes_the_moments() -> None:
 
 # --- backward ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("n", [4, 6, 8, 16])
+@pytest.mark.parametrize("n", [4, 6, 8, 16, 2000])
 def test_linear_backward_closed_form(n: int) -> None:
     """eps -> 0, no activation: E d_h^2 = (N-2)/(N-3) (G_D - G_C)/a (hand derivation: E J^2 =
     (N/a) E[1/v] (1 - 1/(N-1)) P with E[1/v] = 1/(N-3) for v ~ chi^2_{N-1})."""

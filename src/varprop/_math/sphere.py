@@ -29,13 +29,16 @@ not Gaussian at finite :math:`N`).  :math:`N = 3`: :math:`R = 1`; :math:`N = 2`:
 
 Every expectation here is a product quadrature over :math:`(v, R, \theta)`: composite
 Gauss--Legendre in :math:`\log v` (resolves the :math:`1/(v+\eta)` of the Jacobian and the
-transition of :math:`s` at :math:`v \approx \eta`; unit panels from the :math:`v` below which
-:math:`v^{(N-3)/2} < 10^{-16}`), composite Gauss--Legendre in :math:`\rho`, where
-:math:`R^2 = 1 - e^{-2\rho^2/(N-3)}` and :math:`\rho^2 \sim \mathrm{Exp}(1)` (exactly the Beta
-law; the integrands are smooth in :math:`\rho` for every :math:`N`), composite Gauss--Legendre in :math:`\theta` split where :math:`y_b` or :math:`y_c` changes
-sign (the kinks of ReLU-class functions), so piecewise-analytic integrands with kinks at 0 are
-integrated to about :math:`10^{-10}` (tested against exact values: :math:`E y_b^2 = E s^2`,
-:math:`E y_b y_c = -E s^2/(N-1)`, the linear Jacobian's closed form, and against scipy ``quad``).
+transition of :math:`s` at :math:`v \approx \eta`; from the :math:`v` below which the integrands
+carry under :math:`10^{-16}`), composite Gauss--Legendre in :math:`\rho`, where :math:`R^2 = 1 -
+e^{-2\rho^2/(N-3)}` and :math:`\rho^2 \sim \mathrm{Exp}(1)` (exactly the Beta law; the integrands
+are smooth in :math:`\rho` for every :math:`N`), and composite Gauss--Legendre in :math:`\theta`
+split where :math:`y_b` or :math:`y_c` changes sign (the kinks of ReLU-class functions).
+Piecewise-analytic integrands with kinks at 0 come out to about :math:`10^{-12}` relative (tested
+against exact values: :math:`E y_b^4 = 3(N-1)/(N+1)` and :math:`E y_b y_c = -1/(N-1)` at
+:math:`\epsilon = 0`, the linear Jacobian's closed form, :math:`E y_b^2` against mpmath, and
+against Monte Carlo of normalised Gaussian batches; two grids of different density agree to
+:math:`10^{-13}`).  Any batch size :math:`N \ge 2` (tested up to :math:`10^4`).
 Kinks elsewhere (hardtanh) converge algebraically.
 
 The backward rule (Yang, Pennington, Rao, Sohl-Dickstein & Schoenholz 2019, "A mean field theory
