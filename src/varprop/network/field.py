@@ -33,10 +33,10 @@ are the same for every channel and depend on the position:
     ``batch_cross`` (shape ``positions``, when tracked): :math:`E \delta_{b,c,t}\delta_{b',c,t}`
     between two samples of a batch (non-zero below a train-mode ``BatchNorm``, which couples the
     samples); ``factor`` (optional): set by an elementwise layer acting on a field with a ``law``,
-    the triple ``(f, g, law)`` meaning that this gradient is :math:`f(x) \odot g` with ``g`` (a
-    ``GradField``) independent of the forward pass -- the layer that produced :math:`x` (whose
-    Jacobian is correlated with :math:`f(x)`, a train-mode ``BatchNorm``) uses it for the exact
-    joint expectation.
+    the triple ``(activation, g, law)`` meaning that this gradient is :math:`\phi'(x) \odot g`
+    with ``g`` (a ``GradField``) independent of the forward pass -- the layer that produced
+    :math:`x` (whose Jacobian is correlated with :math:`\phi'(x)`, a train-mode ``BatchNorm``)
+    uses it for the exact joint expectation.
 
 Both are immutable values; arrays are read-only.  The plain MLP walk
 (:mod:`varprop.network.state`) keeps its own scalar state (it also covers non-zero-mean weights);

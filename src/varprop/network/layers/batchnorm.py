@@ -163,29 +163,47 @@ class SphereLaw:
                 and float(fld.second.ravel()[0]) == self.second
                 and (fld.batch_cross is None or float(fld.batch_cross.ravel()[0]) == self.batch_cross))
 
+    def moments(self, activation: Activation) -> dict[str, float]:
+        r"""Everything an activation on this law needs (cached per law and activation):
+        ``mean``, ``second``, ``cross`` :math:`= E\phi(y_b)\phi(y_c)`, ``d2`` :math:`=
+        E\phi'(y_b)^2`, ``dcross`` :math:`= E\phi'(y_b)\phi'(y_c)`, and the joint backward
+        coefficients ``joint_diag``, ``joint_cross`` (:meth:`BatchSphere.backward` at
+        :math:`(\alpha, \beta) = (1, 0)` and :math:`(0, 1)`; it is linear in them)."""
+        return _activation_moments(self.sphere, activation)
+
     def nonlinearity_forward(self, activation: Activation, fld: Field) -> Field | None:
         r""":math:`E\phi(y_b)`, :math:`E\phi(y_b)^2`, :math:`E\phi(y_b)\phi(y_c)` over the law."""
         if not self.describes(fld):
             return None
-        f = vectorised(activation.function)
-        second = self.expect(lambda x: f(x) ** 2)
-        bc = None if fld.batch_cross is None else self.expect2(f, f)
-        return Field(fld.shape, fld.channel_axis, self.expect(f), second,
+        mom = self.moments(activation)
+        second = mom["second"]
+        bc = None if fld.batch_cross is None else mom["cross"]
+        return Field(fld.shape, fld.channel_axis, mom["mean"], second,
                      None if fld.cov is None else [[second]], bc, gaussian=False,
                      approximations=fld.approximations)
 
     def nonlinearity_backward(self, activation: Activation, grad: GradField, fld: Field
                               ) -> GradField | None:
         r""":math:`\delta_y = \phi'(y)\odot\delta`: marginal moments :math:`E\phi'(y_b)^2 G_D` and
-        :math:`E\phi'(y_b)\phi'(y_c) G_C`, with the factor :math:`(\phi', \delta)` passed down for
-        the ``BatchNorm`` below (its Jacobian is correlated with :math:`\phi'(y)`)."""
+        :math:`E\phi'(y_b)\phi'(y_c) G_C`, with the factor ``(activation, delta, law)`` passed
+        down for the ``BatchNorm`` below (its Jacobian is correlated with :math:`\phi'(y)`)."""
         if not self.describes(fld):
             return None
-        d = vectorised(activation.derivative_function)
-        second = self.expect(lambda x: d(x) ** 2) * grad.second
-        bc = None if grad.batch_cross is None else self.expect2(d, d) * grad.batch_cross
+        mom = self.moments(activation)
+        second = mom["d2"] * grad.second
+        bc = None if grad.batch_cross is None else mom["dcross"] * grad.batch_cross
         cov = None if grad.cov is None else second.reshape(1, 1)
-        return GradField(grad.shape, grad.channel_axis, second, cov, bc, factor=(d, grad, self))
+        return GradField(grad.shape, grad.channel_axis, second, cov, bc,
+                         factor=(activation, grad, self))
+
+
+@lru_cache(maxsize=256)
+def _activation_moments(sph: BatchSphere, activation: Activation) -> dict[str, float]:
+    f, d = vectorised(activation.function), vectorised(activation.derivative_function)
+    return {"mean": sph.expect(f), "second": sph.expect(lambda x: f(x) ** 2),
+            "cross": sph.expect2(f, f), "d2": sph.expect(lambda x: d(x) ** 2),
+            "dcross": sph.expect2(d, d), "joint_diag": sph.backward(d, 1.0, 0.0),
+            "joint_cross": sph.backward(d, 0.0, 1.0)}
 
 
 @dataclass(frozen=True, init=False)
@@ -336,12 +354,15 @@ class BatchNorm(Layer):
                              preactivation=at_z)
         factor = grad.factor
         if (factor is not None and field_out.law is not None and factor[2] is field_out.law
-                and factor[1].batch_cross is not None):
-            deriv, base = factor[0], factor[1]
+                and factor[1].batch_cross is not None):  # an activation directly above
+            base = factor[1]
+            gd, gc = float(np.mean(base.second)), float(np.mean(base.batch_cross))
+            mom = field_out.law.moments(factor[0])  # type: ignore[attr-defined]
+            x = ((gd - gc) * mom["joint_diag"] + gc * mom["joint_cross"]) / a
         else:
-            deriv, base = None, grad
-        gd, gc = float(np.mean(base.second)), float(np.mean(base.batch_cross))
-        x = sph.backward(deriv, gd - gc, gc) / a
+            base = grad
+            gd, gc = float(np.mean(base.second)), float(np.mean(base.batch_cross))
+            x = sph.backward(None, gd - gc, gc) / a
         scale = (base.second - base.batch_cross) / (gd - gc) if field_in.size > 1 and gd != gc else 1.0
         second = np.broadcast_to(x * (n - 1) / n * scale, field_in.positions)
         cov = None
