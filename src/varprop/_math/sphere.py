@@ -69,8 +69,8 @@ _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(12)
 _GL_NODES = (_GL_NODES + 1.0) / 2.0
 _GL_WEIGHTS = _GL_WEIGHTS / 2.0
 _LOG_V_LOW = math.log(1e-30)
-_LOG_PANEL = 2.0  # panel width in log v
-_THETA_SPLIT = 3  # sub-panels between consecutive break angles
+_LOG_PANEL = 3.0  # panel width in log v
+_THETA_SPLIT = 2  # sub-panels between consecutive break angles
 _RHO_MAX, _RHO_PANELS = 6.5, 7  # rho^2 ~ Exp(1) on [0, 6.5]: the tail beyond carries e^-42
 
 
