@@ -289,8 +289,8 @@ def _relu_rate(n: int) -> float:
 
 @pytest.mark.parametrize("n", [5, 8, 16])
 def test_per_block_rates_against_closed_forms(n: int) -> None:
-    """eps -> 0 (1e-12): linear (N-2)/(N-3) and the relu closed form (-> pi/(pi-1) as N grows,
-    the large-batch rate of Yang et al. 2019)."""
+    """eps -> 0 (1e-12): linear (N-2)/(N-3) and the relu closed form (-> pi/(pi-1) as N
+    grows)."""
     lin = _chain_prediction("linear", n, 5, 1.0, eps=1e-12)
     assert lin[1] / lin[2] == pytest.approx((n - 2) / (n - 3), rel=1e-6)
     relu = _chain_prediction("relu", n, 5, 2.0, eps=1e-12)
@@ -300,8 +300,8 @@ def test_per_block_rates_against_closed_forms(n: int) -> None:
 
 def test_gradient_growth_of_a_deep_relu_batchnorm_mlp() -> None:
     """Dense(256, He) -> BatchNorm(train, B=8) -> relu, 8 blocks, from scratch: the
-    per-block growth of E delta^2 (log-slope per network, over blocks 1..6), 30 networks.  Tolerance: 6 standard
-    errors of the mean slope plus 0.02 for the finite-width bias (measured: -0.006 +- 0.004 in
+    per-block growth of E delta^2 (log-slope per network, over blocks 1..6), 30 networks.
+    Tolerance: 6 standard errors of the mean slope plus 0.02 for the finite-width bias (measured: -0.006 +- 0.004 in
     the log-rate at width 256 over 20 blocks; 0.000 +- 0.002 at width 2048)."""
     batch, depth, n, nets = 8, 8, 256, 30
     pred = _chain_prediction("relu", batch, depth, 2.0)

@@ -42,7 +42,19 @@ activation and :math:`\epsilon = 0` it is closed form:
     E\delta_{h,b}\delta_{h,c} = -\frac{E\delta_{h,b}^2}{N-1},
 
 so a deep linear Dense-BN chain's gradient grows by :math:`(B-2)/(B-3)` per block (infinite for
-:math:`B \le 3`; finite there only through :math:`\epsilon`).
+:math:`B \le 3`; finite there only through :math:`\epsilon`).  ReLU with He init is closed form
+too (:math:`\epsilon \to 0`): with :math:`\cos\psi = -1/(N-1)` and the arc-cosine kernel
+:math:`\kappa = (\sin\psi + (\pi-\psi)\cos\psi)/(2\pi) = E\,\mathrm{relu}(y_b)\mathrm{relu}(y_c)`,
+
+.. math::
+
+    \lambda = \frac{2(A - B_\times/N)}{1 - 2\kappa}, \quad A = \frac{N(N-2)}{2(N-1)(N-3)}, \quad
+    B_\times = \frac{N}{(N-1)(N-3)}\Big((N-1)\big(\tfrac14 + \tfrac{\arcsin(1/(N-1))}{2\pi}
+    - \kappa\big) - \tfrac12\Big),
+
+3.084, 1.788, 1.590 at :math:`N = 4, 8, 16`, decreasing to :math:`\pi/(\pi - 1) \approx 1.467`
+as :math:`N \to \infty` (a hand derivation; ``tests/test_layer_batchnorm.py`` checks it against
+the quadrature).
 
 Assumptions: infinite width (the batch entries of one channel jointly Gaussian and exchangeable),
 zero-mean weights, gradient independence.  Inputs with positions (:math:`P > 1`): the
