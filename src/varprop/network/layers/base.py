@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from varprop._util.validation import fail
+from varprop.errors import InvalidArgument
 from varprop.network.field import Field, FieldNeeds, GradField, Shape
 
 __all__ = ["Layer", "Shape"]
@@ -53,13 +54,13 @@ class Layer:
 
     def field_forward(self, field: Field) -> Field:  # pragma: no cover - abstract
         """The mean-field moments of this layer's output from those of its input."""
-        raise NotImplementedError(f"{type(self).__name__} has no mean-field forward rule")
+        raise self._missing("field_forward", "a mean-field forward rule")
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field
                        ) -> GradField:  # pragma: no cover - abstract
         """The gradient moments at this layer's input from those at its output (gradient
         independence); ``field_in``/``field_out`` are the forward fields of this layer."""
-        raise NotImplementedError(f"{type(self).__name__} has no mean-field backward rule")
+        raise self._missing("field_backward", "a mean-field backward rule")
 
     def field_exact(self, field_in: Field) -> bool:
         """Whether :meth:`field_forward` (and :meth:`field_backward`) give the second moments
@@ -81,17 +82,22 @@ class Layer:
                 dtype: np.dtype) -> object:  # pragma: no cover - abstract
         """Draw this layer's random parameters for ``replicates`` independent networks (leading
         axis ``replicates`` on every array); ``None`` for a layer without parameters."""
-        raise NotImplementedError(f"{type(self).__name__} cannot be sampled")
+        raise self._missing("mc_draw, mc_forward and mc_backward", "Monte Carlo sampling")
 
     def mc_forward(self, params: object, x: np.ndarray
                    ) -> tuple[np.ndarray, object]:  # pragma: no cover - abstract
         """Apply the layer to ``x`` of shape ``(replicates, batch, *input_shape)``: ``(y, cache)``."""
-        raise NotImplementedError(f"{type(self).__name__} cannot be sampled")
+        raise self._missing("mc_draw, mc_forward and mc_backward", "Monte Carlo sampling")
 
     def mc_backward(self, params: object, cache: object,
                     grad: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         """The gradient at the input from ``grad`` at the output (vector-Jacobian product)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot be sampled")
+        raise self._missing("mc_draw, mc_forward and mc_backward", "Monte Carlo sampling")
+
+    def _missing(self, methods: str, what: str) -> InvalidArgument:
+        """The error for a layer type that lacks part of the general protocol."""
+        return fail("layers", self, f"layers implementing the general protocol of "
+                    f"varprop.layers.Layer: {type(self).__name__} has no {what} ({methods})")
 
     def _require_vector(self, input_shape: Shape) -> int:
         """The width ``n`` of a vector input ``(n,)``; a clear error for any other shape."""
