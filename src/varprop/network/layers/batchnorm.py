@@ -60,7 +60,11 @@ Assumptions: infinite width (the batch entries of one channel jointly Gaussian a
 zero-mean weights, gradient independence.  Inputs with positions (:math:`P > 1`): the
 :math:`N = BP` entries are treated as exchangeable (per-position moments rescaled by the average
 over positions, no law carried), a declared approximation -- exact in the limit of many
-entries only when the positions are statistically alike.
+entries only when the positions are statistically alike.  Measured on ``Conv(16, 3) ->
+BatchNorm(B=4) -> relu`` twice on ``(3, 8, 8)`` inputs (zero padding): per-layer forward and
+gradient second moments within 5.5% of ``simulate``.  (Pooling after a train-mode ``BatchNorm``
+needs between-sample moments across positions, which the engine does not track: the pooling
+layers refuse such networks.)
 
 Measured (Monte Carlo written from scratch in numpy, Dense(256) -> BatchNorm(train) -> phi
 repeated 20 times, He gain for ReLU, LeCun otherwise, :math:`\epsilon = 10^{-5}`; rate = per-block
