@@ -396,6 +396,7 @@ class BatchNorm(Layer):
         chi2 = v ** (k - 1) * sp.exp(-v / 2) / (2 ** k * sp.gamma(k))
         ey2 = sp.Symbol("E[y_b^2]")
         gd, gc = sp.symbols("G_D G_C", real=True)
+        jac, dia = sp.symbols("J D", commutative=False)
         return [
             (("forward: the centred batch is sqrt(a) r u, r^2 ~ chi^2_{N-1}, u uniform on the "
               "sphere of the subspace orthogonal to (1, ..., 1); a = E x^2 - E x_b x_c"),
@@ -405,6 +406,12 @@ class BatchNorm(Layer):
             (("backward, no activation between this layer and the next weight layer, "
               "epsilon -> 0 (gradient independence)"),
              sp.Eq(sp.Symbol("E[delta_h^2]"), (n - 2) / (n - 3) * (gd - gc) / a)),
+            (("backward through an activation phi directly above: D = diag phi'(y) and the "
+              "Jacobian J = c (P - kappa u u^T) depend on the same batch, so the expectation is "
+              "joint over the sphere law (G = (G_D - G_C) I + G_C 1 1^T, the gradient from the "
+              "next weight layer, independent of both); the result is a multiple of P"),
+             sp.Eq(sp.Symbol("E[delta_h delta_h^T]"),
+                   sp.Function("E")(jac * dia * sp.Symbol("G", commutative=False) * dia * jac))),
         ]
 
     # --- sampling -----------------------------------------------------------------------------
