@@ -39,7 +39,7 @@ two entries, vs Clark           < 1e-3                    (n/a)                 
 The differences are within about three standard errors of the two estimates combined.  Larger
 fields get fewer points (:func:`points_for`): reported relative standard errors 4.5e-3 on a
 :math:`16 \times 16` grid, 1.2e-2 on :math:`32 \times 32`, 3.0e-2 on :math:`64 \times 64`
-(there about 16 s forward and as long backward).
+(there about 15 s forward, 0.5 s backward on a shared machine).
 (The default 8 scrambles of 1024 points give relative standard errors of about :math:`10^{-3}`
 for :math:`E y^2`, reported per layer.)  The output is not Gaussian: a ``Nonlinearity`` after a
 ``MaxPool`` is approximate (Gaussian closure), a second ``MaxPool`` on it is refused.
