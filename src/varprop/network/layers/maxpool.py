@@ -45,7 +45,9 @@ pool (after Conv [-> ReLU])     largest rel. error        largest rel. error    
 Larger fields get fewer joint points (:func:`points_for`): reported relative standard errors of
 the covariances between windows 4.8e-3 on a :math:`16 \times 16` grid, 2.2e-2 on
 :math:`32 \times 32`, 5.3e-2 on :math:`64 \times 64` (there about 20 s forward on a shared
-machine); those of :math:`E y^2` stay near 1.2e-4.  The backward pass uses the joint points.
+machine); those of :math:`E y^2` stay near 1.2e-4.  The backward pass takes each window's own
+argmax probabilities from the per-window points and the pairs of different windows from the
+joint points.
 
 The output is not Gaussian: a ``Nonlinearity`` after a ``MaxPool`` is approximate (Gaussian
 closure), a second ``MaxPool`` on it is refused.
@@ -59,7 +61,12 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
-from varprop._math.gaussian_max import MaxSamples, sample_window_max, window_max_moments
+from varprop._math.gaussian_max import (
+    MaxSamples,
+    WindowMoments,
+    sample_window_max,
+    window_max_moments,
+)
 from varprop.errors import VarpropError
 from varprop.network.field import Field, GradField
 from varprop.network.layers.pooling import _Pool, require_cov
@@ -115,54 +122,51 @@ class MaxPool(_Pool):
             "activation of one (Field.pre_activation): the moments of a non-Gaussian field do not "
             "determine those of its window maxima")
 
-    def _samples(self, field: Field) -> tuple[MaxSamples, Windows]:
-        """The RQMC points of ``field``'s windows (cached by field identity: the backward pass
-        reuses the forward pass's points)."""
+    def _samples(self, field: Field) -> tuple[MaxSamples, WindowMoments, Windows]:
+        """The joint RQMC points of ``field``'s windows and the per-window moments (cached by
+        field identity: the backward pass reuses the forward pass's points)."""
         return _cached_samples(self, field)
 
-    def _draw(self, field: Field) -> tuple[MaxSamples, Windows]:
+    def _draw(self, field: Field) -> tuple[MaxSamples, WindowMoments, Windows]:
         win = self._check(field)
         z, phi, dphi = self._source(field)
         m = np.ravel(z.mean)
         cov = require_cov(self, z) - np.outer(m, m)  # Field.cov holds E z_t z_t' (uncentred)
         samples = sample_window_max(m, cov, win.taps, transform=phi, derivative=dphi,
                                     points=points_for(win.p_in), scrambles=SCRAMBLES, seed=SEED)
-        return samples, win
+        own = window_max_moments(m, cov, win.taps, transform=phi, derivative=dphi,
+                                 points=WINDOW_POINTS, scrambles=SCRAMBLES, seed=SEED)
+        return samples, own, win
 
     def field_forward(self, field: Field) -> Field:
-        samples, win = self._samples(field)
-        z, phi, _ = self._source(field)
-        m = np.ravel(z.mean)
-        mean, diag, diag_se, per_window = window_max_moments(
-            m, np.asarray(z.cov) - np.outer(m, m), win.taps, transform=phi,
-            points=WINDOW_POINTS, scrambles=SCRAMBLES, seed=SEED)
+        samples, own, win = self._samples(field)
         joint, joint_se = samples.second()
         jd = np.diag(joint)
         # the joint points' matrix rescaled to the per-window diagonal (stays positive semi-definite)
-        scale = np.sqrt(np.divide(diag, jd, out=np.zeros_like(jd), where=jd > 0))
+        scale = np.sqrt(np.divide(own.second, jd, out=np.zeros_like(jd), where=jd > 0))
         second = joint * np.outer(scale, scale)
         tiny = 1e-300
-        rel = float(np.max(diag_se / np.maximum(np.abs(diag), tiny)))
+        rel = float(np.max(own.se_second / np.maximum(np.abs(own.second), tiny)))
         rel_joint = float(np.max(joint_se / np.sqrt(np.maximum(np.outer(jd, jd), tiny))))
         n = samples.y.shape[1] * samples.scrambles
         sentence = (f"{self!r}: E max, E max^2 of each window by randomized quasi-Monte Carlo "
-                    f"({per_window} scrambled Sobol' points per window law), the covariances "
+                    f"({own.points} scrambled Sobol' points per window law), the covariances "
                     f"between windows by joint randomized quasi-Monte Carlo of the Gaussian field "
                     f"({n} points in {samples.scrambles} scrambles); largest relative standard "
                     f"errors: between windows {rel_joint:.1e}, of E y^2: {rel:.1e}")
-        return Field(self.output_shape(field.shape), 0, mean.reshape(win.out_spatial),
-                     diag.reshape(win.out_spatial), second, None, gaussian=False,
+        return Field(self.output_shape(field.shape), 0, own.mean.reshape(win.out_spatial),
+                     own.second.reshape(win.out_spatial), second, None, gaussian=False,
                      approximations=field.approximate(sentence))
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
-        samples, win = self._samples(field_in)
+        samples, own, win = self._samples(field_in)
         g = grad.cov if grad.cov is not None else np.diag(np.ravel(grad.second))
-        cov = samples.routed_cov(g)
+        cov = samples.routed_cov(g, own=own.route)
         second = np.diag(cov).reshape(win.in_spatial)
         keep = grad.cov is not None
         pre = None
         if samples.slope is not None:  # through phi on the same points (module docstring)
-            pcov = samples.routed_cov(g, through=True)
+            pcov = samples.routed_cov(g, through=True, own=own.route_through)
             pre = GradField(field_in.shape, 0, np.diag(pcov).reshape(win.in_spatial),
                             pcov if keep else None)
         return GradField(field_in.shape, 0, second, cov if keep else None, preactivation=pre)
@@ -203,5 +207,5 @@ class MaxPool(_Pool):
 
 
 @lru_cache(maxsize=2)  # a field may hold a (P, P) covariance: keep few
-def _cached_samples(layer: MaxPool, field: Field) -> tuple[MaxSamples, Windows]:
+def _cached_samples(layer: MaxPool, field: Field) -> tuple[MaxSamples, WindowMoments, Windows]:
     return layer._draw(field)
