@@ -16,6 +16,7 @@ from varprop.network.layers import AvgPool as AvgPool
 from varprop.network.layers import GlobalAvgPool as GlobalAvgPool
 from varprop.network.layers import Flatten as Flatten
 from varprop.network.layers import MaxPool as MaxPool
+from varprop.network.layers import Recurrent as Recurrent
 
 __all__ = ["Layer", "Dense", "Nonlinearity", "Residual", "LayerNorm", "RMSNorm", "Dropout",
-           "Conv", "AvgPool", "GlobalAvgPool", "Flatten", "MaxPool"]
+           "Conv", "AvgPool", "GlobalAvgPool", "Flatten", "MaxPool", "Recurrent"]
