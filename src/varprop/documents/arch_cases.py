@@ -153,7 +153,8 @@ def _bn_facts(results: Sequence[VariantResult]) -> str:
         per_block = float(g[0] / g[-1]) ** (1 / BLOCKS) if g[-1] > 0 else math.nan
         parts.append(f"{r.variant.label}: the gradient at the input is {fmt(g[0])}, "
                      f"{fmt(float(g[0] / g[-1]))} times the one at the output, "
-                     f"{fmt(per_block)} per block.")
+                     f"{fmt(per_block)} per block, while the forward second moment after the "
+                     f"last block stays {fmt(r.forward[-1])}.")
     return "  ".join(parts)
 
 
