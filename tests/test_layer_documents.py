@@ -15,7 +15,7 @@ import re
 import numpy as np
 import pytest
 
-from varprop import Network, predict_variance
+from varprop import Network, predict_fields, predict_variance
 from varprop.documents import arch_cases, architectures, layer_cases, netrows
 from varprop.documents import layers as layer_docs
 from varprop.documents.store import MonteCarloStore, budget, fmt
@@ -264,6 +264,7 @@ def test_real_architectures_numbers_are_predictions(monkeypatch):
     the residual MLP's growth equals the hand rule (1 + s^2)^L."""
     monkeypatch.setattr(netrows, "verdict_record", lambda *a, **k: None)
     monkeypatch.setattr(netrows, "curve_record", lambda *a, **k: None)
+    monkeypatch.setattr(netrows, "positions_record", lambda *a, **k: None)
     store = MonteCarloStore(budget_name="quick")
     built = 0
     for res in architectures.architecture_results(store, QUICK):
@@ -291,6 +292,13 @@ def test_real_architectures_numbers_are_predictions(monkeypatch):
             if res.arch.key == "residual_mlp":
                 s = arch_cases._RES_SCALES[r.variant.key]
                 assert r.forward[-1] / r.forward[0] == pytest.approx((1 + s * s) ** arch_cases.BLOCKS)
+        for series in res.through_time:  # BPTT per input step: predict_fields at T = max
+            v = next(r.variant for r in res.results if r.variant.label == series.label)
+            net = v.build(L, res.arch.steps[-1])
+            grad = predict_fields(net).backward[0].second.ravel()
+            assert np.array_equal(series.predicted, grad)
+            assert f"= {fmt(grad[0])} at the first input step, {fmt(grad[-1])} at the last" in (
+                architectures._time_text(res))
         facts = res.arch.facts(res.results)
         for r in res.results:
             if not r.error:

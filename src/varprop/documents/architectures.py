@@ -41,6 +41,7 @@ from varprop.documents.netfigure import Panel, Series, depth_figure
 from varprop.documents.store import Budget, MonteCarloStore, fmt
 from varprop.network import layers as layer_module
 from varprop.network.model import Network
+from varprop.theory.fields import predict_fields
 
 __all__ = ["architectures_page", "architecture_results", "ArchitectureResult", "PAGE",
            "architecture_steps"]
@@ -59,6 +60,9 @@ class ArchitectureResult:
     curves: tuple[tuple[dict[str, Any] | None, ...], ...]
     verdicts: tuple[tuple[Any, Any], ...]
     positions: tuple[tuple[int, int], ...]
+    #: Recurrent architectures: per variant, the gradient at each input step of the longest
+    #: sequence (predicted by ``predict_fields``, Monte Carlo per position).
+    through_time: tuple[Series, ...] = ()
 
 
 def _key(arch: Architecture, v: Variant, what: str) -> str:
@@ -101,15 +105,39 @@ def _variant(arch: Architecture, v: Variant, store: MonteCarloStore, b: Budget,
     return result, tuple(curves), (forward, backward), (last.depth, 1)
 
 
+def _through_time(arch: Architecture, results: tuple[VariantResult, ...], store: MonteCarloStore,
+                  b: Budget, module: ModuleType) -> tuple[Series, ...]:
+    """Per variant of a recurrent architecture, :math:`E(\\partial L/\\partial x_t)^2` at every
+    input step of the longest sequence: ``predict_fields`` and ``simulate(...).per_position``."""
+    if not arch.steps:
+        return ()
+    T = arch.steps[-1]
+    out = []
+    for r in results:
+        if r.error:
+            continue
+        net = r.variant.build(module, T)
+        pred = np.asarray(predict_fields(net).backward[0].second, dtype=float).ravel()
+        rec = netrows.positions_record(store, _key(arch, r.variant, f"steps/T{T}"), net, 1,
+                                       "output_gradient_second", b)
+        mean, low, high = ((tuple(_nan(x) for x in rec[k]) for k in ("mean", "low", "high"))
+                           if rec and "mean" in rec else ((math.nan,) * T,) * 3)
+        out.append(Series(r.variant.label, tuple(float(t) for t in range(1, T + 1)),
+                          tuple(map(float, pred)), tuple(mean), tuple(low), tuple(high)))
+    return tuple(out)
+
+
 def architecture_results(store: MonteCarloStore, b: Budget, module: ModuleType = layer_module,
                          tick: Callable[[], None] = lambda: None) -> list[ArchitectureResult]:
     """Every architecture, computed (predictions, curves, verdicts)."""
     out = []
     for arch in ARCHITECTURES:
         parts = [_variant(arch, v, store, b, module) for v in arch.variants]
+        results = tuple(p[0] for p in parts)
         tick()
-        out.append(ArchitectureResult(arch, tuple(p[0] for p in parts), tuple(p[1] for p in parts),
-                                      tuple(p[2] for p in parts), tuple(p[3] for p in parts)))
+        out.append(ArchitectureResult(arch, results, tuple(p[1] for p in parts),
+                                      tuple(p[2] for p in parts), tuple(p[3] for p in parts),
+                                      _through_time(arch, results, store, b, module)))
     return out
 
 
@@ -148,12 +176,28 @@ def _figure(res: ArchitectureResult, kind: str) -> str | bytes | None:
     fwd_title = "forward: $E h_T^2$" if res.arch.steps else "forward: $E y_k^2$"
     bwd_title = ("backward: $E(\\partial L/\\partial x)^2$, mean over steps" if res.arch.steps
                  else "backward: $E(\\partial L/\\partial y_k)^2$")
-    panels = (Panel(fwd_title, xlabel, _series(res, "forward")),
-              Panel(bwd_title, xlabel, _series(res, "backward")))
+    panels: tuple[Panel, ...] = (Panel(fwd_title, xlabel, _series(res, "forward")),
+                                 Panel(bwd_title, xlabel, _series(res, "backward")))
+    if res.through_time:
+        T = res.arch.steps[-1] if res.arch.steps else 0
+        panels += (Panel(f"through time, $T$ = {T}: $E(\\partial L/\\partial x_t)^2$",
+                         "input step $t$", res.through_time),)
     if not panels[0].series:
         return None
     return depth_figure(res.arch.title.replace("$1/\\sqrt{L}$", "1/sqrt(L)"), panels,
                         "svg" if kind == "svg" else "pdf")
+
+
+def _time_text(res: ArchitectureResult) -> str:
+    """The computed sentence of the through-time panel (predictions of ``predict_fields``)."""
+    T = len(res.through_time[0].x)
+    parts = [f"Back-propagation through time over $T$ = {T} steps (third panel): "]
+    for s in res.through_time:
+        first, last = s.predicted[0], s.predicted[-1]
+        ratio = f" (ratio {fmt(first / last)})" if last > 0 else ""
+        parts.append(f"{s.label}: $E(\\partial\\mathcal L/\\partial x_1)^2$ = {fmt(first)} at "
+                     f"the first input step, {fmt(last)} at the last{ratio}.  ")
+    return "".join(parts).rstrip()
 
 
 def _rows(res: ArchitectureResult) -> list[tuple[str, ...]]:
@@ -201,6 +245,8 @@ def architectures_page(store: MonteCarloStore, b: Budget, format: Format = "mark
         facts = res.arch.facts(res.results)
         if facts:
             blocks.append(_Para(facts))
+        if res.through_time:
+            blocks.append(_Para(_time_text(res)))
         if figures:
             fig = _figure(res, kind)
             if fig is not None:

@@ -21,14 +21,15 @@ from varprop.documents.store import (
     MonteCarloStore,
     fmt,
     mc_network_curves,
+    mc_network_positions,
     mc_verify_network,
 )
 from varprop.errors import VarpropError
 from varprop.network.model import Network
 from varprop.theory.predict import predict_variance
 
-__all__ = ["predictions", "verdict_record", "curve_record", "estimate_cell", "verdict_cell",
-           "QUANTITY_TEXT", "status_agrees"]
+__all__ = ["predictions", "verdict_record", "curve_record", "positions_record", "estimate_cell",
+           "verdict_cell", "QUANTITY_TEXT", "status_agrees"]
 
 #: How a row names its quantity.
 QUANTITY_TEXT = {"output": "$E y_k^2$",
@@ -82,6 +83,20 @@ def curve_record(store: MonteCarloStore, key: str, net: Network, b: Budget) -> A
         try:
             return mc_network_curves(net, replicates=CURVE_REPLICATES.get(b.name, 32),
                                      seed=_key_seed(key))
+        except _ERRORS as exc:
+            return {"error": _error_text(exc)}
+    return store.get(key, lambda: _quiet(compute))
+
+
+def positions_record(store: MonteCarloStore, key: str, net: Network, layer: int, statistic: str,
+                     b: Budget) -> Any:
+    """The stored per-tensor-position Monte Carlo of ``statistic`` at ``layer`` (seed from
+    ``key``; ``{"error": ...}`` if it cannot run)."""
+    def compute() -> dict[str, Any]:
+        try:
+            return mc_network_positions(net, layer=layer, statistic=statistic,
+                                        replicates=CURVE_REPLICATES.get(b.name, 32),
+                                        seed=_key_seed(key))
         except _ERRORS as exc:
             return {"error": _error_text(exc)}
     return store.get(key, lambda: _quiet(compute))

@@ -30,7 +30,7 @@ from varprop.simulation.montecarlo import simulate
 
 __all__ = ["Budget", "BUDGETS", "budget", "SIGNIFICANT", "sig", "fmt", "MonteCarloStore",
            "mc_verify", "mc_per_layer", "mc_per_replicate", "mc_verify_network",
-           "mc_network_curves"]
+           "mc_network_curves", "mc_network_positions"]
 
 #: Significant digits of every number the documents print (and of the stored record).
 SIGNIFICANT = 4
@@ -274,3 +274,19 @@ def mc_network_curves(net: Any, *, replicates: int, seed: int) -> dict[str, Any]
                            for v, ok in zip(arr, whole)]
                      for key, arr in (("mean", mean), ("low", mean - half), ("high", mean + half))}
     return out
+
+
+def mc_network_positions(net: Any, *, layer: int, statistic: str, replicates: int,
+                         seed: int) -> dict[str, Any]:
+    """Per tensor position of layer position ``layer``: the mean over replicates of
+    ``statistic`` (``"output_second"`` or ``"output_gradient_second"``,
+    ``simulate(net, engine="general").per_position``) with a 95% normal interval of the mean;
+    replicates that left the float range are left out (``count`` says how many remain)."""
+    res = simulate(net, replicates=replicates, seed=seed, engine="general")
+    x = np.asarray(res.per_position(statistic, layer, valid_only=True), dtype=float)
+    x = x.reshape(x.shape[0], -1)
+    with np.errstate(all="ignore"):
+        mean = x.mean(axis=0)
+        half = 1.96 * x.std(axis=0, ddof=1) / math.sqrt(max(x.shape[0], 1))
+    return {"count": int(x.shape[0]), "mean": [float(v) for v in mean],
+            "low": [float(v) for v in mean - half], "high": [float(v) for v in mean + half]}
