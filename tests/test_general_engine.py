@@ -13,7 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from varprop import InvalidArgument, Network, layers, predict_variance, simulate, verify, verify_step
+from varprop import (
+    InvalidArgument,
+    Network,
+    layers,
+    predict_variance,
+    simulate,
+    verify,
+    verify_step,
+)
 from varprop.checking.step_general import gaussian_draw
 from varprop.network.field import Field
 from varprop.network.layers.base import Layer

@@ -27,7 +27,11 @@ import time
 import numpy as np
 
 from varprop._util.validation import check_nonnegative_real
-from varprop.checking.allowance import _FLOAT_FLOOR, FINITE_WIDTH_CONSTANT, _weight_width
+from varprop.checking.allowance import (
+    _FLOAT_FLOOR,
+    FINITE_WIDTH_CONSTANT,
+    _weight_width,
+)
 from varprop.checking.plan import (
     _check_layer,
     _look_seed,
@@ -42,7 +46,7 @@ from varprop.network.model import Network
 from varprop.simulation.engines import network_batch
 from varprop.theory.fields import walk_fields
 
-__all__ = ["verify_step_general", "gaussian_draw"]
+__all__ = ["gaussian_draw", "verify_step_general"]
 
 #: Replicates simulated at once (memory).
 _CHUNK = 256

@@ -9,7 +9,7 @@ from varprop.network.field import Shape
 from varprop.network.layers.base import Layer
 from varprop.network.model import Network
 
-__all__ = ["MAX_POSITIONS", "expanded_layers", "input_channel_axis", "channel_axes"]
+__all__ = ["MAX_POSITIONS", "channel_axes", "expanded_layers", "input_channel_axis"]
 
 #: Largest number of layer positions the general engines expand.
 MAX_POSITIONS = 100_000

@@ -32,7 +32,7 @@ from varprop.network.layout import channel_axes
 from varprop.network.model import Network
 from varprop.simulation.statistics import flushed, validity
 
-__all__ = ["run_general", "position_axes"]
+__all__ = ["position_axes", "run_general"]
 
 
 def position_axes(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:

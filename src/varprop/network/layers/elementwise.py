@@ -39,7 +39,7 @@ from varprop.components.activations import Activation
 from varprop.errors import VarpropError
 from varprop.network.field import Field, GradField
 
-__all__ = ["forward", "backward", "exact", "steps", "position_moments", "pair_moments"]
+__all__ = ["backward", "exact", "forward", "pair_moments", "position_moments", "steps"]
 
 _CLOSED_FORM_MIN_R = 3.0  # closed forms only where the standardised mean is at least -3
 
