@@ -28,8 +28,11 @@ __all__ = ["is_exact", "network_exact", "prediction_allowance", "network_allowan
 #: are exact only as the widths grow (see :func:`prediction_allowance`).
 FINITE_WIDTH_CONSTANT = 2.0
 #: Allowance added per declared approximation of the general engine (``FieldPrediction.
-#: approximations``, e.g. the Gaussian closure of a nonlinearity after a residual sum): a bound
-#: the layer documents replace by their measured errors.
+#: approximations``, e.g. the Gaussian closure of a nonlinearity after a residual sum).  Measured
+#: for the closure (post-activation residual block ``Dense(n), Residual([Dense(n, he), phi]),
+#: phi``, width 512, 100 replicates): the activation after the sum is off by +5.3% (+-1.1%) for
+#: ReLU and +2.1% (+-0.4%) for tanh, so 0.10 covers it with a margin; a closure far from
+#: Gaussian (tanh acting on relu(x): +41%) exceeds it and is refuted, as it should be.
 APPROXIMATION_ALLOWANCE = 0.10
 #: Relative floating-point floor added to every tolerance (float64; float32 uses 1e-4).
 _FLOAT_FLOOR = {"float64": 1e-9, "float32": 1e-4}
