@@ -22,6 +22,7 @@ from varprop import (
     verify,
     verify_step,
 )
+from varprop.checking.allowance import FINITE_WIDTH_CONSTANT, network_allowance
 from varprop.checking.step_general import gaussian_draw
 from varprop.network.field import Field
 from varprop.network.layers.base import Layer
@@ -237,3 +238,26 @@ def test_general_engine_reports_underflow_like_the_mlp_engines():
     ok = simulate(Network([Scale(1.0), layers.Dense(4), "relu", layers.Dense(3)],
                           input_shape=(5,)), replicates=64, seed=0)
     assert ok.underflow_layer is None and ok.output_valid.all() and ok.output_gradient_valid.all()
+
+
+@dataclass(frozen=True)
+class Nested(Scale):
+    """A layer holding weight layers (as a residual block does): the allowance counts them."""
+
+    branch: tuple = (layers.Dense(8), layers.Dense(4))
+
+
+def test_allowance_counts_nested_weight_layers():
+    net = Network([Nested(), layers.Dense(5), "tanh"], input_shape=(6,))
+    tol, reason = network_allowance(net, 3, False, method="auto", predicted_value=1.0)
+    expected = FINITE_WIDTH_CONSTANT * (1 / 8 + 1 / 4 + 1 / 5)
+    assert tol == pytest.approx(expected, rel=1e-6)
+    assert "finite-width" in reason
+
+
+def test_verify_refutes_a_wrong_claim_on_a_general_network():
+    net = Network([Scale(1.5), layers.Dense(16, "he_normal"), "relu", layers.Dense(8)],
+                  input_shape=(6,))
+    true = float(predict_variance(net))
+    v = verify(net, quantity="output", predicted=1.3 * true, seed=3)
+    assert v.status == "refuted"
