@@ -339,7 +339,7 @@ def test_layout_follows_the_first_layer_that_asks():
     net = Network(["tanh", SequenceScale(2.0)], input_shape=(5, 3))
     fp = predict_fields(net)
     assert fp.input.channel_axis == -1 and fp.input.positions == (5,)
-    assert channel_axes(net)[0] == ((5, 3), -1)
+    assert channel_axes(net)[0] == ((5, 3), (5, 3), -1)
     default = predict_fields(Network([Scale(2.0)], input_shape=(5, 3)))
     assert default.input.channel_axis == 0 and default.input.positions == (3,)
 

@@ -17,6 +17,7 @@ from varprop import (
     InvalidArgument,
     Network,
     layers,
+    predict_fields,
     predict_variance,
     simulate,
     verify,
@@ -261,3 +262,39 @@ def test_verify_refutes_a_wrong_claim_on_a_general_network():
     true = float(predict_variance(net))
     v = verify(net, quantity="output", predicted=1.3 * true, seed=3)
     assert v.status == "refuted"
+
+
+@dataclass(frozen=True)
+class Flat(Layer):
+    """A flatten that keeps its input's field (per-position moments), as varprop's Flatten."""
+
+    def output_shape(self, input_shape):
+        return (math.prod(input_shape),)
+
+    def channel_axis_for(self, input_shape):
+        return 0
+
+    def field_forward(self, f):
+        return f
+
+    def field_backward(self, g, field_in, field_out):
+        return g
+
+    def mc_draw(self, rng, input_shape, replicates, dtype):
+        return None
+
+    def mc_forward(self, params, x):
+        return x.reshape(*x.shape[:2], -1), x.shape
+
+    def mc_backward(self, params, cache, grad):
+        return grad.reshape(cache)
+
+
+def test_per_position_layout_matches_the_predicted_fields():
+    net = Network([Scale(2.0), "relu", Flat(), layers.Dense(4)], input_shape=(2, 3, 2))
+    fp = predict_fields(net)
+    res = simulate(net, replicates=64, seed=0)
+    for p, f in enumerate(fp.forward, start=1):
+        assert res.per_position("output_second", p).shape == (64,) + f.positions
+        grad_positions = fp.backward[p - 1].positions
+        assert res.per_position("output_gradient_second", p).shape == (64,) + grad_positions
