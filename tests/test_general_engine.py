@@ -298,3 +298,10 @@ def test_per_position_layout_matches_the_predicted_fields():
         assert res.per_position("output_second", p).shape == (64,) + f.positions
         grad_positions = fp.backward[p - 1].positions
         assert res.per_position("output_gradient_second", p).shape == (64,) + grad_positions
+
+
+def test_verify_step_after_a_flatten_uses_the_tensor_shape():
+    net = Network([Scale(2.0), Flat(), layers.Dense(4, "he_normal")], input_shape=(2, 3))
+    for q in ("output", "output_gradient"):
+        v = verify_step(net, quantity=q, layer=3, seed=0, replicates=1024)
+        assert v.status != "refuted" and v.exact
