@@ -132,6 +132,7 @@ from varprop.simulation.engines import (
     resource_estimate,
     select_engine,
 )
+from varprop.simulation.fields import run_general
 from varprop.simulation.result import (
     BACKWARD_QUANTITIES,
     ESTIMATES,
@@ -140,7 +141,6 @@ from varprop.simulation.result import (
     QUANTITIES,
     SimulationResult,
 )
-from varprop.simulation.fields import run_general
 from varprop.simulation.statistics import Draws, finish
 from varprop.simulation.walk import Plan, run_chunk
 
