@@ -8,11 +8,13 @@ symbols ``mu`` and ``q``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
+import mpmath
 import numpy as np
 import scipy.special
 import sympy as sp
@@ -20,6 +22,7 @@ import sympy as sp
 from varprop._math.scalar import lambdify_scalar
 
 __all__ = ["MomentRules", "X", "MU", "Q", "MOMENTS", "gaussian_polynomial_expectation",
+           "exp_ncdf", "exponential_linear_rules", "clipped_linear_rules", "gelu_rules",
            "polynomial_rules"]
 
 #: The activation's argument, the pre-activation mean and variance.
@@ -168,4 +171,145 @@ def polynomial_rules(poly: sp.Expr, mu: sp.Expr = MU, **kwargs: object) -> Momen
         deriv_mean=gaussian_polynomial_expectation(d, mu),
         deriv_second=gaussian_polynomial_expectation(d**2, mu),
         **kwargs,  # type: ignore[arg-type]
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Closed forms of the exponential-linear units, the clipped linear units and GELU
+# ----------------------------------------------------------------------------------------------
+
+def _exp_ncdf_numeric(a: object, b: object) -> object:
+    r""":math:`e^a\Phi(b)` without ``inf * 0``: in the lower tail (:math:`b < 0`) as
+    :math:`\tfrac12 e^{a - b^2/2}\operatorname{erfcx}(-b/\sqrt2)`, else directly (there
+    :math:`\Phi(b) \ge 1/2`, so the product overflows only where the true value does).  mpmath
+    arguments (the overflow fallback of :func:`varprop._math.scalar.lambdify_scalar`) are
+    evaluated with mpmath."""
+    if isinstance(a, mpmath.mpf) or isinstance(b, mpmath.mpf):
+        return mpmath.exp(a) * mpmath.ncdf(b)
+    a_, b_ = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    t = -b_ / math.sqrt(2.0)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        tail = 0.5 * np.exp(a_ - t * t) * scipy.special.erfcx(np.maximum(t, 0.0))
+        body = np.exp(a_) * scipy.special.ndtr(b_)
+        out = np.where(b_ < 0, tail, body)
+    return float(out) if out.ndim == 0 else out
+
+
+class exp_ncdf(sp.Function):  # noqa: N801  (a SymPy function, printed as e^a Phi(b))
+    r""":math:`e^{a}\,\Phi(b)`, :math:`\Phi` the standard normal CDF: the Gaussian integrals of
+    the exponential-linear units, :math:`E[e^{c z} 1\{z < 0\}] = e^{c\mu + c^2 q/2}\,
+    \Phi(-(\mu + c q)/\sqrt q)` for :math:`z \sim N(\mu, q)`.  One function so that NumPy and
+    ``math`` evaluate it without ``inf * 0`` (:func:`_exp_ncdf_numeric`)."""
+
+    nargs = 2
+    _imp_ = staticmethod(_exp_ncdf_numeric)
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        a, b = self.args
+        if argindex == 1:
+            return self
+        return sp.exp(a) * _pdf(b)
+
+    def _eval_rewrite_as_erf(self, a: sp.Expr, b: sp.Expr, **kwargs: object) -> sp.Expr:
+        return sp.exp(a) * _Phi(b)
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.rewrite(sp.erf)._eval_evalf(prec)
+
+    def _latex(self, printer: object) -> str:
+        a, b = (printer._print(arg) for arg in self.args)  # type: ignore[attr-defined]
+        return r"e^{%s}\,\Phi\left(%s\right)" % (a, b)
+
+
+def _gauss_exp_below_zero(c: sp.Expr, power: int = 1) -> sp.Expr:
+    r""":math:`E[e^{k z} 1\{z < 0\}] = e^{k\mu + k^2 q/2}\,\Phi(-(\mu + k q)/\sqrt q)`,
+    :math:`k = \text{power}\cdot c`, for :math:`z \sim N(\mu, q)` (complete the square)."""
+    k = power * c
+    return exp_ncdf(k * MU + k**2 * Q / 2, -(MU + k * Q) / sp.sqrt(Q))
+
+
+def exponential_linear_rules(scale: sp.Expr, alpha: sp.Expr, c: sp.Expr) -> MomentRules:
+    r"""Exact rules at every :math:`\mu` for :math:`\phi(x) = \lambda x` (:math:`x > 0`),
+    :math:`\lambda\alpha(e^{c x} - 1)` (:math:`x \le 0`): ELU (:math:`\lambda = c = 1`), SELU
+    (Klambauer et al. 2017), CELU (:math:`\lambda = 1`, :math:`c = 1/\alpha`; Barron 2017).
+
+    With :math:`s = \sqrt q`, :math:`r = \mu/s`, :math:`E_k = E[e^{kz}1\{z<0\}]`
+    (:func:`_gauss_exp_below_zero`) and the positive part of ReLU:
+
+    .. math::
+
+        E\phi = \lambda\left[\mu\Phi(r) + s\varphi(r) + \alpha(E_c - \Phi(-r))\right],\quad
+        E\phi^2 = \lambda^2\left[(\mu^2 + q)\Phi(r) + \mu s\varphi(r)
+                  + \alpha^2(E_{2c} - 2E_c + \Phi(-r))\right],
+
+    :math:`E\phi' = \lambda[\Phi(r) + \alpha c E_c]`,
+    :math:`E\phi'^2 = \lambda^2[\Phi(r) + \alpha^2 c^2 E_{2c}]`.
+    """
+    s = sp.sqrt(Q)
+    r = MU / s
+    e1, e2 = _gauss_exp_below_zero(c, 1), _gauss_exp_below_zero(c, 2)
+    lam2 = scale**2
+    return MomentRules(
+        mean=scale * (MU * _Phi(r) + s * _pdf(r) + alpha * (e1 - _Phi(-r))),
+        second=lam2 * ((MU**2 + Q) * _Phi(r) + MU * s * _pdf(r)
+                       + alpha**2 * (e2 - 2 * e1 + _Phi(-r))),
+        deriv_mean=scale * (_Phi(r) + alpha * c * e1),
+        deriv_second=lam2 * (_Phi(r) + alpha**2 * c**2 * e2),
+    )
+
+
+def clipped_linear_rules(low: sp.Expr, high: sp.Expr) -> MomentRules:
+    r"""Exact rules at every :math:`\mu` for :math:`\phi(x) = \min(\max(x, l), h)`, :math:`l < h`
+    (hardtanh, ReLU6).  With :math:`s = \sqrt q`, :math:`u = (l - \mu)/s`,
+    :math:`v = (h - \mu)/s` and :math:`P = \Phi(v) - \Phi(u)`:
+
+    .. math::
+
+        E\phi = l\Phi(u) + h\Phi(-v) + \mu P + s(\varphi(u) - \varphi(v)),
+
+        E\phi^2 = l^2\Phi(u) + h^2\Phi(-v) + \mu^2 P + 2\mu s(\varphi(u) - \varphi(v))
+                  + q\,(P + u\varphi(u) - v\varphi(v)),
+
+    :math:`E\phi' = E\phi'^2 = P` (from :math:`\int_u^v t^2\varphi = u\varphi(u) - v\varphi(v)
+    + P`)."""
+    s = sp.sqrt(Q)
+    u, v = (low - MU) / s, (high - MU) / s
+    inside = _Phi(v) - _Phi(u)
+    dens = _pdf(u) - _pdf(v)
+    return MomentRules(
+        mean=low * _Phi(u) + high * _Phi(-v) + MU * inside + s * dens,
+        second=low**2 * _Phi(u) + high**2 * _Phi(-v) + MU**2 * inside + 2 * MU * s * dens
+        + Q * (inside + u * _pdf(u) - v * _pdf(v)),
+        deriv_mean=inside,
+        deriv_second=inside,
+    )
+
+
+def gelu_rules() -> MomentRules:
+    r"""Exact rules at :math:`\mu = 0` for GELU, :math:`\phi(x) = x\Phi(x)` (Hendrycks & Gimpel
+    2016), :math:`z \sim N(0, q)`:
+
+    * :math:`E\phi = q\,\varphi(0)/\sqrt{1+q} = q/\sqrt{2\pi(1+q)}` (Stein:
+      :math:`E[z\Phi(z)] = q E\varphi(z)`);
+    * :math:`E\phi^2 = \tfrac q4 + \tfrac14 E[z^2 f]` with :math:`f = \operatorname{erf}(z/\sqrt2)^2`,
+      :math:`E f = \tfrac2\pi\arcsin\tfrac{q}{1+q}` (Williams 1997) and
+      :math:`E[z^2 f] = q E f + 2q^2\,\tfrac{d}{dq}E f` (Stein twice and the heat equation
+      :math:`\tfrac{d}{dq}E f = \tfrac12 E f''`):
+      :math:`E\phi^2 = \tfrac q4 + \tfrac{q}{2\pi}\left(\arcsin\tfrac{q}{1+q}
+      + \tfrac{q}{(1+q)\sqrt{1+2q}}\right)`;
+    * :math:`\phi' = \Phi(x) + x\varphi(x)`: :math:`E\phi' = 1/2`,
+      :math:`E\phi'^2 = \tfrac14 + \tfrac1{2\pi}\arcsin\tfrac q{1+q}
+      + \tfrac{q}{\pi(1+q)\sqrt{1+2q}} + \tfrac{q}{2\pi(1+2q)^{3/2}}`
+      (:math:`E[z\varphi\Phi] = \tfrac{q}{1+q}E\varphi^2`, :math:`E\varphi^2 =
+      \tfrac{1}{2\pi\sqrt{1+2q}}`, :math:`E[z^2\varphi^2] = \tfrac{q}{2\pi(1+2q)^{3/2}}`).
+    """
+    e_f = 2 / sp.pi * sp.asin(Q / (1 + Q))
+    e_z2f = Q * e_f + 2 * Q**2 * sp.diff(e_f, Q)
+    return MomentRules(
+        mean=Q / sp.sqrt(2 * sp.pi * (1 + Q)),
+        second=sp.simplify(Q / 4 + e_z2f / 4),
+        deriv_mean=sp.Rational(1, 2),
+        deriv_second=sp.Rational(1, 4) + sp.asin(Q / (1 + Q)) / (2 * sp.pi)
+        + Q / (sp.pi * (1 + Q) * sp.sqrt(1 + 2 * Q)) + Q / (2 * sp.pi * (1 + 2 * Q) ** sp.Rational(3, 2)),
+        zero_mean_only=True,
     )
