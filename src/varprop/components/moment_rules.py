@@ -63,6 +63,11 @@ class MomentRules:
         each moment over all :math:`q > 0` at :math:`\mu = 0` (measured on a dense grid
         :math:`10^{-4} \le q \le 10^{4}` and checked in the tests; both ends tend to the
         asymptotic values stated in the activation's docstring).
+    evaluation : dict
+        Numerically stable forms of some moments, equal to the stated ones, used by
+        :attr:`compiled` and :attr:`vectorized` (e.g. :class:`exp_ncdf` for
+        :math:`e^a\Phi(b)`, which avoids :math:`\infty \cdot 0`); the stated forms stay in
+        elementary functions for the symbolic engine (limits, derivations).
     """
 
     mean: sp.Expr
@@ -73,14 +78,18 @@ class MomentRules:
     zero_mean_only: bool = False
     approximation: str = ""
     max_relative_error: Mapping[str, float] = field(default_factory=dict)
+    evaluation: Mapping[str, sp.Expr] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, sp.Expr]:
         return {name: getattr(self, name) for name in MOMENTS}
 
+    def _evaluated(self, name: str) -> sp.Expr:
+        return self.evaluation.get(name, getattr(self, name))
+
     @cached_property
     def compiled(self) -> Callable[[float, float], tuple[float, float, float, float]]:
         """Scalar (``math``-module) evaluation of the four moments at ``(mu, q)``."""
-        return lambdify_scalar((MU, Q), [getattr(self, m) for m in MOMENTS])  # inf beyond range
+        return lambdify_scalar((MU, Q), [self._evaluated(m) for m in MOMENTS])  # inf beyond range
 
     @cached_property
     def vectorized(self) -> dict[str, Callable[[np.ndarray, float], np.ndarray]]:
@@ -88,7 +97,7 @@ class MomentRules:
         mods = [{"erf": scipy.special.erf}, "numpy"]
         out = {}
         for m in MOMENTS:
-            f = sp.lambdify((MU, Q), getattr(self, m), modules=mods)
+            f = sp.lambdify((MU, Q), self._evaluated(m), modules=mods)
             out[m] = (lambda f: lambda mu, q: _beyond_range_as_inf(f, mu, q))(f)
         return out
 
@@ -221,11 +230,13 @@ class exp_ncdf(sp.Function):  # noqa: N801  (a SymPy function, printed as e^a Ph
         return r"e^{%s}\,\Phi\left(%s\right)" % (a, b)
 
 
-def _gauss_exp_below_zero(c: sp.Expr, power: int = 1) -> sp.Expr:
+def _gauss_exp_below_zero(c: sp.Expr, power: int = 1, *, stable: bool = False) -> sp.Expr:
     r""":math:`E[e^{k z} 1\{z < 0\}] = e^{k\mu + k^2 q/2}\,\Phi(-(\mu + k q)/\sqrt q)`,
-    :math:`k = \text{power}\cdot c`, for :math:`z \sim N(\mu, q)` (complete the square)."""
+    :math:`k = \text{power}\cdot c`, for :math:`z \sim N(\mu, q)` (complete the square);
+    ``stable``: as one :class:`exp_ncdf` (for evaluation)."""
     k = power * c
-    return exp_ncdf(k * MU + k**2 * Q / 2, -(MU + k * Q) / sp.sqrt(Q))
+    a, b = k * MU + k**2 * Q / 2, -(MU + k * Q) / sp.sqrt(Q)
+    return exp_ncdf(a, b) if stable else sp.exp(a) * _Phi(b)
 
 
 def exponential_linear_rules(scale: sp.Expr, alpha: sp.Expr, c: sp.Expr) -> MomentRules:
@@ -247,15 +258,18 @@ def exponential_linear_rules(scale: sp.Expr, alpha: sp.Expr, c: sp.Expr) -> Mome
     """
     s = sp.sqrt(Q)
     r = MU / s
-    e1, e2 = _gauss_exp_below_zero(c, 1), _gauss_exp_below_zero(c, 2)
     lam2 = scale**2
-    return MomentRules(
-        mean=scale * (MU * _Phi(r) + s * _pdf(r) + alpha * (e1 - _Phi(-r))),
-        second=lam2 * ((MU**2 + Q) * _Phi(r) + MU * s * _pdf(r)
-                       + alpha**2 * (e2 - 2 * e1 + _Phi(-r))),
-        deriv_mean=scale * (_Phi(r) + alpha * c * e1),
-        deriv_second=lam2 * (_Phi(r) + alpha**2 * c**2 * e2),
-    )
+
+    def forms(stable: bool) -> dict[str, sp.Expr]:
+        e1 = _gauss_exp_below_zero(c, 1, stable=stable)
+        e2 = _gauss_exp_below_zero(c, 2, stable=stable)
+        return {"mean": scale * (MU * _Phi(r) + s * _pdf(r) + alpha * (e1 - _Phi(-r))),
+                "second": lam2 * ((MU**2 + Q) * _Phi(r) + MU * s * _pdf(r)
+                                  + alpha**2 * (e2 - 2 * e1 + _Phi(-r))),
+                "deriv_mean": scale * (_Phi(r) + alpha * c * e1),
+                "deriv_second": lam2 * (_Phi(r) + alpha**2 * c**2 * e2)}
+
+    return MomentRules(**forms(False), evaluation=forms(True))
 
 
 def clipped_linear_rules(low: sp.Expr, high: sp.Expr) -> MomentRules:
