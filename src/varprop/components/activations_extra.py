@@ -67,7 +67,9 @@ _GELU_TANH_CUBIC = "0.044715"
 
 
 def _stable_sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+    r""":math:`\sigma(x)`, accurate relatively in the lower tail (``expit``: :math:`e^{x}/(1+e^{x})`
+    there, where ``(1 + tanh(x/2))/2`` is 0 below :math:`x \approx -37`)."""
+    return scipy.special.expit(x)
 
 
 def _sigmoid_slope(x: np.ndarray) -> np.ndarray:

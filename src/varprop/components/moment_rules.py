@@ -310,7 +310,7 @@ def gelu_rules() -> MomentRules:
       :math:`E[z^2 f] = q E f + 2q^2\,\tfrac{d}{dq}E f` (Stein twice and the heat equation
       :math:`\tfrac{d}{dq}E f = \tfrac12 E f''`):
       :math:`E\phi^2 = \tfrac q4 + \tfrac{q}{2\pi}\left(\arcsin\tfrac{q}{1+q}
-      + \tfrac{q}{(1+q)\sqrt{1+2q}}\right)`;
+      + \tfrac{2q}{(1+q)\sqrt{1+2q}}\right)`;
     * :math:`\phi' = \Phi(x) + x\varphi(x)`: :math:`E\phi' = 1/2`,
       :math:`E\phi'^2 = \tfrac14 + \tfrac1{2\pi}\arcsin\tfrac q{1+q}
       + \tfrac{q}{\pi(1+q)\sqrt{1+2q}} + \tfrac{q}{2\pi(1+2q)^{3/2}}`
