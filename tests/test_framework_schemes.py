@@ -176,3 +176,15 @@ def test_text_names_and_pickle():
 def test_bad_arguments(call, exc, text):
     with pytest.raises(exc, match=text):
         call()
+
+
+def test_command_line_takes_qualified_names(capsys):
+    from varprop._util.named import parse_named
+    from varprop.cli import main
+
+    assert parse_named("keras:he_normal", "init") == ("keras:he_normal", {})
+    assert parse_named("he_normal:mode=fan_out", "init") == ("he_normal", {"mode": "fan_out"})
+    main(["predict", "selu", "torch:kaiming_normal:nonlinearity=linear", "--fan-in", "64",
+          "--depth", "2"])
+    out = capsys.readouterr().out
+    assert "torch:kaiming_normal(a=0.0, mode='fan_in', nonlinearity='linear')" in out

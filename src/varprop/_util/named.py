@@ -23,8 +23,16 @@ def parse_named(text: str, argument: str) -> tuple[str, dict[str, object]]:
 
     >>> parse_named("he_normal:mode=fan_out,negative_slope=0.1", "init")
     ('he_normal', {'mode': 'fan_out', 'negative_slope': 0.1})
+
+    A qualified name keeps its prefix (a first item without ``=`` is part of the name):
+
+    >>> parse_named("torch:kaiming_normal:nonlinearity=tanh", "init")
+    ('torch:kaiming_normal', {'nonlinearity': 'tanh'})
     """
     name, _, rest = text.partition(":")
+    head, sep, tail = rest.partition(":")
+    if head.strip().isidentifier():  # "keras:he_normal[:key=value,...]"
+        name, rest = f"{name.strip()}:{head.strip()}", tail
     params: dict[str, object] = {}
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, sep, value = item.partition("=")

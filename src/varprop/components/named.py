@@ -10,7 +10,6 @@ from typing import Any
 
 from varprop._util.named import parse_named
 from varprop.components.activation import activation
-from varprop.components.frameworks import FRAMEWORKS
 from varprop.components.scheme import init_scheme
 
 __all__ = ["build_named"]
@@ -22,10 +21,5 @@ def build_named(kind: str, value: Any) -> Any:
     anything else without parameters is returned unchanged."""
     if not isinstance(value, str) or ":" not in value:
         return value
-    if kind == "init":
-        prefix, _, rest = value.partition(":")
-        if prefix.strip().lower() in FRAMEWORKS:
-            name, params = parse_named(rest, kind)
-            return init_scheme(f"{prefix.strip()}:{name}", **params)
-    name, params = parse_named(value, kind)
+    name, params = parse_named(value, kind)  # keeps a framework prefix in the name
     return init_scheme(name, **params) if kind == "init" else activation(name, **params)
