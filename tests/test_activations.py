@@ -92,8 +92,14 @@ def test_registry_is_covered():
     assert exact == set(EXACT_NAMES) and approximate == set(APPROXIMATE_NAMES)
 
 
-@pytest.mark.parametrize("name", sorted(MP))
-@pytest.mark.parametrize("mu, q", CASES)
+#: The six original activations at every case; the framework activations (their closed forms
+#: are checked at 30 digits and more points in tests/test_activations_extra.py) at three.
+_ORIGINAL = ("linear", "relu", "leaky_relu", "tanh", "sigmoid", "erf")
+_CASES_BY_NAME = [(name, mu, q) for name in sorted(MP) for mu, q in
+                  (CASES if name in _ORIGINAL else [CASES[1], CASES[4], CASES[5]])]
+
+
+@pytest.mark.parametrize("name, mu, q", _CASES_BY_NAME)
 def test_quadrature_matches_mpmath(name, mu, q):
     act = activation(name)
     got = act.gaussian_moments(mu, q, method="quadrature")
@@ -102,8 +108,8 @@ def test_quadrature_matches_mpmath(name, mu, q):
         assert abs(g - r) <= 1e-10 * max(1.0, abs(r)), (g, r)
 
 
-EXACT_CASES = [(name, mu, q) for name in EXACT_NAMES for mu, q in CASES
-               if mu == 0.0 or not activation(name).closed_form.zero_mean_only]
+EXACT_CASES = [(name, mu, q) for name, mu, q in _CASES_BY_NAME if name in EXACT_NAMES
+               and (mu == 0.0 or not activation(name).closed_form.zero_mean_only)]
 
 
 @pytest.mark.parametrize("name, mu, q", EXACT_CASES)
