@@ -317,13 +317,12 @@ def gelu_rules() -> MomentRules:
       (:math:`E[z\varphi\Phi] = \tfrac{q}{1+q}E\varphi^2`, :math:`E\varphi^2 =
       \tfrac{1}{2\pi\sqrt{1+2q}}`, :math:`E[z^2\varphi^2] = \tfrac{q}{2\pi(1+2q)^{3/2}}`).
     """
-    e_f = 2 / sp.pi * sp.asin(Q / (1 + Q))
-    e_z2f = Q * e_f + 2 * Q**2 * sp.diff(e_f, Q)
+    arc = sp.asin(Q / (1 + Q))
     return MomentRules(
         mean=Q / sp.sqrt(2 * sp.pi * (1 + Q)),
-        second=sp.simplify(Q / 4 + e_z2f / 4),
+        second=Q / 4 + Q / (2 * sp.pi) * (arc + 2 * Q / ((1 + Q) * sp.sqrt(1 + 2 * Q))),
         deriv_mean=sp.Rational(1, 2),
-        deriv_second=sp.Rational(1, 4) + sp.asin(Q / (1 + Q)) / (2 * sp.pi)
+        deriv_second=sp.Rational(1, 4) + arc / (2 * sp.pi)
         + Q / (sp.pi * (1 + Q) * sp.sqrt(1 + 2 * Q)) + Q / (2 * sp.pi * (1 + 2 * Q) ** sp.Rational(3, 2)),
         zero_mean_only=True,
     )
