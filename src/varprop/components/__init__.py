@@ -9,5 +9,5 @@ whichever module is imported first."""
 
 import varprop.components.activations  # noqa: F401  (registers the named activations)
 import varprop.components.activations_extra  # noqa: F401  (the framework activations)
-import varprop.components.schemes  # noqa: F401  (registers the named init schemes)
 import varprop.components.frameworks  # noqa: F401  (the framework-qualified init schemes)
+import varprop.components.schemes  # noqa: F401  (registers the named init schemes)

@@ -227,7 +227,7 @@ class exp_ncdf(sp.Function):  # noqa: N801  (a SymPy function, printed as e^a Ph
 
     def _latex(self, printer: object) -> str:
         a, b = (printer._print(arg) for arg in self.args)  # type: ignore[attr-defined]
-        return r"e^{%s}\,\Phi\left(%s\right)" % (a, b)
+        return rf"e^{{{a}}}\,\Phi\left({b}\right)"
 
 
 def _gauss_exp_below_zero(c: sp.Expr, power: int = 1, *, stable: bool = False) -> sp.Expr:
