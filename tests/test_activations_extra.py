@@ -205,3 +205,19 @@ def test_documents_still_cover_the_six_activations():
 def test_bad_parameters(call, exc, text):
     with pytest.raises(exc, match=text):
         call()
+
+
+def test_length_map_slope_at_zero_averages_the_one_sided_squares():
+    """d/dq E[phi(z)^2] at q = 0 is (phi'(0+)^2 + phi'(0-)^2)/2 at a kink with phi(0) = 0:
+    selu lambda^2 (1 + alpha^2)/2 = 2.0974, relu6 1/2 (not the square of the averaged slope);
+    and the phases table finds SELU's q* = 1 under lecun_normal (a grid point of the search)."""
+    from varprop.documents.phases import phase_facts
+    from varprop.theory.lengthmap import dsecond_dq
+
+    lam, alpha = float(SELU_SCALE), float(SELU_ALPHA)
+    assert dsecond_dq(vp.activation("selu"), 0.0) == pytest.approx(lam**2 * (1 + alpha**2) / 2,
+                                                                     rel=1e-15)
+    assert dsecond_dq(vp.activation("relu6"), 0.0) == 0.5
+    assert dsecond_dq(vp.activation("elu"), 0.0) == 1.0
+    facts = phase_facts(vp.activation("selu"), 1.0)
+    assert [round(p.q, 12) for p in facts.fixed_points] == [0.0, 1.0]
