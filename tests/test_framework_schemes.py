@@ -210,3 +210,18 @@ def test_selu_under_keras_lecun_normal_keeps_unit_variance_in_a_numpy_network():
     est, se = per_rep.mean(axis=0), per_rep.std(axis=0, ddof=1) / math.sqrt(reps)
     assert np.allclose(np.asarray(predicted, dtype=float), 1.0, rtol=1e-12)
     assert np.all(np.abs(est - 1.0) < 6 * se), (est, se)
+
+
+def test_the_repr_names_its_scheme_again():
+    """A verdict's ``init`` text (the scheme's repr) builds the same scheme; expressions with
+    positional arguments stay expressions."""
+    for scheme in [vp.init_scheme("torch:kaiming_normal", nonlinearity="tanh", mode="fan_out"),
+                   vp.init_scheme("keras:variance_scaling", scale=2.0, distribution="uniform"),
+                   vp.init_scheme("he_normal", negative_slope=0.2), vp.init_scheme("keras:he_normal")]:
+        assert build_named("init", repr(scheme)) == scheme
+    assert build_named("init", "he_normal(mode=fan_out)") == vp.init_scheme("he_normal", mode="fan_out")
+    assert build_named("activation", "gelu(approximate='tanh')") == vp.activation("gelu_tanh")
+    assert build_named("activation", "max(x, 0)") == vp.activation("relu")
+    assert build_named("activation", "relu(x - 1)").name == "relu(x - 1)"
+    with pytest.raises(InvalidArgument, match="literal"):
+        build_named("init", "he_normal(mode=1+x)")

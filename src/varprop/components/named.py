@@ -18,8 +18,9 @@ __all__ = ["build_named"]
 def build_named(kind: str, value: Any) -> Any:
     """``"he_normal:mode=fan_out"`` -> ``init_scheme("he_normal", mode="fan_out")`` (``kind`` is
     ``"init"`` or ``"activation"``); ``"keras:he_normal"`` -> ``init_scheme("keras:he_normal")``;
-    anything else without parameters is returned unchanged."""
-    if not isinstance(value, str) or ":" not in value:
+    the call form of a repr, ``"torch:kaiming_normal(mode='fan_out')"``, likewise; anything else
+    without parameters is returned unchanged."""
+    if not isinstance(value, str) or (":" not in value and "(" not in value):
         return value
     name, params = parse_named(value, kind)  # keeps a framework prefix in the name
     return init_scheme(name, **params) if kind == "init" else activation(name, **params)
