@@ -96,6 +96,19 @@ def test_exponential_closed_forms_stay_finite_where_exp_overflows(key):
     assert np.all(np.isfinite(smooth))
 
 
+@pytest.mark.parametrize("key", [("elu", ()), ("selu", ()), ("celu", (("alpha", 0.5),))])
+def test_exponential_closed_forms_keep_their_digits_as_q_goes_to_zero(key):
+    """E phi^2 = O(q) comes from terms O(1): the evaluation forms avoid the cancellation
+    (before, q = 1e-19 gave 0 and q = 1e-8 only 8 digits)."""
+    act = vp.activation(key[0], **dict(key[1]))
+    f, d, kinks = REFERENCES[key]
+    for q, rel in [(1e-4, 1e-12), (1e-8, 1e-9), (1e-16, 1e-5)]:
+        got = act.gaussian_moments(0.0, q, method="closed_form")
+        ref = _mp_moments(f, d, kinks, 0.0, q)
+        for g, r in zip(got, ref):
+            assert abs(g / float(r) - 1) < rel, (key, q, g, r)
+
+
 def test_gelu_closed_forms_against_hand_values_at_q_one():
     """At q = 1 the forms reduce to hand values: E phi = 1/(2 sqrt(pi)),
     E phi^2 = 1/4 + (pi/6 + 1/sqrt 3) / (2 pi), E phi' = 1/2 (arcsin(1/2) = pi/6)."""

@@ -230,6 +230,48 @@ class exp_ncdf(sp.Function):  # noqa: N801  (a SymPy function, printed as e^a Ph
         return rf"e^{{{a}}}\,\Phi\left({b}\right)"
 
 
+def _exp_ncdf_excess_numeric(a: object, b: object, r: object) -> object:
+    r""":math:`e^a\Phi(b) - \Phi(-r)` for :math:`b \le -r`, accurate where it is small
+    (:math:`q \to 0`: both terms tend to :math:`\Phi(-r)`): for :math:`|a| < 1/2` as
+    :math:`\operatorname{expm1}(a)\Phi(b) + (\Phi(b) - \Phi(-r))`, the difference by
+    :math:`\operatorname{erf}` (exact 0 at :math:`r = 0`) or, for :math:`r > 1`, by
+    :math:`\operatorname{erfc}` (lower tails); else :func:`_exp_ncdf_numeric` minus
+    :math:`\Phi(-r)`."""
+    if any(isinstance(v, mpmath.mpf) for v in (a, b, r)):
+        return mpmath.exp(a) * mpmath.ncdf(b) - mpmath.ncdf(-r)
+    a_, b_, r_ = (np.asarray(v, dtype=float) for v in (a, b, r))
+    root2 = math.sqrt(2.0)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        gap = np.where(r_ > 1.0,
+                       0.5 * (scipy.special.erfc(-b_ / root2) - scipy.special.erfc(r_ / root2)),
+                       0.5 * (scipy.special.erf(b_ / root2) + scipy.special.erf(r_ / root2)))
+        small = np.expm1(a_) * scipy.special.ndtr(b_) + gap
+        large = np.asarray(_exp_ncdf_numeric(a_, b_)) - scipy.special.ndtr(-r_)
+        out = np.where(np.abs(a_) < 0.5, small, large)
+    return float(out) if out.ndim == 0 else out
+
+
+class exp_ncdf_excess(sp.Function):  # noqa: N801  (a SymPy function for evaluation only)
+    r""":math:`e^{a}\Phi(b) - \Phi(-r)`: :math:`E[(e^{kz} - 1)1\{z<0\}]` with
+    :math:`a = k\mu + k^2q/2`, :math:`b = -(\mu + kq)/\sqrt q`, :math:`r = \mu/\sqrt q`,
+    evaluated without the cancellation of its two terms as :math:`q \to 0`
+    (:func:`_exp_ncdf_excess_numeric`)."""
+
+    nargs = 3
+    _imp_ = staticmethod(_exp_ncdf_excess_numeric)
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        a, b, r = self.args
+        return (sp.exp(a) * _Phi(b) - _Phi(-r))._eval_evalf(prec)
+
+
+def _gauss_exp_excess(c: sp.Expr, power: int) -> sp.Expr:
+    r""":math:`E[(e^{kz} - 1) 1\{z < 0\}]`, :math:`k = \text{power}\cdot c`, as one
+    :class:`exp_ncdf_excess` (for evaluation)."""
+    k = power * c
+    return exp_ncdf_excess(k * MU + k**2 * Q / 2, -(MU + k * Q) / sp.sqrt(Q), MU / sp.sqrt(Q))
+
+
 def _gauss_exp_below_zero(c: sp.Expr, power: int = 1, *, stable: bool = False) -> sp.Expr:
     r""":math:`E[e^{k z} 1\{z < 0\}] = e^{k\mu + k^2 q/2}\,\Phi(-(\mu + k q)/\sqrt q)`,
     :math:`k = \text{power}\cdot c`, for :math:`z \sim N(\mu, q)` (complete the square);
@@ -269,7 +311,14 @@ def exponential_linear_rules(scale: sp.Expr, alpha: sp.Expr, c: sp.Expr) -> Mome
                 "deriv_mean": scale * (_Phi(r) + alpha * c * e1),
                 "deriv_second": lam2 * (_Phi(r) + alpha**2 * c**2 * e2)}
 
-    return MomentRules(**forms(False), evaluation=forms(True))
+    # evaluation: E_k - Phi(-r) = G_k := E[(e^{kz} - 1) 1{z<0}] without cancellation, and
+    # E_2c - 2 E_c + Phi(-r) = G_2c - 2 G_c (O(q) at mu = 0, from terms O(sqrt q))
+    g1, g2 = _gauss_exp_excess(c, 1), _gauss_exp_excess(c, 2)
+    evaluation = forms(True)
+    evaluation["mean"] = scale * (MU * _Phi(r) + s * _pdf(r) + alpha * g1)
+    evaluation["second"] = lam2 * ((MU**2 + Q) * _Phi(r) + MU * s * _pdf(r)
+                                   + alpha**2 * (g2 - 2 * g1))
+    return MomentRules(**forms(False), evaluation=evaluation)
 
 
 def clipped_linear_rules(low: sp.Expr, high: sp.Expr) -> MomentRules:
