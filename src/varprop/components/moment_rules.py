@@ -22,7 +22,7 @@ import sympy as sp
 from varprop._math.scalar import lambdify_scalar
 
 __all__ = ["MomentRules", "X", "MU", "Q", "MOMENTS", "gaussian_polynomial_expectation",
-           "exp_ncdf", "exponential_linear_rules", "clipped_linear_rules", "gelu_rules",
+           "gauss_exp_below_zero", "gauss_exp_excess", "exponential_linear_rules", "clipped_linear_rules", "gelu_rules",
            "polynomial_rules"]
 
 #: The activation's argument, the pre-activation mean and variance.
@@ -65,7 +65,7 @@ class MomentRules:
         asymptotic values stated in the activation's docstring).
     evaluation : dict
         Numerically stable forms of some moments, equal to the stated ones, used by
-        :attr:`compiled` and :attr:`vectorized` (e.g. :class:`exp_ncdf` for
+        :attr:`compiled` and :attr:`vectorized` (e.g. :class:`gauss_exp_below_zero` for
         :math:`e^a\Phi(b)`, which avoids :math:`\infty \cdot 0`); the stated forms stay in
         elementary functions for the symbolic engine (limits, derivations).
     """
@@ -83,13 +83,15 @@ class MomentRules:
     def as_dict(self) -> dict[str, sp.Expr]:
         return {name: getattr(self, name) for name in MOMENTS}
 
-    def _evaluated(self, name: str) -> sp.Expr:
+    def evaluation_form(self, name: str) -> sp.Expr:
+        """The form of moment ``name`` to evaluate numerically: :attr:`evaluation`'s stable one
+        where given, else the stated one (numeric code reads this, not the attributes)."""
         return self.evaluation.get(name, getattr(self, name))
 
     @cached_property
     def compiled(self) -> Callable[[float, float], tuple[float, float, float, float]]:
         """Scalar (``math``-module) evaluation of the four moments at ``(mu, q)``."""
-        return lambdify_scalar((MU, Q), [self._evaluated(m) for m in MOMENTS])  # inf beyond range
+        return lambdify_scalar((MU, Q), [self.evaluation_form(m) for m in MOMENTS])  # inf beyond range
 
     @cached_property
     def vectorized(self) -> dict[str, Callable[[np.ndarray, float], np.ndarray]]:
@@ -97,7 +99,7 @@ class MomentRules:
         mods = [{"erf": scipy.special.erf}, "numpy"]
         out = {}
         for m in MOMENTS:
-            f = sp.lambdify((MU, Q), self._evaluated(m), modules=mods)
+            f = sp.lambdify((MU, Q), self.evaluation_form(m), modules=mods)
             out[m] = (lambda f: lambda mu, q: _beyond_range_as_inf(f, mu, q))(f)
         return out
 
@@ -187,98 +189,80 @@ def polynomial_rules(poly: sp.Expr, mu: sp.Expr = MU, **kwargs: object) -> Momen
 # Closed forms of the exponential-linear units, the clipped linear units and GELU
 # ----------------------------------------------------------------------------------------------
 
-def _exp_ncdf_numeric(a: object, b: object) -> object:
-    r""":math:`e^a\Phi(b)` without ``inf * 0``: in the lower tail (:math:`b < 0`) as
-    :math:`\tfrac12 e^{a - b^2/2}\operatorname{erfcx}(-b/\sqrt2)`, else directly (there
-    :math:`\Phi(b) \ge 1/2`, so the product overflows only where the true value does).  mpmath
+def _is_mp(*values: object) -> bool:
+    return any(isinstance(v, mpmath.mpf) for v in values)
+
+
+def _below_zero_numeric(k: object, mu: object, q: object) -> object:
+    r""":math:`E[e^{kz}1\{z<0\}] = e^{k\mu + k^2q/2}\Phi(b)`, :math:`b = -(\mu + kq)/\sqrt q`,
+    without ``inf * 0``: in the lower tail (:math:`b < 0`) as
+    :math:`\tfrac12 e^{-\mu^2/(2q)}\operatorname{erfcx}(-b/\sqrt2)` (the exponent
+    :math:`k\mu + k^2q/2 - b^2/2 = -\mu^2/(2q)` exactly, so no cancellation of huge terms), else
+    directly (:math:`\Phi(b) \ge 1/2`: it overflows only where the true value does).  mpmath
     arguments (the overflow fallback of :func:`varprop._math.scalar.lambdify_scalar`) are
     evaluated with mpmath."""
-    if isinstance(a, mpmath.mpf) or isinstance(b, mpmath.mpf):
-        return mpmath.exp(a) * mpmath.ncdf(b)
-    a_, b_ = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    t = -b_ / math.sqrt(2.0)
-    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        tail = 0.5 * np.exp(a_ - t * t) * scipy.special.erfcx(np.maximum(t, 0.0))
-        body = np.exp(a_) * scipy.special.ndtr(b_)
-        out = np.where(b_ < 0, tail, body)
+    if _is_mp(k, mu, q):
+        return mpmath.exp(k * mu + k * k * q / 2) * mpmath.ncdf(-(mu + k * q) / mpmath.sqrt(q))
+    k_, mu_, q_ = (np.asarray(v, dtype=float) for v in (k, mu, q))
+    root_q = np.sqrt(q_)
+    t = (mu_ + k_ * q_) / (math.sqrt(2.0) * root_q)  # -b / sqrt(2)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
+        tail = 0.5 * np.exp(-mu_ * mu_ / (2.0 * q_)) * scipy.special.erfcx(np.maximum(t, 0.0))
+        body = np.exp(k_ * mu_ + k_ * k_ * q_ / 2.0) * scipy.special.ndtr(-math.sqrt(2.0) * t)
+        out = np.where(t > 0, tail, body)
     return float(out) if out.ndim == 0 else out
 
 
-class exp_ncdf(sp.Function):  # noqa: N801  (a SymPy function, printed as e^a Phi(b))
-    r""":math:`e^{a}\,\Phi(b)`, :math:`\Phi` the standard normal CDF: the Gaussian integrals of
-    the exponential-linear units, :math:`E[e^{c z} 1\{z < 0\}] = e^{c\mu + c^2 q/2}\,
-    \Phi(-(\mu + c q)/\sqrt q)` for :math:`z \sim N(\mu, q)`.  One function so that NumPy and
-    ``math`` evaluate it without ``inf * 0`` (:func:`_exp_ncdf_numeric`)."""
-
-    nargs = 2
-    _imp_ = staticmethod(_exp_ncdf_numeric)
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        a, b = self.args
-        if argindex == 1:
-            return self
-        return sp.exp(a) * _pdf(b)
-
-    def _eval_rewrite_as_erf(self, a: sp.Expr, b: sp.Expr, **kwargs: object) -> sp.Expr:
-        return sp.exp(a) * _Phi(b)
-
-    def _eval_evalf(self, prec: int) -> sp.Expr:
-        return self.rewrite(sp.erf)._eval_evalf(prec)
-
-    def _latex(self, printer: object) -> str:
-        a, b = (printer._print(arg) for arg in self.args)  # type: ignore[attr-defined]
-        return rf"e^{{{a}}}\,\Phi\left({b}\right)"
-
-
-def _exp_ncdf_excess_numeric(a: object, b: object, r: object) -> object:
-    r""":math:`e^a\Phi(b) - \Phi(-r)` for :math:`b \le -r`, accurate where it is small
-    (:math:`q \to 0`: both terms tend to :math:`\Phi(-r)`): for :math:`|a| < 1/2` as
-    :math:`\operatorname{expm1}(a)\Phi(b) + (\Phi(b) - \Phi(-r))`, the difference by
-    :math:`\operatorname{erf}` (exact 0 at :math:`r = 0`) or, for :math:`r > 1`, by
-    :math:`\operatorname{erfc}` (lower tails); else :func:`_exp_ncdf_numeric` minus
-    :math:`\Phi(-r)`."""
-    if any(isinstance(v, mpmath.mpf) for v in (a, b, r)):
-        return mpmath.exp(a) * mpmath.ncdf(b) - mpmath.ncdf(-r)
-    a_, b_, r_ = (np.asarray(v, dtype=float) for v in (a, b, r))
-    root2 = math.sqrt(2.0)
-    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        gap = np.where(r_ > 1.0,
-                       0.5 * (scipy.special.erfc(-b_ / root2) - scipy.special.erfc(r_ / root2)),
-                       0.5 * (scipy.special.erf(b_ / root2) + scipy.special.erf(r_ / root2)))
-        small = np.expm1(a_) * scipy.special.ndtr(b_) + gap
-        large = np.asarray(_exp_ncdf_numeric(a_, b_)) - scipy.special.ndtr(-r_)
-        out = np.where(np.abs(a_) < 0.5, small, large)
+def _excess_numeric(k: object, mu: object, q: object) -> object:
+    r""":math:`E[(e^{kz} - 1)1\{z<0\}] = e^{a}\Phi(b) - \Phi(-r)`, :math:`a = k\mu + k^2q/2`,
+    :math:`r = \mu/\sqrt q`, accurate where it is small (:math:`q \to 0`: both terms tend to
+    :math:`\Phi(-r)`): for :math:`|a| < 1/2` as :math:`\operatorname{expm1}(a)\Phi(b) +
+    (\Phi(b) - \Phi(-r))`, the difference by :math:`\operatorname{erf}` (exactly 0 at
+    :math:`r = 0`) or, for :math:`r > 1`, by :math:`\operatorname{erfc}` (lower tails); else
+    :func:`_below_zero_numeric` minus :math:`\Phi(-r)`."""
+    if _is_mp(k, mu, q):
+        return _below_zero_numeric(k, mu, q) - mpmath.ncdf(-mu / mpmath.sqrt(q))
+    k_, mu_, q_ = (np.asarray(v, dtype=float) for v in (k, mu, q))
+    root2, root_q = math.sqrt(2.0), np.sqrt(q_)
+    a, b, r = k_ * mu_ + k_ * k_ * q_ / 2.0, -(mu_ + k_ * q_) / root_q, mu_ / root_q
+    with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
+        gap = np.where(r > 1.0,
+                       0.5 * (scipy.special.erfc(-b / root2) - scipy.special.erfc(r / root2)),
+                       0.5 * (scipy.special.erf(b / root2) + scipy.special.erf(r / root2)))
+        small = np.expm1(a) * scipy.special.ndtr(b) + gap
+        large = np.asarray(_below_zero_numeric(k_, mu_, q_)) - scipy.special.ndtr(-r)
+        out = np.where(np.abs(a) < 0.5, small, large)
     return float(out) if out.ndim == 0 else out
 
 
-class exp_ncdf_excess(sp.Function):  # noqa: N801  (a SymPy function for evaluation only)
-    r""":math:`e^{a}\Phi(b) - \Phi(-r)`: :math:`E[(e^{kz} - 1)1\{z<0\}]` with
-    :math:`a = k\mu + k^2q/2`, :math:`b = -(\mu + kq)/\sqrt q`, :math:`r = \mu/\sqrt q`,
-    evaluated without the cancellation of its two terms as :math:`q \to 0`
-    (:func:`_exp_ncdf_excess_numeric`)."""
+class gauss_exp_below_zero(sp.Function):  # noqa: N801  (SymPy functions are lower case)
+    r""":math:`E[e^{kz}1\{z < 0\}]` for :math:`z \sim N(\mu, q)` (arguments ``k, mu, q``):
+    :math:`e^{k\mu + k^2 q/2}\,\Phi(-(\mu + k q)/\sqrt q)` by completing the square; evaluated
+    by :func:`_below_zero_numeric` (no ``inf * 0``, no cancellation at large :math:`q`)."""
 
     nargs = 3
-    _imp_ = staticmethod(_exp_ncdf_excess_numeric)
+    _imp_ = staticmethod(_below_zero_numeric)
 
     def _eval_evalf(self, prec: int) -> sp.Expr:
-        a, b, r = self.args
-        return (sp.exp(a) * _Phi(b) - _Phi(-r))._eval_evalf(prec)
+        return _gauss_exp_below_zero(*self.args)._eval_evalf(prec)
 
 
-def _gauss_exp_excess(c: sp.Expr, power: int) -> sp.Expr:
-    r""":math:`E[(e^{kz} - 1) 1\{z < 0\}]`, :math:`k = \text{power}\cdot c`, as one
-    :class:`exp_ncdf_excess` (for evaluation)."""
-    k = power * c
-    return exp_ncdf_excess(k * MU + k**2 * Q / 2, -(MU + k * Q) / sp.sqrt(Q), MU / sp.sqrt(Q))
+class gauss_exp_excess(sp.Function):  # noqa: N801
+    r""":math:`E[(e^{kz} - 1)1\{z < 0\}]` (arguments ``k, mu, q``), evaluated by
+    :func:`_excess_numeric` without the cancellation of its two terms as :math:`q \to 0`."""
+
+    nargs = 3
+    _imp_ = staticmethod(_excess_numeric)
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        k, mu, q = self.args
+        return (_gauss_exp_below_zero(k, mu, q) - _Phi(-mu / sp.sqrt(q)))._eval_evalf(prec)
 
 
-def _gauss_exp_below_zero(c: sp.Expr, power: int = 1, *, stable: bool = False) -> sp.Expr:
-    r""":math:`E[e^{k z} 1\{z < 0\}] = e^{k\mu + k^2 q/2}\,\Phi(-(\mu + k q)/\sqrt q)`,
-    :math:`k = \text{power}\cdot c`, for :math:`z \sim N(\mu, q)` (complete the square);
-    ``stable``: as one :class:`exp_ncdf` (for evaluation)."""
-    k = power * c
-    a, b = k * MU + k**2 * Q / 2, -(MU + k * Q) / sp.sqrt(Q)
-    return exp_ncdf(a, b) if stable else sp.exp(a) * _Phi(b)
+def _gauss_exp_below_zero(k: sp.Expr, mu: sp.Expr = MU, q: sp.Expr = Q) -> sp.Expr:
+    r""":math:`E[e^{k z} 1\{z < 0\}] = e^{k\mu + k^2 q/2}\,\Phi(-(\mu + k q)/\sqrt q)` in
+    elementary functions (the stated closed form)."""
+    return sp.exp(k * mu + k**2 * q / 2) * _Phi(-(mu + k * q) / sp.sqrt(q))
 
 
 def exponential_linear_rules(scale: sp.Expr, alpha: sp.Expr, c: sp.Expr) -> MomentRules:
@@ -302,23 +286,21 @@ def exponential_linear_rules(scale: sp.Expr, alpha: sp.Expr, c: sp.Expr) -> Mome
     r = MU / s
     lam2 = scale**2
 
-    def forms(stable: bool) -> dict[str, sp.Expr]:
-        e1 = _gauss_exp_below_zero(c, 1, stable=stable)
-        e2 = _gauss_exp_below_zero(c, 2, stable=stable)
-        return {"mean": scale * (MU * _Phi(r) + s * _pdf(r) + alpha * (e1 - _Phi(-r))),
+    def forms(e1: sp.Expr, e2: sp.Expr, g1: sp.Expr, g2: sp.Expr) -> dict[str, sp.Expr]:
+        # g_k = e_k - Phi(-r) = E[(e^{kz} - 1) 1{z<0}]; e_2c - 2 e_c + Phi(-r) = g_2c - 2 g_c
+        return {"mean": scale * (MU * _Phi(r) + s * _pdf(r) + alpha * g1),
                 "second": lam2 * ((MU**2 + Q) * _Phi(r) + MU * s * _pdf(r)
-                                  + alpha**2 * (e2 - 2 * e1 + _Phi(-r))),
+                                  + alpha**2 * (g2 - 2 * g1)),
                 "deriv_mean": scale * (_Phi(r) + alpha * c * e1),
                 "deriv_second": lam2 * (_Phi(r) + alpha**2 * c**2 * e2)}
 
-    # evaluation: E_k - Phi(-r) = G_k := E[(e^{kz} - 1) 1{z<0}] without cancellation, and
-    # E_2c - 2 E_c + Phi(-r) = G_2c - 2 G_c (O(q) at mu = 0, from terms O(sqrt q))
-    g1, g2 = _gauss_exp_excess(c, 1), _gauss_exp_excess(c, 2)
-    evaluation = forms(True)
-    evaluation["mean"] = scale * (MU * _Phi(r) + s * _pdf(r) + alpha * g1)
-    evaluation["second"] = lam2 * ((MU**2 + Q) * _Phi(r) + MU * s * _pdf(r)
-                                   + alpha**2 * (g2 - 2 * g1))
-    return MomentRules(**forms(False), evaluation=evaluation)
+    e1, e2 = _gauss_exp_below_zero(c), _gauss_exp_below_zero(2 * c)
+    stated = forms(e1, e2, e1 - _Phi(-r), e2 - _Phi(-r))
+    # evaluation: the same with the stable functions (g_2c - 2 g_c is O(q) at mu = 0, from
+    # terms O(sqrt q) instead of O(1))
+    evaluation = forms(gauss_exp_below_zero(c, MU, Q), gauss_exp_below_zero(2 * c, MU, Q),
+                       gauss_exp_excess(c, MU, Q), gauss_exp_excess(2 * c, MU, Q))
+    return MomentRules(**stated, evaluation=evaluation)
 
 
 def clipped_linear_rules(low: sp.Expr, high: sp.Expr) -> MomentRules:
