@@ -28,6 +28,8 @@ _EXPORTS: dict[str, str] = {
     "predict_variance": "varprop.theory.predict",
     "propagate": "varprop.theory.predict",
     "Propagation": "varprop.theory.predict",
+    "predict_fields": "varprop.theory.fields",
+    "FieldPrediction": "varprop.theory.fields",
     # Monte Carlo and checking
     "simulate": "varprop.simulation.montecarlo",
     "SimulationResult": "varprop.simulation.montecarlo",

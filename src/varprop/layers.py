@@ -7,5 +7,15 @@
 from varprop.network.layers import Dense as Dense
 from varprop.network.layers import Layer as Layer
 from varprop.network.layers import Nonlinearity as Nonlinearity
+from varprop.network.layers import Residual as Residual
+from varprop.network.layers import LayerNorm as LayerNorm
+from varprop.network.layers import RMSNorm as RMSNorm
+from varprop.network.layers import Dropout as Dropout
+from varprop.network.layers import Conv as Conv
+from varprop.network.layers import AvgPool as AvgPool
+from varprop.network.layers import GlobalAvgPool as GlobalAvgPool
+from varprop.network.layers import Flatten as Flatten
+from varprop.network.layers import MaxPool as MaxPool
 
-__all__ = ["Layer", "Dense", "Nonlinearity"]
+__all__ = ["Layer", "Dense", "Nonlinearity", "Residual", "LayerNorm", "RMSNorm", "Dropout",
+           "Conv", "AvgPool", "GlobalAvgPool", "Flatten", "MaxPool"]

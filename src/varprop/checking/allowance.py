@@ -19,6 +19,7 @@ from varprop.network.layers.nonlinearity import Nonlinearity
 from varprop.network.model import Network
 from varprop.network.quantities import BACKWARD as _BACKWARD
 from varprop.network.quantities import spec
+from varprop.theory.fields import is_general, walk_fields
 
 __all__ = ["is_exact", "network_exact", "prediction_allowance", "network_allowance",
            "FINITE_WIDTH_CONSTANT"]
@@ -26,6 +27,10 @@ __all__ = ["is_exact", "network_exact", "prediction_allowance", "network_allowan
 #: :math:`c` in the finite-width allowance :math:`c \sum_{l \le L} 1/n_l` for predictions that
 #: are exact only as the widths grow (see :func:`prediction_allowance`).
 FINITE_WIDTH_CONSTANT = 2.0
+#: Allowance added per declared approximation of the general engine (``FieldPrediction.
+#: approximations``, e.g. the Gaussian closure of a nonlinearity after a residual sum): a bound
+#: the layer documents replace by their measured errors.
+APPROXIMATION_ALLOWANCE = 0.10
 #: Relative floating-point floor added to every tolerance (float64; float32 uses 1e-4).
 _FLOAT_FLOOR = {"float64": 1e-9, "float32": 1e-4}
 
@@ -75,8 +80,12 @@ def network_exact(net: Network, position: int, backward: bool) -> bool:
     ``Nonlinearity`` positively homogeneous of degree 1 (``traits.exact_at_finite_width``) and
     every ``Dense`` zero-mean symmetric i.i.d. -- or orthogonal when every nonlinearity is
     linear (:math:`\lVert W a\rVert^2` then depends on :math:`\lVert a\rVert^2` alone).  The
-    same rule as :func:`is_exact` for the second moments of an MLP.
+    same rule as :func:`is_exact` for the second moments of an MLP.  A network with other
+    layers (the general engine) is exact where every layer the statistic depends on says so
+    (``Layer.field_exact``, collected by :func:`varprop.predict_fields`).
     """
+    if is_general(net):
+        return walk_fields(net).exact_at(position, backward)
     depth = net.depth if backward else position
     acts, schemes, other = _layer_kinds(net, depth)
     if other or not all(a.traits.exact_at_finite_width for a in acts):
@@ -107,6 +116,20 @@ def _layer_kinds(net: Network, depth: int) -> tuple[set[Activation], set[InitSch
     return acts, schemes, other
 
 
+def _weight_width(layer: object) -> int | None:
+    """The number of independent output units of a weight layer (``Dense.width``, a
+    convolution's ``channels``, a recurrent layer's ``width``), else ``None``."""
+    if isinstance(layer, Dense):
+        return layer.width
+    if isinstance(layer, Nonlinearity):
+        return None
+    for name in ("channels", "width"):
+        value = getattr(layer, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
 def _dense_inverse_widths(net: Network, depth: int) -> float:
     r""":math:`\sum 1/n` over the ``Dense`` layers among the first ``depth`` layers (in closed
     form per run: a run of :math:`10^9` blocks costs one term per layer of its block)."""
@@ -115,9 +138,10 @@ def _dense_inverse_widths(net: Network, depth: int) -> float:
     for block, count in net.layers.runs:
         size = len(block)
         for i, layer in enumerate(block):
-            if isinstance(layer, Dense):
+            width = _weight_width(layer)
+            if width:
                 # repetitions r < count with seen + r * size + i < depth
-                total += min(count, max(0, -(-(depth - seen - i) // size))) / layer.width
+                total += min(count, max(0, -(-(depth - seen - i) // size))) / width
         seen += size * count
         if seen >= depth:
             break
@@ -177,6 +201,8 @@ def network_allowance(net: Network, position: int, backward: bool, *, method: st
         fw = FINITE_WIDTH_CONSTANT * _dense_inverse_widths(net, net.depth if backward else position)
         if backward:
             fw += FINITE_WIDTH_CONSTANT / net.input_shape[0]
+        if is_general(net):
+            fw += APPROXIMATION_ALLOWANCE * len(walk_fields(net).approximations)
     return _tolerance(exact, fw, method, predicted_value, reference_value, dtype)
 
 

@@ -38,6 +38,7 @@ from varprop.network.quantities import NETWORK_QUANTITIES
 from varprop.simulation.engines import (
     GAUSSIAN,
     check_resources,
+    network_batch,
     network_shape,
     select_engine,
 )
@@ -48,7 +49,7 @@ __all__ = ["default_budget", "network_budget", "plan_network"]
 _FIRST_LOOK = 64
 _MAX_REPLICATES = 2**18
 _MIN_BUDGET = 1024
-_WORK_BUDGET = {"gaussian": 1.2e8, "dense": 1.0e9}
+_WORK_BUDGET = {"gaussian": 1.2e8, "dense": 1.0e9, "general": 4.0e8}
 
 
 def _extract(res: Any, names: Sequence[str], layer: int, backward: bool) -> tuple[list[np.ndarray], str | None]:
@@ -77,9 +78,12 @@ def network_budget(net: Network, engine: str = "auto") -> int:
     the Gaussian shortcut and :math:`\sum_l n_{l-1} n_l + \sum_l n_l` for the dense engine
     (input plus every ``Dense`` output in :math:`\sum_l n_l`).
     """
-    chosen = select_engine(net, engine, batch=1)
+    batch = network_batch(net)
+    chosen = select_engine(net, engine, batch=batch)
     shape = network_shape(net)
-    if chosen is GAUSSIAN:
+    if chosen.name == "general":
+        work = chosen.work_per_replicate(net, batch)
+    elif chosen is GAUSSIAN:
         work = 3.0 * shape.width_sum
     else:
         work = float(shape.weights) + shape.width_sum
@@ -97,8 +101,9 @@ def _check_size(net: Network, engine: str, replicates: int, dtype: str, name: st
     """Refuse up front a plan whose simulations exceed the Monte Carlo engine's memory or time
     limits (:func:`varprop.simulation.engines.check_resources` on the engine ``simulate`` would
     choose), naming ``budget``/``replicates``."""
-    check_resources(net, select_engine(net, engine, batch=1), replicates, batch=1, dtype=dtype,
-                    name=name)
+    batch = network_batch(net)
+    check_resources(net, select_engine(net, engine, batch=batch), replicates, batch=batch,
+                    dtype=dtype, name=name)
 
 
 def _look_sizes(replicates: int | None, budget: int, first: int = _FIRST_LOOK) -> list[int]:

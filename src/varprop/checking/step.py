@@ -37,6 +37,7 @@ from varprop.checking.plan import (
     network_budget,
     plan_network,
 )
+from varprop.checking.step_general import verify_step_general
 from varprop.checking.verdict import Verdict
 from varprop.components.activations import Activation
 from varprop.components.schemes import InitScheme
@@ -46,6 +47,7 @@ from varprop.network.layers.dense import Dense
 from varprop.network.layers.nonlinearity import Nonlinearity
 from varprop.network.model import Network
 from varprop.simulation.montecarlo import simulate
+from varprop.theory.fields import is_general
 from varprop.theory.predict import predict_variance, propagate
 
 __all__ = ["verify_step", "verify_step_outputs", "one_step_chain", "LOCAL_QUANTITIES"]
@@ -123,7 +125,7 @@ def verify_step(
     subject = _subject(activation, init, fan_in=fan_in, fan_out=fan_out, widths=widths,
                        depth=depth, input_variance=input_variance, bias_variance=bias_variance)
     quantity = check_choice("quantity", quantity, LOCAL_QUANTITIES + OUTPUT_QUANTITIES)
-    engine = check_choice("engine", engine, ("auto", "dense", "gaussian"))
+    engine = check_choice("engine", engine, ("auto", "dense", "gaussian", "general"))
     rtol_f, alpha_f, reps, seed_i, bud, dt = _check_common(rtol, alpha, replicates, seed, budget,
                                                            dtype)
     if quantity in OUTPUT_QUANTITIES:
@@ -299,6 +301,10 @@ def verify_step_outputs(net: Network, *, quantity: str, layer: object, rtol_f: f
     weights followed by a nonlinearity; backward, a ``Dense`` whose weights are independent of the
     gradient it receives: the last layer or only linear nonlinearities after it), else within
     the one-step allowance :math:`c/n`."""
+    if is_general(net):
+        return verify_step_general(net, quantity=quantity, layer=layer, rtol_f=rtol_f,
+                                   alpha_f=alpha_f, reps=reps, seed_i=seed_i, tol=tol, bud=bud,
+                                   dt=dt, t0=t0)
     P = check_positions(net)
     pos = _check_layer(layer, P)
     if pos is None and quantity == "output_gradient":

@@ -210,7 +210,7 @@ def verify(
     local : bool
         Run the sharper one-step check :func:`verify_step` instead.
     dtype : {"float64", "float32"}
-    engine : {"auto", "dense", "gaussian"}
+    engine : {"auto", "dense", "gaussian", "general"}
         Passed to :func:`varprop.simulate`.
 
     Returns
@@ -249,7 +249,7 @@ def verify(
     quantity = check_choice("quantity", quantity, QUANTITIES)
     target = check_choice("target", target, TARGETS)  # type: ignore[assignment]
     method = check_choice("method", method, METHODS)
-    engine = check_choice("engine", engine, ("auto", "dense", "gaussian"))
+    engine = check_choice("engine", engine, ("auto", "dense", "gaussian", "general"))
     rtol_f, alpha_f, reps, seed_i, bud, dt = _check_common(rtol, alpha, replicates, seed, budget,
                                                            dtype)
     if quantity in OUTPUT_QUANTITIES:

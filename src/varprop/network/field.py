@@ -19,11 +19,23 @@ are the same for every channel and depend on the position:
     train mode); ``gaussian``: the entries are jointly Gaussian (the network input, a weight
     layer's output at infinite width, an affine map of those), which a ``Nonlinearity`` needs
     for exact moments; ``approximations``: the declared approximations made upstream (each a
-    sentence), so that a prediction built on them is checked as approximate and documents say why.
+    sentence), so that a prediction built on them is checked as approximate and documents say why;
+    ``law`` (optional): an object describing the exact non-Gaussian law of one entry and of two
+    entries of different samples (``BatchNorm`` in train mode: the sphere law), with
+    ``expect(f)``, ``expect2(f, g)``, ``describes(field)`` and the elementwise hooks
+    ``nonlinearity_forward(activation, field)`` / ``nonlinearity_backward(activation, grad,
+    field)`` (each ``None`` when the law does not apply); a layer that changes the moments drops it
+    (``describes`` is false for a field whose moments it does not describe).
 
 :class:`GradField` (backward)
     ``second`` (shape ``positions``): :math:`E \delta_{c,t}^2` of the loss gradient with respect to
-    the tensor, and ``cov`` (``(P, P)``) when tracked, under the gradient-independence assumption.
+    the tensor, and ``cov`` (``(P, P)``) when tracked, under the gradient-independence assumption;
+    ``batch_cross`` (shape ``positions``, when tracked): :math:`E \delta_{b,c,t}\delta_{b',c,t}`
+    between two samples of a batch (non-zero below a train-mode ``BatchNorm``, which couples the
+    samples); ``factor`` (optional): set by an elementwise layer acting on a field with a ``law``,
+    the pair ``(f, g)`` meaning that this gradient is :math:`f(x) \odot g` with ``g`` (a
+    ``GradField``) independent of the forward pass -- the layer that produced :math:`x` (whose
+    Jacobian is correlated with :math:`f(x)`) uses it for the exact joint expectation.
 
 Both are immutable values; arrays are read-only.  The plain MLP walk
 (:mod:`varprop.network.state`) keeps its own scalar state (it also covers non-zero-mean weights);
@@ -80,6 +92,12 @@ class Field:
     batch_cross: np.ndarray | None = None
     gaussian: bool = True
     approximations: tuple[str, ...] = field(default=())
+    law: object | None = None
+    #: ``(z, phi)`` when this field is an elementwise map :math:`\phi` (an ``Activation`` or a
+    #: NumPy callable) of the Gaussian field ``z`` (a ``Field`` with ``gaussian=True``), set by
+    #: ``Nonlinearity``: ``MaxPool`` needs the joint law of the window, which the moments of
+    #: :math:`\phi(z)` do not give (the Gaussian ``z`` and :math:`\phi` do).
+    pre_activation: tuple[Field, object] | None = None
 
     def __post_init__(self) -> None:
         pos = positions_of(self.shape, self.channel_axis)
@@ -113,7 +131,9 @@ class Field:
         return float(np.mean(self.second))
 
     def with_(self, **changes: object) -> Field:
-        """A copy with ``changes`` (``dataclasses.replace``; the arrays are re-frozen)."""
+        """A copy with ``changes`` (``dataclasses.replace``; the arrays are re-frozen).  The copy
+        is a different random tensor, so ``pre_activation`` is dropped unless given."""
+        changes.setdefault("pre_activation", None)
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def approximate(self, sentence: str) -> tuple[str, ...]:
@@ -131,10 +151,19 @@ class GradField:
     channel_axis: int
     second: np.ndarray
     cov: np.ndarray | None = None
+    batch_cross: np.ndarray | None = None
+    factor: tuple[object, GradField] | None = None
+    #: The gradient at the Gaussian pre-activation :math:`z` of an input :math:`x = \phi(z)`
+    #: (``Field.pre_activation``), set by a layer whose backward routing depends on :math:`z`
+    #: (``MaxPool``: the gradient goes to the window's argmax, where :math:`\phi'(z)` is not
+    #: independent of the routing); ``Nonlinearity`` then returns it instead of multiplying by
+    #: :math:`E\phi'^2` under gradient independence.
+    preactivation: GradField | None = None
 
     def __post_init__(self) -> None:
         pos = positions_of(self.shape, self.channel_axis)
         object.__setattr__(self, "second", _frozen(self.second, pos))
+        object.__setattr__(self, "batch_cross", _frozen(self.batch_cross, pos))
         if self.cov is not None:
             P = math.prod(pos)
             object.__setattr__(self, "cov", _frozen(self.cov, (P, P)))
@@ -151,6 +180,10 @@ class GradField:
         return float(np.mean(self.second))
 
     def with_(self, **changes: object) -> GradField:
+        """A copy with ``changes``; ``preactivation`` and ``factor`` are dropped unless given
+        (they described the gradient before the change)."""
+        changes.setdefault("preactivation", None)
+        changes.setdefault("factor", None)
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
@@ -165,7 +198,9 @@ def input_field(shape: Shape, channel_axis: int, input_variance: float, needs: F
 
 
 def output_gradient_field(shape: Shape, channel_axis: int, needs: FieldNeeds) -> GradField:
-    r"""The backward seed: i.i.d. zero-mean unit-variance gradients at the network output."""
+    r"""The backward seed: i.i.d. zero-mean unit-variance gradients at the network output
+    (independent between positions and between the samples of a batch)."""
     pos = positions_of(shape, channel_axis)
     P = math.prod(pos)
-    return GradField(shape, channel_axis, np.ones(pos), np.eye(P) if needs.cov else None)
+    return GradField(shape, channel_axis, np.ones(pos), np.eye(P) if needs.cov else None,
+                     np.zeros(pos) if needs.batch_cross else None)

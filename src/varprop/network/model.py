@@ -180,9 +180,9 @@ def _check_shape(input_shape: object) -> Shape:
     if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Iterable):
         raise fail_type("input_shape", input_shape, "a tuple of positive integers, e.g. (n,)")
     shape = tuple(check_width(f"input_shape[{i}]", n) for i, n in enumerate(input_shape))
-    if len(shape) != 1:
-        raise fail("input_shape", input_shape, "a vector shape (n,) (other shapes come with the "
-                   "layers that take them)")
+    if not 1 <= len(shape) <= 3:
+        raise fail("input_shape", input_shape, "a shape of 1 to 3 positive integers: (n,) for "
+                   "vectors, (C, L) or (T, n) for sequences, (C, H, W) for images")
     return shape
 
 
@@ -196,7 +196,8 @@ class Network:
         Layers from :mod:`varprop.layers`; a plain activation (a name such as ``"relu"``, an
         expression string in ``x``, or :func:`varprop.activation`) means ``Nonlinearity(...)``.
     input_shape : tuple of int
-        Shape of one input sample, ``(n,)`` for vectors.
+        Shape of one input sample: ``(n,)`` for vectors, ``(C, L)`` for 1-D signals (``Conv``),
+        ``(T, n)`` for sequences (``Recurrent``), ``(C, H, W)`` for images.
     input_variance : float
         :math:`E x_j^2` of the i.i.d. zero-mean input entries.
 

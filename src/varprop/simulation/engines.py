@@ -27,6 +27,7 @@ from the network's run-length encoded layers (a depth of :math:`10^9` costs noth
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -34,6 +35,7 @@ import numpy as np
 
 from varprop._util.validation import check_choice, fail
 from varprop.errors import InvalidArgument
+from varprop.network.layers.base import Layer
 from varprop.network.layers.dense import Dense
 from varprop.network.layers.nonlinearity import Nonlinearity
 from varprop.network.model import Network
@@ -45,9 +47,12 @@ __all__ = [
     "Cost",
     "DENSE",
     "GAUSSIAN",
+    "GENERAL",
+    "GeneralEngine",
     "ENGINE_OBJECTS",
     "ENGINES",
     "select_engine",
+    "network_batch",
     "check_resources",
     "resource_estimate",
     "BLOCK_SIZE",
@@ -77,7 +82,7 @@ TIME_LIMIT = 3600.0
 WORK_RATE = 2.0e8
 
 #: The ``engine`` argument's values.
-ENGINES = ("auto", "dense", "gaussian")
+ENGINES = ("auto", "dense", "gaussian", "general")
 
 
 @dataclass(frozen=True)
@@ -238,10 +243,60 @@ class GaussianEngine(Engine):
         return True
 
 
+class GeneralEngine(Engine):
+    r"""Any network whose layers implement ``mc_draw``/``mc_forward``/``mc_backward``
+    (:mod:`varprop.simulation.fields`): per replicate every layer's parameters are drawn and
+    applied to a tensor ``(R, B, *shape)``.  Chosen by ``"auto"`` only for networks the dense and
+    Gaussian engines do not support (so their results stay bit-identical)."""
+
+    name = "general"
+
+    def supports(self, network: Network) -> str | None:
+        for layer in _distinct_layers(network):
+            if type(layer).mc_forward is Layer.mc_forward or type(layer).mc_draw is Layer.mc_draw:
+                return f"the general engine cannot sample {layer!r} (it has no mc_* methods)"
+        return None
+
+    def block_size(self, network: Network, itemsize: int) -> int:
+        per = self.bytes_per_replicate(network, 1, itemsize)
+        return int(min(BLOCK_SIZE, max(1, MEMORY_BUDGET // max(per, 1.0))))
+
+    def bytes_per_replicate(self, network: Network, batch: int, itemsize: int) -> float:
+        entries, params, _ = general_shape(network)
+        return float(entries) * batch * (3 * itemsize + 24) + float(itemsize) * params
+
+    def work_per_replicate(self, network: Network, batch: int) -> float:
+        entries, params, _ = general_shape(network)
+        return float(params) * (1.0 + 4.0 * batch) + 12.0 * batch * entries
+
+    def cost(self, network: Network, replicates: int, batch: int = 1,
+             dtype: str | np.dtype = "float64") -> Cost:
+        base = super().cost(network, replicates, batch, dtype)
+        extra = 16.0 * float(replicates) * general_shape(network)[2]  # per-position arrays
+        return Cost(base.bytes + extra, base.work, base.seconds, base.block)
+
+
+@lru_cache(maxsize=256)
+def general_shape(network: Network) -> tuple[int, int, int]:
+    """``(entries, parameters, positions)`` of one replicate of ``network`` for one sample:
+    entries of the input and of every layer's output, random parameters drawn
+    (``mc_parameter_count``), and tensor positions over all outputs (channels excluded, for the
+    per-position statistics; an upper bound: the largest axis is taken as the channels)."""
+    shape = network.input_shape
+    entries, params, positions = math.prod(shape), 0, 0
+    for layer in network.layers:
+        params += layer.mc_parameter_count(shape)
+        shape = layer.output_shape(shape)
+        entries += math.prod(shape)
+        positions += math.prod(shape) // max(shape)
+    return entries, params, positions
+
+
 #: The engines.
 DENSE = DenseEngine()
 GAUSSIAN = GaussianEngine()
-ENGINE_OBJECTS: dict[str, Engine] = {"dense": DENSE, "gaussian": GAUSSIAN}
+GENERAL = GeneralEngine()
+ENGINE_OBJECTS: dict[str, Engine] = {"dense": DENSE, "gaussian": GAUSSIAN, "general": GENERAL}
 
 
 def _distinct_layers(network: Network) -> list[object]:
@@ -251,6 +306,18 @@ def _distinct_layers(network: Network) -> list[object]:
             if layer not in seen:
                 seen.append(layer)
     return seen
+
+
+def network_batch(network: Network) -> int:
+    """The batch size a simulation of ``network`` uses by default: the one its layers require
+    (``Layer.required_batch``, e.g. ``BatchNorm(mode="train", batch_size=B)``), else 1.
+    Layers requiring different batch sizes are refused."""
+    required = {layer.required_batch for layer in _distinct_layers(network)  # type: ignore[attr-defined]
+                if getattr(layer, "required_batch", None) is not None}
+    if len(required) > 1:
+        raise fail("network", network, f"layers that agree on the batch size (they require "
+                   f"{sorted(required)})")
+    return required.pop() if required else 1
 
 
 def select_engine(network: Network, engine: str | Engine = "auto", *, batch: int = 1) -> Engine:
@@ -271,7 +338,7 @@ def select_engine(network: Network, engine: str | Engine = "auto", *, batch: int
         if name == "auto":
             if GAUSSIAN.supports(network) is None and GAUSSIAN.pays(network, batch):
                 return GAUSSIAN
-            chosen = DENSE
+            chosen = DENSE if DENSE.supports(network) is None else GENERAL
         else:
             chosen = ENGINE_OBJECTS[name]
     reason = chosen.supports(network)

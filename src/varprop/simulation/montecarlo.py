@@ -120,6 +120,7 @@ from varprop.simulation.engines import (
     BLOCK_SIZE,
     DENSE_BLOCK_BYTES,
     ENGINES,
+    GENERAL,
     MEMORY_BUDGET,
     MEMORY_LIMIT,
     TIME_LIMIT,
@@ -127,6 +128,7 @@ from varprop.simulation.engines import (
     Engine,
     check_resources,
     format_bytes,
+    network_batch,
     resource_estimate,
     select_engine,
 )
@@ -138,6 +140,7 @@ from varprop.simulation.result import (
     QUANTITIES,
     SimulationResult,
 )
+from varprop.simulation.fields import run_general
 from varprop.simulation.statistics import Draws, finish
 from varprop.simulation.walk import Plan, run_chunk
 
@@ -166,7 +169,7 @@ __all__ = [
 DEFAULT_REPLICATES = 1000
 DTYPES = ("float32", "float64")
 
-EngineName = Literal["auto", "dense", "gaussian"]
+EngineName = Literal["auto", "dense", "gaussian", "general"]
 DType = Literal["float32", "float64"]
 
 
@@ -182,7 +185,7 @@ def simulate(
     input_variance: float = 1.0,
     bias_variance: float = 0.0,
     replicates: int = DEFAULT_REPLICATES,
-    batch: int = 1,
+    batch: int | None = None,
     seed: int | None = 0,
     dtype: DType = "float64",
     engine: EngineName | Engine = "auto",
@@ -206,14 +209,16 @@ def simulate(
         Keyword form only: the activation passed by name (instead of as ``net``).
     replicates : int
         Number of independent networks (default :data:`DEFAULT_REPLICATES` = 1000).
-    batch : int
+    batch : int, optional
         Inputs per network; statistics average over them (per-example weight gradients).
+        Default: the batch size the network's layers require (``BatchNorm(mode="train",
+        batch_size=B)``: ``B``; another value is refused), else 1.
     seed : int or None
         Seed of ``numpy.random.SeedSequence``; ``None`` draws fresh entropy (recorded in
         ``result.seed``).  The same seed gives bit-identical results for any ``chunk_size``.
     dtype : {"float64", "float32"}
         Arithmetic precision of the network (statistics are accumulated in float64).
-    engine : {"auto", "dense", "gaussian"}
+    engine : {"auto", "dense", "gaussian", "general"}
         ``"dense"`` samples full weight matrices (any scheme); ``"gaussian"`` the exact
         :math:`O(n)` shortcut for normal weights (any mean); ``"auto"``: ``"gaussian"`` when every
         scheme is normal and the batch is small against the widths, else ``"dense"``
@@ -295,7 +300,15 @@ def simulate(
                               depth=depth, bias_variance=bias_variance,
                               input_variance=input_variance)
     replicates = check_positive_int("replicates", replicates)
-    batch = check_positive_int("batch", batch)
+    need = network_batch(network)
+    if batch is None:
+        batch = need
+    else:
+        batch = check_positive_int("batch", batch)
+        if need != 1 and batch != need:
+            raise fail("batch", batch, f"{need} (or left unset): the batch size the network's "
+                       "layers were built with (train-mode BatchNorm normalises by the statistics "
+                       "of that many samples)")
     if seed is None:
         seed = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
     else:
@@ -310,6 +323,8 @@ def simulate(
     used = select_engine(network, engine, batch=batch)
     dt = np.dtype(dtype_name)
     check_resources(network, used, replicates, batch=batch, dtype=dt)
+    if used is GENERAL:
+        return _simulate_general(network, replicates, batch, seed, dt, engine_req, progress)
     plan = _plan(network, used, batch, dt, output_gradient=isinstance(net, Network))
     block = used.block_size(network, dt.itemsize)
     n_blocks = -(-replicates // block)
@@ -353,6 +368,28 @@ def simulate(
         seed=seed, dtype=dtype_name, engine=used.name, engine_requested=engine_req,
         chunk_size=chunk, block_size=block, elapsed=elapsed, network=network,
         output_gradient_recorded=plan.output_gradient, **finish(plan.layers, plan.mlp, stats))
+
+
+def _simulate_general(network: Network, replicates: int, batch: int, seed: int, dt: np.dtype,
+                      engine_req: str, progress: bool | Callable[[int, int], object]
+                      ) -> SimulationResult:
+    """``simulate`` on the general engine (:mod:`varprop.simulation.fields`)."""
+    block = GENERAL.block_size(network, dt.itemsize)
+    done = [0]
+
+    def report(n: int) -> None:
+        done[0] += n
+        if callable(progress) and not isinstance(progress, (bool, np.bool_)):
+            progress(done[0], replicates)
+
+    t0 = time.perf_counter()
+    with single_threaded_blas():
+        fields = run_general(network, replicates, batch, seed, dt, block, report)
+    return SimulationResult(
+        activation=None, init=None, widths=None, input_variance=network.input_variance,
+        bias_variance=0.0, replicates=replicates, batch=batch, seed=seed, dtype=dt.name,
+        engine=GENERAL.name, engine_requested=engine_req, chunk_size=block, block_size=block,
+        elapsed=time.perf_counter() - t0, network=network, **fields)
 
 
 def _check_dtype(dtype: object) -> str:

@@ -155,6 +155,10 @@ class SimulationResult:
     #: it; the keyword form records the MLP statistics only (a second backward pass, seeded at the
     #: last output, would cost about a third more time on the Gaussian shortcut).
     output_gradient_recorded: bool = field(default=True, repr=False)
+    #: Per layer position, ``(replicates, *positions)`` arrays of ``output_second`` and
+    #: ``output_gradient_second`` per tensor position (general engine only; see
+    #: :meth:`per_position`).
+    _positions: dict[str, tuple[np.ndarray, ...]] | None = field(default=None, repr=False)
 
     QUANTITIES = QUANTITIES
     OUTPUT_QUANTITIES = OUTPUT_QUANTITIES
@@ -305,6 +309,29 @@ class SimulationResult:
                 f"layer {l}; overflow_layer={self.overflow_layer}, underflow_layer="
                 f"{self.underflow_layer}, gradient_overflow_layer={self.gradient_overflow_layer}); "
                 f"pass valid_only=True or use masked()")
+        return values.copy()
+
+    def per_position(self, quantity: str, layer: int, *, valid_only: bool = False) -> np.ndarray:
+        r"""``output_second`` (:math:`\overline{y_p^2}`) or ``output_gradient_second`` at layer
+        position ``layer`` (1-based, negative from the end) per *tensor position*: an array
+        ``(replicates, *positions)``, averaged over the channels and the batch (the positions of
+        :class:`~varprop.network.field.Field`).  Recorded by the general engine
+        (``result.engine == "general"``).  Invalid replicates raise
+        :class:`SimulationOverflowError` unless ``valid_only`` (then they are left out)."""
+        q = check_choice("quantity", quantity, ("output_second", "output_gradient_second"))
+        if self._positions is None:
+            raise fail("quantity", quantity, "a statistic this simulation recorded: per-position "
+                       "statistics come from the general engine (simulate(net, engine='general'))")
+        j = self._layer_index(layer, q)
+        if j is None:
+            raise fail_type("layer", layer, "an integer layer position")
+        values, mask = self._positions[q][j], self.valid_mask(q)[:, j]
+        if valid_only:
+            return values[mask].copy()
+        if not mask.all():
+            raise SimulationOverflowError(
+                f"{q}: {int((~mask).sum())} replicates are invalid at layer position {j + 1}; "
+                "pass valid_only=True")
         return values.copy()
 
     def masked(self, quantity: str, layer: int | None = None) -> np.ma.MaskedArray:

@@ -101,6 +101,7 @@ from varprop.network.quantities import (
 )
 from varprop.network.state import NAN_MESSAGE
 from varprop.theory import shifted as _shifted
+from varprop.theory.fields import general_values, is_general
 from varprop.theory.meanfield import walk_backward
 from varprop.theory.moments import zero_mean_moments as _zero_mean_moments  # noqa: F401 (benchmarks, tests)
 from varprop.theory.sizes import check_fits, underflowed
@@ -342,7 +343,11 @@ def predict_variance(
     -----
     Ensemble variance of one unit over networks and inputs.  Exact at finite width for second
     moments of linear and ReLU nets with zero-mean symmetric i.i.d. weights; otherwise the
-    infinite-width limit (see :mod:`varprop.theory.predict`).  A nonlinearity acting on the
+    infinite-width limit (see :mod:`varprop.theory.predict`).  A network with layers other than ``Dense`` and
+    ``Nonlinearity`` (or a non-vector input) is walked by the general engine
+    (:func:`varprop.predict_fields`, zero-mean weights; ``method`` does not apply there: closed
+    forms where exact, quadrature otherwise), each value :math:`E x^2` averaged over every entry
+    of the layer's output.  A nonlinearity acting on the
     network input treats the input as Gaussian.
 
     Examples
@@ -368,11 +373,17 @@ def predict_variance(
         net = _network_argument(activation, init, fan_in, fan_out, widths, depth, input_variance,
                                 bias_variance)
         method = _resolve_method(method)
-        refuse_stacked_nonlinearities(net)
-        prep = _prepared(net)
-        if quantity in NETWORK_QUANTITIES:
-            values, under = _network_values(prep, quantity, method, per_layer)
+        if is_general(net):  # layers beyond Dense/Nonlinearity: the general engine
+            if quantity not in NETWORK_QUANTITIES:
+                raise fail("quantity", quantity, f"one of {list(NETWORK_QUANTITIES)} for a network "
+                           "that is not MLP-shaped")
+            values, under = general_values(net, quantity), False
+        elif quantity in NETWORK_QUANTITIES:
+            refuse_stacked_nonlinearities(net)
+            values, under = _network_values(_prepared(net), quantity, method, per_layer)
         else:
+            refuse_stacked_nonlinearities(net)
+            prep = _prepared(net)
             if not prep.is_mlp:
                 raise fail("quantity", quantity, f"one of {list(NETWORK_QUANTITIES)} for a network "
                            f"that is not MLP-shaped (the MLP quantities {list(MLP_QUANTITIES)} "

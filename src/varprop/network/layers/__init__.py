@@ -3,5 +3,15 @@
 from varprop.network.layers.base import Layer as Layer
 from varprop.network.layers.dense import Dense as Dense
 from varprop.network.layers.nonlinearity import Nonlinearity as Nonlinearity
+from varprop.network.layers.residual import Residual as Residual
+from varprop.network.layers.norms import LayerNorm as LayerNorm
+from varprop.network.layers.norms import RMSNorm as RMSNorm
+from varprop.network.layers.dropout import Dropout as Dropout
+from varprop.network.layers.conv import Conv as Conv
+from varprop.network.layers.pooling import AvgPool as AvgPool
+from varprop.network.layers.pooling import Flatten as Flatten
+from varprop.network.layers.pooling import GlobalAvgPool as GlobalAvgPool
+from varprop.network.layers.maxpool import MaxPool as MaxPool
 
-__all__ = ["Dense", "Layer", "Nonlinearity"]
+__all__ = ["Dense", "Layer", "Nonlinearity", "Residual", "LayerNorm", "RMSNorm", "Dropout", "Conv",
+           "AvgPool", "Flatten", "GlobalAvgPool", "MaxPool"]

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import sympy as sp
 
-from varprop._util.validation import check_nonnegative_real, check_width
+from varprop._util.validation import check_nonnegative_real, check_width, fail
 from varprop.components.scheme import weight_moments
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.errors import VarpropError
+from varprop.network.field import Field, GradField
 from varprop.network.layers.base import Layer, Shape
 from varprop.network.state import NAN_MESSAGE, GradientState, MomentState
 
@@ -130,6 +132,84 @@ class Dense(Layer):
         log_b = math.log(self.bias_variance) if self.bias_variance > 0 else -math.inf
         lw = min(max(math.log(v * fan_in) + log_second, -clamp), clamp)
         return lw, float(np.logaddexp(lw, log_b))
+
+    # --- general engine (varprop.network.field) ------------------------------------------------
+    def channel_axis_for(self, input_shape: Shape) -> int | None:
+        return -1
+
+    def _zero_mean_moments(self, fan_in: int) -> tuple[float, float]:
+        mu, v = self.weight_moments(fan_in)
+        if mu:
+            raise fail("init", self.init, "a zero-mean init scheme in a network that is not a "
+                       "plain MLP (the general engine assumes zero-mean weights; non-zero-mean "
+                       "weights are predicted for Dense/activation chains only)")
+        return mu, v
+
+    def field_forward(self, field: Field) -> Field:
+        r""":math:`E z_i^2 = \sigma_w^2 n \overline{E a^2} + \sigma_b^2` with
+        :math:`\overline{E a^2}` the mean over the :math:`n` input entries (a flattened tensor's
+        positions), mean 0 (zero-mean weights), Gaussian at infinite width, and between two
+        samples of a batch :math:`E z_{b,i} z_{b',i} = \sigma_w^2 n \overline{E a_b a_{b'}} +
+        \sigma_b^2` (the bias is shared within a network).  Exact for any input law."""
+        n = math.prod(field.shape)
+        v = self._zero_mean_moments(n)[1]
+        b2 = self.bias_variance
+        q = v * n * float(np.mean(field.second)) + b2
+        bc = None if field.batch_cross is None else v * n * float(np.mean(field.batch_cross)) + b2
+        return Field((self.width,), -1, 0.0, q, None if field.cov is None else [[q]], bc,
+                     gaussian=True, approximations=field.approximations)
+
+    def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
+        r""":math:`g = W^\top\delta`: :math:`E g_j^2 = \sigma_w^2 n_{out} E\delta^2` at every
+        input entry, uncorrelated between entries (zero-mean independent weights); between two
+        samples of a batch (one :math:`W` for both) :math:`E g_{b,j} g_{b',j} = \sigma_w^2
+        n_{out} E\delta_b\delta_{b'}` when tracked."""
+        n = math.prod(field_in.shape)
+        v = self._zero_mean_moments(n)[1]
+        g = v * self.width * float(np.mean(grad.second))
+        pos = field_in.positions
+        cov = None if grad.cov is None else np.eye(math.prod(pos)) * g
+        bc = None
+        if grad.batch_cross is not None:  # the same W for every sample of the batch
+            bc = np.full(pos, v * self.width * float(np.mean(grad.batch_cross)))
+        return GradField(field_in.shape, field_in.channel_axis, np.full(pos, g), cov, bc)
+
+    def field_exact(self, field_in: Field) -> bool:
+        """Second moments exact at every width (zero-mean symmetric i.i.d. weights)."""
+        s = self.init
+        return bool(s.is_zero_mean and s.is_symmetric and s.is_iid)
+
+    def field_steps(self) -> list[tuple[str, object]]:
+        sw, n, a2, b2, g = sp.symbols("sigma_w^2 n_in E[a^2] sigma_b^2 E[delta^2]", positive=True)
+        return [("forward: zero-mean weights, the mean over the input entries",
+                 sp.Eq(sp.Symbol("E[z^2]"), sw * n * a2 + b2)),
+                ("backward: g = W^T delta", sp.Eq(sp.Symbol("E[g^2]"),
+                                                  sw * sp.Symbol("n_out", positive=True) * g))]
+
+    def mc_draw(self, rng: np.random.Generator, input_shape: Shape, replicates: int,
+                dtype: np.dtype) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(W, b)``: ``W`` ``(R, width, n_in)`` from the init scheme, ``b`` ``(R, width)``."""
+        n_in = self._require_vector(input_shape)
+        w = np.asarray(self.init.sample(rng, n_in, self.width, size=(replicates,), dtype=dtype),
+                       dtype=dtype)
+        b = None
+        if self.bias_variance > 0:
+            b = (rng.standard_normal((replicates, self.width)) * math.sqrt(self.bias_variance)
+                 ).astype(dtype)
+        return w, b
+
+    def mc_parameter_count(self, input_shape: Shape) -> int:
+        return (math.prod(input_shape) + 1) * self.width
+
+    def mc_forward(self, params: tuple, x: np.ndarray) -> tuple[np.ndarray, None]:
+        w, b = params
+        y = np.matmul(x, np.swapaxes(w, -1, -2))
+        if b is not None:
+            y += b[:, None, :]
+        return y, None
+
+    def mc_backward(self, params: tuple, cache: object, grad: np.ndarray) -> np.ndarray:
+        return np.matmul(grad, params[0])
 
     # --- symbolic -----------------------------------------------------------------------------
     @staticmethod

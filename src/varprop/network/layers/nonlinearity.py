@@ -22,6 +22,8 @@ from varprop.components.activations import (
     resolve_activation,
 )
 from varprop.errors import VarpropError
+from varprop.network.field import Field, GradField
+from varprop.network.layers import elementwise
 from varprop.network.layers.base import Layer, Shape
 from varprop.network.state import GradientState, MomentEvaluator, MomentState, Value
 
@@ -146,6 +148,42 @@ class Nonlinearity(Layer):
         cancellation)."""
         d = np.asarray(self.activation.derivative_function(cache), dtype=cache.dtype)
         return [d * g for g in grads]
+
+    # --- general engine (varprop.network.field) ------------------------------------------------
+    def field_forward(self, field: Field) -> Field:
+        r"""Per position :math:`t`, :math:`z_t \sim N(m_t, v_t)`: :math:`E\phi(z_t)`,
+        :math:`E\phi(z_t)^2`; between positions and between two samples of a batch the bivariate
+        expectations :math:`E\phi(z)\phi(z')` (:mod:`varprop._math.bivariate`).  Exact for a
+        jointly Gaussian input (``field.gaussian``); otherwise the Gaussian closure with the same
+        means and (co)variances, declared in ``approximations``.  A linear
+        :math:`\phi(x) = s x` maps the moments exactly for any input law."""
+        return elementwise.forward(self.activation, field, self)
+
+    def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
+        r""":math:`E\delta_{z,t}^2 = E\phi'(z_t)^2\, E\delta_{a,t}^2` and, when tracked,
+        :math:`E\delta_{z,t}\delta_{z,t'} = E\phi'(z_t)\phi'(z_{t'})\, E\delta_{a,t}\delta_{a,t'}`
+        (gradient independence)."""
+        return elementwise.backward(self.activation, grad, field_in)
+
+    def field_exact(self, field_in: Field) -> bool:
+        """Exact at every finite width: a linear activation (any input), or a positively
+        homogeneous one of degree 1 (ReLU class) on a zero-mean input produced by weights
+        (``gaussian``) when no covariance between positions or samples is tracked."""
+        return elementwise.exact(self.activation, field_in)
+
+    def field_steps(self) -> list[tuple[str, object]]:
+        return elementwise.steps(self.activation)
+
+    def mc_draw(self, rng: np.random.Generator, input_shape: Shape, replicates: int,
+                dtype: np.dtype) -> None:
+        return None
+
+    def mc_forward(self, params: object, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(np.broadcast_to(self.activation.function(x), x.shape), dtype=x.dtype), x
+
+    def mc_backward(self, params: object, cache: np.ndarray, grad: np.ndarray) -> np.ndarray:
+        d = np.broadcast_to(self.activation.derivative_function(cache), cache.shape)
+        return np.asarray(d * grad, dtype=grad.dtype)
 
     # --- one-step check -----------------------------------------------------------------------
     def one_step(self, n_in: int, second: np.ndarray) -> np.ndarray:

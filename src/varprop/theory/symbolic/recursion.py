@@ -52,6 +52,7 @@ from varprop._util.validation import check_choice, fail, fail_type
 from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.network.model import Network, refuse_with_network
+from varprop.theory.fields import is_general
 from varprop.theory.symbolic._algebra import _simp, _weight_moments
 from varprop.theory.symbolic.derivation import Derivation, Step
 from varprop.theory.symbolic.layer_steps import _LayerSteps, _zero_mean_moments
@@ -69,6 +70,7 @@ from varprop.theory.symbolic.symbols import (
     WIDTH,
     Q,
 )
+from varprop.theory.symbolic.general import FieldDerivation, derive_general
 from varprop.theory.symbolic.walk import NetworkDerivation, derive_layers
 from varprop.theory.symbolic.zero_mean import _ZeroMean
 
@@ -79,7 +81,7 @@ WIDTH_MODES = ("constant", "general")
 
 def derive(activation: Network | Activation | str, init: InitScheme | str | None = None, *,
            bias: bool = True, widths: Literal["constant", "general"] = "constant"
-           ) -> Derivation | NetworkDerivation:
+           ) -> Derivation | NetworkDerivation | FieldDerivation:
     r"""Derive, step by step, how variance propagates through a random network.
 
     Parameters
@@ -89,8 +91,11 @@ def derive(activation: Network | Activation | str, init: InitScheme | str | None
         ``negative_slope``); or a :class:`~varprop.Network`.  A network that is a plain MLP
         (:meth:`~varprop.Network.as_mlp`) gets the derivation of its activation and scheme
         (``bias`` from its bias variance, ``widths="general"`` unless its hidden widths are
-        constant); any other network is derived by walking its layers
-        (:func:`~varprop.theory.symbolic.walk.derive_layers`).
+        constant); any other dense chain is derived by walking its layers
+        (:func:`~varprop.theory.symbolic.walk.derive_layers`), and a network with other layer
+        types (residual, norms, dropout, convolutions, pooling, recurrent) from each layer's
+        rules with the general engine's numbers
+        (:func:`~varprop.theory.symbolic.general.derive_general`).
     init : str or InitScheme
         ``"he_normal"``, ... or :func:`varprop.init_scheme` (required with an activation; omit
         it with a Network, whose layers carry their schemes; likewise ``bias`` and ``widths``).
@@ -149,9 +154,12 @@ def _derive_cached(act: Activation, scheme: InitScheme, bias: bool, widths: str)
     return _Builder(act, scheme, bias, widths).build()
 
 
-def _derive_network(net: Network, init: object) -> Derivation | NetworkDerivation:
+def _derive_network(net: Network, init: object
+                    ) -> Derivation | NetworkDerivation | FieldDerivation:
     """A plain MLP gets the derivation of its activation and scheme; any other network the walk."""
     refuse_with_network({"init": (init, None)})
+    if is_general(net):
+        return derive_general(net)
     mlp = net.as_mlp()
     if mlp is None:
         return derive_layers(net)

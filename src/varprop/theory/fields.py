@@ -1,0 +1,213 @@
+r"""The general mean-field engine: walk any :class:`~varprop.Network` layer by layer on
+:class:`~varprop.network.field.Field` values (forward) and
+:class:`~varprop.network.field.GradField` values (backward).
+
+Forward, the network input is the field of i.i.d. :math:`N(0, \sigma_x^2)` entries
+(:func:`~varprop.network.field.input_field`); each layer maps the field of its input to that of
+its output with ``layer.field_forward``.  Backward, the seed is i.i.d. zero-mean unit-variance
+gradients at the last layer's output (:func:`~varprop.network.field.output_gradient_field`), and
+each layer maps the gradient field at its output to the one at its input with
+``layer.field_backward(grad, field_in, field_out)`` (gradient independence).
+
+What is tracked is the union of the layers' ``field_needs()``: position covariances (``cov``) when
+some layer mixes positions (pooling), between-sample moments (``batch_cross``) for train-mode batch
+normalisation.  The input's channel axis is the one the first layer that cares asks for
+(``channel_axis_for``), else 0 for tensors and -1 for vectors.
+
+Assumptions (those of every layer's rule): infinite width (channels independent, weight layers'
+outputs Gaussian), zero-mean weights, gradient independence backward; approximations a layer
+declares (the Gaussian closure of a nonlinearity whose input is not Gaussian, ...) are collected in
+:attr:`FieldPrediction.approximations`.
+
+**Exactness.**  A layer's ``field_exact(field_in)`` says whether its rule gives the second moments
+exactly at every finite width for that input: ``Dense`` with zero-mean symmetric i.i.d. weights,
+linear activations, ReLU-class activations on a zero-mean weight-layer output (no covariances
+tracked); ``False`` by default.  The prediction at a position is exact when every layer up to it
+is (backward quantities: every layer), and :attr:`FieldPrediction.exact` when all are.
+
+Limits: at most :data:`MAX_POSITIONS` layer positions (the walk expands the runs), and position
+covariances for at most :data:`MAX_COV_POSITIONS` positions per tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from varprop._util.validation import fail_type
+from varprop.errors import VarpropError
+from varprop.network.field import (
+    Field,
+    FieldNeeds,
+    GradField,
+    input_field,
+    output_gradient_field,
+)
+from varprop.network.layers.base import Layer
+from varprop.network.layers.dense import Dense
+from varprop.network.layers.nonlinearity import Nonlinearity
+from varprop.network.layout import (
+    MAX_POSITIONS,
+    channel_axes,
+    expanded_layers,
+    input_channel_axis,
+)
+from varprop.network.model import Network
+
+__all__ = ["FieldPrediction", "walk_fields", "predict_fields", "needs_of", "input_channel_axis",
+           "channel_axes", "is_general", "general_values", "MAX_POSITIONS", "MAX_COV_POSITIONS"]
+
+#: Largest number of positions per tensor whose covariance matrix is tracked.
+MAX_COV_POSITIONS = 4096
+
+
+@dataclass(frozen=True, eq=False)
+class FieldPrediction:
+    r"""The mean-field fields of a network (:func:`predict_fields`).
+
+    Attributes
+    ----------
+    input : Field
+        The network input's field.
+    forward : tuple of Field
+        The field of every layer position's output (``net.layers`` order).
+    backward : tuple of GradField
+        The gradient field at every layer position's output (the last is the unit seed).
+    input_gradient : GradField
+        The gradient field at the network input.
+    approximations : tuple of str
+        Every approximation declared on the way (forward and backward), each once.
+    exact : bool
+        Every layer's rule is exact at finite width here (see the module docstring).
+    layer_exact : tuple of bool
+        Per position: that layer's rule is exact for its input field.
+    """
+
+    input: Field
+    forward: tuple[Field, ...]
+    backward: tuple[GradField, ...]
+    input_gradient: GradField
+    approximations: tuple[str, ...]
+    exact: bool
+    layer_exact: tuple[bool, ...]
+
+    def output_second(self) -> np.ndarray:
+        """:math:`E y_p^2` averaged over the entries of each position's output."""
+        return np.array([f.average_second() for f in self.forward])
+
+    def output_gradient_second(self) -> np.ndarray:
+        r""":math:`E(\partial L/\partial y_p)^2` averaged over the entries of each output."""
+        return np.array([g.average_second() for g in self.backward])
+
+    def exact_at(self, position: int, backward: bool) -> bool:
+        """Whether the prediction at 1-based ``position`` is exact at finite width."""
+        return all(self.layer_exact if backward else self.layer_exact[:position])
+
+
+def _distinct(net: Network) -> list[Layer]:
+    seen: list[Layer] = []
+    for block, _ in net.layers.runs:
+        for layer in block:
+            if layer not in seen:
+                seen.append(layer)
+    return seen
+
+
+def is_general(net: Network) -> bool:
+    """Whether ``net`` needs the general engine: a non-vector input, or a layer other than
+    ``Dense`` and ``Nonlinearity`` (dense chains keep the MLP walk of :mod:`varprop.theory.meanfield`)."""
+    return len(net.input_shape) != 1 or any(
+        not isinstance(layer, (Dense, Nonlinearity)) for layer in _distinct(net))
+
+
+def needs_of(net: Network) -> FieldNeeds:
+    """The union of the layers' ``field_needs()``."""
+    cov = bc = False
+    for layer in _distinct(net):
+        need = layer.field_needs()
+        cov, bc = cov or need.cov, bc or need.batch_cross
+    return FieldNeeds(cov=cov, batch_cross=bc)
+
+
+def _guard_cov(field: Field | GradField, where: str) -> None:
+    P = field.size
+    if P > MAX_COV_POSITIONS:
+        need = 8.0 * P * P
+        raise VarpropError(
+            f"{where}: tracking the covariance between its {P:,} positions (a pooling layer needs "
+            f"it) would need {need / 2**20:,.0f} MiB per tensor; at most {MAX_COV_POSITIONS:,} "
+            "positions are supported: use a smaller input")
+
+
+def walk_fields(net: Network) -> FieldPrediction:
+    """The fields of ``net`` forward and backward (module docstring); cached per network."""
+    return _walk_cached(net)
+
+
+@lru_cache(maxsize=16)
+def _walk_cached(net: Network) -> FieldPrediction:
+    layers = expanded_layers(net)
+    needs = needs_of(net)
+    axis = input_channel_axis(net)
+    field = input_field(net.input_shape, axis, net.input_variance, needs)
+    if needs.cov:
+        _guard_cov(field, "the network input")
+    fields = [field]
+    exact: list[bool] = []
+    for p, layer in enumerate(layers):
+        exact.append(bool(layer.field_exact(field)))
+        field = layer.field_forward(field)
+        if needs.cov:
+            _guard_cov(field, f"layer position {p + 1} ({layer!r})")
+        if np.isnan(field.second).any():
+            raise VarpropError(f"layer position {p + 1} ({layer!r}): a second moment is NaN "
+                               "(0 * inf: the moments left the float range)")
+        fields.append(field)
+    out = fields[-1]
+    grad = output_gradient_field(out.shape, out.channel_axis, needs)
+    grads = [grad]
+    for p in range(len(layers) - 1, -1, -1):
+        grad = layers[p].field_backward(grad, fields[p], fields[p + 1])
+        if np.isnan(grad.second).any():
+            raise VarpropError(f"layer position {p + 1} ({layers[p]!r}): a gradient second moment "
+                               "is NaN (0 * inf: the moments left the float range)")
+        grads.append(grad)
+    grads.reverse()  # grads[p] is the gradient at the input of position p (p = 0: the input)
+    approx: list[str] = []
+    for f in fields:
+        approx.extend(s for s in f.approximations if s not in approx)
+    return FieldPrediction(fields[0], tuple(fields[1:]), tuple(grads[1:]), grads[0], tuple(approx),
+                           all(exact), tuple(exact))
+
+
+def general_values(net: Network, quantity: str) -> np.ndarray:
+    """Per layer position, ``"output"``: :math:`E y_p^2` averaged over every entry of the
+    output; ``"output_gradient"``: the same for the loss gradient (read-only array)."""
+    fp = walk_fields(net)
+    values = fp.output_gradient_second() if quantity == "output_gradient" else fp.output_second()
+    values.flags.writeable = False
+    return values
+
+
+def predict_fields(net: Network) -> FieldPrediction:
+    r"""The mean-field moments of every layer's output of ``net`` (any architecture), forward
+    and backward: :class:`FieldPrediction` with ``.input``, ``.forward`` (a
+    :class:`~varprop.network.field.Field` per layer position), ``.backward`` (a
+    :class:`~varprop.network.field.GradField` at each layer's output), ``.input_gradient``,
+    ``.approximations`` and ``.exact``.
+
+    Assumptions: infinite-width mean field with zero-mean weights, gradient independence, inputs
+    i.i.d. :math:`N(0, \sigma_x^2)` and unit-variance i.i.d. gradients at the output (see
+    :mod:`varprop.theory.fields`).
+
+    >>> from varprop import Network, layers, predict_fields
+    >>> net = Network([layers.Dense(64, "he_normal"), "relu"], input_shape=(32,))
+    >>> [round(f.average_second(), 6) for f in predict_fields(net).forward]
+    [2.0, 1.0]
+    """
+    if not isinstance(net, Network):
+        raise fail_type("net", net, "a varprop.Network")
+    return walk_fields(net)
+

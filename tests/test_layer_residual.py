@@ -1,0 +1,460 @@
+r"""Residual: the block rule against hand algebra and from-scratch NumPy Monte Carlo.
+
+The rule composes its nested layers' rules; to test the composition by itself, the branches here
+are made of two small test-only layers whose rules are written out below from their textbook
+derivations (a channels-last dense map with i.i.d. N(0, sigma_w^2) weights, and ReLU on centred
+Gaussians by the arc-cosine kernel, Cho & Saul 2009), plus the library's LayerNorm and Dropout.
+Every prediction is compared with a NumPy simulation that builds the block from scratch.
+
+Tolerances: 6 standard errors estimated from the replicates; where the mean field is exact only at
+infinite width, a stated O(1/n) allowance is added.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from varprop import Network, predict_fields, predict_variance, simulate
+from varprop.components.scheme import weight_moments
+from varprop.components.schemes import InitScheme, init_scheme, resolve_scheme
+from varprop.errors import InvalidArgument, InvalidArgumentType
+from varprop.layers import Dense, Dropout, Layer, LayerNorm, Residual
+from varprop.network.field import Field, FieldNeeds, GradField
+
+Z = 6.0
+HE, LECUN = resolve_scheme("he_normal"), resolve_scheme("lecun_normal")
+
+
+# --- test-only layers -------------------------------------------------------------------------
+
+def relu_kernel(a, b, c):
+    r"""E relu(x) relu(y), E 1[x>0] 1[y>0] for centred Gaussians with variances a, b and
+    covariance c (Cho & Saul 2009): with cos(theta) = c/sqrt(ab),
+    sqrt(ab)/(2 pi) (sin(theta) + (pi - theta) cos(theta)) and (pi - theta)/(2 pi)."""
+    a, b, c = np.broadcast_arrays(*map(np.asarray, (a, b, c)))
+    rho = np.clip(c / np.sqrt(a * b), -1.0, 1.0)
+    th = np.arccos(rho)
+    return (np.sqrt(a * b) / (2 * np.pi) * (np.sin(th) + (np.pi - th) * rho),
+            (np.pi - th) / (2 * np.pi))
+
+
+@dataclass(frozen=True)
+class ToyDense(Layer):
+    """z = W x over the last (channel) axis, the same W at every position."""
+
+    width: int
+    init: InitScheme
+    kind = "toy_dense"
+
+    def output_shape(self, s):
+        return s[:-1] + (self.width,)
+
+    def channel_axis_for(self, s):
+        return -1
+
+    def var(self, n_in):
+        return weight_moments(self.init, n_in, self.width)[1]
+
+    def field_forward(self, f):
+        k = self.var(f.shape[-1]) * f.shape[-1]
+        return Field(self.output_shape(f.shape), -1, np.zeros_like(f.mean), k * f.second,
+                     None if f.cov is None else k * f.cov,
+                     None if f.batch_cross is None else k * f.batch_cross, gaussian=True,
+                     approximations=f.approximations)
+
+    def field_backward(self, g, fin, fout):
+        k = self.var(fin.shape[-1]) * self.width
+        return GradField(fin.shape, -1, k * g.second, None if g.cov is None else k * g.cov)
+
+    def mc_draw(self, rng, s, R, dtype):
+        return rng.standard_normal((R, self.width, s[-1])) * math.sqrt(self.var(s[-1]))
+
+    def mc_forward(self, W, x):
+        return np.einsum("rij,rb...j->rb...i", W, x), None
+
+    def mc_backward(self, W, cache, g):
+        return np.einsum("rij,rb...i->rb...j", W, g)
+
+
+@dataclass(frozen=True)
+class ToyRelu(Layer):
+    """ReLU on centred jointly Gaussian inputs."""
+
+    kind = "toy_relu"
+
+    def output_shape(self, s):
+        return s
+
+    def field_forward(self, f):
+        assert f.gaussian and np.all(f.mean == 0)
+        q = f.second
+        cov = bc = None
+        if f.cov is not None:
+            d = np.diag(f.cov)
+            cov = relu_kernel(d[:, None], d[None, :], f.cov)[0]
+        if f.batch_cross is not None:
+            bc = relu_kernel(q, q, f.batch_cross)[0]
+        return f.with_(mean=np.sqrt(q / (2 * np.pi)), second=q / 2, cov=cov, batch_cross=bc,
+                       gaussian=False)
+
+    def field_backward(self, g, fin, fout):
+        cov = None
+        if g.cov is not None:
+            d = np.diag(fin.cov)
+            cov = relu_kernel(d[:, None], d[None, :], fin.cov)[1] * g.cov
+        return g.with_(second=g.second / 2, cov=cov)
+
+    def mc_draw(self, rng, s, R, dtype):
+        return None
+
+    def mc_forward(self, p, x):
+        return np.maximum(x, 0.0), x
+
+    def mc_backward(self, p, x, g):
+        return g * (x > 0)
+
+
+def block(n, s=1.0, last=LECUN, **kw):
+    return Residual([ToyDense(n, HE), ToyRelu(), ToyDense(n, last)], scale=s, **kw)
+
+
+def vector_field(q, n, m=0.0):
+    return Field((n,), -1, np.array(m), np.array(q))
+
+
+def mc_stat(values):
+    """(mean, standard error) over replicates (axis 0)."""
+    v = np.asarray(values)
+    return v.mean(0), v.std(0, ddof=1) / math.sqrt(v.shape[0])
+
+
+def close(est, se, want, allow=0.0):
+    assert np.all(np.abs(np.asarray(est) - np.asarray(want)) <= Z * np.asarray(se) + allow), (
+        est, want, se)
+
+
+# --- validation -------------------------------------------------------------------------------
+
+def test_validation():
+    d = Dense(4)
+    with pytest.raises(InvalidArgument, match="branch=.*weight layer"):
+        Residual(["relu", LayerNorm()])
+    with pytest.raises(InvalidArgument, match="non-empty"):
+        Residual([])
+    with pytest.raises(InvalidArgumentType, match="branch"):
+        Residual(d)
+    with pytest.raises(InvalidArgumentType, match="branch"):
+        Residual("relu")
+    with pytest.raises(InvalidArgumentType, match=r"branch\[1\]"):
+        Residual([d, 3])
+    with pytest.raises(InvalidArgumentType, match="shortcut"):
+        Residual([d], shortcut=d)
+    for bad, err in [(float("nan"), InvalidArgument), (float("inf"), InvalidArgument),
+                     (True, InvalidArgumentType), ("1", InvalidArgumentType)]:
+        with pytest.raises(err, match="scale"):
+            Residual([d], scale=bad)
+    with pytest.raises(InvalidArgument, match=r"branch\[0\].init.*zero-mean"):
+        Residual([Dense(4, init_scheme("normal", std=0.1, mean=0.2))])
+    with pytest.raises(InvalidArgument, match="branch.*output shape"):
+        Residual([Dense(3)]).output_shape((4,))
+    assert Residual([Dense(3)], shortcut=[Dense(3)]).output_shape((4,)) == (3,)
+    with pytest.raises(InvalidArgument, match="shortcut's"):
+        Residual([Dense(3)], shortcut=[Dense(5)]).output_shape((4,))
+
+
+def test_value_semantics():
+    a = Residual([Dense(4, "he_normal"), "relu", Dense(4)], scale=-0.5)
+    b = Residual([Dense(4, "he_normal"), "relu", Dense(4)], scale=-0.5)
+    assert a == b and hash(a) == hash(b) and a != Residual(list(a.branch))
+    assert repr(a).startswith("Residual([Dense(4") and "scale=-0.5" in repr(a)
+    assert a.shortcut is None and a.nested == a.branch
+    assert block(4).channel_axis_for((4,)) == -1
+    r = Residual([LayerNorm(), ToyDense(4, HE)], shortcut=[Dropout(0.1)])
+    assert r.field_needs() == FieldNeeds() and r.required_batch is None
+
+
+# --- forward: hand algebra --------------------------------------------------------------------
+
+@pytest.mark.parametrize("s", [1.0, 0.5, 1 / math.sqrt(20), 0.0, -1.0])
+def test_relu_block_hand_algebra(s):
+    """[Dense(he), relu, Dense(lecun)]: q_F = q_x, so q_y = (1 + s^2) q_x; with He in the last
+    layer too q_F = 2 q_x, q_y = (1 + 2 s^2) q_x; backward the same factors."""
+    f = vector_field(1.7, 64)
+    out = block(64, s).field_forward(f)
+    assert out.second == pytest.approx((1 + s * s) * 1.7, rel=1e-14) and out.mean == 0.0
+    assert out.gaussian  # x + s W h: a sum of independent Gaussians
+    out2 = block(64, s, last=HE).field_forward(f)
+    assert out2.second == pytest.approx((1 + 2 * s * s) * 1.7, rel=1e-14)
+    g = block(64, s).field_backward(GradField((64,), -1, np.array(0.9)), f, out)
+    assert g.second == pytest.approx((1 + s * s) * 0.9, rel=1e-14)
+    if s == 0.0:
+        assert block(64, s).field_forward(f) is f
+
+
+def test_cross_term_when_branch_ends_nonlinear():
+    """Branch [Dense(he), relu] on x with mean m: F has mean sqrt(q/pi), second q (z ~ N(0, 2q)),
+    so q_y = q + s^2 q + 2 s m sqrt(q/pi), m_y = m + s sqrt(q/pi); not Gaussian."""
+    m, q, s = 0.6, 1.5, 0.7
+    out = Residual([ToyDense(32, HE), ToyRelu()], scale=s).field_forward(vector_field(q, 32, m))
+    mf = math.sqrt(q / math.pi)
+    assert out.mean == pytest.approx(m + s * mf, rel=1e-14)
+    assert out.second == pytest.approx(q + s * s * q + 2 * s * m * mf, rel=1e-14)
+    assert not out.gaussian
+
+
+def test_field_steps():
+    steps = block(8, 0.5).field_steps()
+    own = steps[:4]
+    assert all(isinstance(t, str) and isinstance(e, sp.Eq) for t, e in own)
+    syms = {str(x): x for _, e in own for x in e.free_symbols}
+    vals = {syms["q_S"]: 2.0, syms["q_F"]: 3.0, syms["m_S"]: 0.5, syms["m_F"]: 0.25, syms["s"]: 0.5}
+    assert float(own[1][1].rhs.subs(vals)) == pytest.approx(2.0 + 0.25 * 3.0 + 2 * 0.5 * 0.5 * 0.25)
+    steps = Residual([LayerNorm(), ToyDense(8, HE)]).field_steps()
+    assert any(t.startswith("In the branch, LayerNorm") for t, _ in steps)
+
+
+# --- Monte Carlo from scratch -----------------------------------------------------------------
+
+def numpy_relu_resnet(rng, R, B, n, blocks, s, q0, *, pre_ln=None):
+    """R independent width-n residual MLPs (W1 ~ N(0, 2/n), W2 ~ N(0, 1/n)), B inputs each:
+    per block the mean square of the output and, backward from i.i.d. N(0, 1) output gradients,
+    of the gradient at the block input.  ``pre_ln``: eps of a LayerNorm opening each branch."""
+    x = rng.standard_normal((R, B, n)) * math.sqrt(q0)
+    Ws, hs, fwd = [], [], []
+    for _ in range(blocks):
+        W1 = rng.standard_normal((R, n, n)) * math.sqrt(2 / n)
+        W2 = rng.standard_normal((R, n, n)) * math.sqrt(1 / n)
+        if pre_ln is not None:
+            c = x - x.mean(-1, keepdims=True)
+            sd = np.sqrt((c * c).mean(-1, keepdims=True) + pre_ln)
+            u = c / sd
+        else:
+            u, sd = x, None
+        z = np.einsum("rij,rbj->rbi", W1, u)
+        x = x + s * np.einsum("rij,rbj->rbi", W2, np.maximum(z, 0))
+        Ws.append((W1, W2))
+        hs.append((z, u, sd))
+        fwd.append((x * x).mean(axis=(1, 2)))
+    g = rng.standard_normal(x.shape)
+    bwd = []
+    for (W1, W2), (z, u, sd) in zip(reversed(Ws), reversed(hs)):
+        gu = np.einsum("rij,rbi->rbj", W1, (z > 0) * np.einsum("rij,rbi->rbj", W2, s * g))
+        if sd is not None:
+            gu = (gu - gu.mean(-1, keepdims=True) - u * (u * gu).mean(-1, keepdims=True)) / sd
+        g = g + gu
+        bwd.append((g * g).mean(axis=(1, 2)))
+    return np.array(fwd).T, np.array(bwd[::-1]).T  # (R, blocks)
+
+
+@pytest.mark.parametrize("s", [1.0, 1 / math.sqrt(3), 0.0])
+def test_relu_resnet_vs_numpy(s):
+    """Three blocks at width 64: forward E y^2 = (1 + s^2)^k q0 exactly at every width (given the
+    block input, z = W1 x is exactly N(0, 2|x|^2/n) per unit); backward (1 + s^2)^(3-k+1) under
+    gradient independence, which at width 64 errs by O(1/n): allowance 8/n relative."""
+    rng = np.random.default_rng(21)
+    n, R, B, q0, k = 64, 300, 4, 1.3, 3
+    fwd, bwd = numpy_relu_resnet(rng, R, B, n, k, s, q0)
+    layers = [block(n, s)] * k
+    f = vector_field(q0, n)
+    fields = [f]
+    for layer in layers:
+        fields.append(layer.field_forward(fields[-1]))
+    g = GradField((n,), -1, np.array(1.0))
+    grads = []
+    for layer, fin, fout in zip(reversed(layers), reversed(fields[:-1]), reversed(fields[1:])):
+        g = layer.field_backward(g, fin, fout)
+        grads.append(float(g.second))
+    pred_f = np.array([float(x.second) for x in fields[1:]])
+    pred_b = np.array(grads[::-1])
+    np.testing.assert_allclose(pred_f, q0 * (1 + s * s) ** np.arange(1, k + 1), rtol=1e-13)
+    np.testing.assert_allclose(pred_b, (1 + s * s) ** np.arange(k, 0, -1), rtol=1e-13)
+    close(*mc_stat(fwd), pred_f)
+    close(*mc_stat(bwd), pred_b, allow=8.0 / n * pred_b)
+
+
+def test_residual_mc_methods_agree_in_law():
+    """Residual.mc_forward/mc_backward on the test layers against the same statistics."""
+    rng = np.random.default_rng(22)
+    n, R, B, s, k = 48, 300, 4, 0.8, 2
+    layer = block(n, s)
+    x = rng.standard_normal((R, B, n))
+    caches = []
+    for _ in range(k):
+        p = layer.mc_draw(rng, (n,), R, x.dtype)
+        x, c = layer.mc_forward(p, x)
+        caches.append((p, c))
+    close(*mc_stat((x * x).mean(axis=(1, 2))), (1 + s * s) ** k)
+    g = rng.standard_normal(x.shape)
+    for p, c in reversed(caches):
+        g = layer.mc_backward(p, c, g)
+    close(*mc_stat((g * g).mean(axis=(1, 2))), (1 + s * s) ** k, allow=8.0 / n * (1 + s * s) ** k)
+
+
+def test_pre_ln_vs_numpy():
+    """Pre-LN blocks [LayerNorm, Dense(he), relu, Dense(lecun)]: q_{k+1} = q_k + s^2 q_k/(q_k + eps)
+    (the LayerNorm output has second moment v/(v + eps), the branch preserves it).  O(1/n)
+    allowance for LayerNorm at width 64: 8/n relative."""
+    rng = np.random.default_rng(23)
+    n, R, B, q0, k, s, eps = 64, 200, 4, 0.05, 4, 1.0, 0.05
+    fwd, bwd = numpy_relu_resnet(rng, R, B, n, k, s, q0, pre_ln=eps)
+    layer = Residual([LayerNorm(eps), ToyDense(n, HE), ToyRelu(), ToyDense(n, LECUN)], scale=s)
+    fields = [vector_field(q0, n)]
+    for _ in range(k):
+        fields.append(layer.field_forward(fields[-1]))
+    q, want = q0, []
+    for _ in range(k):
+        q = q + s * s * q / (q + eps)
+        want.append(q)
+    pred = [float(f.second) for f in fields[1:]]
+    np.testing.assert_allclose(pred, want, rtol=1e-13)
+    close(*mc_stat(fwd), pred, allow=8.0 / n * np.array(pred))
+    # backward: G_x = G_y (1 + s^2 / (q_x + eps)) per block
+    g, gs = 1.0, []
+    for f in reversed(fields[:-1]):
+        g = g * (1 + s * s / (float(f.second) + eps))
+        gs.append(g)
+    gr = GradField((n,), -1, np.array(1.0))
+    for fin, fout in zip(reversed(fields[:-1]), reversed(fields[1:])):
+        gr = layer.field_backward(gr, fin, fout)
+    assert float(gr.second) == pytest.approx(gs[-1], rel=1e-13)
+    close(*mc_stat(bwd), gs[::-1], allow=8.0 / n * np.array(gs[::-1]))
+
+
+def test_post_ln_and_nested_and_shortcut_hand_algebra():
+    q, eps, s, n = 0.8, 0.1, 0.6, 16
+    f = vector_field(q, n)
+    post = LayerNorm(eps).field_forward(block(n, s).field_forward(f))
+    qy = (1 + s * s) * q
+    assert float(post.second) == pytest.approx(qy / (qy + eps), rel=1e-14)
+    inner = block(n, 0.5)
+    nested = Residual([inner, ToyDense(n, LECUN)], scale=s)
+    assert float(nested.field_forward(f).second) == pytest.approx(q * (1 + s * s * 1.25), rel=1e-14)
+    drop = Residual([ToyDense(n, HE)], scale=s, shortcut=[Dropout(0.5)])
+    out = drop.field_forward(f)
+    assert float(out.second) == pytest.approx(q / 0.5 + s * s * 2 * q, rel=1e-14)
+    assert not out.gaussian
+    g = drop.field_backward(GradField((n,), -1, np.array(1.0)), f, out)
+    assert float(g.second) == pytest.approx(1 / 0.5 + s * s * 2, rel=1e-14)
+
+
+def test_nested_vs_numpy():
+    """Residual([Residual([D(he), relu, D]), D], scale=s): q_y = q (1 + s^2 (1 + s_in^2)),
+    exact at every width for Gaussian weights."""
+    rng = np.random.default_rng(24)
+    n, R, B, s, si = 32, 2000, 2, 0.7, 0.5
+    x = rng.standard_normal((R, B, n))
+    W1, W2, W3 = (rng.standard_normal((R, n, n)) * math.sqrt(v / n) for v in (2, 1, 1))
+    mv = lambda W, v: np.einsum("rij,rbj->rbi", W, v)  # noqa: E731
+    h = x + si * mv(W2, np.maximum(mv(W1, x), 0))
+    y = x + s * mv(W3, h)
+    pred = Residual([block(n, si), ToyDense(n, LECUN)], scale=s).field_forward(vector_field(1.0, n))
+    close(*mc_stat((y * y).mean(axis=(1, 2))), float(pred.second))
+
+
+def test_sequence_cov_and_batch_cross_vs_numpy():
+    """(T, n) input, channels last, positions correlated, nonzero mean, two samples sharing a
+    component; branch [Dense(he), relu] (mean != 0: the cross term s(m_S m_F' + m_F m_S')).
+    Width 256; mean-field O(1/n) allowance 6/n of the scale."""
+    rng = np.random.default_rng(25)
+    T, n, R, s = 2, 256, 400, 0.8
+    m = np.array([0.4, -0.3])
+    S = np.array([[1.0, 0.5], [0.5, 0.7]])
+    shared = np.array([0.3, 0.2])
+    cov = S + np.outer(m, m)
+    field = Field((T, n), -1, m, np.diag(cov), cov=cov, batch_cross=m * m + shared)
+    layer = Residual([ToyDense(n, HE), ToyRelu()], scale=s)
+    out = layer.field_forward(field)
+    # from scratch: x[r, b, t, c] with per-channel shared part between the two samples b = 0, 1
+    Lc = np.linalg.cholesky(S - np.diag(shared))
+    common = rng.standard_normal((R, 1, n, T)) * np.sqrt(shared)
+    own = rng.standard_normal((R, 2, n, T)) @ Lc.T
+    x = np.swapaxes(m + common + own, -1, -2)  # (R, 2, T, n)
+    W = rng.standard_normal((R, n, n)) * math.sqrt(2 / n)
+    y = x + s * np.maximum(np.einsum("rij,rbtj->rbti", W, x), 0)
+    stats = np.stack([(y[:, 0, 0] ** 2).mean(-1), (y[:, 0, 1] ** 2).mean(-1),
+                      (y[:, 0, 0] * y[:, 0, 1]).mean(-1), y[:, 0, 0].mean(-1),
+                      (y[:, 0, 0] * y[:, 1, 0]).mean(-1)], axis=1)
+    want = [out.second[0], out.second[1], out.cov[0, 1], out.mean[0], out.batch_cross[0]]
+    close(*mc_stat(stats), want, allow=6.0 / n * 3)
+    np.testing.assert_allclose(np.diag(out.cov), out.second, rtol=1e-14)
+    # hand: the cross term of the covariance
+    mf = np.sqrt(2 * np.diag(cov) / (2 * np.pi))
+    cf = relu_kernel(2 * cov[0, 0], 2 * cov[1, 1], 2 * cov[0, 1])[0]
+    assert out.cov[0, 1] == pytest.approx(cov[0, 1] + s * s * cf + s * (m[0] * mf[1] + mf[0] * m[1]),
+                                          rel=1e-13)
+    # backward with covariances: G_x = G + s^2 (J_F^T G), cov too
+    gcov = np.array([[1.0, 0.4], [0.4, 2.0]])
+    gb = layer.field_backward(GradField((T, n), -1, np.diag(gcov), cov=gcov), field, out)
+    step = relu_kernel(2 * cov[0, 0], 2 * cov[1, 1], 2 * cov[0, 1])[1]
+    want_cov = gcov + s * s * 2 * np.array([[0.5, step], [step, 0.5]]) * gcov
+    np.testing.assert_allclose(gb.cov, want_cov, rtol=1e-13)
+    np.testing.assert_allclose(gb.second, np.diag(want_cov), rtol=1e-13)
+
+
+# --- end to end: Network, predict_variance, simulate ------------------------------------------
+
+def resnet(n, blocks, s=1.0, *, pre_ln=False, post_ln=False):
+    branch = ([LayerNorm()] if pre_ln else []) + [Dense(n, "he_normal"), "relu", Dense(n)]
+    layers = [Residual(branch, scale=s)] + ([LayerNorm()] if post_ln else [])
+    return Network(layers * blocks, input_shape=(n,))
+
+
+def simulated(net, replicates, seed):
+    res = simulate(net, replicates=replicates, batch=4, seed=seed)
+    return res.per_replicate("output_second"), res.per_replicate("output_gradient_second")
+
+
+@pytest.mark.parametrize("s", [1.0, 1 / math.sqrt(6), 0.0])
+def test_network_predict_and_simulate(s):
+    """predict_variance(per_layer=True) is (1 + s^2)^k (hand algebra) and agrees with simulate
+    (forward exact at every width; backward O(1/n) allowance 8/n)."""
+    n, k = 48, 6
+    net = resnet(n, k, s)
+    pred = predict_variance(net, quantity="output", per_layer=True)
+    np.testing.assert_allclose(pred, (1 + s * s) ** np.arange(1, k + 1), rtol=1e-12)
+    grad = predict_variance(net, quantity="output_gradient", per_layer=True)
+    np.testing.assert_allclose(grad, (1 + s * s) ** np.arange(k - 1, -1, -1), rtol=1e-12)
+    fwd, bwd = simulated(net, 200, 31)
+    close(*mc_stat(fwd), pred)
+    close(*mc_stat(bwd), grad, allow=8.0 / n * grad)
+
+
+def test_issue_example_twenty_blocks():
+    """The issue's motivating example: 20 plain residual blocks (Dense(he), relu, Dense), scale 1.
+    Without LayerNorm E y^2 = 2^20 (std 1024); pre-LN: q_{k+1} = q_k + q_k/(q_k + eps), 21.0 (std
+    4.58); post-LN: v/(v + eps) ~ 1.  Simulated at width 64 (allowance 8/n for the norms)."""
+    n, eps = 64, 1e-5
+    plain, pre, post = resnet(n, 20), resnet(n, 20, pre_ln=True), resnet(n, 20, post_ln=True)
+    p_plain = predict_variance(plain, quantity="output", per_layer=True)
+    assert p_plain[-1] == pytest.approx(2.0**20, rel=1e-12)
+    q = 1.0
+    for _ in range(20):
+        q = q + q / (q + eps)
+    p_pre = predict_variance(pre, quantity="output", per_layer=True)
+    assert p_pre[-1] == pytest.approx(q, rel=1e-12) and math.sqrt(q) == pytest.approx(4.5826, abs=1e-4)
+    p_post = predict_variance(post, quantity="output")
+    assert p_post == pytest.approx(1.0, abs=1e-4)
+    fwd, _ = simulated(plain, 60, 32)
+    close(*mc_stat(fwd[:, -1]), p_plain[-1])
+    fwd, _ = simulated(pre, 60, 33)
+    close(*mc_stat(fwd[:, -1]), p_pre[-1], allow=8.0 / n * p_pre[-1])
+
+
+def test_exactness_flags():
+    """Exact at every width: nested layers exact and the branch ending with a weight layer (the
+    cross term vanishes identically); a LayerNorm (infinite-width rule) or a branch ending with a
+    nonlinearity (cross term E S F = E S E F only at infinite width) is not."""
+    n = 16
+    assert predict_fields(resnet(n, 3)).exact
+    assert not predict_fields(resnet(n, 3, pre_ln=True)).exact
+    ends_relu = Network([Dense(n), Residual([Dense(n, "he_normal"), "relu"])], input_shape=(n,))
+    assert not predict_fields(ends_relu).exact
+    rezero = Network([Dense(n), Residual([Dense(n), "relu"], scale=0.0)], input_shape=(n,))
+    assert predict_fields(rezero).exact
+    assert (Residual([Dense(n), "relu", Dense(n)]).mc_parameter_count((n,))
+            == 2 * Dense(n).mc_parameter_count((n,)))
