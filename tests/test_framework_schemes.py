@@ -225,3 +225,15 @@ def test_the_repr_names_its_scheme_again():
     assert build_named("activation", "relu(x - 1)").name == "relu(x - 1)"
     with pytest.raises(InvalidArgument, match="literal"):
         build_named("init", "he_normal(mode=1+x)")
+
+
+def test_networks_take_qualified_names_and_the_new_activations():
+    """A Network of Dense layers with keras:lecun_normal and SELU: the general engine's
+    per-position prediction is the fixed point 1 everywhere, as the MLP walk's."""
+    from varprop.layers import Dense, Nonlinearity
+
+    net = vp.Network([Dense(96, init="keras:lecun_normal"), Nonlinearity("selu"),
+                      Dense(96, init="keras:lecun_normal"), Nonlinearity("selu"),
+                      Dense(8, init="keras:lecun_normal")], input_shape=(32,))
+    per_position = np.asarray(vp.predict_variance(net, quantity="output", per_layer=True), dtype=float)
+    assert np.allclose(per_position, 1.0, rtol=1e-12, atol=0)
