@@ -56,6 +56,8 @@ def _rec(status, lo, hi, rtol=0.05, tol=0.0):
     (_rec("inconclusive", -0.01, 0.2), True),
     (_rec("inconclusive", 0.06, 0.2), False),         # that interval refutes
     ({"status": "error", "message": "x"}, True),
+    (dict(_rec("inconclusive", 0.06, 0.2), reason="heavy-tailed: ..."), True),  # guard
+    (dict(_rec("refuted", 0.06, 0.2), reason="heavy-tailed: ..."), False),
 ])
 def test_status_agreement_rule(rec, agrees):
     assert netrows.status_agrees(rec) is agrees
@@ -306,3 +308,17 @@ def test_real_architectures_numbers_are_predictions(monkeypatch):
     assert store.records == {}
     if built == 0:
         pytest.skip("no architecture's layers in this version")
+
+
+def test_every_committed_verdict_row_follows_from_its_numbers():
+    """The committed record of the layer documents and the architectures page: each row's status
+    is what the checker's rule gives on the row's own interval and margins."""
+    import json
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "derivations" / "montecarlo.json"
+    records = json.loads(path.read_text())["records"]
+    rows = {k: v for k, v in records.items()
+            if k.startswith(("layers/", "architectures/")) and "status" in v}
+    assert rows, "no layer-document records committed"
+    bad = {k: v["status"] for k, v in rows.items() if not netrows.status_agrees(v)}
+    assert bad == {}

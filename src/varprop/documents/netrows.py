@@ -123,16 +123,18 @@ def status_agrees(rec: dict[str, Any]) -> bool:
     """Whether a record's status follows from its own numbers: ``confirmed`` needs the relative
     interval inside :math:`\\pm\\max(rtol, tol)`, ``refuted`` wholly outside :math:`\\pm tol`,
     ``inconclusive`` not wholly outside (the checker's decision rule, :func:`varprop.verify`;
-    an interval inside the margins can still be inconclusive, e.g. under the heavy-tail
-    guard)."""
+    an interval inside the margins can still be inconclusive at a budget's end) unless the
+    checker's heavy-tail guard declared the interval untrustworthy (its reason says so, and then
+    the interval decides nothing)."""
     if rec.get("status") == "error" or "r_low" not in rec:
         return rec.get("status") in ("error", "inconclusive")
     lo, hi = rec["r_low"], rec["r_high"]
     allowed = max(rec["rtol"], rec["tol"])
     inside = -allowed <= lo and hi <= allowed
     outside = lo > rec["tol"] or hi < -rec["tol"]
-    return {"confirmed": inside, "refuted": outside,
-            "inconclusive": not outside}.get(rec["status"], False)
+    untrusted = str(rec.get("reason", "")).startswith("heavy-tailed")
+    return {"confirmed": inside and not untrusted, "refuted": outside and not untrusted,
+            "inconclusive": untrusted or not outside}.get(rec["status"], False)
 
 
 def at(values: np.ndarray | None, position: int) -> float:
