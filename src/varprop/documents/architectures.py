@@ -204,7 +204,8 @@ def _rows(res: ArchitectureResult) -> list[tuple[str, ...]]:
     rows = []
     for r, (fwd, bwd), (p_out, p_in) in zip(res.results, res.verdicts, res.positions):
         if r.error:
-            rows.append((r.variant.label, "—", f"not predicted: {r.error}", "n/a", "not run"))
+            rows.append((r.variant.label, "—", f"not predicted: {r.error}", "n/a", "n/a",
+                         "not run"))
             continue
         back = r.backward[-1] if res.arch.steps else r.backward[0]
         for what, rec, pos, pred in (("output", fwd, p_out, r.forward[-1]),
@@ -212,8 +213,8 @@ def _rows(res: ArchitectureResult) -> list[tuple[str, ...]]:
             claim = netrows.QUANTITY_TEXT[what].replace("_k", f"_{{{pos}}}") + f" = {fmt(pred)}"
             if res.arch.steps:
                 claim += f" ($T$ = {r.x[-1]})"
-            rows.append((r.variant.label, f"{pos}", claim, netrows.estimate_cell(rec),
-                         netrows.verdict_cell(rec)))
+            rows.append((r.variant.label, f"{pos}", claim, netrows.exact_cell(rec),
+                         netrows.estimate_cell(rec), netrows.verdict_cell(rec)))
     return rows
 
 
@@ -235,7 +236,9 @@ def architectures_page(store: MonteCarloStore, b: Budget, format: Format = "mark
               "per_layer=True)`: the output $y_k$ of layer position $k$ and the loss gradient "
               "with respect to it, from i.i.d. unit-variance gradients at the network output) "
               "and checked by `verify(net, quantity=..., layer=k)` at the last position (forward) "
-              "and the first (backward).  Figure points: `simulate(net)`, mean over "
+              "and the first (backward); *claimed to hold at* says whether the checker holds the "
+              "prediction to every finite width (tolerance 0) or allows for finite width.  Figure "
+              "points: `simulate(net)`, mean over "
               f"{netrows.CURVE_REPLICATES.get(b.name, 32)} independent networks with a 95% "
               "interval."),
     ]
@@ -255,7 +258,8 @@ def architectures_page(store: MonteCarloStore, b: Budget, format: Format = "mark
                 blocks.append(_Figure(path, f"{res.arch.title}: predicted (lines) and Monte Carlo "
                                             "(points, 95%) second moments"))
         blocks.append(_Table(("Variant", "Layer position $k$", "Claim (predicted)",
-                              "Monte Carlo [interval]", "Verdict"), tuple(_rows(res))))
+                              "Claimed to hold at", "Monte Carlo [interval]", "Verdict"),
+                             tuple(_rows(res))))
     if format == "markdown":
         files.append(GeneratedFile(PAGE, _render_markdown(blocks)))
     else:

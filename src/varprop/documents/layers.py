@@ -116,10 +116,10 @@ def _claim(row: LayerRow) -> str:
 def _table(rows: list[LayerRow]) -> _Table:
     body = []
     for r in rows:
-        body.append((r.case.label, f"{r.position}", _claim(r),
+        body.append((r.case.label, f"{r.position}", _claim(r), netrows.exact_cell(r.record),
                      netrows.estimate_cell(r.record) if r.record is not None else "n/a",
                      netrows.verdict_cell(r.record) if r.record is not None else "not run"))
-    return _Table(("Configuration", "Layer position $k$", "Claim (predicted)",
+    return _Table(("Configuration", "Layer position $k$", "Claim (predicted)", "Claimed to hold at",
                    "Monte Carlo [interval]", "Verdict"), tuple(body))
 
 
@@ -201,7 +201,9 @@ def _document(topic: LayerTopic, cls: type, store: MonteCarloStore, b: Budget, f
               f"{WIDTH} where the layer has units) and a claim about one layer position $k$ "
               "(`net.layers` order): the second moment of its output $y_k$, or of the loss "
               "gradient with respect to it.  *Predicted* is `predict_variance(net, quantity=..., "
-              "per_layer=True)`; a *closed form* is a hand derivation independent of the engine.  "
+              "per_layer=True)`; a *closed form* is a hand derivation independent of the engine; "
+              "*claimed to hold at*: every finite width (the checker's tolerance is 0) or only "
+              "as the width grows (the checker's allowance for the layers on the path).  "
               "The verdict is `verify(net, quantity=..., layer=k)` with the checker's plan and "
               "simultaneous interval ([docs/checker.md](../../docs/checker.md)); seeds are a hash "
               "of the row's key."),

@@ -29,7 +29,7 @@ from varprop.network.model import Network
 from varprop.theory.predict import predict_variance
 
 __all__ = ["predictions", "verdict_record", "curve_record", "positions_record", "estimate_cell",
-           "verdict_cell", "QUANTITY_TEXT", "status_agrees"]
+           "exact_cell", "verdict_cell", "QUANTITY_TEXT", "status_agrees"]
 
 #: How a row names its quantity.
 QUANTITY_TEXT = {"output": "$E y_k^2$",
@@ -108,6 +108,16 @@ def estimate_cell(rec: Any) -> str:
     if "estimate" not in rec:
         return "n/a"
     return f"{fmt(rec['estimate'])} [{fmt(rec['low'])}, {fmt(rec['high'])}] (R = {rec['replicates']})"
+
+
+def exact_cell(rec: Any) -> str:
+    """Where the prediction claims to hold: at this finite width (the checker's tolerance 0) or
+    as the width grows (the checker's allowance for the layers on the statistic's path)."""
+    if rec is None or "exact" not in rec:
+        return "n/a"
+    if rec["exact"]:
+        return "every width (tolerance 0)"
+    return f"infinite width (allowance {100 * rec['tol']:.3g}%)"
 
 
 def verdict_cell(rec: Any) -> str:
