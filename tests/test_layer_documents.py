@@ -322,3 +322,20 @@ def test_every_committed_verdict_row_follows_from_its_numbers():
     assert rows, "no layer-document records committed"
     bad = {k: v["status"] for k, v in rows.items() if not netrows.status_agrees(v)}
     assert bad == {}
+
+
+def test_architectures_page_in_latex(monkeypatch):
+    arch = arch_cases.Architecture("mlp", "A plain MLP", "Dense-ReLU, He.",
+                                   (arch_cases.Variant("he", "He", _mlp),), lambda results: "")
+    monkeypatch.setattr(architectures, "ARCHITECTURES", (arch,))
+    monkeypatch.setattr(netrows, "verdict_record", lambda *a, **k: None)
+    monkeypatch.setattr(netrows, "curve_record", lambda *a, **k: None)
+    files = {f.path: f.content for f in architectures.architectures_page(
+        MonteCarloStore(budget_name="quick"), QUICK, format="latex", figures=True)}
+    assert files["architectures.tex"].startswith("\\documentclass")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:  # pragma: no cover
+        return
+    assert files["figures/architectures-mlp.pdf"][:4] == b"%PDF"
+    assert "\\includegraphics" in files["architectures.tex"]
