@@ -269,6 +269,20 @@ class BatchNorm(Layer):
         """The batch size simulations must use (train mode), else ``None``."""
         return self.batch_size if self.mode == "train" else None
 
+    def tail_note(self, backward: bool) -> str | None:
+        r"""Why a Monte Carlo mean of a backward statistic cannot settle (train mode, batch
+        :math:`B \le 5`), or ``None``: the gradient through the normalisation scales as
+        :math:`1/\lVert Ph\rVert^2` with :math:`\lVert Ph\rVert^2 \propto \chi^2_{B-1}`, and
+        :math:`E\chi_{k}^{-4} = \infty` for :math:`k \le 4`, so the replicate statistic has (up to
+        ``eps``) infinite variance."""
+        if not backward or self.mode != "train" or self.batch_size is None or self.batch_size > 5:
+            return None
+        return (f"{self!r}: the gradient through a train-mode BatchNorm with batch size "
+                f"{self.batch_size} <= 5 scales as 1/chi^2_{self.batch_size - 1}, whose square has "
+                "infinite mean (up to eps), so the replicate statistic has practically infinite "
+                "variance and no number of replicates settles its mean; check batch sizes >= 6, "
+                "or the forward pass")
+
     def output_shape(self, input_shape: Shape) -> Shape:
         if not 1 <= len(input_shape) <= 3:
             raise fail("input_shape", input_shape, f"(n,), (C, L) or (C, H, W) for {self!r}")

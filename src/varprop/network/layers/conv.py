@@ -52,7 +52,12 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
-from varprop._util.validation import check_choice, check_nonnegative_real, check_width, fail
+from varprop._util.validation import (
+    check_choice,
+    check_nonnegative_real,
+    check_width,
+    fail,
+)
 from varprop.components.scheme import weight_moments
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.errors import VarpropError
