@@ -104,7 +104,7 @@ activation's output records its Gaussian pre-activation (``Field.pre_activation`
 quasi-Monte Carlo (:mod:`varprop._math.activated_batch`, declared in ``approximations``).
 Gradient growth per block, ReLU, width 256, 60 networks, rate of the mean (predicted / measured;
 treating the Jacobian as independent of the derivative instead gave 2.70 / 1.70 / 1.56):
-B = 4: 4.01 / 3.62 (heavy-tailed, as for pre-activation); B = 8: 2.009 / 2.017; B = 16:
+B = 4: 4.01 / 3.62 (heavy-tailed, as for pre-activation); B = 8: 2.007 / 2.017; B = 16:
 1.6813 / 1.6811.
 
 The input dimension is a width too: all channels of the first ``BatchNorm`` see the same realised
