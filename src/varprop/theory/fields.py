@@ -134,11 +134,11 @@ def is_general(net: Network) -> bool:
 
 def needs_of(net: Network) -> FieldNeeds:
     """The union of the layers' ``field_needs()``."""
-    cov = bc = False
+    cov = bc = bcov = False
     for layer in _distinct(net):
         need = layer.field_needs()
-        cov, bc = cov or need.cov, bc or need.batch_cross
-    return FieldNeeds(cov=cov, batch_cross=bc)
+        cov, bc, bcov = cov or need.cov, bc or need.batch_cross, bcov or need.batch_cov
+    return FieldNeeds(cov=cov, batch_cross=bc, batch_cov=bcov and bc and cov)
 
 
 def _guard_cov(field: Field | GradField, where: str) -> None:

@@ -62,9 +62,11 @@ zero-mean weights, gradient independence.  Inputs with positions (:math:`P > 1`)
 over positions, no law carried), a declared approximation -- exact in the limit of many
 entries only when the positions are statistically alike.  Measured on ``Conv(16, 3) ->
 BatchNorm(B=4) -> relu`` twice on ``(3, 8, 8)`` inputs (zero padding): per-layer forward and
-gradient second moments within 5.5% of ``simulate``.  (Pooling after a train-mode ``BatchNorm``
-needs between-sample moments across positions, which the engine does not track: the pooling
-layers refuse such networks.)
+gradient second moments within 5.5% of ``simulate``.  With pooling downstream the engine tracks
+the between-sample moments across positions (``Field.batch_cov``) and the centring by the
+:math:`B \times P` mean is taken exactly in second moments (:meth:`BatchNorm._centred_pairs`);
+the backward rule is the exchangeable one above, with the between-sample gradient covariance
+diagonal across positions, as the same-sample one.
 
 Measured (Monte Carlo written from scratch in numpy, Dense(256) -> BatchNorm(train) -> phi
 repeated 20 times, He gain for ReLU, LeCun otherwise, :math:`\epsilon = 10^{-5}`; rate = per-block
@@ -213,6 +215,16 @@ class SphereLaw:
                          factor=(activation, grad, self))
 
 
+def _centred_diag(g: np.ndarray, gb: np.ndarray, nb: int) -> np.ndarray:
+    r""":math:`E(h_{b,t} - \hat\mu)^2` per position for same-sample moments ``g`` and
+    between-sample moments ``gb`` (``(P, P)``), :math:`\hat\mu` the mean over ``nb`` samples x
+    :math:`P` positions (see :meth:`BatchNorm._centred_pairs`)."""
+    g, gb = np.asarray(g), np.asarray(gb)
+    rho = (g.mean(axis=1) + (nb - 1) * gb.mean(axis=1)) / nb
+    sigma = (float(g.mean()) + (nb - 1) * float(gb.mean())) / nb
+    return np.diag(g) - 2 * rho + sigma
+
+
 @lru_cache(maxsize=256)
 def _activation_moments(sph: BatchSphere, activation: Activation) -> dict[str, float]:
     f, d = vectorised(activation.function), vectorised(activation.derivative_function)
@@ -339,6 +351,8 @@ class BatchNorm(Layer):
             f"BatchNorm (train) over {self.batch_size} samples x {field.size} positions: the "
             "entries of a channel treated as exchangeable (per-position moments rescaled by their "
             "average)")
+        if field.batch_cov is not None:
+            return self._centred_pairs(field, sph.second, approx)
         centred = field.second - field.batch_cross  # type: ignore[operator]
         second = sph.second * centred / a
         cov = None
@@ -346,6 +360,74 @@ class BatchNorm(Layer):
             cov = sph.second * (np.asarray(field.cov) - float(np.mean(field.batch_cross))) / a
         return Field(field.shape, field.channel_axis, np.zeros(field.positions), second, cov,
                      -second / (n - 1), gaussian=False, approximations=approx)
+
+    def _centred_gradient(self, sph: BatchSphere, grad: GradField, a: float
+                          ) -> tuple[float, np.ndarray]:
+        r"""Train mode over positions with the gradient's ``cov`` :math:`G` and ``batch_cov``
+        :math:`G^\times` tracked (a ``GlobalAvgPool`` above makes a sample's gradient nearly
+        constant over positions, which the batch centring removes): the centred gradient's
+        per-position second moment :math:`E(P\delta)_t^2 = G_{tt} - 2\rho_t + \sigma` (with
+        :math:`\rho, \sigma` from :math:`G, G^\times` as in :meth:`_centred_pairs`), whose
+        average times :math:`N/(N-1)` is the exchangeable :math:`\alpha` of
+        :meth:`~varprop._math.sphere.BatchSphere.backward`.  When an activation directly above
+        passed its factor :math:`\delta = \phi'(y)\odot g` (``GradField.factor``), the joint
+        rule over the sphere law instead, with :math:`g`'s covariance over the :math:`N` entries
+        reduced to its mean diagonal :math:`G_D` and mean off-diagonal :math:`G_C` (under the
+        exchangeable law every pair of different entries has the same coefficient, so this is
+        exact for it).  Returns :math:`E\delta_h^2` averaged over entries times
+        :math:`N/(N-1)` and the per-position shares."""
+        nb, n = self.batch_size, sph.n
+        centred = _centred_diag(grad.cov, grad.batch_cov, nb)  # type: ignore[arg-type]
+        mean = float(np.mean(centred))
+        if not mean > 0:
+            return 0.0, np.ones_like(centred).reshape(grad.positions)
+        shares = (centred / mean).reshape(grad.positions)
+        factor = grad.factor
+        if (factor is not None and factor[2] is None and factor[1].cov is not None
+                and factor[1].batch_cov is not None):
+            g, gb = np.asarray(factor[1].cov), np.asarray(factor[1].batch_cov)
+            p = g.shape[0]
+            gd = float(np.mean(np.diag(g)))
+            total = nb * float(g.sum()) + nb * (nb - 1) * float(gb.sum())
+            gc = (total - n * gd) / (n * (n - 1))
+            mom = _activation_moments(sph, factor[0])
+            return ((gd - gc) * mom["joint_diag"] + gc * mom["joint_cross"]) / a, shares
+        return sph.backward(None, mean * n / (n - 1), 0.0) / a, shares
+
+    def _centred_pairs(self, field: Field, ey2: float, approx: tuple[str, ...]) -> Field:
+        r"""Train mode over positions with ``batch_cov`` tracked: the centring by the channel's
+        mean :math:`\hat\mu` over the :math:`B 	imes P` entries taken exactly in second moments,
+        with :math:`K` = ``cov``, :math:`B` = ``batch_cov``, :math:`
+ho_t = (ar K_{t\cdot} +
+        (B-1)ar B_{t\cdot})/B = E h_{b,t}\hat\mu`, :math:`\sigma = (ar K + (B-1)ar B)/B =
+        E\hat\mu^2` (bars: means over positions),
+
+        .. math::
+
+            C_{tt'} = K_{tt'} - 
+ho_t - 
+ho_{t'} + \sigma, \qquad
+            D_{tt'} = B_{tt'} - 
+ho_t - 
+ho_{t'} + \sigma,
+
+        then scaled by :math:`E y^2 / \overline{C_{tt}}` (the normalised entries' average second
+        moment :math:`E y^2` from the sphere law, shared out in proportion to the centred
+        moments: the divisor treated as common to all entries, the declared exchangeable
+        treatment).  Same-sample ``cov`` :math:`\propto C`, between samples ``batch_cov``
+        :math:`\propto D` (their total over the batch is 0, as the centring makes it)."""
+        if field.cov is None:
+            raise VarpropError(f"{self!r}: Field.batch_cov is tracked without Field.cov")
+        k, bb = np.asarray(field.cov), np.asarray(field.batch_cov)
+        nb = self.batch_size
+        rho = (k.mean(axis=1) + (nb - 1) * bb.mean(axis=1)) / nb  # type: ignore[operator]
+        sigma = (float(k.mean()) + (nb - 1) * float(bb.mean())) / nb  # type: ignore[operator]
+        shift = rho[:, None] + rho[None, :] - sigma
+        c, d = k - shift, bb - shift
+        unit = ey2 / float(np.mean(np.diag(c)))
+        return Field(field.shape, field.channel_axis, np.zeros(field.positions),
+                     (unit * np.diag(c)).reshape(field.positions), unit * c, None,
+                     gaussian=False, approximations=approx, batch_cov=unit * d)
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
         if self.mode == "eval":
@@ -375,16 +457,24 @@ class BatchNorm(Layer):
             gd, gc = float(np.mean(base.second)), float(np.mean(base.batch_cross))
             mom = field_out.law.moments(factor[0])  # type: ignore[attr-defined]
             x = ((gd - gc) * mom["joint_diag"] + gc * mom["joint_cross"]) / a
+        elif field_in.size > 1 and grad.cov is not None and grad.batch_cov is not None:
+            x, scale = self._centred_gradient(sph, grad, a)
         else:
             base = grad
             gd, gc = float(np.mean(base.second)), float(np.mean(base.batch_cross))
             x = sph.backward(None, gd - gc, gc) / a
-        scale = (base.second - base.batch_cross) / (gd - gc) if field_in.size > 1 and gd != gc else 1.0
+        if not (field_in.size > 1 and grad.cov is not None and grad.batch_cov is not None):
+            scale = ((base.second - base.batch_cross) / (gd - gc)
+                     if field_in.size > 1 and gd != gc else 1.0)
         second = np.broadcast_to(x * (n - 1) / n * scale, field_in.positions)
         cov = None
         if grad.cov is not None:
             cov = np.diag(np.ravel(second)) if field_in.size > 1 else np.reshape(second, (1, 1))
-        return GradField(field_in.shape, field_in.channel_axis, second, cov, -second / (n - 1))
+        bcov = None  # between samples across positions: mirrors cov (diagonal)
+        if field_in.batch_cov is not None and grad.cov is not None:
+            bcov = np.diag(np.ravel(-second / (n - 1)))
+        return GradField(field_in.shape, field_in.channel_axis, second, cov, -second / (n - 1),
+                         batch_cov=bcov)
 
     def field_steps(self) -> list[tuple[str, object]]:
         if self.mode == "eval":
