@@ -125,6 +125,7 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
+from varprop._math.batch_backward import normalised_batch_gradient
 from varprop._math.sphere import BatchSphere
 from varprop._util.validation import check_choice, check_positive_real, fail, fail_type
 from varprop.components.activations import Activation
@@ -215,14 +216,15 @@ class SphereLaw:
                          factor=(activation, grad, self))
 
 
-def _centred_diag(g: np.ndarray, gb: np.ndarray, nb: int) -> np.ndarray:
-    r""":math:`E(h_{b,t} - \hat\mu)^2` per position for same-sample moments ``g`` and
-    between-sample moments ``gb`` (``(P, P)``), :math:`\hat\mu` the mean over ``nb`` samples x
-    :math:`P` positions (see :meth:`BatchNorm._centred_pairs`)."""
-    g, gb = np.asarray(g), np.asarray(gb)
-    rho = (g.mean(axis=1) + (nb - 1) * gb.mean(axis=1)) / nb
-    sigma = (float(g.mean()) + (nb - 1) * float(gb.mean())) / nb
-    return np.diag(g) - 2 * rho + sigma
+def _joint_backward(mean: np.ndarray, cov: np.ndarray, gamma: np.ndarray, deriv: Fn | None,
+                    eps: float) -> np.ndarray:
+    """:func:`normalised_batch_gradient` with this layer's fixed RQMC budget and seed."""
+    return normalised_batch_gradient(mean, cov, gamma, deriv, eps, points=JOINT_POINTS,
+                                     scrambles=JOINT_SCRAMBLES, seed=JOINT_SEED)
+
+
+#: RQMC budget of the train-mode backward over positions (:meth:`BatchNorm._joint_gradient`).
+JOINT_POINTS, JOINT_SCRAMBLES, JOINT_SEED = 2048, 8, 20261204
 
 
 @lru_cache(maxsize=256)
@@ -361,38 +363,37 @@ class BatchNorm(Layer):
         return Field(field.shape, field.channel_axis, np.zeros(field.positions), second, cov,
                      -second / (n - 1), gaussian=False, approximations=approx)
 
-    def _centred_gradient(self, sph: BatchSphere, grad: GradField, a: float
-                          ) -> tuple[float, np.ndarray]:
-        r"""Train mode over positions with the gradient's ``cov`` :math:`G` and ``batch_cov``
-        :math:`G^\times` tracked (a ``GlobalAvgPool`` above makes a sample's gradient nearly
-        constant over positions, which the batch centring removes): the centred gradient's
-        per-position second moment :math:`E(P\delta)_t^2 = G_{tt} - 2\rho_t + \sigma` (with
-        :math:`\rho, \sigma` from :math:`G, G^\times` as in :meth:`_centred_pairs`), whose
-        average times :math:`N/(N-1)` is the exchangeable :math:`\alpha` of
-        :meth:`~varprop._math.sphere.BatchSphere.backward`.  When an activation directly above
-        passed its factor :math:`\delta = \phi'(y)\odot g` (``GradField.factor``), the joint
-        rule over the sphere law instead, with :math:`g`'s covariance over the :math:`N` entries
-        reduced to its mean diagonal :math:`G_D` and mean off-diagonal :math:`G_C` (under the
-        exchangeable law every pair of different entries has the same coefficient, so this is
-        exact for it).  Returns :math:`E\delta_h^2` averaged over entries times
-        :math:`N/(N-1)` and the per-position shares."""
-        nb, n = self.batch_size, sph.n
-        centred = _centred_diag(grad.cov, grad.batch_cov, nb)  # type: ignore[arg-type]
-        mean = float(np.mean(centred))
-        if not mean > 0:
-            return 0.0, np.ones_like(centred).reshape(grad.positions)
-        shares = (centred / mean).reshape(grad.positions)
+    def _joint_gradient(self, grad: GradField, field_in: Field) -> GradField:
+        r"""Train mode with ``batch_cov`` tracked (pooling in the network): the gradient over the
+        whole batch of one channel, :math:`N = BP` entries, by randomized quasi-Monte Carlo
+        (:func:`varprop._math.batch_backward.normalised_batch_gradient`) over the Gaussian
+        closure of the input batch (covariance from ``cov`` and ``batch_cov``).  An activation
+        directly above passes its factor (``GradField.factor``): :math:`\phi'(y)` is then taken
+        jointly with the Jacobian (a ``GlobalAvgPool`` above makes a sample's gradient nearly
+        constant over positions, where treating them as independent overestimated the gradient
+        by 58% in the test network).  Returns the same-sample and between-sample blocks averaged
+        over samples."""
+        nb, p = self.batch_size, field_in.size
         factor = grad.factor
+        deriv = None
+        base = grad
         if (factor is not None and factor[2] is None and factor[1].cov is not None
                 and factor[1].batch_cov is not None):
-            g, gb = np.asarray(factor[1].cov), np.asarray(factor[1].batch_cov)
-            p = g.shape[0]
-            gd = float(np.mean(np.diag(g)))
-            total = nb * float(g.sum()) + nb * (nb - 1) * float(gb.sum())
-            gc = (total - n * gd) / (n * (n - 1))
-            mom = _activation_moments(sph, factor[0])
-            return ((gd - gc) * mom["joint_diag"] + gc * mom["joint_cross"]) / a, shares
-        return sph.backward(None, mean * n / (n - 1), 0.0) / a, shares
+            base = factor[1]
+            deriv = vectorised(factor[0].derivative_function)
+        m = np.ravel(field_in.mean)
+        mm = np.outer(m, m)
+        k, kb = np.asarray(field_in.cov) - mm, np.asarray(field_in.batch_cov) - mm  # type: ignore[arg-type]
+        cov = np.kron(np.eye(nb), k - kb) + np.kron(np.ones((nb, nb)), kb)
+        g, gb = np.asarray(base.cov), np.asarray(base.batch_cov)
+        gamma = np.kron(np.eye(nb), g - gb) + np.kron(np.ones((nb, nb)), gb)
+        full = _joint_backward(np.tile(m, nb), cov, gamma, deriv, self.eps)
+        blocks = full.reshape(nb, p, nb, p).transpose(0, 2, 1, 3)
+        same = np.mean([blocks[b, b] for b in range(nb)], axis=0)
+        other = np.mean([blocks[b, c] for b in range(nb) for c in range(nb) if b != c], axis=0)
+        same, other = 0.5 * (same + same.T), 0.5 * (other + other.T)
+        return GradField(field_in.shape, field_in.channel_axis, np.diag(same).reshape(field_in.positions),
+                         same, None, batch_cov=other)
 
     def _centred_pairs(self, field: Field, ey2: float, approx: tuple[str, ...]) -> Field:
         r"""Train mode over positions with ``batch_cov`` tracked: the centring by the channel's
@@ -457,15 +458,13 @@ ho_{t'} + \sigma,
             gd, gc = float(np.mean(base.second)), float(np.mean(base.batch_cross))
             mom = field_out.law.moments(factor[0])  # type: ignore[attr-defined]
             x = ((gd - gc) * mom["joint_diag"] + gc * mom["joint_cross"]) / a
-        elif field_in.size > 1 and grad.cov is not None and grad.batch_cov is not None:
-            x, scale = self._centred_gradient(sph, grad, a)
+        elif field_in.batch_cov is not None and grad.cov is not None and grad.batch_cov is not None:
+            return self._joint_gradient(grad, field_in)
         else:
             base = grad
             gd, gc = float(np.mean(base.second)), float(np.mean(base.batch_cross))
             x = sph.backward(None, gd - gc, gc) / a
-        if not (field_in.size > 1 and grad.cov is not None and grad.batch_cov is not None):
-            scale = ((base.second - base.batch_cross) / (gd - gc)
-                     if field_in.size > 1 and gd != gc else 1.0)
+        scale = (base.second - base.batch_cross) / (gd - gc) if field_in.size > 1 and gd != gc else 1.0
         second = np.broadcast_to(x * (n - 1) / n * scale, field_in.positions)
         cov = None
         if grad.cov is not None:
