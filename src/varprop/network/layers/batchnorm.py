@@ -64,7 +64,7 @@ entries only when the positions are statistically alike.  Measured on ``Conv(16,
 BatchNorm(B=4) -> relu`` twice on ``(3, 8, 8)`` inputs (zero padding): per-layer forward and
 gradient second moments within 5.5% of ``simulate``.  With pooling downstream the engine tracks
 the between-sample moments across positions (``Field.batch_cov``) and the centring by the
-:math:`B \times P` mean is taken exactly in second moments (:meth:`BatchNorm._centred_pairs`);
+:math:`B \times P` mean is taken exactly in second moments (:func:`~varprop.network.layers.batchpairs.centred_pairs`);
 the backward rule is the exchangeable one above, with the between-sample gradient covariance
 diagonal across positions, as the same-sample one.
 
@@ -125,7 +125,6 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
-from varprop._math.batch_backward import normalised_batch_gradient
 from varprop._math.sphere import BatchSphere
 from varprop._util.validation import check_choice, check_positive_real, fail, fail_type
 from varprop.components.activations import Activation
@@ -133,6 +132,7 @@ from varprop.errors import VarpropError
 from varprop.network.field import Field, FieldNeeds, GradField, Shape
 from varprop.network.layers.base import Layer
 from varprop.network.layers.batchlaw import Fn, activated_integrals, vectorised
+from varprop.network.layers.batchpairs import centred_pairs, joint_gradient
 
 __all__ = ["BatchNorm", "SphereLaw"]
 
@@ -214,17 +214,6 @@ class SphereLaw:
         cov = None if grad.cov is None else second.reshape(1, 1)
         return GradField(grad.shape, grad.channel_axis, second, cov, bc,
                          factor=(activation, grad, self))
-
-
-def _joint_backward(mean: np.ndarray, cov: np.ndarray, gamma: np.ndarray, deriv: Fn | None,
-                    eps: float) -> np.ndarray:
-    """:func:`normalised_batch_gradient` with this layer's fixed RQMC budget and seed."""
-    return normalised_batch_gradient(mean, cov, gamma, deriv, eps, points=JOINT_POINTS,
-                                     scrambles=JOINT_SCRAMBLES, seed=JOINT_SEED)
-
-
-#: RQMC budget of the train-mode backward over positions (:meth:`BatchNorm._joint_gradient`).
-JOINT_POINTS, JOINT_SCRAMBLES, JOINT_SEED = 2048, 8, 20261204
 
 
 @lru_cache(maxsize=256)
@@ -354,7 +343,7 @@ class BatchNorm(Layer):
             "entries of a channel treated as exchangeable (per-position moments rescaled by their "
             "average)")
         if field.batch_cov is not None:
-            return self._centred_pairs(field, sph.second, approx)
+            return centred_pairs(field, sph.second, self.batch_size, approx)  # type: ignore[arg-type]
         centred = field.second - field.batch_cross  # type: ignore[operator]
         second = sph.second * centred / a
         cov = None
@@ -362,73 +351,6 @@ class BatchNorm(Layer):
             cov = sph.second * (np.asarray(field.cov) - float(np.mean(field.batch_cross))) / a
         return Field(field.shape, field.channel_axis, np.zeros(field.positions), second, cov,
                      -second / (n - 1), gaussian=False, approximations=approx)
-
-    def _joint_gradient(self, grad: GradField, field_in: Field) -> GradField:
-        r"""Train mode with ``batch_cov`` tracked (pooling in the network): the gradient over the
-        whole batch of one channel, :math:`N = BP` entries, by randomized quasi-Monte Carlo
-        (:func:`varprop._math.batch_backward.normalised_batch_gradient`) over the Gaussian
-        closure of the input batch (covariance from ``cov`` and ``batch_cov``).  An activation
-        directly above passes its factor (``GradField.factor``): :math:`\phi'(y)` is then taken
-        jointly with the Jacobian (a ``GlobalAvgPool`` above makes a sample's gradient nearly
-        constant over positions, where treating them as independent overestimated the gradient
-        by 58% in the test network).  Returns the same-sample and between-sample blocks averaged
-        over samples."""
-        nb, p = self.batch_size, field_in.size
-        factor = grad.factor
-        deriv = None
-        base = grad
-        if (factor is not None and factor[2] is None and factor[1].cov is not None
-                and factor[1].batch_cov is not None):
-            base = factor[1]
-            deriv = vectorised(factor[0].derivative_function)
-        m = np.ravel(field_in.mean)
-        mm = np.outer(m, m)
-        k, kb = np.asarray(field_in.cov) - mm, np.asarray(field_in.batch_cov) - mm  # type: ignore[arg-type]
-        cov = np.kron(np.eye(nb), k - kb) + np.kron(np.ones((nb, nb)), kb)
-        g, gb = np.asarray(base.cov), np.asarray(base.batch_cov)
-        gamma = np.kron(np.eye(nb), g - gb) + np.kron(np.ones((nb, nb)), gb)
-        full = _joint_backward(np.tile(m, nb), cov, gamma, deriv, self.eps)
-        blocks = full.reshape(nb, p, nb, p).transpose(0, 2, 1, 3)
-        same = np.mean([blocks[b, b] for b in range(nb)], axis=0)
-        other = np.mean([blocks[b, c] for b in range(nb) for c in range(nb) if b != c], axis=0)
-        same, other = 0.5 * (same + same.T), 0.5 * (other + other.T)
-        return GradField(field_in.shape, field_in.channel_axis, np.diag(same).reshape(field_in.positions),
-                         same, None, batch_cov=other)
-
-    def _centred_pairs(self, field: Field, ey2: float, approx: tuple[str, ...]) -> Field:
-        r"""Train mode over positions with ``batch_cov`` tracked: the centring by the channel's
-        mean :math:`\hat\mu` over the :math:`B 	imes P` entries taken exactly in second moments,
-        with :math:`K` = ``cov``, :math:`B` = ``batch_cov``, :math:`
-ho_t = (ar K_{t\cdot} +
-        (B-1)ar B_{t\cdot})/B = E h_{b,t}\hat\mu`, :math:`\sigma = (ar K + (B-1)ar B)/B =
-        E\hat\mu^2` (bars: means over positions),
-
-        .. math::
-
-            C_{tt'} = K_{tt'} - 
-ho_t - 
-ho_{t'} + \sigma, \qquad
-            D_{tt'} = B_{tt'} - 
-ho_t - 
-ho_{t'} + \sigma,
-
-        then scaled by :math:`E y^2 / \overline{C_{tt}}` (the normalised entries' average second
-        moment :math:`E y^2` from the sphere law, shared out in proportion to the centred
-        moments: the divisor treated as common to all entries, the declared exchangeable
-        treatment).  Same-sample ``cov`` :math:`\propto C`, between samples ``batch_cov``
-        :math:`\propto D` (their total over the batch is 0, as the centring makes it)."""
-        if field.cov is None:
-            raise VarpropError(f"{self!r}: Field.batch_cov is tracked without Field.cov")
-        k, bb = np.asarray(field.cov), np.asarray(field.batch_cov)
-        nb = self.batch_size
-        rho = (k.mean(axis=1) + (nb - 1) * bb.mean(axis=1)) / nb  # type: ignore[operator]
-        sigma = (float(k.mean()) + (nb - 1) * float(bb.mean())) / nb  # type: ignore[operator]
-        shift = rho[:, None] + rho[None, :] - sigma
-        c, d = k - shift, bb - shift
-        unit = ey2 / float(np.mean(np.diag(c)))
-        return Field(field.shape, field.channel_axis, np.zeros(field.positions),
-                     (unit * np.diag(c)).reshape(field.positions), unit * c, None,
-                     gaussian=False, approximations=approx, batch_cov=unit * d)
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
         if self.mode == "eval":
@@ -459,7 +381,7 @@ ho_{t'} + \sigma,
             mom = field_out.law.moments(factor[0])  # type: ignore[attr-defined]
             x = ((gd - gc) * mom["joint_diag"] + gc * mom["joint_cross"]) / a
         elif field_in.batch_cov is not None and grad.cov is not None and grad.batch_cov is not None:
-            return self._joint_gradient(grad, field_in)
+            return joint_gradient(grad, field_in, self.batch_size, self.eps)  # type: ignore[arg-type]
         else:
             base = grad
             gd, gc = float(np.mean(base.second)), float(np.mean(base.batch_cross))
