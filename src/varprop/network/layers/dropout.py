@@ -98,7 +98,8 @@ class Dropout(Layer):
             np.fill_diagonal(cov, np.diagonal(field.cov) / keep)
         # a new Field (not ``with_``): the output is no elementwise map of an upstream Gaussian
         return Field(field.shape, field.channel_axis, field.mean, field.second / keep, cov,
-                     field.batch_cross, gaussian=False, approximations=field.approximations)
+                     field.batch_cross, gaussian=False, approximations=field.approximations,
+                     batch_cov=field.batch_cov)  # independent masks: between samples unchanged
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
         r""":math:`E g_x^2 = E g_y^2/(1 - p)`, off-diagonal covariances kept."""
@@ -110,7 +111,8 @@ class Dropout(Layer):
             cov = np.array(grad.cov)
             np.fill_diagonal(cov, np.diagonal(grad.cov) / keep)
         # a new GradField: the between-sample moment is kept (independent masks), nothing else
-        return GradField(grad.shape, grad.channel_axis, grad.second / keep, cov, grad.batch_cross)
+        return GradField(grad.shape, grad.channel_axis, grad.second / keep, cov, grad.batch_cross,
+                         batch_cov=grad.batch_cov)
 
     def field_steps(self) -> list[tuple[str, object]]:
         q, g_y, q_y, g_x = sp.symbols("q G_y q_y G_x", real=True)
