@@ -1,5 +1,6 @@
-r"""The gradient through batch normalisation of one channel's whole batch, by randomized
-quasi-Monte Carlo over a Gaussian law of the batch with arbitrary covariance.
+r"""Batch normalisation of one channel's whole batch -- the second moments of its output and the
+gradient through it --, by randomized quasi-Monte Carlo over a Gaussian law of the batch with
+arbitrary covariance.
 
 One channel's batch (all samples and positions) is :math:`h \in \mathbb R^N`,
 :math:`h \sim N(\mu, \Sigma)`.  Batch normalisation :math:`y = Ch/s`, :math:`C = I -
@@ -27,7 +28,7 @@ The gradient arriving at :math:`y` is :math:`\delta = d \odot g` with :math:`d =
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from scipy.special import ndtri
@@ -35,7 +36,33 @@ from scipy.stats import qmc
 
 from varprop._math.gaussian_max import factor
 
-__all__ = ["normalised_batch_gradient"]
+__all__ = ["normalised_batch_gradient", "normalised_batch_second"]
+
+
+def _normalised_points(mean: np.ndarray, cov: np.ndarray, eps: float, points: int,
+                       scrambles: int, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Per scramble: the normalised batches ``y`` (``(points, N)``) and :math:`s^2`."""
+    n = mean.size
+    lower = factor(np.asarray(cov, dtype=float))
+    for s in range(scrambles):
+        u = qmc.Sobol(n, scramble=True, seed=seed + s).random(points)
+        h = ndtri(np.clip(u, 1e-15, 1 - 1e-15)) @ lower.T + mean
+        c = h - h.mean(axis=1, keepdims=True)
+        sd2 = (c * c).mean(axis=1) + eps
+        yield c / np.sqrt(sd2)[:, None], sd2
+
+
+def normalised_batch_second(mean: np.ndarray, cov: np.ndarray, eps: float, *,
+                            points: int = 4096, scrambles: int = 8, seed: int = 0) -> np.ndarray:
+    r""":math:`E\,y y^\top` (``(N, N)``) of the normalised batch :math:`y = Ch/s` for
+    :math:`h \sim N(` ``mean``, ``cov`` :math:`)` (module docstring)."""
+    mean = np.ravel(np.asarray(mean, dtype=float))
+    acc = np.zeros((mean.size, mean.size))
+    total = 0
+    for y, _ in _normalised_points(mean, cov, eps, points, scrambles, seed):
+        acc += y.T @ y
+        total += len(y)
+    return acc / total
 
 
 def normalised_batch_gradient(mean: np.ndarray, cov: np.ndarray, gamma: np.ndarray,
@@ -47,18 +74,12 @@ def normalised_batch_gradient(mean: np.ndarray, cov: np.ndarray, gamma: np.ndarr
     :math:`\phi'`), :math:`\phi'` = ``deriv`` (``None``: identity)."""
     mean = np.ravel(np.asarray(mean, dtype=float))
     n = mean.size
-    lower = factor(np.asarray(cov, dtype=float))
     gamma = np.asarray(gamma, dtype=float)
     centre = np.eye(n) - 1.0 / n
     dd = np.zeros((n, n))
     cross = np.zeros((n, n))
     total = 0
-    for s in range(scrambles):
-        u = qmc.Sobol(n, scramble=True, seed=seed + s).random(points)
-        h = ndtri(np.clip(u, 1e-15, 1 - 1e-15)) @ lower.T + mean
-        c = h - h.mean(axis=1, keepdims=True)
-        sd2 = (c * c).mean(axis=1) + eps
-        y = c / np.sqrt(sd2)[:, None]
+    for y, sd2 in _normalised_points(mean, cov, eps, points, scrambles, seed):
         d = np.ones_like(y) if deriv is None else np.asarray(deriv(y), dtype=float)
         w = y / np.sqrt(n)
         weight = 1.0 / sd2

@@ -63,10 +63,11 @@ over positions, no law carried), a declared approximation -- exact in the limit 
 entries only when the positions are statistically alike.  Measured on ``Conv(16, 3) ->
 BatchNorm(B=4) -> relu`` twice on ``(3, 8, 8)`` inputs (zero padding): per-layer forward and
 gradient second moments within 5.5% of ``simulate``.  With pooling downstream the engine tracks
-the between-sample moments across positions (``Field.batch_cov``) and the centring by the
-:math:`B \times P` mean is taken exactly in second moments (:func:`~varprop.network.layers.batchpairs.centred_pairs`);
-the backward rule is the exchangeable one above, with the between-sample gradient covariance
-diagonal across positions, as the same-sample one.
+the between-sample moments across positions (``Field.batch_cov``) and the output's moments and
+the backward pass are computed over the whole batch of a channel (:math:`B \times P` entries,
+Gaussian closure of the input) by randomized quasi-Monte Carlo
+(:mod:`~varprop.network.layers.batchpairs`), with the activation above taken jointly with the
+Jacobian.
 
 Measured (Monte Carlo written from scratch in numpy, Dense(256) -> BatchNorm(train) -> phi
 repeated 20 times, He gain for ReLU, LeCun otherwise, :math:`\epsilon = 10^{-5}`; rate = per-block
@@ -132,7 +133,12 @@ from varprop.errors import VarpropError
 from varprop.network.field import Field, FieldNeeds, GradField, Shape
 from varprop.network.layers.base import Layer
 from varprop.network.layers.batchlaw import Fn, activated_integrals, vectorised
-from varprop.network.layers.batchpairs import centred_pairs, joint_gradient
+from varprop.network.layers.batchpairs import (
+    JOINT_POINTS,
+    JOINT_SCRAMBLES,
+    centred_pairs,
+    joint_gradient,
+)
 
 __all__ = ["BatchNorm", "SphereLaw"]
 
@@ -338,12 +344,17 @@ class BatchNorm(Layer):
             return Field(field.shape, field.channel_axis, 0.0, second,
                          None if field.cov is None else [[second]], bc, gaussian=False,
                          approximations=approx, law=law)
+        if field.batch_cov is not None:  # pooling downstream (batchpairs module)
+            sentence = (f"BatchNorm (train) over {self.batch_size} samples x {field.size} "
+                        "positions: moments over the channel's whole batch by randomized "
+                        f"quasi-Monte Carlo of its Gaussian closure ({JOINT_SCRAMBLES} x "
+                        f"{JOINT_POINTS} points), the average second moment from the sphere law")
+            approx = approx if sentence in approx else approx + (sentence,)
+            return centred_pairs(field, sph.second, self.batch_size, self.eps, approx)  # type: ignore[arg-type]
         approx = field.approximate(
             f"BatchNorm (train) over {self.batch_size} samples x {field.size} positions: the "
             "entries of a channel treated as exchangeable (per-position moments rescaled by their "
             "average)")
-        if field.batch_cov is not None:
-            return centred_pairs(field, sph.second, self.batch_size, approx)  # type: ignore[arg-type]
         centred = field.second - field.batch_cross  # type: ignore[operator]
         second = sph.second * centred / a
         cov = None
