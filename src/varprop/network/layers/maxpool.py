@@ -50,7 +50,18 @@ argmax probabilities from the per-window points and the pairs of different windo
 joint points.
 
 The output is not Gaussian: a ``Nonlinearity`` after a ``MaxPool`` is approximate (Gaussian
-closure), a second ``MaxPool`` on it is refused.
+closure), and so is a ``MaxPool`` of an activation of it (the pre-activation's Gaussian closure,
+declared); a ``MaxPool`` directly on a non-Gaussian field without a pre-activation is refused.
+
+Two samples of a batch (``Field.batch_cov`` tracked: a train-mode ``BatchNorm`` upstream): the
+joint points are drawn for both samples' fields at once, a Gaussian of :math:`2P` entries with
+covariance :math:`\begin{pmatrix} K & K^\times \\ K^\times & K\end{pmatrix}`
+(:math:`K^\times_{tt'} = E z_{b,t} z_{b',t'}` centred), giving :math:`E y_{b,u} y_{b',u'}`
+(rescaled by the same per-window factors) and, backward, the gradient routed to both samples'
+argmaxima: :math:`E(\partial x_b)_t(\partial x_{b'})_{t'} = \sum_{u,u'} P(a_{b,u} = t,
+a_{b',u'} = t')\, E\delta_{b,u}\delta_{b',u'}`.  A pre-activation that is not Gaussian (an
+activation of a train-mode ``BatchNorm`` output over positions) is taken with its Gaussian
+closure (declared).
 """
 
 from __future__ import annotations
