@@ -192,3 +192,24 @@ def test_cnn_with_batchnorm_maxpool_and_global_pool_vs_simulate() -> None:
         se = x.std(axis=0, ddof=1) / np.sqrt(len(x))
         tol = Z * se + 1e-4 * np.abs(pred)
         assert np.all(np.abs(x.mean(axis=0) - pred) <= tol), (name, (x.mean(0) - pred) / se)
+
+
+def test_conv_batch_cov_vs_numpy() -> None:
+    """1-D Conv(kernel 3, zero padding 'same', bias variance 0.3) of two samples' fields with
+    correlated positions and samples (channels i.i.d.): E z_b,t z_b',t' from draws of shared
+    weights and bias (LeCun normal: variance 1/(C_in k), written out here) and of the inputs."""
+    c_in, length, kern, b2 = 3, 5, 3, 0.3
+    m, k, b = _pair_law(length, 12)
+    mm = np.outer(m, m)
+    f = Field((c_in, length), 0, m, np.diag(k + mm), k + mm, gaussian=True, batch_cov=b + mm)
+    out = Conv(2, kern, bias_variance=b2).field_forward(f)
+    rng = np.random.default_rng(13)
+    n = 40000
+    joint = np.block([[k, b], [b, k]])
+    x = rng.multivariate_normal(np.concatenate([m, m]), joint, size=(n, c_in))  # (n, C, 2L)
+    w = rng.standard_normal((n, c_in, kern)) / math.sqrt(c_in * kern)
+    bias = rng.standard_normal(n) * math.sqrt(b2)
+    pad = np.pad(x.reshape(n, c_in, 2, length), ((0, 0), (0, 0), (0, 0), (1, 1)))
+    z = np.stack([np.einsum("ncsj,ncj->ns", pad[..., t:t + kern], w) for t in range(length)],
+                 axis=-1) + bias[:, None, None]  # (n, 2 samples, L)
+    _close(np.einsum("nu,nv->nuv", z[:, 0], z[:, 1]).reshape(n, -1), np.ravel(out.batch_cov))
