@@ -213,3 +213,15 @@ def test_conv_batch_cov_vs_numpy() -> None:
     z = np.stack([np.einsum("ncsj,ncj->ns", pad[..., t:t + kern], w) for t in range(length)],
                  axis=-1) + bias[:, None, None]  # (n, 2 samples, L)
     _close(np.einsum("nu,nv->nuv", z[:, 0], z[:, 1]).reshape(n, -1), np.ravel(out.batch_cov))
+
+
+def test_eval_batchnorm_scales_batch_cov() -> None:
+    """Exact rule: eval-mode BatchNorm (running variance 1) divides every second moment, the
+    between-sample ones across positions included, by 1 + eps (hand derivation)."""
+    m, k, b = _pair_law(4, 14)
+    f = _field(np.zeros(4), k, b, (2, 2))
+    out = BatchNorm(0.25, mode="eval").field_forward(f)
+    np.testing.assert_allclose(out.batch_cov, f.batch_cov / 1.25, rtol=1e-14)
+    g = GradField(f.shape, 0, np.ones((2, 2)), np.eye(4), batch_cov=np.full((4, 4), 0.5))
+    np.testing.assert_allclose(BatchNorm(0.25, mode="eval").field_backward(g, f, out).batch_cov,
+                               np.full((4, 4), 0.4), rtol=1e-14)

@@ -320,6 +320,7 @@ class BatchNorm(Layer):
             return field.with_(mean=field.mean * math.sqrt(k), second=field.second * k,
                                cov=None if field.cov is None else field.cov * k,
                                batch_cross=None if field.batch_cross is None else field.batch_cross * k,
+                               batch_cov=None if field.batch_cov is None else field.batch_cov * k,
                                law=None)
         sph, a = self.sphere_for(field)
         n = sph.n
@@ -368,6 +369,7 @@ class BatchNorm(Layer):
             k = 1.0 / (1.0 + self.eps)
             return grad.with_(second=grad.second * k, cov=None if grad.cov is None else grad.cov * k,
                               batch_cross=None if grad.batch_cross is None else grad.batch_cross * k,
+                              batch_cov=None if grad.batch_cov is None else grad.batch_cov * k,
                               factor=None)
         if grad.batch_cross is None:
             raise VarpropError(f"{self!r} needs the between-sample gradient moment "
