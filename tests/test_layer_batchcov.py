@@ -225,3 +225,11 @@ def test_eval_batchnorm_scales_batch_cov() -> None:
     g = GradField(f.shape, 0, np.ones((2, 2)), np.eye(4), batch_cov=np.full((4, 4), 0.5))
     np.testing.assert_allclose(BatchNorm(0.25, mode="eval").field_backward(g, f, out).batch_cov,
                                np.full((4, 4), 0.4), rtol=1e-14)
+
+
+def test_batchnorm_over_too_many_entries_is_refused() -> None:
+    p = 16 * 16
+    f = Field((2, 16, 16), 0, np.zeros((16, 16)), np.ones((16, 16)), np.eye(p), gaussian=True,
+              batch_cov=np.zeros((p, p)))
+    with pytest.raises(VarpropError, match="at most"):
+        BatchNorm(batch_size=8).field_forward(f)

@@ -24,6 +24,8 @@ __all__ = ["centred_pairs", "joint_gradient"]
 
 #: RQMC budget over one channel's whole batch (:func:`centred_pairs`, :func:`joint_gradient`).
 JOINT_POINTS, JOINT_SCRAMBLES, JOINT_SEED = 2048, 8, 20261204
+#: Largest batch x positions of one channel (the cost grows as points x N^2: about 1 s at 256).
+MAX_ENTRIES = 1024
 
 
 def centred_pairs(field: Field, ey2: float, batch_size: int, eps: float,
@@ -50,6 +52,11 @@ def centred_pairs(field: Field, ey2: float, batch_size: int, eps: float,
 
 def _batch_law(field: Field, nb: int) -> tuple[np.ndarray, np.ndarray]:
     """The covariance (``(BP, BP)``, sample-major) and mean of one channel's batch."""
+    if nb * field.size > MAX_ENTRIES:
+        raise VarpropError(
+            f"BatchNorm (train) with pooling downstream: {nb} samples x {field.size} positions "
+            f"= {nb * field.size} entries per channel; the joint rule supports at most "
+            f"{MAX_ENTRIES}: use a smaller input or batch")
     m = np.ravel(field.mean)
     mm = np.outer(m, m)
     k, kb = np.asarray(field.cov) - mm, np.asarray(field.batch_cov) - mm
