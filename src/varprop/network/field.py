@@ -36,7 +36,9 @@ are the same for every channel and depend on the position:
     ``batch_cross`` (shape ``positions``, when tracked): :math:`E \delta_{b,c,t}\delta_{b',c,t}`
     between two samples of a batch (non-zero below a train-mode ``BatchNorm``, which couples the
     samples); ``batch_cov`` (``(P, P)``, tracked when the forward ``batch_cov`` is):
-    :math:`E \delta_{b,c,t}\delta_{b',c,t'}`, diagonal ``batch_cross``; ``factor`` (optional): set by an elementwise layer acting on a field with a ``law``,
+    :math:`E \delta_{b,c,t}\delta_{b',c,t'}`, diagonal ``batch_cross``; ``factor`` (optional): set by
+    an elementwise layer acting on a field with a ``law`` (or, with ``batch_cov`` tracked, on any
+    field: then the third entry is that input field itself instead of the law),
     the triple ``(activation, g, law)`` meaning that this gradient is :math:`\phi'(x) \odot g`
     with ``g`` (a ``GradField``) independent of the forward pass -- the layer that produced
     :math:`x` (whose Jacobian is correlated with :math:`\phi'(x)`, a train-mode ``BatchNorm``)

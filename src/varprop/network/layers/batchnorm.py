@@ -394,7 +394,7 @@ class BatchNorm(Layer):
             mom = field_out.law.moments(factor[0])  # type: ignore[attr-defined]
             x = ((gd - gc) * mom["joint_diag"] + gc * mom["joint_cross"]) / a
         elif field_in.batch_cov is not None and grad.cov is not None and grad.batch_cov is not None:
-            return joint_gradient(grad, field_in, self.batch_size, self.eps)  # type: ignore[arg-type]
+            return joint_gradient(grad, field_in, field_out, self.batch_size, self.eps)  # type: ignore[arg-type]
         else:
             base = grad
             gd, gc = float(np.mean(base.second)), float(np.mean(base.batch_cross))

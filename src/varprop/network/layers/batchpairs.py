@@ -72,12 +72,14 @@ def _blocks(full: np.ndarray, nb: int, p: int) -> tuple[np.ndarray, np.ndarray]:
     return 0.5 * (same + same.T), 0.5 * (other + other.T)
 
 
-def joint_gradient(grad: GradField, field_in: Field, batch_size: int, eps: float) -> GradField:
+def joint_gradient(grad: GradField, field_in: Field, field_out: Field, batch_size: int,
+                   eps: float) -> GradField:
     r"""Train mode with ``batch_cov`` tracked (pooling in the network): the gradient over the
     whole batch of one channel, :math:`N = BP` entries, by randomized quasi-Monte Carlo
     (:func:`varprop._math.batch_backward.normalised_batch_gradient`) over the Gaussian
     closure of the input batch (covariance from ``cov`` and ``batch_cov``).  An activation
-    directly above passes its factor (``GradField.factor``): :math:`\phi'(y)` is then taken
+    directly above (acting on this layer's output ``field_out`` itself, not on a sum with it as
+    after a residual branch) passes its factor (``GradField.factor``): :math:`\phi'(y)` is then taken
     jointly with the Jacobian (a ``GlobalAvgPool`` above makes a sample's gradient nearly
     constant over positions, where treating them as independent overestimated the gradient
     by 58% in the test network).  Returns the same-sample and between-sample blocks averaged
@@ -86,7 +88,7 @@ def joint_gradient(grad: GradField, field_in: Field, batch_size: int, eps: float
     factor = grad.factor
     deriv = None
     base = grad
-    if (factor is not None and factor[2] is None and factor[1].cov is not None
+    if (factor is not None and factor[2] is field_out and factor[1].cov is not None
             and factor[1].batch_cov is not None):
         base = factor[1]
         deriv = vectorised(factor[0].derivative_function)

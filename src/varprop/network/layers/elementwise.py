@@ -252,9 +252,10 @@ def backward(act: Activation, grad: GradField, field_in: Field) -> GradField:
                                "the forward one is not (a layer dropped Field.batch_cross)")
         c = field_in.batch_cross - field_in.mean * field_in.mean
         bc = pair_moments(act, field_in.mean, field_in.mean, var, var, c)[1] * grad.batch_cross
-    # with between-sample covariances tracked, pass the factor (act, grad, None) down: a
-    # train-mode BatchNorm over positions below takes phi'(y) jointly with its Jacobian
-    factor = (act, grad, None) if bcov is not None and grad.cov is not None else None
+    # with between-sample covariances tracked, pass the factor (act, grad, field_in) down: a
+    # train-mode BatchNorm over positions whose output is field_in takes phi'(y) jointly with
+    # its Jacobian
+    factor = (act, grad, field_in) if bcov is not None and grad.cov is not None else None
     return GradField(field_in.shape, field_in.channel_axis, d2 * grad.second, cov, bc,
                      batch_cov=bcov, factor=factor)
 
