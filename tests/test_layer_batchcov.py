@@ -13,7 +13,7 @@ from varprop import predict_variance, simulate
 from varprop._math.batch_backward import normalised_batch_gradient
 from varprop.components.activations import activation
 from varprop.errors import VarpropError
-from varprop.layers import BatchNorm, Conv, Dense, GlobalAvgPool, MaxPool
+from varprop.layers import BatchNorm, Conv, Dense, GlobalAvgPool, MaxPool, Residual
 from varprop.network.field import Field, FieldNeeds, GradField
 from varprop.network.layers import AvgPool, Nonlinearity
 from varprop.network.model import Network
@@ -233,3 +233,27 @@ def test_batchnorm_over_too_many_entries_is_refused() -> None:
               batch_cov=np.zeros((p, p)))
     with pytest.raises(VarpropError, match="at most"):
         BatchNorm(batch_size=8).field_forward(f)
+
+
+def test_residual_block_with_batchnorm_and_pools_vs_simulate() -> None:
+    """A ResNet stem and basic block: Conv -> BN -> relu -> MaxPool(2) -> Residual(Conv -> BN
+    -> relu -> Conv -> BN) -> relu -> GlobalAvgPool -> Dense (batches of 4).  Backward within 6
+    standard errors.  Forward: the MaxPool and the relu after the residual sum act on
+    non-Gaussian fields (train-mode BatchNorm outputs over 144 and 36 entries) with the Gaussian
+    closure they declare; measured -0.8% and -1.4% (seed 5, 300 replicates): 6 standard errors
+    plus 2.5% of the value on the layers whose field declares a closure, 1e-4 on the BatchNorm
+    outputs (nearly deterministic, see the CNN test)."""
+    net = Network([Conv(16, 3, init="he_normal"), BatchNorm(batch_size=4), "relu", MaxPool(2),
+                   Residual([Conv(16, 3, init="he_normal"), BatchNorm(batch_size=4), "relu",
+                             Conv(16, 3, init="he_normal"), BatchNorm(batch_size=4)]),
+                   "relu", GlobalAvgPool(), Dense(10, init="he_normal")], input_shape=(3, 6, 6))
+    fwd = predict_variance(net, quantity="output", per_layer=True)
+    bwd = predict_variance(net, quantity="output_gradient", per_layer=True)
+    sim = simulate(net, replicates=300, seed=5)
+    closure = np.array([0.0, 1e-4, 0.0, 0.025, 0.0, 0.025, 0.025, 0.025])
+    for name, pred, rel in (("output_second", fwd, closure),
+                            ("output_gradient_second", bwd, np.zeros(len(bwd)))):
+        x = sim.per_replicate(name)
+        se = x.std(axis=0, ddof=1) / np.sqrt(len(x))
+        tol = Z * se + rel * np.abs(pred)
+        assert np.all(np.abs(x.mean(axis=0) - pred) <= tol), (name, (x.mean(0) - pred) / se)

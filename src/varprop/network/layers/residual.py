@@ -47,6 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import sympy as sp
@@ -95,11 +96,18 @@ def _walk_shapes(layers: Sequence[Layer], shape: Shape) -> Shape:
 
 
 def _walk_fields(layers: Sequence[Layer], field: Field) -> list[Field]:
-    """``[field, f_1, ..., f_k]``: the field after each layer of ``layers``."""
+    """``[field, f_1, ..., f_k]``: the field after each layer of ``layers`` (cached by the
+    layers and the field's identity: the forward, the backward and ``field_exact`` of one walk
+    share one walk, and its field objects, which a layer's backward may recognise)."""
+    return list(_walk_cached(tuple(layers), field))
+
+
+@lru_cache(maxsize=4)  # fields may hold (P, P) matrices: keep few
+def _walk_cached(layers: tuple[Layer, ...], field: Field) -> tuple[Field, ...]:
     out = [field]
     for layer in layers:
         out.append(layer.field_forward(out[-1]))
-    return out
+    return tuple(out)
 
 
 def _backward_fields(layers: Sequence[Layer], fields: Sequence[Field], grad: GradField) -> GradField:
