@@ -9,6 +9,16 @@ tracked covariances -- for a non-Gaussian input, the Gaussian closure), zero-mea
 gradient independence (the gradient arriving above the activation independent of this layer's
 forward pass).  Source of the normalisation's law: Yang et al. (2019), "A mean field theory of
 batch normalization" (ICLR); here the entries are not exchangeable (positions differ).
+
+Measured against ``simulate`` (batches of 4, 16 channels, he_normal; tests/test_layer_batchcov.py):
+``Conv -> BN -> relu -> MaxPool(2) -> Conv -> BN -> relu -> GlobalAvgPool -> Dense`` on
+``(3, 6, 6)``: every per-layer forward and gradient second moment within 5 standard errors
+(300 replicates) except the BatchNorm outputs' (exact up to an :math:`\epsilon`-sized term).
+Without the joint activation-Jacobian rule (gradient independence between :math:`\phi'(y)` and
+the normalisation), the gradient below the second BatchNorm was 58% too large on ``(3, 8, 8)``.
+With a residual basic block ``Residual(Conv -> BN -> relu -> Conv -> BN) -> relu``: gradients
+within 4 standard errors; forward -0.8% at the MaxPool and -1.4% after the residual relu (both
+Gaussian closures of non-Gaussian fields, declared).
 """
 
 from __future__ import annotations
