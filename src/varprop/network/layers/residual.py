@@ -157,8 +157,9 @@ class Residual(Layer):
                  shortcut: Sequence[object] | None = None) -> None:
         layers = _as_layers("branch", branch)
         if not any(_is_weight_layer(layer) for layer in layers):
-            raise fail("branch", list(layers), "a branch containing a weight layer (Dense, Conv, "
-                       "Recurrent): with zero-mean weights it makes the branch's output independent "
+            raise fail("branch", list(layers), "a branch with a weight layer (Dense, Conv, "
+                       "Recurrent) directly in it, not only inside a nested Residual (whose output "
+                       "contains its own input): with zero-mean weights it makes the branch's output independent "
                        "of the block's input at infinite width, which the residual rule needs "
                        "(without one, x + F(x) has a cross term the rule cannot know)")
         skip = None if shortcut is None else _as_layers("shortcut", shortcut)
