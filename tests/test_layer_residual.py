@@ -214,8 +214,10 @@ def test_field_steps():
     syms = {str(x): x for _, e in own for x in e.free_symbols}
     vals = {syms["q_S"]: 2.0, syms["q_F"]: 3.0, syms["m_S"]: 0.5, syms["m_F"]: 0.25, syms["s"]: 0.5}
     assert float(own[1][1].rhs.subs(vals)) == pytest.approx(2.0 + 0.25 * 3.0 + 2 * 0.5 * 0.5 * 0.25)
-    steps = Residual([LayerNorm(), ToyDense(8, HE)]).field_steps()
+    steps = Residual([LayerNorm(), Dense(8)]).field_steps()
     assert any(t.startswith("In the branch, LayerNorm") for t, _ in steps)
+    assert any(t.startswith("Backward, in the branch, LayerNorm") for t, _ in steps)
+    assert sum(t.lower().startswith("backward") for t, _ in steps) == 3  # own, LayerNorm, Dense
 
 
 # --- Monte Carlo from scratch -----------------------------------------------------------------

@@ -299,7 +299,9 @@ class Residual(Layer):
         ]
         for layer in self.nested:
             where = "branch" if any(layer is b for b in self.branch) else "shortcut"
-            steps += [(f"In the {where}, {layer!r}: {text}", eq) for text, eq in layer.field_steps()]
+            for text, eq in layer.field_steps():  # "Backward..." first: documents sort on it
+                lead = "Backward, in" if text.lower().startswith("backward") else "In"
+                steps.append((f"{lead} the {where}, {layer!r}: {text}", eq))
         return steps
 
     # --- sampling -----------------------------------------------------------------------------
