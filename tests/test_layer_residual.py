@@ -23,7 +23,7 @@ from varprop import Network, predict_fields, predict_variance, simulate
 from varprop.components.scheme import weight_moments
 from varprop.components.schemes import InitScheme, init_scheme, resolve_scheme
 from varprop.errors import InvalidArgument, InvalidArgumentType
-from varprop.layers import Dense, Dropout, Layer, LayerNorm, Residual
+from varprop.layers import AvgPool, Conv, Dense, Dropout, Flatten, Layer, LayerNorm, Residual
 from varprop.network.field import Field, FieldNeeds, GradField
 
 Z = 6.0
@@ -460,3 +460,58 @@ def test_exactness_flags():
     assert predict_fields(rezero).exact
     assert (Residual([Dense(n), "relu", Dense(n)]).mc_parameter_count((n,))
             == 2 * Dense(n).mc_parameter_count((n,)))
+
+
+def test_after_flatten():
+    """A residual head after Conv and Flatten: Flatten keeps the per-position moments (a flattened
+    layout), the branch's vector output is spread over it.  Hand: Conv(4, 3) 'same' with LeCun
+    weights gives q_t = taps_t/9 (in-range taps of the 3x3 kernel), the branch's Dense averages
+    them, so E y_t^2 = q_t + s^2 mean(q); exact at every width, so simulate agrees within 6
+    standard errors.  A branch ending with ReLU after a ReLU (means on both paths: the cross term)
+    gets an O(1/n) allowance of 8/n."""
+    s, n = 0.8, 64
+    net = Network([Conv(4, 3), Flatten(), Residual([Dense(n, "he_normal"), "relu", Dense(n)],
+                                                   scale=s)], input_shape=(4, 4, 4))
+    fp = predict_fields(net)
+    taps = np.array([2, 3, 3, 2])
+    q = np.outer(taps, taps) / 9
+    np.testing.assert_allclose(fp.forward[2].second, q + s * s * q.mean(), rtol=1e-12)
+    assert fp.exact
+    res = simulate(net, replicates=300, batch=2, seed=34)
+    for stat, quantity in (("output_second", "output"), ("output_gradient_second", "output_gradient")):
+        want = predict_variance(net, quantity=quantity, per_layer=True)
+        close(*mc_stat(res.per_replicate(stat)), want)
+    net = Network([Conv(4, 3), "relu", Flatten(), Residual([Dense(n, "he_normal"), "relu"], scale=s),
+                   Dense(8)], input_shape=(4, 4, 4))
+    out = predict_fields(net).forward[3]
+    m_s = np.sqrt(q / (2 * np.pi))  # ReLU of N(0, q_t)
+    q_f = 2 * (q / 2).mean() / 2  # Dense(he) of the mean second moment q/2, then ReLU
+    m_f = math.sqrt(2 * (q / 2).mean() / (2 * math.pi))
+    np.testing.assert_allclose(out.second, q / 2 + s * s * q_f + 2 * s * m_s * m_f, rtol=1e-12)
+    res = simulate(net, replicates=300, batch=2, seed=35)
+    for stat, quantity in (("output_second", "output"), ("output_gradient_second", "output_gradient")):
+        want = predict_variance(net, quantity=quantity, per_layer=True)
+        close(*mc_stat(res.per_replicate(stat)), want, allow=8.0 / n * want)
+
+
+def test_after_flatten_with_covariances():
+    """Position covariances tracked (a pooling layer upstream): the spread branch's entries at two
+    positions are two units, independent, so C_F = m_F^2 off the diagonal (hand), and the block's
+    covariance is C_S + s^2 C_F + s (m_S m_F + m_F m_S)."""
+    s, n = 0.5, 16
+    net = Network([Conv(4, 3), "relu", AvgPool(2), Flatten(),
+                   Residual([Dense(n, "he_normal"), "relu"], scale=s)], input_shape=(4, 4, 4))
+    fp = predict_fields(net)
+    skip, out = fp.forward[3], fp.forward[4]
+    assert skip.cov is not None and out.cov.shape == (4, 4)
+    q_f = float(np.mean(skip.second))  # Dense(he): 2 mean(q); ReLU halves it
+    m_f = math.sqrt(2 * q_f / (2 * math.pi))
+    ms = skip.mean.reshape(-1)
+    c_f = np.full((4, 4), m_f**2)
+    np.fill_diagonal(c_f, q_f)
+    want = skip.cov + s * s * c_f + s * m_f * (ms[:, None] + ms[None, :])
+    np.testing.assert_allclose(out.cov, want, rtol=1e-12)
+    np.testing.assert_allclose(np.diag(out.cov), out.second.reshape(-1), rtol=1e-12)
+    res = simulate(net, replicates=200, batch=2, seed=36)
+    want = predict_variance(net, quantity="output", per_layer=True)
+    close(*mc_stat(res.per_replicate("output_second")), want, allow=8.0 / n * want)

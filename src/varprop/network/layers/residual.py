@@ -45,6 +45,7 @@ layers' backward rules in reverse over the branch's forward fields.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -112,6 +113,32 @@ def _backward_fields(layers: Sequence[Layer], fields: Sequence[Field], grad: Gra
 
 def _union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
     return a + tuple(x for x in b if x not in a)
+
+
+def _spread(vec: Field, like: Field) -> Field:
+    r"""A vector's field (one mean and second moment for every unit) in the layout of ``like``, a
+    flattened tensor of the same size (how :class:`Flatten` keeps per-position moments): entries at
+    two positions are two different units, independent at infinite width, so their covariance
+    is :math:`m^2`."""
+    pos, m, q = like.positions, float(vec.mean), float(vec.second)
+    cov = None
+    if vec.cov is not None:
+        cov = np.full((like.size, like.size), m * m)
+        np.fill_diagonal(cov, q)
+    bc = None if vec.batch_cross is None else np.full(pos, float(vec.batch_cross))
+    return Field(like.shape, like.channel_axis, np.full(pos, m), np.full(pos, q), cov, bc,
+                 gaussian=vec.gaussian, approximations=vec.approximations)
+
+
+def _gather(grad: GradField, out: Field) -> GradField:
+    """``grad`` in the layout of a path's output field ``out``: averaged over the positions when
+    ``out`` is a vector and ``grad`` is spread over a flattened layout (the vector's units are
+    exchangeable: its layers' rules see their mean)."""
+    if grad.shape == out.shape or out.positions:
+        return grad
+    q = float(np.mean(grad.second))
+    bc = None if grad.batch_cross is None else float(np.mean(grad.batch_cross))
+    return GradField(out.shape, out.channel_axis, q, None if grad.cov is None else [[q]], bc)
 
 
 @dataclass(frozen=True, init=False)
@@ -197,7 +224,7 @@ class Residual(Layer):
     def field_exact(self, field_in: Field) -> bool:
         r"""Exact at every width when every nested layer is exact on its input and the cross term
         vanishes identically: the branch ends with a (zero-mean) weight layer, or ``scale`` is 0."""
-        branch, skip = self._paths(field_in)
+        branch, skip, _, _ = self._paths(field_in)
         skip_exact = self.shortcut is None or all(
             layer.field_exact(f) for layer, f in zip(self.shortcut, skip))
         if self.scale == 0.0:
@@ -230,21 +257,28 @@ class Residual(Layer):
         return FieldNeeds(cov=any(n.cov for n in needs), batch_cross=any(n.batch_cross for n in needs))
 
     # --- mean field ---------------------------------------------------------------------------
-    def _paths(self, field: Field) -> tuple[list[Field], list[Field]]:
+    def _paths(self, field: Field) -> tuple[list[Field], list[Field], Field, Field]:
+        """The fields along the branch and the skip path, and their outputs ``(F, S)`` in one
+        layout (a vector output is spread over the other's flattened layout)."""
         branch = _walk_fields(self.branch, field)
         skip = [field] if self.shortcut is None else _walk_fields(self.shortcut, field)
         f, s = branch[-1], skip[-1]
+        if f.shape != s.shape and math.prod(f.shape) == math.prod(s.shape):
+            if not f.positions:
+                f = _spread(f, s)
+            elif not s.positions:
+                s = _spread(s, f)
         if f.shape != s.shape or f.channel_axis % len(f.shape) != s.channel_axis % len(s.shape):
             raise VarpropError(f"{self!r}: the branch's output (shape {f.shape}, channel axis "
                                f"{f.channel_axis}) and the shortcut's (shape {s.shape}, channel axis "
                                f"{s.channel_axis}) cannot be added")
-        return branch, skip
+        return branch, skip, f, s
 
     def field_forward(self, field: Field) -> Field:
         r""":math:`m_y = m_S + s m_F`, :math:`q_y = q_S + s^2 q_F + 2 s m_S m_F`, the covariance
         and between-sample moments likewise (branch independent of the input at infinite width)."""
-        branch, skip = self._paths(field)
-        f, sk, s = branch[-1], skip[-1], self.scale
+        _, _, f, sk = self._paths(field)
+        s = self.scale
         if s == 0.0:  # SkipInit / ReZero: the block is its shortcut
             return sk
         ms, mf = sk.mean, f.mean
@@ -266,13 +300,14 @@ class Residual(Layer):
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
         r""":math:`E g_x^2 = E(J_S^\top g)^2 + s^2 E(J_F^\top g)^2` (gradient independence: the
         branch's zero-mean weights make the cross term vanish)."""
-        branch, skip = self._paths(field_in)
-        gs = grad if self.shortcut is None else _backward_fields(self.shortcut, skip, grad)
+        branch, skip, _, _ = self._paths(field_in)
+        gs = _gather(grad, field_in) if self.shortcut is None else _backward_fields(
+            self.shortcut, skip, _gather(grad, skip[-1]))
         s2 = self.scale * self.scale
         if s2 == 0.0:
             return GradField(field_in.shape, field_in.channel_axis, gs.second, gs.cov,
                              gs.batch_cross)
-        gf = _backward_fields(self.branch, branch, grad)
+        gf = _backward_fields(self.branch, branch, _gather(grad, branch[-1]))
         cov = gs.cov + s2 * gf.cov if gs.cov is not None and gf.cov is not None else None
         bc = None
         if gs.batch_cross is not None and gf.batch_cross is not None:
