@@ -22,6 +22,40 @@ MP = {
     "sigmoid": (lambda x: 1 / (1 + mpmath.exp(-x)), lambda x: mpmath.exp(-x) / (1 + mpmath.exp(-x)) ** 2),
     "erf": (mpmath.erf, lambda x: 2 / mpmath.sqrt(mpmath.pi) * mpmath.exp(-x * x)),
 }
+# the framework activations (varprop.components.activations_extra) at their default parameters,
+# written from PyTorch's documentation; tests/test_activations_extra.py covers other parameters
+_SELU_A = mpmath.mpf("1.6732632423543772848170429916717")
+_SELU_L = mpmath.mpf("1.0507009873554804934193349852946")
+_K, _B = mpmath.sqrt(2 / mpmath.pi), mpmath.mpf("0.044715")
+
+
+def _gelu_tanh_d(x):  # d/dx of x/2 (1 + tanh(u)), u = k (x + b x^3)
+    u = _K * (x + _B * x**3)
+    return (1 + mpmath.tanh(u)) / 2 + x / 2 * mpmath.sech(u) ** 2 * _K * (1 + 3 * _B * x**2)
+
+
+def _mish_d(x):  # d/dx of x tanh(s), s = log(1 + e^x), s' = sigmoid(x)
+    s = mpmath.log(1 + mpmath.exp(x))
+    return mpmath.tanh(s) + x * mpmath.sech(s) ** 2 / (1 + mpmath.exp(-x))
+
+
+MP.update({
+    "elu": (lambda x: x if x > 0 else mpmath.expm1(x), lambda x: mpmath.mpf(1) if x > 0 else mpmath.exp(x)),
+    "celu": (lambda x: x if x > 0 else mpmath.expm1(x), lambda x: mpmath.mpf(1) if x > 0 else mpmath.exp(x)),
+    "selu": (lambda x: _SELU_L * (x if x > 0 else _SELU_A * mpmath.expm1(x)),
+             lambda x: _SELU_L * (1 if x > 0 else _SELU_A * mpmath.exp(x))),
+    "hardtanh": (lambda x: min(max(x, -1), 1), lambda x: mpmath.mpf(1 if -1 < x < 1 else 0)),
+    "relu6": (lambda x: min(max(x, 0), 6), lambda x: mpmath.mpf(1 if 0 < x < 6 else 0)),
+    "gelu": (lambda x: x * mpmath.ncdf(x), lambda x: mpmath.ncdf(x) + x * mpmath.npdf(x)),
+    "gelu_tanh": (lambda x: x / 2 * (1 + mpmath.tanh(_K * (x + _B * x**3))), _gelu_tanh_d),
+    "silu": (lambda x: x / (1 + mpmath.exp(-x)),
+             lambda x: 1 / (1 + mpmath.exp(-x)) + x * mpmath.exp(-x) / (1 + mpmath.exp(-x)) ** 2),
+    "mish": (lambda x: x * mpmath.tanh(mpmath.log(1 + mpmath.exp(x))), _mish_d),
+    "softplus": (lambda x: mpmath.log(1 + mpmath.exp(x)), lambda x: 1 / (1 + mpmath.exp(-x))),
+    "softsign": (lambda x: x / (1 + abs(x)), lambda x: 1 / (1 + abs(x)) ** 2),
+})
+#: Kinks of phi or phi' other than 0 (quadrature breakpoints of the references).
+MP_KINKS = {"hardtanh": (-1, 1), "relu6": (6,)}
 
 
 def mp_moments(name, mu, q):
@@ -30,7 +64,8 @@ def mp_moments(name, mu, q):
 
     def expect(g):
         dens = lambda x: mpmath.exp(-((x - mu) ** 2) / (2 * q)) / (s * mpmath.sqrt(2 * mpmath.pi))
-        pts = sorted({mu - 40 * s, mpmath.mpf(0) if abs(mu) < 40 * s else mu, mu, mu + 40 * s})
+        pts = sorted({mu - 40 * s, mpmath.mpf(0) if abs(mu) < 40 * s else mu, mu, mu + 40 * s}
+                     | {mpmath.mpf(k) for k in MP_KINKS.get(name, ()) if abs(k - mu) < 40 * s})
         return mpmath.quad(lambda x: g(x) * dens(x), pts)
 
     return [float(expect(lambda x: f(x))), float(expect(lambda x: f(x) ** 2)),
@@ -41,7 +76,8 @@ CASES = [(0.0, 0.01), (0.0, 1.0), (0.0, 7.3), (0.0, 400.0), (0.7, 0.5), (-1.3, 3
 
 
 #: Registered activations whose closed forms are exact / approximations with declared bounds.
-EXACT_NAMES = ("linear", "relu", "leaky_relu", "erf")
+EXACT_NAMES = ("linear", "relu", "leaky_relu", "erf", "elu", "celu", "selu", "hardtanh", "relu6",
+               "gelu")
 APPROXIMATE_NAMES = ("tanh", "sigmoid")
 
 
@@ -56,8 +92,14 @@ def test_registry_is_covered():
     assert exact == set(EXACT_NAMES) and approximate == set(APPROXIMATE_NAMES)
 
 
-@pytest.mark.parametrize("name", sorted(MP))
-@pytest.mark.parametrize("mu, q", CASES)
+#: The six original activations at every case; the framework activations (their closed forms
+#: are checked at 30 digits and more points in tests/test_activations_extra.py) at three.
+_ORIGINAL = ("linear", "relu", "leaky_relu", "tanh", "sigmoid", "erf")
+_CASES_BY_NAME = [(name, mu, q) for name in sorted(MP) for mu, q in
+                  (CASES if name in _ORIGINAL else [CASES[1], CASES[4], CASES[5]])]
+
+
+@pytest.mark.parametrize("name, mu, q", _CASES_BY_NAME)
 def test_quadrature_matches_mpmath(name, mu, q):
     act = activation(name)
     got = act.gaussian_moments(mu, q, method="quadrature")
@@ -66,8 +108,8 @@ def test_quadrature_matches_mpmath(name, mu, q):
         assert abs(g - r) <= 1e-10 * max(1.0, abs(r)), (g, r)
 
 
-EXACT_CASES = [(name, mu, q) for name in EXACT_NAMES for mu, q in CASES
-               if mu == 0.0 or not activation(name).closed_form.zero_mean_only]
+EXACT_CASES = [(name, mu, q) for name, mu, q in _CASES_BY_NAME if name in EXACT_NAMES
+               and (mu == 0.0 or not activation(name).closed_form.zero_mean_only)]
 
 
 @pytest.mark.parametrize("name, mu, q", EXACT_CASES)

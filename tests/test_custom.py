@@ -111,10 +111,13 @@ def test_registered_expressions_return_registered_activations() -> None:
 
 
 def test_names_cache_and_bare_functions() -> None:
-    a = vp.activation("x*sigmoid( x )")
-    assert a.name == "x * sigmoid(x)" and a.params == {}
-    assert vp.activation("x*sigmoid( x )") is a  # cached on the text
-    assert vp.activation("softplus").name == "softplus(x)"
+    a = vp.activation("x*tanh( x )")
+    assert a.name == "x * tanh(x)" and a.params == {}
+    assert vp.activation("x*tanh( x )") is a  # cached on the text
+    # an expression equal to a registered activation's is that activation
+    assert vp.activation("x*sigmoid( x )") == vp.activation("silu")
+    assert vp.activation("softplus").name == "softplus"
+    assert vp.activation("log(1 + exp(x))") == vp.activation("softplus")
     assert repr(vp.activation("x*erf(x)")) == "x * erf(x)"
     # works wherever an activation is taken
     q = vp.predict_variance("x*erf(x)", "lecun_normal", fan_in=50, depth=2,

@@ -10,7 +10,7 @@ import pytest
 from varprop.cli import main
 from varprop.documents import render as documents
 
-CUSTOM = ["softplus", "log(1 + exp(x))", "abs(x-1)/2", "relu(x-1)", "x/2"]
+CUSTOM = ["softplus", "x*erf(x)", "abs(x-1)/2", "relu(x-1)", "x/2"]
 
 
 @pytest.mark.parametrize("act", CUSTOM)
@@ -32,6 +32,8 @@ def test_file_stems_are_distinct_and_keep_registered_names():
     stems = [documents.file_stem(a) for a in CUSTOM + ["x*2", "x-2"]]
     assert len(set(stems)) == len(stems)
     assert documents.file_stem("tanh") == "tanh" and documents.file_stem("relu") == "relu"
+    # an expression equal to a registered activation's is that activation, with its name
+    assert documents.file_stem("log(1 + exp(x))") == "softplus"
 
 
 @pytest.mark.parametrize("where", ["file", "below_file"])

@@ -17,6 +17,7 @@ from scipy import integrate, special
 
 from varprop import (
     InvalidArgument,
+    InvalidArgumentType,
     Network,
     VarpropError,
     init_scheme,
@@ -29,6 +30,8 @@ from varprop.components.activations import resolve_activation
 from varprop.network.field import Field, FieldNeeds, GradField, input_field
 from varprop.network.layers.base import Layer
 from varprop.network.layers.elementwise import pair_moments
+from varprop.network.layout import MAX_POSITIONS, channel_axes
+from varprop.network.model import LayerSequence
 from varprop.theory import fields as tf
 
 
@@ -82,7 +85,7 @@ def _nested_quad(f, df, m1, m2, a, b, c):
     (x = m1 + sqrt(a) u, y = m2 + l21 u + l22 v), split at the kinks at 0 of both factors."""
     sa = math.sqrt(a)
     l21, l22 = c / sa, math.sqrt(max(b - c * c / a, 0.0))
-    pdf = lambda t: math.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)  # noqa: E731
+    pdf = lambda t: math.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
 
     out = []
     for g in (f, df):
@@ -322,3 +325,28 @@ def test_gradient_batch_cross_through_dense_and_nonlinearity():
     delta = rng.multivariate_normal([0, 0], [[1.0, 0.3], [0.3, 1.0]], size=N)
     prod = (1 - np.tanh(z[:, 0]) ** 2) * delta[:, 0] * (1 - np.tanh(z[:, 1]) ** 2) * delta[:, 1]
     assert abs(float(res.batch_cross) - prod.mean()) < _sigma(prod)
+
+
+@dataclass(frozen=True)
+class SequenceScale(Scale):
+    """Scale that reads (T, n) sequences with channels last."""
+
+    def channel_axis_for(self, input_shape):
+        return -1
+
+
+def test_layout_follows_the_first_layer_that_asks():
+    net = Network(["tanh", SequenceScale(2.0)], input_shape=(5, 3))
+    fp = predict_fields(net)
+    assert fp.input.channel_axis == -1 and fp.input.positions == (5,)
+    assert channel_axes(net)[0] == ((5, 3), (5, 3), -1)
+    default = predict_fields(Network([Scale(2.0)], input_shape=(5, 3)))
+    assert default.input.channel_axis == 0 and default.input.positions == (3,)
+
+
+def test_walk_limits_and_argument_errors():
+    with pytest.raises(InvalidArgumentType, match="Network"):
+        predict_fields("relu")
+    deep = Network(LayerSequence([((Scale(1.0),), MAX_POSITIONS + 1)]), input_shape=(3,))
+    with pytest.raises(InvalidArgument, match="layer positions"):
+        predict_fields(deep)

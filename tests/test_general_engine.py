@@ -13,7 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from varprop import InvalidArgument, Network, layers, predict_variance, simulate, verify, verify_step
+from varprop import (
+    InvalidArgument,
+    Network,
+    layers,
+    predict_fields,
+    predict_variance,
+    simulate,
+    verify,
+    verify_step,
+)
+from varprop.checking.allowance import FINITE_WIDTH_CONSTANT, network_allowance
 from varprop.checking.step_general import gaussian_draw
 from varprop.network.field import Field
 from varprop.network.layers.base import Layer
@@ -229,3 +239,69 @@ def test_general_engine_reports_underflow_like_the_mlp_engines():
     ok = simulate(Network([Scale(1.0), layers.Dense(4), "relu", layers.Dense(3)],
                           input_shape=(5,)), replicates=64, seed=0)
     assert ok.underflow_layer is None and ok.output_valid.all() and ok.output_gradient_valid.all()
+
+
+@dataclass(frozen=True)
+class Nested(Scale):
+    """A layer holding weight layers (as a residual block does): the allowance counts them."""
+
+    branch: tuple = (layers.Dense(8), layers.Dense(4))
+
+
+def test_allowance_counts_nested_weight_layers():
+    net = Network([Nested(), layers.Dense(5), "tanh"], input_shape=(6,))
+    tol, reason = network_allowance(net, 3, False, method="auto", predicted_value=1.0)
+    expected = FINITE_WIDTH_CONSTANT * (1 / 8 + 1 / 4 + 1 / 5)
+    assert tol == pytest.approx(expected, rel=1e-6)
+    assert "finite-width" in reason
+
+
+def test_verify_refutes_a_wrong_claim_on_a_general_network():
+    net = Network([Scale(1.5), layers.Dense(16, "he_normal"), "relu", layers.Dense(8)],
+                  input_shape=(6,))
+    true = float(predict_variance(net))
+    v = verify(net, quantity="output", predicted=1.3 * true, seed=3)
+    assert v.status == "refuted"
+
+
+@dataclass(frozen=True)
+class Flat(Layer):
+    """A flatten that keeps its input's field (per-position moments), as varprop's Flatten."""
+
+    def output_shape(self, input_shape):
+        return (math.prod(input_shape),)
+
+    def channel_axis_for(self, input_shape):
+        return 0
+
+    def field_forward(self, f):
+        return f
+
+    def field_backward(self, g, field_in, field_out):
+        return g
+
+    def mc_draw(self, rng, input_shape, replicates, dtype):
+        return None
+
+    def mc_forward(self, params, x):
+        return x.reshape(*x.shape[:2], -1), x.shape
+
+    def mc_backward(self, params, cache, grad):
+        return grad.reshape(cache)
+
+
+def test_per_position_layout_matches_the_predicted_fields():
+    net = Network([Scale(2.0), "relu", Flat(), layers.Dense(4)], input_shape=(2, 3, 2))
+    fp = predict_fields(net)
+    res = simulate(net, replicates=64, seed=0)
+    for p, f in enumerate(fp.forward, start=1):
+        assert res.per_position("output_second", p).shape == (64,) + f.positions
+        grad_positions = fp.backward[p - 1].positions
+        assert res.per_position("output_gradient_second", p).shape == (64,) + grad_positions
+
+
+def test_verify_step_after_a_flatten_uses_the_tensor_shape():
+    net = Network([Scale(2.0), Flat(), layers.Dense(4, "he_normal")], input_shape=(2, 3))
+    for q in ("output", "output_gradient"):
+        v = verify_step(net, quantity=q, layer=3, seed=0, replicates=1024)
+        assert v.status != "refuted" and v.exact

@@ -41,6 +41,23 @@ CASES = {
     "softplus": (lambda x: mpmath.log(1 + mpmath.exp(x)), (None, False, None, (), True)),
     "abs(x)**1.5": (lambda x: abs(x) ** mpmath.mpf(1.5), (None, False, 1.5, (0.0,), True)),
     "min(max(x,0),6)": (lambda x: min(_relu(x), 6), (None, False, None, (0.0, 6.0), False)),
+    # the framework activations (varprop.components.activations_extra), from their definitions:
+    # the exponential-linear units have a kink at 0 (phi'' jumps for elu/celu, phi' for selu)
+    "elu": (lambda x: x if x > 0 else mpmath.expm1(x), (None, False, None, (0.0,), True)),
+    "celu": (lambda x: x if x > 0 else mpmath.expm1(x), (None, False, None, (0.0,), True)),
+    "selu": (lambda x: x if x > 0 else mpmath.mpf(1.67326) * mpmath.expm1(x),
+             (None, False, None, (0.0,), True)),
+    "hardtanh": (lambda x: min(max(x, -1), 1), (None, True, None, (-1.0, 1.0), False)),
+    "relu6": (lambda x: min(_relu(x), 6), (None, False, None, (0.0, 6.0), False)),
+    # phi' = Phi(x) + x phi(x) vanishes at one point only
+    "gelu": (lambda x: x * mpmath.ncdf(x), (None, False, None, (), True)),
+    "gelu_tanh": (lambda x: x / 2 * (1 + mpmath.tanh(mpmath.sqrt(2 / mpmath.pi)
+                                                     * (x + mpmath.mpf("0.044715") * x**3))),
+                  (None, False, None, (), True)),
+    "silu": (lambda x: x / (1 + mpmath.exp(-x)), (None, False, None, (), True)),
+    "mish": (lambda x: x * mpmath.tanh(mpmath.log(1 + mpmath.exp(x))), (None, False, None, (), True)),
+    # phi'' = -2 sign(x) / (1 + |x|)^3 jumps at 0
+    "softsign": (lambda x: x / (1 + abs(x)), (None, True, None, (0.0,), True)),
 }
 
 GRID = [mpmath.mpf(v) for v in ("0.013", "0.4", "1.1", "2.7", "5.3", "9.9")]

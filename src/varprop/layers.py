@@ -16,6 +16,10 @@ from varprop.network.layers import AvgPool as AvgPool
 from varprop.network.layers import GlobalAvgPool as GlobalAvgPool
 from varprop.network.layers import Flatten as Flatten
 from varprop.network.layers import MaxPool as MaxPool
+from varprop.network.layers import Recurrent as Recurrent
+
+from varprop.network.layers import BatchNorm as BatchNorm
 
 __all__ = ["Layer", "Dense", "Nonlinearity", "Residual", "LayerNorm", "RMSNorm", "Dropout",
-           "Conv", "AvgPool", "GlobalAvgPool", "Flatten", "MaxPool"]
+           "Conv", "AvgPool", "GlobalAvgPool", "Flatten", "MaxPool", "Recurrent"]
+__all__ += ["BatchNorm"]

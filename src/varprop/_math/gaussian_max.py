@@ -45,7 +45,7 @@ import scipy.sparse as sps
 from scipy.special import ndtri
 from scipy.stats import qmc
 
-__all__ = ["MaxSamples", "factor", "sample_window_max"]
+__all__ = ["MaxSamples", "WindowMoments", "factor", "sample_window_max", "window_max_moments"]
 
 #: Uniform points are clipped to [EPS, 1 - EPS] before the inverse normal CDF.
 EPS = 1e-13
@@ -61,6 +61,15 @@ def factor(cov: np.ndarray) -> np.ndarray:
     except np.linalg.LinAlgError:
         lam, vec = np.linalg.eigh(cov)
         return vec * np.sqrt(np.maximum(lam, 0.0))
+
+
+def _batched_factor(cov: np.ndarray) -> np.ndarray:
+    """:func:`factor` for a stack ``(..., J, J)`` of covariance matrices."""
+    try:
+        return np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        lam, vec = np.linalg.eigh(cov)
+        return vec * np.sqrt(np.maximum(lam, 0.0))[..., None, :]
 
 
 def _sobol_normals(dim: int, points: int, scrambles: int, seed: int) -> np.ndarray:
@@ -105,7 +114,8 @@ class MaxSamples:
         per = np.einsum("snu,snv->suv", self.y, self.y) / n
         return per.mean(axis=0), per.std(axis=0, ddof=1) / np.sqrt(self.scrambles)
 
-    def routed_cov(self, grad_cov: np.ndarray, through: bool = False) -> np.ndarray:
+    def routed_cov(self, grad_cov: np.ndarray, through: bool = False,
+                   own: np.ndarray | None = None) -> np.ndarray:
         r"""Backward covariance :math:`\sum_{u,u'} P(a_u = t, a_{u'} = t') G_{uu'}` (exact given
         the points' argmax frequencies; overlapping windows included).  With ``through``, the
         gradient at :math:`z` instead of :math:`\phi(z)`: :math:`\sum_{u,u'} E[\phi'(z_t)
@@ -114,10 +124,16 @@ class MaxSamples:
 
         Only the pairs of windows with :math:`G_{uu'} \ne 0` are counted (a banded or diagonal
         :math:`G`, as convolutions and dense layers give, costs little): per pair the
-        :math:`J \times J` histogram of the two argmax taps, then scattered to the positions."""
+        :math:`J \times J` histogram of the two argmax taps, then scattered to the positions.
+        ``own`` (``(U, J)``, optional): the pairs :math:`u = u'` from these more precise
+        per-window values instead (:attr:`WindowMoments.route` or ``route_through``)."""
         u, j = self.taps.shape
         g = np.asarray(grad_cov, dtype=float)
         a, b = np.nonzero(g)
+        if own is not None:
+            same = a == b
+            diag_pairs = a[same]
+            a, b = a[~same], b[~same]
         s_count, n, _ = self.tap.shape
         weights = self.slope if through and self.slope is not None else None
         hist = np.zeros((len(a), j * j))
@@ -132,6 +148,11 @@ class MaxSamples:
                     code.ravel(), None if w is None else w.ravel(),
                     minlength=len(pa) * j * j).reshape(len(pa), j * j)
         hist *= g[a, b][:, None] / (s_count * n)
+        if own is not None:  # the same window twice: only j = j' (one argmax per window)
+            own_hist = np.zeros((len(diag_pairs), j * j))
+            own_hist[:, np.arange(j) * (j + 1)] = own[diag_pairs] * g[diag_pairs, diag_pairs][:, None]
+            hist = np.concatenate([hist, own_hist])
+            a, b = np.concatenate([a, diag_pairs]), np.concatenate([b, diag_pairs])
         rows = np.repeat(self.taps[a], j, axis=1)  # (pairs, J*J): tap j of u for code j*J + j'
         cols = np.tile(self.taps[b], (1, j))
         flat = np.bincount((rows * self.p_in + cols).ravel(), hist.ravel(),
@@ -159,3 +180,61 @@ def sample_window_max(mean: np.ndarray, cov: np.ndarray, taps: np.ndarray, *,
         z_arg = np.take_along_axis(z[..., taps], j[..., None], axis=-1)[..., 0]
         slope = np.broadcast_to(np.asarray(derivative(z_arg), dtype=float), z_arg.shape)
     return MaxSamples(y, j, taps, p, slope)
+
+
+@dataclass(frozen=True)
+class WindowMoments:
+    r"""Per-window results of :func:`window_max_moments` (arrays over the :math:`U` windows):
+    ``mean`` :math:`E y_u`, ``second`` :math:`E y_u^2`, ``se_second`` its standard error,
+    ``route`` ``(U, J)`` :math:`P(\arg\max_u = j)`, ``route_through`` ``(U, J)``
+    :math:`E[\phi'(z_{w(u,j)})^2 1\{\arg\max_u = j\}]` (``None`` without a derivative),
+    ``points`` the number of points per window law."""
+
+    mean: np.ndarray
+    second: np.ndarray
+    se_second: np.ndarray
+    route: np.ndarray
+    route_through: np.ndarray | None
+    points: int
+
+
+def window_max_moments(mean: np.ndarray, cov: np.ndarray, taps: np.ndarray, *,
+                       transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                       derivative: Callable[[np.ndarray], np.ndarray] | None = None,
+                       points: int = 2**14, scrambles: int = 8, seed: int = 0) -> WindowMoments:
+    r"""Per window only, the moments of :math:`y_u` and its argmax probabilities, from RQMC
+    points of the :math:`J`-dimensional law of the window alone (its mean and covariance taken
+    from the field's): many more points than the joint sampling affords, at a cost of
+    :math:`U N J^2` (windows with the same law, e.g. the interior of a zero-padded convolution's
+    output, are computed once)."""
+    mean = np.ravel(np.asarray(mean, dtype=float))
+    cov = np.asarray(cov, dtype=float)
+    u, j = taps.shape
+    law = np.concatenate([mean[taps], cov[taps[:, :, None], taps[:, None, :]].reshape(u, j * j)],
+                         axis=1)
+    uniq, inverse = np.unique(law, axis=0, return_inverse=True)
+    inverse = np.ravel(inverse)
+    mw, lw = uniq[:, :j], _batched_factor(uniq[:, j:].reshape(-1, j, j))
+    xi = _sobol_normals(j, points, scrambles, seed)  # (S, N, J)
+    s_count, n = xi.shape[:2]
+    k = len(uniq)
+    per_m, per_2 = np.empty((s_count, k)), np.empty((s_count, k))
+    route, through = np.empty((k, j)), (None if derivative is None else np.empty((k, j)))
+    block = max(1, 2**23 // (s_count * n * j))
+    for lo in range(0, k, block):
+        sl = slice(lo, lo + block)
+        z = np.einsum("snj,ukj->snuk", xi, lw[sl]) + mw[sl]
+        v = z if transform is None else np.asarray(transform(z), dtype=float)
+        arg = np.argmax(v, axis=-1)  # (S, N, block)
+        y = np.take_along_axis(v, arg[..., None], axis=-1)[..., 0]
+        per_m[:, sl] = y.mean(axis=1)
+        per_2[:, sl] = (y * y).mean(axis=1)
+        hit = arg[..., None] == np.arange(j)  # (S, N, block, J)
+        route[sl] = hit.mean(axis=(0, 1))
+        if through is not None:
+            d = np.broadcast_to(np.asarray(derivative(z), dtype=float), z.shape)
+            through[sl] = (hit * d * d).mean(axis=(0, 1))
+    se2 = per_2.std(axis=0, ddof=1) / np.sqrt(s_count)
+    return WindowMoments(per_m.mean(axis=0)[inverse], per_2.mean(axis=0)[inverse], se2[inverse],
+                         route[inverse], None if through is None else through[inverse],
+                         s_count * n)

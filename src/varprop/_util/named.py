@@ -16,6 +16,7 @@ from varprop._util.validation import fail
 __all__ = ["parse_named", "split_list"]
 
 _PARAMETER = re.compile(r"^\s*[A-Za-z_]\w*\s*=")
+_CALL = re.compile(r"^\s*([A-Za-z_]\w*(?::[A-Za-z_]\w*)?)\s*\((.*)\)\s*$", re.DOTALL)
 
 
 def parse_named(text: str, argument: str) -> tuple[str, dict[str, object]]:
@@ -23,8 +24,25 @@ def parse_named(text: str, argument: str) -> tuple[str, dict[str, object]]:
 
     >>> parse_named("he_normal:mode=fan_out,negative_slope=0.1", "init")
     ('he_normal', {'mode': 'fan_out', 'negative_slope': 0.1})
+
+    A qualified name keeps its prefix (a first item without ``=`` is part of the name):
+
+    >>> parse_named("torch:kaiming_normal:nonlinearity=tanh", "init")
+    ('torch:kaiming_normal', {'nonlinearity': 'tanh'})
+
+    The call form of a repr, keyword arguments only, is the same (so a verdict's ``init``
+    text names its scheme again):
+
+    >>> parse_named("torch:kaiming_normal(a=0.0, mode='fan_out')", "init")
+    ('torch:kaiming_normal', {'a': 0.0, 'mode': 'fan_out'})
     """
+    called = _call_form(text, argument)
+    if called is not None:
+        return called
     name, _, rest = text.partition(":")
+    head, sep, tail = rest.partition(":")
+    if head.strip().isidentifier():  # "keras:he_normal[:key=value,...]"
+        name, rest = f"{name.strip()}:{head.strip()}", tail
     params: dict[str, object] = {}
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, sep, value = item.partition("=")
@@ -35,6 +53,32 @@ def parse_named(text: str, argument: str) -> tuple[str, dict[str, object]]:
         except (ValueError, SyntaxError):
             params[key.strip()] = value.strip()  # a bare word such as fan_out
     return name.strip(), params
+
+
+def _call_form(text: str, argument: str) -> tuple[str, dict[str, object]] | None:
+    """``NAME(key=literal, ...)`` (``NAME`` possibly ``prefix:name``) as a name and parameters;
+    ``None`` for anything else (an expression such as ``max(x, 0)`` has positional arguments)."""
+    match = _CALL.match(text)
+    if match is None:
+        return None
+    name, inner = match.groups()
+    try:
+        call = ast.parse(f"f({inner})", mode="eval").body
+    except (SyntaxError, ValueError):
+        return None
+    if not isinstance(call, ast.Call) or call.args or not isinstance(call.func, ast.Name):
+        return None
+    params: dict[str, object] = {}
+    for keyword in call.keywords:
+        try:
+            if keyword.arg is None:
+                raise ValueError("**")
+            value = keyword.value  # a bare word such as fan_out stays a string, as after "="
+            params[keyword.arg] = value.id if isinstance(value, ast.Name) else ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise fail(argument, text, "NAME(key=literal, ...) with literal values (numbers, "
+                       "strings, booleans)") from None
+    return name, params
 
 
 def split_list(text: str) -> list[str]:

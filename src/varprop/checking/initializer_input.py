@@ -1,5 +1,6 @@
 """Input handling of :func:`varprop.check_initializer`: arrays, tensors (by duck typing),
-stacks and convolution kernels, recognised and validated into a stack of matrices."""
+stacks and convolution kernels, recognised and validated into a stack of matrices; PyTorch
+modules (``nn.Linear``, ``nn.Conv1d/2d/3d``, ``nn.RNN``) unpacked into their weight matrices."""
 
 from __future__ import annotations
 
@@ -15,6 +16,36 @@ from varprop._util.rounding import FloatFormat, format_of
 from varprop._util.validation import fail, fail_type
 from varprop.components.schemes import InitScheme
 from varprop.errors import InvalidArgumentType
+
+#: The PyTorch modules whose weights check_initializer takes (torch is imported only to test a
+#: module that comes from it).
+TORCH_MODULES = ("Linear", "Conv1d", "Conv2d", "Conv3d", "RNN")
+
+
+def _torch_module_weights(obj: Any) -> list[tuple[str, Any]] | None:
+    """``[(name, tensor), ...]``: the weight matrices of a PyTorch module, or ``None`` if ``obj``
+    is not a ``torch.nn.Module``.
+
+    ``nn.Linear`` and ``nn.Conv1d/2d/3d``: ``[("weight", module.weight)]`` (the bias is not
+    checked: PyTorch draws it from another law).  ``nn.RNN``: every ``weight_ih_l{k}`` and
+    ``weight_hh_l{k}`` (and ``*_reverse``), in PyTorch's parameter order, each checked with the
+    fans of its own shape ``(hidden, input)`` / ``(hidden, hidden)``.  Any other module is refused
+    with a message naming its parameters."""
+    if not any(c.__module__.startswith("torch.nn") for c in type(obj).__mro__):
+        return None
+    import torch  # optional dependency: only for an object that comes from it
+
+    nn = torch.nn
+    if not isinstance(obj, nn.Module):
+        return None
+    if isinstance(obj, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return [("weight", obj.weight)]
+    if isinstance(obj, nn.RNN):  # (nn.LSTM and nn.GRU are not nn.RNN: their gates differ)
+        return [(name, p) for name, p in obj.named_parameters() if name.startswith("weight_")]
+    names = [name for name, _ in obj.named_parameters()]
+    raise fail_type("weights", obj, f"an array, a callable returning one, or one of the PyTorch "
+                    f"modules nn.{', nn.'.join(TORCH_MODULES)} (for this "
+                    f"{type(obj).__name__}, pass one of its parameters: {names[:8]})")
 
 
 def _call(weights: Callable[[], Any]) -> Any:

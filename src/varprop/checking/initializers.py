@@ -1,7 +1,8 @@
 r"""Check weights produced by any framework against an init scheme's claims.
 
 :func:`check_initializer` takes a weight matrix (a NumPy array, anything with ``__array__`` such
-as a PyTorch tensor, a stack of matrices, or a callable that draws a fresh one at every call) and
+as a PyTorch tensor, a stack of matrices, a callable that draws a fresh one at every call, or a
+PyTorch ``nn.Linear``/``nn.Conv*``/``nn.RNN`` module, whose weights it checks) and
 asks whether it is what the scheme claims: the entry mean :math:`\mu_w`, the entry variance
 :math:`\sigma_w^2` and the shape of the entry distribution (normal, uniform, truncated normal)
 or, for ``orthogonal``, the orthogonality and the Haar law.  It returns a
@@ -90,6 +91,7 @@ random matrices from the classical compact groups* for the Haar law.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -101,7 +103,11 @@ from varprop._util.validation import (
     check_probability,
     fail,
 )
-from varprop.checking.initializer_input import _as_matrices, _call
+from varprop.checking.initializer_input import (
+    _as_matrices,
+    _call,
+    _torch_module_weights,
+)
 from varprop.checking.initializer_stats import (
     MAX_AUTO_REPLICATES,
     SUPPORT_ULPS,
@@ -132,14 +138,22 @@ def check_initializer(
 
     Parameters
     ----------
-    weights : array_like or callable
-        A weight matrix of shape ``(fan_out, fan_in)`` (PyTorch's ``(out_features, in_features)``;
-        the transpose ``(fan_in, fan_out)`` is accepted too), a stack ``(k, fan_out, fan_in)``
-        of independent matrices, or a convolution kernel ``(out, in, *kernel)`` (PyTorch's
+    weights : array_like, callable or torch.nn.Module
+        A PyTorch ``nn.Linear``, ``nn.Conv1d/2d/3d`` (its ``weight``, fans from its shape) or
+        ``nn.RNN`` (each of its :math:`m` matrices ``weight_ih_l{k}``/``weight_hh_l{k}`` with
+        the fans of its own shape, at level ``alpha/m``: refuted if one is, confirmed if all
+        are, every matrix's status in ``config["parameters"]``; PyTorch's default RNN init is
+        :math:`U[\pm 1/\sqrt{\text{hidden}}]` for every matrix, which is
+        ``variance_scaling(scale=1/3, mode="fan_out", distribution="uniform")`` -- not
+        ``torch_linear_default``, whose bound uses the fan-in, unless input and hidden sizes
+        agree); torch is imported only for an object from ``torch.nn``.  Or a weight matrix of
+        shape ``(fan_out, fan_in)`` (PyTorch's ``(out_features, in_features)``; the transpose
+        ``(fan_in, fan_out)`` is accepted too), a stack ``(k, fan_out, fan_in)`` of independent
+        matrices, or a convolution kernel ``(out, in, *kernel)`` (PyTorch's
         ``ConvNd.weight``), as a NumPy array (float16/32/64) or anything with ``__array__`` (a
         PyTorch tensor or ``nn.Parameter``, bfloat16 included, is detached and moved to the CPU
-        by duck typing: torch is never imported).  Or a callable with no arguments returning a
-        fresh such array at each call, e.g.
+        by duck typing: torch is not imported for them).  Or a callable with no arguments
+        returning a fresh such array at each call, e.g.
         ``lambda: torch.nn.init.kaiming_normal_(torch.empty(256, 128))``.
     scheme : InitScheme or str
         The claim, e.g. ``init_scheme("he_normal")`` or ``"xavier_uniform"``.
@@ -214,6 +228,12 @@ def check_initializer(
         orthogonality_tol = check_positive_real("orthogonality_tol", orthogonality_tol)
     if replicates is not None:
         replicates = check_positive_int("replicates", replicates)
+    module = _torch_module_weights(weights)
+    if module is not None:
+        if replicates is not None:
+            raise fail("replicates", replicates, "None for a PyTorch module (its weights are "
+                       "given, not drawn by calls)")
+        return _check_module(weights, module, init, n_in, n_out, alpha, rtol, orthogonality_tol)
 
     if callable(weights) and not hasattr(weights, "__array__"):
         first = _as_matrices(_call(weights), init, n_in, n_out, name="weights()")
@@ -249,6 +269,45 @@ def check_initializer(
                                      orthogonality_tol, config, t0)
         raise fail("scheme", init, "a scheme whose entries are i.i.d. or Haar orthogonal (no "
                    f"check is defined for the dependent entries of a {law.family} law)")
+
+
+def _check_module(module: Any, weights: list[tuple[str, Any]], init: InitScheme,
+                  n_in: int | None, n_out: int | None, alpha: float, rtol: float,
+                  orthogonality_tol: float | None) -> InitializerVerdict:
+    r"""A PyTorch module's weight matrices (:func:`_torch_module_weights`) against ``init``.
+
+    One matrix (``nn.Linear``, ``nn.ConvNd``): its verdict, with the module named in ``config``.
+    Several (``nn.RNN``: ``weight_ih_l0``, ``weight_hh_l0``, ...): each is checked with the fans
+    of its own shape at level :math:`\alpha/m` (Bonferroni over the :math:`m` matrices, so the
+    module's family-wise error stays at most ``alpha``); the module is ``refuted`` if one matrix
+    is, ``confirmed`` if all are, ``inconclusive`` otherwise.  The verdict returned is the deciding
+    matrix's (the first refuted, else the first inconclusive, else the one with the largest
+    relative error), with every matrix's status in ``config["parameters"]``."""
+    kind = type(module).__name__
+    m = len(weights)
+    if m > 1 and (n_in is not None or n_out is not None):
+        raise fail("fan_in" if n_in is not None else "fan_out", n_in if n_in is not None else n_out,
+                   f"None for an nn.{kind}: each of its {m} weight matrices is checked with the "
+                   "fans of its own shape (or pass one matrix, e.g. module.weight_hh_l0)")
+    verdicts = [(name, check_initializer(w, init, fan_in=n_in, fan_out=n_out, alpha=alpha / m,
+                                         rtol=rtol, orthogonality_tol=orthogonality_tol))
+                for name, w in weights]
+    parameters = {name: {"status": v.status, "fan_in": v.config["fan_in"],
+                         "fan_out": v.config["fan_out"], "relative_error": v.relative_error}
+                  for name, v in verdicts}
+    statuses = [v.status for _, v in verdicts]
+    status = ("refuted" if "refuted" in statuses else
+              "confirmed" if all(s == "confirmed" for s in statuses) else "inconclusive")
+    name, pick = (next(nv for nv in verdicts if nv[1].status == status) if status != "confirmed"
+                  else max(verdicts, key=lambda nv: abs(nv[1].relative_error or 0.0)))
+    config = {**pick.config, "module": kind, "parameter": name, "parameters": parameters,
+              "weights": f"nn.{kind}.{name}: {pick.config['weights']}"}
+    if m == 1:
+        return replace(pick, config=config)
+    reason = (f"{name} decides (nn.{kind}: {m} weight matrices, each checked at alpha/{m}; "
+              + ", ".join(f"{n} {v.status}" for n, v in verdicts) + f"): {pick.reason}")
+    return replace(pick, status=status, reason=reason, alpha=alpha, config=config,
+                   p_refute=min(1.0, m * min(v.p_refute for _, v in verdicts)))
 
 
 def truncated_normal_kurtosis(bound: float) -> float:

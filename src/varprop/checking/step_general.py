@@ -27,7 +27,11 @@ import time
 import numpy as np
 
 from varprop._util.validation import check_nonnegative_real
-from varprop.checking.allowance import _FLOAT_FLOOR, FINITE_WIDTH_CONSTANT, _weight_width
+from varprop.checking.allowance import (
+    _FLOAT_FLOOR,
+    FINITE_WIDTH_CONSTANT,
+    _weight_width,
+)
 from varprop.checking.plan import (
     _check_layer,
     _look_seed,
@@ -38,11 +42,12 @@ from varprop.checking.plan import (
 )
 from varprop.checking.verdict import Verdict
 from varprop.network.field import Field, GradField
+from varprop.network.layout import channel_axes
 from varprop.network.model import Network
 from varprop.simulation.engines import network_batch
 from varprop.theory.fields import walk_fields
 
-__all__ = ["verify_step_general", "gaussian_draw"]
+__all__ = ["gaussian_draw", "verify_step_general"]
 
 #: Replicates simulated at once (memory).
 _CHUNK = 256
@@ -95,13 +100,17 @@ def verify_step_general(net: Network, *, quantity: str, layer: object, rtol_f: f
         pos = 1 if backward else P
     lay = net.layers[pos - 1]
     f_in = fp.input if pos == 1 else fp.forward[pos - 2]
-    f_in = f_in.with_(gaussian=True)  # drawn Gaussian: the rule's own claim is tested
+    # drawn Gaussian: the rule's own claim for a Gaussian input is tested (an exact law carried
+    # by the field, a pre-activation source or a gradient factor would describe other draws)
+    f_in = f_in.with_(gaussian=True, law=None)
     f_out = lay.field_forward(f_in)
-    g_out = fp.backward[pos - 1]
+    g_out = fp.backward[pos - 1].with_()
     if backward:
         theta0 = lay.field_backward(g_out, f_in, f_out).average_second()
     else:
         theta0 = f_out.average_second()
+    layout = channel_axes(net)  # tensor shapes (a flattened field keeps its tensor layout)
+    t_in, t_out = layout[pos - 1][0], layout[pos][0]
     batch = network_batch(net)
     exact = bool(lay.field_exact(f_in))
     width = _weight_width(lay) or math.prod(f_in.shape)
@@ -119,11 +128,11 @@ def verify_step_general(net: Network, *, quantity: str, layer: object, rtol_f: f
         out = []
         for start in range(0, n_new, _CHUNK):
             R = min(_CHUNK, n_new - start)
-            params = lay.mc_draw(rng, f_in.shape, R, dtype)
-            x = gaussian_draw(rng, f_in, R, batch, dtype)
+            params = lay.mc_draw(rng, t_in, R, dtype)
+            x = gaussian_draw(rng, f_in, R, batch, dtype).reshape((R, batch) + t_in)
             y, cache = lay.mc_forward(params, x)
             if backward:
-                g = gaussian_draw(rng, g_out, R, batch, dtype)
+                g = gaussian_draw(rng, g_out, R, batch, dtype).reshape((R, batch) + t_out)
                 y = lay.mc_backward(params, cache, g)
             out.append(np.mean(np.square(y.reshape(R, -1), dtype=np.float64), axis=1))
         col = np.concatenate(out)

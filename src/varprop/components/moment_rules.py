@@ -8,11 +8,13 @@ symbols ``mu`` and ``q``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
+import mpmath
 import numpy as np
 import scipy.special
 import sympy as sp
@@ -20,6 +22,7 @@ import sympy as sp
 from varprop._math.scalar import lambdify_scalar
 
 __all__ = ["MomentRules", "X", "MU", "Q", "MOMENTS", "gaussian_polynomial_expectation",
+           "gauss_exp_below_zero", "gauss_exp_excess", "exponential_linear_rules", "clipped_linear_rules", "gelu_rules",
            "polynomial_rules"]
 
 #: The activation's argument, the pre-activation mean and variance.
@@ -60,6 +63,11 @@ class MomentRules:
         each moment over all :math:`q > 0` at :math:`\mu = 0` (measured on a dense grid
         :math:`10^{-4} \le q \le 10^{4}` and checked in the tests; both ends tend to the
         asymptotic values stated in the activation's docstring).
+    evaluation : dict
+        Numerically stable forms of some moments, equal to the stated ones, used by
+        :attr:`compiled` and :attr:`vectorized` (e.g. :class:`gauss_exp_below_zero` for
+        :math:`e^a\Phi(b)`, which avoids :math:`\infty \cdot 0`); the stated forms stay in
+        elementary functions for the symbolic engine (limits, derivations).
     """
 
     mean: sp.Expr
@@ -70,14 +78,20 @@ class MomentRules:
     zero_mean_only: bool = False
     approximation: str = ""
     max_relative_error: Mapping[str, float] = field(default_factory=dict)
+    evaluation: Mapping[str, sp.Expr] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, sp.Expr]:
         return {name: getattr(self, name) for name in MOMENTS}
 
+    def evaluation_form(self, name: str) -> sp.Expr:
+        """The form of moment ``name`` to evaluate numerically: :attr:`evaluation`'s stable one
+        where given, else the stated one (numeric code reads this, not the attributes)."""
+        return self.evaluation.get(name, getattr(self, name))
+
     @cached_property
     def compiled(self) -> Callable[[float, float], tuple[float, float, float, float]]:
         """Scalar (``math``-module) evaluation of the four moments at ``(mu, q)``."""
-        return lambdify_scalar((MU, Q), [getattr(self, m) for m in MOMENTS])  # inf beyond range
+        return lambdify_scalar((MU, Q), [self.evaluation_form(m) for m in MOMENTS])  # inf beyond range
 
     @cached_property
     def vectorized(self) -> dict[str, Callable[[np.ndarray, float], np.ndarray]]:
@@ -85,7 +99,7 @@ class MomentRules:
         mods = [{"erf": scipy.special.erf}, "numpy"]
         out = {}
         for m in MOMENTS:
-            f = sp.lambdify((MU, Q), getattr(self, m), modules=mods)
+            f = sp.lambdify((MU, Q), self.evaluation_form(m), modules=mods)
             out[m] = (lambda f: lambda mu, q: _beyond_range_as_inf(f, mu, q))(f)
         return out
 
@@ -168,4 +182,178 @@ def polynomial_rules(poly: sp.Expr, mu: sp.Expr = MU, **kwargs: object) -> Momen
         deriv_mean=gaussian_polynomial_expectation(d, mu),
         deriv_second=gaussian_polynomial_expectation(d**2, mu),
         **kwargs,  # type: ignore[arg-type]
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Closed forms of the exponential-linear units, the clipped linear units and GELU
+# ----------------------------------------------------------------------------------------------
+
+def _is_mp(*values: object) -> bool:
+    return any(isinstance(v, mpmath.mpf) for v in values)
+
+
+def _below_zero_numeric(k: object, mu: object, q: object) -> object:
+    r""":math:`E[e^{kz}1\{z<0\}] = e^{k\mu + k^2q/2}\Phi(b)`, :math:`b = -(\mu + kq)/\sqrt q`,
+    without ``inf * 0``: in the lower tail (:math:`b < 0`) as
+    :math:`\tfrac12 e^{-\mu^2/(2q)}\operatorname{erfcx}(-b/\sqrt2)` (the exponent
+    :math:`k\mu + k^2q/2 - b^2/2 = -\mu^2/(2q)` exactly, so no cancellation of huge terms), else
+    directly (:math:`\Phi(b) \ge 1/2`: it overflows only where the true value does).  mpmath
+    arguments (the overflow fallback of :func:`varprop._math.scalar.lambdify_scalar`) are
+    evaluated with mpmath."""
+    if _is_mp(k, mu, q):
+        return mpmath.exp(k * mu + k * k * q / 2) * mpmath.ncdf(-(mu + k * q) / mpmath.sqrt(q))
+    k_, mu_, q_ = (np.asarray(v, dtype=float) for v in (k, mu, q))
+    root_q = np.sqrt(q_)
+    t = (mu_ + k_ * q_) / (math.sqrt(2.0) * root_q)  # -b / sqrt(2)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
+        tail = 0.5 * np.exp(-mu_ * mu_ / (2.0 * q_)) * scipy.special.erfcx(np.maximum(t, 0.0))
+        body = np.exp(k_ * mu_ + k_ * k_ * q_ / 2.0) * scipy.special.ndtr(-math.sqrt(2.0) * t)
+        out = np.where(t > 0, tail, body)
+    return float(out) if out.ndim == 0 else out
+
+
+def _excess_numeric(k: object, mu: object, q: object) -> object:
+    r""":math:`E[(e^{kz} - 1)1\{z<0\}] = e^{a}\Phi(b) - \Phi(-r)`, :math:`a = k\mu + k^2q/2`,
+    :math:`r = \mu/\sqrt q`, accurate where it is small (:math:`q \to 0`: both terms tend to
+    :math:`\Phi(-r)`): for :math:`|a| < 1/2` as :math:`\operatorname{expm1}(a)\Phi(b) +
+    (\Phi(b) - \Phi(-r))`, the difference by :math:`\operatorname{erf}` (exactly 0 at
+    :math:`r = 0`) or, for :math:`r > 1`, by :math:`\operatorname{erfc}` (lower tails); else
+    :func:`_below_zero_numeric` minus :math:`\Phi(-r)`."""
+    if _is_mp(k, mu, q):
+        return _below_zero_numeric(k, mu, q) - mpmath.ncdf(-mu / mpmath.sqrt(q))
+    k_, mu_, q_ = (np.asarray(v, dtype=float) for v in (k, mu, q))
+    root2, root_q = math.sqrt(2.0), np.sqrt(q_)
+    a, b, r = k_ * mu_ + k_ * k_ * q_ / 2.0, -(mu_ + k_ * q_) / root_q, mu_ / root_q
+    with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
+        gap = np.where(r > 1.0,
+                       0.5 * (scipy.special.erfc(-b / root2) - scipy.special.erfc(r / root2)),
+                       0.5 * (scipy.special.erf(b / root2) + scipy.special.erf(r / root2)))
+        small = np.expm1(a) * scipy.special.ndtr(b) + gap
+        large = np.asarray(_below_zero_numeric(k_, mu_, q_)) - scipy.special.ndtr(-r)
+        out = np.where(np.abs(a) < 0.5, small, large)
+    return float(out) if out.ndim == 0 else out
+
+
+class gauss_exp_below_zero(sp.Function):  # noqa: N801  (SymPy functions are lower case)
+    r""":math:`E[e^{kz}1\{z < 0\}]` for :math:`z \sim N(\mu, q)` (arguments ``k, mu, q``):
+    :math:`e^{k\mu + k^2 q/2}\,\Phi(-(\mu + k q)/\sqrt q)` by completing the square; evaluated
+    by :func:`_below_zero_numeric` (no ``inf * 0``, no cancellation at large :math:`q`)."""
+
+    nargs = 3
+    _imp_ = staticmethod(_below_zero_numeric)
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return _gauss_exp_below_zero(*self.args)._eval_evalf(prec)
+
+
+class gauss_exp_excess(sp.Function):  # noqa: N801
+    r""":math:`E[(e^{kz} - 1)1\{z < 0\}]` (arguments ``k, mu, q``), evaluated by
+    :func:`_excess_numeric` without the cancellation of its two terms as :math:`q \to 0`."""
+
+    nargs = 3
+    _imp_ = staticmethod(_excess_numeric)
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        k, mu, q = self.args
+        return (_gauss_exp_below_zero(k, mu, q) - _Phi(-mu / sp.sqrt(q)))._eval_evalf(prec)
+
+
+def _gauss_exp_below_zero(k: sp.Expr, mu: sp.Expr = MU, q: sp.Expr = Q) -> sp.Expr:
+    r""":math:`E[e^{k z} 1\{z < 0\}] = e^{k\mu + k^2 q/2}\,\Phi(-(\mu + k q)/\sqrt q)` in
+    elementary functions (the stated closed form)."""
+    return sp.exp(k * mu + k**2 * q / 2) * _Phi(-(mu + k * q) / sp.sqrt(q))
+
+
+def exponential_linear_rules(scale: sp.Expr, alpha: sp.Expr, c: sp.Expr) -> MomentRules:
+    r"""Exact rules at every :math:`\mu` for :math:`\phi(x) = \lambda x` (:math:`x > 0`),
+    :math:`\lambda\alpha(e^{c x} - 1)` (:math:`x \le 0`): ELU (:math:`\lambda = c = 1`), SELU
+    (Klambauer et al. 2017), CELU (:math:`\lambda = 1`, :math:`c = 1/\alpha`; Barron 2017).
+
+    With :math:`s = \sqrt q`, :math:`r = \mu/s`, :math:`E_k = E[e^{kz}1\{z<0\}]`
+    (:func:`_gauss_exp_below_zero`) and the positive part of ReLU:
+
+    .. math::
+
+        E\phi = \lambda\left[\mu\Phi(r) + s\varphi(r) + \alpha(E_c - \Phi(-r))\right],\quad
+        E\phi^2 = \lambda^2\left[(\mu^2 + q)\Phi(r) + \mu s\varphi(r)
+                  + \alpha^2(E_{2c} - 2E_c + \Phi(-r))\right],
+
+    :math:`E\phi' = \lambda[\Phi(r) + \alpha c E_c]`,
+    :math:`E\phi'^2 = \lambda^2[\Phi(r) + \alpha^2 c^2 E_{2c}]`.
+    """
+    s = sp.sqrt(Q)
+    r = MU / s
+    lam2 = scale**2
+
+    def forms(e1: sp.Expr, e2: sp.Expr, g1: sp.Expr, g2: sp.Expr) -> dict[str, sp.Expr]:
+        # g_k = e_k - Phi(-r) = E[(e^{kz} - 1) 1{z<0}]; e_2c - 2 e_c + Phi(-r) = g_2c - 2 g_c
+        return {"mean": scale * (MU * _Phi(r) + s * _pdf(r) + alpha * g1),
+                "second": lam2 * ((MU**2 + Q) * _Phi(r) + MU * s * _pdf(r)
+                                  + alpha**2 * (g2 - 2 * g1)),
+                "deriv_mean": scale * (_Phi(r) + alpha * c * e1),
+                "deriv_second": lam2 * (_Phi(r) + alpha**2 * c**2 * e2)}
+
+    e1, e2 = _gauss_exp_below_zero(c), _gauss_exp_below_zero(2 * c)
+    stated = forms(e1, e2, e1 - _Phi(-r), e2 - _Phi(-r))
+    # evaluation: the same with the stable functions (g_2c - 2 g_c is O(q) at mu = 0, from
+    # terms O(sqrt q) instead of O(1))
+    evaluation = forms(gauss_exp_below_zero(c, MU, Q), gauss_exp_below_zero(2 * c, MU, Q),
+                       gauss_exp_excess(c, MU, Q), gauss_exp_excess(2 * c, MU, Q))
+    return MomentRules(**stated, evaluation=evaluation)
+
+
+def clipped_linear_rules(low: sp.Expr, high: sp.Expr) -> MomentRules:
+    r"""Exact rules at every :math:`\mu` for :math:`\phi(x) = \min(\max(x, l), h)`, :math:`l < h`
+    (hardtanh, ReLU6).  With :math:`s = \sqrt q`, :math:`u = (l - \mu)/s`,
+    :math:`v = (h - \mu)/s` and :math:`P = \Phi(v) - \Phi(u)`:
+
+    .. math::
+
+        E\phi = l\Phi(u) + h\Phi(-v) + \mu P + s(\varphi(u) - \varphi(v)),
+
+        E\phi^2 = l^2\Phi(u) + h^2\Phi(-v) + \mu^2 P + 2\mu s(\varphi(u) - \varphi(v))
+                  + q\,(P + u\varphi(u) - v\varphi(v)),
+
+    :math:`E\phi' = E\phi'^2 = P` (from :math:`\int_u^v t^2\varphi = u\varphi(u) - v\varphi(v)
+    + P`)."""
+    s = sp.sqrt(Q)
+    u, v = (low - MU) / s, (high - MU) / s
+    inside = _Phi(v) - _Phi(u)
+    dens = _pdf(u) - _pdf(v)
+    return MomentRules(
+        mean=low * _Phi(u) + high * _Phi(-v) + MU * inside + s * dens,
+        second=low**2 * _Phi(u) + high**2 * _Phi(-v) + MU**2 * inside + 2 * MU * s * dens
+        + Q * (inside + u * _pdf(u) - v * _pdf(v)),
+        deriv_mean=inside,
+        deriv_second=inside,
+    )
+
+
+def gelu_rules() -> MomentRules:
+    r"""Exact rules at :math:`\mu = 0` for GELU, :math:`\phi(x) = x\Phi(x)` (Hendrycks & Gimpel
+    2016), :math:`z \sim N(0, q)`:
+
+    * :math:`E\phi = q\,\varphi(0)/\sqrt{1+q} = q/\sqrt{2\pi(1+q)}` (Stein:
+      :math:`E[z\Phi(z)] = q E\varphi(z)`);
+    * :math:`E\phi^2 = \tfrac q4 + \tfrac14 E[z^2 f]` with :math:`f = \operatorname{erf}(z/\sqrt2)^2`,
+      :math:`E f = \tfrac2\pi\arcsin\tfrac{q}{1+q}` (Williams 1997) and
+      :math:`E[z^2 f] = q E f + 2q^2\,\tfrac{d}{dq}E f` (Stein twice and the heat equation
+      :math:`\tfrac{d}{dq}E f = \tfrac12 E f''`):
+      :math:`E\phi^2 = \tfrac q4 + \tfrac{q}{2\pi}\left(\arcsin\tfrac{q}{1+q}
+      + \tfrac{2q}{(1+q)\sqrt{1+2q}}\right)`;
+    * :math:`\phi' = \Phi(x) + x\varphi(x)`: :math:`E\phi' = 1/2`,
+      :math:`E\phi'^2 = \tfrac14 + \tfrac1{2\pi}\arcsin\tfrac q{1+q}
+      + \tfrac{q}{\pi(1+q)\sqrt{1+2q}} + \tfrac{q}{2\pi(1+2q)^{3/2}}`
+      (:math:`E[z\varphi\Phi] = \tfrac{q}{1+q}E\varphi^2`, :math:`E\varphi^2 =
+      \tfrac{1}{2\pi\sqrt{1+2q}}`, :math:`E[z^2\varphi^2] = \tfrac{q}{2\pi(1+2q)^{3/2}}`).
+    """
+    arc = sp.asin(Q / (1 + Q))
+    return MomentRules(
+        mean=Q / sp.sqrt(2 * sp.pi * (1 + Q)),
+        second=Q / 4 + Q / (2 * sp.pi) * (arc + 2 * Q / ((1 + Q) * sp.sqrt(1 + 2 * Q))),
+        deriv_mean=sp.Rational(1, 2),
+        deriv_second=sp.Rational(1, 4) + arc / (2 * sp.pi)
+        + Q / (sp.pi * (1 + Q) * sp.sqrt(1 + 2 * Q)) + Q / (2 * sp.pi * (1 + 2 * Q) ** sp.Rational(3, 2)),
+        zero_mean_only=True,
     )

@@ -56,12 +56,17 @@ class InitScheme:
         The law family of the entries (:mod:`varprop.components.laws`).
     spec : callable
         ``(n_in, n_out) -> {parameter: SymPy expression}``, the family's parameters at the fans.
+    note : str
+        A remark on the convention, e.g. that a framework's gain is a heuristic (empty for most).
+        A framework-qualified scheme's ``name`` carries its convention (``"keras:he_normal"``,
+        :mod:`varprop.components.frameworks`), so every repr and verdict names it.
     """
 
     name: str
     params: Mapping[str, object]
     family: type[WeightLaw] = field(repr=False)
     spec: Spec = field(repr=False)
+    note: str = field(default="", repr=False)
 
     def __reduce__(self) -> tuple[object, ...]:
         """Pickle by name and parameters (the compiled NumPy functions are rebuilt on load), so
@@ -319,9 +324,12 @@ def resolve_scheme(init: object, *, argument: str = "init") -> InitScheme:
     raise fail_type(argument, init, "an InitScheme (varprop.init_scheme(...)) or a scheme name")
 
 
-def scheme_names(*, aliases: bool = False) -> list[str]:
-    """Names of the registered schemes."""
-    return SCHEMES.names(aliases=aliases)
+def scheme_names(*, aliases: bool = False, frameworks: bool = False) -> list[str]:
+    """Names of the registered schemes: varprop's own (unqualified) names, and with
+    ``frameworks=True`` also the framework-qualified ones (``"keras:he_normal"``, ...;
+    :mod:`varprop.components.frameworks`)."""
+    names = SCHEMES.names(aliases=aliases)
+    return names if frameworks else [n for n in names if ":" not in n]
 
 
 def _rebuild(name: str, params: dict[str, object]) -> InitScheme:

@@ -92,12 +92,16 @@ __all__ = [
 # re-exported for the package's own modules (within ``components`` or by name for compatibility)
 _REEXPORTED = (SCHEMES, _build_cached, _cached_moments)
 
-Mode = Literal["fan_in", "fan_out", "fan_avg"]
-MODES = ("fan_in", "fan_out", "fan_avg")
-VS_DISTRIBUTIONS = ("normal", "truncated_normal", "uniform")
+Mode = Literal["fan_in", "fan_out", "fan_avg", "fan_geo_avg"]
+#: ``fan_geo_avg`` is JAX's :math:`\sqrt{n_{in} n_{out}}`.
+MODES = ("fan_in", "fan_out", "fan_avg", "fan_geo_avg")
+#: ``untruncated_normal`` is Keras' name of ``normal`` (an untruncated normal).
+VS_DISTRIBUTIONS = ("normal", "truncated_normal", "uniform", "untruncated_normal")
 
 
 def _fan(mode: str, n_in: sp.Expr, n_out: sp.Expr) -> sp.Expr:
+    if mode == "fan_geo_avg":
+        return sp.sqrt(n_in * n_out)
     return {"fan_in": n_in, "fan_out": n_out, "fan_avg": (n_in + n_out) / 2}[mode]
 
 
@@ -128,7 +132,7 @@ _VS_LAWS = {"normal": (Normal, _normal_vs), "uniform": (Uniform, _uniform_vs),
 
 def _variance_scaling_spec(scale: sp.Expr, mode: str, distribution: str
                            ) -> tuple[type[WeightLaw], Spec]:
-    family, spec = _VS_LAWS[distribution]
+    family, spec = _VS_LAWS["normal" if distribution == "untruncated_normal" else distribution]
     return family, spec(scale, mode)
 
 
@@ -142,10 +146,13 @@ def variance_scaling(
 ) -> InitScheme:
     r"""General variance scaling: :math:`\sigma_w^2 = \text{scale}/n_{mode}` (Keras default
     ``distribution="truncated_normal"``, truncated at two underlying std and rescaled so that the
-    variance is exactly ``scale / n``)."""
+    variance is exactly ``scale / n``; ``"untruncated_normal"``, Keras' name, is ``"normal"``);
+    ``mode="fan_geo_avg"`` is JAX's :math:`n = \sqrt{n_{in} n_{out}}`."""
     scale_f = check_positive_real("scale", scale)
     check_choice("mode", mode, MODES)
     check_choice("distribution", distribution, VS_DISTRIBUTIONS)
+    if distribution == "untruncated_normal":
+        distribution = "normal"
     dist, spec = _variance_scaling_spec(exact(scale_f), mode, distribution)
     params = {"scale": scale_f, "mode": mode, "distribution": distribution}
     return _scheme("variance_scaling", params, dist, spec)

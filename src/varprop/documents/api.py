@@ -162,7 +162,8 @@ def api_reference_markdown() -> str:
            "quantity=\"preactivation\")",
            "0.5",
            ">>> sorted(varprop.activation_names())",
-           "['erf', 'leaky_relu', 'linear', 'relu', 'sigmoid', 'tanh']",
+           "['celu', 'elu', 'erf', 'gelu', 'gelu_tanh', 'hardtanh', 'leaky_relu', 'linear', "
+           "'mish', 'relu', 'relu6', 'selu', 'sigmoid', 'silu', 'softplus', 'softsign', 'tanh']",
            "```", "", "## Contents", ""]
     for title, names in groups:
         out.append(f"- {title}: " + ", ".join(f"[`{n}`](#{_anchor(n)})" for n in names))

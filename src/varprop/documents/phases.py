@@ -146,17 +146,16 @@ def _fixed_points(act: Activation, s: float, b2: float) -> tuple[tuple[FixedPoin
 
     # F(q) - q below the quadrature's resolution (~1e-12 relative) is no evidence of a root: such
     # "sign changes" are rounding (GELU at q ~ 1e10, where q - F(q) ~ 1e-16 q); treat them as 0
-    # only where a genuine crossing brackets them, i.e. require resolved signs on both sides
+    # only where a genuine crossing brackets them, i.e. require resolved signs on both sides.
+    # Consecutive *resolved* grid points bracket: a root on a grid point (SELU's q* = 1 under
+    # lecun_normal, where F(1) - 1 is rounding) is found between its resolved neighbours.
     values = [h(float(q)) for q in _GRID]
-    resolved = [abs(v) > _RESOLUTION * max(float(q), 1e-300) for v, q in zip(values, _GRID)]
-    for i in range(len(_GRID) - 1):
-        a, b = values[i], values[i + 1]
-        if not (resolved[i] and resolved[i + 1]):
+    resolved = [i for i, (v, q) in enumerate(zip(values, _GRID))
+                if abs(v) > _RESOLUTION * max(float(q), 1e-300)]
+    for i, j in zip(resolved, resolved[1:]):
+        if (values[i] < 0.0) == (values[j] < 0.0):
             continue
-        if (a < 0.0) != (b < 0.0):
-            q = brentq(h, float(_GRID[i]), float(_GRID[i + 1]), xtol=1e-15, rtol=1e-13, maxiter=200)
-        else:
-            continue
+        q = brentq(h, float(_GRID[i]), float(_GRID[j]), xtol=1e-15, rtol=1e-13, maxiter=200)
         out.append(FixedPoint(q, _slope(act, s, q)))
     return tuple(out), False
 

@@ -33,9 +33,10 @@ are the same for every channel and depend on the position:
     ``batch_cross`` (shape ``positions``, when tracked): :math:`E \delta_{b,c,t}\delta_{b',c,t}`
     between two samples of a batch (non-zero below a train-mode ``BatchNorm``, which couples the
     samples); ``factor`` (optional): set by an elementwise layer acting on a field with a ``law``,
-    the pair ``(f, g)`` meaning that this gradient is :math:`f(x) \odot g` with ``g`` (a
-    ``GradField``) independent of the forward pass -- the layer that produced :math:`x` (whose
-    Jacobian is correlated with :math:`f(x)`) uses it for the exact joint expectation.
+    the triple ``(activation, g, law)`` meaning that this gradient is :math:`\phi'(x) \odot g`
+    with ``g`` (a ``GradField``) independent of the forward pass -- the layer that produced
+    :math:`x` (whose Jacobian is correlated with :math:`\phi'(x)`, a train-mode ``BatchNorm``)
+    uses it for the exact joint expectation.
 
 Both are immutable values; arrays are read-only.  The plain MLP walk
 (:mod:`varprop.network.state`) keeps its own scalar state (it also covers non-zero-mean weights);
@@ -152,7 +153,7 @@ class GradField:
     second: np.ndarray
     cov: np.ndarray | None = None
     batch_cross: np.ndarray | None = None
-    factor: tuple[object, GradField] | None = None
+    factor: tuple | None = None
     #: The gradient at the Gaussian pre-activation :math:`z` of an input :math:`x = \phi(z)`
     #: (``Field.pre_activation``), set by a layer whose backward routing depends on :math:`z`
     #: (``MaxPool``: the gradient goes to the window's argmax, where :math:`\phi'(z)` is not

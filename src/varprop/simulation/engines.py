@@ -257,8 +257,10 @@ class GeneralEngine(Engine):
                 return f"the general engine cannot sample {layer!r} (it has no mc_* methods)"
         return None
 
-    def block_size(self, network: Network, itemsize: int) -> int:
-        per = self.bytes_per_replicate(network, 1, itemsize)
+    def block_size(self, network: Network, itemsize: int, batch: int = 1) -> int:
+        """Replicates per random stream: as many as fit in :data:`MEMORY_BUDGET` with ``batch``
+        inputs each (at most :data:`BLOCK_SIZE`), a function of the configuration only."""
+        per = self.bytes_per_replicate(network, batch, itemsize)
         return int(min(BLOCK_SIZE, max(1, MEMORY_BUDGET // max(per, 1.0))))
 
     def bytes_per_replicate(self, network: Network, batch: int, itemsize: int) -> float:
@@ -271,9 +273,14 @@ class GeneralEngine(Engine):
 
     def cost(self, network: Network, replicates: int, batch: int = 1,
              dtype: str | np.dtype = "float64") -> Cost:
-        base = super().cost(network, replicates, batch, dtype)
-        extra = 16.0 * float(replicates) * general_shape(network)[2]  # per-position arrays
-        return Cost(base.bytes + extra, base.work, base.seconds, base.block)
+        itemsize = np.dtype(dtype).itemsize
+        block = self.block_size(network, itemsize, batch)
+        per = self.bytes_per_replicate(network, batch, itemsize)
+        results = float(replicates) * (116.0 * network.layers.size + 64.0
+                                       + 16.0 * general_shape(network)[2])  # + per-position arrays
+        work = float(replicates) * self.work_per_replicate(network, batch)
+        return Cost(min(float(replicates), float(block)) * per + results, work, work / WORK_RATE,
+                    block)
 
 
 @lru_cache(maxsize=256)

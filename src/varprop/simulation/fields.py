@@ -32,7 +32,7 @@ from varprop.network.layout import channel_axes
 from varprop.network.model import Network
 from varprop.simulation.statistics import flushed, validity
 
-__all__ = ["run_general", "position_axes"]
+__all__ = ["position_axes", "run_general"]
 
 
 def position_axes(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
@@ -68,14 +68,14 @@ def _block(network: Network, layout: tuple, R: int, batch: int, dt: np.dtype,
             st["output_second"][:, p] = sq.mean(axis=1)
             flush["fwd"][:, p] = flushed(np.ascontiguousarray(y.reshape(R, -1)), sq.sum(axis=1))
             st["output_unit_std"][:, p] = y[:, 0].reshape(R, -1).astype(np.float64).std(axis=1)
-            shape, axis = layout[p + 1]
-            fwd_pos.append(np.mean(sq.reshape(y.shape), axis=position_axes(shape, axis)))
+            _, shape, axis = layout[p + 1]
+            fwd_pos.append(np.mean(sq.reshape((R, batch) + shape), axis=position_axes(shape, axis)))
             x = y
         g = rng.standard_normal(x.shape).astype(dt)
         grads: list[np.ndarray] = [np.empty(0)] * P
         for p in range(P - 1, -1, -1):
-            shape, axis = layout[p + 1]
-            g2 = np.square(g, dtype=np.float64)
+            _, shape, axis = layout[p + 1]
+            g2 = np.square(g, dtype=np.float64).reshape((R, batch) + shape)
             st["output_gradient_second"][:, p] = g2.reshape(R, -1).mean(axis=1)
             grads[p] = np.mean(g2, axis=position_axes(shape, axis))
             params, cache = saved[p]

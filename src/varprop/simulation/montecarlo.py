@@ -132,6 +132,7 @@ from varprop.simulation.engines import (
     resource_estimate,
     select_engine,
 )
+from varprop.simulation.fields import run_general
 from varprop.simulation.result import (
     BACKWARD_QUANTITIES,
     ESTIMATES,
@@ -140,7 +141,6 @@ from varprop.simulation.result import (
     QUANTITIES,
     SimulationResult,
 )
-from varprop.simulation.fields import run_general
 from varprop.simulation.statistics import Draws, finish
 from varprop.simulation.walk import Plan, run_chunk
 
@@ -220,12 +220,15 @@ def simulate(
         Arithmetic precision of the network (statistics are accumulated in float64).
     engine : {"auto", "dense", "gaussian", "general"}
         ``"dense"`` samples full weight matrices (any scheme); ``"gaussian"`` the exact
-        :math:`O(n)` shortcut for normal weights (any mean); ``"auto"``: ``"gaussian"`` when every
-        scheme is normal and the batch is small against the widths, else ``"dense"``
-        (:func:`~varprop.simulation.engines.select_engine`).
+        :math:`O(n)` shortcut for normal weights (any mean); ``"general"`` any network whose
+        layers have ``mc_*`` methods (:mod:`varprop.simulation.fields`: convolutions, residual
+        blocks, norms, ...); ``"auto"``: ``"gaussian"`` when every scheme is normal and the batch
+        is small against the widths, else ``"dense"``, and ``"general"`` for networks neither
+        supports (:func:`~varprop.simulation.engines.select_engine`).
     chunk_size : int, optional
         Replicates processed at once (rounded up to a multiple of ``block_size``); default from
-        :data:`MEMORY_BUDGET`.  Does not change the result.
+        :data:`MEMORY_BUDGET`.  Does not change the result.  (The general engine processes one
+        block at a time, sized from :data:`MEMORY_BUDGET`, and ignores it.)
     progress : bool or callable
         ``True`` shows a ``tqdm`` bar (if installed); a callable is called as
         ``progress(done, total)`` after every chunk.
@@ -374,7 +377,7 @@ def _simulate_general(network: Network, replicates: int, batch: int, seed: int, 
                       engine_req: str, progress: bool | Callable[[int, int], object]
                       ) -> SimulationResult:
     """``simulate`` on the general engine (:mod:`varprop.simulation.fields`)."""
-    block = GENERAL.block_size(network, dt.itemsize)
+    block = GENERAL.block_size(network, dt.itemsize, batch)
     done = [0]
 
     def report(n: int) -> None:

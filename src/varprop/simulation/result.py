@@ -8,7 +8,8 @@ Two families of statistics (per replicate: averages over units and batch samples
   ``output_gradient_second`` :math:`\overline{(\partial L/\partial y_p)^2}` with the backward
   pass seeded by i.i.d. :math:`N(0, 1)` loss gradients at the last output
   (:data:`OUTPUT_QUANTITIES`, masks :attr:`SimulationResult.output_valid`,
-  :attr:`SimulationResult.output_gradient_valid`);
+  :attr:`SimulationResult.output_gradient_valid`); the general engine also records them per
+  tensor position (:meth:`SimulationResult.per_position`);
 - for MLP-shaped networks (``Network.mlp``), per ``Dense`` layer :math:`l = 1, \dots, L`, the MLP
   statistics :data:`QUANTITIES` with their meaning of :func:`varprop.simulate` (backward seed
   :math:`\delta_L = \partial L/\partial z_L` i.i.d. :math:`N(0, 1)`; masks
@@ -98,7 +99,7 @@ class SimulationResult:
     replicates, batch, seed : int
     input_variance, bias_variance : float
     dtype : {"float32", "float64"}
-    engine : {"gaussian", "dense"}
+    engine : {"gaussian", "dense", "general"}
         The engine used; ``engine_requested`` is what was asked for.
     chunk_size, block_size : int
         Replicates per chunk (memory) and per random stream (reproducibility).

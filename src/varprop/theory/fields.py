@@ -56,8 +56,18 @@ from varprop.network.layout import (
 )
 from varprop.network.model import Network
 
-__all__ = ["FieldPrediction", "walk_fields", "predict_fields", "needs_of", "input_channel_axis",
-           "channel_axes", "is_general", "general_values", "MAX_POSITIONS", "MAX_COV_POSITIONS"]
+__all__ = [
+    "MAX_COV_POSITIONS",
+    "MAX_POSITIONS",
+    "FieldPrediction",
+    "channel_axes",
+    "general_values",
+    "input_channel_axis",
+    "is_general",
+    "needs_of",
+    "predict_fields",
+    "walk_fields",
+]
 
 #: Largest number of positions per tensor whose covariance matrix is tracked.
 MAX_COV_POSITIONS = 4096

@@ -59,8 +59,14 @@ def dsecond_dq(act: Activation, q: float) -> float:
     By Gaussian integration by parts (Price's theorem),
     :math:`\frac{d}{dq}E h(z) = \tfrac12 E h''(z) = E[h(z)(z^2 - q)]/(2q^2)`; the last form needs
     no derivative of :math:`h = \phi^2` and so is exact for kinked activations.  At :math:`q = 0`
-    the limit :math:`\phi'(0)^2 + \phi(0)\phi''(0)` is used (one-sided average at a kink).
+    the limit :math:`\phi'(0)^2 + \phi(0)\phi''(0)` is used; at a kink at 0 with
+    :math:`\phi(0) = 0` (ReLU6, ELU, SELU) the average of the one-sided squares,
+    :math:`(\phi'(0^+)^2 + \phi'(0^-)^2)/2` (half of the Gaussian mass on each side; the square
+    of the averaged slope would be wrong).
     """
+    if q <= 0.0 and 0.0 in act.kinks and float(act.function(np.zeros(1))[0]) == 0.0:
+        sides = act.derivative_function(np.array([-1e-300, 1e-300]))
+        return float(np.mean(np.square(sides)))
     if q <= 0.0:
         d1, d2 = sp.diff(act.expr, X), sp.diff(act.expr, X, 2)
         try:

@@ -54,7 +54,8 @@ def zero_mean_moments(act: Activation, method: str) -> MomentFn:
         # "exact": quadrature through a verified table in log q (see _tabulated): ~50x faster
         # per layer, checked against quadrature to 1e-11 in every panel it uses
         return LogTable(quadrature) if method == "exact" else quadrature
-    exprs = [getattr(rules, name).subs(MU, 0) for name in ("mean", "second", "deriv_second")]
+    exprs = [rules.evaluation_form(name).subs(MU, 0)  # type: ignore[union-attr]
+             for name in ("mean", "second", "deriv_second")]
     # simplify takes seconds on a long polynomial (a custom one), where it has nothing to gain
     exprs = [e if e.is_polynomial(Q) else sp.simplify(e) for e in exprs]
     compiled = lambdify_scalar([Q], exprs)  # inf, not OverflowError, beyond the float range

@@ -13,5 +13,9 @@ from varprop.network.layers.pooling import Flatten as Flatten
 from varprop.network.layers.pooling import GlobalAvgPool as GlobalAvgPool
 from varprop.network.layers.maxpool import MaxPool as MaxPool
 
+from varprop.network.layers.batchnorm import BatchNorm as BatchNorm
+from varprop.network.layers.recurrent import Recurrent as Recurrent
+
 __all__ = ["Dense", "Layer", "Nonlinearity", "Residual", "LayerNorm", "RMSNorm", "Dropout", "Conv",
-           "AvgPool", "Flatten", "GlobalAvgPool", "MaxPool"]
+           "AvgPool", "Flatten", "GlobalAvgPool", "MaxPool", "Recurrent"]
+__all__ += ["BatchNorm"]

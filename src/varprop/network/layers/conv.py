@@ -226,7 +226,10 @@ class Conv(Layer):
         s = self.weight_variance(field_in.shape) * (self.channels // self.groups)
         second = s * win.backward_diag(grad.second)
         cov = None if grad.cov is None else s * win.backward_cov(grad.cov)
-        return GradField(field_in.shape, 0, second.reshape(win.in_spatial), cov)
+        # between two samples of a batch (one W for both): the same sum over the taps
+        bc = (None if grad.batch_cross is None
+              else (s * win.backward_diag(grad.batch_cross)).reshape(win.in_spatial))
+        return GradField(field_in.shape, 0, second.reshape(win.in_spatial), cov, bc)
 
     def field_exact(self, field_in: Field) -> bool:
         """Second moments exact at every width for zero-mean symmetric i.i.d. weights (any input

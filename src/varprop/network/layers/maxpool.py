@@ -6,9 +6,9 @@ Within each channel :math:`y_u = \max_j x_{w(u, j)}`.  The input must be jointly
 (``Field.pre_activation``; e.g. ``Conv -> ReLU -> MaxPool``, where :math:`\max_j
 \mathrm{relu}(z_j) = \mathrm{relu}(\max_j z_j)`).  The moments :math:`E y_u`,
 :math:`E y_u y_{u'}` (between pooled outputs, needed by a following pool) and the argmax
-probabilities of the backward pass are estimated jointly by RQMC over the whole field
-(:mod:`varprop._math.gaussian_max`): deterministic (fixed seed), with the standard error over
-independent scrambles reported in the output field's ``approximations``.
+probabilities of the backward pass are estimated by RQMC (:mod:`varprop._math.gaussian_max`;
+method below): deterministic (fixed seed), with the standard errors over independent scrambles
+reported in the output field's ``approximations``.
 
 Backward (gradient independence for the output gradient :math:`\delta`, covariance :math:`G`):
 the gradient goes to each window's argmax,
@@ -20,29 +20,37 @@ would be wrong (for ReLU and 2x2 windows by a factor near 2); the layer also giv
 at :math:`z`, :math:`\sum_{u,u'} E[\phi'(z_t)\phi'(z_{t'}) 1\{a_u = t, a_{u'} = t'\}]
 G_{uu'}` from the same points, as ``GradField.preactivation``, which ``Nonlinearity`` returns.
 
-Measured error (exact references: Clark's (1961) closed form for two-entry windows, in
-tests/test_layer_pooling.py; otherwise a NumPy Monte Carlo of :math:`2 \cdot 10^6` draws of the
-Gaussian field, itself with a relative standard error of about :math:`10^{-3}`).  Field: a
-``Conv(8, 3, he_normal, bias_variance=0.2)`` output on a :math:`6 \times 6` grid (zero padding),
-36 positions, 8 scrambles of 8192 points:
+Method: the mean and second moment of each window by RQMC of the window's own
+:math:`J`-dimensional law (8 scrambles of 16384 points; windows with the same law computed
+once), the covariances between windows from joint RQMC points of the whole field, rescaled to
+that diagonal (:mod:`varprop._math.gaussian_max`).
+
+Measured error.  Two-entry windows against Clark's (1961) exact formulas (three mean/variance/
+correlation settings, tests/test_layer_pooling.py): relative error of :math:`E y^2` 1.3e-5 to
+5.9e-5, of :math:`E y` (in units of :math:`\sqrt{E y^2}`) 2.4e-6 to 1.6e-5, reported relative
+standard errors 5.9e-5 to 9.4e-5.  Pools of a ``Conv(8, 3, he_normal, bias_variance=0.2)`` output
+on a :math:`6 \times 6` grid (36 positions, zero padding; joint points 8 x 8192) against a NumPy
+Monte Carlo of :math:`2 \cdot 10^6` field draws (whose own relative standard error, about
+:math:`10^{-3}`, dominates the differences):
 
 ==============================  ========================  ==========================  ==========
 pool (after Conv [-> ReLU])     largest rel. error        largest rel. error          reported
                                 :math:`E y_u^2`           :math:`E y_u y_{u'}`        rel. s.e.
 ==============================  ========================  ==========================  ==========
-2x2, stride 2                   2.3e-3 (ReLU: 2.2e-3)     3.0e-3 (ReLU: 2.7e-3)       7.7e-4
-3x3, stride 1 (overlapping)     1.9e-3 (ReLU: 1.7e-3)     1.9e-3 (ReLU: 1.8e-3)       7.4e-4
-3x3, stride 2 (overlapping)     1.6e-3 (ReLU: 1.6e-3)     1.7e-3 (ReLU: 1.6e-3)       4.3e-4
-two entries, vs Clark           < 1e-3                    (n/a)                       ~1e-3
+2x2, stride 2                   1.4e-3 (ReLU: 1.2e-3)     2.0e-3 (ReLU: 2.4e-3)       1.3e-4
+3x3, stride 1 (overlapping)     8.1e-4 (ReLU: 7.8e-4)     1.2e-3 (ReLU: 1.1e-3)       2.8e-4
+3x3, stride 2 (overlapping)     6.2e-4 (ReLU: 1.3e-3)     6.8e-4 (ReLU: 1.3e-3)       2.8e-4
 ==============================  ========================  ==========================  ==========
 
-The differences are within about three standard errors of the two estimates combined.  Larger
-fields get fewer points (:func:`points_for`): reported relative standard errors 4.5e-3 on a
-:math:`16 \times 16` grid, 1.2e-2 on :math:`32 \times 32`, 3.0e-2 on :math:`64 \times 64`
-(there about 16 s forward and as long backward).
-(The default 8 scrambles of 1024 points give relative standard errors of about :math:`10^{-3}`
-for :math:`E y^2`, reported per layer.)  The output is not Gaussian: a ``Nonlinearity`` after a
-``MaxPool`` is approximate (Gaussian closure), a second ``MaxPool`` on it is refused.
+Larger fields get fewer joint points (:func:`points_for`): reported relative standard errors of
+the covariances between windows 4.8e-3 on a :math:`16 \times 16` grid, 2.2e-2 on
+:math:`32 \times 32`, 5.3e-2 on :math:`64 \times 64` (there about 20 s forward on a shared
+machine); those of :math:`E y^2` stay near 1.2e-4.  The backward pass takes each window's own
+argmax probabilities from the per-window points and the pairs of different windows from the
+joint points.
+
+The output is not Gaussian: a ``Nonlinearity`` after a ``MaxPool`` is approximate (Gaussian
+closure), a second ``MaxPool`` on it is refused.
 """
 
 from __future__ import annotations
@@ -53,7 +61,12 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
-from varprop._math.gaussian_max import MaxSamples, sample_window_max
+from varprop._math.gaussian_max import (
+    MaxSamples,
+    WindowMoments,
+    sample_window_max,
+    window_max_moments,
+)
 from varprop.errors import VarpropError
 from varprop.network.field import Field, GradField
 from varprop.network.layers.pooling import _Pool, require_cov
@@ -65,6 +78,8 @@ __all__ = ["MaxPool"]
 SCRAMBLES = 8
 MAX_POINTS = 8192
 MIN_POINTS = 128
+#: Points per scramble for the per-window moments (:func:`window_max_moments`).
+WINDOW_POINTS = 2**14
 SEED = 20261204
 
 
@@ -107,44 +122,51 @@ class MaxPool(_Pool):
             "activation of one (Field.pre_activation): the moments of a non-Gaussian field do not "
             "determine those of its window maxima")
 
-    def _samples(self, field: Field) -> tuple[MaxSamples, Windows]:
-        """The RQMC points of ``field``'s windows (cached by field identity: the backward pass
-        reuses the forward pass's points)."""
+    def _samples(self, field: Field) -> tuple[MaxSamples, WindowMoments, Windows]:
+        """The joint RQMC points of ``field``'s windows and the per-window moments (cached by
+        field identity: the backward pass reuses the forward pass's points)."""
         return _cached_samples(self, field)
 
-    def _draw(self, field: Field) -> tuple[MaxSamples, Windows]:
+    def _draw(self, field: Field) -> tuple[MaxSamples, WindowMoments, Windows]:
         win = self._check(field)
         z, phi, dphi = self._source(field)
         m = np.ravel(z.mean)
         cov = require_cov(self, z) - np.outer(m, m)  # Field.cov holds E z_t z_t' (uncentred)
         samples = sample_window_max(m, cov, win.taps, transform=phi, derivative=dphi,
                                     points=points_for(win.p_in), scrambles=SCRAMBLES, seed=SEED)
-        return samples, win
+        own = window_max_moments(m, cov, win.taps, transform=phi, derivative=dphi,
+                                 points=WINDOW_POINTS, scrambles=SCRAMBLES, seed=SEED)
+        return samples, own, win
 
     def field_forward(self, field: Field) -> Field:
-        samples, win = self._samples(field)
-        mean, _ = samples.mean()
-        second, se = samples.second()
-        diag, diag_se = np.diag(second), np.diag(se)
-        rel = float(np.max(diag_se / np.maximum(np.abs(diag), 1e-300)))
+        samples, own, win = self._samples(field)
+        joint, joint_se = samples.second()
+        jd = np.diag(joint)
+        # the joint points' matrix rescaled to the per-window diagonal (stays positive semi-definite)
+        scale = np.sqrt(np.divide(own.second, jd, out=np.zeros_like(jd), where=jd > 0))
+        second = joint * np.outer(scale, scale)
+        tiny = 1e-300
+        rel = float(np.max(own.se_second / np.maximum(np.abs(own.second), tiny)))
+        rel_joint = float(np.max(joint_se / np.sqrt(np.maximum(np.outer(jd, jd), tiny))))
         n = samples.y.shape[1] * samples.scrambles
-        sentence = (f"{self!r}: E max and E max^2 of the window maxima and their covariance "
-                    f"between windows by randomized quasi-Monte Carlo of the Gaussian field ({n} "
-                    f"scrambled Sobol' points in {samples.scrambles} scrambles); largest relative "
-                    f"standard error of E y^2: {rel:.1e}")
-        return Field(self.output_shape(field.shape), 0, mean.reshape(win.out_spatial),
-                     diag.reshape(win.out_spatial), second, None, gaussian=False,
+        sentence = (f"{self!r}: E max, E max^2 of each window by randomized quasi-Monte Carlo "
+                    f"({own.points} scrambled Sobol' points per window law), the covariances "
+                    f"between windows by joint randomized quasi-Monte Carlo of the Gaussian field "
+                    f"({n} points in {samples.scrambles} scrambles); largest relative standard "
+                    f"errors: between windows {rel_joint:.1e}, of E y^2: {rel:.1e}")
+        return Field(self.output_shape(field.shape), 0, own.mean.reshape(win.out_spatial),
+                     own.second.reshape(win.out_spatial), second, None, gaussian=False,
                      approximations=field.approximate(sentence))
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
-        samples, win = self._samples(field_in)
+        samples, own, win = self._samples(field_in)
         g = grad.cov if grad.cov is not None else np.diag(np.ravel(grad.second))
-        cov = samples.routed_cov(g)
+        cov = samples.routed_cov(g, own=own.route)
         second = np.diag(cov).reshape(win.in_spatial)
         keep = grad.cov is not None
         pre = None
         if samples.slope is not None:  # through phi on the same points (module docstring)
-            pcov = samples.routed_cov(g, through=True)
+            pcov = samples.routed_cov(g, through=True, own=own.route_through)
             pre = GradField(field_in.shape, 0, np.diag(pcov).reshape(win.in_spatial),
                             pcov if keep else None)
         return GradField(field_in.shape, 0, second, cov if keep else None, preactivation=pre)
@@ -185,5 +207,5 @@ class MaxPool(_Pool):
 
 
 @lru_cache(maxsize=2)  # a field may hold a (P, P) covariance: keep few
-def _cached_samples(layer: MaxPool, field: Field) -> tuple[MaxSamples, Windows]:
+def _cached_samples(layer: MaxPool, field: Field) -> tuple[MaxSamples, WindowMoments, Windows]:
     return layer._draw(field)

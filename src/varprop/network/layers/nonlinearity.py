@@ -208,7 +208,7 @@ def _second_moment_map(act: Activation) -> Callable[[np.ndarray], np.ndarray]:
         slope2 = traits.slope * traits.slope
         return lambda v: np.asarray(v, dtype=float) * slope2
     if rules is not None and rules.exact and not rules.zero_mean_only:
-        f = sp.lambdify(Q, sp.simplify(rules.second.subs(MU, 0)),
+        f = sp.lambdify(Q, sp.simplify(rules.evaluation_form("second").subs(MU, 0)),
                         modules=[{"erf": scipy.special.erf}, "numpy"])
         return lambda v: np.broadcast_to(np.asarray(f(np.asarray(v, dtype=float)), dtype=float),
                                          np.shape(v)).astype(float)
