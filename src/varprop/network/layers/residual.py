@@ -23,8 +23,10 @@ of one channel,
     C_y = C_S + s^2 C_F + s\,(m_S m_F^\top + m_F m_S^\top),
 
 and the between-sample moment likewise (:math:`B_y = B_S + s^2 B_F + 2 s\, m_S m_F`).  When the
-branch ends with a weight layer, :math:`m_F = 0` and the rule is exact at every width (the cross
-term :math:`E\,S_i F_i = E[S_i \sum_j W_{ij} h_j]` vanishes for zero-mean :math:`W`).  For the
+branch ends with a weight layer, :math:`m_F = 0` and the cross term
+:math:`E\,S_i F_i = E[S_i \sum_j W_{ij} h_j]` vanishes at every width (zero-mean :math:`W`): the
+block is then exact wherever its branch's and shortcut's own rules are
+(:meth:`Residual.field_exact`); otherwise :math:`E\,S_i F_i = m_S m_F` holds as the width grows.  For the
 ReLU branch ``[Dense(n, "he_normal"), "relu", Dense(n)]`` (He, then LeCun) on a centred input,
 :math:`q_F = 2 q_x / 2 = q_x`, so :math:`q_y = (1 + s^2)\, q_x` per block: :math:`2^L` after
 :math:`L` plain blocks, :math:`(1 + 1/L)^L \to e` with :math:`s = 1/\sqrt L`; He init in both
@@ -41,6 +43,11 @@ vanishes and
 (the identity shortcut gives :math:`E (J_S^\top g)^2 = E g^2`), and likewise the position
 covariances and the between-sample moments of the gradient; the branch's backward walk runs its
 layers' backward rules in reverse over the branch's forward fields.
+
+After ``Flatten`` (whose field keeps the per-position moments of the flattened tensor), a branch
+that ends with a vector layer (``Dense``) is spread over that layout: its entries at two positions
+are two different units, independent at infinite width (covariance :math:`m_F^2`); backward, the
+gradient reaching the branch is averaged over the positions (the vector's units are exchangeable).
 """
 
 from __future__ import annotations
