@@ -26,8 +26,9 @@ and the between-sample moment likewise (:math:`B_y = B_S + s^2 B_F + 2 s\, m_S m
 branch ends with a weight layer, :math:`m_F = 0` and the cross term
 :math:`E\,S_i F_i = E[S_i \sum_j W_{ij} h_j]` vanishes at every width (zero-mean :math:`W`): the
 block is then exact wherever its branch's and shortcut's own rules are
-(:meth:`Residual.field_exact`); otherwise :math:`E\,S_i F_i = m_S m_F` holds as the width grows.  For the
-ReLU branch ``[Dense(n, "he_normal"), "relu", Dense(n)]`` (He, then LeCun) on a centred input,
+(:meth:`Residual.field_exact`); otherwise :math:`E\,S_i F_i = m_S m_F` holds as the width
+grows.  For the ReLU branch ``[Dense(n, "he_normal"), "relu", Dense(n)]`` (He, then LeCun) on a
+centred input,
 :math:`q_F = 2 q_x / 2 = q_x`, so :math:`q_y = (1 + s^2)\, q_x` per block: :math:`2^L` after
 :math:`L` plain blocks, :math:`(1 + 1/L)^L \to e` with :math:`s = 1/\sqrt L`; He init in both
 layers gives :math:`q_F = 2 q_x` and :math:`(1 + 2 s^2)` per block.
