@@ -362,7 +362,7 @@ def test_nested_vs_numpy():
     n, R, B, s, si = 32, 2000, 2, 0.7, 0.5
     x = rng.standard_normal((R, B, n))
     W1, W2, W3 = (rng.standard_normal((R, n, n)) * math.sqrt(v / n) for v in (2, 1, 1))
-    mv = lambda W, v: np.einsum("rij,rbj->rbi", W, v)  # noqa: E731
+    mv = lambda W, v: np.einsum("rij,rbj->rbi", W, v)
     h = x + si * mv(W2, np.maximum(mv(W1, x), 0))
     y = x + s * mv(W3, h)
     pred = Residual([block(n, si), ToyDense(n, LECUN)], scale=s).field_forward(vector_field(1.0, n))

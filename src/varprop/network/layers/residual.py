@@ -340,8 +340,8 @@ class Residual(Layer):
              "(gradient independence), so the two paths add without a cross term.",
              sp.Eq(g_x, g_s + s**2 * g_f)),
         ]
-        for layer in self.nested:
-            where = "branch" if any(layer is b for b in self.branch) else "shortcut"
+        nested = [("branch", x) for x in self.branch] + [("shortcut", x) for x in self.shortcut or ()]
+        for where, layer in nested:
             for text, eq in layer.field_steps():  # "Backward..." first: documents sort on it
                 lead = "Backward, in" if text.lower().startswith("backward") else "In"
                 steps.append((f"{lead} the {where}, {layer!r}: {text}", eq))
