@@ -561,3 +561,16 @@ def test_batchnorm_branch_requires_its_batch():
     close(*mc_stat(res.per_replicate("output_second")), want, allow=8.0 / n * want)
     with pytest.raises(VarpropError, match="batch"):
         simulate(net, replicates=4, batch=3, seed=38)
+
+
+def test_fixup_style_rescaled_branch():
+    """Branch [Dense(variance_scaling(c, truncated normal)), relu, Dense(lecun)]: q_F = c q_x/2
+    (hand), so q_y = (1 + s^2 c/2) q_x; simulate agrees (exact at every width for this branch's
+    second moments: E relu(z)^2 = E z^2/2 for symmetric z; 6 standard errors)."""
+    n, c, k = 32, 0.25, 4
+    fix = init_scheme("variance_scaling", scale=c)
+    net = Network([Residual([Dense(n, fix), "relu", Dense(n)])] * k, input_shape=(n,))
+    pred = predict_variance(net, quantity="output", per_layer=True)
+    np.testing.assert_allclose(pred, (1 + c / 2) ** np.arange(1, k + 1), rtol=1e-12)
+    res = simulate(net, replicates=300, batch=4, seed=39)
+    close(*mc_stat(res.per_replicate("output_second")), pred)

@@ -6,7 +6,10 @@ layers on the skip path, e.g. a projection), :math:`s` the branch ``scale``.  Th
 are values of ``scale``: the plain ResNet block (:math:`s = 1`, He et al. 2016, "Deep residual
 learning for image recognition"), :math:`s = 1/\sqrt{L}` for :math:`L` blocks (Hayou et al. 2021,
 "Stable ResNet"), SkipInit / ReZero (:math:`s = 0` at initialisation: De & Smith 2020; Bachlechner
-et al. 2021); pre-norm and post-norm blocks are compositions with :class:`LayerNorm`.
+et al. 2021); Fixup-style rescaled branches (Zhang, Dauphin & Ma 2019) scale the branch's weight
+variance through its init scheme (``varprop.init_scheme("variance_scaling", scale=c)``: the ReLU
+branch below then gives :math:`q_F = c\,q_x/2`) or use ``scale``; pre-norm and post-norm blocks are
+compositions with :class:`LayerNorm`.
 
 Mean-field rule (infinite width, zero-mean weights)
 ---------------------------------------------------
