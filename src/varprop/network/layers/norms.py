@@ -33,6 +33,11 @@ With :math:`m_t, q_t` the mean and second moment of a channel at position :math:
                         {\sqrt{(d_t + \epsilon)(d_{t'} + \epsilon)}},
 
 exact in :math:`\epsilon`; the between-sample moment likewise; a Gaussian input stays Gaussian.
+"Infinite width" includes the fan-in of the layer feeding the norm: the statistic is
+deterministic only if that layer averages over many inputs.  After a first convolution on a
+3-channel image (fan-in 27) the per-pixel variance fluctuates between samples and, by Jensen,
+:math:`E\,\hat v/(\hat v + \epsilon)` is below the rule: measured -3% for ``Conv(128, 3),
+LayerNorm(0.3)`` on ``(3, 6, 6)`` inputs, -0.6% with 48 input channels.
 At finite width the per-sample identity :math:`\frac1n \sum_i y_i^2 = \hat d/(\hat d + \epsilon)`
 holds exactly.
 
