@@ -95,6 +95,13 @@ def _as_layers(name: str, layers: object) -> tuple[Layer, ...]:
     return tuple(out)
 
 
+#: Declared when the block's backward cannot pass an exact law's joint factor through its sum.
+_LAW_SPLIT = ("Residual after a layer with an exact non-Gaussian law (Dropout, train-mode "
+              "BatchNorm) whose branch opens with an activation: backward, below the block, the "
+              "activation's derivative and that layer's randomness are treated as independent "
+              "(gradient independence), not jointly")
+
+
 def _is_weight_layer(layer: Layer) -> bool:
     """A layer with random weights (``Dense``, ``Conv``, ``Recurrent``: it has an ``init``)."""
     return getattr(layer, "init", None) is not None
@@ -304,9 +311,21 @@ class Residual(Layer):
         if np.isnan(second).any():
             raise VarpropError(f"{self!r}: the block's second moment is not a number (an infinite "
                                "moment times a zero one: scale or the input beyond the float range)")
+        approx = _union(sk.approximations, f.approximations)
+        if self._splits_a_law(field):
+            approx = approx + (_LAW_SPLIT,)
         return Field(sk.shape, sk.channel_axis, ms + s * mf, second, cov, bc,
-                     gaussian=sk.gaussian and f.gaussian,
-                     approximations=_union(sk.approximations, f.approximations))
+                     gaussian=sk.gaussian and f.gaussian, approximations=approx)
+
+    def _splits_a_law(self, field: Field) -> bool:
+        """Whether an activation opening the branch reads an exact non-Gaussian law of the block's
+        input (``Dropout``, train-mode ``BatchNorm``): its backward factor is taken jointly with
+        the layer below only along one path, not through the block's sum."""
+        law = field.law
+        if law is None or not law.describes(field):  # type: ignore[attr-defined]
+            return False
+        return any(isinstance(group[0], Nonlinearity) for group in (self.branch, self.shortcut)
+                   if group)
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
         r""":math:`E g_x^2 = E(J_S^\top g)^2 + s^2 E(J_F^\top g)^2` (gradient independence: the
