@@ -72,3 +72,15 @@ def test_pooling_after_dropout_and_activation_matches_simulation():
     g = res.per_replicate("output_gradient_second")
     gse = g.std(axis=0, ddof=1) / math.sqrt(g.shape[0])
     assert np.all(np.abs(g.mean(axis=0) - grad) < 6 * gse + 0.05 * grad)
+
+
+def test_batchnorm_small_batch_backward_is_declared_unsettleable():
+    bn4, bn8 = layers.BatchNorm(batch_size=4), layers.BatchNorm(batch_size=8)
+    assert "infinite" in bn4.tail_note(True) and bn4.tail_note(False) is None
+    assert bn8.tail_note(True) is None and layers.BatchNorm(mode="eval").tail_note(True) is None
+    net = Network([layers.Dense(64, "he_normal"), layers.Residual(
+        [layers.Dense(64), layers.BatchNorm(batch_size=4), "relu", layers.Dense(64)])],
+        input_shape=(64,))
+    v = varprop.verify(net, quantity="output_gradient", layer=1, budget=64)
+    if v.status == "inconclusive":  # a nested BatchNorm is found too
+        assert "no number of replicates settles its mean" in v.reason

@@ -325,7 +325,7 @@ def test_pool_validation() -> None:
         AvgPool(0)
     with pytest.raises(VarpropError, match="covariance between positions"):
         AvgPool(2).field_forward(Field((3, 4), 0, np.zeros(4), np.ones(4)))
-    with pytest.raises(VarpropError, match="BatchNorm"):
+    with pytest.raises(VarpropError, match="batch_cov"):  # between samples at equal positions only
         GlobalAvgPool().field_forward(Field((3, 4), 0, np.zeros(4), np.ones(4), np.eye(4),
                                             np.zeros(4)))
     assert repr(AvgPool(2)) == "AvgPool(2)" and repr(MaxPool(3, 1)) == "MaxPool(3, stride=1)"

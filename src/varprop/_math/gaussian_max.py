@@ -41,7 +41,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sps
 from scipy.special import ndtri
 from scipy.stats import qmc
 

@@ -16,7 +16,9 @@ decision are those of :func:`varprop.checking.verify.verify`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,7 @@ from varprop.checking.plan import (
     network_budget,
 )
 from varprop.checking.verdict import Verdict
+from varprop.network.layers.base import Layer
 from varprop.network.model import Network
 from varprop.network.quantities import NETWORK_QUANTITIES, spec
 from varprop.simulation.montecarlo import simulate
@@ -137,7 +140,30 @@ def verify_outputs(net: Network, *, quantity: str, layer: object, rtol_f: float,
                    "dL/dy_P i.i.d. unit variance independent of the forward pass; "
                    + ("claims exactness at every finite width here" if exact else
                       "exact only as the widths grow here (finite-width allowance applies)"))
-    return _verdict_from(out, theta0=theta0, scale=scale, zero_pred=zero_pred, tol=tol_f,
-                         rtol=rtol_f, atol=atol_f, alpha=alpha_f, seed=seed_i, quantity=quantity,
-                         layer=pos, target="ensemble", name=name, description=description,
-                         assumptions=assumptions, exact=exact, config=config, t0=t0)
+    verdict = _verdict_from(out, theta0=theta0, scale=scale, zero_pred=zero_pred, tol=tol_f,
+                            rtol=rtol_f, atol=atol_f, alpha=alpha_f, seed=seed_i,
+                            quantity=quantity, layer=pos, target="ensemble", name=name,
+                            description=description, assumptions=assumptions, exact=exact,
+                            config=config, t0=t0)
+    return _with_tail_note(verdict, net, backward)
+
+
+def _all_layers(layers: Iterable[Layer]) -> Iterator[Layer]:
+    """The distinct layers of ``layers`` and, recursively, of their ``nested`` ones."""
+    for layer in layers:
+        yield layer
+        yield from _all_layers(getattr(layer, "nested", ()))
+
+
+def _with_tail_note(verdict: Verdict, net: Network, backward: bool) -> Verdict:
+    """An inconclusive verdict whose replicate statistic a layer declares to have (practically)
+    infinite variance says so, instead of promising that more replicates decide."""
+    if verdict.status != "inconclusive":
+        return verdict
+    distinct = {layer: None for block, _ in net.layers.runs for layer in block}
+    for layer in _all_layers(distinct):
+        note = getattr(layer, "tail_note", lambda backward: None)(backward)
+        if note:
+            head = verdict.reason.split(";", 1)[0]
+            return dataclasses.replace(verdict, reason=f"{head}; {note}")
+    return verdict

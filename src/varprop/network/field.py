@@ -16,7 +16,10 @@ are the same for every channel and depend on the position:
     ``batch_cross`` (shape ``positions``): :math:`E x_{b,c,t} x_{b',c,t}` between two different
     samples :math:`b \ne b'` of one batch (the inputs are independent, but shared biases and
     batch normalisation correlate them), tracked only when some layer needs it (``BatchNorm`` in
-    train mode); ``gaussian``: the entries are jointly Gaussian (the network input, a weight
+    train mode); ``batch_cov`` (``(P, P)``): :math:`E x_{b,c,t} x_{b',c,t'}` (:math:`b \ne b'`)
+    between positions, whose diagonal is ``batch_cross``, tracked only when between-sample
+    moments are and some layer mixes positions (pooling after a train-mode ``BatchNorm``; the
+    ``batch_cross`` of a field given a ``batch_cov`` is set to its diagonal); ``gaussian``: the entries are jointly Gaussian (the network input, a weight
     layer's output at infinite width, an affine map of those), which a ``Nonlinearity`` needs
     for exact moments; ``approximations``: the declared approximations made upstream (each a
     sentence), so that a prediction built on them is checked as approximate and documents say why;
@@ -32,7 +35,10 @@ are the same for every channel and depend on the position:
     the tensor, and ``cov`` (``(P, P)``) when tracked, under the gradient-independence assumption;
     ``batch_cross`` (shape ``positions``, when tracked): :math:`E \delta_{b,c,t}\delta_{b',c,t}`
     between two samples of a batch (non-zero below a train-mode ``BatchNorm``, which couples the
-    samples); ``factor`` (optional): set by an elementwise layer acting on a field with a ``law``,
+    samples); ``batch_cov`` (``(P, P)``, tracked when the forward ``batch_cov`` is):
+    :math:`E \delta_{b,c,t}\delta_{b',c,t'}`, diagonal ``batch_cross``; ``factor`` (optional): set by
+    an elementwise layer acting on a field with a ``law`` (or, with ``batch_cov`` tracked, on any
+    field: then the third entry is that input field itself instead of the law),
     the triple ``(activation, g, law)`` meaning that this gradient is :math:`\phi'(x) \odot g`
     with ``g`` (a ``GradField``) independent of the forward pass -- the layer that produced
     :math:`x` (whose Jacobian is correlated with :math:`\phi'(x)`, a train-mode ``BatchNorm``)
@@ -55,6 +61,19 @@ Shape = tuple[int, ...]
 __all__ = ["Field", "GradField", "FieldNeeds", "input_field", "output_gradient_field", "positions_of"]
 
 
+def _freeze_pairs(obj: Field | GradField, pos: tuple[int, ...]) -> None:
+    """Freeze ``cov``, ``batch_cov`` (``(P, P)``) and ``batch_cross`` (``positions``; the diagonal
+    of ``batch_cov`` when that is given)."""
+    P = math.prod(pos)
+    if obj.cov is not None:
+        object.__setattr__(obj, "cov", _frozen(obj.cov, (P, P)))
+    bc = obj.batch_cross
+    if obj.batch_cov is not None:
+        object.__setattr__(obj, "batch_cov", _frozen(obj.batch_cov, (P, P)))
+        bc = np.diag(obj.batch_cov).reshape(pos)
+    object.__setattr__(obj, "batch_cross", _frozen(bc, pos))
+
+
 def _frozen(a: np.ndarray | float | None, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
     if a is None:
         return None
@@ -74,11 +93,14 @@ def positions_of(shape: Shape, channel_axis: int) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class FieldNeeds:
     """What the general engine tracks for a network: ``cov`` (position covariances, for pooling
-    and for anything that mixes positions) and ``batch_cross`` (between-sample moments, for
-    train-mode batch normalisation)."""
+    and for anything that mixes positions), ``batch_cross`` (between-sample moments, for
+    train-mode batch normalisation) and ``batch_cov`` (a layer that mixes positions asks for the
+    between-sample moments across positions *if* they are tracked: the engine tracks
+    ``batch_cov`` only when some layer needs ``batch_cross`` and some layer asks ``batch_cov``)."""
 
     cov: bool = False
     batch_cross: bool = False
+    batch_cov: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,6 +114,7 @@ class Field:
     cov: np.ndarray | None = None
     batch_cross: np.ndarray | None = None
     gaussian: bool = True
+    batch_cov: np.ndarray | None = None
     approximations: tuple[str, ...] = field(default=())
     law: object | None = None
     #: ``(z, phi)`` when this field is an elementwise map :math:`\phi` (an ``Activation`` or a
@@ -104,10 +127,7 @@ class Field:
         pos = positions_of(self.shape, self.channel_axis)
         object.__setattr__(self, "mean", _frozen(self.mean, pos))
         object.__setattr__(self, "second", _frozen(self.second, pos))
-        object.__setattr__(self, "batch_cross", _frozen(self.batch_cross, pos))
-        if self.cov is not None:
-            P = math.prod(pos)
-            object.__setattr__(self, "cov", _frozen(self.cov, (P, P)))
+        _freeze_pairs(self, pos)
 
     @property
     def positions(self) -> tuple[int, ...]:
@@ -133,8 +153,12 @@ class Field:
 
     def with_(self, **changes: object) -> Field:
         """A copy with ``changes`` (``dataclasses.replace``; the arrays are re-frozen).  The copy
-        is a different random tensor, so ``pre_activation`` is dropped unless given."""
+        is a different random tensor, so ``pre_activation`` is dropped unless given, and so is
+        ``batch_cov`` when ``batch_cross`` changes without it (a layer that does not propagate it
+        leaves it untracked, and a pooling layer below refuses clearly)."""
         changes.setdefault("pre_activation", None)
+        if "batch_cross" in changes:
+            changes.setdefault("batch_cov", None)
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def approximate(self, sentence: str) -> tuple[str, ...]:
@@ -154,6 +178,7 @@ class GradField:
     cov: np.ndarray | None = None
     batch_cross: np.ndarray | None = None
     factor: tuple | None = None
+    batch_cov: np.ndarray | None = None
     #: The gradient at the Gaussian pre-activation :math:`z` of an input :math:`x = \phi(z)`
     #: (``Field.pre_activation``), set by a layer whose backward routing depends on :math:`z`
     #: (``MaxPool``: the gradient goes to the window's argmax, where :math:`\phi'(z)` is not
@@ -164,10 +189,7 @@ class GradField:
     def __post_init__(self) -> None:
         pos = positions_of(self.shape, self.channel_axis)
         object.__setattr__(self, "second", _frozen(self.second, pos))
-        object.__setattr__(self, "batch_cross", _frozen(self.batch_cross, pos))
-        if self.cov is not None:
-            P = math.prod(pos)
-            object.__setattr__(self, "cov", _frozen(self.cov, (P, P)))
+        _freeze_pairs(self, pos)
 
     @property
     def positions(self) -> tuple[int, ...]:
@@ -182,8 +204,10 @@ class GradField:
 
     def with_(self, **changes: object) -> GradField:
         """A copy with ``changes``; ``preactivation`` and ``factor`` are dropped unless given
-        (they described the gradient before the change)."""
+        (they described the gradient before the change); ``batch_cov`` as in ``Field.with_``."""
         changes.setdefault("preactivation", None)
+        if "batch_cross" in changes:
+            changes.setdefault("batch_cov", None)
         changes.setdefault("factor", None)
         return replace(self, **changes)  # type: ignore[arg-type]
 
@@ -194,8 +218,9 @@ def input_field(shape: Shape, channel_axis: int, input_variance: float, needs: F
     P = math.prod(pos)
     cov = np.eye(P) * input_variance if needs.cov else None
     bc = np.zeros(pos) if needs.batch_cross else None
+    bcov = np.zeros((P, P)) if needs.batch_cov else None
     return Field(shape, channel_axis, np.zeros(pos), np.full(pos, float(input_variance)), cov, bc,
-                 gaussian=True)
+                 gaussian=True, batch_cov=bcov)
 
 
 def output_gradient_field(shape: Shape, channel_axis: int, needs: FieldNeeds) -> GradField:
@@ -204,4 +229,5 @@ def output_gradient_field(shape: Shape, channel_axis: int, needs: FieldNeeds) ->
     pos = positions_of(shape, channel_axis)
     P = math.prod(pos)
     return GradField(shape, channel_axis, np.ones(pos), np.eye(P) if needs.cov else None,
-                     np.zeros(pos) if needs.batch_cross else None)
+                     np.zeros(pos) if needs.batch_cross else None,
+                     batch_cov=np.zeros((P, P)) if needs.batch_cov else None)

@@ -11,7 +11,8 @@ each layer maps the gradient field at its output to the one at its input with
 
 What is tracked is the union of the layers' ``field_needs()``: position covariances (``cov``) when
 some layer mixes positions (pooling), between-sample moments (``batch_cross``) for train-mode batch
-normalisation.  The input's channel axis is the one the first layer that cares asks for
+normalisation, and both together (``batch_cov``: between samples across positions) when a layer
+that mixes positions asks for it and between-sample moments are tracked.  The input's channel axis is the one the first layer that cares asks for
 (``channel_axis_for``), else 0 for tensors and -1 for vectors.
 
 Assumptions (those of every layer's rule): infinite width (channels independent, weight layers'
@@ -134,11 +135,11 @@ def is_general(net: Network) -> bool:
 
 def needs_of(net: Network) -> FieldNeeds:
     """The union of the layers' ``field_needs()``."""
-    cov = bc = False
+    cov = bc = bcov = False
     for layer in _distinct(net):
         need = layer.field_needs()
-        cov, bc = cov or need.cov, bc or need.batch_cross
-    return FieldNeeds(cov=cov, batch_cross=bc)
+        cov, bc, bcov = cov or need.cov, bc or need.batch_cross, bcov or need.batch_cov
+    return FieldNeeds(cov=cov, batch_cross=bc, batch_cov=bcov and bc and cov)
 
 
 def _guard_cov(field: Field | GradField, where: str) -> None:

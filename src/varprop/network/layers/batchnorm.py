@@ -62,9 +62,12 @@ zero-mean weights, gradient independence.  Inputs with positions (:math:`P > 1`)
 over positions, no law carried), a declared approximation -- exact in the limit of many
 entries only when the positions are statistically alike.  Measured on ``Conv(16, 3) ->
 BatchNorm(B=4) -> relu`` twice on ``(3, 8, 8)`` inputs (zero padding): per-layer forward and
-gradient second moments within 5.5% of ``simulate``.  (Pooling after a train-mode ``BatchNorm``
-needs between-sample moments across positions, which the engine does not track: the pooling
-layers refuse such networks.)
+gradient second moments within 5.5% of ``simulate``.  With pooling downstream the engine tracks
+the between-sample moments across positions (``Field.batch_cov``) and the output's moments and
+the backward pass are computed over the whole batch of a channel (:math:`B \times P` entries,
+Gaussian closure of the input) by randomized quasi-Monte Carlo
+(:mod:`~varprop.network.layers.batchpairs`), with the activation above taken jointly with the
+Jacobian.
 
 Measured (Monte Carlo written from scratch in numpy, Dense(256) -> BatchNorm(train) -> phi
 repeated 20 times, He gain for ReLU, LeCun otherwise, :math:`\epsilon = 10^{-5}`; rate = per-block
@@ -104,7 +107,7 @@ activation's output records its Gaussian pre-activation (``Field.pre_activation`
 quasi-Monte Carlo (:mod:`varprop._math.activated_batch`, declared in ``approximations``).
 Gradient growth per block, ReLU, width 256, 60 networks, rate of the mean (predicted / measured;
 treating the Jacobian as independent of the derivative instead gave 2.70 / 1.70 / 1.56):
-B = 4: 4.01 / 3.62 (heavy-tailed, as for pre-activation); B = 8: 2.009 / 2.017; B = 16:
+B = 4: 4.01 / 3.62 (heavy-tailed, as for pre-activation); B = 8: 2.007 / 2.017; B = 16:
 1.6813 / 1.6811.
 
 The input dimension is a width too: all channels of the first ``BatchNorm`` see the same realised
@@ -130,6 +133,12 @@ from varprop.errors import VarpropError
 from varprop.network.field import Field, FieldNeeds, GradField, Shape
 from varprop.network.layers.base import Layer
 from varprop.network.layers.batchlaw import Fn, activated_integrals, vectorised
+from varprop.network.layers.batchpairs import (
+    JOINT_POINTS,
+    JOINT_SCRAMBLES,
+    centred_pairs,
+    joint_gradient,
+)
 
 __all__ = ["BatchNorm", "SphereLaw"]
 
@@ -269,6 +278,20 @@ class BatchNorm(Layer):
         """The batch size simulations must use (train mode), else ``None``."""
         return self.batch_size if self.mode == "train" else None
 
+    def tail_note(self, backward: bool) -> str | None:
+        r"""Why a Monte Carlo mean of a backward statistic cannot settle (train mode, batch
+        :math:`B \le 5`), or ``None``: the gradient through the normalisation scales as
+        :math:`1/\lVert Ph\rVert^2` with :math:`\lVert Ph\rVert^2 \propto \chi^2_{B-1}`, and
+        :math:`E\chi_{k}^{-4} = \infty` for :math:`k \le 4`, so the replicate statistic has (up to
+        ``eps``) infinite variance."""
+        if not backward or self.mode != "train" or self.batch_size is None or self.batch_size > 5:
+            return None
+        return (f"{self!r}: the gradient through a train-mode BatchNorm with batch size "
+                f"{self.batch_size} <= 5 scales as 1/chi^2_{self.batch_size - 1}, whose square has "
+                "infinite mean (up to eps), so the replicate statistic has practically infinite "
+                "variance and no number of replicates settles its mean; check batch sizes >= 6, "
+                "or the forward pass")
+
     def output_shape(self, input_shape: Shape) -> Shape:
         if not 1 <= len(input_shape) <= 3:
             raise fail("input_shape", input_shape, f"(n,), (C, L) or (C, H, W) for {self!r}")
@@ -311,6 +334,7 @@ class BatchNorm(Layer):
             return field.with_(mean=field.mean * math.sqrt(k), second=field.second * k,
                                cov=None if field.cov is None else field.cov * k,
                                batch_cross=None if field.batch_cross is None else field.batch_cross * k,
+                               batch_cov=None if field.batch_cov is None else field.batch_cov * k,
                                law=None)
         sph, a = self.sphere_for(field)
         n = sph.n
@@ -335,6 +359,13 @@ class BatchNorm(Layer):
             return Field(field.shape, field.channel_axis, 0.0, second,
                          None if field.cov is None else [[second]], bc, gaussian=False,
                          approximations=approx, law=law)
+        if field.batch_cov is not None:  # pooling downstream (batchpairs module)
+            sentence = (f"BatchNorm (train) over {self.batch_size} samples x {field.size} "
+                        "positions: moments over the channel's whole batch by randomized "
+                        f"quasi-Monte Carlo of its Gaussian closure ({JOINT_SCRAMBLES} x "
+                        f"{JOINT_POINTS} points), the average second moment from the sphere law")
+            approx = approx if sentence in approx else approx + (sentence,)
+            return centred_pairs(field, sph.second, self.batch_size, self.eps, approx)  # type: ignore[arg-type]
         approx = field.approximate(
             f"BatchNorm (train) over {self.batch_size} samples x {field.size} positions: the "
             "entries of a channel treated as exchangeable (per-position moments rescaled by their "
@@ -352,6 +383,7 @@ class BatchNorm(Layer):
             k = 1.0 / (1.0 + self.eps)
             return grad.with_(second=grad.second * k, cov=None if grad.cov is None else grad.cov * k,
                               batch_cross=None if grad.batch_cross is None else grad.batch_cross * k,
+                              batch_cov=None if grad.batch_cov is None else grad.batch_cov * k,
                               factor=None)
         if grad.batch_cross is None:
             raise VarpropError(f"{self!r} needs the between-sample gradient moment "
@@ -375,6 +407,8 @@ class BatchNorm(Layer):
             gd, gc = float(np.mean(base.second)), float(np.mean(base.batch_cross))
             mom = field_out.law.moments(factor[0])  # type: ignore[attr-defined]
             x = ((gd - gc) * mom["joint_diag"] + gc * mom["joint_cross"]) / a
+        elif field_in.batch_cov is not None and grad.cov is not None and grad.batch_cov is not None:
+            return joint_gradient(grad, field_in, field_out, self.batch_size, self.eps)  # type: ignore[arg-type]
         else:
             base = grad
             gd, gc = float(np.mean(base.second)), float(np.mean(base.batch_cross))
@@ -384,7 +418,11 @@ class BatchNorm(Layer):
         cov = None
         if grad.cov is not None:
             cov = np.diag(np.ravel(second)) if field_in.size > 1 else np.reshape(second, (1, 1))
-        return GradField(field_in.shape, field_in.channel_axis, second, cov, -second / (n - 1))
+        bcov = None  # between samples across positions: mirrors cov (diagonal)
+        if field_in.batch_cov is not None and grad.cov is not None:
+            bcov = np.diag(np.ravel(-second / (n - 1)))
+        return GradField(field_in.shape, field_in.channel_axis, second, cov, -second / (n - 1),
+                         batch_cov=bcov)
 
     def field_steps(self) -> list[tuple[str, object]]:
         if self.mode == "eval":

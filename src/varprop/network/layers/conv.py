@@ -21,8 +21,9 @@ Forward (every cross term has a zero-mean weight factor, so for any input law):
     E z_t z_{t'} &= \sigma_w^2 \frac{C_{in}}{g} \sum_j E x_{\mathrm{in}(t,j)} x_{\mathrm{in}(t',j)}
         + \sigma_b^2,
 
-(a padding tap contributes 0), the same for the between-sample moment of a batch (the weights
-and biases are shared by the samples), and :math:`E z = 0`.  Exact at every width for second
+(a padding tap contributes 0), the same for the between-sample moments of a batch, at equal
+positions (``batch_cross``) and between positions (``batch_cov``, :math:`E z_{b,t} z_{b',t'}`,
+when tracked) -- the weights and biases are shared by the samples --, and :math:`E z = 0`.  Exact at every width for second
 moments; the output is Gaussian in the limit :math:`C_{in} \to \infty` (central limit theorem in
 the channels).  Zero padding makes the edges differ: a position with :math:`m` taps in the
 padding has :math:`m` fewer terms (for i.i.d. input, :math:`E z_t^2 = \sigma_w^2 (C_{in}/g)
@@ -52,7 +53,12 @@ from functools import lru_cache
 import numpy as np
 import sympy as sp
 
-from varprop._util.validation import check_choice, check_nonnegative_real, check_width, fail
+from varprop._util.validation import (
+    check_choice,
+    check_nonnegative_real,
+    check_width,
+    fail,
+)
 from varprop.components.scheme import weight_moments
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.errors import VarpropError
@@ -215,10 +221,12 @@ class Conv(Layer):
         cov = None if field.cov is None else s * win.forward_cov(field.cov) + b2
         cross = (None if field.batch_cross is None
                  else s * win.forward_diag(field.batch_cross) + b2)
+        # between two samples across positions: the same sum over tap pairs, the bias shared
+        bcov = None if field.batch_cov is None else s * win.forward_cov(field.batch_cov) + b2
         shape = (self.channels, *win.out_spatial)
         return Field(shape, 0, np.zeros(win.out_spatial), second.reshape(win.out_spatial), cov,
                      None if cross is None else cross.reshape(win.out_spatial), gaussian=True,
-                     approximations=field.approximations)
+                     approximations=field.approximations, batch_cov=bcov)
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
         require_channels_first(self, field_in)
@@ -229,7 +237,8 @@ class Conv(Layer):
         # between two samples of a batch (one W for both): the same sum over the taps
         bc = (None if grad.batch_cross is None
               else (s * win.backward_diag(grad.batch_cross)).reshape(win.in_spatial))
-        return GradField(field_in.shape, 0, second.reshape(win.in_spatial), cov, bc)
+        bcov = None if grad.batch_cov is None else s * win.backward_cov(grad.batch_cov)
+        return GradField(field_in.shape, 0, second.reshape(win.in_spatial), cov, bc, batch_cov=bcov)
 
     def field_exact(self, field_in: Field) -> bool:
         """Second moments exact at every width for zero-mean symmetric i.i.d. weights (any input

@@ -157,13 +157,15 @@ class Dense(Layer):
         q = v * n * float(np.mean(field.second)) + b2
         bc = None if field.batch_cross is None else v * n * float(np.mean(field.batch_cross)) + b2
         return Field((self.width,), -1, 0.0, q, None if field.cov is None else [[q]], bc,
-                     gaussian=True, approximations=field.approximations)
+                     gaussian=True, approximations=field.approximations,
+                     batch_cov=None if field.batch_cov is None else [[bc]])
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
         r""":math:`g = W^\top\delta`: :math:`E g_j^2 = \sigma_w^2 n_{out} E\delta^2` at every
         input entry, uncorrelated between entries (zero-mean independent weights); between two
         samples of a batch (one :math:`W` for both) :math:`E g_{b,j} g_{b',j} = \sigma_w^2
-        n_{out} E\delta_b\delta_{b'}` when tracked."""
+        n_{out} E\delta_b\delta_{b'}` when tracked (and 0 between different entries
+        :math:`j \ne j'`: ``batch_cov`` diagonal)."""
         n = math.prod(field_in.shape)
         v = self._zero_mean_moments(n)[1]
         g = v * self.width * float(np.mean(grad.second))
@@ -172,7 +174,10 @@ class Dense(Layer):
         bc = None
         if grad.batch_cross is not None:  # the same W for every sample of the batch
             bc = np.full(pos, v * self.width * float(np.mean(grad.batch_cross)))
-        return GradField(field_in.shape, field_in.channel_axis, np.full(pos, g), cov, bc)
+        # across input entries: different rows of W, uncorrelated (diagonal)
+        bcov = None if bc is None or field_in.batch_cov is None else np.diag(np.ravel(bc))
+        return GradField(field_in.shape, field_in.channel_axis, np.full(pos, g), cov, bc,
+                         batch_cov=bcov)
 
     def field_exact(self, field_in: Field) -> bool:
         """Second moments exact at every width (zero-mean symmetric i.i.d. weights)."""

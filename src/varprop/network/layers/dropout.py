@@ -104,9 +104,11 @@ class Dropout(Layer):
         # a new Field (not ``with_``): the output is no elementwise map of an upstream Gaussian.
         # On a Gaussian input it carries its exact mixture law for an activation that follows
         # (varprop.network.layers.dropoutlaw; not with between-sample moments tracked).
+        # Independent masks: the between-sample moments (batch_cross, batch_cov) are unchanged.
         law = DropoutLaw(self.p, field) if field.gaussian and field.batch_cross is None else None
         out = Field(field.shape, field.channel_axis, field.mean, field.second / keep, cov,
-                    field.batch_cross, gaussian=False, approximations=field.approximations, law=law)
+                    field.batch_cross, gaussian=False, approximations=field.approximations, law=law,
+                    batch_cov=field.batch_cov)
         if law is not None:
             law.output = out
         return out
@@ -124,7 +126,8 @@ class Dropout(Layer):
             cov = np.array(grad.cov)
             np.fill_diagonal(cov, np.diagonal(grad.cov) / keep)
         # a new GradField: the between-sample moment is kept (independent masks), nothing else
-        return GradField(grad.shape, grad.channel_axis, grad.second / keep, cov, grad.batch_cross)
+        return GradField(grad.shape, grad.channel_axis, grad.second / keep, cov, grad.batch_cross,
+                         batch_cov=grad.batch_cov)
 
     def field_steps(self) -> list[tuple[str, object]]:
         q, g_y, q_y, g_x = sp.symbols("q G_y q_y G_x", real=True)

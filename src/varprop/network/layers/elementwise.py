@@ -9,14 +9,16 @@ Forward, per position :math:`t` with :math:`z_t \sim N(m_t, v_t)` (:math:`v_t = 
     N\!\left(\begin{pmatrix} m_t \\ m_{t'} \end{pmatrix},
     \begin{pmatrix} v_t & C_{tt'} - m_t m_{t'} \\ \cdot & v_{t'} \end{pmatrix}\right),
 
-the last for position covariances and (with :math:`t = t'` but two samples :math:`b \ne b'`)
-for ``batch_cross``.  Backward (gradient independence: :math:`\phi'(z)` independent of the
+the last for position covariances and, between two samples :math:`b \ne b'`, for
+``batch_cross`` (:math:`t = t'`) and ``batch_cov`` (:math:`C_{tt'}` replaced by
+:math:`E z_{b,t} z_{b',t'}`; its diagonal too is a pair of different variables).  Backward (gradient independence: :math:`\phi'(z)` independent of the
 gradient :math:`\delta_a` arriving from above):
 
 .. math::
 
     E\delta_{z,t}^2 = E\phi'(z_t)^2\, E\delta_{a,t}^2, \qquad
-    E\delta_{z,t}\delta_{z,t'} = E\phi'(z_t)\phi'(z_{t'})\, E\delta_{a,t}\delta_{a,t'}.
+    E\delta_{z,t}\delta_{z,t'} = E\phi'(z_t)\phi'(z_{t'})\, E\delta_{a,t}\delta_{a,t'}
+    \quad (\text{and the same between samples}).
 
 Assumption: the channels entering :math:`\phi` are jointly Gaussian (a weight layer's output at
 infinite width: ``Field.gaussian``).  For any other input (e.g. ``relu(x + F(x))`` in a
@@ -140,6 +142,22 @@ def _cached_pairs(act: Activation, field: Field) -> tuple[np.ndarray, np.ndarray
     return _cov_pairs(act, field.mean, field.variance, np.asarray(field.cov))
 
 
+@lru_cache(maxsize=4)
+def _batch_pairs(act: Activation, field: Field) -> tuple[np.ndarray, np.ndarray]:
+    r"""``(P, P)`` matrices of :math:`E\phi(x_{b,t})\phi(x_{b',t'})` and of the same for
+    :math:`\phi'` between two samples (``Field.batch_cov``; every entry, the diagonal included,
+    is a pair of two different random variables), cached by field identity."""
+    m, v = np.ravel(field.mean), np.ravel(field.variance)
+    P = m.size
+    i, j = np.triu_indices(P)
+    c = np.asarray(field.batch_cov)[i, j] - m[i] * m[j]
+    f_ij, d_ij = pair_moments(act, m[i], m[j], v[i], v[j], c)
+    ff, dd = np.zeros((P, P)), np.zeros((P, P))
+    ff[i, j] = ff[j, i] = f_ij
+    dd[i, j] = dd[j, i] = d_ij
+    return ff, dd
+
+
 def _cov_pairs(act: Activation, mean: np.ndarray, var: np.ndarray, cov: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray]:
     """Full ``(P, P)`` matrices of ``E phi phi`` and ``E phi' phi'`` between positions (upper
@@ -176,6 +194,7 @@ def forward(act: Activation, field: Field, layer: object) -> Field:
         return field.with_(mean=s * field.mean, second=s2 * field.second,
                            cov=None if field.cov is None else s2 * field.cov,
                            batch_cross=None if field.batch_cross is None else s2 * field.batch_cross,
+                           batch_cov=None if field.batch_cov is None else s2 * field.batch_cov,
                            pre_activation=pre)
     approx = field.approximations if field.gaussian else field.approximate(_closure_sentence(act))
     var = field.variance
@@ -183,12 +202,15 @@ def forward(act: Activation, field: Field, layer: object) -> Field:
     cov = None
     if field.cov is not None:
         cov = _field_pairs(act, field)[0]
-    bc = None
-    if field.batch_cross is not None:
+    bc = bcov = None
+    if field.batch_cov is not None:
+        bcov = _batch_pairs(act, field)[0]
+    elif field.batch_cross is not None:
         c = field.batch_cross - field.mean * field.mean
         bc = pair_moments(act, field.mean, field.mean, var, var, c)[0]
+    # a non-Gaussian input is closed as Gaussian (declared above): MaxPool uses the same closure
     return Field(field.shape, field.channel_axis, mom[0], mom[1], cov, bc, gaussian=False,
-                 approximations=approx, pre_activation=(field, act) if field.gaussian else None)
+                 approximations=approx, pre_activation=(field, act), batch_cov=bcov)
 
 
 def backward(act: Activation, grad: GradField, field_in: Field) -> GradField:
@@ -207,7 +229,8 @@ def backward(act: Activation, grad: GradField, field_in: Field) -> GradField:
     if traits.linear:
         s2 = float(traits.slope) ** 2  # type: ignore[arg-type]
         return grad.with_(second=s2 * grad.second, cov=None if grad.cov is None else s2 * grad.cov,
-                          batch_cross=None if grad.batch_cross is None else s2 * grad.batch_cross)
+                          batch_cross=None if grad.batch_cross is None else s2 * grad.batch_cross,
+                          batch_cov=None if grad.batch_cov is None else s2 * grad.batch_cov)
     var = field_in.variance
     d2 = position_moments(act, field_in.mean, var)[3]
     cov = None
@@ -217,14 +240,24 @@ def backward(act: Activation, grad: GradField, field_in: Field) -> GradField:
                                "but the forward one is not (a layer dropped Field.cov)")
         dd = _field_pairs(act, field_in)[1]
         cov = dd * grad.cov
-    bc = None
-    if grad.batch_cross is not None:
+    bc = bcov = None
+    if grad.batch_cov is not None:
+        if field_in.batch_cov is None:
+            raise VarpropError(f"{act.name}: the gradient's between-sample covariance is tracked "
+                               "but the forward one is not (a layer dropped Field.batch_cov)")
+        bcov = _batch_pairs(act, field_in)[1] * grad.batch_cov
+    elif grad.batch_cross is not None:
         if field_in.batch_cross is None:
             raise VarpropError(f"{act.name}: the gradient's between-sample moment is tracked but "
                                "the forward one is not (a layer dropped Field.batch_cross)")
         c = field_in.batch_cross - field_in.mean * field_in.mean
         bc = pair_moments(act, field_in.mean, field_in.mean, var, var, c)[1] * grad.batch_cross
-    return GradField(field_in.shape, field_in.channel_axis, d2 * grad.second, cov, bc)
+    # with between-sample covariances tracked, pass the factor (act, grad, field_in) down: a
+    # train-mode BatchNorm over positions whose output is field_in takes phi'(y) jointly with
+    # its Jacobian
+    factor = (act, grad, field_in) if bcov is not None and grad.cov is not None else None
+    return GradField(field_in.shape, field_in.channel_axis, d2 * grad.second, cov, bc,
+                     batch_cov=bcov, factor=factor)
 
 
 def exact(act: Activation, field_in: Field) -> bool:

@@ -50,7 +50,18 @@ argmax probabilities from the per-window points and the pairs of different windo
 joint points.
 
 The output is not Gaussian: a ``Nonlinearity`` after a ``MaxPool`` is approximate (Gaussian
-closure), a second ``MaxPool`` on it is refused.
+closure), and so is a ``MaxPool`` of an activation of it (the pre-activation's Gaussian closure,
+declared); a ``MaxPool`` directly on a non-Gaussian field without a pre-activation is refused.
+
+Two samples of a batch (``Field.batch_cov`` tracked: a train-mode ``BatchNorm`` upstream): the
+joint points are drawn for both samples' fields at once, a Gaussian of :math:`2P` entries with
+covariance :math:`\begin{pmatrix} K & K^\times \\ K^\times & K\end{pmatrix}`
+(:math:`K^\times_{tt'} = E z_{b,t} z_{b',t'}` centred), giving :math:`E y_{b,u} y_{b',u'}`
+(rescaled by the same per-window factors) and, backward, the gradient routed to both samples'
+argmaxima: :math:`E(\partial x_b)_t(\partial x_{b'})_{t'} = \sum_{u,u'} P(a_{b,u} = t,
+a_{b',u'} = t')\, E\delta_{b,u}\delta_{b',u'}`.  A pre-activation that is not Gaussian (an
+activation of a train-mode ``BatchNorm`` output over positions) is taken with its Gaussian
+closure (declared).
 """
 
 from __future__ import annotations
@@ -110,13 +121,13 @@ class MaxPool(_Pool):
 
     def _source(self, field: Field) -> tuple[Field, object, object]:
         """The Gaussian field, the elementwise map (``None``: identity) the input is, and its
-        derivative (``None`` if unknown)."""
+        derivative (``None`` if unknown).  A non-Gaussian pre-activation (``BatchNorm`` in train
+        mode over positions) is taken with the Gaussian closure its ``Nonlinearity`` declared."""
         if field.gaussian:
             return field, None, None
         if field.pre_activation is not None:
             z, phi = field.pre_activation
-            if z.gaussian:
-                return z, getattr(phi, "function", phi), getattr(phi, "derivative_function", None)
+            return z, getattr(phi, "function", phi), getattr(phi, "derivative_function", None)
         raise VarpropError(
             f"{self!r} needs a jointly Gaussian input (a Conv output) or an elementwise "
             "activation of one (Field.pre_activation): the moments of a non-Gaussian field do not "
@@ -132,8 +143,13 @@ class MaxPool(_Pool):
         z, phi, dphi = self._source(field)
         m = np.ravel(z.mean)
         cov = require_cov(self, z) - np.outer(m, m)  # Field.cov holds E z_t z_t' (uncentred)
-        samples = sample_window_max(m, cov, win.taps, transform=phi, derivative=dphi,
-                                    points=points_for(win.p_in), scrambles=SCRAMBLES, seed=SEED)
+        m2, cov2, taps = m, cov, win.taps
+        if z.batch_cov is not None:  # two samples' fields jointly: [[cov, bcov], [bcov, cov]]
+            bcov = np.asarray(z.batch_cov) - np.outer(m, m)
+            m2, cov2 = np.concatenate([m, m]), np.block([[cov, bcov], [bcov, cov]])
+            taps = np.concatenate([taps, taps + win.p_in])
+        samples = sample_window_max(m2, cov2, taps, transform=phi, derivative=dphi,
+                                    points=points_for(m2.size), scrambles=SCRAMBLES, seed=SEED)
         own = window_max_moments(m, cov, win.taps, transform=phi, derivative=dphi,
                                  points=WINDOW_POINTS, scrambles=SCRAMBLES, seed=SEED)
         return samples, own, win
@@ -141,13 +157,22 @@ class MaxPool(_Pool):
     def field_forward(self, field: Field) -> Field:
         samples, own, win = self._samples(field)
         joint, joint_se = samples.second()
-        jd = np.diag(joint)
+        u = win.p_out
+        pair = samples.taps.shape[0] > u  # two samples' windows: (2U, 2U)
+        jd = np.diag(joint)[:u]
         # the joint points' matrix rescaled to the per-window diagonal (stays positive semi-definite)
         scale = np.sqrt(np.divide(own.second, jd, out=np.zeros_like(jd), where=jd > 0))
-        second = joint * np.outer(scale, scale)
+        if pair:
+            scale = np.concatenate([scale, scale])
+        full = joint * np.outer(scale, scale)
+        second = full[:u, :u]
+        bcov = None
+        if pair:  # E y_b,u y_b',u' (b != b'), symmetric by exchangeability of the samples
+            bcov = 0.5 * (full[:u, u:] + full[u:, :u])
         tiny = 1e-300
         rel = float(np.max(own.se_second / np.maximum(np.abs(own.second), tiny)))
-        rel_joint = float(np.max(joint_se / np.sqrt(np.maximum(np.outer(jd, jd), tiny))))
+        jd_all = np.diag(joint)
+        rel_joint = float(np.max(joint_se / np.sqrt(np.maximum(np.outer(jd_all, jd_all), tiny))))
         n = samples.y.shape[1] * samples.scrambles
         sentence = (f"{self!r}: E max, E max^2 of each window by randomized quasi-Monte Carlo "
                     f"({own.points} scrambled Sobol' points per window law), the covariances "
@@ -156,20 +181,54 @@ class MaxPool(_Pool):
                     f"errors: between windows {rel_joint:.1e}, of E y^2: {rel:.1e}")
         return Field(self.output_shape(field.shape), 0, own.mean.reshape(win.out_spatial),
                      own.second.reshape(win.out_spatial), second, None, gaussian=False,
-                     approximations=field.approximate(sentence))
+                     approximations=self._closure(field).approximate(sentence), batch_cov=bcov)
+
+    def _closure(self, field: Field) -> Field:
+        """``field`` with the Gaussian closure of a non-Gaussian pre-activation declared."""
+        z = self._source(field)[0]
+        if z.gaussian:
+            return field
+        return field.with_(approximations=field.approximate(
+            f"{self!r}: the pre-activation entering the window maxima is not jointly Gaussian "
+            "(a train-mode BatchNorm over positions): a Gaussian with its means and "
+            "covariances is used (Gaussian closure)"))
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
         samples, own, win = self._samples(field_in)
         g = grad.cov if grad.cov is not None else np.diag(np.ravel(grad.second))
-        cov = samples.routed_cov(g, own=own.route)
-        second = np.diag(cov).reshape(win.in_spatial)
+        pair = samples.taps.shape[0] > win.p_out
+        route, through = own.route, own.route_through
+        if pair:  # both samples' windows: [[G, G_bb'], [G_bb', G]] (module docstring)
+            if grad.batch_cross is None:
+                raise VarpropError(f"{self!r}: the forward pass tracks two samples of a batch; "
+                                   "the gradient's between-sample moments are not tracked")
+            gb = (grad.batch_cov if grad.batch_cov is not None
+                  else np.diag(np.ravel(grad.batch_cross)))
+            g = np.block([[g, gb], [gb, g]])
+            route = np.concatenate([route, route])
+            through = None if through is None else np.concatenate([through, through])
         keep = grad.cov is not None
+        out = self._routed(samples, g, route, False, win, field_in, keep, pair)
         pre = None
         if samples.slope is not None:  # through phi on the same points (module docstring)
-            pcov = samples.routed_cov(g, through=True, own=own.route_through)
-            pre = GradField(field_in.shape, 0, np.diag(pcov).reshape(win.in_spatial),
-                            pcov if keep else None)
-        return GradField(field_in.shape, 0, second, cov if keep else None, preactivation=pre)
+            pre = self._routed(samples, g, through, True, win, field_in, keep, pair)
+        return out.with_(preactivation=pre)
+
+    @staticmethod
+    def _routed(samples: MaxSamples, g: np.ndarray, own: np.ndarray | None, through: bool,
+                win: Windows, field_in: Field, keep: bool, pair: bool) -> GradField:
+        """The routed gradient field (the same-sample block; between samples, the
+        off-diagonal block as ``batch_cov``, or its diagonal as ``batch_cross``)."""
+        full = samples.routed_cov(g, through=through, own=own)
+        p = win.p_in
+        cov = full[:p, :p]
+        bc = bcov = None
+        if pair:
+            cross = 0.5 * (full[:p, p:] + full[p:, :p])
+            bc = np.diag(cross).reshape(win.in_spatial)
+            bcov = cross if field_in.batch_cov is not None and keep else None
+        return GradField(field_in.shape, 0, np.diag(cov).reshape(win.in_spatial),
+                         cov if keep else None, bc, batch_cov=bcov)
 
     def field_steps(self) -> list[tuple[str, object]]:
         u, up, t, j = sp.symbols("u u' t j", integer=True)

@@ -152,9 +152,14 @@ class _ChannelNorm(Layer):
         bc = None
         if field.batch_cross is not None:
             bc = (field.batch_cross - 2 * c * m + c * c) / denom
+        bcov = None  # between samples across positions: centred and scaled as cov
+        if field.batch_cov is not None:
+            cf, mf, rf = c.reshape(-1), m.reshape(-1), np.sqrt(denom).reshape(-1)
+            bcov = ((field.batch_cov - np.outer(cf, mf) - np.outer(mf, cf) + np.outer(cf, cf))
+                    / np.outer(rf, rf))
         # a new Field (not ``with_``): nothing else the input carried describes the output
         return Field(field.shape, field.channel_axis, (m - c) / root, d / denom, cov, bc,
-                     gaussian=field.gaussian, approximations=field.approximations)
+                     gaussian=field.gaussian, approximations=field.approximations, batch_cov=bcov)
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
         r""":math:`E g_x^2 = E g_y^2 / (d + \epsilon)` (infinite width, gradient independence)."""
@@ -164,7 +169,12 @@ class _ChannelNorm(Layer):
             r = np.sqrt(denom).reshape(-1)
             cov = grad.cov / np.outer(r, r)
         bc = None if grad.batch_cross is None else grad.batch_cross / denom
-        return GradField(field_in.shape, field_in.channel_axis, grad.second / denom, cov, bc)
+        bcov = None
+        if grad.batch_cov is not None:
+            r = np.sqrt(denom).reshape(-1)
+            bcov = grad.batch_cov / np.outer(r, r)
+        return GradField(field_in.shape, field_in.channel_axis, grad.second / denom, cov, bc,
+                         batch_cov=bcov)
 
     def field_steps(self) -> list[tuple[str, object]]:
         m, q, eps, g_y = sp.symbols("m q epsilon G_y", real=True)

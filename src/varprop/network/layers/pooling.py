@@ -14,7 +14,10 @@ correlated by overlapping convolution windows and shared biases in general).  Wi
 
 :math:`G` the covariance of the output gradient.  The backward diagonal needs :math:`G` only
 where windows overlap (stride < kernel); otherwise :math:`E(\partial x)_s^2 = G_{uu}/K^2` for
-the window :math:`u` containing :math:`s` (0 for positions no window reads).  Exact at every width
+the window :math:`u` containing :math:`s` (0 for positions no window reads).  Between two samples
+:math:`b \ne b'` of a batch (train-mode ``BatchNorm`` upstream) the same linear maps act on
+``Field.batch_cov`` :math:`B_{ss'} = E x_{b,s} x_{b',s'}`: :math:`A^\top B A`, and backward on
+the gradient's between-sample covariance.  Exact at every width
 (a linear map of second moments; gradients of a linear layer do not depend on the input).  As in
 Neural Tangents' ``stax.AvgPool`` / ``GlobalAvgPool`` (Novak et al. 2019).
 
@@ -48,9 +51,8 @@ from varprop.network.layers.spatial import (
 
 __all__ = ["AvgPool", "Flatten", "GlobalAvgPool", "pool_windows"]
 
-BATCH_CROSS_GAP = ("between-sample moments across different positions are not tracked by the "
-                   "general engine (only E x_b,t x_b',t at equal positions): pooling in a "
-                   "network with train-mode BatchNorm is not supported")
+BATCH_COV_GAP = ("the between-sample moments are tracked (Field.batch_cross) but not across "
+                 "positions (Field.batch_cov): a layer upstream dropped them")
 
 
 def pool_windows(layer: Layer, kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...],
@@ -71,6 +73,22 @@ def _pool_windows(layer: Layer, kernel_size: int | tuple[int, ...],
             raise fail("kernel_size", kernel_size, f"at most the input size per dimension "
                        f"(input_shape={input_shape}; pooling has no padding)")
     return sliding_windows(spatial, kernel, strides, (1,) * nd, ((0, 0),) * nd, circular=False)
+
+
+def check_batch_cov(layer: Layer, field: Field | GradField) -> None:
+    """Refuse a field whose between-sample moments are tracked only at equal positions."""
+    if field.batch_cross is not None and field.batch_cov is None:
+        raise VarpropError(f"{layer!r} mixes positions: {BATCH_COV_GAP}")
+
+
+def _sandwich(a: object, m: np.ndarray | None, left: bool) -> np.ndarray | None:
+    """:math:`A^\top M A` (``left=False``) or :math:`A M A^\top` (``left=True``) for a sparse
+    averaging matrix ``a``; ``None`` stays ``None``."""
+    if m is None:
+        return None
+    if left:
+        return np.asarray((a @ (a @ m).T).T)
+    return np.asarray((a.T @ (a.T @ m).T).T)
 
 
 def require_cov(layer: Layer, field: Field) -> np.ndarray:
@@ -108,7 +126,7 @@ class _Pool(Layer):
         return 0
 
     def field_needs(self) -> FieldNeeds:
-        return FieldNeeds(cov=True)
+        return FieldNeeds(cov=True, batch_cov=True)
 
     def field_exact(self, field_in: Field) -> bool:
         """A linear map of second moments: exact at every width."""
@@ -116,8 +134,7 @@ class _Pool(Layer):
 
     def _check(self, field: Field) -> Windows:
         require_channels_first(self, field)
-        if field.batch_cross is not None:
-            raise VarpropError(f"{self!r}: {BATCH_CROSS_GAP}")
+        check_batch_cov(self, field)
         return self.windows(field.shape)
 
 
@@ -137,25 +154,32 @@ class AvgPool(_Pool):
         win = self._check(field)
         cov = require_cov(self, field)
         a = win.average
-        out_cov = np.asarray((a.T @ (a.T @ cov).T).T)
+        out_cov = _sandwich(a, cov, left=False)
         mean = np.asarray(a.T @ np.ravel(field.mean)).reshape(win.out_spatial)
         return Field(self.output_shape(field.shape), 0, mean,
                      np.diag(out_cov).reshape(win.out_spatial), out_cov, None,
-                     gaussian=field.gaussian, approximations=field.approximations)
+                     gaussian=field.gaussian, approximations=field.approximations,
+                     batch_cov=_sandwich(a, field.batch_cov, left=False))
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
         win = self.windows(field_in.shape)
         a = win.average
         cov = None
         if grad.cov is not None:
-            cov = np.asarray((a @ (a @ grad.cov).T).T)
+            cov = _sandwich(a, grad.cov, left=True)
             second = np.diag(cov).copy()
         elif win.overlapping:
             raise VarpropError(f"{self!r}: overlapping windows (stride < kernel_size) need the "
                                "covariance of the output gradient, which is not tracked")
         else:
             second = win.backward_diag(grad.second) / win.kernel ** 2
-        return GradField(field_in.shape, 0, second.reshape(win.in_spatial), cov)
+        bc = None
+        if grad.batch_cross is not None and grad.batch_cov is None:
+            if win.overlapping:
+                check_batch_cov(self, grad)
+            bc = (win.backward_diag(grad.batch_cross) / win.kernel ** 2).reshape(win.in_spatial)
+        return GradField(field_in.shape, 0, second.reshape(win.in_spatial), cov, bc,
+                         batch_cov=_sandwich(a, grad.batch_cov, left=True))
 
     def field_steps(self) -> list[tuple[str, object]]:
         u, up, s, sp_, j, jp = sp.symbols("u u' s s' j j'", integer=True)
@@ -199,7 +223,9 @@ class GlobalAvgPool(Layer):
 
     Rule: :math:`E y = \frac1P \sum_s E x_s`, :math:`E y^2 = \frac1{P^2} \sum_{s, s'} K_{s s'}`;
     backward: every position receives :math:`\delta/P`, so :math:`E(\partial x)_s
-    (\partial x)_{s'} = E\delta^2 / P^2` for all :math:`s, s'`.  Exact at every width; needs the
+    (\partial x)_{s'} = E\delta^2 / P^2` for all :math:`s, s'`.  Between two samples
+    :math:`b \ne b'` the same rules with ``batch_cov`` (:math:`E y_b y_{b'} = \frac1{P^2}
+    \sum_{s,s'} E x_{b,s} x_{b',s'}`) and the gradient's ``batch_cross``.  Exact at every width; needs the
     covariance between positions.
     """
 
@@ -216,7 +242,7 @@ class GlobalAvgPool(Layer):
         return 0
 
     def field_needs(self) -> FieldNeeds:
-        return FieldNeeds(cov=True)
+        return FieldNeeds(cov=True, batch_cov=True)
 
     def field_exact(self, field_in: Field) -> bool:
         """A linear map of second moments: exact at every width."""
@@ -224,19 +250,25 @@ class GlobalAvgPool(Layer):
 
     def field_forward(self, field: Field) -> Field:
         require_channels_first(self, field)
-        if field.batch_cross is not None:
-            raise VarpropError(f"{self!r}: {BATCH_CROSS_GAP}")
+        check_batch_cov(self, field)
         cov = require_cov(self, field)
         second = float(np.mean(cov))
+        bcov = None if field.batch_cov is None else np.array([[float(np.mean(field.batch_cov))]])
         return Field((field.channels,), -1, float(np.mean(field.mean)), second,
                      np.array([[second]]), None, gaussian=field.gaussian,
-                     approximations=field.approximations)
+                     approximations=field.approximations, batch_cov=bcov)
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
         p = field_in.size
         g2 = float(np.ravel(grad.second)[0]) / p**2
         cov = np.full((p, p), g2) if grad.cov is not None else None
-        return GradField(field_in.shape, 0, np.full(field_in.positions, g2), cov)
+        bc = bcov = None
+        if grad.batch_cross is not None:  # every position of both samples gets its delta / P
+            b2 = float(np.ravel(grad.batch_cross)[0]) / p**2
+            bc = np.full(field_in.positions, b2)
+            bcov = np.full((p, p), b2) if grad.cov is not None else None
+        return GradField(field_in.shape, 0, np.full(field_in.positions, g2), cov, bc,
+                         batch_cov=bcov)
 
     def field_steps(self) -> list[tuple[str, object]]:
         s, sp_ = sp.symbols("s s'", integer=True)
@@ -295,9 +327,13 @@ class Flatten(Layer):
         if grad.size != 1 and grad.size != field_in.size:
             raise VarpropError(f"{self!r}: a gradient field of shape {grad.shape} does not match "
                                f"the input field of shape {field_in.shape}")
-        second = np.broadcast_to(np.ravel(grad.second), (field_in.size,)).reshape(field_in.positions)
-        cov = None if grad.cov is None else np.broadcast_to(grad.cov, (field_in.size,) * 2)
-        return GradField(field_in.shape, 0, second, cov)
+        p = field_in.size
+        second = np.broadcast_to(np.ravel(grad.second), (p,)).reshape(field_in.positions)
+        cov = None if grad.cov is None else np.broadcast_to(grad.cov, (p, p))
+        bc = (None if grad.batch_cross is None
+              else np.broadcast_to(np.ravel(grad.batch_cross), (p,)).reshape(field_in.positions))
+        bcov = None if grad.batch_cov is None else np.broadcast_to(grad.batch_cov, (p, p))
+        return GradField(field_in.shape, 0, second, cov, bc, batch_cov=bcov)
 
     def field_steps(self) -> list[tuple[str, object]]:
         t = sp.Symbol("t", integer=True)

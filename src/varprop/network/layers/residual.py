@@ -59,6 +59,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import sympy as sp
@@ -114,11 +115,18 @@ def _walk_shapes(layers: Sequence[Layer], shape: Shape) -> Shape:
 
 
 def _walk_fields(layers: Sequence[Layer], field: Field) -> list[Field]:
-    """``[field, f_1, ..., f_k]``: the field after each layer of ``layers``."""
+    """``[field, f_1, ..., f_k]``: the field after each layer of ``layers`` (cached by the
+    layers and the field's identity: the forward, the backward and ``field_exact`` of one walk
+    share one walk, and its field objects, which a layer's backward may recognise)."""
+    return list(_walk_cached(tuple(layers), field))
+
+
+@lru_cache(maxsize=4)  # fields may hold (P, P) matrices: keep few
+def _walk_cached(layers: tuple[Layer, ...], field: Field) -> tuple[Field, ...]:
     out = [field]
     for layer in layers:
         out.append(layer.field_forward(out[-1]))
-    return out
+    return tuple(out)
 
 
 def _backward_fields(layers: Sequence[Layer], fields: Sequence[Field], grad: GradField) -> GradField:
@@ -144,8 +152,12 @@ def _spread(vec: Field, like: Field) -> Field:
         cov = np.full((like.size, like.size), m * m)
         np.fill_diagonal(cov, q)
     bc = None if vec.batch_cross is None else np.full(pos, float(vec.batch_cross))
+    bcov = None
+    if vec.batch_cov is not None:  # two samples, two units: m^2; one unit: the batch cross moment
+        bcov = np.full((like.size, like.size), m * m)
+        np.fill_diagonal(bcov, float(np.ravel(vec.batch_cov)[0]))
     return Field(like.shape, like.channel_axis, np.full(pos, m), np.full(pos, q), cov, bc,
-                 gaussian=vec.gaussian, approximations=vec.approximations)
+                 gaussian=vec.gaussian, approximations=vec.approximations, batch_cov=bcov)
 
 
 def _gather(grad: GradField, out: Field) -> GradField:
@@ -156,7 +168,9 @@ def _gather(grad: GradField, out: Field) -> GradField:
         return grad
     q = float(np.mean(grad.second))
     bc = None if grad.batch_cross is None else float(np.mean(grad.batch_cross))
-    return GradField(out.shape, out.channel_axis, q, None if grad.cov is None else [[q]], bc)
+    bcov = None if grad.batch_cov is None else [[float(np.mean(np.diagonal(grad.batch_cov)))]]
+    return GradField(out.shape, out.channel_axis, q, None if grad.cov is None else [[q]], bc,
+                     batch_cov=bcov)
 
 
 @dataclass(frozen=True, init=False)
@@ -272,7 +286,8 @@ class Residual(Layer):
 
     def field_needs(self) -> FieldNeeds:
         needs = [layer.field_needs() for layer in self.nested]
-        return FieldNeeds(cov=any(n.cov for n in needs), batch_cross=any(n.batch_cross for n in needs))
+        return FieldNeeds(cov=any(n.cov for n in needs), batch_cross=any(n.batch_cross for n in needs),
+                          batch_cov=any(n.batch_cov for n in needs))
 
     # --- mean field ---------------------------------------------------------------------------
     def _paths(self, field: Field) -> tuple[list[Field], list[Field], Field, Field]:
@@ -307,6 +322,10 @@ class Residual(Layer):
         bc = None
         if sk.batch_cross is not None and f.batch_cross is not None:
             bc = sk.batch_cross + s * s * f.batch_cross + 2 * s * ms * mf
+        bcov = None  # between samples across positions: as cov
+        if sk.batch_cov is not None and f.batch_cov is not None:
+            a, b = ms.reshape(-1), mf.reshape(-1)
+            bcov = sk.batch_cov + s * s * f.batch_cov + s * (np.outer(a, b) + np.outer(b, a))
         second = sk.second + s * s * f.second + 2 * s * ms * mf
         if np.isnan(second).any():
             raise VarpropError(f"{self!r}: the block's second moment is not a number (an infinite "
@@ -315,7 +334,7 @@ class Residual(Layer):
         if self._splits_a_law(field):
             approx = approx + (_LAW_SPLIT,)
         return Field(sk.shape, sk.channel_axis, ms + s * mf, second, cov, bc,
-                     gaussian=sk.gaussian and f.gaussian, approximations=approx)
+                     gaussian=sk.gaussian and f.gaussian, approximations=approx, batch_cov=bcov)
 
     def _splits_a_law(self, field: Field) -> bool:
         """Whether an activation opening the branch reads an exact non-Gaussian law of the block's
@@ -336,13 +355,17 @@ class Residual(Layer):
         s2 = self.scale * self.scale
         if s2 == 0.0:
             return GradField(field_in.shape, field_in.channel_axis, gs.second, gs.cov,
-                             gs.batch_cross)
+                             gs.batch_cross, batch_cov=gs.batch_cov)
         gf = _backward_fields(self.branch, branch, _gather(grad, branch[-1]))
         cov = gs.cov + s2 * gf.cov if gs.cov is not None and gf.cov is not None else None
         bc = None
         if gs.batch_cross is not None and gf.batch_cross is not None:
             bc = gs.batch_cross + s2 * gf.batch_cross
-        return GradField(field_in.shape, field_in.channel_axis, gs.second + s2 * gf.second, cov, bc)
+        bcov = None
+        if gs.batch_cov is not None and gf.batch_cov is not None:
+            bcov = gs.batch_cov + s2 * gf.batch_cov
+        return GradField(field_in.shape, field_in.channel_axis, gs.second + s2 * gf.second, cov, bc,
+                         batch_cov=bcov)
 
     def field_steps(self) -> list[tuple[str, object]]:
         m_s, m_f, q_s, q_f, s = sp.symbols("m_S m_F q_S q_F s", real=True)

@@ -30,7 +30,12 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sps
 
-from varprop._util.validation import check_nonnegative_int, check_positive_int, fail, fail_type
+from varprop._util.validation import (
+    check_nonnegative_int,
+    check_positive_int,
+    fail,
+    fail_type,
+)
 
 __all__ = ["Windows", "check_size_tuple", "expand", "output_size", "sliding_windows"]
 

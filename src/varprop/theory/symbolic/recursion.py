@@ -55,6 +55,7 @@ from varprop.network.model import Network, refuse_with_network
 from varprop.theory.fields import is_general
 from varprop.theory.symbolic._algebra import _simp, _weight_moments
 from varprop.theory.symbolic.derivation import Derivation, Step
+from varprop.theory.symbolic.general import FieldDerivation, derive_general
 from varprop.theory.symbolic.layer_steps import _LayerSteps, _zero_mean_moments
 from varprop.theory.symbolic.nonzero_mean import _NonzeroMean
 from varprop.theory.symbolic.symbols import (
@@ -70,7 +71,6 @@ from varprop.theory.symbolic.symbols import (
     WIDTH,
     Q,
 )
-from varprop.theory.symbolic.general import FieldDerivation, derive_general
 from varprop.theory.symbolic.walk import NetworkDerivation, derive_layers
 from varprop.theory.symbolic.zero_mean import _ZeroMean
 
