@@ -185,7 +185,16 @@ def _walk_cached(net: Network) -> FieldPrediction:
     field = input_field(net.input_shape, axis, net.input_variance, needs)
     fields = [field]
     exact: list[bool] = []
+    layouts = channel_axes(net) if any(getattr(x, "reads_channel_layout", False)
+                                       for x in _distinct(net)) else None
     for p, layer in enumerate(layers):
+        if layouts is not None and getattr(layer, "reads_channel_layout", False) \
+                and len(layouts[p][0]) != len(layouts[p][1]):
+            raise VarpropError(
+                f"layer position {p + 1} ({layer!r}) acts on a flattened tensor of shape "
+                f"{layouts[p][0]} whose field keeps the layout {layouts[p][1]} of before Flatten: "
+                "the mean field of a normalisation over all of its entries is not implemented "
+                "(simulate() runs it); normalise before Flatten, or put a Dense layer between")
         exact.append(bool(layer.field_exact(field)))
         field = layer.field_forward(field)
         if needs.cov:

@@ -92,6 +92,9 @@ class _ChannelNorm(Layer):
     eps: float = field(default=1e-5)
     centred = True
     default_eps = 1e-5
+    #: Its rule reads the field's channel axis: it cannot act on a flattened field (whose layout
+    #: is the tensor's before ``Flatten``), which the general walk refuses.
+    reads_channel_layout = True
 
     def __init__(self, eps: float | None = None) -> None:
         value = type(self).default_eps if eps is None else eps
