@@ -130,7 +130,6 @@ def test_batch_gradient_rqmc_vs_numpy() -> None:
     positions, correlated input, relu above, a gradient constant over a sample's positions as a
     global average pool gives) against numpy autodiff-free formulas on plain draws."""
     nb, p = 3, 4
-    n = nb * p
     m, k, b = _pair_law(p, 8)
     cov = np.kron(np.eye(nb), k - b) + np.kron(np.ones((nb, nb)), b)
     gamma = np.kron(np.eye(nb), np.ones((p, p)))

@@ -166,6 +166,33 @@ def _dense_inverse_widths(net: Network, depth: int) -> float:
     return total
 
 
+def _first_fan(layers: Sequence[object], shape: tuple[int, ...]) -> int | None:
+    """The fan-in of the first weight layer of ``layers`` (nested ones included) on an input of
+    ``shape``, or ``None`` if there is none."""
+    for layer in layers:
+        fans = getattr(layer, "fans", None)
+        if callable(fans):  # Conv: (C_in / groups) * prod(kernel)
+            return int(fans(shape)[0])
+        if getattr(layer, "init", None) is not None:  # Dense (vector), Recurrent ((T, n_in))
+            return int(shape[-1])
+        nested = getattr(layer, "nested", ())
+        if nested:
+            inner = _first_fan(tuple(nested), shape)
+            if inner is not None:
+                return inner
+        shape = layer.output_shape(shape)  # type: ignore[attr-defined]
+    return None
+
+
+def _input_fan(net: Network) -> int:
+    r"""The number of input entries one unit of the first weight layer sums (its fan-in): the
+    realised mean square of those entries fluctuates with relative variance of order
+    :math:`1/\text{fan-in}`, an error every later moment inherits (for an MLP, :math:`n_0`)."""
+    first = net.layers.runs[0][0]
+    fan = _first_fan(first, net.input_shape)
+    return fan if fan is not None else math.prod(net.input_shape)
+
+
 def prediction_allowance(activation: Activation | str, init: InitScheme | str, *,
                          widths: Sequence[int], layer: int, quantity: str, method: str,
                          predicted_value: float, reference_value: float | None = None,
@@ -218,7 +245,7 @@ def network_allowance(net: Network, position: int, backward: bool, *, method: st
     if not exact:
         fw = FINITE_WIDTH_CONSTANT * _dense_inverse_widths(net, net.depth if backward else position)
         if backward:
-            fw += FINITE_WIDTH_CONSTANT / net.input_shape[0]
+            fw += FINITE_WIDTH_CONSTANT / _input_fan(net)
         if is_general(net):
             fw += APPROXIMATION_ALLOWANCE * len(walk_fields(net).approximations)
     return _tolerance(exact, fw, method, predicted_value, reference_value, dtype)

@@ -57,6 +57,10 @@ def _call(weights: Callable[[], Any]) -> Any:
                         f"TypeError: {exc}") from exc
 
 
+#: Largest number of weights checked at once (a float64 copy of 10^8 entries is 800 MB).
+MAX_WEIGHT_ENTRIES = 10**8
+
+
 def _to_numpy(obj: Any, name: str) -> tuple[np.ndarray, FloatFormat | None]:
     """NumPy view of ``obj`` and its storage format (tensors are detached and moved to the CPU by
     duck typing; a bfloat16 tensor, which NumPy cannot hold, is widened with ``.float()``, exactly,
@@ -65,6 +69,15 @@ def _to_numpy(obj: Any, name: str) -> tuple[np.ndarray, FloatFormat | None]:
         raise fail_type(name, obj,
                         "an array of shape (fan_out, fan_in) or a callable returning one")
     x = obj
+    if getattr(x, "is_meta", False) or type(x).__name__ == "UninitializedParameter":
+        raise fail(name, f"<{type(x).__name__} on device {getattr(x, 'device', '?')}>",
+                   "weights with values (a meta-device or uninitialised lazy parameter has none: "
+                   "materialise the module first, e.g. run it once or use to_empty() and an init)")
+    numel = getattr(x, "numel", None)
+    count = int(numel()) if callable(numel) else int(getattr(x, "size", 0) or 0)
+    if count > MAX_WEIGHT_ENTRIES:
+        raise fail(name, f"<{count:,} weights>", f"at most {MAX_WEIGHT_ENTRIES:,} entries (they are "
+                   "copied to float64 for the tests): pass a slice of the matrix")
     if not isinstance(x, np.ndarray):
         for method in ("detach", "cpu"):  # torch.Tensor / nn.Parameter without importing torch
             f = getattr(x, method, None)

@@ -24,10 +24,15 @@ __all__ = ["GROUPS", "api_reference_markdown", "write_api_reference"]
 #: names are attributes of a public submodule, e.g. ``layers.Dense`` is ``varprop.layers.Dense``).
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("The model of a network", ("Network", "layers.Dense", "layers.Nonlinearity")),
+    ("Layers beyond the dense chain",
+     ("layers.Residual", "layers.LayerNorm", "layers.RMSNorm", "layers.BatchNorm", "layers.Dropout",
+      "layers.Conv", "layers.AvgPool", "layers.GlobalAvgPool", "layers.MaxPool", "layers.Flatten",
+      "layers.Recurrent")),
     ("Catalogues: init schemes and activations",
      ("init_scheme", "InitScheme", "scheme_names", "activation", "Activation", "activation_names")),
     ("Derivations and predictions",
-     ("derive", "Derivation", "predict_variance", "propagate", "Propagation")),
+     ("derive", "Derivation", "predict_variance", "propagate", "Propagation", "predict_fields",
+      "FieldPrediction")),
     ("Monte Carlo and checking", ("simulate", "SimulationResult", "verify", "verify_step", "Verdict")),
     ("Beyond: criticality, overflow, framework initializers, sweeps",
      ("critical_gain", "edge_of_chaos", "overflow_depth", "underflow_depth", "check_initializer",
@@ -174,8 +179,10 @@ def api_reference_markdown() -> str:
         for n in names:
             out += [_section(n), ""]
     out += ["## Modules used directly", "",
-            "- `varprop.layers`: `Dense(width, init=\"lecun_normal\", bias_variance=0.0)`, "
-            "`Nonlinearity(activation)`, the layers a `varprop.Network` is made of (above).",
+            "- `varprop.layers`: `Dense`, `Nonlinearity` and the layers beyond the dense chain "
+            "(`Residual`, `LayerNorm`, `RMSNorm`, `BatchNorm`, `Dropout`, `Conv`, `AvgPool`, "
+            "`GlobalAvgPool`, `MaxPool`, `Flatten`, `Recurrent`): the layers a `varprop.Network` "
+            "is made of (above).",
             "- `varprop.documents`: `generate(...)`, `activation_document(activation, schemes, *, "
             "budget=\"default\", format=\"markdown\", figures=True)`, `write(files, out)`, "
             "`check(out, *, reuse_montecarlo=False, spot_check=2)`, `ACTIVATIONS`, `SCHEMES` "

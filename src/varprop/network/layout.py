@@ -14,7 +14,7 @@ from varprop.network.model import Network
 __all__ = ["MAX_POSITIONS", "channel_axes", "expanded_layers", "input_channel_axis"]
 
 #: Largest number of layer positions the general engines expand.
-MAX_POSITIONS = 100_000
+MAX_POSITIONS = 10_000
 
 
 def expanded_layers(net: Network) -> list[Layer]:

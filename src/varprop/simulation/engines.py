@@ -265,7 +265,8 @@ class GeneralEngine(Engine):
 
     def bytes_per_replicate(self, network: Network, batch: int, itemsize: int) -> float:
         entries, params, _ = general_shape(network)
-        return float(entries) * batch * (3 * itemsize + 24) + float(itemsize) * params
+        return (float(entries) * batch * (3 * itemsize + 24) + float(itemsize) * params
+                + 8.0 * batch * general_workspace(network))
 
     def work_per_replicate(self, network: Network, batch: int) -> float:
         entries, params, _ = general_shape(network)
@@ -297,6 +298,20 @@ def general_shape(network: Network) -> tuple[int, int, int]:
         entries += math.prod(shape)
         positions += math.prod(shape) // max(shape)
     return entries, params, positions
+
+
+@lru_cache(maxsize=256)
+def general_workspace(network: Network) -> int:
+    """The largest per-sample temporary of one layer's sampling (``mc_workspace``, e.g. a
+    convolution's patches; 0 for layers without one), counted in float64 entries."""
+    shape, most = network.input_shape, 0
+    for block, _ in network.layers.runs:
+        for layer in block:
+            workspace = getattr(layer, "mc_workspace", None)
+            if workspace is not None:
+                most = max(most, int(workspace(shape)))
+            shape = layer.output_shape(shape)
+    return most
 
 
 #: The engines.

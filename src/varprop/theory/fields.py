@@ -32,6 +32,7 @@ covariances for at most :data:`MAX_COV_POSITIONS` positions per tensor.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -72,6 +73,8 @@ __all__ = [
 
 #: Largest number of positions per tensor whose covariance matrix is tracked.
 MAX_COV_POSITIONS = 4096
+#: Largest number of positions per tensor without covariances (per-position arrays, index tables).
+MAX_FIELD_POSITIONS = 2**20
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,6 +155,22 @@ def _guard_cov(field: Field | GradField, where: str) -> None:
             "positions are supported: use a smaller input")
 
 
+def _guard_sizes(net: Network, needs: FieldNeeds) -> None:
+    """Refuse, before anything is allocated, a tensor with more positions than the engine
+    tracks: :data:`MAX_COV_POSITIONS` with position covariances, :data:`MAX_FIELD_POSITIONS`
+    without (per-position moments and the layers' index tables grow with them)."""
+    limit = MAX_COV_POSITIONS if needs.cov else MAX_FIELD_POSITIONS
+    for p, (shape, fshape, axis) in enumerate(channel_axes(net)):
+        positions = math.prod(fshape) // fshape[axis] if fshape else 1
+        if positions > limit:
+            where = "the network input" if p == 0 else f"the output of layer position {p}"
+            what = ("tracking the covariance between them (a pooling layer needs it) would need "
+                    f"{8.0 * positions * positions / 2**20:,.0f} MiB per tensor"
+                    if needs.cov else "the per-position moments and index tables would not fit")
+            raise VarpropError(f"{where} has {positions:,} positions (shape {shape}): {what}; at "
+                               f"most {limit:,} positions are supported: use a smaller input")
+
+
 def walk_fields(net: Network) -> FieldPrediction:
     """The fields of ``net`` forward and backward (module docstring); cached per network."""
     return _walk_cached(net)
@@ -162,12 +181,20 @@ def _walk_cached(net: Network) -> FieldPrediction:
     layers = expanded_layers(net)
     needs = needs_of(net)
     axis = input_channel_axis(net)
+    _guard_sizes(net, needs)
     field = input_field(net.input_shape, axis, net.input_variance, needs)
-    if needs.cov:
-        _guard_cov(field, "the network input")
     fields = [field]
     exact: list[bool] = []
+    layouts = channel_axes(net) if any(getattr(x, "reads_channel_layout", False)
+                                       for x in _distinct(net)) else None
     for p, layer in enumerate(layers):
+        if layouts is not None and getattr(layer, "reads_channel_layout", False) \
+                and len(layouts[p][0]) != len(layouts[p][1]):
+            raise VarpropError(
+                f"layer position {p + 1} ({layer!r}) acts on a flattened tensor of shape "
+                f"{layouts[p][0]} whose field keeps the layout {layouts[p][1]} of before Flatten: "
+                "the mean field of a normalisation over all of its entries is not implemented "
+                "(simulate() runs it); normalise before Flatten, or put a Dense layer between")
         exact.append(bool(layer.field_exact(field)))
         field = layer.field_forward(field)
         if needs.cov:

@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from varprop._math.batch_backward import normalised_batch_gradient, normalised_batch_second
+from varprop._math.batch_backward import (
+    normalised_batch_gradient,
+    normalised_batch_second,
+)
 from varprop.errors import VarpropError
 from varprop.network.field import Field, GradField
 from varprop.network.layers.batchlaw import vectorised

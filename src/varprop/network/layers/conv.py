@@ -249,6 +249,13 @@ class Conv(Layer):
     def mc_parameter_count(self, input_shape: Shape) -> int:
         return self.channels * (self.fans(input_shape)[0] + (self.bias_variance > 0))
 
+    def mc_workspace(self, input_shape: Shape) -> int:
+        """Temporary entries per sample of :meth:`mc_forward`/:meth:`mc_backward`: the
+        ``(C_in, P_out, K)`` patches and the backward's patch gradients."""
+        kernel = math.prod(expand("kernel_size", self.kernel_size, len(input_shape) - 1))
+        p_out = math.prod(self.output_shape(input_shape)[1:])
+        return 2 * input_shape[0] * p_out * kernel
+
     def field_steps(self) -> list[tuple[str, object]]:
         t, tp, s, j = sp.symbols("t t' s j", integer=True)
         K, c_in, c_out, g = sp.symbols("K C_in C_out g", positive=True, integer=True)

@@ -20,9 +20,8 @@ samples).  The output is a Bernoulli mixture, not Gaussian (unless :math:`p = 0`
 input it carries its exact mixture law (:mod:`varprop.network.layers.dropoutlaw`), so that an
 activation right after it is predicted exactly at infinite width, forward and backward (a Gaussian
 closure of the mixture would be +82% off for tanh after ``Dropout(0.5)`` at :math:`q = 16`).
-Backward: the
-same mask multiplies the gradient, :math:`g_x = \frac{\xi}{1 - p}\, g_y`, so :math:`E g_x^2 =
-E g_y^2/(1 - p)`, off-diagonal covariances and between-sample moments kept, exact when
+Backward: the same mask multiplies the gradient, :math:`g_x = \frac{\xi}{1 - p}\, g_y`, so
+:math:`E g_x^2 = E g_y^2/(1 - p)`, off-diagonal covariances and between-sample moments kept, exact when
 :math:`g_y` is independent of the mask (the gradient-independence assumption; exact when nothing
 downstream depends on it, e.g. a linear readout).  Below an activation the mask also zeroes
 :math:`\phi'(y)`, and the two are taken jointly through the mixture law.

@@ -33,6 +33,11 @@ With :math:`m_t, q_t` the mean and second moment of a channel at position :math:
                         {\sqrt{(d_t + \epsilon)(d_{t'} + \epsilon)}},
 
 exact in :math:`\epsilon`; the between-sample moment likewise; a Gaussian input stays Gaussian.
+"Infinite width" includes the fan-in of the layer feeding the norm: the statistic is
+deterministic only if that layer averages over many inputs.  After a first convolution on a
+3-channel image (fan-in 27) the per-pixel variance fluctuates between samples and, by Jensen,
+:math:`E\,\hat v/(\hat v + \epsilon)` is below the rule: measured -3% for ``Conv(128, 3),
+LayerNorm(0.3)`` on ``(3, 6, 6)`` inputs, -0.6% with 48 input channels.
 At finite width the per-sample identity :math:`\frac1n \sum_i y_i^2 = \hat d/(\hat d + \epsilon)`
 holds exactly.
 
@@ -52,7 +57,11 @@ and the between-sample moment of the gradient is divided by :math:`d_t + \epsilo
 finite width the sample normaliser fluctuates and :math:`E[1/\hat d] > 1/d`: for i.i.d. Gaussian
 channels and :math:`\epsilon \to 0`, :math:`E g_x^2 = E g_y^2\, \frac{n-2}{(n-3)\, v}`
 (LayerNorm) and :math:`E g_y^2\, \frac{n-1}{(n-2)\, Q}` (RMSNorm), 3% above the rule at
-:math:`n = 32` channels (the rule is the :math:`n \to \infty` limit).
+:math:`n = 32` channels (the rule is the :math:`n \to \infty` limit).  When the statistic
+also fluctuates between samples (an input :math:`z = W a` whose :math:`\overline{a^2}` varies,
+with kurtosis :math:`\kappa` of the entries of :math:`a`), :math:`E[1/\hat d]` grows by a further
+:math:`\approx (\kappa - 1)/n`: for ``Dense, relu, Dropout(0.2), Dense, LayerNorm`` the measured
+gradient at the LayerNorm input is 44% above the rule at :math:`n = 32`, 9% at 128, 1.5% at 512.
 """
 
 from __future__ import annotations
@@ -83,6 +92,9 @@ class _ChannelNorm(Layer):
     eps: float = field(default=1e-5)
     centred = True
     default_eps = 1e-5
+    #: Its rule reads the field's channel axis: it cannot act on a flattened field (whose layout
+    #: is the tensor's before ``Flatten``), which the general walk refuses.
+    reads_channel_layout = True
 
     def __init__(self, eps: float | None = None) -> None:
         value = type(self).default_eps if eps is None else eps

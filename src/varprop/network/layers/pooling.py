@@ -298,7 +298,8 @@ class Flatten(Layer):
     r"""``(C, *spatial) -> (C \prod \text{spatial},)`` (row-major, as ``torch.flatten(x, 1)``).
 
     Its field is the input field unchanged (module docstring): the flattened entries are the
-    same random variables, with per-position moments; exact.
+    same random variables, with per-position moments; exact.  Any layout flattens the same way:
+    channels first ``(C, H, W)`` or a sequence ``(T, n)`` (a ``Recurrent`` layer's output).
     """
 
     kind = "flatten"
@@ -311,14 +312,13 @@ class Flatten(Layer):
         return (math.prod(input_shape),)
 
     def channel_axis_for(self, input_shape: Shape) -> int | None:
-        return 0
+        return None  # a reshape: any layout
 
     def field_exact(self, field_in: Field) -> bool:
         """A reshape: exact."""
         return True
 
     def field_forward(self, field: Field) -> Field:
-        require_channels_first(self, field)
         return field
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
@@ -333,7 +333,7 @@ class Flatten(Layer):
         bc = (None if grad.batch_cross is None
               else np.broadcast_to(np.ravel(grad.batch_cross), (p,)).reshape(field_in.positions))
         bcov = None if grad.batch_cov is None else np.broadcast_to(grad.batch_cov, (p, p))
-        return GradField(field_in.shape, 0, second, cov, bc, batch_cov=bcov)
+        return GradField(field_in.shape, field_in.channel_axis, second, cov, bc, batch_cov=bcov)
 
     def field_steps(self) -> list[tuple[str, object]]:
         t = sp.Symbol("t", integer=True)

@@ -6,7 +6,10 @@ layers on the skip path, e.g. a projection), :math:`s` the branch ``scale``.  Th
 are values of ``scale``: the plain ResNet block (:math:`s = 1`, He et al. 2016, "Deep residual
 learning for image recognition"), :math:`s = 1/\sqrt{L}` for :math:`L` blocks (Hayou et al. 2021,
 "Stable ResNet"), SkipInit / ReZero (:math:`s = 0` at initialisation: De & Smith 2020; Bachlechner
-et al. 2021); pre-norm and post-norm blocks are compositions with :class:`LayerNorm`.
+et al. 2021); Fixup-style rescaled branches (Zhang, Dauphin & Ma 2019) scale the branch's weight
+variance through its init scheme (``varprop.init_scheme("variance_scaling", scale=c)``: the ReLU
+branch below then gives :math:`q_F = c\,q_x/2`) or use ``scale``; pre-norm and post-norm blocks are
+compositions with :class:`LayerNorm`.
 
 Mean-field rule (infinite width, zero-mean weights)
 ---------------------------------------------------
@@ -23,9 +26,12 @@ of one channel,
     C_y = C_S + s^2 C_F + s\,(m_S m_F^\top + m_F m_S^\top),
 
 and the between-sample moment likewise (:math:`B_y = B_S + s^2 B_F + 2 s\, m_S m_F`).  When the
-branch ends with a weight layer, :math:`m_F = 0` and the rule is exact at every width (the cross
-term :math:`E\,S_i F_i = E[S_i \sum_j W_{ij} h_j]` vanishes for zero-mean :math:`W`).  For the
-ReLU branch ``[Dense(n, "he_normal"), "relu", Dense(n)]`` (He, then LeCun) on a centred input,
+branch ends with a weight layer, :math:`m_F = 0` and the cross term
+:math:`E\,S_i F_i = E[S_i \sum_j W_{ij} h_j]` vanishes at every width (zero-mean :math:`W`): the
+block is then exact wherever its branch's and shortcut's own rules are
+(:meth:`Residual.field_exact`); otherwise :math:`E\,S_i F_i = m_S m_F` holds as the width
+grows.  For the ReLU branch ``[Dense(n, "he_normal"), "relu", Dense(n)]`` (He, then LeCun) on a
+centred input,
 :math:`q_F = 2 q_x / 2 = q_x`, so :math:`q_y = (1 + s^2)\, q_x` per block: :math:`2^L` after
 :math:`L` plain blocks, :math:`(1 + 1/L)^L \to e` with :math:`s = 1/\sqrt L`; He init in both
 layers gives :math:`q_F = 2 q_x` and :math:`(1 + 2 s^2)` per block.
@@ -41,10 +47,16 @@ vanishes and
 (the identity shortcut gives :math:`E (J_S^\top g)^2 = E g^2`), and likewise the position
 covariances and the between-sample moments of the gradient; the branch's backward walk runs its
 layers' backward rules in reverse over the branch's forward fields.
+
+After ``Flatten`` (whose field keeps the per-position moments of the flattened tensor), a branch
+that ends with a vector layer (``Dense``) is spread over that layout: its entries at two positions
+are two different units, independent at infinite width (covariance :math:`m_F^2`); backward, the
+gradient reaching the branch is averaged over the positions (the vector's units are exchangeable).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -82,6 +94,13 @@ def _as_layers(name: str, layers: object) -> tuple[Layer, ...]:
         hint = " (omit shortcut for the identity)" if name == "shortcut" else ""
         raise fail(name, layers, f"a non-empty list of layers{hint}")
     return tuple(out)
+
+
+#: Declared when the block's backward cannot pass an exact law's joint factor through its sum.
+_LAW_SPLIT = ("Residual after a layer with an exact non-Gaussian law (Dropout, train-mode "
+              "BatchNorm) whose branch opens with an activation: backward, below the block, the "
+              "activation's derivative and that layer's randomness are treated as independent "
+              "(gradient independence), not jointly")
 
 
 def _is_weight_layer(layer: Layer) -> bool:
@@ -122,6 +141,38 @@ def _union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
     return a + tuple(x for x in b if x not in a)
 
 
+def _spread(vec: Field, like: Field) -> Field:
+    r"""A vector's field (one mean and second moment for every unit) in the layout of ``like``, a
+    flattened tensor of the same size (how :class:`Flatten` keeps per-position moments): entries at
+    two positions are two different units, independent at infinite width, so their covariance
+    is :math:`m^2`."""
+    pos, m, q = like.positions, float(vec.mean), float(vec.second)
+    cov = None
+    if vec.cov is not None:
+        cov = np.full((like.size, like.size), m * m)
+        np.fill_diagonal(cov, q)
+    bc = None if vec.batch_cross is None else np.full(pos, float(vec.batch_cross))
+    bcov = None
+    if vec.batch_cov is not None:  # two samples, two units: m^2; one unit: the batch cross moment
+        bcov = np.full((like.size, like.size), m * m)
+        np.fill_diagonal(bcov, float(np.ravel(vec.batch_cov)[0]))
+    return Field(like.shape, like.channel_axis, np.full(pos, m), np.full(pos, q), cov, bc,
+                 gaussian=vec.gaussian, approximations=vec.approximations, batch_cov=bcov)
+
+
+def _gather(grad: GradField, out: Field) -> GradField:
+    """``grad`` in the layout of a path's output field ``out``: averaged over the positions when
+    ``out`` is a vector and ``grad`` is spread over a flattened layout (the vector's units are
+    exchangeable: its layers' rules see their mean)."""
+    if grad.shape == out.shape or out.positions:
+        return grad
+    q = float(np.mean(grad.second))
+    bc = None if grad.batch_cross is None else float(np.mean(grad.batch_cross))
+    bcov = None if grad.batch_cov is None else [[float(np.mean(np.diagonal(grad.batch_cov)))]]
+    return GradField(out.shape, out.channel_axis, q, None if grad.cov is None else [[q]], bc,
+                     batch_cov=bcov)
+
+
 @dataclass(frozen=True, init=False)
 class Residual(Layer):
     r"""Residual block :math:`y = S(x) + s\,F(x)` (see the module docstring for the rule).
@@ -157,8 +208,9 @@ class Residual(Layer):
                  shortcut: Sequence[object] | None = None) -> None:
         layers = _as_layers("branch", branch)
         if not any(_is_weight_layer(layer) for layer in layers):
-            raise fail("branch", list(layers), "a branch containing a weight layer (Dense, Conv, "
-                       "Recurrent): with zero-mean weights it makes the branch's output independent "
+            raise fail("branch", list(layers), "a branch with a weight layer (Dense, Conv, "
+                       "Recurrent) directly in it, not only inside a nested Residual (whose output "
+                       "contains its own input): with zero-mean weights it makes the branch's output independent "
                        "of the block's input at infinite width, which the residual rule needs "
                        "(without one, x + F(x) has a cross term the rule cannot know)")
         skip = None if shortcut is None else _as_layers("shortcut", shortcut)
@@ -205,7 +257,7 @@ class Residual(Layer):
     def field_exact(self, field_in: Field) -> bool:
         r"""Exact at every width when every nested layer is exact on its input and the cross term
         vanishes identically: the branch ends with a (zero-mean) weight layer, or ``scale`` is 0."""
-        branch, skip = self._paths(field_in)
+        branch, skip, _, _ = self._paths(field_in)
         skip_exact = self.shortcut is None or all(
             layer.field_exact(f) for layer, f in zip(self.shortcut, skip))
         if self.scale == 0.0:
@@ -239,21 +291,28 @@ class Residual(Layer):
                           batch_cov=any(n.batch_cov for n in needs))
 
     # --- mean field ---------------------------------------------------------------------------
-    def _paths(self, field: Field) -> tuple[list[Field], list[Field]]:
+    def _paths(self, field: Field) -> tuple[list[Field], list[Field], Field, Field]:
+        """The fields along the branch and the skip path, and their outputs ``(F, S)`` in one
+        layout (a vector output is spread over the other's flattened layout)."""
         branch = _walk_fields(self.branch, field)
         skip = [field] if self.shortcut is None else _walk_fields(self.shortcut, field)
         f, s = branch[-1], skip[-1]
+        if f.shape != s.shape and math.prod(f.shape) == math.prod(s.shape):
+            if not f.positions:
+                f = _spread(f, s)
+            elif not s.positions:
+                s = _spread(s, f)
         if f.shape != s.shape or f.channel_axis % len(f.shape) != s.channel_axis % len(s.shape):
             raise VarpropError(f"{self!r}: the branch's output (shape {f.shape}, channel axis "
                                f"{f.channel_axis}) and the shortcut's (shape {s.shape}, channel axis "
                                f"{s.channel_axis}) cannot be added")
-        return branch, skip
+        return branch, skip, f, s
 
     def field_forward(self, field: Field) -> Field:
         r""":math:`m_y = m_S + s m_F`, :math:`q_y = q_S + s^2 q_F + 2 s m_S m_F`, the covariance
         and between-sample moments likewise (branch independent of the input at infinite width)."""
-        branch, skip = self._paths(field)
-        f, sk, s = branch[-1], skip[-1], self.scale
+        _, _, f, sk = self._paths(field)
+        s = self.scale
         if s == 0.0:  # SkipInit / ReZero: the block is its shortcut
             return sk
         ms, mf = sk.mean, f.mean
@@ -272,20 +331,33 @@ class Residual(Layer):
         if np.isnan(second).any():
             raise VarpropError(f"{self!r}: the block's second moment is not a number (an infinite "
                                "moment times a zero one: scale or the input beyond the float range)")
+        approx = _union(sk.approximations, f.approximations)
+        if self._splits_a_law(field):
+            approx = approx + (_LAW_SPLIT,)
         return Field(sk.shape, sk.channel_axis, ms + s * mf, second, cov, bc,
-                     gaussian=sk.gaussian and f.gaussian,
-                     approximations=_union(sk.approximations, f.approximations), batch_cov=bcov)
+                     gaussian=sk.gaussian and f.gaussian, approximations=approx, batch_cov=bcov)
+
+    def _splits_a_law(self, field: Field) -> bool:
+        """Whether an activation opening the branch reads an exact non-Gaussian law of the block's
+        input (``Dropout``, train-mode ``BatchNorm``): its backward factor is taken jointly with
+        the layer below only along one path, not through the block's sum."""
+        law = field.law
+        if law is None or not law.describes(field):  # type: ignore[attr-defined]
+            return False
+        return any(isinstance(group[0], Nonlinearity) for group in (self.branch, self.shortcut)
+                   if group)
 
     def field_backward(self, grad: GradField, field_in: Field, field_out: Field) -> GradField:
         r""":math:`E g_x^2 = E(J_S^\top g)^2 + s^2 E(J_F^\top g)^2` (gradient independence: the
         branch's zero-mean weights make the cross term vanish)."""
-        branch, skip = self._paths(field_in)
-        gs = grad if self.shortcut is None else _backward_fields(self.shortcut, skip, grad)
+        branch, skip, _, _ = self._paths(field_in)
+        gs = _gather(grad, field_in) if self.shortcut is None else _backward_fields(
+            self.shortcut, skip, _gather(grad, skip[-1]))
         s2 = self.scale * self.scale
         if s2 == 0.0:
             return GradField(field_in.shape, field_in.channel_axis, gs.second, gs.cov,
                              gs.batch_cross, batch_cov=gs.batch_cov)
-        gf = _backward_fields(self.branch, branch, grad)
+        gf = _backward_fields(self.branch, branch, _gather(grad, branch[-1]))
         cov = gs.cov + s2 * gf.cov if gs.cov is not None and gf.cov is not None else None
         bc = None
         if gs.batch_cross is not None and gf.batch_cross is not None:
@@ -314,9 +386,11 @@ class Residual(Layer):
              "(gradient independence), so the two paths add without a cross term.",
              sp.Eq(g_x, g_s + s**2 * g_f)),
         ]
-        for layer in self.nested:
-            where = "branch" if any(layer is b for b in self.branch) else "shortcut"
-            steps += [(f"In the {where}, {layer!r}: {text}", eq) for text, eq in layer.field_steps()]
+        nested = [("branch", x) for x in self.branch] + [("shortcut", x) for x in self.shortcut or ()]
+        for where, layer in nested:
+            for text, eq in layer.field_steps():  # "Backward..." first: documents sort on it
+                lead = "Backward, in" if text.lower().startswith("backward") else "In"
+                steps.append((f"{lead} the {where}, {layer!r}: {text}", eq))
         return steps
 
     # --- sampling -----------------------------------------------------------------------------

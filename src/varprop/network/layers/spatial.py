@@ -157,11 +157,23 @@ class Windows:
         return out[:-1, :-1]
 
 
+#: Largest (output position, kernel tap) table a sliding window builds (8 bytes an entry).
+MAX_TAPS = 2**26
+
+
 def sliding_windows(in_spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
                     dilation: Sequence[int], pads: Sequence[tuple[int, int]], circular: bool
                     ) -> Windows:
     """The :class:`Windows` of a sliding window (per-dimension parameters; ``pads`` are
-    ``(left, right)`` per dimension).  The caller checks that every output size is >= 1."""
+    ``(left, right)`` per dimension).  The caller checks that every output size is >= 1; a table
+    of more than :data:`MAX_TAPS` (output position, tap) pairs is refused before it is built."""
+    sizes = [(n + lo + hi - d * (k - 1) - 1) // s + 1
+             for n, k, s, d, (lo, hi) in zip(in_spatial, kernel, stride, dilation, pads)]
+    entries = math.prod(max(o, 1) for o in sizes) * math.prod(kernel)
+    if entries > MAX_TAPS:
+        raise fail("input_shape", tuple(in_spatial), f"spatial sizes whose sliding-window table "
+                   f"(output positions x kernel taps = {entries:,}) has at most {MAX_TAPS:,} "
+                   "entries: use a smaller input or padding")
     per_dim = [_taps_1d(n, k, s, d, lo, hi, circular)
                for n, k, s, d, (lo, hi) in zip(in_spatial, kernel, stride, dilation, pads)]
     out_spatial = tuple(t.shape[0] for t in per_dim)
