@@ -194,7 +194,8 @@ def test_default_matrix() -> None:
     m = check.default_matrix(quick=True)
     assert {c["init"] for c in m} == set(check.DEFAULT_INITS)
     assert {c["quantity"] for c in m} == {"preactivation", "activation", "gradient"}
-    assert len(m) == len(varprop.activation_names()) * len(check.DEFAULT_INITS) * 3
+    assert len(m) == len(check.DEFAULT_ACTIVATIONS) * len(check.DEFAULT_INITS) * 3
+    assert set(check.DEFAULT_ACTIVATIONS) < set(varprop.activation_names())
     sub = check.default_matrix(activations=["relu"], inits=["he_normal"], fan_ins=[8],
                                depths=[2, 3], quantities=["gradient"], rtol=0.1)
     assert len(sub) == 2 and all(c["rtol"] == 0.1 for c in sub)

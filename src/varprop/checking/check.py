@@ -27,6 +27,7 @@ from varprop.checking.allowance import (
     prediction_allowance,
 )
 from varprop.checking.families import (
+    DEFAULT_ACTIVATIONS,
     DEFAULT_INITS,
     check_matrix,
     config_seed,
@@ -55,6 +56,7 @@ __all__ = [
     "network_exact",
     "config_seed",
     "default_budget",
+    "DEFAULT_ACTIVATIONS",
     "DEFAULT_INITS",
     "TARGETS",
     "STATUSES",
