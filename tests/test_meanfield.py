@@ -51,8 +51,40 @@ def test_bit_identical_to_the_recorded_predictions(chunk):
         if shape.get("depth", 0) <= 10**6:
             key = gen.key(act, init, shape, b2, method, "propagate")
             got[key] = gen.call(varprop.propagate, act, scheme, **kw)
-    bad = [k for k in got if got[k] != FIXTURE[k]]
+    bad = [k for k in got if got[k] != FIXTURE[k] and not _moved_by_ulps(k, got[k], FIXTURE[k])]
     assert not bad, f"{len(bad)} differ, e.g. {bad[0]}: {got[bad[0]]} != {FIXTURE[bad[0]]}"
+
+
+#: Activations whose definition changed after the fixture was recorded: "gelu" (and "swish", now
+#: the registered silu, evaluated through its own table) became a registered
+#: activation with an exact closed form at mean 0 (issue 14), which moves its values by a few ulps
+#: from the old quadrature (compounded over up to 300 layers; at depth 300 the old quadrature's
+#: E gelu(z) at q ~ 1e-87 was noise of size 1e-61 and the wrong sign).  They are compared to 1e-10
+#: relative plus 1e-12 of the sequence's first value (long arrays: length, first and last values;
+#: their digests necessarily differ).
+MOVED = ('["gelu",', '["swish",')
+
+
+def _moved_by_ulps(key: str, got: dict, want: dict) -> bool:
+    if not key.startswith(MOVED) or set(got) != set(want):
+        return False
+    if "fields" in got:  # propagate: every field
+        return set(got["fields"]) == set(want["fields"]) and all(
+            _moved_by_ulps(key, {"value": got["fields"][f], "warnings": got.get("warnings")},
+                           {"value": want["fields"][f], "warnings": want.get("warnings")})
+            for f in got["fields"])
+    if "value" not in got or got.get("warnings") != want.get("warnings"):
+        return False
+    a, b = got["value"], want["value"]
+    if len(a) != len(b):
+        return False
+    if len(a) == 4 and not a[0].startswith("0x"):  # (length, first, last, digest)
+        if a[0] != b[0]:
+            return False
+        a, b = a[1:3], b[1:3]
+    x, y = [float.fromhex(v) for v in a], [float.fromhex(v) for v in b]
+    floor = 1e-12 * abs(y[0])
+    return all(abs(u - v) <= 1e-10 * abs(v) + floor for u, v in zip(x, y))
 
 
 def test_fixture_covers_the_grid():
