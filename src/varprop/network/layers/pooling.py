@@ -99,8 +99,23 @@ def require_cov(layer: Layer, field: Field) -> np.ndarray:
     return field.cov
 
 
+class _MixesPositions(Layer):
+    """What every pool shares: channels first, position covariances (and between-sample ones)
+    tracked, a linear map of second moments (exact; ``MaxPool`` overrides this)."""
+
+    def channel_axis_for(self, input_shape: Shape) -> int | None:
+        return 0
+
+    def field_needs(self) -> FieldNeeds:
+        return FieldNeeds(cov=True, batch_cov=True)
+
+    def field_exact(self, field_in: Field) -> bool:
+        """A linear map of second moments: exact at every width."""
+        return True
+
+
 @dataclass(frozen=True, init=False)
-class _Pool(Layer):
+class _Pool(_MixesPositions):
     """Common parts of the windowed pools (kernel, stride, shapes, validation)."""
 
     kernel_size: int | tuple[int, ...]
@@ -121,16 +136,6 @@ class _Pool(Layer):
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return (input_shape[0], *self.windows(input_shape).out_spatial)
-
-    def channel_axis_for(self, input_shape: Shape) -> int | None:
-        return 0
-
-    def field_needs(self) -> FieldNeeds:
-        return FieldNeeds(cov=True, batch_cov=True)
-
-    def field_exact(self, field_in: Field) -> bool:
-        """A linear map of second moments: exact at every width."""
-        return True
 
     def _check(self, field: Field) -> Windows:
         require_channels_first(self, field)
@@ -218,7 +223,7 @@ class AvgPool(_Pool):
 
 
 @dataclass(frozen=True)
-class GlobalAvgPool(Layer):
+class GlobalAvgPool(_MixesPositions):
     r"""The average over every position of each channel: ``(C, *spatial) -> (C,)``.
 
     Rule: :math:`E y = \frac1P \sum_s E x_s`, :math:`E y^2 = \frac1{P^2} \sum_{s, s'} K_{s s'}`;
@@ -237,16 +242,6 @@ class GlobalAvgPool(Layer):
     def output_shape(self, input_shape: Shape) -> Shape:
         check_spatial_input(self, input_shape)
         return (input_shape[0],)
-
-    def channel_axis_for(self, input_shape: Shape) -> int | None:
-        return 0
-
-    def field_needs(self) -> FieldNeeds:
-        return FieldNeeds(cov=True, batch_cov=True)
-
-    def field_exact(self, field_in: Field) -> bool:
-        """A linear map of second moments: exact at every width."""
-        return True
 
     def field_forward(self, field: Field) -> Field:
         require_channels_first(self, field)

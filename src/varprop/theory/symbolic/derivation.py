@@ -127,6 +127,29 @@ def _steps_latex(steps: tuple[Step, ...]) -> list[str]:
     return out
 
 
+class StepLookup:
+    """``title``, ``keys`` and ``step(key)`` of a derivation of a network (``network`` and
+    ``steps`` attributes)."""
+
+    network: object
+    steps: tuple[Step, ...]
+
+    @property
+    def title(self) -> str:
+        return f"Variance propagation through {self.network!r}"
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(s.key for s in self.steps)
+
+    def step(self, key: str) -> Step:
+        """The step with ``key`` (raises ``KeyError`` listing the keys)."""
+        for s in self.steps:
+            if s.key == key:
+                return s
+        raise KeyError(f"no step {key!r}; steps are {list(self.keys)}")
+
+
 def _latex_document(lines: list[str], document: bool) -> str:
     """The LaTeX fragment ``lines``, or with ``document`` a complete compilable ``article``."""
     body = "\n".join(lines) + "\n"

@@ -28,6 +28,7 @@ from varprop.network.model import Network
 from varprop.theory.fields import FieldPrediction, predict_fields
 from varprop.theory.symbolic.derivation import (
     Step,
+    StepLookup,
     _latex_document,
     _md_cell,
     _steps_latex,
@@ -53,7 +54,7 @@ _ASSUMPTIONS = (
 
 
 @dataclass(frozen=True, eq=False)
-class FieldDerivation:
+class FieldDerivation(StepLookup):
     r"""The derivation of a network walked with the general engine (:func:`derive_general`).
 
     Attributes
@@ -74,21 +75,6 @@ class FieldDerivation:
     prediction: FieldPrediction
     assumptions: tuple[str, ...]
     exact_at_finite_width: bool
-
-    @property
-    def title(self) -> str:
-        return f"Variance propagation through {self.network!r}"
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        return tuple(s.key for s in self.steps)
-
-    def step(self, key: str) -> Step:
-        """The step with ``key`` (raises ``KeyError`` listing the keys)."""
-        for s in self.steps:
-            if s.key == key:
-                return s
-        raise KeyError(f"no step {key!r}; steps are {list(self.keys)}")
 
     def evaluate(self) -> dict[str, np.ndarray]:
         """``output_second`` and ``output_gradient`` per layer position, ``input_gradient``."""

@@ -43,6 +43,7 @@ from varprop.network.model import Network, refuse_stacked_nonlinearities
 from varprop.theory.symbolic._algebra import _eq, _is_zero, _simp, _weight_moments
 from varprop.theory.symbolic.derivation import (
     Step,
+    StepLookup,
     _latex_document,
     _md_cell,
     _steps_latex,
@@ -78,7 +79,7 @@ class _State:
 
 
 @dataclass(frozen=True, eq=False)
-class NetworkDerivation:
+class NetworkDerivation(StepLookup):
     r"""The derivation of a :class:`~varprop.Network` walked layer by layer (:func:`derive_layers`).
 
     Attributes
@@ -116,21 +117,6 @@ class NetworkDerivation:
     assumptions: tuple[str, ...]
     exact: bool
     exact_at_finite_width: bool
-
-    @property
-    def title(self) -> str:
-        return f"Variance propagation through {self.network!r}"
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        return tuple(s.key for s in self.steps)
-
-    def step(self, key: str) -> Step:
-        """The step with ``key`` (raises ``KeyError`` listing the keys)."""
-        for s in self.steps:
-            if s.key == key:
-                return s
-        raise KeyError(f"no step {key!r}; steps are {list(self.keys)}")
 
     def summary_rows(self) -> list[tuple[str, str, str, str]]:
         """``(layer, kind, E[y_k^2], E[(dL/dy_k)^2])`` per layer (LaTeX values)."""
