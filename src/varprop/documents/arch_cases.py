@@ -153,7 +153,9 @@ def _bn_facts(results: Sequence[VariantResult]) -> str:
         per_block = float(g[0] / g[-1]) ** (1 / BLOCKS) if g[-1] > 0 else math.nan
         parts.append(f"{r.variant.label}: the gradient at the input is {fmt(g[0])}, "
                      f"{fmt(float(g[0] / g[-1]))} times the one at the output, "
-                     f"{fmt(per_block)} per block, while the forward second moment after the "
+                     f"a geometric mean of {fmt(per_block)} per block over the {BLOCKS} blocks "
+                     "(the first and last blocks included), while the forward second moment "
+                     "after the "
                      f"last block stays {fmt(r.forward[-1])}.")
     return "  ".join(parts)
 
@@ -185,7 +187,8 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     Architecture(
         "residual_mlp", "Residual MLP: scale 1, $1/\\sqrt{L}$, 0",
         f"A He-initialised input layer, then {BLOCKS} blocks $x + s\\,W\\,\\mathrm{{relu}}(x)$ "
-        f"(He), width {WIDTH}.  Plain blocks ($s = 1$) double the second moment per block, "
+        f"(He), width {WIDTH}.  At infinite width plain blocks ($s = 1$) double the second "
+        "moment per block, "
         f"depth-scaled ones ($s = 1/\\sqrt{{{BLOCKS}}}$) grow it by a bounded factor $(1+1/L)^L "
         "\\le e$, SkipInit/ReZero ($s = 0$) keep it.",
         (Variant("s1", "scale 1", _residual(1.0)),

@@ -247,7 +247,9 @@ def architectures_page(store: MonteCarloStore, b: Budget, format: Format = "mark
         blocks += [_Heading(2, res.arch.title, anchor=res.arch.key), _Para(res.arch.description)]
         facts = res.arch.facts(res.results)
         if facts:
-            blocks.append(_Para(facts))
+            blocks.append(_Para("Predicted by the infinite-width mean field (the table below "
+                                "says, claim by claim, whether it holds at this finite width): "
+                                + facts))
         if res.through_time:
             blocks.append(_Para(_time_text(res)))
         if figures:

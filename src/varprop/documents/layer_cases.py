@@ -231,7 +231,10 @@ LAYER_TOPICS: tuple[LayerTopic, ...] = (
         "The branch ends in a zero-mean weight layer independent of $x$, so $E[x f(x)] = 0$ and "
         "$E y^2 = E x^2 + s^2 E f(x)^2$; backward $E\\delta_x^2 = E\\delta_y^2 + s^2 "
         "E\\delta_{f}^2$ under gradient independence.  With a ReLU branch and He init each "
-        "block multiplies the second moment by $1 + s^2$.",
+        "block multiplies the second moment by $1 + s^2$ at infinite width; at every width "
+        "only when the branch's activation acts on a weight layer's output (a ReLU applied to "
+        "the stream $x$ itself, which is not symmetric after a residual sum, is exact only "
+        "in the first block: the table says which claims hold at every width).",
         "He, Zhang, Ren & Sun 2016; De & Smith 2020; Bachlechner et al. 2020; Zhang, Dauphin & "
         "Ma 2019 (Fixup).",
         _residual_cases()),
@@ -287,8 +290,9 @@ LAYER_TOPICS: tuple[LayerTopic, ...] = (
     LayerTopic(
         ("MaxPool",), "Max pooling",
         "`MaxPool(k, stride)` takes the maximum of windows of $k$ positions of each channel.",
-        "The second moment of the maximum of the window's jointly distributed entries, by "
-        "quadrature for correlated Gaussians; backward the gradient goes to the arg max.",
+        "The second moment of the maximum of the window's jointly Gaussian entries, by "
+        "randomised quasi-Monte Carlo with its standard error declared (Clark's exact formula "
+        "for two entries checks it); backward the gradient goes to the arg max.",
         "Novak et al. 2019; the moments of the maximum of correlated Gaussians (Clark 1961).",
         _pool_cases("MaxPool", lambda L: L.MaxPool(2))),
     LayerTopic(
@@ -317,7 +321,8 @@ LAYER_TOPICS: tuple[LayerTopic, ...] = (
         "covariance over time of one unit that the shared $W$ and $b$ induce (infinite width; "
         "Chen, Pennington & Schoenholz 2018); at finite width the tied weights add corrections, "
         f"which the Monte Carlo below measures at width {WIDTH}.  Back-propagation through "
-        "time multiplies the gradient by $\\sigma_W^2 n\\,E\\phi'^2$ per step: vanishing "
+        "time multiplies the gradient's second moment by $\\sigma_W^2 n\\,E\\phi'^2$ per "
+        "step: vanishing "
         "below 1, exploding above.",
         "Chen, Pennington & Schoenholz 2018.",
         _rnn_cases()),

@@ -122,6 +122,11 @@ class Field:
     #: ``Nonlinearity``: ``MaxPool`` needs the joint law of the window, which the moments of
     #: :math:`\phi(z)` do not give (the Gaussian ``z`` and :math:`\phi` do).
     pre_activation: tuple[Field, object] | None = None
+    #: The entries are symmetric given everything before the last weight layer (that layer's
+    #: zero-mean symmetric weights make them so at every width), which a ReLU-class activation
+    #: needs for its exact finite-width identity :math:`E\phi(z)^2 = c\,E z^2`.  A residual sum
+    #: :math:`x + F(x)` is Gaussian at infinite width but not symmetric given its past.
+    symmetric: bool = True
 
     def __post_init__(self) -> None:
         pos = positions_of(self.shape, self.channel_axis)

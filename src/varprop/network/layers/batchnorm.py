@@ -287,10 +287,10 @@ class BatchNorm(Layer):
         if not backward or self.mode != "train" or self.batch_size is None or self.batch_size > 5:
             return None
         return (f"{self!r}: the gradient through a train-mode BatchNorm with batch size "
-                f"{self.batch_size} <= 5 scales as 1/chi^2_{self.batch_size - 1}, whose square has "
-                "infinite mean (up to eps), so the replicate statistic has practically infinite "
-                "variance and no number of replicates settles its mean; check batch sizes >= 6, "
-                "or the forward pass")
+                f"{self.batch_size} <= 5 has a second moment proportional to 1/chi^2_"
+                f"{self.batch_size - 1}, whose square has infinite mean (up to eps): the replicate "
+                "statistic has practically infinite variance, so no number of replicates gives it "
+                "a usable interval; check batch sizes >= 6, or the forward pass")
 
     def output_shape(self, input_shape: Shape) -> Shape:
         if not 1 <= len(input_shape) <= 3:

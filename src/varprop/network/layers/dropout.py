@@ -136,7 +136,7 @@ class Dropout(Layer):
             return [(f"{self!r} is the identity.", sp.Eq(q_y, q))]
         return [
             ("Forward: the mask keeps an entry with probability 1 - p and scales it by 1/(1 - p), "
-             "so E xi^2/(1 - p)^2 = 1/(1 - p) (mean and cross moments unchanged):",
+             "so E m^2/(1 - p)^2 = 1/(1 - p) for the mask m (mean and cross moments unchanged):",
              sp.Eq(q_y, q / (1 - p))),
             ("Backward: the same mask multiplies the gradient (independent of it):",
              sp.Eq(g_x, g_y / (1 - p))),

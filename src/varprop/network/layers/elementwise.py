@@ -265,8 +265,8 @@ def exact(act: Activation, field_in: Field) -> bool:
     traits = act.traits
     if traits.linear:
         return True
-    return bool(traits.exact_at_finite_width and field_in.gaussian and not np.any(field_in.mean)
-                and (field_in.cov is None or field_in.size == 1) and field_in.batch_cross is None)
+    return bool(traits.exact_at_finite_width and field_in.gaussian and field_in.symmetric
+                and not np.any(field_in.mean) and (field_in.cov is None or field_in.size == 1) and field_in.batch_cross is None)
 
 
 def steps(act: Activation) -> list[tuple[str, object]]:
