@@ -76,6 +76,17 @@ class Registry(Generic[T]):
         """Canonical names in registration order (with aliases if asked)."""
         return list(self._aliases) if aliases else list(self._factories)
 
+    def factory(self, name: str) -> Callable[..., T]:
+        """The factory registered under ``name`` (canonical or alias), e.g. to read its
+        parameters with :func:`inspect.signature` (``varprop list``)."""
+        return self._factories[self.canonical(name)]
+
+    def aliases_of(self, name: str) -> list[str]:
+        """The aliases of the canonical name ``name`` (not ``name`` itself), in registration
+        order."""
+        canonical = self.canonical(name)
+        return [k for k, v in self._aliases.items() if v == canonical and k != canonical]
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._factories)
 

@@ -25,7 +25,8 @@ from varprop.errors import VarpropError, VarpropWarning
 #: subcommand -> the module that runs it (imported when that command runs)
 COMMANDS: dict[str, str] = {"predict": "varprop.cli.predict_cmd",
                             "check": "varprop.cli.check_cmd",
-                            "derive": "varprop.cli.derive_cmd"}
+                            "derive": "varprop.cli.derive_cmd",
+                            "list": "varprop.cli.list_cmd"}
 SUBCOMMANDS = tuple(COMMANDS)
 
 

@@ -113,6 +113,16 @@ def _derive(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _list(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list the activations, init schemes and aliases",
+                       description="List the activations and init schemes (varprop's own and "
+                                   "the framework-qualified ones) with their parameters, "
+                                   "defaults and aliases.")
+    p.add_argument("what", nargs="?", default="all", choices=("all", "activations", "inits"),
+                   help="what to list (default all)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
 #: subcommand -> the function that adds its parser (in the order ``--help`` lists them)
 PARSERS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
-    "predict": _predict, "check": _check, "derive": _derive}
+    "predict": _predict, "check": _check, "derive": _derive, "list": _list}
