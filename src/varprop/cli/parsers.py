@@ -25,26 +25,35 @@ MIN_BUDGET = 8
 
 def _predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict per-layer variances",
-                       description="Predict per-layer variances (forward and backward).")
-    p.add_argument("activation", help="activation name, e.g. relu or leaky_relu:negative_slope=0.2")
-    p.add_argument("init", help="init scheme, e.g. he_normal or he_normal:mode=fan_out")
-    p.add_argument("--fan-in", type=integer(), required=False, help="input width n_0")
+                       description="Predict per-layer variances (forward and backward).  The "
+                                   "activation, the init, --fan-in, --depth and --quantity take "
+                                   "comma lists: one table row per combination and layer.")
+    p.add_argument("activation", type=comma_list,
+                   help="activation name(s), e.g. relu, relu,tanh or leaky_relu:negative_slope=0.2")
+    p.add_argument("init", type=comma_list,
+                   help="init scheme(s), e.g. he_normal or he_normal:mode=fan_out,lecun_normal")
+    p.add_argument("--fan-in", type=int_list(), action="extend", default=None,
+                   help="input width(s) n_0, e.g. 64 or 64,256")
     p.add_argument("--fan-out", type=integer(), default=None,
                    help="hidden width n_1..n_L (default fan-in)")
     p.add_argument("--widths", type=int_list(at_least=2), default=None,
                    help="comma list n_0,...,n_L instead of fan-in/out/depth")
-    p.add_argument("--depth", type=integer(1, MAX_DEPTH), default=None,
-                   help="number of layers L (default 1, or len(widths) - 1)")
+    p.add_argument("--depth", type=int_list(1, MAX_DEPTH), action="extend", default=None,
+                   help="number(s) of layers L (default 1, or len(widths) - 1), e.g. 5 or 1,5,20")
     p.add_argument("--input-variance", type=float, default=1.0,
                    help="second moment of the zero-mean inputs (default 1)")
     p.add_argument("--bias-variance", type=float, default=0.0,
                    help="variance of the N(0, .) biases (default 0)")
-    p.add_argument("--quantity", action="append", choices=QUANTITIES,
-                   help="repeatable; default: preactivation, activation, gradient")
+    p.add_argument("--quantity", type=comma_list, action="extend", default=None,
+                   help=f"quantity(ies) among {', '.join(QUANTITIES)}, repeatable or a comma "
+                        "list (default preactivation,activation,gradient)")
     p.add_argument("--method", default="auto",
                    help="how the Gaussian moments are computed (default auto; the choices of "
                         "predict_variance's method, checked when the command runs)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="machine-readable output")
+    out.add_argument("--csv", action="store_true",
+                     help="CSV: one row per combination and layer (header line first)")
 
 
 def _check(sub: argparse._SubParsersAction) -> None:
