@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from varprop import predict_variance
 from varprop.cli import main
 
 
@@ -121,3 +124,67 @@ def test_predict_into_a_closed_pipe_is_silent():
     assert first.startswith(b"# linear")
     assert "Traceback" not in err and "BrokenPipe" not in err, err
     assert proc.returncode == 141
+
+
+# ----------------------------------------------------------------------------------------------
+# comma lists and --csv
+# ----------------------------------------------------------------------------------------------
+
+def _csv_rows(capsys, *argv: str) -> list[dict[str, str]]:
+    assert main(["predict", *argv, "--csv"]) == 0
+    return list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+
+
+def test_predict_csv_comma_lists_equal_predict_variance(capsys):
+
+    rows = _csv_rows(capsys, "relu,tanh", "he_normal,lecun_normal", "--fan-in", "16,64",
+                     "--depth", "1,3", "--quantity", "preactivation,gradient")
+    # 2 activations x 2 inits x 2 fan-ins x (1 + 3 layers)
+    assert len(rows) == 2 * 2 * 2 * 4
+    assert list(rows[0]) == ["activation", "init", "fan_in", "depth", "layer", "preactivation",
+                             "gradient"]
+    for row in rows:
+        for q in ("preactivation", "gradient"):
+            expected = predict_variance(row["activation"], row["init"], fan_in=int(row["fan_in"]),
+                                        depth=int(row["depth"]), quantity=q, per_layer=True)
+            assert float(row[q]) == expected[int(row["layer"]) - 1]
+
+
+def test_predict_csv_hand_values(capsys):
+    # ReLU with LeCun normal (Var w = 1/n): Var z_1 = E x^2 = 1, Var z_2 = E relu(z_1)^2 = 1/2;
+    # with He normal (Var w = 2/n) Var z_l = 2 at every layer (He et al. 2015)
+    rows = _csv_rows(capsys, "relu", "lecun_normal,he_normal", "--fan-in", "32", "--depth", "2",
+                     "--quantity", "preactivation")
+    values = {(r["init"], r["layer"]): float(r["preactivation"]) for r in rows}
+    assert values == {("lecun_normal", "1"): 1.0, ("lecun_normal", "2"): 0.5,
+                      ("he_normal", "1"): 2.0, ("he_normal", "2"): 2.0}
+
+
+def test_predict_parameterised_names_in_comma_lists(capsys):
+    rows = _csv_rows(capsys, "leaky_relu:negative_slope=0.2,relu",
+                     "he_normal:negative_slope=0.2,mode=fan_in", "--fan-in", "8", "--quantity",
+                     "preactivation")
+    assert [r["activation"] for r in rows] == ["leaky_relu:negative_slope=0.2", "relu"]
+    # Var w = 2 / ((1 + a^2) n): Var z_1 = 2 / 1.04 at input variance 1
+    assert float(rows[0]["preactivation"]) == pytest.approx(2 / 1.04, rel=1e-12)
+
+
+def test_predict_several_combinations_text_and_json(capsys):
+    assert main(["predict", "relu,tanh", "he_normal", "--fan-in", "16", "--depth", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:5] == ["activation", "init", "fan_in", "depth", "layer"]
+    assert [line.split()[0] for line in lines[1:]] == ["relu", "relu", "tanh", "tanh"]
+    assert main(["predict", "relu,tanh", "he_normal", "--fan-in", "16", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert [r["config"]["activation"] for r in results] == ["relu()", "tanh()"]
+
+
+def test_predict_bad_quantity_in_list_exits_2(capsys):
+    assert main(["predict", "relu", "he_normal", "--fan-in", "8", "--quantity",
+                 "preactivation,gradeint"]) == 2
+    assert "did you mean 'gradient'" in capsys.readouterr().err
+
+
+def test_predict_csv_and_json_are_exclusive():
+    _assert_usage_error(_run("predict", "relu", "he_normal", "--fan-in", "8", "--csv", "--json"),
+                        "--json")

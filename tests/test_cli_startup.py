@@ -44,7 +44,7 @@ def test_a_command_imports_its_own_module_only():
 
 
 def test_every_command_has_a_parser_and_a_module():
-    assert SUBCOMMANDS == ("predict", "check", "derive")
+    assert SUBCOMMANDS == ("predict", "check", "derive", "list")
     parser = build_parser()
     for name, module in COMMANDS.items():
         assert parser.parse_args([name] + (["relu", "he_normal"] if name == "predict" else []))
