@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
@@ -113,3 +115,27 @@ def test_check_usage_errors_exit_2_with_one_line_in_a_subprocess(extra, needle):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.endswith("\n")
     assert len(proc.stderr.splitlines()) == 1 and needle in proc.stderr
+
+
+def test_csv_rows_match_json_with_the_same_seed(capsys):
+    args = BASE + ["--quantity", "preactivation", "--seed", "3"]
+    assert main(args + ["--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert main(args + ["--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert len(rows) == len(results) == 1
+    row, verdict = rows[0], results[0]["verdict"]
+    assert (row["activation"], row["init"], row["fan_in"], row["depth"]) == (
+        "relu", "he_normal", "32", "2")
+    # He + ReLU keeps Var z = 2 (He et al. 2015): the predicted column, exactly
+    assert float(row["predicted"]) == 2.0
+    assert float(row["estimate"]) == verdict["estimate"]
+    assert row["status"] == verdict["status"] == "confirmed" and row["error"] == ""
+
+
+def test_every_row_an_error_is_a_csv_row_with_the_error(capsys, monkeypatch):
+    monkeypatch.setattr(check_cmd, "check_matrix",
+                        lambda configs, **kw: ["InvalidArgument: x"] * len(configs))
+    assert main(BASE + ["--csv"]) == 2
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows and all(r["error"] == "InvalidArgument: x" and r["status"] == "" for r in rows)

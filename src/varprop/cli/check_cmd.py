@@ -15,6 +15,7 @@ over the whole matrix) is at most ``--alpha``.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -112,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
                           "counts": counts, "errors": sum(not isinstance(r, Verdict) for r in results),
                           "results": rows}, indent=2))
         return _status(results)
+    if args.csv:
+        _print_csv(configs, results)
+        return _status(results)
     header = (f"{'activation':<11} {'init':<21} {'n':>5} {'L':>3} {'quantity':<15} "
               f"{'predicted':>11} {'estimate':>11} {'rel. interval':>21} {'reps':>7}  verdict")
     print(header)
@@ -139,6 +143,25 @@ def run(args: argparse.Namespace) -> int:
           f"{counts['inconclusive']} inconclusive of {len(results)} "
           f"(Holm family-wise alpha={args.alpha}, seed={args.seed})")
     return _status(results)
+
+
+#: the columns of ``--csv``
+CSV_COLUMNS = ("activation", "init", "fan_in", "depth", "quantity", "predicted", "estimate",
+               "relative_low", "relative_high", "replicates", "status", "error")
+
+
+def _print_csv(configs: list[dict[str, Any]], results: list[Verdict | str]) -> None:
+    """One CSV row per configuration (empty cells where there is no value)."""
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for cfg, r in zip(configs, results):
+        left = [cfg["activation"], cfg["init"], cfg["fan_in"], cfg["depth"], cfg["quantity"]]
+        if not isinstance(r, Verdict):
+            writer.writerow(left + [""] * 6 + [r])
+            continue
+        rel = r.relative_interval or ("", "")
+        writer.writerow(left + [repr(r.predicted), "" if r.estimate is None else repr(r.estimate),
+                                rel[0], rel[1], r.replicates, r.status, ""])
 
 
 def _status(results: list[Verdict | str]) -> int:

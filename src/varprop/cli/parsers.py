@@ -85,7 +85,10 @@ def _check(sub: argparse._SubParsersAction) -> None:
                    help="parallel processes (results do not depend on it)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run on a Dask cluster (distributed.Client(ADDRESS).get_executor())")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="machine-readable output")
+    out.add_argument("--csv", action="store_true",
+                     help="CSV: one row per configuration (header line first)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
