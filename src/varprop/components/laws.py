@@ -36,7 +36,7 @@ from typing import ClassVar
 
 import numpy as np
 import sympy as sp
-from scipy import special, stats
+from scipy import special
 
 from varprop._math.truncnorm import (
     truncated_normal_excess_kurtosis,
@@ -413,7 +413,7 @@ class Orthogonal(WeightLaw):
         if m == 1:
             return np.where(np.asarray(v) < -g, 0.0, np.where(np.asarray(v) < g, 0.5, 1.0))
         u = np.minimum((np.asarray(v, dtype=float) / g) ** 2, 1.0)
-        half = 0.5 * stats.beta.cdf(u, 0.5, (m - 1) / 2.0)
+        half = 0.5 * special.betainc(0.5, (m - 1) / 2.0, u)  # the Beta(1/2, (m-1)/2) cdf
         return 0.5 + np.sign(v) * half
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
