@@ -33,7 +33,11 @@ from collections.abc import Callable
 
 import numpy as np
 import scipy.special
-import scipy.stats.qmc
+
+from varprop._util.lazy import lazy_module
+
+#: SciPy's quasi-Monte Carlo module, imported at first use (:mod:`varprop._util.lazy`)
+qmc = lazy_module("scipy.stats.qmc")
 
 __all__ = ["activated_batch"]
 
@@ -50,7 +54,7 @@ def activated_batch(n: int, f: Fn, df: Fn, m: float, a: float, b: float, eps: fl
         raise ValueError(f"not a covariance a I + b 11^T: a={a!r}, b={b!r}, N={n}")
     runs = []
     for k in range(SCRAMBLES):
-        u = scipy.stats.qmc.Sobol(n, scramble=True, rng=np.random.default_rng(1000 + k)
+        u = qmc.Sobol(n, scramble=True, rng=np.random.default_rng(1000 + k)
                                   ).random_base2(LOG2_POINTS)
         xi = scipy.special.ndtri(np.clip(u, 1e-300, 1 - 1e-16))
         bar = xi.mean(axis=1, keepdims=True)

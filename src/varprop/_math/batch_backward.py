@@ -32,9 +32,12 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 from scipy.special import ndtri
-from scipy.stats import qmc
 
 from varprop._math.gaussian_max import factor
+from varprop._util.lazy import lazy_module
+
+#: SciPy's quasi-Monte Carlo module, imported at first use (:mod:`varprop._util.lazy`)
+qmc = lazy_module("scipy.stats.qmc")
 
 __all__ = ["normalised_batch_gradient", "normalised_batch_second"]
 

@@ -42,7 +42,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import ndtri
-from scipy.stats import qmc
+
+from varprop._util.lazy import lazy_module
+
+#: SciPy's quasi-Monte Carlo module, imported at first use (:mod:`varprop._util.lazy`)
+qmc = lazy_module("scipy.stats.qmc")
 
 __all__ = ["MaxSamples", "WindowMoments", "factor", "sample_window_max", "window_max_moments"]
 

@@ -59,7 +59,11 @@ from collections.abc import Callable
 from functools import cached_property, lru_cache
 
 import numpy as np
-import scipy.stats
+
+from varprop._util.lazy import lazy_module
+
+#: scipy.stats, imported at first use (:mod:`varprop._util.lazy`)
+stats = lazy_module("scipy.stats")
 
 __all__ = ["BatchSphere"]
 
@@ -131,19 +135,19 @@ class BatchSphere:
         :math:`\sqrt{2/k}`), from the :math:`v` below which the integrands carry under :math:`10^{-16}` (or
         the :math:`10^{-40}` quantile) to the :math:`10^{-20}` upper quantile."""
         k = self.n - 1
-        high = math.log(scipy.stats.chi2.isf(1e-20, k))
+        high = math.log(stats.chi2.isf(1e-20, k))
         # below v0 the integrands (at most 1/max(v, eta) times the chi^2 mass v^((N-1)/2)) carry
         # under 1e-16: v0^((N-3)/2) < 1e-16 at eta = 0, v0^((N-1)/2) < 1e-16 eta otherwise
         if self.eta > 0:
             low = math.log(1e-16 * self.eta) * 2 / k
         else:
             low = -16 * math.log(10) * 2 / (self.n - 3) if self.n > 3 else _LOG_V_LOW
-        low = max(low, _LOG_V_LOW, math.log(max(scipy.stats.chi2.ppf(1e-40, k), 1e-300)))
+        low = max(low, _LOG_V_LOW, math.log(max(stats.chi2.ppf(1e-40, k), 1e-300)))
         width = min(_LOG_PANEL, 2.0 * math.sqrt(2.0 / k))
         edges = np.linspace(low, high, math.ceil((high - low) / width) + 1)
         t, w = _composite(edges)
         v = np.exp(t)
-        return v, w * np.exp(scipy.stats.chi2.logpdf(v, k) + t)
+        return v, w * np.exp(stats.chi2.logpdf(v, k) + t)
 
     def _radial_mean(self, values: np.ndarray) -> float:
         return float(np.sum(values * self._radial[1]))

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import scipy.special
 import sympy as sp
-from scipy.interpolate import CubicSpline
 
+from varprop._util.lazy import lazy_module
 from varprop.components.activations import (
     MOMENTS,
     MU,
@@ -26,6 +26,9 @@ from varprop.network.field import Field, GradField
 from varprop.network.layers import elementwise
 from varprop.network.layers.base import Layer, Shape
 from varprop.network.state import GradientState, MomentEvaluator, MomentState, Value
+
+#: scipy.interpolate, imported at first use (:mod:`varprop._util.lazy`)
+interpolate = lazy_module("scipy.interpolate")
 
 __all__ = ["Nonlinearity"]
 
@@ -229,7 +232,7 @@ def _second_moment_map(act: Activation) -> Callable[[np.ndarray], np.ndarray]:
             return out
         grid = np.geomspace(lo, hi, 129)
         vals = np.array([act.gaussian_moments(0.0, float(g), method="quadrature")[1] for g in grid])
-        spline = CubicSpline(np.log(grid), vals)
+        spline = interpolate.CubicSpline(np.log(grid), vals)
         return np.asarray(spline(np.log(v)), dtype=float)
 
     return by_quadrature
