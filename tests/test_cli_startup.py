@@ -49,3 +49,18 @@ def test_every_command_has_a_parser_and_a_module():
     for name, module in COMMANDS.items():
         assert parser.parse_args([name] + (["relu", "he_normal"] if name == "predict" else []))
         assert callable(getattr(__import__(module, fromlist=["run"]), "run"))
+
+
+def test_predict_does_not_import_scipy_stats_or_interpolate():
+    # the Monte Carlo engines' SciPy modules are imported at first use (varprop._util.lazy):
+    # ``varprop predict`` needs none of them (docs/performance.md, start-up)
+    status, loaded = _loaded_after(["predict", "relu", "he_normal", "--fan-in", "8", "--depth",
+                                    "2"])
+    assert status == 0
+    assert not {"scipy.stats", "scipy.interpolate", "scipy.optimize"} & loaded
+
+
+def test_list_runs_and_imports_no_theory():
+    status, loaded = _loaded_after(["list", "--json"])
+    assert status == 0
+    assert "varprop.theory.predict" not in loaded and "scipy.stats" not in loaded
