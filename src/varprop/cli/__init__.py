@@ -25,7 +25,11 @@ from varprop.errors import VarpropError, VarpropWarning
 #: subcommand -> the module that runs it (imported when that command runs)
 COMMANDS: dict[str, str] = {"predict": "varprop.cli.predict_cmd",
                             "check": "varprop.cli.check_cmd",
-                            "derive": "varprop.cli.derive_cmd"}
+                            "derive": "varprop.cli.derive_cmd",
+                            "recommend": "varprop.cli.recommend_cmd",
+                            "critical-gain": "varprop.cli.criticality_cmd",
+                            "edge-of-chaos": "varprop.cli.criticality_cmd",
+                            "overflow-depth": "varprop.cli.criticality_cmd"}
 SUBCOMMANDS = tuple(COMMANDS)
 
 
