@@ -118,7 +118,8 @@ def _recommend(sub: argparse._SubParsersAction) -> None:
         "recommend", help="the weight std (gain) that keeps signals/gradients steady over a depth",
         description="Recommend the gain g (weights N(0, g^2/width)) minimising the forward ratio "
                     "q_L/q_1, the backward ratio, or the worse of the two (in |log|), with the "
-                    "trade-off table (variance-preserving gain, edge of chaos, framework defaults).")
+                    "trade-off table (variance-preserving gain, edge of chaos, framework "
+                    "defaults).")
     p.add_argument("activation", help="activation name, e.g. tanh")
     p.add_argument("--width", type=integer(), required=True, help="fan-in = fan-out n")
     p.add_argument("--depth", type=integer(2, MAX_DEPTH), required=True, help="layers L (>= 2)")

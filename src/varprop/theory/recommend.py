@@ -264,7 +264,8 @@ def recommend(activation: Activation | str, *, width: int, depth: int,
                    f"{act.name!r} within the float range")
     table = tuple(rows + defaults + [best])
     return Recommendation(act.name, width, depth, b2, goal, best.gain, best.std, best.keras_scale,
-                          best.forward_ratio, best.backward_ratio, best.phase, source, at_bound, table)
+                          best.forward_ratio, best.backward_ratio, best.phase, source, at_bound,
+                          table)
 
 
 def _fields(row: TradeOff) -> tuple:
