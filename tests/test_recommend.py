@@ -112,3 +112,12 @@ def test_bad_input(kwargs, error, word):
 def test_unknown_activation():
     with pytest.raises(InvalidArgument, match="did you mean"):
         recommend("tnah", width=8, depth=3)
+
+
+def test_rows_that_do_not_exist_are_left_out():
+    # ReLU with a bias has no edge of chaos (Hayou et al. 2019); tanh with sigma_b^2 >= 1 has no
+    # gain making q* = 1 a fixed point (q >= sigma_b^2)
+    relu = [r.name for r in recommend("relu", width=16, depth=4, bias_variance=0.1).table]
+    tanh = [r.name for r in recommend("tanh", width=16, depth=4, bias_variance=1.5).table]
+    assert "edge of chaos" not in relu and relu[0] == "variance-preserving"
+    assert "variance-preserving" not in tanh and tanh[0] == "edge of chaos"
