@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from varprop import critical_gain, edge_of_chaos, init_scheme, predict_variance, recommend
+from varprop import Network, critical_gain, edge_of_chaos, init_scheme, predict_variance, recommend
 from varprop.errors import InvalidArgument, InvalidArgumentType
 
 GOALS = ("forward", "backward", "both")
@@ -121,3 +121,20 @@ def test_rows_that_do_not_exist_are_left_out():
     tanh = [r.name for r in recommend("tanh", width=16, depth=4, bias_variance=1.5).table]
     assert "edge of chaos" not in relu and relu[0] == "variance-preserving"
     assert "variance-preserving" not in tanh and tanh[0] == "edge of chaos"
+
+
+def test_a_network_argument_is_its_activation_width_depth():
+    net = Network.mlp("tanh", "lecun_normal", fan_in=32, fan_out=32, depth=6, bias_variance=0.05)
+    by_net = recommend(net, goal="backward")
+    by_name = recommend("tanh", width=32, depth=6, bias_variance=0.05, goal="backward")
+    assert by_net == by_name
+    with pytest.raises(InvalidArgument, match="width"):
+        recommend(net, width=32)
+    uneven = Network.mlp("tanh", "lecun_normal", fan_in=16, fan_out=32, depth=3)
+    with pytest.raises(InvalidArgument, match="one width"):
+        recommend(uneven)
+
+
+def test_width_and_depth_are_required_with_an_activation():
+    with pytest.raises(InvalidArgumentType, match="width"):
+        recommend("tanh", depth=3)

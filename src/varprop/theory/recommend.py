@@ -51,6 +51,7 @@ from varprop.components.activations import Activation, resolve_activation
 from varprop.components.scheme import weight_moments
 from varprop.components.schemes import InitScheme, init_scheme
 from varprop.errors import InvalidArgument
+from varprop.network.model import Network, refuse_with_network
 from varprop.theory.criticality import critical_gain, edge_of_chaos, mean_field
 from varprop.theory.predict import predict_variance
 
@@ -203,8 +204,22 @@ def _candidates(act: Activation, width: int, depth: int, b2: float) -> list[Trad
     return rows
 
 
-def recommend(activation: Activation | str, *, width: int, depth: int,
-              bias_variance: float = 0.0, goal: str = "both") -> Recommendation:
+def _from_network(net: Network, width: object, depth: object, bias_variance: object
+                  ) -> tuple[Activation, int, int, float]:
+    """The activation, width, depth and bias variance of a constant-width MLP ``net``."""
+    refuse_with_network({"width": (width, None), "depth": (depth, None),
+                         "bias_variance": (bias_variance, 0.0)})
+    mlp = net.as_mlp()
+    if mlp is None or mlp.explicit is not None or mlp.n0 != mlp.n:
+        raise fail("activation", net, "a Network of Dense/Nonlinearity pairs of one width, "
+                   "activation and bias variance (Network.mlp with fan_in == fan_out), or an "
+                   "activation with width= and depth=")
+    return mlp.activation, mlp.n, mlp.depth, mlp.bias_variance
+
+
+def recommend(activation: Network | Activation | str, *, width: int | None = None,
+              depth: int | None = None, bias_variance: float = 0.0,
+              goal: str = "both") -> Recommendation:
     r"""The weight std (gain) that keeps the forward signal and/or the gradients steady.
 
     Minimises :math:`J(g)` (see :mod:`varprop.theory.recommend`) over the gain :math:`g` of
@@ -213,9 +228,12 @@ def recommend(activation: Activation | str, *, width: int, depth: int,
 
     Parameters
     ----------
-    activation : str or Activation
+    activation : str, Activation or Network
+        An activation, or a :class:`~varprop.Network` of one width, activation and bias
+        variance (:meth:`~varprop.Network.mlp` with ``fan_in == fan_out``; its init scheme is
+        the one being replaced): then ``width``, ``depth`` and ``bias_variance`` stay unset.
     width : int, keyword-only
-        Fan-in = fan-out :math:`n` of every layer.
+        Fan-in = fan-out :math:`n` of every layer (required with an activation).
     depth : int, keyword-only
         Number of layers :math:`L \ge 2` (the ratios span :math:`L - 1` layers).
     bias_variance : float, keyword-only
@@ -233,6 +251,9 @@ def recommend(activation: Activation | str, *, width: int, depth: int,
     >>> r.gain == 2 ** 0.5, r.source
     (True, 'variance-preserving')
     """
+    if isinstance(activation, Network):
+        activation, width, depth, bias_variance = _from_network(activation, width, depth,
+                                                                bias_variance)
     act = resolve_activation(activation)
     width = check_positive_int("width", width)
     depth = check_positive_int("depth", depth)
