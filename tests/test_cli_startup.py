@@ -44,10 +44,15 @@ def test_a_command_imports_its_own_module_only():
 
 
 def test_every_command_has_a_parser_and_a_module():
-    assert SUBCOMMANDS == ("predict", "check", "derive", "list")
+    assert SUBCOMMANDS == ("predict", "check", "derive", "recommend", "critical-gain",
+                           "edge-of-chaos", "overflow-depth", "list")
+    minimal = {"predict": ["relu", "he_normal"],
+               "recommend": ["relu", "--width", "8", "--depth", "2"],
+               "critical-gain": ["relu"], "edge-of-chaos": ["relu"],
+               "overflow-depth": ["relu", "he_normal", "--fan-in", "8"]}
     parser = build_parser()
     for name, module in COMMANDS.items():
-        assert parser.parse_args([name] + (["relu", "he_normal"] if name == "predict" else []))
+        assert parser.parse_args([name] + minimal.get(name, []))
         assert callable(getattr(__import__(module, fromlist=["run"]), "run"))
 
 

@@ -41,6 +41,8 @@ _EXPORTS: dict[str, str] = {
     "edge_of_chaos": "varprop.theory.criticality",
     "overflow_depth": "varprop.theory.overflow",
     "underflow_depth": "varprop.theory.overflow",
+    "recommend": "varprop.theory.recommend",
+    "Recommendation": "varprop.theory.recommend",
     "check_initializer": "varprop.checking.initializers",
     "sweep": "varprop.checking.sweeps",
     # errors

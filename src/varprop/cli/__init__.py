@@ -26,6 +26,10 @@ from varprop.errors import VarpropError, VarpropWarning
 COMMANDS: dict[str, str] = {"predict": "varprop.cli.predict_cmd",
                             "check": "varprop.cli.check_cmd",
                             "derive": "varprop.cli.derive_cmd",
+                            "recommend": "varprop.cli.recommend_cmd",
+                            "critical-gain": "varprop.cli.criticality_cmd",
+                            "edge-of-chaos": "varprop.cli.criticality_cmd",
+                            "overflow-depth": "varprop.cli.criticality_cmd",
                             "list": "varprop.cli.list_cmd"}
 SUBCOMMANDS = tuple(COMMANDS)
 

@@ -125,6 +125,55 @@ def _derive(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _recommend(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "recommend", help="the weight std (gain) that keeps signals/gradients steady over a depth",
+        description="Recommend the gain g (weights N(0, g^2/width)) minimising the forward ratio "
+                    "q_L/q_1, the backward ratio, or the worse of the two (in |log|), with the "
+                    "trade-off table (variance-preserving gain, edge of chaos, framework "
+                    "defaults).")
+    p.add_argument("activation", help="activation name, e.g. tanh")
+    p.add_argument("--width", type=integer(), required=True, help="fan-in = fan-out n")
+    p.add_argument("--depth", type=integer(2, MAX_DEPTH), required=True, help="layers L (>= 2)")
+    p.add_argument("--bias-variance", type=float, default=0.0, help="sigma_b^2 (default 0)")
+    p.add_argument("--goal", choices=("forward", "backward", "both"), default="both")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _critical_gain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("critical-gain", help="the gain making a variance a fixed point",
+                       description="The gain g with target_variance a fixed point of "
+                                   "q = g^2 E phi(z)^2 + sigma_b^2 (varprop.critical_gain).")
+    p.add_argument("activation", help="activation name, e.g. tanh")
+    p.add_argument("--target-variance", type=float, default=1.0, help="q* (default 1)")
+    p.add_argument("--bias-variance", type=float, default=0.0, help="sigma_b^2 (default 0)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _edge_of_chaos(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("edge-of-chaos", help="the critical weight variance (chi_1 = 1)",
+                       description="The sigma_w^2 with chi_1 = sigma_w^2 E phi'(z)^2 = 1 at the "
+                                   "fixed point (varprop.edge_of_chaos).")
+    p.add_argument("activation", help="activation name, e.g. tanh")
+    p.add_argument("--bias-variance", type=float, default=0.0, help="sigma_b^2 (default 0)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _overflow_depth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("overflow-depth", help="the first layer whose values overflow a dtype",
+                       description="The median (or --quantile) first layer at which values "
+                                   "overflow --dtype (varprop.overflow_depth).")
+    p.add_argument("activation", help="activation name, e.g. linear")
+    p.add_argument("init", help="init scheme, e.g. standard_normal")
+    p.add_argument("--fan-in", type=integer(), required=True, help="width n")
+    p.add_argument("--input-variance", type=float, default=1.0)
+    p.add_argument("--bias-variance", type=float, default=0.0)
+    p.add_argument("--dtype", default="float32", help="float16, float32 or float64")
+    p.add_argument("--max-depth", type=integer(1, MAX_DEPTH), default=1000)
+    p.add_argument("--quantile", type=probability("quantile"), default=0.5)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
 def _list(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list the activations, init schemes and aliases",
                        description="List the activations and init schemes (varprop's own and "
@@ -137,4 +186,6 @@ def _list(sub: argparse._SubParsersAction) -> None:
 
 #: subcommand -> the function that adds its parser (in the order ``--help`` lists them)
 PARSERS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
-    "predict": _predict, "check": _check, "derive": _derive, "list": _list}
+    "predict": _predict, "check": _check, "derive": _derive,
+    "recommend": _recommend, "critical-gain": _critical_gain, "edge-of-chaos": _edge_of_chaos,
+    "overflow-depth": _overflow_depth, "list": _list}

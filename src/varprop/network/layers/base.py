@@ -38,7 +38,7 @@ class Layer:
     required_batch = None  # not a dataclass field: a class default a layer may override
 
     def output_shape(self, input_shape: Shape) -> Shape:  # pragma: no cover - abstract
-        raise NotImplementedError
+        raise self._missing("output_shape", "an output shape")
 
     # --- general engine (networks beyond the dense chain; see varprop.network.field) ----------
     def channel_axis_for(self, input_shape: Shape) -> int | None:
@@ -97,7 +97,7 @@ class Layer:
     def _missing(self, methods: str, what: str) -> InvalidArgument:
         """The error for a layer type that lacks part of the general protocol."""
         return fail("layers", self, f"layers implementing the general protocol of "
-                    f"varprop.layers.Layer: {type(self).__name__} has no {what} ({methods})")
+                    f"varprop.layers.Layer: {type(self).__name__} lacks {what} ({methods})")
 
     def _require_vector(self, input_shape: Shape) -> int:
         """The width ``n`` of a vector input ``(n,)``; a clear error for any other shape."""

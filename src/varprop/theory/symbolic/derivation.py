@@ -133,6 +133,23 @@ class StepLookup:
 
     network: object
     steps: tuple[Step, ...]
+    assumptions: tuple[str, ...]
+
+    def _markdown_head(self, level: object) -> tuple[str, list[str]]:
+        """The heading prefix and the Markdown of title, assumptions and steps."""
+        if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 4:
+            raise fail("level", level, "an integer heading level from 1 to 4")
+        h = "#" * level
+        out = [f"{h} {self.title}", "", f"{h}# Model and assumptions", ""]
+        out += [f"- {a}" for a in self.assumptions] + [""]
+        return h, out + _steps_markdown(self.steps, h)
+
+    def _latex_head(self) -> list[str]:
+        """The LaTeX of title, assumptions and steps."""
+        out = [rf"\section*{{{_tex_text(self.title)}}}", r"\subsection*{Model and assumptions}",
+               r"\begin{itemize}"]
+        out += [rf"  \item {_tex_text(a)}" for a in self.assumptions] + [r"\end{itemize}"]
+        return out + _steps_latex(self.steps)
 
     @property
     def title(self) -> str:

@@ -46,8 +46,6 @@ from varprop.theory.symbolic.derivation import (
     StepLookup,
     _latex_document,
     _md_cell,
-    _steps_latex,
-    _steps_markdown,
     _tex_text,
     latex,
 )
@@ -125,12 +123,7 @@ class NetworkDerivation(StepLookup):
 
     def to_markdown(self, *, level: int = 1) -> str:
         """GitHub Markdown with ``$$`` display math (model, steps by section, summary table)."""
-        if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 4:
-            raise fail("level", level, "an integer heading level from 1 to 4")
-        h = "#" * level
-        out = [f"{h} {self.title}", "", f"{h}# Model and assumptions", ""]
-        out += [f"- {a}" for a in self.assumptions] + [""]
-        out += _steps_markdown(self.steps, h)
+        h, out = self._markdown_head(level)
         out += [f"{h}# Summary", "", "| Layer | Type | $E[y_k^2]$ | $E[(dL/dy_k)^2]$ |", "|---|---|---|---|"]
         out += [f"| {k} | `{_md_cell(kind)}` | ${_md_cell(d)}$ | ${_md_cell(g)}$ |"
                 for k, kind, d, g in self.summary_rows()]
@@ -141,10 +134,7 @@ class NetworkDerivation(StepLookup):
 
     def to_latex(self, *, document: bool = False) -> str:
         r"""LaTeX: a fragment needing ``amsmath``, or with ``document=True`` a whole ``article``."""
-        out = [rf"\section*{{{_tex_text(self.title)}}}", r"\subsection*{Model and assumptions}",
-               r"\begin{itemize}"]
-        out += [rf"  \item {_tex_text(a)}" for a in self.assumptions] + [r"\end{itemize}"]
-        out += _steps_latex(self.steps)
+        out = self._latex_head()
         out += [r"\subsection*{Summary}", r"\begin{tabular}{llll}",
                 r"Layer & Type & $E[y_k^2]$ & $E[(dL/dy_k)^2]$ \\ \hline"]
         out += [rf"{k} & {_tex_text(kind)} & ${d}$ & ${g}$ \\" for k, kind, d, g in self.summary_rows()]
