@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from varprop.cli import main
 from varprop.components.activations import activation
 from varprop.components.schemes import init_scheme

@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
-from varprop import Network, critical_gain, edge_of_chaos, init_scheme, predict_variance, recommend
+from varprop import (
+    Network,
+    critical_gain,
+    edge_of_chaos,
+    init_scheme,
+    predict_variance,
+    recommend,
+)
 from varprop.errors import InvalidArgument, InvalidArgumentType
 
 GOALS = ("forward", "backward", "both")
