@@ -90,6 +90,28 @@ def positions_of(shape: Shape, channel_axis: int) -> tuple[int, ...]:
     return tuple(n for i, n in enumerate(shape) if i != axis)
 
 
+class _Grid:
+    """What forward and backward fields share: the position grid of a tensor whose axis
+    ``channel_axis`` holds channels, and the average of ``second`` over its entries."""
+
+    shape: Shape
+    channel_axis: int
+    second: np.ndarray
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        return positions_of(self.shape, self.channel_axis)
+
+    @property
+    def size(self) -> int:
+        """Number of positions :math:`P`."""
+        return math.prod(self.positions)
+
+    def average_second(self) -> float:
+        """``second`` averaged over every entry of the tensor (positions and channels)."""
+        return float(np.mean(self.second))
+
+
 @dataclass(frozen=True)
 class FieldNeeds:
     """What the general engine tracks for a network: ``cov`` (position covariances, for pooling
@@ -104,7 +126,7 @@ class FieldNeeds:
 
 
 @dataclass(frozen=True, eq=False)
-class Field:
+class Field(_Grid):
     r"""Forward moments of one layer's output (see the module docstring)."""
 
     shape: Shape
@@ -134,27 +156,15 @@ class Field:
         object.__setattr__(self, "second", _frozen(self.second, pos))
         _freeze_pairs(self, pos)
 
-    @property
-    def positions(self) -> tuple[int, ...]:
-        return positions_of(self.shape, self.channel_axis)
 
     @property
     def channels(self) -> int:
         return self.shape[self.channel_axis]
 
     @property
-    def size(self) -> int:
-        """Number of positions :math:`P`."""
-        return math.prod(self.positions)
-
-    @property
     def variance(self) -> np.ndarray:
         """:math:`E x^2 - (E x)^2` per position (0 where rounding makes it negative)."""
         return np.maximum(self.second - self.mean * self.mean, 0.0)
-
-    def average_second(self) -> float:
-        """:math:`E x^2` averaged over every entry of the tensor (positions and channels)."""
-        return float(np.mean(self.second))
 
     def with_(self, **changes: object) -> Field:
         """A copy with ``changes`` (``dataclasses.replace``; the arrays are re-frozen).  The copy
@@ -173,7 +183,7 @@ class Field:
 
 
 @dataclass(frozen=True, eq=False)
-class GradField:
+class GradField(_Grid):
     r"""Backward moments: :math:`E\delta_{c,t}^2` per position (``second``) and, when tracked, the
     same-channel covariance between positions (``cov``, ``(P, P)``)."""
 
@@ -195,17 +205,6 @@ class GradField:
         pos = positions_of(self.shape, self.channel_axis)
         object.__setattr__(self, "second", _frozen(self.second, pos))
         _freeze_pairs(self, pos)
-
-    @property
-    def positions(self) -> tuple[int, ...]:
-        return positions_of(self.shape, self.channel_axis)
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.positions)
-
-    def average_second(self) -> float:
-        return float(np.mean(self.second))
 
     def with_(self, **changes: object) -> GradField:
         """A copy with ``changes``; ``preactivation`` and ``factor`` are dropped unless given

@@ -27,6 +27,7 @@ from the network's run-length encoded layers (a depth of :math:`10^9` costs noth
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -139,9 +140,9 @@ class Cost:
     block: int
 
 
-class Engine:
-    """A Monte Carlo engine (see the module docstring); instances are :data:`DENSE` and
-    :data:`GAUSSIAN`."""
+class Engine(abc.ABC):
+    """A Monte Carlo engine (see the module docstring); instances are :data:`DENSE`,
+    :data:`GAUSSIAN` and :data:`GENERAL`."""
 
     name: str = ""
 
@@ -158,13 +159,13 @@ class Engine:
         """Replicates per random stream (a function of the configuration only)."""
         return BLOCK_SIZE
 
+    @abc.abstractmethod
     def bytes_per_replicate(self, network: Network, batch: int, itemsize: int) -> float:
         """Working bytes of one replicate (chunk sizing)."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
+    @abc.abstractmethod
     def work_per_replicate(self, network: Network, batch: int) -> float:
         """Work units of one replicate, forward and backward."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     def cost(self, network: Network, replicates: int, batch: int = 1,
              dtype: str | np.dtype = "float64") -> Cost:
