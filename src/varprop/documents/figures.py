@@ -67,13 +67,20 @@ def _figure(act: Activation, curves: dict[str, Any], kind: Literal["svg", "pdf"]
         axes[0].legend(fontsize=6, loc="best")
         fig.suptitle(f"{_TITLES.get(act.name, act.name)}: variance against depth")
         fig.tight_layout()
-        maker = f"varprop with matplotlib {matplotlib.__version__}"
-        buf: io.StringIO | io.BytesIO
-        if kind == "svg":
-            buf = io.StringIO()
-            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": maker})
-        else:
-            buf = io.BytesIO()
-            fig.savefig(buf, format="pdf", metadata={"CreationDate": None, "Creator": maker})
-        plt.close(fig)
+        return save_figure(fig, kind)
+
+
+def save_figure(fig: object, kind: str) -> str | bytes:
+    """``fig`` as SVG text or PDF bytes with reproducible metadata (no date), then closed."""
+    import matplotlib  # optional dependency: the figures are an extra
+    import matplotlib.pyplot as plt
+    maker = f"varprop with matplotlib {matplotlib.__version__}"
+    buf: io.StringIO | io.BytesIO
+    if kind == "svg":
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": maker})  # type: ignore[attr-defined]
+    else:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="pdf", metadata={"CreationDate": None, "Creator": maker})  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
     return buf.getvalue()

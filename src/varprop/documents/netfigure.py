@@ -4,12 +4,13 @@ step), forward and backward, predicted lines and Monte Carlo means with 95% inte
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
+from varprop.documents.figures import save_figure
 
 _PLOT_MIN, _PLOT_MAX = 1e-200, 1e200  # what a log axis can tick
 
@@ -71,13 +72,4 @@ def depth_figure(title: str, panels: Sequence[Panel], kind: Literal["svg", "pdf"
         axes[0][0].legend(fontsize=6, loc="best")
         fig.suptitle(title)
         fig.tight_layout()
-        maker = f"varprop with matplotlib {matplotlib.__version__}"
-        buf: io.StringIO | io.BytesIO
-        if kind == "svg":
-            buf = io.StringIO()
-            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": maker})
-        else:
-            buf = io.BytesIO()
-            fig.savefig(buf, format="pdf", metadata={"CreationDate": None, "Creator": maker})
-        plt.close(fig)
-    return buf.getvalue()
+        return save_figure(fig, kind)
