@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     act = build_activation(name, **params)
     plot = None
     if args.plot is not None:
-        plot = Path(args.plot or f"recommend-{act.name}-w{args.width}-d{args.depth}.svg")
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", act.name)  # custom expressions: "x*erf(x)"
+        plot = Path(args.plot or f"recommend-{stem}-w{args.width}-d{args.depth}.svg")
         problem = _plot_problem(plot)
         if problem:
             print(f"varprop recommend: error: {problem}", file=sys.stderr)
