@@ -71,6 +71,8 @@ class BackwardMoments:
     grad_mf: np.ndarray
     weight: np.ndarray
     weight_mf: np.ndarray
+    grad_gia: np.ndarray
+    weight_gia: np.ndarray
 
 
 def backward_moments(ws: Sequence[int], sigma2: np.ndarray, C: np.ndarray, b2: float,
@@ -80,14 +82,14 @@ def backward_moments(ws: Sequence[int], sigma2: np.ndarray, C: np.ndarray, b2: f
     docstring), and their mean fields (``h_mf[i]``: :math:`h(K_{i+1})`)."""
     L = len(ws) - 1
     nL = float(ws[-1])
-    grad, grad_mf, weight, weight_mf = (np.empty(L) for _ in range(4))
-    grad[-1] = grad_mf[-1] = sigma2[-1] * nL
+    grad, grad_mf, weight, weight_mf, grad_gia, weight_gia = (np.empty(L) for _ in range(6))
+    grad[-1] = grad_mf[-1] = grad_gia[-1] = sigma2[-1] * nL
     fan = ws[L] * ws[L - 1] * sigma2[-1]
-    weight[-1] = nL * (m[-1] - b2) / fan
+    weight[-1] = weight_gia[-1] = nL * (m[-1] - b2) / fan
     weight_mf[-1] = nL * (K[-1] - b2) / fan
     prod = prod_mf = 1.0
-    sum_ex = pairs = T = 0.0
-    a_next = 0.0
+    sum_ex = pairs = T = reuse = 0.0
+    a_next, s_next = 0.0, 1.0
     with np.errstate(over="ignore", invalid="ignore"):
         for k in range(L - 1, 0, -1):  # layer k (array index k - 1); H_{k+1} built from z_k
             i = k - 1
@@ -99,12 +101,20 @@ def backward_moments(ws: Sequence[int], sigma2: np.ndarray, C: np.ndarray, b2: f
             pairs += C[i + 1] * T * (a * fv.f1 * v[i] + b * fv.c / ws[k])
             prod *= C[i + 1] * fv.h
             prod_mf *= C[i + 1] * h_mf[i]
-            grad[i] = sigma2[i] * nL * prod * (1.0 + sum_ex + pairs)
+            # weight reuse: the mode of g_{k+1} along a_k, then S_k for g_k along a_{k-1}
+            fh = fv.f * fv.h
+            p = m[i] - b2
+            reuse += (s_next - 1.0) * (1.0 + fv.c / fh if fh > 0 else 1.0) / ws[k]
+            s_k = 1.0 + (2.0 * p * a + (s_next - 1.0) * p * fv.f1 ** 2 / fh if fh > 0 else 0.0)
+            base = 1.0 + sum_ex + pairs
+            grad_gia[i] = sigma2[i] * nL * prod * base
+            grad[i] = sigma2[i] * nL * prod * (base + reuse + (s_k - 1.0) / ws[k - 1])
             grad_mf[i] = sigma2[i] * nL * prod_mf
-            load = 1.0 / (m[i] - b2) if m[i] > b2 else 0.0
+            load = 1.0 / p if p > 0 else 0.0
             own = load * v[i] * (a + C[i + 1] * fv.f1 * T)
             fan = ws[k] * ws[k - 1] * sigma2[i]
-            weight[i] = nL * prod * (m[i] - b2) * (1.0 + sum_ex + pairs + own) / fan
+            weight_gia[i] = nL * prod * p * (base + own) / fan
+            weight[i] = nL * prod * p * (base + own + reuse) / fan
             weight_mf[i] = nL * prod_mf * (K[i] - b2) / fan
-            a_next = a
-    return BackwardMoments(grad, grad_mf, weight, weight_mf)
+            a_next, s_next = a, s_k
+    return BackwardMoments(grad, grad_mf, weight, weight_mf, grad_gia, weight_gia)

@@ -99,6 +99,9 @@ class FiniteWidthMoments:
         assumption (see :mod:`varprop.theory.finite.backward` for its measured error).
     weight_grad_second, weight_grad_second_mean_field : ndarray
         :math:`E(\partial\mathcal L/\partial W_l)_{ij}^2`.
+    grad_second_gia, weight_grad_second_gia : ndarray
+        The same two under the gradient-independence assumption (fresh weights in the backward
+        pass), without the weight-reuse correction.
     order : str
         ``"exact"`` (the second moments are exact at every width: degree-1 homogeneous
         activations) or ``"1/n"`` (error :math:`O(\sum_l 1/n_l^2)` times depth factors).
@@ -120,6 +123,8 @@ class FiniteWidthMoments:
     grad_second_mean_field: np.ndarray
     weight_grad_second: np.ndarray
     weight_grad_second_mean_field: np.ndarray
+    grad_second_gia: np.ndarray
+    weight_grad_second_gia: np.ndarray
     order: str
     exact: bool
     #: :class:`~varprop.theory.finite.functions.FunctionValues` at each :math:`m_l`.
@@ -233,7 +238,8 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
     ro = _readonly
     return FiniteWidthMoments(
         ws, ro(m), ro(v), ro(K), ro(kap), ro(m.copy()), ro(a2), ro(a2_mf), ro(a1), ro(a1_mf),
-        ro(bw.grad), ro(bw.grad_mf), ro(bw.weight), ro(bw.weight_mf),
+        ro(bw.grad), ro(bw.grad_mf), ro(bw.weight), ro(bw.weight_mf), ro(bw.grad_gia),
+        ro(bw.weight_gia),
         "exact" if exact else "1/n", exact, tuple(fns))
 
 
