@@ -58,7 +58,12 @@ from typing import Literal
 
 import numpy as np
 
-from varprop._util.validation import check_choice, check_nonnegative_real, check_widths, fail
+from varprop._util.validation import (
+    check_choice,
+    check_nonnegative_real,
+    check_widths,
+    fail,
+)
 from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.errors import VarpropError
@@ -66,7 +71,7 @@ from varprop.theory.finite.backward import backward_moments
 from varprop.theory.finite.functions import FunctionValues, gaussian_functions
 from varprop.theory.moments import zero_mean_moments
 
-__all__ = ["FiniteWidthMoments", "finite_width_moments", "check_finite_width_init"]
+__all__ = ["FiniteWidthMoments", "check_finite_width_init", "finite_width_moments"]
 
 
 @dataclass(frozen=True)
