@@ -13,7 +13,8 @@ Two samplers of the same law (Gaussian weights of variance ``c_w / n_in``, biase
   ``W^T d ~ N(0, sigma^2 |d|^2 I)`` instead.
 
 Both return per-network statistics: ``a2`` (R, L) of ``mean_i a_{l,i}^2``, ``z2`` (R, L) of
-``mean_i z_{l,i}^2`` and ``g2`` (R, L) of ``mean_j (dL/da_{l-1,j})^2``.
+``mean_i z_{l,i}^2`` and ``g2`` (R, L) of ``mean_j (dL/da_{l-1,j})^2``; :func:`mc_fast` also
+``w2`` (R, L) of ``mean_ij (dL/dW_l)_ij^2 = mean_i delta_{l,i}^2 mean_j a_{l-1,j}^2``.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def mc_fast(act, widths, *, c_w=1.0, sb2=0.0, sx=1.0, reps=1000, seed=0, gia=Fal
     phi, dphi = ACTS[act]
     rng = np.random.default_rng(seed)
     L = len(widths) - 1
-    out = {k: np.empty((reps, L)) for k in ("a2", "z2", "g2")}
+    out = {k: np.empty((reps, L)) for k in ("a2", "z2", "g2", "w2")}
     for start in range(0, reps, chunk):
         R = min(chunk, reps - start)
         a = rng.normal(0.0, np.sqrt(sx), (R, widths[0]))
@@ -82,6 +83,7 @@ def mc_fast(act, widths, *, c_w=1.0, sb2=0.0, sx=1.0, reps=1000, seed=0, gia=Fal
                     (a_prev * a_prev).sum(1, keepdims=True))
                 g = s * dn * (zeta - ah * proj) + ah * along
             out["g2"][start:start + R, l - 1] = (g * g).mean(1)
+            out["w2"][start:start + R, l - 1] = (d * d).mean(1) * (acts[l - 1] ** 2).mean(1)
             if l > 1:
                 d = dphi(zs[l - 2]) * g
     return out
