@@ -17,13 +17,22 @@ import math
 
 import numpy as np
 import pytest
+import sympy
 from finite_mc import mc_fast, mc_matrices, mean_se
 from scipy import integrate
 
 import varprop
 from varprop.errors import InvalidArgument, VarpropError
 from varprop.theory.finite import finite_width_moments, gaussian_functions
-from varprop.theory.symbolic.finite_width import finite_width_steps
+from varprop.theory.symbolic.finite_width import (
+    KAPPA,
+    SIGMA_B2,
+    SIGMA_W2,
+    M,
+    N,
+    V,
+    finite_width_steps,
+)
 
 SIGMA = 6.0
 
@@ -294,21 +303,20 @@ def test_refusals() -> None:
 
 def test_symbolic_steps() -> None:
     relu = dict(finite_width_steps("relu"))
-    m, n, s2, sb2, v = (next(iter(e.free_symbols & {s for s in e.free_symbols if s.name == nm}))
-                        for e, nm in ((relu["Mean recursion (delta method to O(1/n))"].rhs, "m_l"),
-                                      (relu["Mean recursion (delta method to O(1/n))"].rhs, "n_l"),
-                                      (relu["Mean recursion (delta method to O(1/n))"].rhs, "sigma_w^2"),
-                                      (relu["Mean recursion (delta method to O(1/n))"].rhs, "sigma_b^2"),
-                                      (relu["Ensemble mean of the activation"].rhs, "v_l")))
-    assert relu["Mean recursion (delta method to O(1/n))"].rhs - (s2 * n * m / 2 + sb2) == 0
+    assert relu["Mean recursion (delta method to O(1/n))"].rhs - (SIGMA_W2 * N * M / 2 + SIGMA_B2) == 0
     var_rec = next(eq.rhs for text, eq in relu.items() if text.startswith("Variance recursion"))
     # by hand: C^2 [f'^2 v + g(1)(m^2 + v)/n] with f' = 1/2, g(1) = 5/4, C = sigma^2 n
-    hand = (s2 * n) ** 2 * (v / 4 + sp_rational(5, 4) * (m**2 + v) / n)
-    assert (var_rec - hand).expand() == 0
+    hand = (SIGMA_W2 * N) ** 2 * (V / 4 + sympy.Rational(5, 4) * (M**2 + V) / N)
+    assert sympy.expand(var_rec - hand) == 0
+    linear = dict(finite_width_steps("linear"))
+    assert linear["Ensemble second moment of the activation"].rhs == M
     tanh = finite_width_steps("tanh")
-    assert any("Derivative" in str(eq.rhs) for _, eq in tanh)
-
-
-def sp_rational(p: int, q: int):
-    import sympy
-    return sympy.Rational(p, q)
+    assert any(eq.rhs.has(sympy.Derivative) for _, eq in tanh)
+    # erf: the closed form f(q) = (2/pi) asin(2q/(1+2q)); the mean recursion's f'' against sympy
+    erf = dict(finite_width_steps("erf"))
+    q = sympy.Symbol("q", positive=True)
+    f = 2 / sympy.pi * sympy.asin(2 * q / (1 + 2 * q))
+    expected = SIGMA_B2 + SIGMA_W2 * N * (f + sympy.diff(f, q, 2) * (V / 2 + KAPPA / 6)).subs(q, M)
+    got = erf["Mean recursion (delta method to O(1/n))"].rhs
+    values = {M: 0.37, V: 0.01, KAPPA: -0.02, N: 16, SIGMA_W2: 1 / 16, SIGMA_B2: 0.05}
+    assert float(got.subs(values)) == pytest.approx(float(expected.subs(values)), rel=1e-12)
