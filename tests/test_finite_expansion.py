@@ -240,6 +240,22 @@ def test_tanh_gradient_weight_reuse_correction() -> None:
             fw.weight_grad_second[l], fw.weight_grad_second_mean_field[l], sw, mw)
 
 
+@pytest.mark.parametrize("name,c_w,init", [("erf", 1.0, "xavier_normal"),
+                                           ("gelu", 2.0, "he_normal")])
+def test_gradients_with_bias(name: str, c_w: float, init: str) -> None:
+    ws = [16] * 7
+    o = mc_fast(name, ws, c_w=c_w, sb2=0.3, reps=30000, seed=22, chunk=10000)
+    fw = finite_width_moments(name, init, widths=ws, bias_variance=0.3)
+    for l in (0, 3):
+        for key, pred, mf in (("g2", fw.grad_second, fw.grad_second_mean_field),
+                              ("w2", fw.weight_grad_second, fw.weight_grad_second_mean_field)):
+            mc, se = mean_se(o[key][:, l])
+            _check(pred[l], mf[l], mc, se, refute_mf=False)
+    mc, se = mean_se(o["g2"][:, 0])  # gradient independence alone misses by ~10%
+    assert abs(fw.grad_second_gia[0] - mc) > _allowance(fw.grad_second[0],
+                                                        fw.grad_second_mean_field[0], se, mc)
+
+
 @pytest.mark.parametrize("name,c_w,init", [("relu", 2.0, "he_normal"),
                                            ("linear", 1.0, "lecun_normal")])
 def test_relu_and_linear_gradients_are_exact(name: str, c_w: float, init: str) -> None:

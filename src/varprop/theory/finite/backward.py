@@ -1,4 +1,4 @@
-r"""The backward pass of the :math:`1/n` expansion (gradient-independence assumption).
+r"""The backward pass of the :math:`1/n` expansion: gradient independence, then weight reuse.
 
 Setting
 -------

@@ -48,7 +48,10 @@ term is kept there).  Ensemble moments: :math:`E z_l^2 = m_l` and
           E a_l = \mu(m_l) + \mu''(m_l)(v_l/2 + \bar\kappa_l/6).
 
 The backward pass (:mod:`varprop.theory.finite.backward`) is expanded under the
-gradient-independence assumption.
+gradient-independence assumption and then corrected for the reuse of the forward weights.
+Everything is :math:`O(1/n)`: :attr:`FiniteWidthMoments.expansion_parameter`
+(:math:`v_l/m_l^2`) must be small; a corrected moment that comes out non-positive is refused
+with a :class:`~varprop.VarpropError` (the expansion has broken down).
 """
 
 from __future__ import annotations
@@ -100,8 +103,9 @@ class FiniteWidthMoments:
         nonlinearity: not exact for ReLU), and its mean field.
     grad_second, grad_second_mean_field : ndarray
         :math:`E(\partial\mathcal L/\partial a_{l-1})^2` (element 0: the network input), as
-        :func:`varprop.predict_variance`'s ``gradient`` per layer; gradient-independence
-        assumption (see :mod:`varprop.theory.finite.backward` for its measured error).
+        :func:`varprop.predict_variance`'s ``gradient`` per layer, including the
+        :math:`O(1/n)` effect of reusing the forward weights backward
+        (:mod:`varprop.theory.finite.backward`; exact in law for Gaussian weights at this order).
     weight_grad_second, weight_grad_second_mean_field : ndarray
         :math:`E(\partial\mathcal L/\partial W_l)_{ij}^2`.
     grad_second_gia, weight_grad_second_gia : ndarray
