@@ -40,9 +40,11 @@ from :math:`m_1 = \sigma_b^2 + C_1 s_x`, :math:`v_1 = 2 C_1^2 s_x^2/n_0`,
 its linearisation :math:`f(K) + f'(K)\,\delta`, which differs at :math:`O(n^{-2})`), and their
 four-point vertex :math:`V^{(l)}/n_{l-1} = v_l` (RYH normalise :math:`V` by the previous width:
 :math:`E[\hat q^2] - E[\hat q]^2 = V/n`).  For degree-1 positively homogeneous activations
-(linear, ReLU, ...) :math:`f` is linear, :math:`m_l = K_l` exactly and with Gaussian weights
-:math:`v_{l+1} = C^2[f'^2 v_l + g(1)(m_l^2 + v_l)/n_l]` is exact (the extra :math:`g(1) v_l/n_l`
-term is kept there).  Ensemble moments: :math:`E z_l^2 = m_l` and
+(linear, ReLU, ...) :math:`f` is linear and :math:`m_l = K_l` exactly.  For these
+:math:`g = g(1) q^2` and the variance recursion uses :math:`E g(\hat q_l) = g(m_l) + g''(m_l)
+v_l/2` exactly, which makes it exact for Gaussian weights (elsewhere that term is
+:math:`O(n^{-2})` and left out: for tanh it moved the prediction away from the Monte Carlo).
+Ensemble moments: :math:`E z_l^2 = m_l` and
 
 .. math:: E a_l^2 = f(m_l) + f''(m_l)(v_l/2 + \bar\kappa_l/6), \qquad
           E a_l = \mu(m_l) + \mu''(m_l)(v_l/2 + \bar\kappa_l/6).
@@ -111,6 +113,10 @@ class FiniteWidthMoments:
     grad_second_gia, weight_grad_second_gia : ndarray
         The same two under the gradient-independence assumption (fresh weights in the backward
         pass), without the weight-reuse correction.
+    grad_mean_square_cv2 : ndarray
+        :math:`\operatorname{Var}G_l/(EG_l)^2` over networks of the per-network gradient mean
+        square :math:`G_l = \lVert\partial\mathcal L/\partial a_{l-1}\rVert^2/n_{l-1}` (one
+        input, one seed :math:`\delta_L`), leading order (:mod:`varprop.theory.finite.backward`).
     order : str
         ``"exact"`` (the second moments are exact at every width: degree-1 homogeneous
         activations) or ``"1/n"`` (error :math:`O(\sum_l 1/n_l^2)` times depth factors).
@@ -134,6 +140,7 @@ class FiniteWidthMoments:
     weight_grad_second_mean_field: np.ndarray
     grad_second_gia: np.ndarray
     weight_grad_second_gia: np.ndarray
+    grad_mean_square_cv2: np.ndarray
     order: str
     exact: bool
     #: :class:`~varprop.theory.finite.functions.FunctionValues` at each :math:`m_l`.
@@ -203,7 +210,8 @@ class FiniteWidthMoments:
         if quantity == "preactivation":
             m, v = self.q_mean, self.q_var
             return (2.0 * (m * m + v) + self.q_kurtosis) / n + v
-        g = np.array([fv.g for fv in self.functions])
+        g = np.array([fv.g + (fv.g2nd * v / 2.0 if self.exact else 0.0)
+                      for fv, v in zip(self.functions, self.q_var)])
         f1 = np.array([fv.f1 for fv in self.functions])
         return g / n + f1 * f1 * self.q_var
 
@@ -248,7 +256,6 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
     C = sigma2 * n_prev
     mf = zero_mean_moments(act, "exact")
     homogeneous = act.traits.exact_at_finite_width
-    gaussian = scheme.is_gaussian
     m, v, kap, K = (np.empty(L) for _ in range(4))
     a2, a2_mf, a1, a1_mf = (np.empty(L) for _ in range(4))
     fns: list[FunctionValues] = []
@@ -276,7 +283,7 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
                         f"{v[l] / m[l] ** 2:.3g} at layer {l + 1}; the expansion needs depth "
                         "much smaller than width (see FiniteWidthMoments.expansion_parameter)")
                 K[l + 1] = b2 + C[l + 1] * k_phi2
-                g = fv.g + (fv.g / m[l] ** 2 * v[l] if homogeneous and gaussian and m[l] > 0 else 0.0)
+                g = fv.g + (fv.g2nd * v[l] / 2.0 if homogeneous else 0.0)  # E g(q_l): exact
                 v[l + 1] = C[l + 1] ** 2 * (fv.f1 ** 2 * v[l] + g / n)
                 kap[l + 1] = kurt[l + 1] * C[l + 1] ** 2 * fv.u4 / n
     if not (np.all(np.isfinite(m)) and np.all(np.isfinite(v))):
@@ -294,7 +301,7 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
     return FiniteWidthMoments(
         ws, ro(m), ro(v), ro(K), ro(kap), ro(m.copy()), ro(a2), ro(a2_mf), ro(a1), ro(a1_mf),
         ro(bw.grad), ro(bw.grad_mf), ro(bw.weight), ro(bw.weight_mf), ro(bw.grad_gia),
-        ro(bw.weight_gia),
+        ro(bw.weight_gia), ro(bw.grad_cv2),
         "exact" if exact else "1/n", exact, tuple(fns))
 
 
