@@ -289,7 +289,7 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
     if not (np.all(np.isfinite(m)) and np.all(np.isfinite(v))):
         raise VarpropError("the finite-width moments left the float range; reduce depth or rescale")
     bw = backward_moments(ws, sigma2, C, b2, m, v, kap, K, fns,
-                          [mf(float(k))[2] for k in K])
+                          [mf(float(k))[2] for k in K], kurt)
     for name, values in (("E a^2", a2), ("the gradient", bw.grad), ("the weight gradient", bw.weight)):
         if not np.all(values >= 0.0):
             raise VarpropError(
