@@ -149,6 +149,23 @@ def test_tanh_width_32_depth_20_ensemble_shift() -> None:
     fw = finite_width_moments("tanh", "xavier_normal", widths=ws)
     assert -0.20 < mc / fw.act_second_mean_field[-1] - 1 < -0.10
     _check(fw.act_second[-1], fw.act_second_mean_field[-1], mc, se)
+    # the declared next order covers the measured error
+    assert abs(fw.act_second[-1] / mc - 1) <= fw.next_order()[-1] + SIGMA * se / mc
+
+
+def test_expansion_parameter_and_next_order() -> None:
+    fw = finite_width_moments("tanh", "xavier_normal", widths=[32] * 11)
+    eps = fw.q_var / fw.q_mean**2
+    np.testing.assert_allclose(fw.expansion_parameter, eps)
+    delta = fw.act_second / fw.act_second_mean_field - 1
+    expected = np.maximum(delta**2, np.maximum.accumulate(eps) ** 2 / 4)
+    np.testing.assert_allclose(fw.next_order(), expected)
+    g = fw.grad_second / fw.grad_second_mean_field - 1
+    np.testing.assert_allclose(fw.next_order("gradient"), np.maximum(g**2, eps.max() ** 2 / 4))
+    relu = finite_width_moments("relu", "he_normal", widths=[32] * 11)
+    assert not relu.next_order("gradient").any()
+    with pytest.raises(InvalidArgument, match="quantity"):
+        fw.next_order("activation")
 
 
 @pytest.mark.slow
