@@ -45,6 +45,9 @@ def _gelu_d(x):
 
 ACTS["gelu"] = (_gelu, _gelu_d)
 ACTS["erf"] = (_erf, lambda x: 2.0 / np.sqrt(np.pi) * np.exp(-x * x))
+_SELU_A, _SELU_L = 1.6732632423543772, 1.0507009873554805
+ACTS["selu"] = (lambda x: _SELU_L * np.where(x > 0, x, _SELU_A * np.expm1(np.minimum(x, 0.0))),
+                lambda x: _SELU_L * np.where(x > 0, 1.0, _SELU_A * np.exp(np.minimum(x, 0.0))))
 
 
 def mc_fast(act, widths, *, c_w=1.0, sb2=0.0, sx=1.0, reps=1000, seed=0, gia=False,
