@@ -15,7 +15,7 @@ from varprop.theory.symbolic.derivation import Derivation as Derivation
 from varprop.theory.symbolic.derivation import Step as Step
 from varprop.theory.symbolic.derivation import latex as latex
 from varprop.theory.symbolic.finite_width import (
-           finite_width_steps as finite_width_steps,
+    finite_width_steps as finite_width_steps,
 )
 from varprop.theory.symbolic.recursion import WIDTH_MODES as WIDTH_MODES
 from varprop.theory.symbolic.recursion import derive as derive
