@@ -39,7 +39,7 @@ from functools import cached_property
 import numpy as np
 from scipy import optimize, special, stats
 
-__all__ = ["ChiSquareMixture", "LogChiSquareSum", "LogNormal", "lognormal_matching"]
+__all__ = ["ChiSquareMixture", "LogChiSquareSum", "LogNormal", "lognormal_matching", "gamma_product"]
 
 _CF_FLOOR = 1e-17
 _MAX_TERMS_T = 1 << 16
@@ -241,3 +241,13 @@ def lognormal_matching(mean: float, variance: float) -> LogNormal:
     :math:`s^2 = \log(1 + \operatorname{Var}X / (EX)^2)`, :math:`\mu = \log EX - s^2/2`."""
     s2 = math.log1p(variance / mean ** 2)
     return LogNormal(math.log(mean) - s2 / 2, math.sqrt(s2))
+
+
+def gamma_product(mean: float, variance: float, factors: int) -> LogChiSquareSum:
+    r"""The law of :math:`X = EX\prod_{k=1}^{F}\chi^2_{\nu,k}/\nu` (``F = factors`` i.i.d.
+    factors) with the given mean and variance: :math:`(1 + 2/\nu)^F = 1 + \operatorname{Var}X/(EX)^2`.
+    The shape of a linear/ReLU network's exact law (a product of chi-square factors), used where
+    only its exact moments are known (non-Gaussian weights, biases)."""
+    nu = 2.0 / math.expm1(math.log1p(variance / mean ** 2) / factors)
+    return LogChiSquareSum(((ChiSquareMixture.single(1.0, nu), factors),),
+                           math.log(mean) - factors * math.log(nu))

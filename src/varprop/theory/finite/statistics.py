@@ -17,8 +17,15 @@ network.  Routes, the first that applies:
 ``"exact moments"``
     Any other linear/ReLU-class case with i.i.d. zero-mean symmetric weights (uniform weights,
     biases, leaky ReLU): exact mean and variance of the mean square (or of the pre-activations'
-    across-unit variance) by the fourth-moment recursion; quantiles from the log-normal law with
-    that mean and variance.
+    across-unit variance) by the fourth-moment recursion.  Quantiles: without bias from the
+    product of :math:`l + 1` i.i.d. scaled chi-squares with that mean and variance (the shape of
+    the exact Gaussian-weight law; measured at width 16, depth 10, uniform weights: the
+    predicted 10/50/90% quantiles fall at 13/52/90% of simulated networks, leaky ReLU 11/51/90%),
+    with a bias from the log-normal law (bias floors :math:`\hat q \ge \sigma_b^2`; ReLU,
+    :math:`\sigma_b^2 = 0.3`: 2/45/91% -- a rough approximation).  The activations'
+    across-unit std of ReLU networks with Gaussian weights and no bias keeps the exact law of
+    :math:`\hat q_l` and replaces the across-unit variance of :math:`n_l` i.i.d.
+    :math:`\phi(\xi)` by the scaled chi-square with its exact mean and variance.
 ``"1/n"``
     Everything else (tanh, GELU, ...): mean and variance of the statistic from the law of
     :math:`\hat q_l` to :math:`O(1/n)` (:mod:`varprop.theory.finite.expansion`,
@@ -55,7 +62,12 @@ from varprop.theory.finite.exact import (
     slopes,
 )
 from varprop.theory.finite.expansion import finite_width_moments
-from varprop.theory.finite.loglaw import LogChiSquareSum, LogNormal, lognormal_matching
+from varprop.theory.finite.loglaw import (
+    LogChiSquareSum,
+    LogNormal,
+    gamma_product,
+    lognormal_matching,
+)
 
 __all__ = ["predict_distribution", "STATISTICS", "DISTRIBUTION_QUANTITIES"]
 
@@ -74,6 +86,10 @@ _ORDER = {
     "exact moments": "nothing in the mean and variance (exact); the quantiles come from the "
                      "log-normal law matched to them (an approximation, error O(1/n) in the "
                      "quantiles' relative position)",
+    "gamma product": "nothing in the mean and variance of the mean square (or across-unit "
+                     "variance): exact; its law is taken as the product of layer + 1 i.i.d. scaled "
+                     "chi-squares with that mean and variance (the shape of the Gaussian-weight "
+                     "law; an approximation for the quantiles and the std's moments)",
     "1/n": "O(1/n^2) in the mean and variance (delta method); the quantiles come from the "
            "log-normal law matched to them",
 }
@@ -188,7 +204,8 @@ def _route(act: Activation, scheme: InitScheme, ws: tuple[int, ...], v_in: float
     if homogeneous and (quantity == "preactivation" or kind == "mean_square"):
         kurt = tuple(scheme.law(ws[l - 1], ws[l]).kurtosis() for l in range(1, L + 1))
         mom = exact_moments(ws, sigma2, kurt, ab[0], ab[1], v_in, b2, quantity, kind, layer, ddof)
-        return _from_moments(mom.mean, mom.variance, "exact moments", common, assumptions)
+        return _from_moments(mom.mean, mom.variance, "exact moments", common, assumptions,
+                             factors=layer + 1 if b2 == 0.0 else None)
     fw = finite_width_moments(act, scheme, widths=ws, input_variance=v_in, bias_variance=b2)
     i = layer - 1
     mean, var = delta_moments(act if quantity == "activation" else None, kind, ws[layer], ddof,
@@ -224,18 +241,21 @@ def _from_exact(law: LogChiSquareSum, common: tuple[str, str, int],
 
 
 def _from_moments(mean: float, var: float, method: str, common: tuple[str, str, int],
-                  assumptions: tuple[str, ...]) -> Distribution:
-    """The log-normal law of the mean square or the across-unit variance with these moments."""
+                  assumptions: tuple[str, ...], factors: int | None = None) -> Distribution:
+    """The law of the mean square or the across-unit variance with these moments: log-normal, or
+    with ``factors`` the product of that many i.i.d. scaled chi-squares (module docstring)."""
     statistic = common[0]
-    law = lognormal_matching(mean, var)
+    law = lognormal_matching(mean, var) if factors is None else gamma_product(mean, var, factors)
+    order = _ORDER[method] if factors is None else _ORDER["gamma product"]
     if statistic == "mean_square":
-        return Distribution(*common, method, _ORDER[method], assumptions, mean, var, law, 1.0)
+        return Distribution(*common, method, order, assumptions, mean, var, law, 1.0)
     if statistic == "log_mean_square":
-        return Distribution(*common, method, _ORDER[method], assumptions, law.mu, law.sd ** 2,
+        return Distribution(*common, method, order, assumptions, law.log_mean, law.log_variance,
                             law, None)
-    m = law.moment(0.5)
-    std_var = m * m * math.expm1(law.sd ** 2 / 4)
-    return Distribution(*common, method, _ORDER[method], assumptions, m, std_var, law, 0.5)
+    lm1 = law.log_moment(0.5)
+    m = math.exp(lm1)
+    std_var = m * m * math.expm1(law.log_moment(1.0) - 2 * lm1)
+    return Distribution(*common, method, order, assumptions, m, std_var, law, 0.5)
 
 
 def _assumptions(scheme: InitScheme, quantity: str) -> tuple[str, ...]:
