@@ -50,7 +50,8 @@ class Distribution:
     mean, variance : float
         :math:`EX`, :math:`\operatorname{Var}X`.
     zero_probability : float
-        :math:`P(X = 0)` (a narrow ReLU network can switch every unit of a layer off).
+        :math:`P(X = 0)` (a narrow ReLU network can switch every unit of a layer off); for
+        ``log_mean_square`` the probability of :math:`-\infty`.
     """
 
     statistic: str
@@ -75,7 +76,7 @@ class Distribution:
 
     @property
     def zero_probability(self) -> float:
-        return 0.0 if self.power is None else float(self.law.zero_probability)
+        return float(self.law.zero_probability)
 
     def _to_x(self, ell: float) -> float:
         if self.power is None:

@@ -6,7 +6,8 @@ Two kinds, with one interface (``cdf``, ``quantile``, ``moment``, ``log_mean``, 
 :class:`LogChiSquareSum`
     The exact law of a sum of independent terms, each a finite mixture of
     :math:`\log(c\,\chi^2_k)` (weights :math:`p`, scales :math:`c`, degrees of freedom :math:`k`;
-    :math:`k = 0` is the atom :math:`X = 0`, :math:`L = -\infty`), plus a constant.  This is the
+    :math:`k = 0` is the atom :math:`X = 0`, :math:`L = -\infty`), plus a constant and optionally
+    an independent normal (characteristic function :math:`e^{-s^2t^2/2}`).  This is the
     law of a linear or ReLU network's statistics with Gaussian weights (Hanin 2018; Hanin & Nica
     2019): :mod:`varprop.theory.finite.exact`.  Its characteristic function is closed form,
 
@@ -39,7 +40,8 @@ from functools import cached_property
 import numpy as np
 from scipy import optimize, special, stats
 
-__all__ = ["ChiSquareMixture", "LogChiSquareSum", "LogNormal", "lognormal_matching", "gamma_product"]
+__all__ = ["ChiSquareMixture", "LogChiSquareSum", "LogNormal", "lognormal_matching", "gamma_product",
+           "normal_chi_square"]
 
 _CF_FLOOR = 1e-17
 _MAX_TERMS_T = 1 << 16
@@ -110,15 +112,17 @@ class ChiSquareMixture:
 
 @dataclass(frozen=True, eq=False)
 class LogChiSquareSum:
-    r""":math:`L = \text{shift} + \sum_j m_j \cdot T_j` (``m_j`` independent copies of the term
-    :math:`T_j`); see the module docstring."""
+    r""":math:`L = \text{shift} + \sum_j m_j \cdot T_j + N(0, \text{normal\_variance})`
+    (``m_j`` independent copies of the term :math:`T_j`, an independent normal); see the module
+    docstring."""
 
     terms: tuple[tuple[ChiSquareMixture, int], ...]
     shift: float
+    normal_variance: float = 0.0
     _cum: tuple[float, float] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        mean, var = self.shift, 0.0
+        mean, var = self.shift, self.normal_variance
         for term, count in self.terms:
             m, v = term.log_cumulants()
             mean += count * m
@@ -143,14 +147,15 @@ class LogChiSquareSum:
 
     def log_moment(self, s: float) -> float:
         r""":math:`\log E X^s`, :math:`s > 0` (the atom at 0 included)."""
-        return s * self.shift + sum(count * term.log_mgf(s) for term, count in self.terms)
+        return (s * self.shift + 0.5 * s * s * self.normal_variance
+                + sum(count * term.log_mgf(s) for term, count in self.terms))
 
     def moment(self, s: float) -> float:
         return math.exp(self.log_moment(s))
 
     def _cf_centered(self, t: np.ndarray) -> np.ndarray:
         mu = self.log_mean
-        out = 1j * t * (self.shift - mu)
+        out = 1j * t * (self.shift - mu) - 0.5 * self.normal_variance * t * t
         for term, count in self.terms:
             out = out + count * term.log_cf(t)
         return np.exp(out)
@@ -251,3 +256,15 @@ def gamma_product(mean: float, variance: float, factors: int) -> LogChiSquareSum
     nu = 2.0 / math.expm1(math.log1p(variance / mean ** 2) / factors)
     return LogChiSquareSum(((ChiSquareMixture.single(1.0, nu), factors),),
                            math.log(mean) - factors * math.log(nu))
+
+
+def normal_chi_square(mean: float, between: float, within: float) -> LogChiSquareSum:
+    r"""The law of :math:`X = e^{N(\mu, s^2)}\,\chi^2_\nu/\nu` with :math:`EX` = ``mean``,
+    :math:`\operatorname{Var}E[X\mid\hat q] =` ``between`` (log-normal: the network-to-network
+    factor) and :math:`E\operatorname{Var}[X\mid\hat q] =` ``within`` (a scaled chi-square: the
+    statistic of :math:`n` i.i.d. units given :math:`\hat q`, Satterthwaite):
+    :math:`s^2 = \log(1 + \text{between}/\text{mean}^2)`, :math:`\nu = 2\,\text{mean}^2/\text{within}`."""
+    s2 = math.log1p(between / mean ** 2)
+    nu = 2 * mean * mean / within
+    return LogChiSquareSum(((ChiSquareMixture.single(1.0, nu), 1),),
+                           math.log(mean) - s2 / 2 - math.log(nu), s2)

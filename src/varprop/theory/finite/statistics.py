@@ -67,6 +67,7 @@ from varprop.theory.finite.loglaw import (
     LogNormal,
     gamma_product,
     lognormal_matching,
+    normal_chi_square,
 )
 
 __all__ = ["predict_distribution", "STATISTICS", "DISTRIBUTION_QUANTITIES"]
@@ -76,8 +77,9 @@ DISTRIBUTION_QUANTITIES = ("preactivation", "activation", "gradient")
 #: Above this many chi-square components (summed over distinct terms) the exact law is replaced by
 #: its log-normal limit.
 MAX_COMPONENTS = 50_000
-#: A ReLU network's atom at X = 0 below this probability is ignored by ``log_mean_square``.
-LOG_ATOM_TOLERANCE = 1e-15
+#: ``log_mean_square`` of a ReLU network whose mean square is 0 with at most this probability
+#: reports the mean and variance of the log given M > 0 (beyond it: refused).
+LOG_ATOM_TOLERANCE = 1e-6
 
 _ORDER = {
     "exact": "nothing: the exact law (quantiles by numerical inversion, to about 1e-10 relative)",
@@ -90,8 +92,9 @@ _ORDER = {
                      "variance): exact; its law is taken as the product of layer + 1 i.i.d. scaled "
                      "chi-squares with that mean and variance (the shape of the Gaussian-weight "
                      "law; an approximation for the quantiles and the std's moments)",
-    "1/n": "O(1/n^2) in the mean and variance (delta method); the quantiles come from the "
-           "log-normal law matched to them",
+    "1/n": "O(1/n^2) in the mean and variance (delta method); the quantiles come from the law "
+           "exp(N(mu, s^2)) * chi2_nu/nu matched to them (log-normal network-to-network factor, "
+           "chi-square spread of the n units given qhat)",
 }
 
 _SATTERTHWAITE = ("the shape of the across-unit variance of phi(xi) (n i.i.d. units): the law of "
@@ -208,9 +211,10 @@ def _route(act: Activation, scheme: InitScheme, ws: tuple[int, ...], v_in: float
                              factors=layer + 1 if b2 == 0.0 else None)
     fw = finite_width_moments(act, scheme, widths=ws, input_variance=v_in, bias_variance=b2)
     i = layer - 1
-    mean, var = delta_moments(act if quantity == "activation" else None, kind, ws[layer], ddof,
-                              float(fw.q_mean[i]), float(fw.q_var[i]), float(fw.q_kurtosis[i]))
-    return _from_moments(mean, var, "1/n", common, assumptions)
+    mom = delta_moments(act if quantity == "activation" else None, kind, ws[layer], ddof,
+                        float(fw.q_mean[i]), float(fw.q_var[i]), float(fw.q_kurtosis[i]))
+    law = normal_chi_square(mom.mean, mom.between, mom.within)
+    return _from_law(law, mom.mean, mom.variance, "1/n", _ORDER["1/n"], common, assumptions)
 
 
 def _from_exact(law: LogChiSquareSum, common: tuple[str, str, int],
@@ -228,6 +232,9 @@ def _from_exact(law: LogChiSquareSum, common: tuple[str, str, int],
                        f"(every unit of some layer off) with probability {p0:.3g}, so its log is "
                        f"-inf with that probability")
         mean, var = law.log_mean, law.log_variance
+        if p0 > 0.0:
+            order += (f"; the mean and variance are those of log M given M > 0 (M = 0, every unit "
+                      f"of a layer off, has probability {p0:.3g}: the quantiles include it)")
         used = LogNormal(mean, math.sqrt(var)) if method == "lognormal" else law
         return Distribution(*common, method, order, assumptions, mean, var, used, None)
     s = 1.0 if statistic == "mean_square" else 0.5
@@ -244,9 +251,16 @@ def _from_moments(mean: float, var: float, method: str, common: tuple[str, str, 
                   assumptions: tuple[str, ...], factors: int | None = None) -> Distribution:
     """The law of the mean square or the across-unit variance with these moments: log-normal, or
     with ``factors`` the product of that many i.i.d. scaled chi-squares (module docstring)."""
-    statistic = common[0]
     law = lognormal_matching(mean, var) if factors is None else gamma_product(mean, var, factors)
     order = _ORDER[method] if factors is None else _ORDER["gamma product"]
+    return _from_law(law, mean, var, method, order, common, assumptions)
+
+
+def _from_law(law: LogChiSquareSum | LogNormal, mean: float, var: float, method: str, order: str,
+              common: tuple[str, str, int], assumptions: tuple[str, ...]) -> Distribution:
+    """The Distribution of the statistic whose mean square (or across-unit variance) has the
+    law ``law`` with moments ``mean``, ``var``."""
+    statistic = common[0]
     if statistic == "mean_square":
         return Distribution(*common, method, order, assumptions, mean, var, law, 1.0)
     if statistic == "log_mean_square":
