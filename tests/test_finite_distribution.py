@@ -76,7 +76,8 @@ def test_network_argument_matches_keyword_form():
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(statistic="mean_sqare"), InvalidArgument, "did you mean 'mean_square'"),
     (dict(quantity="activations"), InvalidArgument, "did you mean 'activation'"),
-    (dict(quantity="jacobian_entry"), InvalidArgument, "not implemented"),
+    (dict(quantity="jacobian_entry", layer=2), InvalidArgument, "whole network"),
+    (dict(quantity="jacobian_entry", statistic="unit_std"), InvalidArgument, "J_ij"),
     (dict(ddof=2), InvalidArgument, "ddof=2"),
     (dict(ddof=True), InvalidArgument, "ddof=True"),
     (dict(layer=0), InvalidArgument, "layer=0"),

@@ -197,3 +197,25 @@ def test_relu_uniform_and_bias_exact_moments():
     Y = z.var(axis=1, ddof=1)
     # the across-unit variance's moments are exact: compare them through the std's law
     assert_mean(d.law.moment(1.0), Y)
+
+
+def test_relu_jacobian_entry_law_against_networks():
+    """J_ij = dz_{L,i}/dx_j for one input: J_ij^2 = chi2_1 prod sigma_l^2 prod_{l<L} chi2_{K_l}."""
+    rng = np.random.default_rng(14)
+    ws = [8, 16, 16, 16, 4]
+    nets = 40_000
+    a = rng.standard_normal((nets, 8, 1))
+    J = np.broadcast_to(np.eye(8), (nets, 8, 8))
+    for l in range(1, 5):
+        W = rng.standard_normal((nets, ws[l], ws[l - 1])) * math.sqrt(2 / ws[l - 1])
+        z = W @ a
+        J = W @ J
+        if l < 4:
+            a = z * (z > 0)
+            J = J * (z > 0)
+    entry2 = J[:, 0, 3] ** 2
+    d = predict_distribution("relu", "he_normal", widths=ws, quantity="jacobian_entry")
+    assert d.method == "exact"
+    # by hand: E J^2 = prod sigma_l^2 * prod (n_l / 2) = (2/8)(2/16)^3 (16/2)^3
+    assert d.mean == pytest.approx(0.25, rel=1e-12)
+    assert_quantiles(d, entry2)

@@ -72,7 +72,8 @@ from varprop.components.activations import Activation
 from varprop.theory.finite.conditional import powers
 from varprop.theory.finite.loglaw import ChiSquareMixture, LogChiSquareSum
 
-__all__ = ["slopes", "ratio_term", "ExactLayers", "forward_law", "gradient_law", "ExactMoments",
+__all__ = ["slopes", "ratio_term", "ExactLayers", "forward_law", "gradient_law", "jacobian_law",
+           "ExactMoments",
            "exact_moments"]
 
 
@@ -163,6 +164,16 @@ def gradient_law(lay: ExactLayers, layer: int) -> LogChiSquareSum | None:
     shift = sum(math.log(s) for s in s2[layer - 1:]) - math.log(ws[layer - 1])
     pieces = [("chi2", ws[layer - 1]), ("chi2", ws[L])] + [("ratio", n) for n in ws[layer:L]]
     return _sum(pieces, shift, lay)
+
+
+def jacobian_law(lay: ExactLayers) -> LogChiSquareSum | None:
+    r"""The exact law of :math:`\log J_{ij}^2`, :math:`J_{ij} = \partial z_{L,i}/\partial x_j`:
+    given :math:`v = D_{L-1}W_{L-1}\cdots D_1W_1 e_j`, :math:`J_{ij} \sim N(0, \sigma_L^2|v|^2)`
+    and :math:`|v|^2 \overset{d}{=} \prod_{l<L}\sigma_l^2 R_l` (fixed direction :math:`e_j`), so
+    :math:`J_{ij}^2 \overset{d}{=} \chi^2_1 \prod_{l \le L}\sigma_l^2 \prod_{l<L} R_l`."""
+    ws = lay.widths
+    shift = sum(math.log(s) for s in lay.sigma2)
+    return _sum([("chi2", 1)] + [("ratio", n) for n in ws[1:-1]], shift, lay)
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ from varprop.theory.finite.exact import (
     exact_moments,
     forward_law,
     gradient_law,
+    jacobian_law,
     slopes,
 )
 from varprop.theory.finite.expansion import finite_width_moments
@@ -73,7 +74,7 @@ from varprop.theory.finite.loglaw import (
 __all__ = ["predict_distribution", "STATISTICS", "DISTRIBUTION_QUANTITIES"]
 
 STATISTICS = ("mean_square", "unit_std", "log_mean_square")
-DISTRIBUTION_QUANTITIES = ("preactivation", "activation", "gradient")
+DISTRIBUTION_QUANTITIES = ("preactivation", "activation", "gradient", "jacobian_entry")
 #: Above this many chi-square components (summed over distinct terms) the exact law is replaced by
 #: its log-normal limit.
 MAX_COMPONENTS = 50_000
@@ -130,10 +131,14 @@ def predict_distribution(
         :math:`X = \tfrac1n\sum_i y_i^2`; the across-unit standard deviation
         :math:`\sqrt{\tfrac1{n-d}\sum_i (y_i - \bar y)^2}` (``ddof`` :math:`d`); :math:`\log` of
         the mean square.
-    quantity : {"preactivation", "activation", "gradient"}
+    quantity : {"preactivation", "activation", "gradient", "jacobian_entry"}
         :math:`y = z_l`, :math:`a_l`, or :math:`\partial\mathcal L/\partial a_{l-1}` with
         :math:`\delta_L = \partial\mathcal L/\partial z_L \sim N(0, I)` independent of the network
-        (varprop's seed; :math:`X = |\nabla|^2/n_{l-1}`).
+        (varprop's seed; :math:`X = |\nabla|^2/n_{l-1}`); ``"jacobian_entry"``: one entry
+        :math:`J_{ij} = \partial z_{L,i}/\partial x_j`, whose ``"mean_square"`` is
+        :math:`J_{ij}^2` (symmetric about 0: :math:`P(|J_{ij}| \le t) = P(J_{ij}^2 \le t^2)`).
+        Gradients and Jacobian entries: linear and ReLU-class activations with Gaussian weights
+        (exact); other cases raise.
     layer : int
         :math:`1..L`; default :math:`L`, for ``"gradient"`` 1 (the input gradient).
     ddof : {0, 1}
@@ -155,9 +160,6 @@ def predict_distribution(
     True
     """
     statistic = check_choice("statistic", statistic, STATISTICS)
-    if quantity == "jacobian_entry":
-        raise fail("quantity", quantity, f"one of {list(DISTRIBUTION_QUANTITIES)} (the law of one "
-                   "Jacobian entry is not implemented yet)")
     quantity = check_choice("quantity", quantity, DISTRIBUTION_QUANTITIES)
     if isinstance(ddof, bool) or ddof not in (0, 1):
         raise fail("ddof", ddof, "0 or 1")
@@ -170,6 +172,9 @@ def predict_distribution(
     layer = check_positive_int("layer", layer)
     if layer > L:
         raise fail("layer", layer, f"a layer 1..{L} of this depth-{L} network")
+    if quantity == "jacobian_entry" and layer != L:
+        raise fail("layer", layer, f"{L} (or None): the Jacobian entry is dz_L,i/dx_j of the "
+                   "whole network")
     if not (scheme.is_iid and scheme.is_zero_mean):
         raise fail("init", scheme, "i.i.d. zero-mean weights (normal, uniform, truncated normal "
                    "schemes): the finite-width laws do not cover orthogonal or non-zero-mean weights")
@@ -177,6 +182,9 @@ def predict_distribution(
         raise fail("input_variance", input_variance, "> 0 (with no bias every forward statistic is "
                    "identically 0)")
     n = ws[layer - 1] if quantity == "gradient" else ws[layer]
+    if statistic == "unit_std" and quantity == "jacobian_entry":
+        raise fail("statistic", statistic, "'mean_square' (the square J_ij^2 of the one entry) or "
+                   "'log_mean_square' for quantity='jacobian_entry'")
     if statistic == "unit_std" and n < 2:
         raise fail("statistic", statistic, f"'mean_square' or 'log_mean_square' for a layer of "
                    f"width {n} (one unit has no across-unit spread)")
@@ -195,14 +203,18 @@ def _route(act: Activation, scheme: InitScheme, ws: tuple[int, ...], v_in: float
     assumptions = _assumptions(scheme, quantity)
     if homogeneous and scheme.is_gaussian:
         lay = ExactLayers(ws, sigma2, ab[0], ab[1], v_in, act)
-        law = gradient_law(lay, layer) if quantity == "gradient" else (
-            forward_law(lay, quantity, kind, layer, ddof) if b2 == 0.0 else None)
+        if quantity == "gradient":
+            law = gradient_law(lay, layer)
+        elif quantity == "jacobian_entry":
+            law = jacobian_law(lay)
+        else:
+            law = forward_law(lay, quantity, kind, layer, ddof) if b2 == 0.0 else None
         if law is not None:
             fitted = quantity == "activation" and kind == "variance"
             return _from_exact(law, common, assumptions, "exact moments" if fitted else "exact")
-    if quantity == "gradient":
-        raise fail("quantity", quantity, "'preactivation' or 'activation' here: the law of the "
-                   "gradient norm is implemented for linear and ReLU-class activations with "
+    if quantity in ("gradient", "jacobian_entry"):
+        raise fail("quantity", quantity, "'preactivation' or 'activation' here: the laws of the "
+                   "gradient norm and of a Jacobian entry are implemented for linear and ReLU-class activations with "
                    "Gaussian weights (exact); other activations or weight laws are not covered yet")
     if homogeneous and (quantity == "preactivation" or kind == "mean_square"):
         kurt = tuple(scheme.law(ws[l - 1], ws[l]).kurtosis() for l in range(1, L + 1))
