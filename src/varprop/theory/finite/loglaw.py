@@ -20,8 +20,8 @@ Two kinds, with one interface (``cdf``, ``quantile``, ``moment``, ``log_mean``, 
               {\pi (j + 1/2)}, \qquad t_j = (j + \tfrac12) h,
 
     whose only errors are aliasing -- the mass farther than :math:`2\pi/h` from :math:`x`, made
-    negligible by :math:`2\pi/h = 2|x - \mu| + 60\,\mathrm{sd} + 40` (the heaviest left tail,
-    :math:`\log\chi^2_1`, decays like :math:`e^{u/2}`) -- and truncation, stopped where
+    negligible by :math:`2\pi/h = 2|x - \mu| + 60\,\mathrm{sd} + 60/k_{\min}` (the heaviest left
+    tail, that of :math:`\log\chi^2_{k_{\min}}`, decays like :math:`e^{k_{\min}u/2}`) -- and truncation, stopped where
     :math:`|\varphi| < 10^{-17}`.  Quantiles are the root of the CDF to :math:`10^{-12}` in
     :math:`L`.  Identical terms (equal widths and scales) are evaluated once and raised to their
     multiplicity, so the cost does not grow with depth.
@@ -46,6 +46,7 @@ __all__ = ["ChiSquareMixture", "LogChiSquareSum", "LogNormal", "lognormal_matchi
 _CF_FLOOR = 1e-17
 _MAX_TERMS_T = 1 << 16
 _LOG2 = math.log(2.0)
+_SERIES_FROM = 1e6
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,24 @@ class ChiSquareMixture:
 
     @staticmethod
     def binomial(scale: float, n: int) -> ChiSquareMixture:
-        r""":math:`c\,\chi^2_K`, :math:`K \sim \mathrm{Binomial}(n, 1/2)` (components of
-        probability below :math:`10^{-20}` dropped, except the atom :math:`K = 0`)."""
-        ks = np.arange(n + 1)
-        logp = stats.binom.logpmf(ks, n, 0.5)
-        keep = (logp > math.log(1e-20)) | (ks == 0)
-        return ChiSquareMixture(tuple(np.exp(logp[keep]).tolist()), (float(scale),) * int(keep.sum()),
-                                tuple(int(k) for k in ks[keep]))
+        r""":math:`c\,\chi^2_K`, :math:`K \sim \mathrm{Binomial}(n, 1/2)`: the atom :math:`K = 0`
+        (probability :math:`2^{-n}`) and the components within 12 standard deviations of
+        :math:`n/2` (the rest carries less than :math:`10^{-30}`), their log-probabilities
+        accumulated from the mode by the exact ratios :math:`p_{k+1}/p_k = (n-k)/(k+1)` (no
+        cancellation at huge :math:`n`) and normalised."""
+        mode = n // 2
+        half = math.ceil(12 * math.sqrt(n))
+        lo, hi = max(0, mode - half), min(n, mode + half)
+        up = np.arange(mode, hi)  # log p_{k+1} - log p_k for k = mode..hi-1
+        down = np.arange(lo, mode)[::-1]  # log p_k - log p_{k+1} for k = mode-1..lo
+        log_rel = np.concatenate([np.cumsum(-np.log((n - down) / (down + 1.0)))[::-1], [0.0],
+                                  np.cumsum(np.log((n - up) / (up + 1.0)))])
+        ks = np.arange(lo, hi + 1)
+        log_rel, ks = log_rel[ks > 0], ks[ks > 0]
+        p0 = 2.0 ** -n
+        weights = np.exp(log_rel - special.logsumexp(log_rel)) * (1 - p0)
+        return ChiSquareMixture((p0, *weights.tolist()), (float(scale),) * (ks.size + 1),
+                                (0, *(int(k) for k in ks)))
 
     @property
     def zero_probability(self) -> float:
@@ -89,8 +101,8 @@ class ChiSquareMixture:
         c = np.array(self.scales)
         k = np.array(self.dofs, dtype=float)
         on = k > 0
-        terms = (np.log(p[on]) + s * (np.log(c[on]) + _LOG2) + special.gammaln(k[on] / 2 + s)
-                 - special.gammaln(k[on] / 2))
+        terms = (np.log(p[on]) + s * (np.log(c[on]) + _LOG2)
+                 + np.real(_log_gamma_ratio(k[on] / 2, np.full(k[on].shape, s, dtype=complex))))
         return float(special.logsumexp(terms))
 
     def log_cumulants(self) -> tuple[float, float]:
@@ -105,9 +117,22 @@ class ChiSquareMixture:
         """Log of the characteristic function of the finite part at real ``t`` (complex array)."""
         p, logc, k = self._finite()
         it = 1j * t[:, None]
-        terms = (np.log(p) + it * (logc + _LOG2) + special.loggamma(k / 2 + it)
-                 - special.gammaln(k / 2))
+        terms = np.log(p) + it * (logc + _LOG2) + _log_gamma_ratio(k / 2, it)
         return special.logsumexp(terms, axis=1)
+
+
+def _log_gamma_ratio(a: np.ndarray, it: np.ndarray) -> np.ndarray:
+    r""":math:`\log\Gamma(a + it) - \log\Gamma(a)`.  For :math:`a \ge 10^6` the difference of two
+    numbers of size :math:`a\log a` would lose the digits that matter, so there it is the cumulant
+    series :math:`\sum_{j=1}^{8} (it)^j\psi^{(j-1)}(a)/j!` (the CF is negligible beyond
+    :math:`t \approx 9\sqrt a`, where the first omitted term is below :math:`10^{-9}`)."""
+    big = a >= _SERIES_FROM
+    out = special.loggamma(np.where(big, 1.0, a) + it) - special.gammaln(np.where(big, 1.0, a))
+    if big.any():
+        series = sum(it ** j * special.polygamma(j - 1, np.where(big, a, 1.0)) / math.factorial(j)
+                     for j in range(1, 9))
+        out = np.where(big, series, out)
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -163,7 +188,7 @@ class LogChiSquareSum:
     def _grid(self, reach: float) -> tuple[np.ndarray, np.ndarray]:
         """The midpoint grid and centred CF valid for ``|x - mean| <= reach``."""
         sd = math.sqrt(self.log_variance)
-        h = 2 * math.pi / (2 * reach + 60 * sd + 40)
+        h = 2 * math.pi / (2 * reach + 60 * sd + self._tail)
         n = 256
         while True:
             t = (np.arange(n) + 0.5) * h
@@ -171,6 +196,13 @@ class LogChiSquareSum:
             if np.abs(cf[-max(8, n // 16):]).max() < _CF_FLOOR or n >= _MAX_TERMS_T:
                 return t, cf
             n *= 2
+
+    @cached_property
+    def _tail(self) -> float:
+        r"""The reach of the heaviest left tail: :math:`\log\chi^2_k` has density
+        :math:`\propto e^{ku/2}` below its mode, mass :math:`10^{-13}` beyond :math:`60/k`."""
+        k_min = min((k for term, _ in self.terms for k in term.dofs if k > 0), default=1.0)
+        return 60.0 / k_min
 
     @cached_property
     def _near(self) -> tuple[float, np.ndarray, np.ndarray]:
