@@ -78,6 +78,7 @@ def test_network_argument_matches_keyword_form():
     (dict(quantity="activations"), InvalidArgument, "did you mean 'activation'"),
     (dict(quantity="jacobian_entry", layer=2), InvalidArgument, "whole network"),
     (dict(quantity="jacobian_entry", statistic="unit_std"), InvalidArgument, "J_ij"),
+    (dict(quantity="gradient", statistic="unit_std"), InvalidArgument, "not implemented"),
     (dict(ddof=2), InvalidArgument, "ddof=2"),
     (dict(ddof=True), InvalidArgument, "ddof=True"),
     (dict(layer=0), InvalidArgument, "layer=0"),

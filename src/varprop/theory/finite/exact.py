@@ -4,8 +4,8 @@ Setting: an MLP with widths :math:`n_0, \dots, n_L`, Gaussian input :math:`x \si
 i.i.d. zero-mean weights of variance :math:`\sigma_l^2` (excess kurtosis :math:`\kappa_l`),
 biases :math:`N(0, \sigma_b^2)`, and a positively homogeneous activation of degree 1,
 :math:`\phi(z) = \alpha z` for :math:`z > 0`, :math:`\beta z` for :math:`z < 0` (linear:
-:math:`\alpha = \beta`; ReLU: :math:`\beta = 0`; ``abs``: :math:`\alpha = -\beta`... in squares
-:math:`\alpha^2 = \beta^2`).
+:math:`\alpha = \beta`; ReLU: :math:`\beta = 0`; ``abs``: :math:`\beta = -\alpha`; only
+:math:`\alpha^2, \beta^2` matter).
 
 The exact law (Gaussian weights, zero bias)
 -------------------------------------------
