@@ -161,3 +161,11 @@ def test_tanh_width256_depth100_unit_std_seed003():
     std = a.std(1)
     _check_moments(d, std, (100 / 256) ** 2 / 2, 100 / 256 / 2)
     _check_quantiles(d, std, 0.02)
+
+
+def test_outside_the_expansion_warns_and_says_so():
+    with pytest.warns(varprop.VarpropWarning, match="outside its range"):
+        d = predict_distribution("tanh", "xavier_normal", fan_in=8, depth=20)
+    assert "not negligible" in d.order
+    quiet = predict_distribution("tanh", "xavier_normal", fan_in=64, depth=10)
+    assert "expansion parameter" in quiet.order and "not negligible" not in quiet.order
