@@ -29,7 +29,16 @@ network.  Routes, the first that applies:
 ``"1/n"``
     Everything else (tanh, GELU, ...): mean and variance of the statistic from the law of
     :math:`\hat q_l` to :math:`O(1/n)` (:mod:`varprop.theory.finite.expansion`,
-    :mod:`varprop.theory.finite.conditional`), quantiles from the matched log-normal.
+    :mod:`varprop.theory.finite.conditional`); quantiles from
+    :math:`X = e^{N(\mu, s^2)}\chi^2_\nu/\nu`, the log-normal carrying the network-to-network
+    variance :math:`h'(m)^2 v` and the scaled chi-square the spread of the :math:`n` units given
+    :math:`\hat q` (measured, tanh/xavier_normal, 40k networks: the predicted 10/50/90%
+    quantiles fall at 10-11/48-49/90% of networks at widths 32-128, depths 5-20, and at
+    10/47.5/89.5% at width 256, depth 100).  The expansion parameter
+    :math:`\operatorname{Var}\hat q/(E\hat q)^2` is stated in ``.order``; beyond
+    :data:`EXPANSION_LIMIT` a :class:`~varprop.VarpropWarning`.  Gradients: mean and
+    :math:`CV^2` of :math:`G_l` from the expansion's backward pass (weight reuse included), the
+    law a product of chi-square factors matched to them.
 
 For ``unit_std`` the fitted law is that of the across-unit *variance* :math:`Y`, and
 :math:`\sqrt Y` is then log-normal too; its mean and variance are the fitted law's (they agree
@@ -145,8 +154,8 @@ def predict_distribution(
         (varprop's seed; :math:`X = |\nabla|^2/n_{l-1}`); ``"jacobian_entry"``: one entry
         :math:`J_{ij} = \partial z_{L,i}/\partial x_j`, whose ``"mean_square"`` is
         :math:`J_{ij}^2` (symmetric about 0: :math:`P(|J_{ij}| \le t) = P(J_{ij}^2 \le t^2)`).
-        Gradients and Jacobian entries: linear and ReLU-class activations with Gaussian weights
-        (exact); other cases raise.
+        Gradients: exact for linear and ReLU-class activations with Gaussian weights, else to
+        :math:`O(1/n)`; Jacobian entries: the exact cases only (others raise).
     layer : int
         :math:`1..L`; default :math:`L`, for ``"gradient"`` 1 (the input gradient).
     ddof : {0, 1}
