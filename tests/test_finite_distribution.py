@@ -8,13 +8,19 @@ costs O(L n) (a derivation, not varprop code).
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 
 import varprop
-from varprop import Distribution, InvalidArgument, InvalidArgumentType, predict_distribution
+from varprop import (
+    Distribution,
+    InvalidArgument,
+    InvalidArgumentType,
+    predict_distribution,
+)
 from varprop.layers import Dense
 
 SIGMAS = 6.0
@@ -44,7 +50,7 @@ def test_distribution_api(relu):
         "mean_square", "preactivation", 10, "exact")
     assert relu.cv2 == pytest.approx(relu.variance / relu.mean ** 2, rel=1e-14)
     qs = [relu.quantile(p) for p in (0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99)]
-    assert all(a < b for a, b in zip(qs, qs[1:]))
+    assert all(a < b for a, b in itertools.pairwise(qs))
     lo, hi = relu.interval(0.9)
     assert (lo, hi) == (pytest.approx(relu.quantile(0.05)), pytest.approx(relu.quantile(0.95)))
     assert lo < relu.quantile(0.5) < relu.mean < hi  # heavy right tail: mean above the median
@@ -55,7 +61,7 @@ def test_distribution_api(relu):
 
 
 def test_log_and_std_are_transforms_of_the_same_law():
-    kw = dict(fan_in=32, depth=4)
+    kw = {"fan_in": 32, "depth": 4}
     ms = predict_distribution("relu", "he_normal", **kw)
     log = predict_distribution("relu", "he_normal", statistic="log_mean_square", **kw)
     assert math.exp(log.quantile(0.25)) == pytest.approx(ms.quantile(0.25), rel=1e-9)
@@ -74,18 +80,18 @@ def test_network_argument_matches_keyword_form():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(statistic="mean_sqare"), InvalidArgument, "did you mean 'mean_square'"),
-    (dict(quantity="activations"), InvalidArgument, "did you mean 'activation'"),
-    (dict(quantity="jacobian_entry", layer=2), InvalidArgument, "whole network"),
-    (dict(quantity="jacobian_entry", statistic="unit_std"), InvalidArgument, "J_ij"),
-    (dict(quantity="gradient", statistic="unit_std"), InvalidArgument, "not implemented"),
-    (dict(ddof=2), InvalidArgument, "ddof=2"),
-    (dict(ddof=True), InvalidArgument, "ddof=True"),
-    (dict(layer=0), InvalidArgument, "layer=0"),
-    (dict(layer=6), InvalidArgument, "a layer 1..5"),
-    (dict(layer=2.0), InvalidArgumentType, "layer=2.0"),
-    (dict(input_variance=0.0), InvalidArgument, "identically 0"),
-    (dict(input_variance=float("nan")), InvalidArgument, "input_variance"),
+    ({"statistic": "mean_sqare"}, InvalidArgument, "did you mean 'mean_square'"),
+    ({"quantity": "activations"}, InvalidArgument, "did you mean 'activation'"),
+    ({"quantity": "jacobian_entry", "layer": 2}, InvalidArgument, "whole network"),
+    ({"quantity": "jacobian_entry", "statistic": "unit_std"}, InvalidArgument, "J_ij"),
+    ({"quantity": "gradient", "statistic": "unit_std"}, InvalidArgument, "not implemented"),
+    ({"ddof": 2}, InvalidArgument, "ddof=2"),
+    ({"ddof": True}, InvalidArgument, "ddof=True"),
+    ({"layer": 0}, InvalidArgument, "layer=0"),
+    ({"layer": 6}, InvalidArgument, "a layer 1..5"),
+    ({"layer": 2.0}, InvalidArgumentType, "layer=2.0"),
+    ({"input_variance": 0.0}, InvalidArgument, "identically 0"),
+    ({"input_variance": float("nan")}, InvalidArgument, "input_variance"),
 ])
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):

@@ -7,6 +7,7 @@ within 6 binomial standard errors.
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 
@@ -25,7 +26,7 @@ def simulate(widths, nets, rng, *, slope=(1.0, 0.0), std=None, uniform=False, bi
     weights forward and backward, delta_L ~ N(0, I)."""
     a = rng.standard_normal((nets, widths[0], 1))
     weights, zs = [], []
-    for n_in, n in zip(widths[:-1], widths[1:]):
+    for n_in, n in itertools.pairwise(widths):
         s = std(n_in) if std else math.sqrt(2.0 / n_in)
         if uniform:
             W = rng.uniform(-math.sqrt(3) * s, math.sqrt(3) * s, (nets, n, n_in))
@@ -110,7 +111,7 @@ def relu_sample():
 
 
 def test_relu_quantiles_against_networks(relu_sample):
-    z, a, grads = relu_sample
+    z, a, _grads = relu_sample
     ms = np.mean(z * z, axis=1)
     assert_quantiles(predict_distribution("relu", "he_normal", fan_in=16, depth=10), ms)
     assert_quantiles(predict_distribution("relu", "he_normal", fan_in=16, depth=10,
@@ -136,7 +137,7 @@ def test_relu_gradient_law_with_the_same_weights(relu_sample):
 
 def test_relu_narrow_atom_against_networks():
     rng = np.random.default_rng(7)
-    z, a, _ = simulate([3, 2, 2, 2], 40_000, rng)
+    _z, a, _ = simulate([3, 2, 2, 2], 40_000, rng)
     d = predict_distribution("relu", "he_normal", widths=[3, 2, 2, 2], quantity="activation")
     p0 = 1 - (3 / 4) ** 3  # some layer of width 2 entirely off
     assert d.zero_probability == pytest.approx(p0, rel=1e-12)
@@ -219,3 +220,14 @@ def test_relu_jacobian_entry_law_against_networks():
     # by hand: E J^2 = prod sigma_l^2 * prod (n_l / 2) = (2/8)(2/16)^3 (16/2)^3
     assert d.mean == pytest.approx(0.25, rel=1e-12)
     assert_quantiles(d, entry2)
+
+
+def test_fitted_laws_have_the_moments_they_were_matched_to():
+    """Mean 2, variance 3; the normal x chi-square law with between 1, within 2 has variance
+    m^2[(1 + b/m^2)(1 + w/m^2) - 1] = b + w + b w / m^2 = 3.5 (independent factors)."""
+    from varprop.theory.finite.loglaw import gamma_product, lognormal_matching, normal_chi_square
+
+    for law, var in ((gamma_product(2.0, 3.0, 7), 3.0), (lognormal_matching(2.0, 3.0), 3.0),
+                     (normal_chi_square(2.0, 1.0, 2.0), 3.5)):
+        assert law.moment(1.0) == pytest.approx(2.0, rel=1e-12)
+        assert law.moment(2.0) - 4.0 == pytest.approx(var, rel=1e-12)

@@ -39,7 +39,7 @@ import numpy as np
 from varprop._math.quadrature import gaussian_expectations
 from varprop.components.activations import Activation
 
-__all__ = ["powers", "delta_moments", "DeltaMoments"]
+__all__ = ["DeltaMoments", "delta_moments", "powers"]
 
 _EPS = 1e-3
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from varprop._util.validation import check_probability, check_real
 from varprop.theory.finite.loglaw import LogChiSquareSum, LogNormal
 
-__all__ = ["Distribution", "METHODS"]
+__all__ = ["METHODS", "Distribution"]
 
 #: How a Distribution was obtained.
 METHODS = {

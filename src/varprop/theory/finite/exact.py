@@ -72,9 +72,16 @@ from varprop.components.activations import Activation
 from varprop.theory.finite.conditional import powers
 from varprop.theory.finite.loglaw import ChiSquareMixture, LogChiSquareSum
 
-__all__ = ["slopes", "ratio_term", "ExactLayers", "forward_law", "gradient_law", "jacobian_law",
-           "ExactMoments",
-           "exact_moments"]
+__all__ = [
+    "ExactLayers",
+    "ExactMoments",
+    "exact_moments",
+    "forward_law",
+    "gradient_law",
+    "jacobian_law",
+    "ratio_term",
+    "slopes",
+]
 
 
 def slopes(act: Activation) -> tuple[float, float] | None:

@@ -40,8 +40,14 @@ from functools import cached_property
 import numpy as np
 from scipy import optimize, special, stats
 
-__all__ = ["ChiSquareMixture", "LogChiSquareSum", "LogNormal", "lognormal_matching", "gamma_product",
-           "normal_chi_square"]
+__all__ = [
+    "ChiSquareMixture",
+    "LogChiSquareSum",
+    "LogNormal",
+    "gamma_product",
+    "lognormal_matching",
+    "normal_chi_square",
+]
 
 _CF_FLOOR = 1e-17
 _MAX_TERMS_T = 1 << 16

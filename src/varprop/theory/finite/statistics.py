@@ -82,7 +82,7 @@ from varprop.theory.finite.loglaw import (
     normal_chi_square,
 )
 
-__all__ = ["predict_distribution", "STATISTICS", "DISTRIBUTION_QUANTITIES"]
+__all__ = ["DISTRIBUTION_QUANTITIES", "STATISTICS", "predict_distribution"]
 
 STATISTICS = ("mean_square", "unit_std", "log_mean_square")
 DISTRIBUTION_QUANTITIES = ("preactivation", "activation", "gradient", "jacobian_entry")
