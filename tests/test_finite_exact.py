@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from varprop.theory.finite.loglaw import ChiSquareMixture, LogChiSquareSum
+from varprop.theory.finite.loglaw import (
+    ChiSquareMixture,
+    LogChiSquareSum,
+    gamma_product,
+    lognormal_matching,
+    normal_chi_square,
+)
 from varprop.theory.finite.statistics import predict_distribution
 
 SIGMAS = 6.0
@@ -225,8 +231,6 @@ def test_relu_jacobian_entry_law_against_networks():
 def test_fitted_laws_have_the_moments_they_were_matched_to():
     """Mean 2, variance 3; the normal x chi-square law with between 1, within 2 has variance
     m^2[(1 + b/m^2)(1 + w/m^2) - 1] = b + w + b w / m^2 = 3.5 (independent factors)."""
-    from varprop.theory.finite.loglaw import gamma_product, lognormal_matching, normal_chi_square
-
     for law, var in ((gamma_product(2.0, 3.0, 7), 3.0), (lognormal_matching(2.0, 3.0), 3.0),
                      (normal_chi_square(2.0, 1.0, 2.0), 3.5)):
         assert law.moment(1.0) == pytest.approx(2.0, rel=1e-12)
