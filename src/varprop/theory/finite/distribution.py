@@ -64,10 +64,16 @@ class Distribution:
     variance: float
     law: LogChiSquareSum | LogNormal = field(repr=False)
     power: float | None = field(default=1.0, repr=False)
+    relative_variance: float | None = field(default=None, repr=False)
 
     @property
     def cv2(self) -> float:
-        r""":math:`\operatorname{Var}X / (EX)^2`."""
+        r""":math:`\operatorname{Var}X / (EX)^2` (computed from the log-moments where the law is
+        exact, so finite even where the mean and variance overflow)."""
+        if self.relative_variance is not None:
+            return self.relative_variance
+        if self.mean == 0.0:
+            return math.inf
         return self.variance / self.mean ** 2
 
     @property

@@ -164,7 +164,7 @@ class LogChiSquareSum:
     def zero_probability(self) -> float:
         r""":math:`P(X = 0) = P(L = -\infty)`."""
         log_finite = sum(count * math.log1p(-term.zero_probability) for term, count in self.terms)
-        return -math.expm1(log_finite)
+        return max(0.0, -math.expm1(log_finite))
 
     @property
     def log_mean(self) -> float:

@@ -242,6 +242,9 @@ def _route(act: Activation, scheme: InitScheme, ws: tuple[int, ...], v_in: float
     if homogeneous and (quantity == "preactivation" or kind == "mean_square"):
         kurt = tuple(scheme.law(ws[l - 1], ws[l]).kurtosis() for l in range(1, L + 1))
         mom = exact_moments(ws, sigma2, kurt, ab[0], ab[1], v_in, b2, quantity, kind, layer, ddof)
+        if not (math.isfinite(mom.second) and mom.mean > 0):
+            raise VarpropError(f"the {statistic}'s exact moments leave the float range (E X = "
+                               f"{mom.mean!r}, E X^2 = {mom.second!r}): reduce depth or rescale")
         return _from_moments(mom.mean, mom.variance, "exact moments", common, assumptions,
                              factors=layer + 1 if b2 == 0.0 else None)
     fw = finite_width_moments(act, scheme, widths=ws, input_variance=v_in, bias_variance=b2)
@@ -304,13 +307,29 @@ def _from_exact(law: LogChiSquareSum, common: tuple[str, str, int],
         used = LogNormal(mean, math.sqrt(var)) if method == "lognormal" else law
         return Distribution(*common, method, order, assumptions, mean, var, used, None)
     s = 1.0 if statistic == "mean_square" else 0.5
-    lm1, lm2 = law.log_moment(s), law.log_moment(2 * s)
-    mean = math.exp(lm1)
-    var = mean * mean * math.expm1(lm2 - 2 * lm1)
+    mean, var, cv2 = _power_moments(law, s)
+    if math.isinf(mean) or math.isinf(var):
+        warnings.warn(f"predict_distribution: the {statistic}'s mean or variance exceeds the float "
+                      "range; returned as inf (cv2, the quantiles and the law of the log are "
+                      "finite)", VarpropWarning, stacklevel=4)
     used = law
     if method == "lognormal":
         used = LogNormal(law.log_mean, math.sqrt(law.log_variance))
-    return Distribution(*common, method, order, assumptions, mean, var, used, s)
+    return Distribution(*common, method, order, assumptions, mean, var, used, s, cv2)
+
+
+def _power_moments(law: LogChiSquareSum | LogNormal, s: float) -> tuple[float, float, float]:
+    r"""Mean, variance and :math:`CV^2` of :math:`e^{sL}` from the log-moments (``inf`` beyond
+    the float range, never an OverflowError; the :math:`CV^2` without cancellation)."""
+    lm1, lm2 = law.log_moment(s), law.log_moment(2 * s)
+    gap = lm2 - 2 * lm1
+    cv2 = math.expm1(gap) if gap < 709 else math.inf
+    log_var = lm2 + math.log(-math.expm1(-gap)) if gap > 0 else -math.inf
+    return _exp(lm1), _exp(log_var), cv2
+
+
+def _exp(x: float) -> float:
+    return math.exp(x) if x < 709.7 else math.inf
 
 
 def _from_moments(mean: float, var: float, method: str, common: tuple[str, str, int],
@@ -332,10 +351,8 @@ def _from_law(law: LogChiSquareSum | LogNormal, mean: float, var: float, method:
     if statistic == "log_mean_square":
         return Distribution(*common, method, order, assumptions, law.log_mean, law.log_variance,
                             law, None)
-    lm1 = law.log_moment(0.5)
-    m = math.exp(lm1)
-    std_var = m * m * math.expm1(law.log_moment(1.0) - 2 * lm1)
-    return Distribution(*common, method, order, assumptions, m, std_var, law, 0.5)
+    m, std_var, cv2 = _power_moments(law, 0.5)
+    return Distribution(*common, method, order, assumptions, m, std_var, law, 0.5, cv2)
 
 
 def _assumptions(scheme: InitScheme, quantity: str) -> tuple[str, ...]:
