@@ -204,3 +204,14 @@ def test_tanh_gradient_law_with_the_same_weights():
         assert d.method == "1/n"
         _check_moments(d, G[layer], (L / n) ** 2 / 2, L / n / 2)
         _check_quantiles(d, G[layer], 0.02)
+
+
+def test_beyond_the_float_range():
+    """Linear, lecun_normal, width 1000, depth 3, input variance 1e300: M = 1e300 * prod of four
+    chi2_1000/1000, so cv2 = (1 + 2/1000)^4 - 1 while the variance (~8e597) overflows."""
+    with pytest.warns(varprop.VarpropWarning, match="float range"):
+        d = predict_distribution("linear", "lecun_normal", fan_in=1000, depth=3,
+                                 input_variance=1e300)
+    assert d.variance == math.inf and d.mean == pytest.approx(1e300, rel=1e-12)
+    assert d.cv2 == pytest.approx(1.002 ** 4 - 1, rel=1e-10)
+    assert d.quantile(0.5) == pytest.approx(1e300, rel=0.01)
