@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import integrate, stats
 
 from varprop.theory.finite.loglaw import (
     ChiSquareMixture,
@@ -235,3 +235,18 @@ def test_fitted_laws_have_the_moments_they_were_matched_to():
                      (normal_chi_square(2.0, 1.0, 2.0), 3.5)):
         assert law.moment(1.0) == pytest.approx(2.0, rel=1e-12)
         assert law.moment(2.0) - 4.0 == pytest.approx(var, rel=1e-12)
+
+
+def test_relu_layer1_activation_cdf_against_quadrature():
+    """a_1 of ReLU, he_normal, n0 = 5, n1 = 6: M = (2/5) chi2_5 chi2_K / 6, K ~ Bin(6, 1/2);
+    P(M <= m) = 2^-6 + sum_{K>0} p_K int f_5(u) F_K(15 m / u) du by scipy quadrature."""
+    d = predict_distribution("relu", "he_normal", widths=[5, 6], quantity="activation")
+    for m in (0.05, 0.4, 1.0, 3.0):
+        total = 2.0 ** -6
+        for K in range(1, 7):
+            inner = integrate.quad(lambda u, K=K, m=m: stats.chi2.pdf(u, 5) * stats.chi2.cdf(15 * m / u, K),
+                                   0, np.inf, epsabs=1e-13, epsrel=1e-12, limit=200)[0]
+            total += stats.binom.pmf(K, 6, 0.5) * inner
+        assert d.cdf(m) == pytest.approx(total, abs=1e-9)
+    q = d.quantile(0.37)
+    assert d.cdf(q) == pytest.approx(0.37, abs=1e-10)
