@@ -195,9 +195,10 @@ def predict_distribution(
     if not (scheme.is_iid and scheme.is_zero_mean):
         raise fail("init", scheme, "i.i.d. zero-mean weights (normal, uniform, truncated normal "
                    "schemes): the finite-width laws do not cover orthogonal or non-zero-mean weights")
-    if quantity != "gradient" and v_in == 0.0 and b2 == 0.0:
-        raise fail("input_variance", input_variance, "> 0 (with no bias every forward statistic is "
-                   "identically 0)")
+    if v_in == 0.0 and b2 == 0.0:
+        raise fail("input_variance", input_variance, "> 0 (with no bias every pre-activation is "
+                   "identically 0: the forward statistics vanish and the gradients hang on the "
+                   "convention for phi'(0))")
     n = ws[layer - 1] if quantity == "gradient" else ws[layer]
     if statistic == "unit_std" and quantity == "jacobian_entry":
         raise fail("statistic", statistic, "'mean_square' (the square J_ij^2 of the one entry) or "
