@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
+import varprop
 from varprop.theory.finite.loglaw import (
+    AffineBetaMixture,
     ChiSquareMixture,
     LogChiSquareSum,
     gamma_product,
@@ -250,3 +252,34 @@ def test_relu_layer1_activation_cdf_against_quadrature():
         assert d.cdf(m) == pytest.approx(total, abs=1e-9)
     q = d.quantile(0.37)
     assert d.cdf(q) == pytest.approx(0.37, abs=1e-10)
+
+
+def test_leaky_ratio_moments_by_hand():
+    """R = a2 chi2_K + b2 chi2_{n-K}: E R = n (a2 + b2)/2,
+    E R^2 = (a2^2 + b2^2) n (n+5)/4 + a2 b2 n (n-1)/2 (E K(K+2) = n(n+5)/4, E K(n-K) = n(n-1)/4)."""
+    a2, b2, n = 1.0, 0.04, 9
+    law = LogChiSquareSum(((ChiSquareMixture.single(1.0, n), 1),
+                           (AffineBetaMixture(a2, b2, n), 1)), 0.0)
+    assert law.moment(1.0) == pytest.approx(n * (a2 + b2) / 2, rel=1e-12)
+    second = (a2 ** 2 + b2 ** 2) * n * (n + 5) / 4 + a2 * b2 * n * (n - 1) / 2
+    assert law.moment(2.0) == pytest.approx(second, rel=1e-12)
+    # the characteristic function is converged in the number of quadrature nodes
+    t = np.array([0.5, 3.0, 20.0])
+    fine = AffineBetaMixture(a2, b2, n, nodes=400)
+    assert np.allclose(AffineBetaMixture(a2, b2, n).log_cf(t), fine.log_cf(t), atol=1e-12)
+
+
+def test_leaky_relu_exact_law_against_networks():
+    rng = np.random.default_rng(15)
+    ws = [16] * 11
+    slope = 0.2
+    s = math.sqrt(2 / (1 + slope ** 2))
+    z, a, grads = simulate(ws, 10_000, rng, slope=(1.0, slope), std=lambda n: s / math.sqrt(n))
+    act = varprop.activation("leaky_relu", negative_slope=slope)
+    init = varprop.init_scheme("he_normal", negative_slope=slope)
+    for kw, sample in (({}, np.mean(z * z, 1)),
+                       ({"quantity": "activation"}, np.mean(a * a, 1)),
+                       ({"quantity": "gradient"}, np.mean(grads[1] ** 2, 1))):
+        d = predict_distribution(act, init, widths=ws, **kw)
+        assert d.method == "exact"
+        assert_quantiles(d, sample)

@@ -41,6 +41,7 @@ import numpy as np
 from scipy import optimize, special, stats
 
 __all__ = [
+    "AffineBetaMixture",
     "ChiSquareMixture",
     "LogChiSquareSum",
     "LogNormal",
@@ -93,6 +94,11 @@ class ChiSquareMixture:
     def zero_probability(self) -> float:
         return float(sum(p for p, k in zip(self.weights, self.dofs) if k == 0))
 
+    @property
+    def size(self) -> int:
+        """Number of components (the cost of one CF evaluation)."""
+        return len(self.dofs)
+
     def _finite(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Weights (renormalised to the finite part), log scales, dofs of the components k > 0."""
         p = np.array(self.weights)
@@ -127,6 +133,61 @@ class ChiSquareMixture:
         return special.logsumexp(terms, axis=1)
 
 
+@dataclass(frozen=True)
+class AffineBetaMixture:
+    r"""One term :math:`\log(\beta^2 + (\alpha^2 - \beta^2)B)`, :math:`B \sim
+    \mathrm{Beta}(K/2, (n-K)/2)`, :math:`K \sim \mathrm{Binomial}(n, 1/2)` (:math:`B = 0` at
+    :math:`K = 0`, 1 at :math:`K = n`): with an independent :math:`\log\chi^2_n` it is
+    :math:`\log(\alpha^2\chi^2_K + \beta^2\chi^2_{n-K})`, the leaky ReLU's layer factor
+    (:math:`\chi^2_K + \chi^2_{n-K}` is independent of the fraction :math:`B`).  Bounded between
+    :math:`\log\beta^2` and :math:`\log\alpha^2`; its characteristic function and moments are
+    Gauss--Jacobi quadratures over :math:`B` (``nodes`` per :math:`K`; the weight's nodes cluster
+    where the Beta law has its mass)."""
+
+    a2: float
+    b2: float
+    n: int
+    nodes: int = 160
+
+    dofs = ()
+    zero_probability = 0.0
+
+    @cached_property
+    def _rule(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Binomial weights (K, 1), log values (K, nodes), quadrature weights (K, nodes)."""
+        mix = ChiSquareMixture.binomial(1.0, self.n)
+        p = np.array(mix.weights)
+        values, weights = [], []
+        for K in mix.dofs:
+            if K in (0, self.n):
+                x = np.full(self.nodes, 0.0 if K == 0 else 1.0)
+                w = np.full(self.nodes, 1.0 / self.nodes)
+            else:
+                t, w = special.roots_jacobi(self.nodes, (self.n - K) / 2 - 1, K / 2 - 1)
+                x, w = (1 + t) / 2, w / w.sum()
+            values.append(np.log(self.b2 + (self.a2 - self.b2) * x))
+            weights.append(w)
+        return p[:, None], np.array(values), np.array(weights)
+
+    @property
+    def size(self) -> int:
+        return self._rule[1].size
+
+    def log_mgf(self, s: float) -> float:
+        p, v, w = self._rule
+        return float(np.log(np.sum(p * w * np.exp(s * v))))
+
+    def log_cumulants(self) -> tuple[float, float]:
+        p, v, w = self._rule
+        mean = float(np.sum(p * w * v))
+        return mean, float(np.sum(p * w * (v - mean) ** 2))
+
+    def log_cf(self, t: np.ndarray) -> np.ndarray:
+        p, v, w = self._rule
+        pw, vv = (p * w).ravel(), v.ravel()
+        return np.log(np.exp(1j * t[:, None] * vv[None, :]) @ pw)
+
+
 def _log_gamma_ratio(a: np.ndarray, it: np.ndarray) -> np.ndarray:
     r""":math:`\log\Gamma(a + it) - \log\Gamma(a)`.  For :math:`a \ge 10^6` the difference of two
     numbers of size :math:`a\log a` would lose the digits that matter, so there it is the cumulant
@@ -147,7 +208,7 @@ class LogChiSquareSum:
     (``m_j`` independent copies of the term :math:`T_j`, an independent normal); see the module
     docstring."""
 
-    terms: tuple[tuple[ChiSquareMixture, int], ...]
+    terms: tuple[tuple[ChiSquareMixture | AffineBetaMixture, int], ...]
     shift: float
     normal_variance: float = 0.0
     _cum: tuple[float, float] = field(init=False, repr=False, compare=False)
@@ -207,8 +268,8 @@ class LogChiSquareSum:
     def _tail(self) -> float:
         r"""The reach of the heaviest left tail: :math:`\log\chi^2_k` has density
         :math:`\propto e^{ku/2}` below its mode, mass :math:`10^{-13}` beyond :math:`60/k`."""
-        k_min = min((k for term, _ in self.terms for k in term.dofs if k > 0), default=1.0)
-        return 60.0 / k_min
+        k_min = min((k for term, _ in self.terms for k in term.dofs if k > 0), default=math.inf)
+        return 60.0 / k_min if k_min < math.inf else 0.0
 
     @cached_property
     def _near(self) -> tuple[float, np.ndarray, np.ndarray]:

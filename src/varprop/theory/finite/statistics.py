@@ -8,22 +8,25 @@ L/\partial a_{l-1}` (gradients, from :math:`\delta_L \sim N(0, I)`) -- vary from
 network.  Routes, the first that applies:
 
 ``"exact"``
-    Gaussian weights, no bias, degree-1 homogeneous activation with :math:`\alpha^2 = \beta^2`
-    (linear, ``abs``) or one zero slope (ReLU): the exact law, a sum of independent log
-    chi-squares (:mod:`varprop.theory.finite.exact`; gradients: any Gaussian bias).  For very
+    Gaussian weights, no bias, degree-1 homogeneous activation (linear, ``abs``, ReLU, leaky
+    ReLU): the exact law, a sum of independent log chi-squares (and, for leaky ReLU, bounded
+    log-Beta terms) (:mod:`varprop.theory.finite.exact`; gradients and Jacobian entries: any
+    Gaussian bias).  Measured against 20k simulated networks (width 16, depth 10): the predicted
+    10/50/90% quantiles within the binomial error (e.g. ReLU 9.8/49.6/89.9%, leaky ReLU 0.2
+    9.9/50.2/90.0%).  For very
     many distinct layer widths the numerical inversion is replaced by ``"lognormal"``: the normal
     law of :math:`\log X` with its exact mean and variance (error: the skewness of
     :math:`\log X`, of order :math:`\sum_l n_l^{-2} / (\sum_l n_l^{-1})^{3/2}`).
 ``"exact moments"``
     Any other linear/ReLU-class case with i.i.d. zero-mean symmetric weights (uniform weights,
-    biases, leaky ReLU): exact mean and variance of the mean square (or of the pre-activations'
+    biases): exact mean and variance of the mean square (or of the pre-activations'
     across-unit variance) by the fourth-moment recursion.  Quantiles: without bias from the
     product of :math:`l + 1` i.i.d. scaled chi-squares with that mean and variance (the shape of
     the exact Gaussian-weight law; measured at width 16, depth 10, uniform weights: the
-    predicted 10/50/90% quantiles fall at 13/52/90% of simulated networks, leaky ReLU 11/51/90%),
+    predicted 10/50/90% quantiles fall at 13/52/90% of simulated networks),
     with a bias from the log-normal law (bias floors :math:`\hat q \ge \sigma_b^2`; ReLU,
     :math:`\sigma_b^2 = 0.3`: 2/45/91% -- a rough approximation).  The activations'
-    across-unit std of ReLU networks with Gaussian weights and no bias keeps the exact law of
+    across-unit std of ReLU-class networks with Gaussian weights and no bias keeps the exact law of
     :math:`\hat q_l` and replaces the across-unit variance of :math:`n_l` i.i.d.
     :math:`\phi(\xi)` by the scaled chi-square with its exact mean and variance.
 ``"1/n"``
@@ -290,7 +293,7 @@ def _gradient_1n(act: Activation, scheme: InitScheme, ws: tuple[int, ...], v_in:
 def _from_exact(law: LogChiSquareSum, common: tuple[str, str, int],
                 assumptions: tuple[str, ...], method: str) -> Distribution:
     statistic = common[0]
-    components = sum(len(term.dofs) for term, _ in law.terms)
+    components = sum(term.size for term, _ in law.terms)
     order = _SATTERTHWAITE if method == "exact moments" else _ORDER["exact"]
     if components > MAX_COMPONENTS:
         method = "lognormal"
