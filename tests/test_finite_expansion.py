@@ -149,6 +149,23 @@ def test_tanh_width_32_depth_20_ensemble_shift() -> None:
     fw = finite_width_moments("tanh", "xavier_normal", widths=ws)
     assert -0.20 < mc / fw.act_second_mean_field[-1] - 1 < -0.10
     _check(fw.act_second[-1], fw.act_second_mean_field[-1], mc, se)
+    # the declared next order covers the measured error
+    assert abs(fw.act_second[-1] / mc - 1) <= fw.next_order()[-1] + SIGMA * se / mc
+
+
+def test_expansion_parameter_and_next_order() -> None:
+    fw = finite_width_moments("tanh", "xavier_normal", widths=[32] * 11)
+    eps = fw.q_var / fw.q_mean**2
+    np.testing.assert_allclose(fw.expansion_parameter, eps)
+    delta = fw.act_second / fw.act_second_mean_field - 1
+    expected = np.maximum(delta**2, np.maximum.accumulate(eps) ** 2 / 4)
+    np.testing.assert_allclose(fw.next_order(), expected)
+    g = fw.grad_second / fw.grad_second_mean_field - 1
+    np.testing.assert_allclose(fw.next_order("gradient"), np.maximum(g**2, eps.max() ** 2 / 4))
+    relu = finite_width_moments("relu", "he_normal", widths=[32] * 11)
+    assert not relu.next_order("gradient").any()
+    with pytest.raises(InvalidArgument, match="quantity"):
+        fw.next_order("activation")
 
 
 @pytest.mark.slow
@@ -199,11 +216,19 @@ def test_uniform_weights_kurtosis_enters() -> None:
     normal = finite_width_moments("tanh", "xavier_normal", widths=ws)
     uniform = finite_width_moments("tanh", "xavier_uniform", widths=ws)
     assert uniform.q_kurtosis[0] == pytest.approx(3 * -1.2 * 1 / 8)  # 3 kappa_w C^2 s^2 / n_0
-    for fw, law, seed in ((normal, "normal", 15), (uniform, "uniform", 16)):
-        o = mc_matrices("tanh", ws, reps=30000, seed=seed, weights=law)
+    runs = {}
+    for fw, law in ((normal, "normal"), (uniform, "uniform")):
+        runs[law] = o = mc_matrices("tanh", ws, reps=30000, seed=15, weights=law)
         mc, se = mean_se(o["a2"][:, -1])
         _check(fw.act_second[-1], fw.act_second_mean_field[-1], mc, se, refute_mf=False)
+        # the backward pass: the weight-reuse term scales with 1 + kappa_w / 2
+        mc, se = mean_se(o["g2"][:, 0])
+        _check(fw.grad_second[0], fw.grad_second_mean_field[0], mc, se, refute_mf=False)
     assert abs(uniform.act_second[-1] / normal.act_second[-1] - 1) > 0.04
+    # the same seed couples the two laws (one stream of uniforms): the difference is sharp
+    diff, se = mean_se(runs["uniform"]["a2"][:, -1] - runs["normal"]["a2"][:, -1])
+    predicted = uniform.act_second[-1] - normal.act_second[-1]
+    assert abs(predicted - diff) <= SIGMA * se + abs(predicted) * 0.25  # next order: 1/n = 1/8
 
 
 # ----------------------------------------------------------------------------------------------

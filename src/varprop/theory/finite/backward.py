@@ -98,8 +98,12 @@ must: their gradient second moments are exact.  Measured against an explicit-mat
 (tanh, width 16, depth 6, 20 000 networks): the gradient at the input is 0.1375 +- 0.0014,
 gradient independence predicts 0.1603 (and is itself confirmed by fresh-weight simulation,
 0.1588 +- 0.0016), the corrected expansion 0.1405, the mean field 0.1375.  For non-Gaussian
-weights the same correction is used (leading order; the kurtosis enters only the forward
-moments, :mod:`varprop.theory.finite.expansion`).
+weights the cumulant expansion :math:`E[W^2 F(Wa + r)] - \sigma^2 E F = (\kappa^w + 2)\sigma^4
+a^2 E F''/2 + \dots` (Gaussian: :math:`\kappa^w = 0`, Stein's lemma) scales the diagonal term
+:math:`\rho_l` by :math:`1 + \kappa^w_l/2`; the mode's propagation (:math:`\tau`) changes only at
+:math:`O(1/n^2)`.  Uniform weights (:math:`\kappa^w = -6/5`), tanh, width 16, depth 5, 40 000
+networks with explicit matrices: input gradient 0.1739 +- 0.0011; predicted 0.1744 (without the
+kurtosis factor 0.1627, gradient independence 0.1822, mean field 0.1680).
 """
 
 from __future__ import annotations
@@ -129,9 +133,11 @@ class BackwardMoments:
 
 def backward_moments(ws: Sequence[int], sigma2: np.ndarray, C: np.ndarray, b2: float,
                      m: np.ndarray, v: np.ndarray, kap: np.ndarray, K: np.ndarray,
-                     fns: Sequence[FunctionValues], h_mf: Sequence[float]) -> BackwardMoments:
+                     fns: Sequence[FunctionValues], h_mf: Sequence[float],
+                     kurt: np.ndarray) -> BackwardMoments:
     r"""The gradient and weight-gradient second moments with their :math:`1/n` correction (module
-    docstring), and their mean fields (``h_mf[i]``: :math:`h(K_{i+1})`)."""
+    docstring), and their mean fields (``h_mf[i]``: :math:`h(K_{i+1})`; ``kurt[i]``: the excess
+    kurtosis of layer ``i + 1``'s weights)."""
     L = len(ws) - 1
     nL = float(ws[-1])
     grad, grad_mf, weight, weight_mf, grad_gia, weight_gia, cv2 = (np.empty(L) for _ in range(7))
@@ -159,7 +165,8 @@ def backward_moments(ws: Sequence[int], sigma2: np.ndarray, C: np.ndarray, b2: f
             fh = fv.f * fv.h
             p = m[i] - b2
             reuse += (s_next - 1.0) * (1.0 + fv.c / fh if fh > 0 else 1.0) / ws[k]
-            s_k = 1.0 + (2.0 * p * a + (s_next - 1.0) * p * fv.f1 ** 2 / fh if fh > 0 else 0.0)
+            rho = 2.0 * p * a * (1.0 + kurt[i] / 2.0)
+            s_k = 1.0 + (rho + (s_next - 1.0) * p * fv.f1 ** 2 / fh if fh > 0 else 0.0)
             base = 1.0 + sum_ex + pairs
             if fv.h > 0:
                 independent *= 1.0 + (2.0 * (fv.g2 + fv.h**2) / fv.h**2 + b * b * fv.g2) / ws[k]

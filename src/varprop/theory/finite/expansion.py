@@ -289,13 +289,15 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
     if not (np.all(np.isfinite(m)) and np.all(np.isfinite(v))):
         raise VarpropError("the finite-width moments left the float range; reduce depth or rescale")
     bw = backward_moments(ws, sigma2, C, b2, m, v, kap, K, fns,
-                          [mf(float(k))[2] for k in K])
+                          [mf(float(k))[2] for k in K], kurt)
     for name, values in (("E a^2", a2), ("the gradient", bw.grad), ("the weight gradient", bw.weight)):
         if not np.all(values >= 0.0):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                worst = float(np.nanmax(np.where(m > 0, v / m**2, 0.0)))
             raise VarpropError(
                 f"the 1/n expansion breaks down for widths {list(ws)}: {name} comes out negative "
-                f"(the largest Var(q)/E(q)^2 is {float(np.max(v / m**2)):.3g}); the expansion "
-                "needs depth much smaller than width (see FiniteWidthMoments.expansion_parameter)")
+                f"(the largest Var(q)/E(q)^2 is {worst:.3g}); the expansion needs depth much "
+                "smaller than width (see FiniteWidthMoments.expansion_parameter)")
     exact = bool(homogeneous)
     ro = _readonly
     return FiniteWidthMoments(

@@ -56,9 +56,10 @@ class FunctionValues:
     r"""The Gaussian functions of one activation at one variance ``q`` (see the module docstring).
 
     ``f, f1, f2``: :math:`f, f', f''`; ``g``: :math:`g = E\phi^4 - f^2`; ``g2nd``: :math:`g''`;
-    ``u4``:
-    :math:`E\phi^4`; ``mu, mu2``: :math:`\mu, \mu''`; ``h, h1, h2``: :math:`h, h', h''`;
+    ``u4``: :math:`E\phi^4`; ``mu, mu2``: :math:`\mu, \mu''`; ``h, h1, h2``: :math:`h, h', h''`;
     ``g2``: :math:`\operatorname{Var}\phi'^2`; ``c``: :math:`\operatorname{Cov}(\phi'^2, \phi^2)`.
+    (All of :math:`z = \sqrt q\,\xi`; for fw-exact's laws: given :math:`\hat q_l = q` the
+    activations of layer :math:`l` are i.i.d. :math:`\phi(\sqrt q\,\xi)` for Gaussian weights.)
     """
 
     q: float
