@@ -49,6 +49,12 @@ class Distribution:
         The model the law holds in.
     mean, variance : float
         :math:`EX`, :math:`\operatorname{Var}X`.
+    law : LogChiSquareSum or LogNormal
+        The law of :math:`L` with :math:`X = e^{\text{power}\cdot L}` (``power`` 1 for
+        ``mean_square``, 1/2 for ``unit_std``, None for ``log_mean_square``: :math:`X = L`);
+        :mod:`varprop.theory.finite.loglaw`.
+    relative_variance : float or None
+        :math:`CV^2` computed from the log-moments (finite where the moments overflow).
     zero_probability : float
         :math:`P(X = 0)` (a narrow ReLU network can switch every unit of a layer off); for
         ``log_mean_square`` the probability of :math:`-\infty`.
