@@ -13,8 +13,8 @@ network.  Routes, the first that applies:
     log-Beta terms) (:mod:`varprop.theory.finite.exact`; gradients and Jacobian entries: any
     Gaussian bias).  Measured against 20k simulated networks (width 16, depth 10): the predicted
     10/50/90% quantiles within the binomial error (e.g. ReLU 9.8/49.6/89.9%, leaky ReLU 0.2
-    9.9/50.2/90.0%).  For very
-    many distinct layer widths the numerical inversion is replaced by ``"lognormal"``: the normal
+    9.9/50.2/90.0%).  For very many distinct layer widths (more than :data:`MAX_COMPONENTS`
+    chi-square components) the numerical inversion is replaced by ``"lognormal"``: the normal
     law of :math:`\log X` with its exact mean and variance (error: the skewness of
     :math:`\log X`, of order :math:`\sum_l n_l^{-2} / (\sum_l n_l^{-1})^{3/2}`).
 ``"exact moments"``
@@ -43,9 +43,10 @@ network.  Routes, the first that applies:
     :math:`CV^2` of :math:`G_l` from the expansion's backward pass (weight reuse included), the
     law a product of chi-square factors matched to them.
 
-For ``unit_std`` the fitted law is that of the across-unit *variance* :math:`Y`, and
-:math:`\sqrt Y` is then log-normal too; its mean and variance are the fitted law's (they agree
-with the delta method for :math:`\sqrt Y` to :math:`O(1/n)`).
+For ``unit_std`` every route describes the across-unit *variance* :math:`Y`; the std is
+:math:`\sqrt Y`, its quantiles the square roots of :math:`Y`'s and its mean and variance the
+law's :math:`EY^{1/2}` and :math:`EY - (EY^{1/2})^2` (exact on the exact route; elsewhere they
+agree with the delta method for :math:`\sqrt Y` to :math:`O(1/n)`).
 """
 
 from __future__ import annotations
