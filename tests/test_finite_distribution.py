@@ -99,6 +99,13 @@ def test_bad_arguments(kwargs, error, match):
 
 
 def test_bad_arguments_model():
+    ln = varprop.Network([Dense(8, "he_normal"), varprop.layers.LayerNorm(), "relu"],
+                         input_shape=(8,))
+    with pytest.raises(InvalidArgument, match="MLP-shaped"):
+        predict_distribution(ln)
+    mlp = varprop.Network([Dense(8, "he_normal"), "relu"] * 2, input_shape=(8,))
+    with pytest.raises(InvalidArgument, match="left unset"):
+        predict_distribution(mlp, fan_in=8)
     with pytest.raises(InvalidArgument, match="orthogonal"):
         predict_distribution("relu", "orthogonal", fan_in=8, depth=2)
     with pytest.raises(InvalidArgumentType, match="init"):
