@@ -283,3 +283,22 @@ def test_leaky_relu_exact_law_against_networks():
         d = predict_distribution(act, init, widths=ws, **kw)
         assert d.method == "exact"
         assert_quantiles(d, sample)
+
+
+def test_many_distinct_widths_use_the_lognormal_limit():
+    """300 distinct widths: beyond MAX_COMPONENTS chi-square components the law of log M is the
+    normal with its exact mean and variance; the moments stay exact:
+    cv2 = (1 + 2/n_0) prod_{l<L} (1 + 5/n_l) (1 + 2/n_L) - 1 (E R^2/(E R)^2 = 1 + 5/n)."""
+    ws = [100, *range(100, 400)]
+    d = predict_distribution("relu", "he_normal", widths=ws)
+    assert d.method == "lognormal" and "skewness" in d.order
+    cv2 = (1 + 2 / 100) * math.prod(1 + 5 / n for n in ws[1:-1]) * (1 + 2 / ws[-1]) - 1
+    assert d.mean == pytest.approx(2.0, rel=1e-10)
+    assert d.cv2 == pytest.approx(cv2, rel=1e-9)
+    # sampled from the product law: chi2_{n0}/n0 * prod_l chi2_{K_l}/(n_l/2) * chi2_{nL}/nL
+    rng = np.random.default_rng(17)
+    nets = 20_000
+    log_m = np.log(2 * rng.chisquare(100, nets) / 100) + np.log(rng.chisquare(ws[-1], nets) / ws[-1])
+    for n in ws[1:-1]:
+        log_m += np.log(rng.chisquare(rng.binomial(n, 0.5, nets)) / (n / 2))
+    assert_quantiles(d, np.exp(log_m))
