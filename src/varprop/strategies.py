@@ -92,6 +92,10 @@ __all__ = [
 ]
 
 
+#: The activations each :func:`activations` strategy draws from.
+_POOLS: weakref.WeakKeyDictionary[Any, list[Activation]] = weakref.WeakKeyDictionary()
+
+
 def _check_flag(name: str, value: object) -> bool | None:
     if value is not None and not isinstance(value, bool):
         raise fail_type(name, value, "True, False or None")
@@ -108,13 +112,18 @@ def activations(names: Sequence[str] | None = None, *, parametrized: bool = True
     for n in pool:
         activation(n)  # validates (with "did you mean")
     strategies = []
+    objects = []
     for n in pool:
         if n == "leaky_relu" and parametrized:
             strategies.append(st.builds(lambda s: activation("leaky_relu", negative_slope=s),
                                         st.sampled_from([0.01, 0.1, 0.2])))
+            objects += [activation("leaky_relu", negative_slope=s) for s in (0.01, 0.1, 0.2)]
         else:
             strategies.append(st.just(activation(n)))
-    return st.one_of(strategies)
+            objects.append(activation(n))
+    out = st.one_of(strategies)
+    _POOLS[out] = objects  # so that layer_configs can prepare them (see _warm)
+    return out
 
 
 def _all_schemes() -> list[InitScheme]:
@@ -409,16 +418,17 @@ def layer_configs(*, activation: Any = None, init: Any = None, fan_in: Any = Non
     dict of :func:`verify` keyword arguments.
 
     Each argument is a fixed value or a strategy (defaults: :func:`activations`,
-    :func:`init_schemes` with zero-mean i.i.d. weights, :func:`widths` from 16 to 256, :func:`depths` up to 10,
-    the MLP quantities).  A drawn configuration whose check at ``rtol`` (at the level of the
+    :func:`init_schemes` with zero-mean i.i.d. weights, :func:`widths` from 16 to 256,
+    :func:`depths` up to 10, the MLP quantities).  A drawn configuration whose check at ``rtol`` (at the level of the
     first check of the example, :func:`check_alpha`) is predicted to take more than
     ``max_seconds`` (:func:`varprop.checking.budget.plan_check`) is made decidable: its depth
     is lowered, then (for the default widths) its width halved down to 16 or doubled up to 256;
     if none is, the whole configuration is drawn again (up to 8 times, then the example is
     rejected).  Width 1 and deep narrow nets, whose statistic is too heavy-tailed,
-    are never drawn.  Building the strategy checks each activation of a named pool (``None``,
-    a name or an :class:`~varprop.Activation`) once with 8 replicates, so that its one-off
-    symbolic set-up does not count against an example's deadline.
+    are never drawn.  Building the strategy checks each activation of its pool (``None``, a
+    name, an :class:`~varprop.Activation` or an :func:`activations` strategy; any other
+    strategy's pool is unknown) once with 8 replicates, so that its one-off symbolic set-up
+    does not count against an example's deadline.
     """
     if not (isinstance(max_seconds, (int, float)) and not isinstance(max_seconds, bool)
             and math.isfinite(max_seconds) and max_seconds > 0):
@@ -427,7 +437,7 @@ def layer_configs(*, activation: Any = None, init: Any = None, fan_in: Any = Non
     if activation is None:
         pool: list[Activation] = [resolve_activation(n) for n in activation_names()]
     elif isinstance(activation, st.SearchStrategy):
-        pool = []
+        pool = _POOLS.get(activation, [])
     else:
         pool = [resolve_activation(activation)]
     q_pool = (list(MLP_QUANTITIES) if quantity is None else
