@@ -50,7 +50,7 @@ with :math:`\kappa_l = \operatorname{Var}\phi(z)^2/(E\phi(z)^2)^2` and the elast
 :math:`\gamma_l = d\log E\phi^2/d\log q` at the predicted :math:`q_l` (Gauss-Hermite
 quadrature), and :math:`\rho = \sigma_w^2 \overline{a^2}/(\sigma_w^2\overline{a^2} +
 \sigma_b^2)` the share of the signal in :math:`s^2`.  For ReLU :math:`\kappa = 5`,
-:math:`\gamma = 1`: :math:`V_{z,L} \approx 2/n_0 + \sum_l 7/n_l`.  Backwards (gradient
+:math:`\gamma = 1`: :math:`V_{z,L} = 2/n_0 + \sum_{l<L} 5/n_l + 2/n_L`.  Backwards (gradient
 independence: :math:`g_i \sim N(0, S_l)` given the scale :math:`S_l`, independent of
 :math:`z`) :math:`V_{g,0} = 2/n_0 + \sum_l (\kappa'_l/n_l + \gamma_l'^2 V_{s,l})` with
 :math:`\kappa'_l = 3E\phi'^4/(E\phi'^2)^2 - 1` (5 for ReLU).  The squared coefficient of variation is :math:`e^V - 1`.  It is a
