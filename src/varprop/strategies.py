@@ -73,22 +73,27 @@ from varprop.components.activations import (
     activation_names,
     resolve_activation,
 )
-from varprop.components.schemes import InitScheme, init_scheme, resolve_scheme, scheme_names
+from varprop.components.schemes import (
+    InitScheme,
+    init_scheme,
+    resolve_scheme,
+    scheme_names,
+)
 from varprop.theory.predict import predict_variance
 
 __all__ = [
+    "CHECK_SECONDS",
     "activations",
-    "init_schemes",
-    "widths",
-    "depths",
-    "quantities",
-    "layer_configs",
+    "assert_initializer_matches",
+    "assert_not_refuted",
     "assert_prediction_confirmed",
     "assert_variance_preserved",
-    "assert_not_refuted",
-    "assert_initializer_matches",
     "check_alpha",
-    "CHECK_SECONDS",
+    "depths",
+    "init_schemes",
+    "layer_configs",
+    "quantities",
+    "widths",
 ]
 
 
@@ -162,7 +167,7 @@ def widths(min_value: int = 1, max_value: int = 512) -> st.SearchStrategy[int]:
     lo, hi = check_positive_int("min_value", min_value), check_positive_int("max_value", max_value)
     if hi < lo:
         raise fail("max_value", max_value, f"an integer >= min_value={lo}")
-    powers = sorted({min(max(2**k, lo), hi) for k in range(0, 11)})
+    powers = sorted({min(max(2**k, lo), hi) for k in range(11)})
     return st.one_of(st.sampled_from(powers), st.integers(lo, hi))
 
 

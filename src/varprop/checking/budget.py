@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 from scipy.stats import norm
@@ -79,9 +80,21 @@ from varprop.components.activations import Activation
 from varprop.components.schemes import InitScheme
 from varprop.theory.predict import predict_variance
 
-__all__ = ["RUN_ALPHA", "call_alpha", "example_bound", "planned_replicates", "predicted_cv2",
-           "predicted_seconds", "cheapest_replicates", "check_margin", "plan_check",
-           "NS_PER_WORK", "TRUNCATED_FACTOR", "BOOTSTRAP_REPLICATES", "MAX_CV2"]
+__all__ = [
+    "BOOTSTRAP_REPLICATES",
+    "MAX_CV2",
+    "NS_PER_WORK",
+    "RUN_ALPHA",
+    "TRUNCATED_FACTOR",
+    "call_alpha",
+    "cheapest_replicates",
+    "check_margin",
+    "example_bound",
+    "plan_check",
+    "planned_replicates",
+    "predicted_cv2",
+    "predicted_seconds",
+]
 
 #: The false-failure probability a whole test run may spend.
 RUN_ALPHA = 1e-6
@@ -145,7 +158,7 @@ def planned_replicates(rel_sd: float, margin: float, alpha: float, beta: float |
     z = float(norm.isf(a / 4) + norm.isf(b / 2))
     c = rel_sd * rel_sd
     cochran = 100.0 * (c + 3.0) ** 2 * c * safety
-    return max(minimum, int(math.ceil(max((z * safety * rel_sd / m) ** 2, cochran))))
+    return max(minimum, math.ceil(max((z * safety * rel_sd / m) ** 2, cochran)))
 
 
 def _moments(fn: object, q: float) -> tuple[float, float]:
@@ -223,7 +236,7 @@ def predicted_seconds(scheme: InitScheme, widths: Sequence[int], replicates: int
     if scheme.is_gaussian and scheme.is_iid:
         engine, work = "gaussian", 3.0 * sum(ws)
     else:
-        engine, work = "dense", float(sum(a * b for a, b in zip(ws, ws[1:])) + sum(ws))
+        engine, work = "dense", float(sum(a * b for a, b in pairwise(ws)) + sum(ws))
     factor = (2.0 if quantity in ("gradient", "weight_gradient") else
               1.5 if quantity == "activation" else 1.0)
     if engine == "dense" and scheme.family.__name__ == "TruncatedNormal":
