@@ -151,3 +151,12 @@ def test_undecidable_configuration_is_refused_up_front() -> None:
     with pytest.raises(ValueError, match="decides"):
         vst.assert_prediction_confirmed(activation="relu", init="he_normal", fan_in=1, depth=10,
                                         quantity="preactivation")
+
+
+def test_a_network_is_planned_by_a_pilot() -> None:
+    """No predicted spread for a Network: a 128-replicate pilot sizes the check, which confirms
+    the exact ReLU output second moment at the run budget."""
+    net = varprop.Network([varprop.layers.Dense(32, init="he_normal"), "relu",
+                           varprop.layers.Dense(32, init="he_normal")], input_shape=(32,))
+    v = vst.assert_prediction_confirmed(activation=net, quantity="output")
+    assert v.confirmed and v.replicates > 128 and v.alpha == pytest.approx(budget.RUN_ALPHA / 2)
