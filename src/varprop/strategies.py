@@ -205,9 +205,10 @@ CHECK_SECONDS = 0.1
 _PILOT = 128
 _MIN_DRAWN_WIDTH = 16
 _MAX_DRAWN_WIDTH = 256
-_TRIES = 8
+_TRIES = 5
 _CALLS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 _WARM: set[str] = set()
+_FITS: dict[str, bool] = {}  # plan_check's verdicts on drawn shapes (cheap draws: health checks)
 
 
 def _examples() -> int | None:
@@ -384,34 +385,31 @@ def _warm(pool: Sequence[Activation], quantity_pool: Sequence[str]) -> None:
 
 def _decidable(config: dict[str, Any], alpha: float, rtol: float, max_seconds: float,
                free_width: bool) -> dict[str, Any] | None:
-    """``config`` with its depth lowered (and, if ``free_width``, its width moved: halved down to
-    16, then doubled up to 256) until its check is predicted to take at most ``max_seconds``;
-    ``None`` if none is."""
+    """``config`` with its depth lowered (and, if ``free_width``, its width moved to the powers of
+    two from 16 to 256, narrower ones first) until its check is predicted to take at most
+    ``max_seconds``; ``None`` if none is."""
     act, scheme, q, n, L = (config[k] for k in ("activation", "init", "quantity", "fan_in",
                                                 "depth"))
-    candidates = [n] if not free_width else sorted(
-        {m for m in (n, n // 2, n // 4, n // 8, n // 16, 2 * n, 4 * n, 8 * n, 16 * n)
-         if _MIN_DRAWN_WIDTH <= m <= _MAX_DRAWN_WIDTH}, key=lambda m: (m > n, abs(m - n)))
+    powers = [m for m in (16, 32, 64, 128, 256) if m != n]  # cached across draws
+    candidates = [n] if not free_width else [n] + sorted(powers, key=lambda m: (m > n,
+                                                                             abs(m - n)))
 
     def fits(width: int, d: int) -> bool:
-        _, seconds = plan_check(act, scheme, [width] * (d + 1), q, alpha=alpha, rtol=rtol,
-                                input_variance=config["input_variance"],
-                                bias_variance=config["bias_variance"], max_cv2=MAX_CV2)
-        return seconds <= max_seconds
+        key = repr((act, scheme, q, width, d, alpha, rtol, config["input_variance"],
+                    config["bias_variance"]))
+        if key not in _FITS:
+            _, seconds = plan_check(act, scheme, [width] * (d + 1), q, alpha=alpha, rtol=rtol,
+                                    input_variance=config["input_variance"],
+                                    bias_variance=config["bias_variance"], max_cv2=MAX_CV2)
+            _FITS[key] = seconds <= max_seconds
+        return _FITS[key]
 
     for width in candidates:
         if fits(width, 1):
             d = 1
             while d < L and fits(width, d + 1):  # the cost grows with the depth
                 d += 1
-            decided = {**config, "fan_in": width, "depth": d}
-            key = repr(sorted((k, repr(v)) for k, v in decided.items()))
-            if key not in _WARM:  # the per-configuration set-up (allowance, reference values)
-                verify(act, scheme, fan_in=width, depth=d, quantity=q, replicates=8, alpha=0.5,
-                       input_variance=config["input_variance"],
-                       bias_variance=config["bias_variance"])
-                _WARM.add(key)
-            return decided
+            return {**config, "fan_in": width, "depth": d}
     return None
 
 
@@ -424,16 +422,17 @@ def layer_configs(*, activation: Any = None, init: Any = None, fan_in: Any = Non
 
     Each argument is a fixed value or a strategy (defaults: :func:`activations`,
     :func:`init_schemes` with zero-mean i.i.d. weights, :func:`widths` from 16 to 256,
-    :func:`depths` up to 10, the MLP quantities).  A drawn configuration whose check at ``rtol`` (at the level of the
-    first check of the example, :func:`check_alpha`) is predicted to take more than
-    ``max_seconds`` (:func:`varprop.checking.budget.plan_check`) is made decidable: its depth
-    is lowered, then (for the default widths) its width halved down to 16 or doubled up to 256;
-    if none is, the whole configuration is drawn again (up to 8 times, then the example is
-    rejected).  Width 1 and deep narrow nets, whose statistic is too heavy-tailed,
+    :func:`depths` up to 10, the MLP quantities).  A drawn configuration whose check at
+    ``rtol`` (at the level of the first check of the example, :func:`check_alpha`) is predicted
+    to take more than ``max_seconds`` (:func:`varprop.checking.budget.plan_check`) is made
+    decidable: its depth is lowered, then (for the default widths) its width moved to a power
+    of two in [16, 256]; if none is, the whole configuration is drawn again (up to 5 times, then
+    the example is rejected).  Width 1 and deep narrow nets, whose statistic is too heavy-tailed,
     are never drawn.  Building the strategy checks each activation of its pool (``None``, a
     name, an :class:`~varprop.Activation` or an :func:`activations` strategy; any other
     strategy's pool is unknown) once with 8 replicates, so that its one-off symbolic set-up
-    does not count against an example's deadline.
+    does not count against an example's deadline.  The cost predictions are cached, so that
+    drawing stays cheap (hypothesis' health check allows 1 s for the first 10 examples).
     """
     if not (isinstance(max_seconds, (int, float)) and not isinstance(max_seconds, bool)
             and math.isfinite(max_seconds) and max_seconds > 0):
