@@ -120,7 +120,7 @@ MAX_CV2 = 0.5
 NS_PER_WORK = {"gaussian": 20.0, "dense": 10.0}
 TRUNCATED_FACTOR = 4.0
 _NS_PER_REPLICATE = {"gaussian": 2000.0, "dense": 1500.0}
-_NS_PER_BOOTSTRAP = 5.0
+_NS_PER_BOOTSTRAP = 12.0
 _OVERHEAD_S = 0.012
 
 #: The largest replicate count at which the interval runs its bootstrap-t cross-check.
