@@ -63,12 +63,12 @@ def test_assertion_helpers() -> None:
     with pytest.raises(AssertionError, match="refuted"):
         vst.assert_not_refuted(activation="relu", init="he_normal", fan_in=32, depth=2,
                                quantity="preactivation", predicted=2.5)
-    assert vst.assert_variance_preserved("relu", "he_normal", fan_in=32, depth=4).confirmed
+    assert vst.assert_variance_preserved("relu", "he_normal", fan_in=64, depth=3).confirmed
     # the reference layer is the same network: with E x^2 = 2 every layer has Var z = 4
-    kept = vst.assert_variance_preserved("relu", "he_normal", fan_in=32, depth=4, input_variance=2.0)
+    kept = vst.assert_variance_preserved("relu", "he_normal", fan_in=64, depth=3, input_variance=2.0)
     assert kept.confirmed and kept.predicted == 4.0
     with pytest.raises(AssertionError, match="not preserved"):
-        vst.assert_variance_preserved("relu", "lecun_normal", fan_in=32, depth=4)
+        vst.assert_variance_preserved("relu", "lecun_normal", fan_in=64, depth=3)
 
 
 def test_bad_arguments() -> None:
