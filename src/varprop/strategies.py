@@ -17,23 +17,13 @@ Every strategy draws *objects the library accepts* (an :class:`~varprop.Activati
 configurations as dictionaries of :func:`varprop.checking.check.verify` keyword arguments,
 only those the checker decides within the budget and the deadline.
 
-The error budget
-----------------
-Inside a hypothesis test the assertion helpers read the running test's settings
-(``settings.default`` is the test's own while it runs) and give the :math:`k`-th check of an
-example the level :math:`\alpha = 10^{-6}\,6/(\pi^2 k^2)/E` with
-:math:`E` = ``max_examples`` + the ``@example`` count (:func:`varprop.checking.budget.call_alpha`):
-summed over the run that is at most :math:`10^{-6}` (the arithmetic, including shrinking and the
-replay of failures, is in :mod:`varprop.checking.budget` and ``docs/testing.md``).  Outside a
-hypothesis test a check spends the whole :math:`10^{-6}`.  An explicit ``alpha=`` (or
-``replicates=``/``budget=``) switches the budget off for that call.
-
-A check that must be *confirmed* can also fail by being inconclusive, so the number of
-replicates is planned (:func:`varprop.checking.budget.planned_replicates`, from the predicted
-spread :func:`~varprop.checking.budget.predicted_cv2`, or from a 128-replicate pilot where that
-prediction does not apply) to make "not confirmed although the prediction is exact" as rare as a
-false refutation.  Every check is seeded by a SHA-256 hash of its configuration and its index
-in the example: a run is reproducible, and its probability statement is over these seeds.
+The error budget (``docs/testing.md``; the arithmetic in :mod:`varprop.checking.budget`): in a
+hypothesis test the :math:`k`-th check of an example gets the level
+:math:`10^{-6}\,6/(\pi^2 k^2)/E`, :math:`E` = ``max_examples`` + the ``@example`` count read from
+the running test's settings (outside a test: :math:`10^{-6}`; an explicit ``alpha=``,
+``replicates=`` or ``budget=`` switches the budget off); its replicates are planned so that an
+exact prediction is also *confirmed* but for that level; it is seeded by a SHA-256 hash of its
+configuration, so a run is reproducible and its probability statement is over these seeds.
 """
 
 from __future__ import annotations
@@ -44,6 +34,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from hypothesis import note, reject, settings
 from hypothesis import strategies as st
 from hypothesis.control import current_build_context, currently_in_test_context
@@ -157,8 +148,8 @@ def init_schemes(*, zero_mean: bool | None = None, symmetric: bool | None = None
             and (gaussian is None or s.is_gaussian == gaussian)
             and (iid is None or s.is_iid == iid)]
     if not pool:
-        raise fail("init_schemes", dict(zero_mean=zero_mean, symmetric=symmetric,
-                                        gaussian=gaussian, iid=iid), "filters some scheme satisfies")
+        raise fail("init_schemes", {"zero_mean": zero_mean, "symmetric": symmetric,
+                                        "gaussian": gaussian, "iid": iid}, "filters some scheme satisfies")
     return st.sampled_from(pool)
 
 
@@ -381,6 +372,29 @@ def _warm(pool: Sequence[Activation], quantity_pool: Sequence[str]) -> None:
             if key not in _WARM:
                 verify(act, "he_normal", fan_in=8, depth=2, quantity=q, replicates=8, alpha=0.5)
                 _WARM.add(key)
+
+
+def prepare(*items: Activation | InitScheme | str) -> None:
+    r"""Do the one-off set-up of activations and init schemes (by object or name) now, outside
+    any example: the first prediction of an activation builds its symbolic moments and the
+    first check of a scheme's weights its numeric moments and laws (0.2-0.8 s each), which
+    would otherwise count against the deadline of the example that first uses them.  Call it at
+    module level of a test file (``layer_configs`` prepares its own activation pool).
+
+    >>> prepare("he_normal", "relu")
+    """
+    names_a, names_s = set(activation_names()), set(scheme_names())
+    for item in items:
+        if isinstance(item, InitScheme) or (isinstance(item, str) and item in names_s):
+            scheme = resolve_scheme(item)
+            if scheme.is_iid:
+                w = scheme.sample(np.random.default_rng(0), 8, 8)
+                check_initializer(w, scheme, fan_in=8, fan_out=8)
+        elif isinstance(item, Activation) or (isinstance(item, str) and item in names_a):
+            _warm([resolve_activation(item)], ["preactivation", "gradient"])
+        else:
+            raise fail("items", item, "activations and init schemes (objects or registered "
+                       "names)")
 
 
 def _decidable(config: dict[str, Any], alpha: float, rtol: float, max_seconds: float,
