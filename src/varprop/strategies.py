@@ -149,7 +149,8 @@ def init_schemes(*, zero_mean: bool | None = None, symmetric: bool | None = None
             and (iid is None or s.is_iid == iid)]
     if not pool:
         raise fail("init_schemes", {"zero_mean": zero_mean, "symmetric": symmetric,
-                                        "gaussian": gaussian, "iid": iid}, "filters some scheme satisfies")
+                                    "gaussian": gaussian, "iid": iid},
+                   "filters some scheme satisfies")
     return st.sampled_from(pool)
 
 
