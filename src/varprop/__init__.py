@@ -43,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "underflow_depth": "varprop.theory.overflow",
     "recommend": "varprop.theory.recommend",
     "Recommendation": "varprop.theory.recommend",
+    "plot_recommendation": "varprop.documents.recommend_figure",
     "check_initializer": "varprop.checking.initializers",
     "sweep": "varprop.checking.sweeps",
     # errors
