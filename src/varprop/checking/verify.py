@@ -50,6 +50,7 @@ corrected normal approximation (measured calibration in the docs).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Literal
@@ -63,6 +64,7 @@ from varprop._util.validation import (
     fail_type,
 )
 from varprop.checking.allowance import _assumptions, is_exact, prediction_allowance
+from varprop.checking.next_order import finite_width_case, refutation_note
 from varprop.checking.outputs import OUTPUT_QUANTITIES, verify_outputs
 from varprop.checking.plan import (
     _check_common,
@@ -160,6 +162,7 @@ def verify(
     local: bool = False,
     dtype: str = "float64",
     engine: str = "auto",
+    finite_width: bool = False,
 ) -> Verdict:
     r"""Check a variance prediction against Monte Carlo simulation.
 
@@ -212,6 +215,14 @@ def verify(
     dtype : {"float64", "float32"}
     engine : {"auto", "dense", "gaussian", "general"}
         Passed to :func:`varprop.simulate`.
+    finite_width : bool
+        ``False`` (default): check the infinite-width mean field.  ``True``: check the
+        prediction with its :math:`O(1/n)` correction (``predict_variance(...,
+        finite_width=True)``; MLP quantities, zero-mean i.i.d. weights).  Both claims get the
+        same allowance, the next order of the 1/n expansion
+        (:func:`~varprop.checking.allowance.prediction_allowance`), so the mean field is refuted
+        where its finite-width shift is resolved (the reason names the measured shift and the
+        corrected value) and the corrected value is confirmed.
 
     Returns
     -------
@@ -227,6 +238,12 @@ def verify(
         quantity = default_quantity(activation)
     if not isinstance(local, bool):
         raise fail_type("local", local, "True or False")
+    if not isinstance(finite_width, bool):
+        raise fail_type("finite_width", finite_width, "True or False")
+    if finite_width and (local or predicted is not None):
+        raise fail("finite_width", finite_width, "False with " + ("local=True (the one-step "
+                   "check tests the exact conditional map)" if local else "predicted= (the claim "
+                   "is then yours; the allowance is the same either way)"))
     if local:
         # the one-step check tests the library's exact conditional map (mean ratio 1): a claim
         # of the caller's, another target or method, or an absolute margin has no meaning there
@@ -253,6 +270,9 @@ def verify(
     rtol_f, alpha_f, reps, seed_i, bud, dt = _check_common(rtol, alpha, replicates, seed, budget,
                                                            dtype)
     if quantity in OUTPUT_QUANTITIES:
+        if finite_width:
+            raise fail("finite_width", finite_width, f"False for quantity {quantity!r} (the 1/n "
+                       "expansion covers the MLP quantities of dense chains)")
         net = subject.network()
         return verify_outputs(net, quantity=quantity, layer=layer, rtol_f=rtol_f,
                               alpha_f=alpha_f, predicted=predicted, reps=reps, seed_i=seed_i,
@@ -282,15 +302,25 @@ def verify(
     pred_kwargs = dict(widths=list(ws), depth=L, input_variance=in_var, bias_variance=b_var,
                        quantity=quantity, per_layer=True)
 
+    exact = is_exact(act, scheme, quantity, target=target)
+    expansion = (None, "an exact claim") if exact else finite_width_case(
+        act, scheme, widths=ws, layer=lay, quantity=quantity, input_variance=in_var,
+        bias_variance=b_var, method=method, target=target)
+    if finite_width and not exact and expansion[0] is None:
+        raise fail("finite_width", finite_width, f"False here: no 1/n expansion for {expansion[1]}")
+
     def predict(how: str) -> float:
+        if finite_width and not exact:
+            return float(np.asarray(predict_variance(act, scheme, method=how, finite_width=True,
+                                                     **pred_kwargs))[lay - 1])
         return float(np.asarray(predict_variance(act, scheme, method=how, **pred_kwargs))[lay - 1])
 
     theta0, reference, user = _claim(predicted, predict, method, f"{quantity} at layer {lay}")
-    exact = is_exact(act, scheme, quantity, target=target)
     if tol is None:
         tol_f, tol_reason = prediction_allowance(
             act, scheme, widths=ws, layer=lay, quantity=quantity, method=method,
-            predicted_value=theta0, reference_value=reference, target=target, dtype=dt)
+            predicted_value=theta0, reference_value=reference, target=target, dtype=dt,
+            input_variance=in_var, bias_variance=b_var, expansion=expansion)
     else:
         tol_f = check_nonnegative_real("tol", tol)
         tol_reason = "tol given by the caller"
@@ -314,10 +344,17 @@ def verify(
     out = _sequential(draw, "variance" if kind == "variance" else "mean", theta0, scale, tol_f,
                       margin, alpha_f, sizes, seed_i, relative=not zero_pred)  # type: ignore[arg-type]
     config = {"activation": repr(act), "init": repr(scheme), **shape, "method": method,
-              "dtype": dt, "engine": engine, "budget": bud_eff, "tol_reason": tol_reason}
-    assumptions = _assumptions(act, scheme, quantity, target, exact, method, user)
-    return _verdict_from(out, theta0=theta0, scale=scale, zero_pred=zero_pred, tol=tol_f,
-                         rtol=rtol_f, atol=atol_f, alpha=alpha_f, seed=seed_i, quantity=quantity,
-                         layer=lay, target=target, name=name, description=description,
-                         assumptions=assumptions, exact=exact, config=config, t0=t0)
+              "dtype": dt, "engine": engine, "budget": bud_eff, "tol_reason": tol_reason,
+              "finite_width": finite_width}
+    assumptions = _assumptions(act, scheme, quantity, target, exact, method, user, finite_width)
+    verdict = _verdict_from(out, theta0=theta0, scale=scale, zero_pred=zero_pred, tol=tol_f,
+                            rtol=rtol_f, atol=atol_f, alpha=alpha_f, seed=seed_i,
+                            quantity=quantity, layer=lay, target=target, name=name,
+                            description=description, assumptions=assumptions, exact=exact,
+                            config=config, t0=t0)
+    if verdict.status == "refuted":
+        note = refutation_note(expansion[0], verdict.estimate, theta0, finite_width or user)
+        if note:
+            verdict = dataclasses.replace(verdict, reason=verdict.reason + note)
+    return verdict
 
