@@ -154,10 +154,14 @@ class _Outcome:
 def _sequential(draw: Callable[[int, int], tuple[list[np.ndarray], str | None]], kind: str,
                 theta0: float, scale: float, tol: float, rtol: float, alpha: float,
                 sizes: list[int], seed: int, skewness_floor: float = 0.0,
-                relative: bool = True) -> _Outcome:
+                relative: bool = True,
+                interval: Callable[[list[np.ndarray], float, np.random.Generator], Any] | None
+                = None) -> _Outcome:
     """Run the looks; ``draw(n_new, look)`` returns new replicate columns.  ``skewness_floor`` is
     a known lower bound of the replicate statistic's skewness (for the heavy-tail guard);
-    ``relative``: the margins are relative (else absolute, for a zero prediction)."""
+    ``relative``: the margins are relative (else absolute, for a zero prediction);
+    ``interval(columns, level, rng)``, if given, replaces the mean interval (the distributional
+    targets: a quantile's or a CV^2's interval with the same interface)."""
     K = len(sizes)
     a_k = alpha / K
     cols: list[np.ndarray] | None = None
@@ -172,7 +176,9 @@ def _sequential(draw: Callable[[int, int], tuple[list[np.ndarray], str | None]],
         cols = new if cols is None else [np.concatenate([c, n]) for c, n in zip(cols, new)]
         done = target_n
         rng = np.random.default_rng([seed, 104729, k])
-        if kind == "variance":
+        if interval is not None:
+            iv = interval(cols, a_k, rng)
+        elif kind == "variance":
             iv = _stats.variance_interval(cols[0], cols[1], a_k, rng=rng)
         else:
             iv = _stats.mean_interval(cols[0], a_k, rng=rng, guard_skewness=skewness_floor)

@@ -64,6 +64,7 @@ from varprop._util.validation import (
     fail_type,
 )
 from varprop.checking.allowance import _assumptions, is_exact, prediction_allowance
+from varprop.checking.distribution_check import DISTRIBUTION_TARGETS, verify_distribution
 from varprop.checking.next_order import finite_width_case, refutation_note
 from varprop.checking.outputs import OUTPUT_QUANTITIES, verify_outputs
 from varprop.checking.plan import (
@@ -93,9 +94,9 @@ from varprop.theory.predict import predict_variance
 
 __all__ = ["verify", "METHODS", "TARGETS"]
 
-Target = Literal["ensemble", "unit_spread"]
+Target = Literal["ensemble", "unit_spread", "quantile", "cv2"]
 METHODS: tuple[str, ...] = ("auto", "exact", "closed_form", "quadrature")
-TARGETS: tuple[str, ...] = ("ensemble", "unit_spread")
+TARGETS: tuple[str, ...] = ("ensemble", "unit_spread", *DISTRIBUTION_TARGETS)
 
 
 def _statistic_spec(act: Activation, scheme: InitScheme, quantity: str, target: str,
@@ -163,6 +164,9 @@ def verify(
     dtype: str = "float64",
     engine: str = "auto",
     finite_width: bool = False,
+    p: float | None = None,
+    statistic: str = "mean_square",
+    ddof: int = 0,
 ) -> Verdict:
     r"""Check a variance prediction against Monte Carlo simulation.
 
@@ -197,10 +201,15 @@ def verify(
         Fixed number of replicates (one look); ``None``: adaptive doubling looks.
     seed : int
         Seeds everything (simulation of each look and the bootstrap): same seed, same verdict.
-    target : {"ensemble", "unit_spread"}
+    target : {"ensemble", "unit_spread", "quantile", "cv2"}
         ``ensemble``: variance of one unit over networks and inputs; ``unit_spread``: the
         expected spread across the units of one network for one input (forward quantities
-        ``preactivation``/``activation`` only).
+        ``preactivation``/``activation`` only).  ``quantile`` (with ``p``) and ``cv2``: the
+        law over networks of one network's ``statistic`` for one input, against
+        :func:`varprop.predict_distribution` (quantities ``preactivation``, ``activation``,
+        ``gradient``; :mod:`varprop.checking.distribution_check`): a quantile through a
+        distribution-free order-statistic interval, the :math:`\mathrm{CV}^2` through a
+        log-scale delta-method interval.
     method : {"auto", "exact", "closed_form", "quadrature"}
         How the library's prediction is computed (see :func:`~varprop.predict_variance`).
     tol : float, optional
@@ -223,6 +232,14 @@ def verify(
         (:func:`~varprop.checking.allowance.prediction_allowance`), so the mean field is refuted
         where its finite-width shift is resolved (the reason names the measured shift and the
         corrected value) and the corrected value is confirmed.
+
+    p : float, optional
+        The probability of ``target="quantile"`` (in (0, 1); ``None`` otherwise).
+    statistic : {"mean_square", "unit_std", "log_mean_square"}
+        The per-network statistic of the distributional targets (as
+        :func:`varprop.predict_distribution`).
+    ddof : {0, 1}
+        For ``statistic="unit_std"``.
 
     Returns
     -------
@@ -284,6 +301,18 @@ def verify(
     in_var = check_nonnegative_real("input_variance", input_variance)
     b_var = check_nonnegative_real("bias_variance", bias_variance)
     lay = _check_layer(layer, L)
+    if target in DISTRIBUTION_TARGETS:
+        if finite_width:
+            raise fail("finite_width", finite_width, f"False with target={target!r} (the law "
+                       "of predict_distribution already carries its finite-width order)")
+        return verify_distribution(act, scheme, ws, input_variance=in_var, bias_variance=b_var,
+                                   target=target, p=p, statistic=statistic, ddof=ddof,
+                                   quantity=quantity, layer=lay, rtol_f=rtol_f, alpha_f=alpha_f,
+                                   predicted=predicted, reps=reps, seed_i=seed_i, tol=tol,
+                                   bud=bud, dt=dt, engine=engine, t0=t0)
+    if p is not None or statistic != "mean_square" or ddof != 0:
+        raise fail("target", target, "'quantile' or 'cv2' when p=, statistic= or ddof= is "
+                   "given (they describe a per-network statistic's law)")
     if lay is None:
         lay = 1 if quantity in _BACKWARD else L
     if target == "unit_spread":
@@ -305,14 +334,13 @@ def verify(
     exact = is_exact(act, scheme, quantity, target=target)
     expansion = (None, "an exact claim") if exact else finite_width_case(
         act, scheme, widths=ws, layer=lay, quantity=quantity, input_variance=in_var,
-        bias_variance=b_var, method=method, target=target)
+        bias_variance=b_var, target=target)
     if finite_width and not exact and expansion[0] is None:
         raise fail("finite_width", finite_width, f"False here: no 1/n expansion for {expansion[1]}")
 
     def predict(how: str) -> float:
-        if finite_width and not exact:
-            return float(np.asarray(predict_variance(act, scheme, method=how, finite_width=True,
-                                                     **pred_kwargs))[lay - 1])
+        if finite_width and not exact and expansion[0] is not None:
+            return expansion[0].corrected
         return float(np.asarray(predict_variance(act, scheme, method=how, **pred_kwargs))[lay - 1])
 
     theta0, reference, user = _claim(predicted, predict, method, f"{quantity} at layer {lay}")

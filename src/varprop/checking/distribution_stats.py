@@ -1,0 +1,138 @@
+r"""Intervals for the distributional targets of the checker: a quantile of the per-network
+statistic (distribution-free, from order statistics) and its :math:`\mathrm{CV}^2` (delta method
+on the log scale with the fourth moment).
+
+Both return objects with the interface the sequential plan uses (``estimate``, ``lo``, ``hi``,
+``p_greater(theta)``, ``p_less(theta)``, ``heavy_tailed``, ``skewness``, ``bootstrap``), like
+:class:`varprop.checking.stats.MeanInterval`.
+
+Quantile
+--------
+For :math:`R` i.i.d. values with continuous CDF :math:`F` and :math:`p`-quantile :math:`Q_p`, the
+count :math:`B = \#\{x_i \le Q_p\}` is Binomial(:math:`R, p`).  With
+:math:`j = F_B^{-1}(a/2)` and :math:`k = F_B^{-1}(1 - a/2) + 1` the order statistics give
+:math:`P(x_{(j)} > Q_p) = P(B \le j - 1) < a/2` and :math:`P(x_{(k)} < Q_p) = P(B \ge k) \le a/2`:
+:math:`[x_{(j)}, x_{(k)}]` covers :math:`Q_p` with probability at least :math:`1 - a` at every
+:math:`R` (no normal approximation; e.g. Conover 1999, *Practical Nonparametric Statistics*,
+sec. 3.2).  The one-sided p-values are the binomial tails: :math:`H_0: Q_p \le \theta` has
+:math:`p = P(B \le \#\{x_i \le \theta\})`, :math:`H_0: Q_p \ge \theta` has
+:math:`p = P(B \ge \#\{x_i < \theta\})`.
+
+CV^2
+----
+:math:`\widehat{\mathrm{CV}^2} = s^2/\bar x^2`; its logarithm is, to first order, the mean of the
+influence values :math:`\psi_i = ((x_i - \bar x)^2 - \hat\sigma^2)/\hat\sigma^2 - 2(x_i - \bar x)/
+\bar x` (delta method, fourth moment through :math:`\operatorname{Var}\psi`), so
+:func:`~varprop.checking.stats.mean_interval` on :math:`\log\widehat{\mathrm{CV}^2} + \psi_i`
+(Hall's skewness correction, heavy-tail guard and bootstrap cross-check included) gives an
+interval for :math:`\log\mathrm{CV}^2`, exponentiated.  The log scale makes the interval
+asymmetric like the sampling law of a variance ratio.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats as _sst
+
+from varprop.checking import stats as _stats
+
+__all__ = ["QuantileInterval", "quantile_interval", "LogScaleInterval", "cv2_interval"]
+
+
+@dataclass(frozen=True)
+class QuantileInterval:
+    r"""Distribution-free :math:`1 - a` interval for the :math:`p`-quantile (module docstring)."""
+
+    estimate: float
+    lo: float
+    hi: float
+    n: int
+    p: float
+    alpha: float
+    values: np.ndarray = field(repr=False, compare=False)
+    skewness: float = 0.0
+    heavy_tailed: bool = False
+    bootstrap: tuple[float, float] | None = None
+
+    def p_greater(self, theta: float) -> float:
+        r"""p-value of :math:`H_0: Q_p \le \theta` (small when the data put :math:`Q_p` above)."""
+        count = int(np.searchsorted(self.values, theta, side="right"))
+        return float(_sst.binom.cdf(count, self.n, self.p))
+
+    def p_less(self, theta: float) -> float:
+        r"""p-value of :math:`H_0: Q_p \ge \theta`."""
+        count = int(np.searchsorted(self.values, theta, side="left"))
+        return float(_sst.binom.sf(count - 1, self.n, self.p))
+
+
+def quantile_interval(x: np.ndarray, p: float, alpha: float) -> QuantileInterval:
+    """Order-statistic interval for the ``p``-quantile of ``x`` at level ``1 - alpha``; an end
+    beyond the sample is infinite (too few values for that level)."""
+    values = np.sort(np.asarray(x, dtype=float))
+    n = int(values.size)
+    if n < 2:
+        raise ValueError(f"need at least 2 replicates for an interval, got {n}")
+    j = int(_sst.binom.ppf(alpha / 2.0, n, p))
+    k = int(_sst.binom.ppf(1.0 - alpha / 2.0, n, p)) + 1
+    lo = float(values[j - 1]) if j >= 1 else -math.inf
+    hi = float(values[k - 1]) if k <= n else math.inf
+    est = float(np.quantile(values, p))
+    return QuantileInterval(est, min(lo, est), max(hi, est), n, float(p), float(alpha), values)
+
+
+@dataclass(frozen=True)
+class LogScaleInterval:
+    """An interval computed for :math:`\\log\\theta` (``inner``), reported for :math:`\\theta`."""
+
+    inner: _stats.MeanInterval
+
+    @property
+    def estimate(self) -> float:
+        return math.exp(self.inner.estimate)
+
+    @property
+    def lo(self) -> float:
+        return math.exp(self.inner.lo)
+
+    @property
+    def hi(self) -> float:
+        return math.exp(min(self.inner.hi, 709.0))
+
+    @property
+    def heavy_tailed(self) -> bool:
+        return self.inner.heavy_tailed
+
+    @property
+    def skewness(self) -> float:
+        return self.inner.skewness
+
+    @property
+    def bootstrap(self) -> tuple[float, float] | None:
+        b = self.inner.bootstrap
+        return None if b is None else (math.exp(b[0]), math.exp(min(b[1], 709.0)))
+
+    def p_greater(self, theta: float) -> float:
+        return 0.0 if theta <= 0 else self.inner.p_greater(math.log(theta))
+
+    def p_less(self, theta: float) -> float:
+        return 1.0 if theta <= 0 else self.inner.p_less(math.log(theta))
+
+
+def cv2_interval(x: np.ndarray, alpha: float, *, rng: np.random.Generator | None = None
+                 ) -> LogScaleInterval:
+    r""":math:`1 - a` interval for :math:`\mathrm{CV}^2 = \operatorname{Var} x/(E x)^2` of positive
+    data (module docstring)."""
+    x = np.asarray(x, dtype=float)
+    if x.size < 3:
+        raise ValueError(f"need at least 3 replicates for a CV^2 interval, got {x.size}")
+    m = float(np.mean(x))
+    d = x - m
+    v = float(np.mean(d * d))
+    if not (m > 0 and v > 0):
+        raise ValueError("the CV^2 needs positive data that are not all equal")
+    cv2 = float(np.var(x, ddof=1)) / (m * m)
+    psi = (d * d - v) / v - 2.0 * d / m
+    return LogScaleInterval(_stats.mean_interval(math.log(cv2) + psi, alpha, rng=rng))
