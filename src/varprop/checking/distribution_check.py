@@ -55,12 +55,13 @@ from varprop.checking.plan import (
 from varprop.checking.verdict import Verdict
 from varprop.components.activations import Activation
 from varprop.components.schemes import InitScheme
+from varprop.errors import VarpropError
 from varprop.simulation.montecarlo import simulate
 from varprop.theory.finite.statistics import predict_distribution
 
 __all__ = ["DISTRIBUTION_TARGETS", "STATISTICS", "DIST_QUANTITIES", "CV2_CONSTANT",
            "CV2_FLOOR", "SHAPE_CONSTANT", "BROAD_ALLOWANCE", "distribution_allowance",
-           "verify_distribution"]
+           "verify_distribution", "replicate_cv2"]
 
 #: The distributional targets of :func:`varprop.verify`.
 DISTRIBUTION_TARGETS: tuple[str, ...] = ("quantile", "cv2")
@@ -132,6 +133,29 @@ def distribution_allowance(act: Activation, scheme: InitScheme, dist: Any, *, ta
     return tol, (f"1/n law (method {method!r}, rho = {case.rho:.3g}): mean {NEXT_ORDER_CONSTANT:g}"
                  f" * rho^2 + spread {spread_err:.3g}/2 * |Q/mean - 1| ({deviation:.3g}) + shape "
                  f"{SHAPE_CONSTANT:g} * CV^2 ({cv2:.3g}) = {tol:.3g}")
+
+
+_REPLICATE_QUANTITY = {"preactivation": "preactivation", "activation": "activation",
+                       "activation_second_moment": "activation", "gradient": "gradient"}
+
+
+def replicate_cv2(act: Activation, scheme: InitScheme, ws: Sequence[int], *, quantity: str,
+                  layer: int, input_variance: float, bias_variance: float) -> float | None:
+    r"""The predicted :math:`\mathrm{CV}^2` over networks of the replicate statistic of an
+    ensemble check of ``quantity`` (one network's mean square for one input:
+    ``predict_distribution(statistic="mean_square").cv2``), or ``None`` where there is no
+    prediction (the weight gradient, non-zero-mean or orthogonal weights, ...)."""
+    name = _REPLICATE_QUANTITY.get(quantity)
+    if name is None:
+        return None
+    try:
+        dist = predict_distribution(act, scheme, widths=list(ws), depth=len(ws) - 1,
+                                    input_variance=input_variance, bias_variance=bias_variance,
+                                    statistic="mean_square", quantity=name, layer=layer)
+        cv2 = float(dist.cv2)
+    except (VarpropError, ArithmeticError, ValueError):
+        return None
+    return cv2 if math.isfinite(cv2) and cv2 > 0 else None
 
 
 def _check_target_args(target: str, p: object, statistic: object, ddof: object, quantity: str

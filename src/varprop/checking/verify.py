@@ -64,7 +64,11 @@ from varprop._util.validation import (
     fail_type,
 )
 from varprop.checking.allowance import _assumptions, is_exact, prediction_allowance
-from varprop.checking.distribution_check import DISTRIBUTION_TARGETS, verify_distribution
+from varprop.checking.distribution_check import (
+    DISTRIBUTION_TARGETS,
+    replicate_cv2,
+    verify_distribution,
+)
 from varprop.checking.next_order import finite_width_case, refutation_note
 from varprop.checking.outputs import OUTPUT_QUANTITIES, verify_outputs
 from varprop.checking.plan import (
@@ -81,6 +85,7 @@ from varprop.checking.plan import (
     _verdict_from,
     network_budget,
     plan_network,
+    planned_replicates,
 )
 from varprop.checking.step import verify_step
 from varprop.checking.verdict import Verdict
@@ -367,13 +372,27 @@ def verify(
 
     sim_net = plan_network(scheme, ws, in_var, b_var)
     bud_eff = bud if bud is not None else network_budget(sim_net, engine)
+    plan_note = None
+    if bud is None and reps is None and kind == "mean" and target == "ensemble" and not zero_pred:
+        cv2 = replicate_cv2(act, scheme, ws, quantity=quantity, layer=lay, input_variance=in_var,
+                            bias_variance=b_var)
+        case = expansion[0]
+        best = (case.corrected if case is not None and case.in_regime
+                else predict(method) if user else theta0)
+        expected = best / theta0 - 1.0
+        if cv2 is not None:
+            work = bud_eff
+            bud_eff = planned_replicates(cv2, expected, tol_f, margin, alpha_f, work)
+            plan_note = (f"budget {bud_eff} planned from the predicted CV^2 {cv2:.3g} of the "
+                         f"replicate statistic and the expected r {100 * expected:+.3g}% (work "
+                         f"cap {work})")
     sizes = _look_sizes(reps, bud_eff)
     _check_size(sim_net, engine, sizes[-1], dt, "replicates" if reps is not None else "budget")
     out = _sequential(draw, "variance" if kind == "variance" else "mean", theta0, scale, tol_f,
                       margin, alpha_f, sizes, seed_i, relative=not zero_pred)  # type: ignore[arg-type]
     config = {"activation": repr(act), "init": repr(scheme), **shape, "method": method,
               "dtype": dt, "engine": engine, "budget": bud_eff, "tol_reason": tol_reason,
-              "finite_width": finite_width}
+              "finite_width": finite_width, "plan": plan_note}
     assumptions = _assumptions(act, scheme, quantity, target, exact, method, user, finite_width)
     verdict = _verdict_from(out, theta0=theta0, scale=scale, zero_pred=zero_pred, tol=tol_f,
                             rtol=rtol_f, atol=atol_f, alpha=alpha_f, seed=seed_i,
