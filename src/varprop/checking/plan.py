@@ -45,7 +45,7 @@ from varprop.simulation.engines import (
 )
 
 __all__ = ["default_budget", "network_budget", "plan_network", "planned_replicates",
-           "PLAN_SAFETY"]
+           "PLAN_SAFETY", "PLAN_POWER"]
 
 #: First look and work budgets of the adaptive plan (work = random numbers per replicate).
 _FIRST_LOOK = 64
@@ -101,7 +101,10 @@ def default_budget(scheme: InitScheme, widths: Sequence[int], engine: str = "aut
 
 #: Factor on the replicates the planned budget computes (the CV^2 is itself a prediction, and the
 #: skewness correction and the heavy-tail guard widen small-sample intervals).
-PLAN_SAFETY = 2.0
+PLAN_SAFETY = 1.5
+#: The probability the planned budget is meant to decide with (power of the last look).
+PLAN_POWER = 0.99
+_Z_POWER = float(_sst.norm.ppf(PLAN_POWER))
 
 
 def planned_replicates(rel_var: float, expected: float, tol: float, rtol: float, alpha: float,
@@ -114,12 +117,13 @@ def planned_replicates(rel_var: float, expected: float, tol: float, rtol: float,
     The interval for :math:`r = \theta/\theta_0 - 1` after :math:`R` replicates has half-width
     :math:`\approx z\sqrt{\mathrm{CV}^2/R}` with :math:`z` the normal quantile at
     :math:`1 - \alpha/(2K)` (:math:`K` looks).  The check decides once the half-width is below
-    the distance :math:`d` from the expected :math:`r` (``expected``: the best prediction's
-    relative difference from the claim, e.g. the 1/n shift for a mean-field claim) to the margin
-    it must clear: :math:`d = |r| - \text{tol}` when a refutation is expected, else
-    :math:`\max(\text{tol}, \text{rtol}) - |r|`.  So
-    :math:`R = ` :data:`PLAN_SAFETY` :math:`\cdot\,\mathrm{CV}^2 (z/d)^2`, solved with
-    :math:`K` the looks of that budget; ``cap`` when :math:`d \le 0` (the claim sits on a margin)
+    the distance :math:`d` from the estimate to the margin it must clear, with the estimate
+    itself :math:`z_\beta` standard errors from the expected :math:`r` (``expected``: the best
+    prediction's relative difference from the claim, e.g. the 1/n shift for a mean-field claim;
+    :math:`z_\beta` the normal quantile at :data:`PLAN_POWER` = 0.99): :math:`d = |r| -
+    \text{tol}` when a refutation is expected, else :math:`\max(\text{tol}, \text{rtol}) -
+    |r|`.  So :math:`R = ` :data:`PLAN_SAFETY` :math:`\cdot\,\mathrm{CV}^2 ((z + z_\beta)/d)^2`,
+    solved with :math:`K` the looks of that budget; ``cap`` when :math:`d \le 0` (the claim sits on a margin)
     or the relative variance is unknown.
     """
     if not (rel_var > 0 and math.isfinite(rel_var)):
@@ -132,7 +136,7 @@ def planned_replicates(rel_var: float, expected: float, tol: float, rtol: float,
     for _ in range(64):
         looks = len(_look_sizes(None, budget, first))
         z = float(_sst.norm.ppf(1.0 - alpha / (2.0 * looks)))
-        need = math.ceil(PLAN_SAFETY * rel_var * (z / d) ** 2)
+        need = math.ceil(PLAN_SAFETY * rel_var * ((z + _Z_POWER) / d) ** 2)
         if need <= budget:
             break
         budget = need
