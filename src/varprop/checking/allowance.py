@@ -257,9 +257,23 @@ def network_allowance(net: Network, position: int, backward: bool, *, method: st
                       dtype: str = "float64") -> tuple[float, str]:
     r""":func:`prediction_allowance` for layer ``position``'s output (``backward``: its loss
     gradient) in any :class:`~varprop.Network`: 0 (+ float floor) where :func:`network_exact`
-    holds, else :math:`c \sum 1/n` over the ``Dense`` layers the statistic passes through (up to
-    ``position`` forward; all of them, plus :math:`1/n_0`, backward), plus the closed-form gap."""
+    holds; for the forward outputs of an MLP-shaped network the MLP rule (the next order of the
+    1/n expansion at :math:`z_l` = position :math:`2l-1` and :math:`a_l` = position :math:`2l`);
+    else the broad :math:`c \sum 1/n` over the ``Dense`` layers the statistic passes through (up
+    to ``position`` forward; all of them, plus :math:`1/n_0`, backward), plus the closed-form
+    gap."""
     exact = network_exact(net, position, backward)
+    mlp = None if (exact or backward or is_general(net)) else net.as_mlp()
+    if mlp is not None:
+        # an MLP-shaped network: position 2l - 1 is z_l, position 2l is a_l (the MLP rule)
+        ws = mlp.explicit if mlp.explicit is not None else (mlp.n0,) + (mlp.n,) * mlp.depth
+        quantity = "preactivation" if position % 2 else "activation_second_moment"
+        return prediction_allowance(mlp.activation, mlp.init, widths=ws,
+                                    layer=(position + 1) // 2, quantity=quantity, method=method,
+                                    predicted_value=predicted_value,
+                                    reference_value=reference_value, dtype=dtype,
+                                    input_variance=mlp.input_variance,
+                                    bias_variance=mlp.bias_variance)
     fw = 0.0
     if not exact:
         fw = FINITE_WIDTH_CONSTANT * _dense_inverse_widths(net, net.depth if backward else position)
@@ -267,8 +281,9 @@ def network_allowance(net: Network, position: int, backward: bool, *, method: st
             fw += FINITE_WIDTH_CONSTANT / _input_fan(net)
         if is_general(net):
             fw += APPROXIMATION_ALLOWANCE * len(walk_fields(net).approximations)
-    note = (f"no 1/n expansion for networks other than dense chains; broad finite-width allowance "
-            f"{FINITE_WIDTH_CONSTANT:g} * sum(1/n_l) = {fw:.3g}" if not exact else "")
+    note = (f"no 1/n expansion for {'backward quantities' if backward else 'networks other than dense chains'}; "
+            f"broad finite-width allowance {FINITE_WIDTH_CONSTANT:g} * sum(1/n_l) = {fw:.3g}"
+            if not exact else "")
     return _tolerance(exact, fw, note, method, predicted_value, reference_value, dtype)
 
 

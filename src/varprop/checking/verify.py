@@ -373,12 +373,13 @@ def verify(
     sim_net = plan_network(scheme, ws, in_var, b_var)
     bud_eff = bud if bud is not None else network_budget(sim_net, engine)
     plan_note = None
-    if bud is None and reps is None and kind == "mean" and target == "ensemble" and not zero_pred:
+    decidable = exact or (expansion[0] is not None and expansion[0].in_regime)
+    if (bud is None and reps is None and kind == "mean" and target == "ensemble" and decidable
+            and not zero_pred):
         cv2 = replicate_cv2(act, scheme, ws, quantity=quantity, layer=lay, input_variance=in_var,
                             bias_variance=b_var)
         case = expansion[0]
-        best = (case.corrected if case is not None and case.in_regime
-                else predict(method) if user else theta0)
+        best = case.corrected if case is not None else predict(method) if user else theta0
         expected = best / theta0 - 1.0
         if cv2 is not None:
             work = bud_eff
