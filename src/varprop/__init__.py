@@ -30,6 +30,8 @@ _EXPORTS: dict[str, str] = {
     "Propagation": "varprop.theory.predict",
     "predict_fields": "varprop.theory.fields",
     "FieldPrediction": "varprop.theory.fields",
+    "finite_width_moments": "varprop.theory.finite",
+    "FiniteWidthMoments": "varprop.theory.finite",
     # Monte Carlo and checking
     "simulate": "varprop.simulation.montecarlo",
     "SimulationResult": "varprop.simulation.montecarlo",

@@ -8,4 +8,4 @@ from varprop.theory.finite.expansion import finite_width_moments as finite_width
 from varprop.theory.finite.functions import FunctionValues as FunctionValues
 from varprop.theory.finite.functions import gaussian_functions as gaussian_functions
 
-__all__ = ["FiniteWidthMoments", "finite_width_moments", "FunctionValues", "gaussian_functions"]
+__all__ = ["FiniteWidthMoments", "FunctionValues", "finite_width_moments", "gaussian_functions"]

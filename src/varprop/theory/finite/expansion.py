@@ -58,7 +58,12 @@ from typing import Literal
 
 import numpy as np
 
-from varprop._util.validation import check_choice, check_nonnegative_real, check_widths, fail
+from varprop._util.validation import (
+    check_choice,
+    check_nonnegative_real,
+    check_widths,
+    fail,
+)
 from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.errors import VarpropError
@@ -66,7 +71,7 @@ from varprop.theory.finite.backward import backward_moments
 from varprop.theory.finite.functions import FunctionValues, gaussian_functions
 from varprop.theory.moments import zero_mean_moments
 
-__all__ = ["FiniteWidthMoments", "finite_width_moments", "check_finite_width_init"]
+__all__ = ["FiniteWidthMoments", "check_finite_width_init", "finite_width_moments"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,9 @@ class FiniteWidthMoments:
         assumption (see :mod:`varprop.theory.finite.backward` for its measured error).
     weight_grad_second, weight_grad_second_mean_field : ndarray
         :math:`E(\partial\mathcal L/\partial W_l)_{ij}^2`.
+    grad_second_gia, weight_grad_second_gia : ndarray
+        The same two under the gradient-independence assumption (fresh weights in the backward
+        pass), without the weight-reuse correction.
     order : str
         ``"exact"`` (the second moments are exact at every width: degree-1 homogeneous
         activations) or ``"1/n"`` (error :math:`O(\sum_l 1/n_l^2)` times depth factors).
@@ -120,6 +128,8 @@ class FiniteWidthMoments:
     grad_second_mean_field: np.ndarray
     weight_grad_second: np.ndarray
     weight_grad_second_mean_field: np.ndarray
+    grad_second_gia: np.ndarray
+    weight_grad_second_gia: np.ndarray
     order: str
     exact: bool
     #: :class:`~varprop.theory.finite.functions.FunctionValues` at each :math:`m_l`.
@@ -136,6 +146,15 @@ class FiniteWidthMoments:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(self.act_second_mean_field > 0,
                             self.act_second / self.act_second_mean_field - 1.0, 0.0)
+
+    @property
+    def expansion_parameter(self) -> np.ndarray:
+        r""":math:`v_l/m_l^2`, the squared coefficient of variation of :math:`\hat q_l` over
+        networks: the small parameter of the expansion (about :math:`\tfrac23 l/n` for tanh at
+        criticality, :math:`5\sum 1/n` for ReLU).  Where it exceeds about 0.3 the next order is
+        no longer negligible (measured for tanh in tests/test_finite_expansion.py)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.q_mean > 0, self.q_var / self.q_mean**2, 0.0)
 
     def mean_square_variance(self, quantity: Literal["preactivation", "activation"] = "preactivation"
                              ) -> np.ndarray:
@@ -221,6 +240,13 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
             if l + 1 < L:
                 n = ws[l + 1]  # n_l for layer l + 1 (0-based index l)
                 m[l + 1] = b2 + C[l + 1] * a2[l]
+                if not m[l + 1] > 0.0 and K[l] > 0.0:
+                    raise VarpropError(
+                        f"the 1/n expansion breaks down at layer {l + 2} of widths {list(ws)}: "
+                        f"the corrected mean variance is {m[l + 1]:.3g} (mean field "
+                        f"{b2 + C[l + 1] * k_phi2:.3g}) with Var(q)/E(q)^2 = "
+                        f"{v[l] / m[l] ** 2:.3g} at layer {l + 1}; the expansion needs depth "
+                        "much smaller than width (see FiniteWidthMoments.expansion_parameter)")
                 K[l + 1] = b2 + C[l + 1] * k_phi2
                 g = fv.g + (fv.g / m[l] ** 2 * v[l] if homogeneous and gaussian and m[l] > 0 else 0.0)
                 v[l + 1] = C[l + 1] ** 2 * (fv.f1 ** 2 * v[l] + g / n)
@@ -233,7 +259,8 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
     ro = _readonly
     return FiniteWidthMoments(
         ws, ro(m), ro(v), ro(K), ro(kap), ro(m.copy()), ro(a2), ro(a2_mf), ro(a1), ro(a1_mf),
-        ro(bw.grad), ro(bw.grad_mf), ro(bw.weight), ro(bw.weight_mf),
+        ro(bw.grad), ro(bw.grad_mf), ro(bw.weight), ro(bw.weight_mf), ro(bw.grad_gia),
+        ro(bw.weight_gia),
         "exact" if exact else "1/n", exact, tuple(fns))
 
 

@@ -109,9 +109,10 @@ def _values(act: Activation, q: float) -> FunctionValues:
                            "expansion needs finite variances; reduce depth or rescale")
     e = gaussian_expectations([_stack(act, q)], 0.0, q, act.kinks)[0]
     mu, f, u4, h, h4, cross, mu_he4, f_he2, f_he4, h_he2, h_he4 = map(float, e)
-    values = dict(q=q, f=f, f1=f_he2 / (2 * q), f2=f_he4 / (4 * q * q), g=max(u4 - f * f, 0.0),
-                  u4=u4, mu=mu, mu2=mu_he4 / (4 * q * q), h=h, h1=h_he2 / (2 * q),
-                  h2=h_he4 / (4 * q * q), g2=max(h4 - h * h, 0.0), c=cross - h * f)
+    values = {"q": q, "f": f, "f1": f_he2 / (2 * q), "f2": f_he4 / (4 * q * q),
+              "g": max(u4 - f * f, 0.0), "u4": u4, "mu": mu, "mu2": mu_he4 / (4 * q * q), "h": h,
+              "h1": h_he2 / (2 * q), "h2": h_he4 / (4 * q * q), "g2": max(h4 - h * h, 0.0),
+              "c": cross - h * f}
     if act.traits.exact_at_finite_width:  # f = f(1) q, h constant: exactly
         values.update(f1=f / q, f2=0.0, h1=0.0, h2=0.0)
     if not all(map(math.isfinite, values.values())):
