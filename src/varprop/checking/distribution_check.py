@@ -39,10 +39,16 @@ import numpy as np
 
 from varprop._util.validation import check_choice, check_nonnegative_real, check_probability, fail
 from varprop.checking.allowance import is_exact
-from varprop.checking.distribution_stats import cv2_interval, quantile_interval
+from varprop.checking.distribution_stats import (
+    cv2_interval,
+    lognormal_influence_skewness,
+    quantile_interval,
+)
+from varprop.checking.stats import replicates_needed
 from varprop.checking.next_order import NEXT_ORDER_CONSTANT, finite_width_case
 from varprop.checking.plan import (
     _check_size,
+    _Outcome,
     _extract,
     _look_seed,
     _look_sizes,
@@ -236,17 +242,29 @@ def verify_distribution(act: Activation, scheme: InitScheme, ws: tuple[int, ...]
         cols, err = _extract(res, (sim,), lay, backward)
         return ([cols[0] * factor] if err is None else cols), err
 
+    guard = lognormal_influence_skewness(theta0) if target == "cv2" else 0.0
+
     def interval(cols: list[np.ndarray], a: float, rng: np.random.Generator) -> Any:
         if target == "quantile":
             return quantile_interval(cols[0], p_f, a)  # type: ignore[arg-type]
-        return cv2_interval(cols[0], a, rng=rng)
+        return cv2_interval(cols[0], a, rng=rng, guard_skewness=guard)
 
     sim_net = plan_network(scheme, ws, input_variance, bias_variance)
     bud_eff = bud if bud is not None else network_budget(sim_net, engine)
     sizes = _look_sizes(reps, bud_eff)
     _check_size(sim_net, engine, sizes[-1], dt, "replicates" if reps is not None else "budget")
-    out = _sequential(draw, "mean", theta0, scale, tol_f, margin, alpha_f, sizes, seed_i,
-                      relative=not zero_pred, interval=interval)
+    need = replicates_needed(guard)
+    if need > sizes[-1]:
+        # the claimed law's tails make a sample CV^2 untrustworthy at any affordable budget
+        out = _Outcome("inconclusive", (
+            f"heavy-tailed: under the claimed CV^2 {theta0:.4g} (log-normal tails) the influence "
+            f"values of the sample CV^2 have skewness {guard:.3g}, so the interval needs "
+            f"{need:.3g} replicates by Cochran's rule (25 skewness^2) and the budget is "
+            f"{sizes[-1]}: not simulated (check a quantile, target='quantile', instead)"),
+            None, 0, 0, len(sizes), True)
+    else:
+        out = _sequential(draw, "mean", theta0, scale, tol_f, margin, alpha_f, sizes, seed_i,
+                          relative=not zero_pred, interval=interval)
     sym = {"preactivation": "z", "activation": "a", "gradient": "dL/da"}[quantity]
     where = f"{sym}_{lay - 1 if backward else lay}"
     stat_name = {"mean_square": f"mean_square({where})", "unit_std": f"unit_std({where})",
