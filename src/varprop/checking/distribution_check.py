@@ -86,9 +86,16 @@ DIST_QUANTITIES: tuple[str, ...] = ("preactivation", "activation", "gradient")
 CV2_CONSTANT = 1.0
 CV2_FLOOR = 0.05
 #: :math:`c_s`: quantile error of the fitted law per unit of the statistic's
-#: :math:`\mathrm{CV}^2` (see ``SHAPE_CALIBRATION`` in the module docstring of
-#: :mod:`varprop.checking.distribution_stats`; set from the measured largest with a margin 2).
-SHAPE_CONSTANT = 1.0
+#: :math:`\mathrm{CV}^2`.  Calibrated with a from-scratch NumPy Monte Carlo (Gaussian shortcut;
+#: tanh, erf, sigmoid with ``xavier_normal``, selu with ``lecun_normal``; widths 8, 32, 128, 512;
+#: depths 1 to 100; 1953 to 40000 networks): over 970 quantiles (:math:`p` = 0.05, 0.1, 0.5, 0.9,
+#: 0.95 of :math:`\overline{z_l^2}` and :math:`\overline{a_l^2}`, cases in the expansion's
+#: regime) the largest :math:`(|\hat Q/Q - 1| - \text{mean and spread terms} - 3\,se)/
+#: \mathrm{CV}^2` was 0.60 (erf, width 8, layer 1, :math:`p = 0.05`: :math:`-19.1\% \pm
+#: 0.35\%` at :math:`\mathrm{CV}^2 = 0.119`: the activation's mean square is bounded, its lower
+#: tail shorter than the log-normal's), then 0.56 (tanh, the same case) and 0.55; :math:`c_s =
+#: 1.2` keeps a margin of 2.
+SHAPE_CONSTANT = 1.2
 #: Allowance where the expansion does not decide a distributional claim.
 BROAD_ALLOWANCE = 1.0
 _EXACT_QUANTILE = 1e-3
