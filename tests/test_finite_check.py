@@ -69,12 +69,13 @@ def test_next_order_allowance_and_its_regime() -> None:
                                              method="auto", predicted_value=1.0)
     assert tol == pytest.approx(2.0 * 20 / 16 + 1e-9)
     assert f"rho > {REGIME_LIMIT:g}" in reason and "not decidable" in reason
-    # backward quantities: no expansion (gradient independence is off at O(1/n))
+    # backward: the relative variance is taken over every layer the gradient passes
     tol, reason = check.prediction_allowance("tanh", "xavier_normal", widths=ws, layer=1,
                                              quantity="gradient", method="auto",
                                              predicted_value=1.0)
-    assert tol == pytest.approx(2.0 * (3 / 256 + 1 / 256) + 1e-9)
-    assert "gradient independence" in reason
+    fm = finite_width_moments("tanh", "xavier_normal", widths=ws)
+    rho = abs(fm.grad_second[0] / fm.grad_second_mean_field[0] - 1) + max(fm.q_var / fm.q_mean ** 2)
+    assert tol == pytest.approx(NEXT_ORDER_CONSTANT * rho ** 2 + 1e-9, rel=1e-9)
 
 
 def test_exact_claims_unchanged_by_finite_width() -> None:
@@ -96,8 +97,9 @@ def test_finite_width_argument_errors() -> None:
         varprop.verify("tanh", "xavier_normal", finite_width=True, quantity="output", **kw)
     with pytest.raises(InvalidArgument, match="no 1/n expansion"):
         varprop.verify("tanh", "orthogonal", finite_width=True, **kw)
-    with pytest.raises(InvalidArgument, match="backward"):
-        varprop.verify("tanh", "xavier_normal", finite_width=True, quantity="gradient", **kw)
+    with pytest.raises(InvalidArgument, match="no 1/n expansion"):
+        varprop.verify("sigmoid", "xavier_normal", finite_width=True, target="unit_spread",
+                       quantity="activation", **kw)
 
 
 def test_quantile_interval_covers_at_its_level() -> None:
