@@ -138,7 +138,7 @@ def _case(act: Activation, scheme: InitScheme, n: int, total: int, layer: int) -
 
 
 def _heavy(act: Activation, scheme: InitScheme, ws: list[int], depth: int, rec: Any) -> str:
-    """``"inconclusive (heavy-tailed)"`` when the replicates are too few for a normal interval of
+    r"""``"inconclusive (heavy-tailed)"`` when the replicates are too few for a normal interval of
     the mean by Cochran's rule (:math:`R \ge 25\gamma^2`, :math:`\gamma` the skewness of the
     log-normal with the predicted :math:`\mathrm{CV}^2` of one network's mean square, as the
     checker's guard), else ``""``."""
