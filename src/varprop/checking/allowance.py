@@ -257,19 +257,26 @@ def network_allowance(net: Network, position: int, backward: bool, *, method: st
                       dtype: str = "float64") -> tuple[float, str]:
     r""":func:`prediction_allowance` for layer ``position``'s output (``backward``: its loss
     gradient) in any :class:`~varprop.Network`: 0 (+ float floor) where :func:`network_exact`
-    holds; for the forward outputs of an MLP-shaped network the MLP rule (the next order of the
-    1/n expansion at :math:`z_l` = position :math:`2l-1` and :math:`a_l` = position :math:`2l`);
+    holds; in an MLP-shaped network the MLP rule (the next order of the 1/n expansion) at
+    :math:`z_l` (position :math:`2l-1`), :math:`a_l` (position :math:`2l`) and the gradient with
+    respect to :math:`a_l` (the MLP's ``gradient`` at layer :math:`l+1`);
     else the broad :math:`c \sum 1/n` over the ``Dense`` layers the statistic passes through (up
     to ``position`` forward; all of them, plus :math:`1/n_0`, backward), plus the closed-form
     gap."""
     exact = network_exact(net, position, backward)
-    mlp = None if (exact or backward or is_general(net)) else net.as_mlp()
+    # an MLP-shaped network: position 2l - 1 is z_l, position 2l is a_l, and the gradient with
+    # respect to a_l is the MLP's "gradient" at layer l + 1 (the MLP rule); the gradient with
+    # respect to z_l has no MLP quantity (broad rule)
+    mlp = None if (exact or is_general(net) or (backward and position % 2)) else net.as_mlp()
     if mlp is not None:
-        # an MLP-shaped network: position 2l - 1 is z_l, position 2l is a_l (the MLP rule)
         ws = mlp.explicit if mlp.explicit is not None else (mlp.n0,) + (mlp.n,) * mlp.depth
-        quantity = "preactivation" if position % 2 else "activation_second_moment"
+        if backward:
+            quantity, layer = "gradient", position // 2 + 1
+        else:
+            quantity = "preactivation" if position % 2 else "activation_second_moment"
+            layer = (position + 1) // 2
         return prediction_allowance(mlp.activation, mlp.init, widths=ws,
-                                    layer=(position + 1) // 2, quantity=quantity, method=method,
+                                    layer=layer, quantity=quantity, method=method,
                                     predicted_value=predicted_value,
                                     reference_value=reference_value, dtype=dtype,
                                     input_variance=mlp.input_variance,
