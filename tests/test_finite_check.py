@@ -192,3 +192,38 @@ def test_distribution_target_argument_errors() -> None:
         varprop.verify("tanh", "xavier_normal", p=0.5, **kw)
     with pytest.raises(InvalidArgument, match="finite_width"):
         varprop.verify("tanh", "xavier_normal", target="cv2", finite_width=True, **kw)
+
+
+def test_finite_width_document_section() -> None:
+    from varprop.documents.finite_width import (
+        FW_DEPTHS,
+        FW_WIDTHS,
+        figure_path,
+        finite_width_figure,
+        finite_width_section,
+    )
+    from varprop.documents.store import MonteCarloStore, budget
+
+    store = MonteCarloStore(budget_name="quick")
+    lines = finite_width_section("tanh", store=store, budget=budget("quick"),
+                                 figure=figure_path("tanh"))
+    assert lines[0] == "## Finite width" and any(line.startswith("- Mean recursion") for line in lines)
+    rows = [line for line in lines if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == len(FW_WIDTHS) * len(FW_DEPTHS)
+    allowed = {"confirmed", "refuted", "inconclusive", "confirmed (within the allowance)",
+               "inconclusive (heavy-tailed)", "n/a", "no estimate"}
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[-1] in allowed and cells[-2] in allowed
+    # the predicted shift of a row is the expansion's, recomputed from the moments
+    n, depth = FW_WIDTHS[2], FW_DEPTHS[0]
+    fm = finite_width_moments("tanh", "lecun_normal", widths=[n] * (depth + 1))
+    shift = fm.act_second[-1] / fm.act_second_mean_field[-1] - 1
+    row = next(r for r in rows if r.startswith(f"| {n} | {depth} |"))
+    assert f"{100 * shift:+.3g}%" in row
+    # the summary's count of refuted mean-field rows is the table's
+    refuted = sum(1 for r in rows if r.strip("|").split("|")[-2].strip() == "refuted")
+    assert any(f"the mean field is refuted in {refuted} " in line for line in lines)
+    assert all(key.startswith("finite_width/") for key in store.records)
+    svg = finite_width_figure("tanh", store=store, budget=budget("quick"))
+    assert svg is None or (isinstance(svg, str) and svg.lstrip().startswith("<?xml"))
