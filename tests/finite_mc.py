@@ -20,6 +20,7 @@ Both return per-network statistics: ``a2`` (R, L) of ``mean_i a_{l,i}^2``, ``z2`
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import erf, ndtri
 
 ACTS = {
     "tanh": (np.tanh, lambda x: 1.0 / np.cosh(x) ** 2),
@@ -31,7 +32,6 @@ ACTS = {
 
 
 def _erf(x):
-    from scipy.special import erf
     return erf(x)
 
 
@@ -45,6 +45,9 @@ def _gelu_d(x):
 
 ACTS["gelu"] = (_gelu, _gelu_d)
 ACTS["erf"] = (_erf, lambda x: 2.0 / np.sqrt(np.pi) * np.exp(-x * x))
+_SELU_A, _SELU_L = 1.6732632423543772, 1.0507009873554805
+ACTS["selu"] = (lambda x: _SELU_L * np.where(x > 0, x, _SELU_A * np.expm1(np.minimum(x, 0.0))),
+                lambda x: _SELU_L * np.where(x > 0, 1.0, _SELU_A * np.exp(np.minimum(x, 0.0))))
 
 
 def mc_fast(act, widths, *, c_w=1.0, sb2=0.0, sx=1.0, reps=1000, seed=0, gia=False,
@@ -91,17 +94,20 @@ def mc_fast(act, widths, *, c_w=1.0, sb2=0.0, sx=1.0, reps=1000, seed=0, gia=Fal
 
 def mc_matrices(act, widths, *, c_w=1.0, sb2=0.0, sx=1.0, reps=1000, seed=0, gia=False,
                 weights="normal"):
-    """Explicit matrices (``weights``: ``normal`` or ``uniform`` of the same variance)."""
+    """Explicit matrices (``weights``: ``normal`` or ``uniform`` of the same variance, both drawn
+    by transforming one stream of uniforms, so that one seed couples the two laws)."""
     phi, dphi = ACTS[act]
     rng = np.random.default_rng(seed)
     L = len(widths) - 1
     out = {k: np.empty((reps, L)) for k in ("a2", "z2", "g2")}
 
     def draw(n_out, n_in):
+        # one uniform stream for both laws: the same seed gives paired (coupled) networks
         s = np.sqrt(c_w / n_in)
+        u = rng.random((reps, n_out, n_in))
         if weights == "uniform":
-            return rng.uniform(-s * np.sqrt(3.0), s * np.sqrt(3.0), (reps, n_out, n_in))
-        return s * rng.standard_normal((reps, n_out, n_in))
+            return s * np.sqrt(3.0) * (2.0 * u - 1.0)
+        return s * ndtri(u)
 
     a = rng.normal(0.0, np.sqrt(sx), (reps, widths[0]))
     Ws, zs = [], []

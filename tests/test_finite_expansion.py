@@ -149,6 +149,23 @@ def test_tanh_width_32_depth_20_ensemble_shift() -> None:
     fw = finite_width_moments("tanh", "xavier_normal", widths=ws)
     assert -0.20 < mc / fw.act_second_mean_field[-1] - 1 < -0.10
     _check(fw.act_second[-1], fw.act_second_mean_field[-1], mc, se)
+    # the declared next order covers the measured error
+    assert abs(fw.act_second[-1] / mc - 1) <= fw.next_order()[-1] + SIGMA * se / mc
+
+
+def test_expansion_parameter_and_next_order() -> None:
+    fw = finite_width_moments("tanh", "xavier_normal", widths=[32] * 11)
+    eps = fw.q_var / fw.q_mean**2
+    np.testing.assert_allclose(fw.expansion_parameter, eps)
+    delta = fw.act_second / fw.act_second_mean_field - 1
+    expected = np.maximum(delta**2, np.maximum.accumulate(eps) ** 2 / 4)
+    np.testing.assert_allclose(fw.next_order(), expected)
+    g = fw.grad_second / fw.grad_second_mean_field - 1
+    np.testing.assert_allclose(fw.next_order("gradient"), np.maximum(g**2, eps.max() ** 2 / 4))
+    relu = finite_width_moments("relu", "he_normal", widths=[32] * 11)
+    assert not relu.next_order("gradient").any()
+    with pytest.raises(InvalidArgument, match="quantity"):
+        fw.next_order("activation")
 
 
 @pytest.mark.slow
@@ -199,11 +216,19 @@ def test_uniform_weights_kurtosis_enters() -> None:
     normal = finite_width_moments("tanh", "xavier_normal", widths=ws)
     uniform = finite_width_moments("tanh", "xavier_uniform", widths=ws)
     assert uniform.q_kurtosis[0] == pytest.approx(3 * -1.2 * 1 / 8)  # 3 kappa_w C^2 s^2 / n_0
-    for fw, law, seed in ((normal, "normal", 15), (uniform, "uniform", 16)):
-        o = mc_matrices("tanh", ws, reps=30000, seed=seed, weights=law)
+    runs = {}
+    for fw, law in ((normal, "normal"), (uniform, "uniform")):
+        runs[law] = o = mc_matrices("tanh", ws, reps=30000, seed=15, weights=law)
         mc, se = mean_se(o["a2"][:, -1])
         _check(fw.act_second[-1], fw.act_second_mean_field[-1], mc, se, refute_mf=False)
+        # the backward pass: the weight-reuse term scales with 1 + kappa_w / 2
+        mc, se = mean_se(o["g2"][:, 0])
+        _check(fw.grad_second[0], fw.grad_second_mean_field[0], mc, se, refute_mf=False)
     assert abs(uniform.act_second[-1] / normal.act_second[-1] - 1) > 0.04
+    # the same seed couples the two laws (one stream of uniforms): the difference is sharp
+    diff, se = mean_se(runs["uniform"]["a2"][:, -1] - runs["normal"]["a2"][:, -1])
+    predicted = uniform.act_second[-1] - normal.act_second[-1]
+    assert abs(predicted - diff) <= SIGMA * se + abs(predicted) * 0.25  # next order: 1/n = 1/8
 
 
 # ----------------------------------------------------------------------------------------------
@@ -238,6 +263,51 @@ def test_tanh_gradient_weight_reuse_correction() -> None:
         mw, sw = mean_se(o["w2"][:, l])
         assert abs(fw.weight_grad_second[l] - mw) <= _allowance(
             fw.weight_grad_second[l], fw.weight_grad_second_mean_field[l], sw, mw)
+
+
+def test_relu_gradient_spread_is_the_exact_product() -> None:
+    """ReLU, Gaussian, no bias: G_l = sigma^2 D_l chi2_{n_{l-1}}/n_{l-1}, D_L = chi2_{n_L} and each
+    layer multiplies by sigma^2 chi2_K, K ~ Binomial(n_k, 1/2), independent across layers: relative
+    second moment 1 + 5/n_k a layer (E K^2 + 2 E K over (E K)^2, by hand)."""
+    ws = [6, 10, 4, 12, 8]
+    fw = finite_width_moments("relu", "he_normal", widths=ws)
+    L = len(ws) - 1
+    for l in range(1, L + 1):
+        second = (1 + 2 / ws[l - 1]) * (1 + 2 / ws[L])
+        for k in range(l, L):
+            second *= 1 + 5 / ws[k]
+        assert fw.grad_mean_square_cv2[l - 1] == pytest.approx(second - 1, rel=1e-12)
+
+
+def test_tanh_gradient_spread() -> None:
+    """The CV^2 over networks of the input gradient's mean square, leading order, against the
+    simulation: 15% for the next order plus 6 standard errors of a sample variance of heavy-tailed
+    values (estimated by splitting the sample into 20 batches)."""
+    ws = [32] * 9
+    o = mc_fast("tanh", ws, reps=20000, seed=23, chunk=10000)
+    fw = finite_width_moments("tanh", "xavier_normal", widths=ws)
+    for l in (0, 4):
+        x = o["g2"][:, l]
+        cv2 = x.var() / x.mean() ** 2
+        batches = np.array([b.var() / b.mean() ** 2 for b in np.split(x, 20)])
+        se = batches.std(ddof=1) / math.sqrt(20)
+        assert abs(fw.grad_mean_square_cv2[l] - cv2) <= 0.15 * cv2 + SIGMA * se
+
+
+@pytest.mark.parametrize("name,c_w,init", [("erf", 1.0, "xavier_normal"),
+                                           ("gelu", 2.0, "he_normal")])
+def test_gradients_with_bias(name: str, c_w: float, init: str) -> None:
+    ws = [16] * 7
+    o = mc_fast(name, ws, c_w=c_w, sb2=0.3, reps=30000, seed=22, chunk=10000)
+    fw = finite_width_moments(name, init, widths=ws, bias_variance=0.3)
+    for l in (0, 3):
+        for key, pred, mf in (("g2", fw.grad_second, fw.grad_second_mean_field),
+                              ("w2", fw.weight_grad_second, fw.weight_grad_second_mean_field)):
+            mc, se = mean_se(o[key][:, l])
+            _check(pred[l], mf[l], mc, se, refute_mf=False)
+    mc, se = mean_se(o["g2"][:, 0])  # gradient independence alone misses by ~10%
+    assert abs(fw.grad_second_gia[0] - mc) > _allowance(fw.grad_second[0],
+                                                        fw.grad_second_mean_field[0], se, mc)
 
 
 @pytest.mark.parametrize("name,c_w,init", [("relu", 2.0, "he_normal"),

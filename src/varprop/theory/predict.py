@@ -102,10 +102,7 @@ from varprop.network.quantities import (
 from varprop.network.state import NAN_MESSAGE
 from varprop.theory import shifted as _shifted
 from varprop.theory.fields import general_values, is_general
-from varprop.theory.finite.quantities import (
-    finite_width_values,
-    network_finite_width_values,
-)
+from varprop.theory.finite import quantities as finite
 from varprop.theory.meanfield import walk_backward
 from varprop.theory.moments import zero_mean_moments as _zero_mean_moments  # noqa: F401 (benchmarks, tests)
 from varprop.theory.sizes import check_fits, underflowed
@@ -430,11 +427,11 @@ def _finite_width(activation: object, init: object, shape: tuple, quantity: str,
     if _resolve_method(method) != "exact":
         raise fail("method", method, "'auto' or 'exact' with finite_width=True")
     if isinstance(activation, Network):
-        return network_finite_width_values(_network_argument(activation, init, *shape), quantity,
-                                           per_layer)
+        net = _network_argument(activation, init, *shape)
+        return finite.network_finite_width_values(net, quantity, per_layer)
     act, scheme, shp, in_var, b_var, _ = _arguments(activation, init, *shape, method)
     check_fits(shp.L)
-    return finite_width_values(act, scheme, shp.widths(), in_var, b_var, quantity, per_layer)
+    return finite.finite_width_values(act, scheme, shp.widths(), in_var, b_var, quantity, per_layer)
 
 
 def _mlp_values(prep: _Prepared, quantity: str, method: str, per_layer: bool,

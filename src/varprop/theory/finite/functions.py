@@ -55,9 +55,11 @@ __all__ = ["FunctionValues", "gaussian_functions"]
 class FunctionValues:
     r"""The Gaussian functions of one activation at one variance ``q`` (see the module docstring).
 
-    ``f, f1, f2``: :math:`f, f', f''`; ``g``: :math:`g = E\phi^4 - f^2`; ``u4``:
-    :math:`E\phi^4`; ``mu, mu2``: :math:`\mu, \mu''`; ``h, h1, h2``: :math:`h, h', h''`;
+    ``f, f1, f2``: :math:`f, f', f''`; ``g``: :math:`g = E\phi^4 - f^2`; ``g2nd``: :math:`g''`;
+    ``u4``: :math:`E\phi^4`; ``mu, mu2``: :math:`\mu, \mu''`; ``h, h1, h2``: :math:`h, h', h''`;
     ``g2``: :math:`\operatorname{Var}\phi'^2`; ``c``: :math:`\operatorname{Cov}(\phi'^2, \phi^2)`.
+    (All of :math:`z = \sqrt q\,\xi`; for fw-exact's laws: given :math:`\hat q_l = q` the
+    activations of layer :math:`l` are i.i.d. :math:`\phi(\sqrt q\,\xi)` for Gaussian weights.)
     """
 
     q: float
@@ -65,6 +67,7 @@ class FunctionValues:
     f1: float
     f2: float
     g: float
+    g2nd: float
     u4: float
     mu: float
     mu2: float
@@ -93,7 +96,7 @@ def _stack(act: Activation, q: float):
         p2, d2 = p * p, d * d
         p2c, d2c = p2 - phi0 * phi0, d2 - d0 * d0
         return np.stack([p, p2, p2 * p2, d2, d2 * d2, p2 * d2, (p - phi0) * he4,
-                         p2c * he2, p2c * he4, d2c * he2, d2c * he4])
+                         p2c * he2, p2c * he4, d2c * he2, d2c * he4, (p2 * p2 - phi0**4) * he4])
 
     return stack
 
@@ -103,18 +106,20 @@ def _values(act: Activation, q: float) -> FunctionValues:
     if q == 0.0:  # every pre-activation is exactly 0: no fluctuation to expand around
         p = float(np.asarray(act.function(np.array([0.0])))[0])
         d = float(np.asarray(act.derivative_function(np.array([0.0])))[0])
-        return FunctionValues(0.0, p * p, 0.0, 0.0, 0.0, p**4, p, 0.0, d * d, 0.0, 0.0, 0.0, 0.0)
+        return FunctionValues(0.0, p * p, 0.0, 0.0, 0.0, 0.0, p**4, p, 0.0, d * d, 0.0, 0.0, 0.0,
+                              0.0)
     if not math.isfinite(q):
         raise VarpropError(f"the pre-activation variance left the float range (q = {q}): the 1/n "
                            "expansion needs finite variances; reduce depth or rescale")
     e = gaussian_expectations([_stack(act, q)], 0.0, q, act.kinks)[0]
-    mu, f, u4, h, h4, cross, mu_he4, f_he2, f_he4, h_he2, h_he4 = map(float, e)
-    values = {"q": q, "f": f, "f1": f_he2 / (2 * q), "f2": f_he4 / (4 * q * q),
-              "g": max(u4 - f * f, 0.0), "u4": u4, "mu": mu, "mu2": mu_he4 / (4 * q * q), "h": h,
-              "h1": h_he2 / (2 * q), "h2": h_he4 / (4 * q * q), "g2": max(h4 - h * h, 0.0),
-              "c": cross - h * f}
-    if act.traits.exact_at_finite_width:  # f = f(1) q, h constant: exactly
-        values.update(f1=f / q, f2=0.0, h1=0.0, h2=0.0)
+    mu, f, u4, h, h4, cross, mu_he4, f_he2, f_he4, h_he2, h_he4, u_he4 = map(float, e)
+    f1, f2 = f_he2 / (2 * q), f_he4 / (4 * q * q)
+    values = {"q": q, "f": f, "f1": f1, "f2": f2, "g": max(u4 - f * f, 0.0),
+              "g2nd": u_he4 / (4 * q * q) - 2.0 * (f1 * f1 + f * f2), "u4": u4, "mu": mu,
+              "mu2": mu_he4 / (4 * q * q), "h": h, "h1": h_he2 / (2 * q),
+              "h2": h_he4 / (4 * q * q), "g2": max(h4 - h * h, 0.0), "c": cross - h * f}
+    if act.traits.exact_at_finite_width:  # f = f(1) q, g = g(1) q^2, h constant: exactly
+        values.update(f1=f / q, f2=0.0, h1=0.0, h2=0.0, g2nd=2.0 * values["g"] / (q * q))
     if not all(map(math.isfinite, values.values())):
         raise VarpropError(f"a Gaussian expectation of {act.name} at q = {q:g} is beyond the "
                            "float range; the 1/n expansion cannot be evaluated there")

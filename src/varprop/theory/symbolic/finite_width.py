@@ -91,8 +91,8 @@ def finite_width_steps(activation: Activation | str) -> list[tuple[str, sp.Eq]]:
     C = SIGMA_W2 * N
     spread = V / 2 + KAPPA / 6
     f, f1, f2 = (_at(fn["f"], M, k) for k in (0, 1, 2))
-    g = _at(fn["g"], M)
     tidy = sp.expand if act.traits.exact_at_finite_width else (lambda e: e)
+    g = _at(fn["g"], M)
     if act.traits.exact_at_finite_width:  # g(q) = g(1) q^2: E g(q_l) = g(1)(m^2 + v), exactly
         g = sp.expand(g + _at(fn["g"], M, 2) * V / 2)
     steps: list[tuple[str, sp.Eq]] = [
