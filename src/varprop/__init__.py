@@ -32,6 +32,8 @@ _EXPORTS: dict[str, str] = {
     "FieldPrediction": "varprop.theory.fields",
     "finite_width_moments": "varprop.theory.finite",
     "FiniteWidthMoments": "varprop.theory.finite",
+    "predict_distribution": "varprop.theory.finite.statistics",
+    "Distribution": "varprop.theory.finite.distribution",
     # Monte Carlo and checking
     "simulate": "varprop.simulation.montecarlo",
     "SimulationResult": "varprop.simulation.montecarlo",

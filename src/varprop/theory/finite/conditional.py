@@ -32,12 +32,14 @@ of step :math:`10^{-3} m` on quadrature values accurate to :math:`10^{-13}` (err
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from varprop._math.quadrature import gaussian_expectations
 from varprop.components.activations import Activation
 
-__all__ = ["powers", "delta_moments"]
+__all__ = ["DeltaMoments", "delta_moments", "powers"]
 
 _EPS = 1e-3
 
@@ -67,9 +69,24 @@ def _h_w(P: np.ndarray, statistic: str, n: int, ddof: int) -> tuple[float, float
     return c * u, w, c * np.array([-2 * p1, 1.0, 0.0, 0.0])
 
 
+@dataclass(frozen=True)
+class DeltaMoments:
+    r""":math:`EX` (``mean``) and :math:`\operatorname{Var}X = ` ``between + within``:
+    ``between`` :math:`= h'(m)^2 v \approx \operatorname{Var}E[X\mid\hat q]`, ``within``
+    :math:`= w(m) + w''(m)v/2 \approx E\operatorname{Var}[X\mid\hat q]`."""
+
+    mean: float
+    between: float
+    within: float
+
+    @property
+    def variance(self) -> float:
+        return self.between + self.within
+
+
 def delta_moments(act: Activation | None, statistic: str, n: int, ddof: int, m: float, v: float,
-                  kappa: float = 0.0) -> tuple[float, float]:
-    r"""``(EX, Var X)`` to :math:`O(1/n)` (module docstring); ``statistic`` ``"mean_square"`` or
+                  kappa: float = 0.0) -> DeltaMoments:
+    r"""The moments to :math:`O(1/n)` (module docstring); ``statistic`` ``"mean_square"`` or
     ``"variance"``, ``act=None`` for pre-activations."""
     step = _EPS * m
     P = np.array([powers(act, m + j * step) for j in (-1, 0, 1)])
@@ -85,5 +102,4 @@ def delta_moments(act: Activation | None, statistic: str, n: int, ddof: int, m: 
 
     P2nd = np.array([d2(P[:, k]) for k in range(4)])
     mean = h[1] + d2(h) * v / 2 + kappa / 6 * float(hw[1][2] @ P2nd)
-    var = d1(h) ** 2 * v + w[1] + d2(w) * v / 2
-    return float(mean), float(max(var, 0.0))
+    return DeltaMoments(float(mean), float(d1(h) ** 2 * v), float(max(w[1] + d2(w) * v / 2, 0.0)))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from varprop._util.validation import check_probability, check_real
 from varprop.theory.finite.loglaw import LogChiSquareSum, LogNormal
 
-__all__ = ["Distribution", "METHODS"]
+__all__ = ["METHODS", "Distribution"]
 
 #: How a Distribution was obtained.
 METHODS = {
@@ -49,8 +49,15 @@ class Distribution:
         The model the law holds in.
     mean, variance : float
         :math:`EX`, :math:`\operatorname{Var}X`.
+    law : LogChiSquareSum or LogNormal
+        The law of :math:`L` with :math:`X = e^{\text{power}\cdot L}` (``power`` 1 for
+        ``mean_square``, 1/2 for ``unit_std``, None for ``log_mean_square``: :math:`X = L`);
+        :mod:`varprop.theory.finite.loglaw`.
+    relative_variance : float or None
+        :math:`CV^2` computed from the log-moments (finite where the moments overflow).
     zero_probability : float
-        :math:`P(X = 0)` (a narrow ReLU network can switch every unit of a layer off).
+        :math:`P(X = 0)` (a narrow ReLU network can switch every unit of a layer off); for
+        ``log_mean_square`` the probability of :math:`-\infty`.
     """
 
     statistic: str
@@ -63,10 +70,16 @@ class Distribution:
     variance: float
     law: LogChiSquareSum | LogNormal = field(repr=False)
     power: float | None = field(default=1.0, repr=False)
+    relative_variance: float | None = field(default=None, repr=False)
 
     @property
     def cv2(self) -> float:
-        r""":math:`\operatorname{Var}X / (EX)^2`."""
+        r""":math:`\operatorname{Var}X / (EX)^2` (computed from the log-moments where the law is
+        exact, so finite even where the mean and variance overflow)."""
+        if self.relative_variance is not None:
+            return self.relative_variance
+        if self.mean == 0.0:
+            return math.inf
         return self.variance / self.mean ** 2
 
     @property
@@ -75,7 +88,7 @@ class Distribution:
 
     @property
     def zero_probability(self) -> float:
-        return 0.0 if self.power is None else float(self.law.zero_probability)
+        return float(self.law.zero_probability)
 
     def _to_x(self, ell: float) -> float:
         if self.power is None:

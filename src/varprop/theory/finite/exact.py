@@ -4,8 +4,8 @@ Setting: an MLP with widths :math:`n_0, \dots, n_L`, Gaussian input :math:`x \si
 i.i.d. zero-mean weights of variance :math:`\sigma_l^2` (excess kurtosis :math:`\kappa_l`),
 biases :math:`N(0, \sigma_b^2)`, and a positively homogeneous activation of degree 1,
 :math:`\phi(z) = \alpha z` for :math:`z > 0`, :math:`\beta z` for :math:`z < 0` (linear:
-:math:`\alpha = \beta`; ReLU: :math:`\beta = 0`; ``abs``: :math:`\alpha = -\beta`... in squares
-:math:`\alpha^2 = \beta^2`).
+:math:`\alpha = \beta`; ReLU: :math:`\beta = 0`; ``abs``: :math:`\beta = -\alpha`; only
+:math:`\alpha^2, \beta^2` matter).
 
 The exact law (Gaussian weights, zero bias)
 -------------------------------------------
@@ -24,8 +24,12 @@ is a sum of independent terms, and so are the logs of the statistics:
 :math:`\tfrac1{n}\sum_i a_{l,i}^2 = \hat q_l R_l / n_l`.  :math:`R_l` is a single
 :math:`\alpha^2\chi^2_{n_l}` when :math:`\alpha^2 = \beta^2` and a binomial mixture
 when one slope is 0 (with the atom :math:`K_l = 0`, :math:`a_l = 0`, of probability :math:`2^{-n_l}`);
-the general leaky ReLU (two non-zero slopes of different size) has no such form and takes
-the exact-moment route below.
+for the general leaky ReLU (two non-zero slopes of different size)
+:math:`R_l = \chi^2_{n_l}\,(\beta^2 + (\alpha^2 - \beta^2)B_l)` with
+:math:`B_l \sim \mathrm{Beta}(K_l/2, (n_l - K_l)/2)` independent of the :math:`\chi^2_{n_l}`
+(the fraction of a sum of independent chi-squares is independent of the sum), a bounded term
+whose characteristic function is a Gauss--Jacobi quadrature
+(:class:`~varprop.theory.finite.loglaw.AffineBetaMixture`).
 
 Gradients (same weights forward and backward, :math:`\delta_L \sim N(0, I)` independent): with
 :math:`J` the Jacobian from :math:`a_{l-1}` to :math:`z_L`, :math:`|J^\top\delta_L|^2` has the law
@@ -70,10 +74,22 @@ import numpy as np
 
 from varprop.components.activations import Activation
 from varprop.theory.finite.conditional import powers
-from varprop.theory.finite.loglaw import ChiSquareMixture, LogChiSquareSum
+from varprop.theory.finite.loglaw import (
+    AffineBetaMixture,
+    ChiSquareMixture,
+    LogChiSquareSum,
+)
 
-__all__ = ["slopes", "ratio_term", "ExactLayers", "forward_law", "gradient_law", "ExactMoments",
-           "exact_moments"]
+__all__ = [
+    "ExactLayers",
+    "ExactMoments",
+    "exact_moments",
+    "forward_law",
+    "gradient_law",
+    "jacobian_law",
+    "ratio_terms",
+    "slopes",
+]
 
 
 def slopes(act: Activation) -> tuple[float, float] | None:
@@ -85,15 +101,17 @@ def slopes(act: Activation) -> tuple[float, float] | None:
     return up, -down
 
 
-def ratio_term(alpha: float, beta: float, n: int) -> ChiSquareMixture | None:
-    r"""The law of :math:`R = \alpha^2\chi^2_K + \beta^2\chi^2_{n-K}` as a chi-square mixture
-    (``None`` for two non-zero slopes of different size)."""
+def ratio_terms(alpha: float, beta: float, n: int
+                ) -> tuple[ChiSquareMixture | AffineBetaMixture, ...]:
+    r"""The law of :math:`\log R`, :math:`R = \alpha^2\chi^2_K + \beta^2\chi^2_{n-K}`, as
+    independent terms: one chi-square (:math:`\alpha^2 = \beta^2`), a binomial mixture (one slope
+    zero), or :math:`\log\chi^2_n + \log(\beta^2 + (\alpha^2 - \beta^2)B)` (leaky ReLU)."""
     a2, b2 = alpha * alpha, beta * beta
     if a2 == b2:
-        return ChiSquareMixture.single(a2, n)
+        return (ChiSquareMixture.single(a2, n),)
     if a2 == 0.0 or b2 == 0.0:
-        return ChiSquareMixture.binomial(a2 + b2, n)
-    return None
+        return (ChiSquareMixture.binomial(a2 + b2, n),)
+    return ChiSquareMixture.single(1.0, n), AffineBetaMixture(a2, b2, n)
 
 
 @dataclass(frozen=True)
@@ -110,13 +128,13 @@ class ExactLayers:
 
 def _sum(pieces: list[tuple[str, int]], shift: float, lay: ExactLayers) -> LogChiSquareSum | None:
     """Group the terms ``("chi2", dof)`` / ``("ratio", n)`` by kind and width."""
-    out = []
+    out: Counter = Counter()
     for (kind, n), count in Counter(pieces).items():
-        term = ChiSquareMixture.single(1.0, n) if kind == "chi2" else ratio_term(lay.alpha, lay.beta, n)
-        if term is None:
-            return None
-        out.append((term, count))
-    return LogChiSquareSum(tuple(out), shift)
+        terms = ((ChiSquareMixture.single(1.0, n),) if kind == "chi2" else
+                 ratio_terms(lay.alpha, lay.beta, n))
+        for term in terms:
+            out[term] += count
+    return LogChiSquareSum(tuple(out.items()), shift)
 
 
 def forward_law(lay: ExactLayers, quantity: str, statistic: str, layer: int, ddof: int
@@ -163,6 +181,16 @@ def gradient_law(lay: ExactLayers, layer: int) -> LogChiSquareSum | None:
     shift = sum(math.log(s) for s in s2[layer - 1:]) - math.log(ws[layer - 1])
     pieces = [("chi2", ws[layer - 1]), ("chi2", ws[L])] + [("ratio", n) for n in ws[layer:L]]
     return _sum(pieces, shift, lay)
+
+
+def jacobian_law(lay: ExactLayers) -> LogChiSquareSum | None:
+    r"""The exact law of :math:`\log J_{ij}^2`, :math:`J_{ij} = \partial z_{L,i}/\partial x_j`:
+    given :math:`v = D_{L-1}W_{L-1}\cdots D_1W_1 e_j`, :math:`J_{ij} \sim N(0, \sigma_L^2|v|^2)`
+    and :math:`|v|^2 \overset{d}{=} \prod_{l<L}\sigma_l^2 R_l` (fixed direction :math:`e_j`), so
+    :math:`J_{ij}^2 \overset{d}{=} \chi^2_1 \prod_{l \le L}\sigma_l^2 \prod_{l<L} R_l`."""
+    ws = lay.widths
+    shift = sum(math.log(s) for s in lay.sigma2)
+    return _sum([("chi2", 1)] + [("ratio", n) for n in ws[1:-1]], shift, lay)
 
 
 @dataclass(frozen=True)
