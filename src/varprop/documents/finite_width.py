@@ -54,8 +54,9 @@ _FIGURE_LAYERS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50)
 _FIGURE_NETWORKS = 24
 _RTOL = 0.05
 _Z99 = 2.5758293035489004
-#: Replicates per width under each budget (fewer at the widest width: the cost is n per layer).
-_REPLICATES = {"default": (256, 64), "quick": (32, 16)}
+#: Replicates per width of :data:`FW_WIDTHS` under each budget (the cost is :math:`n` per layer and
+#: network; the narrow widths, where the shift is large, get enough networks to resolve it).
+_REPLICATES = {"default": (2048, 2048, 512, 64), "quick": (64, 64, 32, 16)}
 
 
 def finite_width_scheme(act: Activation | str) -> InitScheme:
@@ -109,9 +110,8 @@ def _records(act: Activation, scheme: InitScheme, store: MonteCarloStore, b: Bud
     reps = _REPLICATES.get(b.name, _REPLICATES["default"])
     depth = max(FW_DEPTHS)
     out = {}
-    for n in FW_WIDTHS:
+    for n, r in zip(FW_WIDTHS, reps):
         key = f"finite_width/{act.name}/{_label(scheme)}/n{n}/L{depth}"
-        r = reps[1] if n >= 512 else reps[0]
         keep = _FIGURE_NETWORKS if n == FIGURE_WIDTH else 0
         out[n] = store.get(key, lambda n=n, r=r, k=key, keep=keep: _quiet(
             lambda: _simulate_record(act, scheme, n, depth, r, _key_seed(k), keep)))
