@@ -27,6 +27,16 @@ influence values :math:`\psi_i = ((x_i - \bar x)^2 - \hat\sigma^2)/\hat\sigma^2 
 (Hall's skewness correction, heavy-tail guard and bootstrap cross-check included) gives an
 interval for :math:`\log\mathrm{CV}^2`, exponentiated.  The log scale makes the interval
 asymmetric like the sampling law of a variance ratio.
+
+Calibration (seeded :func:`varprop.verify` runs of true claims, ``tol=0``, ``alpha=0.1``, one
+look): the median of one network's :math:`\overline{z_3^2}` (ReLU, He normal, width 16, exact
+law), 300 runs of 200 networks: 21 refuted (7%; the order-statistic interval is conservative);
+100 runs of 500 networks: 16 refuted at :math:`p = 0.5` (1.9 standard errors above 10%) and 11 at
+:math:`p = 0.9`.  The :math:`\mathrm{CV}^2` of a linear LeCun net's :math:`\overline{z_3^2}`
+(width 32, exact :math:`\mathrm{CV}^2 = 0.274`), 200 runs of 10000 networks: 22 refuted (11%), 69
+inconclusive (the heavy-tail guard: under the claimed law the influence values have skewness 18,
+Cochran's rule asks for 8110 replicates, and the sample skewness or the bootstrap flags some
+runs); with 2000 networks every run is inconclusive up front.
 """
 
 from __future__ import annotations
