@@ -163,10 +163,14 @@ class FiniteWidthMoments:
         :math:`\max(\delta_l^2, (\epsilon/2)^2)` with :math:`\delta_l` the quantity's
         relative :math:`1/n` shift and :math:`\epsilon` the largest
         :attr:`expansion_parameter` the quantity depends on (forward: layers up to :math:`l`;
-        backward: all).  Empirical, calibrated by Monte Carlo for tanh, GELU and erf at widths
-        8--512, depths 10--100 (tests/test_finite_expansion.py and the issue 13 report): the
-        measured error stayed within it wherever :math:`\epsilon < 1`.  Zero where the
-        prediction is exact."""
+        backward: all).  Empirical, calibrated by Monte Carlo (2 000 to 20 000 networks per case)
+        for tanh, erf, sigmoid (xavier_normal), GELU (he_normal) and SELU (lecun_normal) at
+        widths 8, 32, 128, 512 and depths 10, 30, 100: in all 51 cases the expansion did not
+        refuse, the error of :math:`E a_L^2` and of the input gradient was within it plus three
+        standard errors (e.g. tanh width 128, depth 100: :math:`E a_L^2` off by -4.5% with
+        next order 16%, mean field +27%; width 512, depth 30: -0.12% +- 0.20%, next order 0.03%).
+        Where it is large (GELU/He beyond depth 10, where the mean field collapses to 0) the
+        expansion says nothing.  Zero where the prediction is exact."""
         quantity = check_choice("quantity", quantity, ("preactivation", "activation_second_moment",
                                                        "gradient", "weight_gradient"))
         if self.exact:
