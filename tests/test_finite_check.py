@@ -19,7 +19,12 @@ from varprop.checking.distribution_stats import (
     quantile_interval,
 )
 from varprop.checking.next_order import NEXT_ORDER_CONSTANT, REGIME_LIMIT
-from varprop.checking.plan import PLAN_POWER, PLAN_SAFETY, _look_sizes, planned_replicates
+from varprop.checking.plan import (
+    PLAN_POWER,
+    PLAN_SAFETY,
+    _look_sizes,
+    planned_replicates,
+)
 from varprop.errors import InvalidArgument, InvalidArgumentType
 from varprop.theory.finite.expansion import finite_width_moments
 from varprop.theory.finite.statistics import predict_distribution

@@ -37,27 +37,32 @@ from typing import Any
 
 import numpy as np
 
-from varprop._util.validation import check_choice, check_nonnegative_real, check_probability, fail
+from varprop._util.validation import (
+    check_choice,
+    check_nonnegative_real,
+    check_probability,
+    fail,
+)
 from varprop.checking.allowance import is_exact
 from varprop.checking.distribution_stats import (
     cv2_interval,
     lognormal_influence_skewness,
     quantile_interval,
 )
-from varprop.checking.stats import replicates_needed
 from varprop.checking.next_order import NEXT_ORDER_CONSTANT, finite_width_case
 from varprop.checking.plan import (
     _check_size,
-    _Outcome,
     _extract,
     _look_seed,
     _look_sizes,
     _margins,
+    _Outcome,
     _sequential,
     _verdict_from,
     network_budget,
     plan_network,
 )
+from varprop.checking.stats import replicates_needed
 from varprop.checking.verdict import Verdict
 from varprop.components.activations import Activation
 from varprop.components.schemes import InitScheme

@@ -178,7 +178,7 @@ def _rows(act: Activation, scheme: InitScheme, recs: dict[int, Any]) -> tuple[li
             mf = float(_quiet(lambda ws=ws, depth=depth: predict_variance(
                 act, scheme, widths=ws, depth=depth, quantity="activation_second_moment")))
             corrected = case.corrected if case is not None else None
-            tol, _ = _quiet(lambda ws=ws, depth=depth, c=case, w=why: prediction_allowance(
+            tol, _ = _quiet(lambda ws=ws, depth=depth, c=case, w=why, mf=mf: prediction_allowance(
                 act, scheme, widths=ws, layer=depth, quantity="activation_second_moment",
                 method="auto", predicted_value=mf, expansion=(c, w)))
             est = se = None
