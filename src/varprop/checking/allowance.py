@@ -288,7 +288,8 @@ def network_allowance(net: Network, position: int, backward: bool, *, method: st
             fw += FINITE_WIDTH_CONSTANT / _input_fan(net)
         if is_general(net):
             fw += APPROXIMATION_ALLOWANCE * len(walk_fields(net).approximations)
-    note = (f"no 1/n expansion for {'backward quantities' if backward else 'networks other than dense chains'}; "
+    missing = "backward quantities" if backward else "networks other than dense chains"
+    note = (f"no 1/n expansion for {missing}; "
             f"broad finite-width allowance {FINITE_WIDTH_CONSTANT:g} * sum(1/n_l) = {fw:.3g}"
             if not exact else "")
     return _tolerance(exact, fw, note, method, predicted_value, reference_value, dtype)

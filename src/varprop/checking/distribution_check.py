@@ -282,10 +282,13 @@ def verify_distribution(act: Activation, scheme: InitScheme, ws: tuple[int, ...]
     stat_name = {"mean_square": f"mean_square({where})", "unit_std": f"unit_std({where})",
                  "log_mean_square": f"mean_square({where})"}[stat]
     name = (f"Q_{p_f:g}[{stat_name}]" if target == "quantile" else f"CV^2[{stat_name}]")
-    description = (f"{'the ' + format(p_f, 'g') + '-quantile' if target == 'quantile' else 'the CV^2 (variance / mean^2)'} "
+    what = (f"the {p_f:g}-quantile" if target == "quantile" else "the CV^2 (variance / mean^2)")
+    log_note = ("; log_mean_square checked as exp(Q) on the mean square"
+                if stat == "log_mean_square" else "")
+    description = (f"{what} "
                    f"over networks of one network's {stat.replace('_', ' ')} of {where} for one "
                    f"input (statistic {sim}{', ddof=1' if factor != 1.0 else ''}"
-                   f"{'; log_mean_square checked as exp(Q) on the mean square' if stat == 'log_mean_square' else ''})")
+                   f"{log_note})")
     exact = str(getattr(dist, "method", "")) == "exact"
     who = ("user-supplied prediction judged against" if user else
            f"library prediction (predict_distribution, method {getattr(dist, 'method', '?')!r}),")

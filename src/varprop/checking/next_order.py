@@ -25,7 +25,8 @@ the Monte Carlo resolves :math:`|s| - c\rho^2`, and the corrected claim is confi
 law for Gaussian weights; ``tanh``, ``erf``, ``sigmoid`` with ``xavier_normal``, ``gelu`` with
 ``he_normal``, ``selu`` with ``lecun_normal``; widths 8, 16, 32, 64, 128, 256, 512, 1024; depths 1,
 2, 5, 10, 20, 50, 100; 1953 to 40000 networks per width; 435 cases of :math:`E z_l^2` and
-:math:`E a_l^2` with :math:`\rho \le 0.5`, 14 more with :math:`0.5 < \rho \le 0.75`).  The largest measured remainder
+:math:`E a_l^2` with :math:`\rho \le 0.5`, 14 more with :math:`0.5 < \rho \le 0.75`).  The
+largest measured remainder
 :math:`(|\hat\theta/\theta_1 - 1| - 3\,se)/\rho^2` was 0.150 (erf, width 32, depth 100:
 :math:`\hat\theta/\theta_1 - 1 = +1.42\% \pm 0.18\%` at :math:`s = -10.1\%`, :math:`\rho = 0.24`),
 then 0.137 (the same case's :math:`E z^2`), 0.089 (erf, width 32, depth 50), 0.047 (selu, width
@@ -34,7 +35,8 @@ then 0.137 (the same case's :math:`E z^2`), 0.089 (erf, width 32, depth 50), 0.0
 tanh width 32 depth 20, :math:`\rho = 0.66`: corrected off by :math:`+2.2\% \pm 0.3\%`, ratio
 0.026, where the mean field is off by :math:`-15\%`).  :math:`c = 0.3` keeps a margin of 2 over
 the largest.  Beyond :math:`\rho = 0.75` the ratio reaches 0.23 (erf, width 16, depth 50,
-:math:`\rho = 0.96`: corrected off by +22%).  Examples: tanh width 256 depth 100, :math:`E a^2`: mean field off by
+:math:`\rho = 0.96`: corrected off by +22%).  Examples: tanh width 256 depth 100,
+:math:`E a^2`: mean field off by
 :math:`-11.8\% \pm 0.6\%`, corrected :math:`s = -12.3\%`, remainder :math:`+0.6\% \pm 0.6\%`
 (:math:`\rho = 0.43`, allowance 5.6%); tanh width 32 depth 5: :math:`-0.2\% \pm 0.2\%`.
 
@@ -111,7 +113,8 @@ class FiniteWidthCase:
 
     def describe(self) -> str:
         """The allowance in words, from its numbers."""
-        head = (f"1/n-corrected value {self.corrected:.6g} (shift {100 * self.shift:+.3g}% from the "
+        head = (f"1/n-corrected value {self.corrected:.6g} (shift {100 * self.shift:+.3g}% "
+                f"from the "
                 f"mean field {self.mean_field:.6g}; max CV^2 of qhat {self.spread:.3g}; "
                 f"rho = {self.rho:.3g})")
         if self.in_regime:

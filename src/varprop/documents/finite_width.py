@@ -204,7 +204,8 @@ def _summary(act: Activation, facts: list[dict[str, Any]], exact: bool) -> str:
     """The sentences under the table, from its numbers."""
     if exact:
         off = [f for f in facts if f["est"] is not None and f["v_mf"] == "refuted"]
-        return (f"For {act.name} the second moments are exact at every width (degree-1 homogeneous: "
+        return (f"For {act.name} the second moments are exact at every width (degree-1 "
+                f"homogeneous: "
                 f"$f(q)$ is linear in $q$), so the correction is zero; the Monte Carlo refutes the "
                 f"mean field in {len(off)} of {len(facts)} rows.")
     measured = [f for f in facts if f["est"] is not None]
@@ -249,7 +250,8 @@ def finite_width_section(activation: Activation | str, *, store: MonteCarloStore
     recs = _records(act, scheme, store, budget, tick)
     rows, facts = _rows(act, scheme, recs)
     lines += [f"{h}# Mean field, corrected and Monte Carlo: $E[a_L^2]$", "",
-              "| width | depth | mean field | 1/n corrected | Monte Carlo (± se) | predicted shift "
+              "| width | depth | mean field | 1/n corrected | Monte Carlo (± se) "
+              "| predicted shift "
               "| measured shift | allowance | mean field | corrected |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -259,7 +261,8 @@ def finite_width_section(activation: Activation | str, *, store: MonteCarloStore
               + " (`simulate`, Gaussian shortcut); verdicts from the 99% interval of the mean "
               "against the allowance and $\\pm 5\\%$.", ""]
     if figure is not None:
-        lines += [f"{h}# Per-network spread", "", f"![spread of one network's mean square]({figure})",
+        lines += [f"{h}# Per-network spread", "",
+                  f"![spread of one network's mean square]({figure})",
                   "", _figure_sentence(act, scheme, recs.get(FIGURE_WIDTH)), ""]
     return lines
 
