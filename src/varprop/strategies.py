@@ -52,6 +52,7 @@ from varprop.checking.budget import (
     RUN_ALPHA,
     call_alpha,
     check_margin,
+    claim_allowance,
     example_bound,
     plan_check,
     planned_replicates,
@@ -239,30 +240,46 @@ def _seed(merged: Mapping[str, Any], k: int) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
 
 
+def _keyword_mlp(act: Any, init: Any, merged: Mapping[str, Any]) -> bool:
+    """Whether the check is a keyword-form MLP check at the default layer and target (the one
+    :func:`varprop.checking.budget.plan_check` plans) with zero-mean i.i.d. weights."""
+    if not (isinstance(act, (str, Activation)) and init is not None
+            and merged.get("quantity") in MLP_QUANTITIES and merged.get("layer") is None
+            and merged.get("target", "ensemble") == "ensemble"
+            and merged.get("method", "auto") == "auto"):
+        return False
+    s = resolve_scheme(init)
+    return bool(s.is_zero_mean and s.is_iid)
+
+
 def _plan(act: Any, init: Any, merged: dict[str, Any], alpha: float, seed: int) -> int | None:
     """Replicates for a check at level ``alpha`` (see the module docstring); ``None``: no plan
-    (a zero prediction), verify's own adaptive plan is used."""
-    quantity = merged.get("quantity")
+    (a zero prediction), verify's own adaptive plan is used.  A keyword-form MLP check without
+    the caller's ``finite_width`` checks the 1/n-corrected prediction where the expansion
+    decides it (:func:`varprop.checking.budget.claim_allowance`): ``merged`` gets that
+    ``finite_width``."""
     rtol = float(merged.get("rtol", 0.05))
-    if (isinstance(act, (str, Activation)) and init is not None and quantity in MLP_QUANTITIES
-            and merged.get("layer") is None and merged.get("target", "ensemble") == "ensemble"
-            and merged.get("method", "auto") == "auto"):
+    if _keyword_mlp(act, init, merged):
         a, s = resolve_activation(act), resolve_scheme(init)
-        if s.is_zero_mean and s.is_iid:
-            ws = check_widths(merged.get("fan_in"), merged.get("fan_out"), merged.get("widths"),
-                              merged.get("depth", 1))
-            reps, _ = plan_check(a, s, ws, quantity, alpha=alpha, rtol=rtol,
-                                 input_variance=merged.get("input_variance", 1.0),
-                                 bias_variance=merged.get("bias_variance", 0.0),
-                                 predicted=merged.get("predicted"))
-            cap = max(default_budget(s, ws), BOOTSTRAP_REPLICATES + 1)
-            if reps > cap:
-                raise fail("config", {k: merged[k] for k in sorted(merged)}, "a configuration "
-                           f"the checker decides at level {alpha:.3g} within its budget of {cap} "
-                           f"replicates (it needs {reps}; width-1 and deep narrow nets are too "
-                           "heavy-tailed): draw it from varprop.strategies.layer_configs(), or "
-                           "pass alpha= or replicates=")
-            return reps
+        ws = check_widths(merged.get("fan_in"), merged.get("fan_out"), merged.get("widths"),
+                          merged.get("depth", 1))
+        shape = dict(input_variance=merged.get("input_variance", 1.0),
+                     bias_variance=merged.get("bias_variance", 0.0))
+        if merged.get("predicted") is None and "finite_width" not in merged:
+            fw = claim_allowance(a, s, ws, merged["quantity"], **shape)[2]
+            if fw:
+                merged["finite_width"] = True
+        reps, _ = plan_check(a, s, ws, merged["quantity"], alpha=alpha, rtol=rtol,
+                             predicted=merged.get("predicted"),
+                             finite_width=merged.get("finite_width", False), **shape)
+        cap = max(default_budget(s, ws), BOOTSTRAP_REPLICATES + 1)
+        if reps > cap:
+            raise fail("config", {k: merged[k] for k in sorted(merged)}, "a configuration "
+                       f"the checker decides at level {alpha:.3g} within its budget of {cap} "
+                       f"replicates (it needs {reps}; width-1 and deep narrow nets are too "
+                       "heavy-tailed): draw it from varprop.strategies.layer_configs(), or "
+                       "pass alpha= or replicates=")
+        return reps
     pilot = verify(act, init, **merged, replicates=_PILOT, alpha=0.5, seed=seed ^ 0x5EED)
     if pilot.relative_interval is None:
         return None
