@@ -38,11 +38,13 @@ def test_init_scheme_filters(scheme: InitScheme) -> None:
 
 @settings(max_examples=20, derandomize=True, deadline=None)
 @given(vst.layer_configs(activation=vst.activations(["relu", "tanh", "sigmoid"]),
-                         fan_in=vst.widths(16, 64), quantity=vst.quantities(["gradient"])))
+                         fan_in=vst.widths(16, 256), quantity=vst.quantities(["gradient"])))
 def test_layer_configs_are_verify_arguments(config: dict) -> None:
+    """Gradients confirmed to 5% at the run's level need 0.1-0.15 s below width 128 (predicted
+    cost), so the drawn widths reach 256, where the Gaussian schemes fit the deadline."""
     assert set(config) == {"activation", "init", "fan_in", "depth", "quantity", "bias_variance",
                            "input_variance"}
-    assert 16 <= config["fan_in"] <= 64 and config["quantity"] == "gradient"
+    assert 16 <= config["fan_in"] <= 256 and config["quantity"] == "gradient"
     assert config["init"].is_zero_mean and config["init"].is_iid
     varprop.predict_variance(**config)  # every drawn config is accepted by the library
 
