@@ -42,7 +42,6 @@ from hypothesis.control import current_build_context, currently_in_test_context
 from varprop._util.validation import (
     check_positive_int,
     check_probability,
-    check_widths,
     fail,
     fail_type,
 )
@@ -52,12 +51,12 @@ from varprop.checking.budget import (
     RUN_ALPHA,
     call_alpha,
     check_margin,
-    claim_allowance,
     example_bound,
     plan_check,
+    plan_config,
     planned_replicates,
 )
-from varprop.checking.check import QUANTITIES, Verdict, default_budget, verify
+from varprop.checking.check import QUANTITIES, Verdict, verify
 from varprop.checking.initializers import InitializerVerdict, check_initializer
 from varprop.components.activations import (
     Activation,
@@ -240,45 +239,14 @@ def _seed(merged: Mapping[str, Any], k: int) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
 
 
-def _keyword_mlp(act: Any, init: Any, merged: Mapping[str, Any]) -> bool:
-    """Whether the check is a keyword-form MLP check at the default layer and target (the one
-    :func:`varprop.checking.budget.plan_check` plans) with zero-mean i.i.d. weights."""
-    if not (isinstance(act, (str, Activation)) and init is not None
-            and merged.get("quantity") in MLP_QUANTITIES and merged.get("layer") is None
-            and merged.get("target", "ensemble") == "ensemble"
-            and merged.get("method", "auto") == "auto"):
-        return False
-    s = resolve_scheme(init)
-    return bool(s.is_zero_mean and s.is_iid)
-
-
 def _plan(act: Any, init: Any, merged: dict[str, Any], alpha: float, seed: int) -> int | None:
     """Replicates for a check at level ``alpha`` (see the module docstring); ``None``: no plan
-    (a zero prediction), verify's own adaptive plan is used.  A keyword-form MLP check without
-    the caller's ``finite_width`` checks the 1/n-corrected prediction where the expansion
-    decides it (:func:`varprop.checking.budget.claim_allowance`): ``merged`` gets that
-    ``finite_width``."""
+    (a zero prediction), verify's own adaptive plan is used.  A keyword-form MLP check is
+    planned by :func:`varprop.checking.budget.plan_config` (which gives ``merged`` the
+    1/n-corrected claim where the expansion decides it), any other by a pilot."""
     rtol = float(merged.get("rtol", 0.05))
-    if _keyword_mlp(act, init, merged):
-        a, s = resolve_activation(act), resolve_scheme(init)
-        ws = check_widths(merged.get("fan_in"), merged.get("fan_out"), merged.get("widths"),
-                          merged.get("depth", 1))
-        shape = dict(input_variance=merged.get("input_variance", 1.0),
-                     bias_variance=merged.get("bias_variance", 0.0))
-        if merged.get("predicted") is None and "finite_width" not in merged:
-            fw = claim_allowance(a, s, ws, merged["quantity"], **shape)[2]
-            if fw:
-                merged["finite_width"] = True
-        reps, _ = plan_check(a, s, ws, merged["quantity"], alpha=alpha, rtol=rtol,
-                             predicted=merged.get("predicted"),
-                             finite_width=merged.get("finite_width", False), **shape)
-        cap = max(default_budget(s, ws), BOOTSTRAP_REPLICATES + 1)
-        if reps > cap:
-            raise fail("config", {k: merged[k] for k in sorted(merged)}, "a configuration "
-                       f"the checker decides at level {alpha:.3g} within its budget of {cap} "
-                       f"replicates (it needs {reps}; width-1 and deep narrow nets are too "
-                       "heavy-tailed): draw it from varprop.strategies.layer_configs(), or "
-                       "pass alpha= or replicates=")
+    reps = plan_config(act, init, merged, alpha=alpha, quantities=MLP_QUANTITIES)
+    if reps is not None:
         return reps
     pilot = verify(act, init, **merged, replicates=_PILOT, alpha=0.5, seed=seed ^ 0x5EED)
     if pilot.relative_interval is None:

@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 from itertools import pairwise
 
 import numpy as np
@@ -71,15 +72,17 @@ from varprop._util.validation import (
     check_positive_int,
     check_positive_real,
     check_probability,
+    check_widths,
     fail,
 )
 from varprop.checking import plan as _plan
 from varprop.checking.allowance import is_exact, prediction_allowance
 from varprop.checking.distribution_check import replicate_cv2
 from varprop.checking.next_order import finite_width_case
+from varprop.checking.plan import default_budget
 from varprop.checking.stats import _BOOTSTRAP_RESAMPLES, BOOTSTRAP_MAX_WORK
-from varprop.components.activations import Activation
-from varprop.components.schemes import InitScheme
+from varprop.components.activations import Activation, resolve_activation
+from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.theory.predict import predict_variance
 
 __all__ = [
@@ -94,6 +97,7 @@ __all__ = [
     "claim_allowance",
     "example_bound",
     "plan_check",
+    "plan_config",
     "planned_replicates",
     "predicted_cv2",
     "predicted_seconds",
@@ -170,13 +174,15 @@ def predicted_cv2(act: Activation, scheme: InitScheme, widths: Sequence[int], qu
                   input_variance: float = 1.0, bias_variance: float = 0.0) -> float:
     r"""Predicted squared coefficient of variation of one replicate's statistic of
     :func:`varprop.verify` (keyword form, default layer, zero-mean i.i.d. weights) -- the
-    finite-width theory's (module docstring).  ``inf`` where it has no finite prediction."""
+    finite-width theory's (module docstring).  ``inf`` where it has no finite prediction or
+    the 1/n expansion is outside its range."""
     ws = [int(n) for n in widths]
     L = len(ws) - 1
     backward = quantity in ("gradient", "weight_gradient")
     base = "gradient" if backward else quantity
     cv2 = replicate_cv2(act, scheme, ws, quantity=base, layer=1 if backward else L,
-                        input_variance=input_variance, bias_variance=bias_variance)
+                        input_variance=input_variance, bias_variance=bias_variance,
+                        in_range=True)
     if cv2 is None:
         return math.inf
     if quantity == "activation" and not act.traits.linear:
@@ -301,3 +307,45 @@ def plan_check(act: Activation, scheme: InitScheme, widths: Sequence[int], quant
                               safety=safety)
     reps = cheapest_replicates(scheme, ws, reps, quantity)
     return reps, predicted_seconds(scheme, ws, reps, quantity)
+
+
+def plan_config(act: Any, init: Any, config: dict[str, Any], *, alpha: float,
+                quantities: Sequence[str]) -> int | None:
+    r"""Replicates of the assertion helpers' check of ``config`` (:func:`varprop.verify` keyword
+    arguments besides ``activation`` and ``init``) at level ``alpha``, for a keyword-form check
+    of one of ``quantities`` at the default layer and target with zero-mean i.i.d. weights:
+    without the caller's ``predicted`` or ``finite_width`` it is the 1/n-corrected claim where
+    the expansion decides it (:func:`claim_allowance`; ``config`` gets ``finite_width=True``),
+    planned by :func:`plan_check`.  ``None`` for any other check or where the spread has no
+    prediction (the caller sizes it by a pilot); a ``ValueError`` naming the configuration when
+    the plan exceeds the checker's budget (width-1 and deep narrow nets)."""
+    if not (isinstance(act, (str, Activation)) and init is not None
+            and config.get("quantity") in quantities and config.get("layer") is None
+            and config.get("target", "ensemble") == "ensemble"
+            and config.get("method", "auto") == "auto"):
+        return None
+    a, s = resolve_activation(act), resolve_scheme(init)
+    if not (s.is_zero_mean and s.is_iid):
+        return None
+    ws = check_widths(config.get("fan_in"), config.get("fan_out"), config.get("widths"),
+                      config.get("depth", 1))
+    shape = dict(input_variance=config.get("input_variance", 1.0),
+                 bias_variance=config.get("bias_variance", 0.0))
+    quantity = config["quantity"]
+    if config.get("predicted") is None and "finite_width" not in config and \
+            claim_allowance(a, s, ws, quantity, **shape)[2]:
+        config["finite_width"] = True
+    reps, seconds = plan_check(a, s, ws, quantity, alpha=alpha,
+                               rtol=float(config.get("rtol", 0.05)),
+                               predicted=config.get("predicted"),
+                               finite_width=config.get("finite_width", False), **shape)
+    if not math.isfinite(seconds):
+        return None
+    cap = max(default_budget(s, ws), BOOTSTRAP_REPLICATES + 1)
+    if reps > cap:
+        raise fail("config", {k: config[k] for k in sorted(config)}, "a configuration the "
+                   f"checker decides at level {alpha:.3g} within its budget of {cap} "
+                   f"replicates (it needs {reps}; width-1 and deep narrow nets are too "
+                   "heavy-tailed): draw it from varprop.strategies.layer_configs(), or pass "
+                   "alpha= or replicates=")
+    return reps
