@@ -242,7 +242,7 @@ def trace_model(model: nn.Module, example_input: torch.Tensor, *, unsupported: s
         items.pop(0)
         start, input_shape = first, first.shape
         input_variance = moments[first.name].second
-    layers, _ = place(items, (), ())
+    layers, _, _ = place(items, (), (), input_shape)
     if not layers:
         raise VarpropError("the model maps to no layer (its output is its input's values)")
     net = Network(layers, input_shape=input_shape, input_variance=input_variance)
