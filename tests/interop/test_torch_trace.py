@@ -377,3 +377,27 @@ def test_transformers_with_measured_attention(kind):
     assert traced.sites[0].path == () and traced.sites[0].measured
     assert traced.network.input_shape == (8, 64)
     assert all(p is not None for pair in predict_sites(traced) for p in pair)
+
+
+class InPlace(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+
+    def forward(self, x):
+        h = self.b(torch.relu(self.a(x)))
+        h += x  # as Hugging Face's ResNet adds its shortcut
+        return h
+
+
+def test_site_tensors_snapshot_values_before_in_place_changes():
+    torch.manual_seed(0)
+    model, x = InPlace(), torch.randn(3, 8)
+    traced = trace_model(model, x)
+    assert [s.kind for s in traced.sites] == ["Linear", "relu", "Linear", "add"]
+    ret, tensors = traced.site_tensors(model, x)
+    _, values = traced.site_tensors(model, x, snapshot=True)
+    expected_b = model.b(torch.relu(model.a(x))).detach()
+    assert torch.equal(values["b"], expected_b)
+    assert torch.equal(tensors["b"], ret)  # the same tensor object, changed by the +=
+    assert torch.equal(values["add"], ret.detach())

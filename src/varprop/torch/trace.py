@@ -82,11 +82,10 @@ class TracedModel:
     batch: int
     atomic: frozenset[str] = frozenset()
 
-    def site_tensors(self, model: nn.Module, example_input: torch.Tensor
-                     ) -> tuple[object, dict[str, torch.Tensor]]:
-        """Run ``model`` on ``example_input``: its return value and every site's output tensor
-        (in the autograd graph: hooks and ``retain_grad`` work on them)."""
-        return site_tensors(self, model, example_input)
+    def site_tensors(self, model: nn.Module, example_input: torch.Tensor, *,
+                     snapshot: bool = False) -> tuple[object, dict[str, torch.Tensor]]:
+        """:func:`site_tensors` of this trace."""
+        return site_tensors(self, model, example_input, snapshot=snapshot)
 
 
 def output_of(ret: object) -> torch.Tensor:
@@ -130,10 +129,11 @@ def _classify(node: Node, batch: int) -> Mapped | str:
         return str(err)
 
 
-def _record(model: nn.Module, x: torch.Tensor, whole: set[str]) -> Recording:
+def _record(model: nn.Module, x: torch.Tensor, whole: set[str],
+            snapshot: frozenset[str] = frozenset()) -> Recording:
     def atomic(name: str, module: nn.Module) -> bool:
         return name in whole or not any(True for _ in module.children()) or _mapped_type(module)
-    return record(model, x, atomic)
+    return record(model, x, atomic, snapshot)
 
 
 def _relevant(rec: Recording) -> list[Node]:
@@ -169,7 +169,7 @@ def _moments_once(model: nn.Module, x: torch.Tensor, whole: set[str], names: set
     gen = torch.Generator().manual_seed(0)
     result = {}
     with torch.enable_grad():
-        rec = _record(model, x, whole)
+        rec = _record(model, x, whole, frozenset(names))
         byname = {n.name: n for n in rec.nodes if n.name in names}
         out = output_of(rec.ret)
         seed = torch.randn(out.shape, generator=gen, dtype=out.dtype)
@@ -182,7 +182,7 @@ def _moments_once(model: nn.Module, x: torch.Tensor, whole: set[str], names: set
             for i, g in zip(diff, got):
                 grads[i] = g
         for k, (name, node) in enumerate(byname.items()):
-            y = node.output.detach().double()
+            y = rec.values[name].double()  # as produced (not changed in place later)
             gain = 1.0
             x_in = node.tensors[0]
             g_out = grads[k]
@@ -308,15 +308,21 @@ def predict_sites(traced: TracedModel) -> list[tuple[float | None, float | None]
     return out
 
 
-def site_tensors(traced: TracedModel, model: nn.Module, example_input: torch.Tensor
-                 ) -> tuple[object, dict[str, torch.Tensor]]:
+def site_tensors(traced: TracedModel, model: nn.Module, example_input: torch.Tensor, *,
+                 snapshot: bool = False) -> tuple[object, dict[str, torch.Tensor]]:
     """Run ``model(example_input)`` recorded as when ``traced`` was made: the return value and
     the output tensor of every site by name (in the autograd graph, so a tensor hook or
     ``retain_grad`` on them gives the gradients; the names of additions and other calls are
-    those of the recording).  Hooks are removed afterwards, also on an exception."""
+    those of the recording).  A model may change a site's tensor in place later in the forward
+    (Hugging Face's ResNet adds the shortcut with ``hidden_state += residual``, so the tensor of
+    the last BatchNorm of a block ends up holding the sum; its gradient is unaffected, the sum
+    passing it through): with ``snapshot=True`` the values are detached copies taken when each
+    site's output was produced -- use those for forward statistics.  Hooks are removed
+    afterwards, also on an exception."""
     if not isinstance(traced, TracedModel):
         raise fail_type("traced", traced, "a TracedModel (from trace_model)")
-    rec = _record(model, example_input, set(traced.atomic))
-    names = {s.name for s in traced.sites}
-    found = {n.name: n.output for n in rec.nodes if n.name in names}
-    return rec.ret, found
+    names = frozenset(s.name for s in traced.sites)
+    rec = _record(model, example_input, set(traced.atomic), names if snapshot else frozenset())
+    if snapshot:
+        return rec.ret, dict(rec.values)
+    return rec.ret, {n.name: n.output for n in rec.nodes if n.name in names}
