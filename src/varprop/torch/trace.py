@@ -43,7 +43,14 @@ from varprop.network.layers.measured import Measured, MeasuredMoments
 from varprop.network.model import Network
 from varprop.theory.fields import walk_fields, walk_nested
 from varprop.torch.graph import Item, ancestors, build, place, walk_items
-from varprop.torch.modules import IDENTITY, Mapped, Unsupported, map_function, map_module
+from varprop.torch.modules import (
+    IDENTITY,
+    Mapped,
+    Unsupported,
+    is_mapped_type,
+    map_function,
+    map_module,
+)
 from varprop.torch.record import INPUT, Node, Recording, record, tensors_in
 
 __all__ = ["Site", "TracedModel", "trace_model", "to_network", "predict_sites", "output_of",
@@ -100,16 +107,6 @@ def output_of(ret: object) -> torch.Tensor:
     raise VarpropError(f"the model returned {type(ret).__name__}, which holds no tensor")
 
 
-def _mapped_type(module: nn.Module) -> bool:
-    try:
-        map_module(module, (1,), (1,), batch=2)
-    except Unsupported as err:
-        return "no varprop mapping" not in str(err)
-    except Exception:  # noqa: BLE001 - a mapped type whose checks need the real shapes
-        return True
-    return True
-
-
 def _is_add(node: Node) -> bool:
     return (node.module is None and node.kind == "add" and len(node.inputs) >= 2
             and all(t.is_floating_point() for t in node.tensors[:2]))
@@ -132,7 +129,7 @@ def _classify(node: Node, batch: int) -> Mapped | str:
 def _record(model: nn.Module, x: torch.Tensor, whole: set[str],
             snapshot: frozenset[str] = frozenset()) -> Recording:
     def atomic(name: str, module: nn.Module) -> bool:
-        return name in whole or not any(True for _ in module.children()) or _mapped_type(module)
+        return name in whole or not any(True for _ in module.children()) or is_mapped_type(module)
     return record(model, x, atomic, snapshot)
 
 
