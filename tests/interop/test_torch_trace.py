@@ -21,7 +21,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from varprop import Network, init_scheme  # noqa: E402
+from varprop import Network, activation, init_scheme  # noqa: E402
 from varprop import layers as L  # noqa: E402
 from varprop.errors import InvalidArgument, VarpropError  # noqa: E402
 from varprop.network.layers.batchpop import PopulationBatchNorm  # noqa: E402
@@ -401,3 +401,53 @@ def test_site_tensors_snapshot_values_before_in_place_changes():
     assert torch.equal(values["b"], expected_b)
     assert torch.equal(tensors["b"], ret)  # the same tensor object, changed by the +=
     assert torch.equal(values["add"], ret.detach())
+
+
+def _bn_eval_shifted():
+    bn = nn.BatchNorm1d(4).eval()
+    bn.running_mean.fill_(0.5)
+    bn.running_var.fill_(4.0)
+    return bn
+
+
+def _bn_scaled():
+    bn = nn.BatchNorm1d(4).eval()
+    with torch.no_grad():
+        bn.weight.fill_(2.0)
+    return bn
+
+
+@pytest.mark.parametrize("module, in_shape, out_shape, expected", [
+    (nn.LeakyReLU(0.2), (4,), (4,), [L.Nonlinearity(activation("leaky_relu", negative_slope=0.2))]),
+    (nn.GELU(approximate="tanh"), (4,), (4,), [L.Nonlinearity("gelu_tanh")]),
+    (nn.Softplus(beta=2.0), (4,), (4,), [L.Nonlinearity(activation("softplus", beta=2.0))]),
+    (nn.ELU(alpha=0.5), (4,), (4,), [L.Nonlinearity(activation("elu", alpha=0.5))]),
+    (nn.Identity(), (4,), (4,), []),
+    (nn.Dropout(0.3).eval(), (4,), (4,), [L.Dropout(0.3, mode="eval")]),
+    (nn.Dropout(0.3), (4,), (4,), [L.Dropout(0.3, mode="train")]),
+    (nn.BatchNorm1d(4).eval(), (4,), (4,), [L.BatchNorm(1e-5, mode="eval")]),
+    # eval with running statistics (mean 0.5, variance 4): the affine map (x - 0.5)/sqrt(4 + eps)
+    (_bn_eval_shifted(), (4,), (4,),
+     [L.Nonlinearity(f"{1 / math.sqrt(4 + 1e-5)!r}*x + {-0.5 / math.sqrt(4 + 1e-5)!r}")]),
+    (_bn_scaled(), (4,), (4,), [L.BatchNorm(1e-5, mode="eval"), L.Nonlinearity("2.0*x + 0.0")]),
+    (nn.AdaptiveAvgPool2d(2), (3, 4, 4), (3, 2, 2), [L.AvgPool((2, 2))]),
+    (nn.MaxPool2d(3, 2, padding=1), (3, 8, 8), (3, 4, 4), [L.MaxPool((3, 3), (2, 2), (1, 1))]),
+])
+def test_module_mappings(module, in_shape, out_shape, expected):
+    from varprop.torch.modules import map_module
+    assert list(map_module(module, in_shape, out_shape, batch=4).layers) == expected
+
+
+def test_refused_modules_say_why():
+    from varprop.torch.modules import Unsupported, map_module
+    bn = nn.BatchNorm1d(4).eval()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    with pytest.raises(Unsupported, match="differs between channels"):
+        map_module(bn, (4,), (4,), batch=2)
+    with pytest.raises(Unsupported, match="vectors"):
+        map_module(nn.Linear(4, 4), (3, 4), (3, 4), batch=2)
+    with pytest.raises(Unsupported, match="one-layer"):
+        map_module(nn.RNN(4, 4, num_layers=2, batch_first=True), (3, 4), (3, 4), batch=2)
+    with pytest.raises(Unsupported, match="exact average pool"):
+        map_module(nn.AdaptiveAvgPool2d(3), (2, 4, 4), (2, 3, 3), batch=2)
