@@ -30,7 +30,15 @@ from varprop.theory.fields import walk_fields, walk_nested  # noqa: E402
 from varprop.torch import MeasuredMoments, predict_sites, to_network, trace_model  # noqa: E402
 
 pytestmark = pytest.mark.interop
-torch.set_num_threads(1)  # small models: threads only contend on a shared machine
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small models: threads only contend on a shared machine (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 DEFAULT = init_scheme("torch:default")
 
