@@ -459,3 +459,13 @@ def test_refused_modules_say_why():
         map_module(nn.RNN(4, 4, num_layers=2, batch_first=True), (3, 4), (3, 4), batch=2)
     with pytest.raises(Unsupported, match="exact average pool"):
         map_module(nn.AdaptiveAvgPool2d(3), (2, 4, 4), (2, 3, 3), batch=2)
+
+
+def test_tracing_leaves_the_model_as_it_was():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), Attention())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trace_model(model, torch.randn(4, 3, 6, 6), unsupported="measure")
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # running stats included
+    assert all(p.grad is None for p in model.parameters()) and model.training

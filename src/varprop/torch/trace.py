@@ -196,7 +196,9 @@ def _moments_once(model: nn.Module, x: torch.Tensor, whole: set[str], names: set
 def trace_model(model: nn.Module, example_input: torch.Tensor, *, unsupported: str = "error",
                 measured: dict[str, MeasuredMoments] | None = None) -> TracedModel:
     """Trace ``model`` on ``example_input`` (module docstring): the network, its sites, how to
-    read the output, the batch size."""
+    read the output, the batch size.  The model's buffers (BatchNorm running statistics, which
+    a train-mode forward updates) are restored afterwards, also on an error; its parameters are
+    not changed and no ``.grad`` is left (the gradients use ``torch.autograd.grad``)."""
     if not isinstance(model, nn.Module):
         raise fail_type("model", model, "a torch.nn.Module")
     if not isinstance(example_input, torch.Tensor) or example_input.ndim < 2:
@@ -204,6 +206,17 @@ def trace_model(model: nn.Module, example_input: torch.Tensor, *, unsupported: s
     check_choice("unsupported", unsupported, _CHOICES)
     if measured is not None and not isinstance(measured, dict):
         raise fail_type("measured", measured, "a dict name -> MeasuredMoments")
+    saved = [(b, b.detach().clone()) for b in model.buffers()]  # BN running statistics
+    try:
+        return _trace(model, example_input, unsupported, measured)
+    finally:
+        with torch.no_grad():
+            for b, value in saved:
+                b.copy_(value)
+
+
+def _trace(model: nn.Module, example_input: torch.Tensor, unsupported: str,
+           measured: dict[str, MeasuredMoments] | None) -> TracedModel:
     batch = int(example_input.shape[0])
     rec, nodes, mapping, whole = _converge(model, example_input, batch)
     bad = [n for n in nodes if isinstance(mapping[n.index], str)]
