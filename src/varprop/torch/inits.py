@@ -22,8 +22,9 @@ Only candidates whose variance is within ``PREFILTER`` (relative) of the tensor'
 are tested; an i.i.d. candidate on a tensor of more than ``MAX_CHECKED`` entries is checked on
 that many of its entries drawn at random (fixed seed), against the law at the layer's fans.
 The first ``confirmed`` one is the recognised law; failing that, the first one not refuted (a
-small tensor cannot confirm a variance to :math:`\pm 5\%`: the note says so); failing that, the tensor's own moments: a zero-mean normal with the tensor's variance (``"tensor
-moments"``; a non-zero sample mean is ignored and said so).
+small tensor cannot confirm a variance to :math:`\pm 5\%`: the note says so); failing that,
+the tensor's own moments: a zero-mean normal with the tensor's variance (``"tensor moments"``;
+a non-zero sample mean is ignored and said so).
 """
 
 from __future__ import annotations
