@@ -380,7 +380,7 @@ def test_refusals() -> None:
 
 def test_symbolic_steps() -> None:
     relu = dict(finite_width_steps("relu"))
-    assert relu["Mean recursion (delta method to O(1/n))"].rhs - (SIGMA_W2 * N * M / 2 + SIGMA_B2) == 0
+    assert relu["Mean recursion (delta method to $O(1/n)$)"].rhs - (SIGMA_W2 * N * M / 2 + SIGMA_B2) == 0
     var_rec = next(eq.rhs for text, eq in relu.items() if text.startswith("Variance recursion"))
     # by hand: C^2 [f'^2 v + g(1)(m^2 + v)/n] with f' = 1/2, g(1) = 5/4, C = sigma^2 n
     hand = (SIGMA_W2 * N) ** 2 * (V / 4 + sympy.Rational(5, 4) * (M**2 + V) / N)
@@ -394,6 +394,6 @@ def test_symbolic_steps() -> None:
     q = sympy.Symbol("q", positive=True)
     f = 2 / sympy.pi * sympy.asin(2 * q / (1 + 2 * q))
     expected = SIGMA_B2 + SIGMA_W2 * N * (f + sympy.diff(f, q, 2) * (V / 2 + KAPPA / 6)).subs(q, M)
-    got = erf["Mean recursion (delta method to O(1/n))"].rhs
+    got = erf["Mean recursion (delta method to $O(1/n)$)"].rhs
     values = {M: 0.37, V: 0.01, KAPPA: -0.02, N: 16, SIGMA_W2: 1 / 16, SIGMA_B2: 0.05}
     assert float(got.subs(values)) == pytest.approx(float(expected.subs(values)), rel=1e-12)

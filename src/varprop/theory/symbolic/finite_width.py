@@ -73,10 +73,20 @@ def _functions(act: Activation) -> dict[str, sp.Expr]:
     return out
 
 
+#: Expressions with more operations than this are left as ``sp.diff`` returns them: ``simplify``
+#: of GELU's closed-form derivatives alone took 30 s.
+_SIMPLIFY_OPS = 60
+
+
+def _simplified(expr: sp.Expr) -> sp.Expr:
+    """``sp.simplify(expr)`` for small expressions, ``expr`` itself otherwise (a bounded cost)."""
+    return sp.simplify(expr) if sp.count_ops(expr) <= _SIMPLIFY_OPS else expr
+
+
 def _at(expr: sp.Expr, q: sp.Expr, order: int = 0) -> sp.Expr:
     """``d^order expr / dq^order`` at ``q`` (an unevaluated derivative for an unknown function)."""
     d = sp.diff(expr, Q, order) if order else expr
-    return sp.simplify(d.subs(Q, q)) if not d.has(sp.Function) else d.subs(Q, q)
+    return _simplified(d.subs(Q, q)) if not d.has(sp.Function) else d.subs(Q, q)
 
 
 def finite_width_steps(activation: Activation | str) -> list[tuple[str, sp.Eq]]:
@@ -96,20 +106,20 @@ def finite_width_steps(activation: Activation | str) -> list[tuple[str, sp.Eq]]:
     if act.traits.exact_at_finite_width:  # g(q) = g(1) q^2: E g(q_l) = g(1)(m^2 + v), exactly
         g = sp.expand(g + _at(fn["g"], M, 2) * V / 2)
     steps: list[tuple[str, sp.Eq]] = [
-        ("First layer (exact for Gaussian input x ~ N(0, s_x)): q_1 = sigma_b^2 + sigma_w^2 |x|^2",
+        (r"First layer (exact for a Gaussian input $x \sim N(0, s_x)$): $q_1 = \sigma_b^2 + \sigma_w^2 \lVert x\rVert^2$",
          sp.Eq(M1, SIGMA_B2 + SIGMA_W2 * N0 * S_X)),
-        ("Its variance over inputs (|x|^2 / s_x is chi-square with n_0 degrees of freedom)",
+        (r"Its variance over inputs ($\lVert x\rVert^2 / s_x$ is $\chi^2$ with $n_0$ degrees of freedom)",
          sp.Eq(V1, 2 * SIGMA_W2**2 * N0 * S_X**2)),
-        ("Fourth cumulant of z_1 given x, averaged (Gaussian input: E x^4 = 3 s_x^2)",
+        (r"Fourth cumulant of $z_1$ given $x$, averaged (Gaussian input: $E x^4 = 3 s_x^2$)",
          sp.Eq(KAPPA1, 3 * KAPPA_W * SIGMA_W2**2 * N0 * S_X**2)),
-        ("Conditional mean of the next layer's variance (Edgeworth term kappa f''/6)",
+        (r"Conditional mean of the next layer's variance (Edgeworth term $\kappa f''/6$)",
          sp.Eq(sp.Symbol("E[q_{l+1} | q_l]"),
                SIGMA_B2 + C * (_at(fn["f"], Q) + KAPPA * _at(fn["f"], Q, 2) / 6))),
-        ("Conditional variance of the next layer's variance (n_l i.i.d. units)",
-         sp.Eq(sp.Symbol("Var[q_{l+1} | q_l]"), sp.simplify(C**2 * _at(fn["g"], Q) / N))),
-        ("Mean recursion (delta method to O(1/n))",
+        (r"Conditional variance of the next layer's variance ($n_l$ i.i.d. units)",
+         sp.Eq(sp.Symbol("Var[q_{l+1} | q_l]"), _simplified(C**2 * _at(fn["g"], Q) / N))),
+        (r"Mean recursion (delta method to $O(1/n)$)",
          sp.Eq(M_NEXT, tidy(SIGMA_B2 + C * (f + f2 * spread)))),
-        (("Variance recursion (the four-point vertex V/n of Roberts-Yaida-Hanin; exact for "
+        ((r"Variance recursion (the four-point vertex $V/n$ of Roberts-Yaida-Hanin; exact for "
           "degree-1 homogeneous activations and Gaussian weights)"),
          sp.Eq(V_NEXT, tidy(C**2 * (f1**2 * V + g / N)))),
         ("Kurtosis recursion",
@@ -118,12 +128,12 @@ def finite_width_steps(activation: Activation | str) -> list[tuple[str, sp.Eq]]:
          sp.Eq(A2, tidy(f + f2 * spread))),
         ("Ensemble mean of the activation",
          sp.Eq(A_MEAN, tidy(_at(fn["mu"], M) + _at(fn["mu"], M, 2) * spread))),
-        ("Variance over networks of one input's mean square (1/n_l) sum_i z_{l,i}^2",
+        (r"Variance over networks of one input's mean square $\frac{1}{n_l}\sum_i z_{l,i}^2$",
          sp.Eq(MS_VAR, (2 * (M**2 + V) + KAPPA) / N + V)),
         ("Backward factor given the forward pass (gradient independence)",
-         sp.Eq(H_COND, sp.simplify(C * _at(fn["h"], M)))),
-        ("Weight-reuse mode ratio (S_L = 1)",
-         sp.Eq(S_L, sp.simplify(1 + 2 * (M - SIGMA_B2) * _at(fn["h"], M, 1) / _at(fn["h"], M)
+         sp.Eq(H_COND, _simplified(C * _at(fn["h"], M)))),
+        (r"Weight-reuse mode ratio ($S_L = 1$)",
+         sp.Eq(S_L, _simplified(1 + 2 * (M - SIGMA_B2) * _at(fn["h"], M, 1) / _at(fn["h"], M)
                                 + (S_NEXT - 1) * (M - SIGMA_B2) * f1**2 / (f * _at(fn["h"], M))))),
     ]
     return steps
