@@ -216,7 +216,8 @@ def prediction_allowance(activation: Activation | str, init: InitScheme | str, *
       ``method`` in auto/exact/quadrature.
     * The second term is 0 when :func:`is_exact` holds.  Otherwise the truth is the 1/n-corrected
       prediction up to the next order, and the term is the estimate :math:`c\rho^2` of that
-      remainder (:mod:`varprop.checking.next_order`: :math:`\rho = |s| + \max_l v_l/m_l^2`,
+      remainder (:meth:`~varprop.theory.finite.expansion.FiniteWidthMoments.next_order`, applied
+      by :mod:`varprop.checking.next_order`: :math:`\rho = |s| + \max_l v_l/m_l^2`,
       the relative 1/n shift plus the largest relative variance of the layers' scale
       :math:`\hat q_l`; :math:`c = 0.3` calibrated by Monte Carlo).  The same allowance judges the
       mean-field claim (then off by the shift :math:`s`: refuted where the Monte Carlo resolves

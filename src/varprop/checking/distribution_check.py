@@ -20,7 +20,7 @@ Allowance (:func:`distribution_allowance`):
   :math:`\mathrm{CV}^2` as exact, a quantile :math:`c_s\,\mathrm{CV}^2` for the shape of the
   fitted law;
 * the 1/n expansion (every other activation; :math:`\rho` of
-  :mod:`varprop.checking.next_order`): :math:`\mathrm{CV}^2` relative error
+  :meth:`~varprop.theory.finite.expansion.FiniteWidthMoments.expansion_size`): :math:`\mathrm{CV}^2` relative error
   :math:`c_d\rho + 0.05`, a quantile :math:`c\rho^2 + \tfrac12 (c_d\rho + 0.05)
   |Q_p/\mu - 1| + c_s\,\mathrm{CV}^2` (mean, spread and shape of the fitted law);
 * out of the expansion's regime, or without an expansion (backward quantities): a broad
@@ -82,7 +82,7 @@ STATISTICS: tuple[str, ...] = ("mean_square", "unit_std", "log_mean_square")
 #: The quantities whose per-network statistic is checked.
 DIST_QUANTITIES: tuple[str, ...] = ("preactivation", "activation", "gradient")
 #: :math:`c_d`: relative error of the 1/n :math:`\mathrm{CV}^2` per unit of :math:`\rho`.
-#: Calibrated with the Monte Carlo of :mod:`varprop.checking.next_order` (448 cases with
+#: Calibrated with the Monte Carlo of :mod:`varprop.theory.finite.expansion` (448 cases with
 #: :math:`\rho \le 0.75`, per-network :math:`\overline{z_l^2}` and :math:`\overline{a_l^2}`): the
 #: largest :math:`(|\widehat{\mathrm{CV}^2}/\mathrm{CV}^2_{1/n} - 1| - 3\,se)/\rho` was 0.55 (gelu,
 #: width 8, layer 1: +18% at :math:`\rho = 0.25`), then 0.46, 0.46 (gelu), 0.37 (erf width 16 depth
