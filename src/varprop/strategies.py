@@ -46,7 +46,6 @@ from varprop._util.validation import (
     fail_type,
 )
 from varprop.checking.budget import (
-    BOOTSTRAP_REPLICATES,
     MAX_CV2,
     RUN_ALPHA,
     call_alpha,

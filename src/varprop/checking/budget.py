@@ -65,8 +65,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 
@@ -331,8 +331,8 @@ def plan_config(act: Any, init: Any, config: dict[str, Any], *, alpha: float,
         return None
     ws = check_widths(config.get("fan_in"), config.get("fan_out"), config.get("widths"),
                       config.get("depth", 1))
-    shape = dict(input_variance=config.get("input_variance", 1.0),
-                 bias_variance=config.get("bias_variance", 0.0))
+    shape = {"input_variance": config.get("input_variance", 1.0),
+             "bias_variance": config.get("bias_variance", 0.0)}
     quantity = config["quantity"]
     if config.get("predicted") is None and "finite_width" not in config and \
             claim_allowance(a, s, ws, quantity, **shape)[2]:
