@@ -186,3 +186,27 @@ def test_levels_spent_by_a_real_run_add_up_to_at_most_1e_6() -> None:
     assert len(spent) == 3 * 61 and max(spent) == pytest.approx(expected_first)
     assert math.fsum(spent) <= budget.RUN_ALPHA
     assert vst.check_alpha() == budget.RUN_ALPHA  # outside a test a check spends it all
+
+
+def test_margin_and_claim_allowance_by_hand() -> None:
+    """check_margin = max(M - d, M/2), M = max(rtol, tol); the helpers check the corrected claim
+    where the 1/n expansion decides it, with the allowance 0.3 rho^2 computed here by hand."""
+    assert budget.check_margin(0.05, 0.0, 0.0) == 0.05
+    assert budget.check_margin(0.05, 0.01) == pytest.approx(0.04)
+    assert budget.check_margin(0.05, 0.2) == pytest.approx(0.1)  # deviation up to tol: M/2
+    assert budget.check_margin(0.05, 0.01, 0.04) == pytest.approx(0.025)
+    relu, tanh = varprop.activation("relu"), varprop.activation("tanh")
+    he, xn = varprop.init_scheme("he_normal"), varprop.init_scheme("xavier_normal")
+    assert budget.claim_allowance(relu, he, [32] * 4, "preactivation") == (0.0, 0.0, False)
+    ws = [64] * 5
+    fm = varprop.finite_width_moments("tanh", "xavier_normal", widths=ws)
+    s = fm.act_second[-1] / fm.act_second_mean_field[-1] - 1
+    rho = abs(s) + max(fm.q_var / fm.q_mean ** 2)
+    tol, dev, fw = budget.claim_allowance(tanh, xn, ws, "activation_second_moment")
+    assert fw and tol == pytest.approx(0.3 * rho ** 2 + 1e-9) and dev == pytest.approx(tol)
+    tol0, dev0, fw0 = budget.claim_allowance(tanh, xn, ws, "activation_second_moment",
+                                             finite_width=False)
+    assert not fw0 and tol0 == pytest.approx(tol) and dev0 == pytest.approx(tol + abs(s), rel=1e-6)
+    v = vst.assert_prediction_confirmed(activation="tanh", init="xavier_normal", fan_in=64,
+                                        depth=4, quantity="activation_second_moment")
+    assert v.config["finite_width"] and v.predicted == pytest.approx(fm.act_second[-1])
