@@ -31,6 +31,9 @@ __all__ = ["AuditReport", "AuditRow", "PassResult", "STATUSES"]
 #: The statuses a pass of a row can have.
 STATUSES = ("confirmed", "refuted", "inconclusive", "measured", "no prediction", "not measured",
             "not run")
+#: matplotlib settings of the figure (a fixed SVG hash salt: the same report, the same file)
+_STYLE = {"svg.hashsalt": "varprop", "svg.fonttype": "none", "font.size": 9,
+          "path.simplify": False}
 _MARK = {"confirmed": "confirmed", "refuted": "**REFUTED**", "inconclusive": "inconclusive",
          "measured": "measured", "no prediction": "-", "not measured": "not measured", "not run": "-"}
 
@@ -221,6 +224,15 @@ class AuditReport:
                                "(or pip install matplotlib)") from None
         if path is not None:
             matplotlib.use("Agg", force=True)
+        with matplotlib.rc_context(_STYLE):
+            fig = self._figure()
+            if path is None:
+                return fig
+            out = Path(path)
+            _save(fig, out)
+        return out
+
+    def _figure(self) -> Any:
         import matplotlib.pyplot as plt
 
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
@@ -236,11 +248,7 @@ class AuditReport:
         axes[0].legend(fontsize=7, loc="best")
         fig.suptitle(f"{self.model}: {self.replicates} re-initialisations", fontsize=10)
         fig.tight_layout()
-        if path is None:
-            return fig
-        out = Path(path)
-        _save(fig, out)
-        return out
+        return fig
 
 
 def _draw_pass(ax: Any, x: Sequence[int], passes: Sequence[PassResult]) -> None:
