@@ -14,6 +14,8 @@ torch is imported by this subpackage only; nothing else in varprop imports it (t
 from __future__ import annotations
 
 from varprop.network.layers.measured import MeasuredMoments
+from varprop.torch.audit import audit
+from varprop.torch.report import AuditReport, AuditRow, PassResult
 from varprop.torch.trace import (
     Site,
     TracedModel,
@@ -23,4 +25,4 @@ from varprop.torch.trace import (
 )
 
 __all__ = ["to_network", "trace_model", "predict_sites", "Site", "TracedModel",
-           "MeasuredMoments"]
+           "MeasuredMoments", "audit", "AuditReport", "AuditRow", "PassResult"]

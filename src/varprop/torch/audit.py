@@ -50,10 +50,11 @@ from varprop._util.validation import (
     fail_type,
 )
 from varprop.errors import VarpropError, VarpropWarning
+from varprop.network.layers.measured import MeasuredMoments
 from varprop.torch.judge import build_rows, change_warnings, law_warnings
 from varprop.torch.measure import Recorder, Snapshot, reinitialise, replicate_seeds
 from varprop.torch.report import AuditReport
-from varprop.torch.trace import MeasuredMoments, predict_sites, trace_model
+from varprop.torch.trace import predict_sites, trace_model
 
 __all__ = ["audit", "MAX_REPLICATES", "MIN_REPLICATES"]
 
@@ -140,8 +141,7 @@ def audit(model: Any, example_input: Any, *, replicates: int = 32, seed: int = 0
             timings["trace"] = time.perf_counter() - t0
             sites = list(traced.sites)
             measured_idx = [i for i, s in enumerate(sites) if s.measured]
-            recorder = Recorder(model, sites, traced.output,
-                                getattr(traced, "graph_module", None), measured_idx)
+            recorder = Recorder(model, sites, traced, measured_idx)
             t0 = time.perf_counter()
             for r in range(reps):
                 reinitialise(model, reinit, seeds[r])
@@ -155,6 +155,9 @@ def audit(model: Any, example_input: Any, *, replicates: int = 32, seed: int = 0
                 traced = _guarded(lambda: trace_model(model, example_input, unsupported=mode,
                                                       measured=moments), example_input)
                 timings["trace"] += time.perf_counter() - t0
+                if [s.name for s in traced.sites] != [s.name for s in sites]:
+                    raise VarpropError("tracing the model again with the measured moments gave "
+                                       "other sites: the model's graph depends on its weights")
                 sites = list(traced.sites)
             t0 = time.perf_counter()
             predictions = predict_sites(traced)

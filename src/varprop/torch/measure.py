@@ -14,8 +14,8 @@ seed of varprop's backward model), accumulated in float64 (``torch.linalg.vector
 gradients are computed by ``torch.autograd.grad`` with respect to the sites' outputs (and the
 input), so no parameter gradient is computed or accumulated; tensor hooks registered when a site
 computes its output record them (also when a later in-place operation changes the tensor).
-Module sites are read by forward hooks; residual sums by probe calls inserted after their node in
-a copy of the traced graph (which shares the model's modules).
+Module sites are read by forward hooks when the module computes its output; residual sums and
+other function calls from the traced model's recorded run (``TracedModel.site_tensors``).
 """
 
 from __future__ import annotations
@@ -136,49 +136,42 @@ class Measurements:
         return None if not values else np.asarray(values, dtype=float)
 
 
-_ACTIVE: dict[str, Callable[[torch.Tensor], None]] = {}
-
-
-def probe(t: Any, key: str) -> Any:
-    """Identity inserted after a graph node: records ``t`` through the active recorder."""
-    record = _ACTIVE.get(key)
-    if record is not None and isinstance(t, torch.Tensor):
-        record(t)
-    return t
-
-
 class Recorder:
     """Hooks on the sites of a traced model; :meth:`run` does one replicate's forward and
-    backward pass and appends its statistics; :meth:`remove` takes every hook out."""
+    backward pass and appends its statistics; :meth:`remove` takes every hook out.
 
-    def __init__(self, model: torch.nn.Module, sites: Sequence[Any], output: Callable[[Any], Any],
-                 graph_module: Any = None, measure_inputs: Sequence[int] = ()) -> None:
+    A site that is a module's output is read by a forward hook when the module computes it;
+    the others (residual sums, function calls) are read from the recorded run
+    ``traced.site_tensors(model, x)`` after the forward pass."""
+
+    def __init__(self, model: torch.nn.Module, sites: Sequence[Any], traced: Any,
+                 measure_inputs: Sequence[int] = ()) -> None:
         self.model = model
-        self.output = output
+        self.traced = traced
         self.backward = True
         self.data = Measurements()
         self.handles: list[Any] = []
-        self.keys: list[str] = []
-        self.runner: Any = model
         self.captured: list[torch.Tensor] = []
-        self.unmeasured: list[int] = []
         modules = dict(model.named_modules())
         by_module: dict[str, list[int]] = defaultdict(list)
-        adds: list[int] = []
+        self.others: dict[str, int] = {}
         for i, site in enumerate(sites):
             if site.name in modules and site.kind != "add":
                 by_module[site.name].append(i)
             else:
-                adds.append(i)
+                self.others[site.name] = i
+        self.seen: set[int] = set()
         self.calls: dict[str, int] = defaultdict(int)
         want_inputs = set(measure_inputs)
         for name, indices in by_module.items():
             self.handles.append(modules[name].register_forward_hook(
                 self._module_hook(name, indices, want_inputs)))
-        if adds:
-            self._probe_adds(sites, adds, graph_module)
 
-    # -- hooks ---------------------------------------------------------------------------------
+    @property
+    def unmeasured(self) -> list[int]:
+        """Sites whose output no replicate saw."""
+        return [i for i in range(len(self.traced.sites)) if i not in self.seen]
+
     def _module_hook(self, name: str, indices: list[int], want_inputs: set[int]) -> Callable:
         def hook(module: torch.nn.Module, args: Any, out: Any) -> None:
             k = self.calls[name]
@@ -189,13 +182,14 @@ class Recorder:
             y = first_tensor(out)
             if y is not None:
                 self._record(i, y)
-            if i in want_inputs:
+            if i in want_inputs and self.backward:
                 x = first_tensor(args)
                 if x is not None and x.requires_grad:
                     x.register_hook(lambda g, i=i: self.data.input_grad[i].append(mean_square(g)))
         return hook
 
     def _record(self, i: int, y: torch.Tensor) -> None:
+        self.seen.add(i)
         self.data.forward[i].append(mean_square(y))
         if y.is_floating_point() and y.numel():
             self.data.mean[i].append(float(y.detach().mean(dtype=torch.float64)))
@@ -204,28 +198,6 @@ class Recorder:
         if self.backward and y.requires_grad:
             y.register_hook(lambda g, i=i: self.data.backward[i].append(mean_square(g)))
             self.captured.append(y)
-
-    def _probe_adds(self, sites: Sequence[Any], adds: list[int], graph_module: Any) -> None:
-        """Insert :func:`probe` calls after the graph nodes of the residual sums."""
-        node_names = {getattr(sites[i], "node", None): i for i in adds}
-        if graph_module is None or not hasattr(graph_module, "graph"):
-            self.unmeasured = adds
-            return
-        graph = torch.fx.Graph()
-        env: dict[Any, Any] = {}
-        found: set[int] = set()
-        for node in graph_module.graph.nodes:
-            new = graph.node_copy(node, lambda n: env[n])
-            env[node] = new
-            i = node_names.get(node.name)
-            if i is not None and node.op != "output":
-                key = f"{id(self)}:{i}"
-                self.keys.append(key)
-                _ACTIVE[key] = lambda t, i=i: self._record(i, t)
-                env[node] = graph.call_function(probe, (new, key))
-                found.add(i)
-        self.unmeasured = [i for i in adds if i not in found]
-        self.runner = torch.fx.GraphModule(graph_module, graph)
 
     # -- one replicate -------------------------------------------------------------------------
     def run(self, example_input: torch.Tensor, backward: bool) -> None:
@@ -236,7 +208,15 @@ class Recorder:
         if backward and x.is_floating_point():
             x.requires_grad_(True)
         t0 = time.perf_counter()
-        out = _output_tensor(self.output, self.runner(x))
+        with torch.set_grad_enabled(backward):
+            if self.others:
+                ret, found = self.traced.site_tensors(self.model, x)
+                for name, i in self.others.items():
+                    if name in found:
+                        self._record(i, found[name])
+            else:
+                ret = self.model(x)
+            out = _output_tensor(self.traced.output, ret)
         if out is None:
             raise VarpropError("the model returned no tensor: nothing to audit")
         if backward:
@@ -253,9 +233,6 @@ class Recorder:
         for h in self.handles:
             h.remove()
         self.handles = []
-        for key in self.keys:
-            _ACTIVE.pop(key, None)
-        self.keys = []
 
 
 def _output_tensor(output: Callable[[Any], Any], ret: Any) -> torch.Tensor | None:
