@@ -167,27 +167,32 @@ def _moments_once(model: nn.Module, x: torch.Tensor, whole: set[str], names: set
                   ) -> dict[str, MeasuredMoments]:
     """Moments of the named sites in one forward and backward pass (current parameters)."""
     gen = torch.Generator().manual_seed(0)
+    result = {}
     with torch.enable_grad():
         rec = _record(model, x, whole)
         byname = {n.name: n for n in rec.nodes if n.name in names}
         out = output_of(rec.ret)
-        wanted = [t for n in byname.values() for t in (n.output, n.tensors[0])]
-        grads: list = [None] * len(wanted)
-        if out.requires_grad:
-            seed = torch.randn(out.shape, generator=gen, dtype=out.dtype)
-            diff = [i for i, t in enumerate(wanted) if t.requires_grad]
-            got = torch.autograd.grad(out, [wanted[i] for i in diff], seed, allow_unused=True)
+        seed = torch.randn(out.shape, generator=gen, dtype=out.dtype)
+        outs = [n.output for n in byname.values()]
+        grads: list = [None] * len(outs)
+        diff = [i for i, t in enumerate(outs) if t.requires_grad]
+        if out.requires_grad and diff:
+            got = torch.autograd.grad(out, [outs[i] for i in diff], seed, allow_unused=True,
+                                      retain_graph=True)
             for i, g in zip(diff, got):
                 grads[i] = g
-    result = {}
-    for k, (name, node) in enumerate(byname.items()):
-        y = node.output.detach().double()
-        g_out, g_in = grads[2 * k], grads[2 * k + 1]
-        gain = 1.0
-        if g_out is not None and g_in is not None and float(g_out.double().pow(2).mean()) > 0:
-            gain = float(g_in.double().pow(2).mean() / g_out.double().pow(2).mean())
-        mean = float(y.mean())
-        result[name] = MeasuredMoments(max(float(y.pow(2).mean()), mean * mean), mean, gain)
+        for k, (name, node) in enumerate(byname.items()):
+            y = node.output.detach().double()
+            gain = 1.0
+            x_in = node.tensors[0]
+            g_out = grads[k]
+            if g_out is not None and x_in.requires_grad and float(g_out.pow(2).mean()) > 0:
+                (g_in,) = torch.autograd.grad(node.output, x_in, g_out, allow_unused=True,
+                                              retain_graph=True)  # through this module alone
+                if g_in is not None:
+                    gain = float(g_in.double().pow(2).mean() / g_out.double().pow(2).mean())
+            mean = float(y.mean())
+            result[name] = MeasuredMoments(max(float(y.pow(2).mean()), mean * mean), mean, gain)
     return result
 
 
@@ -222,18 +227,21 @@ def trace_model(model: nn.Module, example_input: torch.Tensor, *, unsupported: s
         return m.layers
 
     out_node = rec.producer_of(output_of(rec.ret))
+    items = build(out_node, rec.nodes, _is_add, layers_of)
     start: object = INPUT
     x = example_input
     input_shape = tuple(x.shape[1:])
     input_variance = float(x.double().pow(2).mean()) if x.is_floating_point() else None
     if not x.is_floating_point():
-        first = next((n for n in nodes if n.inputs[:1] == (INPUT,)), None)
+        while items and not items[0].add and not items[0].layers:
+            items.pop(0)  # calls keeping the token ids' values (a view)
+        first = items[0].node if items and not items[0].add else None
         if first is None or not isinstance(mapping[first.index], str):
             raise VarpropError("an integer input must enter through a module measured whole (an "
                                "nn.Embedding): pass unsupported='measure'")
+        items.pop(0)
         start, input_shape = first, first.shape
         input_variance = moments[first.name].second
-    items = build(out_node, rec.nodes, _is_add, layers_of, start)
     layers, _ = place(items, (), ())
     if not layers:
         raise VarpropError("the model maps to no layer (its output is its input's values)")
