@@ -229,7 +229,8 @@ def _measured_moments(sites: list[Any], indices: list[int], recorder: Recorder,
                                "cannot be measured")
         gain = 1.0
         gx, gy = data.column("input_grad", i), data.column("backward", i)
-        if backward and gx is not None and gy is not None and np.mean(gy) > 0:
+        if backward and gx is not None and gy is not None and gx.size == gy.size \
+                and np.mean(gy) > 0:
             gain = float(np.mean(gx) / np.mean(gy))
         out[sites[i].name] = MeasuredMoments(second=float(np.mean(second)),
                                              mean=float(np.mean(mean)), gradient_gain=gain)

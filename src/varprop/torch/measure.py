@@ -161,6 +161,9 @@ class Recorder:
             else:
                 self.others[site.name] = i
         self.seen: set[int] = set()
+        self.pairs: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        self.grads: dict[int, torch.Tensor] = {}
+        self.main_pass = True
         self.calls: dict[str, int] = defaultdict(int)
         want_inputs = set(measure_inputs)
         for name, indices in by_module.items():
@@ -182,10 +185,10 @@ class Recorder:
             y = first_tensor(out)
             if y is not None:
                 self._record(i, y)
-            if i in want_inputs and self.backward:
+            if i in want_inputs and self.backward and y is not None and y.requires_grad:
                 x = first_tensor(args)
                 if x is not None and x.requires_grad:
-                    x.register_hook(lambda g, i=i: self.data.input_grad[i].append(mean_square(g)))
+                    self.pairs.append((i, x, y))
         return hook
 
     def _record(self, i: int, y: torch.Tensor) -> None:
@@ -196,14 +199,22 @@ class Recorder:
         else:
             self.data.mean[i].append(0.0)
         if self.backward and y.requires_grad:
-            y.register_hook(lambda g, i=i: self.data.backward[i].append(mean_square(g)))
+            y.register_hook(lambda g, i=i: self._gradient(i, g))
             self.captured.append(y)
+
+    def _gradient(self, i: int, g: torch.Tensor) -> None:
+        if self.main_pass:  # not the pull-backs of _input_gradients, which pass here too
+            self.data.backward[i].append(mean_square(g))
+            self.grads[i] = g
 
     # -- one replicate -------------------------------------------------------------------------
     def run(self, example_input: torch.Tensor, backward: bool) -> None:
         self.backward = backward
         self.calls.clear()
         self.captured = []
+        self.pairs: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        self.grads: dict[int, torch.Tensor] = {}
+        self.main_pass = True
         x = example_input.detach().clone()
         if backward and x.is_floating_point():
             x.requires_grad_(True)
@@ -225,9 +236,24 @@ class Recorder:
                 leaves.append(x)
             if out.requires_grad and leaves:
                 torch.autograd.grad(out, leaves, grad_outputs=torch.randn_like(out),
-                                    allow_unused=True)
+                                    allow_unused=True, retain_graph=bool(self.pairs))
+            self._input_gradients()
         self.data.model_seconds += time.perf_counter() - t0
         self.captured = []
+
+    def _input_gradients(self) -> None:
+        r"""For the measured modules: :math:`E|\partial L/\partial x|^2` per entry of the
+        gradient through the module alone (its output's gradient pulled back by its own
+        Jacobian; the input's full gradient also carries other paths, e.g. a residual shortcut)."""
+        self.main_pass = False
+        for i, x, y in self.pairs:
+            g = self.grads.get(i)
+            if g is None:
+                continue
+            (gx,) = torch.autograd.grad(y, x, g, retain_graph=True, allow_unused=True)
+            if gx is not None:
+                self.data.input_grad[i].append(mean_square(gx))
+        self.pairs, self.grads = [], {}
 
     def remove(self) -> None:
         for h in self.handles:

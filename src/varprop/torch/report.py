@@ -178,7 +178,7 @@ class AuditReport:
         for i, r in enumerate(self.rows, 1):
             cells = [str(i), f"`{r.name}`", r.kind, "x".join(map(str, r.shape))]
             for p in (r.forward, r.backward):
-                cells += [_num(p.predicted), _measured(p), _MARK[p.status]]
+                cells += [_num(p.predicted), _measured(p), _verdict(p, self.rtol)]
             lines.append("| " + " | ".join(cells) + " |")
         counts = {k: v for k, v in self.counts().items() if v}
         lines += ["", "Verdicts: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + "."]
@@ -301,6 +301,16 @@ def _measured(p: PassResult) -> str:
     if p.interval is None:
         return _num(p.measured)
     return f"{p.measured:.4g} [{p.interval[0]:.4g}, {p.interval[1]:.4g}]"
+
+
+def _verdict(p: PassResult, rtol: float) -> str:
+    """The verdict cell: the status, with the allowance when it exceeds the confirmation
+    margin (an approximate prediction)."""
+    mark = _MARK[p.status]
+    if p.status in ("confirmed", "refuted", "inconclusive") and p.tol is not None \
+            and p.tol > rtol:
+        return f"{mark} (allowance +-{100 * p.tol:.3g}%)"
+    return mark
 
 
 def _pass(d: dict[str, Any]) -> PassResult:
