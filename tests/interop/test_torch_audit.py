@@ -262,3 +262,61 @@ def test_plot_writes_a_reproducible_svg(tmp_path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
     with pytest.raises(VarpropError, match="matplotlib"):
         report.plot()
+
+
+# -- real architectures this project did not write (transformers, built from configs) ----------
+
+def _hf_init(m: torch.nn.Module) -> None:
+    m.apply(m._init_weights)
+
+
+@pytest.mark.slow
+def test_resnet18_audit_in_eval_mode() -> None:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.ResNetConfig(depths=[2, 2, 2, 2], layer_type="basic",
+                                    hidden_sizes=[64, 128, 256, 512])
+    model = transformers.ResNetModel(cfg).eval()
+    before = _state(model)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with pytest.warns(VarpropWarning, match="_init_weights"):  # HF's init is not PyTorch's
+        report = audit(model, x, replicates=4, seed=0)
+    _assert_same(model, before)
+    kinds = [r.kind for r in report.rows]
+    assert kinds.count("add") == 8 and kinds.count("Conv2d") == 20
+    assert report.rows[0].name == "embedder.embedder.convolution"
+    assert report.rows[-1].name == "encoder.stages.3.layers.1.activation"
+    assert all(r.status in ("confirmed", "inconclusive") for r in report.rows), \
+        [(r.name, r.reason) for r in report.rows if r.status == "refuted"]
+    assert all(r.backward.measured is not None for r in report.rows)
+    # the first convolution's forward prediction is exact (PyTorch's default conv init, fixed
+    # input): its allowance is the float32 floor only
+    assert report.rows[0].forward.tol == pytest.approx(1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["bert", "gpt2"])
+def test_bert_and_gpt2_with_measured_attention(arch: str) -> None:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    if arch == "bert":
+        model = transformers.BertModel(transformers.BertConfig(
+            vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=128, max_position_embeddings=32), add_pooling_layer=False)
+        attention = "BertSelfAttention"
+    else:
+        model = transformers.GPT2Model(transformers.GPT2Config(
+            vocab_size=100, n_embd=64, n_layer=2, n_head=2, n_positions=32))
+        attention = "GPT2Attention"
+    tokens = torch.randint(0, 100, (2, 8), generator=torch.Generator().manual_seed(1))
+    with pytest.raises(VarpropError, match="unsupported='measure'"):
+        audit(model, tokens, replicates=4, reinit=_hf_init)
+    before = _state(model)
+    report = audit(model, tokens, replicates=8, reinit=_hf_init, unsupported="measure")
+    _assert_same(model, before)
+    measured = [r for r in report.rows if r.status == "measured"]
+    assert any(r.kind == attention for r in measured)
+    assert all(r.backward.status == "measured" for r in measured)
+    predicted = [r for r in report.rows if r.status not in ("measured",)]
+    assert predicted and not report.refuted, [r.backward.reason for r in report.refuted]
+    assert report.rows[-1].backward.predicted == pytest.approx(1.0)  # the unit seed
