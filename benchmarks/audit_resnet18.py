@@ -46,7 +46,7 @@ def example_input():
     return torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
 
-def plain_seconds(model, x, runs: int = 3) -> float:
+def plain_seconds(model, x, runs: int = 2) -> float:
     """Mean seconds of one forward and backward pass without hooks (the model's own work)."""
     import torch
     out = model(x).last_hidden_state  # warm-up
@@ -65,6 +65,7 @@ def run(mode: str, replicates: int) -> tuple[object, dict[str, float]]:
     x = example_input()
     plain = plain_seconds(model, x)
     report = audit(model, x, replicates=replicates, seed=0)
+    plain = 0.5 * (plain + plain_seconds(model, x))  # before and after: the load varies
     t = dict(report.timings)
     t["plain_pass"] = plain
     return report, t
@@ -111,6 +112,22 @@ def stage_lines(report) -> list[str]:
     return lines
 
 
+def refuted_lines(report) -> list[str]:
+    """Where the refuted rows are and by how much they are off, from the report."""
+    out = []
+    for which in ("forward", "backward"):
+        bad = [(r.name, getattr(r, which)) for r in report.rows
+               if getattr(r, which).status == "refuted"]
+        if not bad:
+            out.append(f"- {which}: no row refuted.")
+            continue
+        ratios = [p.ratio for _, p in bad if p.ratio is not None]
+        out.append(f"- {which}: {len(bad)} row(s) refuted, from `{bad[0][0]}` to "
+                   f"`{bad[-1][0]}`; measured/predicted from {min(ratios):.3g} to "
+                   f"{max(ratios):.3g}.")
+    return out
+
+
 def render_page(reports: dict[str, object], timings: dict[str, dict[str, float]]) -> str:
     """The generated part of ``docs/audit.md`` (between the markers)."""
     out = [BEGIN, ""]
@@ -120,6 +137,8 @@ def render_page(reports: dict[str, object], timings: dict[str, dict[str, float]]
                 "What it shows, stage by stage (ratios of the last site of a stage to the last "
                 "site before it; for the gradient, < 1 means it shrinks towards the output):", ""]
         out += stage_lines(report)
+        out += ["", "Refutations (measured outside the prediction's allowance):", ""]
+        out += refuted_lines(report)
         out += ["", "<details><summary>The full report</summary>", "",
                 report.to_markdown(), "</details>", ""]
     out += ["### Where the time goes", "",
@@ -136,6 +155,23 @@ def render_page(reports: dict[str, object], timings: dict[str, dict[str, float]]
     return "\n".join(out)
 
 
+def load_reports(modes: list[str], folder: Path = FIGURES) -> tuple[dict, dict]:
+    """The committed reports and their timings, by mode."""
+    from varprop.torch import AuditReport
+    reports, timings = {}, {}
+    for mode in modes:
+        text = (folder / f"audit_resnet18_{mode}.json").read_text(encoding="utf-8")
+        reports[mode] = AuditReport.from_json(text)
+        timings[mode] = dict(json.loads(text)["timings"])
+    return reports, timings
+
+
+def generated_part(page: Path = PAGE) -> str:
+    """The generated part of the committed page (markers included)."""
+    text = page.read_text(encoding="utf-8")
+    return BEGIN + text.split(BEGIN, 1)[1].split(END, 1)[0] + END
+
+
 def write_page(text: str, page: Path = PAGE) -> None:
     old = page.read_text(encoding="utf-8")
     head, rest = old.split(BEGIN, 1)
@@ -148,7 +184,12 @@ def main() -> None:
     p.add_argument("--replicates", type=int, default=32)
     p.add_argument("--modes", default="eval,train")
     p.add_argument("--write-docs", action="store_true")
+    p.add_argument("--render-only", action="store_true",
+                   help="regenerate docs/audit.md from the committed JSON reports")
     args = p.parse_args()
+    if args.render_only:
+        write_page(render_page(*load_reports(args.modes.split(","))))
+        return
     reports, timings = {}, {}
     for mode in args.modes.split(","):
         report, t = run(mode, args.replicates)

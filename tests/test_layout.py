@@ -38,7 +38,7 @@ OPTIONAL = frozenset({"matplotlib", "tqdm", "torch", "distributed", "dask"})
 #: Subpackages in dependency order (equal rank: neither may import the other, except in the base
 #: layer 0 of helpers every module uses).
 RANK = {"_util": 0, "_math": 0, "errors": 0, "components": 1, "network": 2, "theory": 3,
-        "simulation": 3, "checking": 4, "documents": 5, "cli": 6}
+        "simulation": 3, "checking": 4, "torch": 5, "documents": 6, "cli": 7}
 #: Top-level public modules: they re-export names from everywhere (exempt as importers; nothing
 #: inside the package may import them, except the lazy package root ``varprop`` itself).
 SHIMS = frozenset({"varprop", "varprop.layers", "varprop.symbolic", "varprop.strategies",

@@ -320,3 +320,19 @@ def test_bert_and_gpt2_with_measured_attention(arch: str) -> None:
     predicted = [r for r in report.rows if r.status not in ("measured",)]
     assert predicted and not report.refuted, [r.backward.reason for r in report.refuted]
     assert report.rows[-1].backward.predicted == pytest.approx(1.0)  # the unit seed
+
+
+def test_the_audit_page_is_generated_from_the_committed_reports() -> None:
+    """docs/audit.md's resnet18 part is exactly what benchmarks/audit_resnet18.py renders from
+    the committed JSON reports (regenerate: ``python benchmarks/audit_resnet18.py
+    --render-only``; re-measure: ``--write-docs``)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "audit_resnet18.py"
+    spec = importlib.util.spec_from_file_location("audit_resnet18", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    modes = [m for m in ("eval", "train") if (bench.FIGURES / f"audit_resnet18_{m}.json").exists()]
+    assert modes
+    assert bench.render_page(*bench.load_reports(modes)) == bench.generated_part()
