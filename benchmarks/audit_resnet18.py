@@ -5,9 +5,10 @@ Audits Hugging Face ``transformers``' ``ResNetModel`` in its resnet18 configurat
 built from the config, no pretrained weights) on a seeded ``torch.randn(8, 3, 64, 64)`` batch,
 with 32 re-initialisations, and reports the time spent and its shares:
 
-* the replicates (``report.timings["replicates"]``), of which the model's own forward and backward
-  passes with the audit's hooks (``"model"``), against the same passes without any hook
-  (measured here: ``plain`` = mean time of ``out = model(x); out.backward(randn)``);
+* the replicates (``report.timings["replicates"]``), of which the model's forward and backward
+  passes with the audit's hooks (``"model"``); the cost of those hooks over plain passes
+  (``out = model(x); out.backward(randn)``), timed alternately (:func:`hook_ratio`), gives the
+  share of the model's own passes;
 * tracing (``"trace"``), prediction (``"predict"``), verdicts (``"verdicts"``).
 
 ``--write-docs`` also writes the report (``docs/figures/audit_resnet18_<mode>.json``), its figure
@@ -46,28 +47,40 @@ def example_input():
     return torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
 
-def plain_seconds(model, x, runs: int = 2) -> float:
-    """Mean seconds of one forward and backward pass without hooks (the model's own work)."""
+def hook_ratio(model, x, pairs: int = 3) -> tuple[float, float]:
+    """``(plain, ratio)``: mean seconds of the model's own forward and backward pass without any
+    hook, and the ratio of the audit's replicate pass (hooks, recording of the residual sums,
+    gradients with respect to every site) to it, timed alternately so that a changing load on
+    the machine affects both alike."""
     import torch
-    out = model(x).last_hidden_state  # warm-up
-    out.backward(torch.randn_like(out))
-    t0 = time.perf_counter()
-    for _ in range(runs):
-        out = model(x).last_hidden_state
-        out.backward(torch.randn_like(out))
-    model.zero_grad(set_to_none=True)
-    return (time.perf_counter() - t0) / runs
+
+    from varprop.torch import trace_model
+    from varprop.torch.measure import Recorder
+    traced = trace_model(model, x)
+    rec = Recorder(model, list(traced.sites), traced)
+    plain, hooked = [], []
+    try:
+        for _ in range(pairs + 1):  # the first pair warms up
+            t0 = time.perf_counter()
+            out = model(x).last_hidden_state
+            out.backward(torch.randn_like(out))
+            plain.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            rec.run(x, True)
+            hooked.append(time.perf_counter() - t0)
+    finally:
+        rec.remove()
+        model.zero_grad(set_to_none=True)
+    return sum(plain[1:]) / pairs, sum(hooked[1:]) / sum(plain[1:])
 
 
 def run(mode: str, replicates: int) -> tuple[object, dict[str, float]]:
     from varprop.torch import audit
     model = resnet18(mode)
     x = example_input()
-    plain = plain_seconds(model, x)
     report = audit(model, x, replicates=replicates, seed=0)
-    plain = 0.5 * (plain + plain_seconds(model, x))  # before and after: the load varies
     t = dict(report.timings)
-    t["plain_pass"] = plain
+    t["plain_pass"], t["hook_ratio"] = hook_ratio(model, x)
     return report, t
 
 
@@ -105,7 +118,7 @@ def stage_lines(report) -> list[str]:
             for p in (r.forward, r.backward):
                 counts[p.status] = counts.get(p.status, 0) + 1
         verdicts = ", ".join(f"{v} {k}" for k, v in counts.items())
-        start = "the input's first site" if previous is None else f"`{previous.name}`"
+        start = f"`{(previous or rows[0]).name}`"
         lines.append(f"- **`{key}`** ({len(rows)} sites, from {start} to `{last.name}`): "
                      + "; ".join(parts) + f". Verdicts: {verdicts}.")
         previous = last
@@ -128,28 +141,53 @@ def refuted_lines(report) -> list[str]:
     return out
 
 
+def relu_after_sum_lines(report) -> list[str]:
+    """For each ReLU right after a residual sum: the share of the gradient's second moment it
+    passes back (gradient at the sum / gradient at the ReLU's output), predicted and measured,
+    where they differ by more than 10%."""
+    out = []
+    rows = report.rows
+    for prev, row in zip(rows, rows[1:]):
+        if row.kind != "ReLU" or prev.kind != "add":
+            continue
+        a, b = prev.backward, row.backward
+        if not (a.predicted and b.predicted and a.measured and b.measured):
+            continue
+        pred, meas = a.predicted / b.predicted, a.measured / b.measured
+        if abs(meas / pred - 1) > 0.1:
+            out.append(f"- `{row.name}`: passes back {meas:.3g} of the gradient's second "
+                       f"moment, predicted {pred:.3g}")
+    return out
+
+
 def render_page(reports: dict[str, object], timings: dict[str, dict[str, float]]) -> str:
     """The generated part of ``docs/audit.md`` (between the markers)."""
     out = [BEGIN, ""]
     for mode, report in reports.items():
         out += [f"### resnet18, {mode} mode", "",
                 f"![resnet18 audit, {mode} mode](figures/audit_resnet18_{mode}.svg)", "",
-                "What it shows, stage by stage (ratios of the last site of a stage to the last "
-                "site before it; for the gradient, < 1 means it shrinks towards the output):", ""]
+                "What it shows, stage by stage: the ratio of the second moment at the stage's "
+                "last site to that at the last site before it (for the gradient, a ratio r > 1 "
+                "means the gradient shrinks by r on its way back through the stage):", ""]
         out += stage_lines(report)
         out += ["", "Refutations (measured outside the prediction's allowance):", ""]
         out += refuted_lines(report)
+        relu = relu_after_sum_lines(report)
+        if relu:
+            out += ["", "ReLUs right after a residual sum whose backward pass-through differs "
+                    "from the prediction by more than 10%:", ""] + relu
         out += ["", "<details><summary>The full report</summary>", "",
                 report.to_markdown(), "</details>", ""]
     out += ["### Where the time goes", "",
-            "| mode | total (s) | replicates (s) | of which the model's passes with hooks (s) | "
-            "same passes without hooks (s, estimated) | trace (s) | predict (s) | verdicts (s) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            "| mode | total (s) | replicates (s) | model passes in the replicates (s) | their "
+            "cost over the plain passes (timed alternately) | the model's own passes (s, "
+            "estimated) | trace (s) | predict (s) | verdicts (s) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for mode, t in timings.items():
-        reps = reports[mode].replicates
+        own = t["model"] / t["hook_ratio"]
         out.append(f"| {mode} | {t['total']:.1f} | {t['replicates']:.1f} | {t['model']:.1f} | "
-                   f"{reps * t['plain_pass']:.1f} | {t['trace']:.1f} | {t['predict']:.1f} | "
-                   f"{t['verdicts']:.2f} |")
+                   f"x{t['hook_ratio']:.2f} | {own:.1f} ({own / t['total']:.0%} of the total) | "
+                   f"{t['trace']:.1f} | {t['predict']:.1f} | {t['verdicts']:.2f} |")
     out += ["", "Timings are of one run on a shared machine (2 cores); they vary from run to "
             "run, the report's numbers do not (seeded).", "", END]
     return "\n".join(out)
@@ -194,13 +232,14 @@ def main() -> None:
     for mode in args.modes.split(","):
         report, t = run(mode, args.replicates)
         reports[mode], timings[mode] = report, t
-        share = t["model"] / t["total"]
-        own = args.replicates * t["plain_pass"] / t["total"]
-        print(f"{mode}: total {t['total']:.1f} s; replicates {t['replicates']:.1f} s (model "
-              f"passes with hooks {t['model']:.1f} s = {share:.0%} of the total; the same passes "
-              f"without hooks ~{args.replicates * t['plain_pass']:.1f} s = {own:.0%}); trace "
-              f"{t['trace']:.1f} s ({t['trace'] / t['total']:.0%}); predict {t['predict']:.1f} s "
-              f"({t['predict'] / t['total']:.0%}); verdicts {t['verdicts']:.2f} s", flush=True)
+        own = t["model"] / t["hook_ratio"]
+        print(f"{mode}: total {t['total']:.1f} s; replicates {t['replicates']:.1f} s, of which "
+              f"the model's passes with the audit's hooks {t['model']:.1f} s "
+              f"({t['model'] / t['total']:.0%}); hooks cost x{t['hook_ratio']:.2f} over plain "
+              f"passes, so the model's own passes are ~{own:.1f} s ({own / t['total']:.0%}); "
+              f"trace {t['trace']:.1f} s ({t['trace'] / t['total']:.0%}); predict "
+              f"{t['predict']:.1f} s ({t['predict'] / t['total']:.0%}); verdicts "
+              f"{t['verdicts']:.2f} s", flush=True)
         print("  verdicts:", report.counts(), flush=True)
         if args.write_docs:
             FIGURES.mkdir(parents=True, exist_ok=True)
