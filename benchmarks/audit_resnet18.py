@@ -129,6 +129,16 @@ def refuted_lines(report) -> list[str]:
     """Where the refuted rows are and by how much they are off, from the report."""
     out = []
     for which in ("forward", "backward"):
+        passes = [getattr(r, which) for r in report.rows]
+        confirmed = [p for p in passes if p.status == "confirmed"]
+        tight = [p for p in confirmed if p.interval and p.predicted
+                 and abs(p.interval[0] / p.predicted - 1) <= report.rtol
+                 and abs(p.interval[1] / p.predicted - 1) <= report.rtol]
+        tols = sorted({round(p.tol, 3) for p in passes if p.tol is not None})
+        out.append(f"- {which}: {len(confirmed)} of {len(passes)} rows confirmed, {len(tight)} "
+                   f"of them with the interval inside +-{100 * report.rtol:g}% of the "
+                   f"prediction, the others within the declared allowance (allowances "
+                   f"{tols[0]:g} to {tols[-1]:g}).")
         bad = [(r.name, getattr(r, which)) for r in report.rows
                if getattr(r, which).status == "refuted"]
         if not bad:
@@ -170,7 +180,8 @@ def render_page(reports: dict[str, object], timings: dict[str, dict[str, float]]
                 "last site to that at the last site before it (for the gradient, a ratio r > 1 "
                 "means the gradient shrinks by r on its way back through the stage):", ""]
         out += stage_lines(report)
-        out += ["", "Refutations (measured outside the prediction's allowance):", ""]
+        out += ["", "Verdicts in numbers (refuted: the interval lies wholly outside the "
+                "prediction's allowance):", ""]
         out += refuted_lines(report)
         relu = relu_after_sum_lines(report)
         if relu:
