@@ -234,10 +234,14 @@ def main() -> None:
     p.add_argument("--modes", default="eval,train")
     p.add_argument("--write-docs", action="store_true")
     p.add_argument("--render-only", action="store_true",
-                   help="regenerate docs/audit.md from the committed JSON reports")
+                   help="regenerate docs/audit.md and the figures from the committed JSON "
+                        "reports")
     args = p.parse_args()
     if args.render_only:
-        write_page(render_page(*load_reports(args.modes.split(","))))
+        reports, timings = load_reports(args.modes.split(","))
+        for mode, report in reports.items():
+            report.plot(FIGURES / f"audit_resnet18_{mode}.svg")
+        write_page(render_page(reports, timings))
         return
     reports, timings = {}, {}
     for mode in args.modes.split(","):

@@ -245,7 +245,8 @@ class AuditReport:
             ax.set_yscale("log")
             ax.set_xlabel("site (in computation order)")
             ax.grid(True, which="major", lw=0.3)
-        axes[0].legend(fontsize=7, loc="best")
+        for ax in axes:
+            ax.legend(fontsize=7, loc="best")
         fig.suptitle(f"{self.model}: {self.replicates} re-initialisations", fontsize=10)
         fig.tight_layout()
         return fig
