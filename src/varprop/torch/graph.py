@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from varprop.errors import VarpropError
-from varprop.network.layers import Residual
+from varprop.network.layers import Flatten, Residual
 from varprop.network.layers.base import Layer
 from varprop.torch.record import INPUT, Node
 
@@ -116,28 +116,38 @@ def _split(pa: list[Item], pb: list[Item], node: Node) -> tuple[list[Item], list
     return pb, pa
 
 
-def place(items: list[Item], prefix: tuple, before: tuple | None) -> tuple[list[Layer], tuple | None]:
-    """Give every item its path (module docstring); the layers of this chain.  ``before`` is the
-    path of the tensor the chain starts from."""
+def place(items: list[Item], prefix: tuple, before: tuple | None, shape: tuple[int, ...]
+          ) -> tuple[list[Layer], tuple | None, tuple[int, ...]]:
+    """Give every item its path (module docstring); the layers of this chain, the path of its
+    last tensor and its shape.  ``before`` and ``shape`` are the path and varprop shape of the
+    tensor the chain starts from (a ``Flatten`` of a tensor that is a vector for varprop
+    already, as after ``GlobalAvgPool``, is dropped)."""
     layers: list[Layer] = []
     last = before
+
+    def at(k: int) -> tuple:
+        return prefix[:-1] + (prefix[-1] + k,) if prefix else (k,)
+
     for it in items:
         if it.add:
-            here = prefix[:-1] + (prefix[-1] + len(layers),) if prefix else (len(layers),)
-            branch, _ = place(it.branch or [], here + ("branch", 0), last)
-            shortcut, _ = place(it.shortcut or [], here + ("shortcut", 0), last)
+            here = at(len(layers))
+            branch, _, _ = place(it.branch or [], here + ("branch", 0), last, shape)
+            shortcut, _, _ = place(it.shortcut or [], here + ("shortcut", 0), last, shape)
             if not branch:
                 raise VarpropError(f"{it.node.name}: the residual branch maps to no layer")
-            layers.append(Residual(branch, shortcut=shortcut or None))
-            it.path = here
-            last = here
+            block = Residual(branch, shortcut=shortcut or None)
+            shape = block.output_shape(shape)
+            layers.append(block)
+            it.path = last = here
             continue
         for layer in it.layers:
-            here = prefix[:-1] + (prefix[-1] + len(layers),) if prefix else (len(layers),)
+            if isinstance(layer, Flatten) and len(shape) == 1:
+                continue
+            shape = layer.output_shape(shape)
             layers.append(layer)
-            last = here
+            last = at(len(layers) - 1)
         it.path = last
-    return layers, last
+    return layers, last, shape
 
 
 def build(output: object, nodes: list[Node], is_add: Callable[[Node], bool],

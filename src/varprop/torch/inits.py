@@ -19,7 +19,8 @@ distribution tests, Holm at level ``ALPHA``), in this order:
 5. ``orthogonal_(gain)`` (a matrix; gain from the tensor's norm, rounded likewise).
 
 Only candidates whose variance is within ``PREFILTER`` (relative) of the tensor's sample variance
-are tested.  The first ``confirmed`` one is the recognised law; failing that, the first one not
+are tested; an i.i.d. candidate on a tensor of more than ``MAX_CHECKED`` entries is checked on
+that many of its entries drawn at random (fixed seed), against the law at the layer's fans.  The first ``confirmed`` one is the recognised law; failing that, the first one not
 refuted (a small tensor cannot confirm a variance to :math:`\pm 5\%`: the note says so); failing
 that, the tensor's own moments: a zero-mean normal with the tensor's variance (``"tensor
 moments"``; a non-zero sample mean is ignored and said so).
@@ -42,6 +43,9 @@ __all__ = ["Recognised", "recognise", "bias_variance", "torch_fans"]
 ALPHA = 0.01
 #: Candidates whose claimed variance is this far (relative) from the sample variance are skipped.
 PREFILTER = 0.25
+#: Larger i.i.d. tensors are checked on this many entries drawn at random (seeded) without
+#: replacement: under the claim they are i.i.d. draws of the law at the layer's fans.
+MAX_CHECKED = 2**16
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,26 @@ def _orthogonal(w: np.ndarray) -> list[tuple[str, InitScheme]]:
     return [(f"orthogonal(gain={gain:g})", init_scheme("torch:orthogonal", gain=gain))]
 
 
+def _subset(raw: torch.Tensor) -> torch.Tensor:
+    """``MAX_CHECKED`` entries of ``raw`` drawn without replacement (seeded), as a row."""
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randperm(raw.numel(), generator=gen)[:MAX_CHECKED]
+    return raw.reshape(-1)[idx].reshape(1, -1)
+
+
+def _absolute(scheme: InitScheme, fan_in: int, fan_out: int) -> InitScheme:
+    """The same law as ``scheme`` at these fans, with absolute parameters (for a subset)."""
+    law = scheme.law(fan_in, fan_out)
+    p = law.parameters
+    family = type(law).__name__
+    if family == "Uniform":
+        return init_scheme("torch:uniform", a=p["low"], b=p["high"])
+    if family == "Normal":
+        return init_scheme("torch:normal", mean=p["loc"], std=p["scale"])
+    return init_scheme("torch:trunc_normal", mean=p["loc"], std=p["scale"],
+                       a=p["loc"] - p["bound"] * p["scale"], b=p["loc"] + p["bound"] * p["scale"])
+
+
 def recognise(weight: torch.Tensor, *, fans: tuple[int, int] | None = None,
               rnn: bool = False) -> Recognised:
     """The law of ``weight`` (module docstring), at PyTorch's fans unless ``fans`` is given."""
@@ -125,8 +149,12 @@ def recognise(weight: torch.Tensor, *, fans: tuple[int, int] | None = None,
         if not abs(claimed / var - 1.0) <= PREFILTER:
             continue
         try:
-            verdict = check_initializer(matrix, scheme, fan_in=law_fans[0], fan_out=law_fans[1],
-                                        alpha=ALPHA)
+            if scheme.is_iid and raw.numel() > MAX_CHECKED:
+                verdict = check_initializer(_subset(raw), _absolute(scheme, *law_fans),
+                                            alpha=ALPHA)
+            else:
+                verdict = check_initializer(matrix, scheme, fan_in=law_fans[0],
+                                            fan_out=law_fans[1], alpha=ALPHA)
         except (ValueError, TypeError):
             continue
         if verdict.status == "confirmed":

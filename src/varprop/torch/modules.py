@@ -67,7 +67,8 @@ from varprop.network.layers.batchpairs import MAX_ENTRIES
 from varprop.network.layers.batchpop import PopulationBatchNorm
 from varprop.torch.inits import bias_variance, recognise, torch_fans
 
-__all__ = ["Mapped", "Unsupported", "map_module", "map_function", "function_kind", "IDENTITY"]
+__all__ = ["Mapped", "Unsupported", "map_module", "map_function", "function_kind", "IDENTITY",
+           "is_mapped_type"]
 
 Shape = tuple[int, ...]
 
@@ -279,6 +280,19 @@ def _rnn(m: nn.Module, in_shape: Shape) -> Mapped:
                       input_init=ih.scheme, bias_variance=bv, return_sequences=True)
     return Mapped((layer,), f"{hh.name} (hidden), {ih.name} (input)", hh.source,
                   "; ".join([hh.note, ih.note] + notes))
+
+
+_MAPPED_TYPES = (nn.Identity, nn.Linear, nn.Conv1d, nn.Conv2d, nn.LayerNorm, nn.RMSNorm,
+                 nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.Flatten, nn.AvgPool1d, nn.AvgPool2d,
+                 nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.MaxPool1d, nn.MaxPool2d, nn.RNN)
+
+
+def is_mapped_type(m: nn.Module) -> bool:
+    """Whether :func:`map_module` has an entry for the type of ``m`` (it may still refuse the
+    instance: a Linear on a sequence, per-channel affine weights, ...)."""
+    kind = type(m).__name__
+    return (isinstance(m, _MAPPED_TYPES) or kind in _ACTIVATIONS
+            or (kind == "Conv1D" and hasattr(m, "nf")))
 
 
 def map_module(m: nn.Module, in_shape: Shape, out_shape: Shape, *, batch: int) -> Mapped:

@@ -88,15 +88,21 @@ class Recording:
     ret: object
     input: torch.Tensor
     producer: dict[int, object] = field(repr=False)
+    #: Detached copies of the named nodes' outputs taken when they were produced (a model may
+    #: change a tensor in place afterwards: Hugging Face's ResNet adds its shortcut with ``+=``).
+    values: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def producer_of(self, t: torch.Tensor) -> object:
         return self.producer.get(id(t))
 
 
 class _Recorder(TorchFunctionMode):
-    def __init__(self, atomic: Callable[[str, nn.Module], bool]) -> None:
+    def __init__(self, atomic: Callable[[str, nn.Module], bool],
+                 snapshot: frozenset[str] = frozenset()) -> None:
         super().__init__()
         self.atomic = atomic
+        self.snapshot = snapshot
+        self.values: dict[str, torch.Tensor] = {}
         self.nodes: list[Node] = []
         self.producer: dict[int, object] = {}
         self.keep: list[torch.Tensor] = []
@@ -110,6 +116,12 @@ class _Recorder(TorchFunctionMode):
             self.producer[id(t)] = node
             self.keep.append(t)
         return outs
+
+    def _add(self, node: Node, out: object) -> None:
+        self.nodes.append(node)
+        self._track(node, out)
+        if node.name in self.snapshot:
+            self.values[node.name] = node.output.detach().clone()
 
     def _unique(self, name: str) -> str:
         n = self.counts.get(name, 0)
@@ -136,8 +148,7 @@ class _Recorder(TorchFunctionMode):
         where = self._enclosing()
         name = self._unique(f"{where[-1]}.{kind}" if where else kind)
         node = Node(len(self.nodes), name, kind, None, args, kwargs, producers, ts, outs[0], where)
-        self.nodes.append(node)
-        self._track(node, out)
+        self._add(node, out)
         return out
 
     def pre(self, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -163,16 +174,17 @@ class _Recorder(TorchFunctionMode):
             return
         node = Node(len(self.nodes), self._unique(name), type(module).__name__, module, args,
                     kwargs, producers, ts, outs[0], self._enclosing())
-        self.nodes.append(node)
-        self._track(node, out)
+        self._add(node, out)
 
 
 def record(model: nn.Module, example_input: torch.Tensor,
-           atomic: Callable[[str, nn.Module], bool]) -> Recording:
+           atomic: Callable[[str, nn.Module], bool],
+           snapshot: frozenset[str] = frozenset()) -> Recording:
     """Run ``model(example_input)`` once and record its graph (module docstring).  ``atomic(name,
-    module)`` says which sub-modules are recorded whole.  Hooks and the mode are removed also when
-    the forward raises."""
-    rec = _Recorder(atomic)
+    module)`` says which sub-modules are recorded whole; the outputs of the nodes named in
+    ``snapshot`` are copied as they are produced.  Hooks and the mode are removed also when the
+    forward raises."""
+    rec = _Recorder(atomic, snapshot)
     handles = []
     for name, module in model.named_modules():
         if not name:
@@ -190,4 +202,4 @@ def record(model: nn.Module, example_input: torch.Tensor,
     finally:
         for h in handles:
             h.remove()
-    return Recording(rec.nodes, ret, example_input, rec.producer)
+    return Recording(rec.nodes, ret, example_input, rec.producer, rec.values)

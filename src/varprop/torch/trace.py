@@ -43,7 +43,14 @@ from varprop.network.layers.measured import Measured, MeasuredMoments
 from varprop.network.model import Network
 from varprop.theory.fields import walk_fields, walk_nested
 from varprop.torch.graph import Item, ancestors, build, place, walk_items
-from varprop.torch.modules import IDENTITY, Mapped, Unsupported, map_function, map_module
+from varprop.torch.modules import (
+    IDENTITY,
+    Mapped,
+    Unsupported,
+    is_mapped_type,
+    map_function,
+    map_module,
+)
 from varprop.torch.record import INPUT, Node, Recording, record, tensors_in
 
 __all__ = ["Site", "TracedModel", "trace_model", "to_network", "predict_sites", "output_of",
@@ -82,11 +89,10 @@ class TracedModel:
     batch: int
     atomic: frozenset[str] = frozenset()
 
-    def site_tensors(self, model: nn.Module, example_input: torch.Tensor
-                     ) -> tuple[object, dict[str, torch.Tensor]]:
-        """Run ``model`` on ``example_input``: its return value and every site's output tensor
-        (in the autograd graph: hooks and ``retain_grad`` work on them)."""
-        return site_tensors(self, model, example_input)
+    def site_tensors(self, model: nn.Module, example_input: torch.Tensor, *,
+                     snapshot: bool = False) -> tuple[object, dict[str, torch.Tensor]]:
+        """:func:`site_tensors` of this trace."""
+        return site_tensors(self, model, example_input, snapshot=snapshot)
 
 
 def output_of(ret: object) -> torch.Tensor:
@@ -99,16 +105,6 @@ def output_of(ret: object) -> torch.Tensor:
     for t in tensors_in(ret):
         return t
     raise VarpropError(f"the model returned {type(ret).__name__}, which holds no tensor")
-
-
-def _mapped_type(module: nn.Module) -> bool:
-    try:
-        map_module(module, (1,), (1,), batch=2)
-    except Unsupported as err:
-        return "no varprop mapping" not in str(err)
-    except Exception:  # noqa: BLE001 - a mapped type whose checks need the real shapes
-        return True
-    return True
 
 
 def _is_add(node: Node) -> bool:
@@ -130,10 +126,11 @@ def _classify(node: Node, batch: int) -> Mapped | str:
         return str(err)
 
 
-def _record(model: nn.Module, x: torch.Tensor, whole: set[str]) -> Recording:
+def _record(model: nn.Module, x: torch.Tensor, whole: set[str],
+            snapshot: frozenset[str] = frozenset()) -> Recording:
     def atomic(name: str, module: nn.Module) -> bool:
-        return name in whole or not any(True for _ in module.children()) or _mapped_type(module)
-    return record(model, x, atomic)
+        return name in whole or not any(True for _ in module.children()) or is_mapped_type(module)
+    return record(model, x, atomic, snapshot)
 
 
 def _relevant(rec: Recording) -> list[Node]:
@@ -169,7 +166,7 @@ def _moments_once(model: nn.Module, x: torch.Tensor, whole: set[str], names: set
     gen = torch.Generator().manual_seed(0)
     result = {}
     with torch.enable_grad():
-        rec = _record(model, x, whole)
+        rec = _record(model, x, whole, frozenset(names))
         byname = {n.name: n for n in rec.nodes if n.name in names}
         out = output_of(rec.ret)
         seed = torch.randn(out.shape, generator=gen, dtype=out.dtype)
@@ -182,7 +179,7 @@ def _moments_once(model: nn.Module, x: torch.Tensor, whole: set[str], names: set
             for i, g in zip(diff, got):
                 grads[i] = g
         for k, (name, node) in enumerate(byname.items()):
-            y = node.output.detach().double()
+            y = rec.values[name].double()  # as produced (not changed in place later)
             gain = 1.0
             x_in = node.tensors[0]
             g_out = grads[k]
@@ -199,7 +196,9 @@ def _moments_once(model: nn.Module, x: torch.Tensor, whole: set[str], names: set
 def trace_model(model: nn.Module, example_input: torch.Tensor, *, unsupported: str = "error",
                 measured: dict[str, MeasuredMoments] | None = None) -> TracedModel:
     """Trace ``model`` on ``example_input`` (module docstring): the network, its sites, how to
-    read the output, the batch size."""
+    read the output, the batch size.  The model's buffers (BatchNorm running statistics, which
+    a train-mode forward updates) are restored afterwards, also on an error; its parameters are
+    not changed and no ``.grad`` is left (the gradients use ``torch.autograd.grad``)."""
     if not isinstance(model, nn.Module):
         raise fail_type("model", model, "a torch.nn.Module")
     if not isinstance(example_input, torch.Tensor) or example_input.ndim < 2:
@@ -207,6 +206,17 @@ def trace_model(model: nn.Module, example_input: torch.Tensor, *, unsupported: s
     check_choice("unsupported", unsupported, _CHOICES)
     if measured is not None and not isinstance(measured, dict):
         raise fail_type("measured", measured, "a dict name -> MeasuredMoments")
+    saved = [(b, b.detach().clone()) for b in model.buffers()]  # BN running statistics
+    try:
+        return _trace(model, example_input, unsupported, measured)
+    finally:
+        with torch.no_grad():
+            for b, value in saved:
+                b.copy_(value)
+
+
+def _trace(model: nn.Module, example_input: torch.Tensor, unsupported: str,
+           measured: dict[str, MeasuredMoments] | None) -> TracedModel:
     batch = int(example_input.shape[0])
     rec, nodes, mapping, whole = _converge(model, example_input, batch)
     bad = [n for n in nodes if isinstance(mapping[n.index], str)]
@@ -242,7 +252,7 @@ def trace_model(model: nn.Module, example_input: torch.Tensor, *, unsupported: s
         items.pop(0)
         start, input_shape = first, first.shape
         input_variance = moments[first.name].second
-    layers, _ = place(items, (), ())
+    layers, _, _ = place(items, (), (), input_shape)
     if not layers:
         raise VarpropError("the model maps to no layer (its output is its input's values)")
     net = Network(layers, input_shape=input_shape, input_variance=input_variance)
@@ -308,15 +318,21 @@ def predict_sites(traced: TracedModel) -> list[tuple[float | None, float | None]
     return out
 
 
-def site_tensors(traced: TracedModel, model: nn.Module, example_input: torch.Tensor
-                 ) -> tuple[object, dict[str, torch.Tensor]]:
+def site_tensors(traced: TracedModel, model: nn.Module, example_input: torch.Tensor, *,
+                 snapshot: bool = False) -> tuple[object, dict[str, torch.Tensor]]:
     """Run ``model(example_input)`` recorded as when ``traced`` was made: the return value and
     the output tensor of every site by name (in the autograd graph, so a tensor hook or
     ``retain_grad`` on them gives the gradients; the names of additions and other calls are
-    those of the recording).  Hooks are removed afterwards, also on an exception."""
+    those of the recording).  A model may change a site's tensor in place later in the forward
+    (Hugging Face's ResNet adds the shortcut with ``hidden_state += residual``, so the tensor of
+    the last BatchNorm of a block ends up holding the sum; its gradient is unaffected, the sum
+    passing it through): with ``snapshot=True`` the values are detached copies taken when each
+    site's output was produced -- use those for forward statistics.  Hooks are removed
+    afterwards, also on an exception."""
     if not isinstance(traced, TracedModel):
         raise fail_type("traced", traced, "a TracedModel (from trace_model)")
-    rec = _record(model, example_input, set(traced.atomic))
-    names = {s.name for s in traced.sites}
-    found = {n.name: n.output for n in rec.nodes if n.name in names}
-    return rec.ret, found
+    names = frozenset(s.name for s in traced.sites)
+    rec = _record(model, example_input, set(traced.atomic), names if snapshot else frozenset())
+    if snapshot:
+        return rec.ret, dict(rec.values)
+    return rec.ret, {n.name: n.output for n in rec.nodes if n.name in names}
