@@ -16,7 +16,7 @@ with 32 re-initialisations, and reports the time spent and its shares:
 (:func:`render_page`, tested to reproduce the committed page).
 
 Run: ``PYTHONPATH=src python benchmarks/audit_resnet18.py [--replicates 32] [--modes eval,train]
-[--write-docs]``.
+[--threads 1] [--write-docs | --render-only]``.
 """
 
 from __future__ import annotations
@@ -236,7 +236,11 @@ def main() -> None:
     p.add_argument("--render-only", action="store_true",
                    help="regenerate docs/audit.md and the figures from the committed JSON "
                         "reports")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: steadier timings on a shared machine)")
     args = p.parse_args()
+    import torch
+    torch.set_num_threads(args.threads)
     if args.render_only:
         reports, timings = load_reports(args.modes.split(","))
         for mode, report in reports.items():
