@@ -65,7 +65,8 @@ def monte_carlo(make, x, names, replicates, seed=0, output=lambda r: r):
         mods = dict(model.named_modules())
         seen = {}
         hooks = [mods[n].register_forward_hook(
-            lambda m, a, o, n=n: seen.__setitem__(n, o[0] if isinstance(o, tuple) else o))
+            lambda m, a, o, n=n, seen=seen: seen.__setitem__(n, o[0] if isinstance(o, tuple)
+                                                               else o))
             for n in names]
         out = output(model(x))
         for h in hooks:
@@ -286,8 +287,12 @@ def test_shifted_relu_pairs_match_quadrature_and_monte_carlo():
     a, b = rng.uniform(0.1, 3, n), rng.uniform(0.1, 3, n)
     c = rng.uniform(-0.99, 0.99, n) * np.sqrt(a * b)
     for alpha, beta in ((1.0, 0.0), (1.0, 0.2)):
-        f = lambda x: np.where(x > 0, alpha * x, beta * x)  # noqa: E731
-        d = lambda x: np.where(x > 0, alpha, beta) * np.ones_like(x)  # noqa: E731
+        def f(x, alpha=alpha, beta=beta):
+            return np.where(x > 0, alpha * x, beta * x)
+
+        def d(x, alpha=alpha, beta=beta):
+            return np.where(x > 0, alpha, beta) * np.ones_like(x)
+
         quad = bivariate.by_quadrature(f, d, (0.0,), m1, m2, a, b, c)
         closed = relu_class_shifted(alpha, beta, m1, m2, a, b, c)
         assert np.allclose(closed[0], quad[0], atol=1e-12)
@@ -311,7 +316,8 @@ def test_walk_nested_top_level_is_walk_fields_and_branch_gets_scaled_gradient():
     assert nested[(1, "branch", 2)][1].average_second() == pytest.approx(0.25 * g_block)
     assert nested[(1, "shortcut", 0)][1].average_second() == pytest.approx(g_block)
     # forward: the block's output second moment is the shortcut's plus s^2 times the branch's
-    q = nested[(1, "shortcut", 0)][0].average_second() + 0.25 * nested[(1, "branch", 2)][0].average_second()
+    q = (nested[(1, "shortcut", 0)][0].average_second()
+         + 0.25 * nested[(1, "branch", 2)][0].average_second())
     assert fp.forward[1].average_second() == pytest.approx(q)
 
 

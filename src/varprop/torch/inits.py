@@ -6,9 +6,9 @@ tensor has :math:`n_{in} = \text{in}\prod k`, :math:`n_{out} = \text{out}\prod k
 on the tensor with :func:`~varprop.checking.initializers.check_initializer` (mean, variance and
 distribution tests, Holm at level ``ALPHA``), in this order:
 
-1. PyTorch's module default ``kaiming_uniform_(a=sqrt(5))``: :math:`U(\pm 1/\sqrt{n_{in}})`
-   (``torch:default``; ``nn.RNN``'s default :math:`U(\pm 1/\sqrt{\text{hidden}})` for its
-   matrices);
+1. PyTorch's module default ``kaiming_uniform_(a=sqrt(5))``:
+   :math:`U(\pm 1/\sqrt{n_{in}})` (``torch:default``; ``nn.RNN``'s default
+   :math:`U(\pm 1/\sqrt{\text{hidden}})` for its matrices);
 2. ``kaiming_normal_(mode="fan_out", nonlinearity="relu")`` (torchvision's and Hugging Face's
    ResNet init), ``kaiming_normal_``/``kaiming_uniform_`` with ``mode="fan_in"`` and the ReLU
    gain;
@@ -20,10 +20,11 @@ distribution tests, Holm at level ``ALPHA``), in this order:
 
 Only candidates whose variance is within ``PREFILTER`` (relative) of the tensor's sample variance
 are tested; an i.i.d. candidate on a tensor of more than ``MAX_CHECKED`` entries is checked on
-that many of its entries drawn at random (fixed seed), against the law at the layer's fans.  The first ``confirmed`` one is the recognised law; failing that, the first one not
-refuted (a small tensor cannot confirm a variance to :math:`\pm 5\%`: the note says so); failing
-that, the tensor's own moments: a zero-mean normal with the tensor's variance (``"tensor
-moments"``; a non-zero sample mean is ignored and said so).
+that many of its entries drawn at random (fixed seed), against the law at the layer's fans.
+The first ``confirmed`` one is the recognised law; failing that, the first one not refuted (a
+small tensor cannot confirm a variance to :math:`\pm 5\%`: the note says so); failing that,
+the tensor's own moments: a zero-mean normal with the tensor's variance (``"tensor moments"``;
+a non-zero sample mean is ignored and said so).
 """
 
 from __future__ import annotations
@@ -168,8 +169,9 @@ def recognise(weight: torch.Tensor, *, fans: tuple[int, int] | None = None,
     note = f"no candidate law fits: N(0, {var:.4g}) from the tensor's own variance"
     if abs(mean) > 4 * math.sqrt(var / w.size):
         note += f" (its sample mean {mean:.3g} is ignored: zero-mean weights are assumed)"
-    return Recognised(init_scheme("normal", std=math.sqrt(var)), f"normal(std={math.sqrt(var):.4g})",
-                      "tensor moments", note)
+    std = math.sqrt(var)
+    return Recognised(init_scheme("normal", std=std), f"normal(std={std:.4g})", "tensor moments",
+                      note)
 
 
 def bias_variance(bias: torch.Tensor | None, fan_in: int) -> tuple[float, str]:

@@ -307,8 +307,9 @@ def _padded_windows(layer: MaxPool, input_shape: Shape) -> Windows:
     pads = expand("padding", layer.padding, nd)
     for n, k, s, p in zip(spatial, kernel, strides, pads):
         if 2 * p > k:
-            raise fail("padding", layer.padding, f"at most half the kernel size {layer.kernel_size!r} "
-                       "(as PyTorch's MaxPool requires: every window keeps a real position)")
+            raise fail("padding", layer.padding, "at most half the kernel size "
+                       f"{layer.kernel_size!r} (as PyTorch's MaxPool requires: every window "
+                       "keeps a real position)")
         if output_size(n, k, s, 1, 2 * p) < 1:
             raise fail("kernel_size", layer.kernel_size, f"at most the padded input size per "
                        f"dimension (input_shape={input_shape})")
