@@ -3,11 +3,11 @@ predicted lines and Monte Carlo points (matplotlib, the optional extra ``plot``)
 
 from __future__ import annotations
 
-import io
 from typing import Any, Literal
 
 import numpy as np
 
+from varprop._util.figures import save_figure
 from varprop.components.activations import Activation
 from varprop.components.schemes import init_scheme
 from varprop.documents.common import (
@@ -69,18 +69,3 @@ def _figure(act: Activation, curves: dict[str, Any], kind: Literal["svg", "pdf"]
         fig.tight_layout()
         return save_figure(fig, kind)
 
-
-def save_figure(fig: object, kind: str) -> str | bytes:
-    """``fig`` as SVG text or PDF bytes with reproducible metadata (no date), then closed."""
-    import matplotlib  # optional dependency: the figures are an extra
-    import matplotlib.pyplot as plt
-    maker = f"varprop with matplotlib {matplotlib.__version__}"
-    buf: io.StringIO | io.BytesIO
-    if kind == "svg":
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": maker})  # type: ignore[attr-defined]
-    else:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="pdf", metadata={"CreationDate": None, "Creator": maker})  # type: ignore[attr-defined]
-    plt.close(fig)  # type: ignore[arg-type]
-    return buf.getvalue()
