@@ -20,7 +20,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from varprop.errors import InvalidArgument, InvalidArgumentType, VarpropError, VarpropWarning
+from varprop.errors import (
+    InvalidArgument,
+    InvalidArgumentType,
+    VarpropError,
+    VarpropWarning,
+)
 from varprop.torch import AuditReport, audit
 from varprop.torch import audit as audit_fn
 from varprop.torch.report import STATUSES
