@@ -77,7 +77,7 @@ from varprop.theory.finite.exact import (
     jacobian_law,
     slopes,
 )
-from varprop.theory.finite.expansion import finite_width_moments
+from varprop.theory.finite.expansion import EXPANSION_LIMIT, finite_width_moments
 from varprop.theory.finite.loglaw import (
     LogChiSquareSum,
     LogNormal,
@@ -93,12 +93,6 @@ DISTRIBUTION_QUANTITIES = ("preactivation", "activation", "gradient", "jacobian_
 #: Above this many chi-square components (summed over distinct terms) the exact law is replaced by
 #: its log-normal limit.
 MAX_COMPONENTS = 50_000
-#: Above this squared coefficient of variation of qhat (FiniteWidthMoments.expansion_parameter)
-#: the 1/n route warns.  Measured (tanh/xavier_normal, 40k networks): the predicted variance of
-#: the activations' mean square is off by about 0.4 x the parameter -- +3% at 0.09 (width 64,
-#: depth 10), +4.5% at 0.10 (128, 20), +13% at 0.31 (256, 100), +21% at 0.49 (32, 20); the
-#: mean by under 2%.  GELU/he_normal at width 64, depth 10 (1.9): mean +4%, variance -46%.
-EXPANSION_LIMIT = 0.5
 #: ``log_mean_square`` of a ReLU network whose mean square is 0 with at most this probability
 #: reports the mean and variance of the log given M > 0 (beyond it: refused).
 LOG_ATOM_TOLERANCE = 1e-6
