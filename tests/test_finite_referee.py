@@ -15,6 +15,7 @@ from scipy import special, stats
 
 import varprop
 from varprop import VarpropError, VarpropWarning
+from varprop.theory.finite.distribution import METHODS
 from varprop.theory.finite.expansion import finite_width_moments
 
 
@@ -140,3 +141,20 @@ def test_exact_second_moments_do_not_overflow_with_v():
     with pytest.raises(VarpropError, match="exceed the float range"):
         varprop.predict_variance("linear", "standard_normal", fan_in=8, depth=400,
                                  finite_width=True)
+
+
+def test_log_mean_square_of_fitted_law_is_labelled_moment_matched():
+    d = varprop.predict_distribution("relu", "lecun_uniform", fan_in=16, depth=10,
+                                     statistic="log_mean_square")
+    assert d.method == "moment-matched" and "not exact" in METHODS[d.method]
+    with pytest.raises(ValueError, match="cv2"):
+        _ = d.cv2
+
+
+def test_linear_activation_unit_std_is_exact():
+    # a = z: across-unit variance Y = qhat_L chi2_{n-1}/n, E qhat_L = 1 (lecun_normal, v = 1),
+    # so E Y = (n - 1)/n = E[std]^2 + Var[std]
+    d = varprop.predict_distribution("linear", "lecun_normal", fan_in=8, depth=5,
+                                     statistic="unit_std", quantity="activation")
+    assert d.method == "exact"
+    assert d.mean ** 2 + d.variance == pytest.approx(7 / 8, rel=1e-9)
