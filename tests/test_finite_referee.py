@@ -158,3 +158,18 @@ def test_linear_activation_unit_std_is_exact():
                                      statistic="unit_std", quantity="activation")
     assert d.method == "exact"
     assert d.mean ** 2 + d.variance == pytest.approx(7 / 8, rel=1e-9)
+
+
+def test_relu_activation_unit_std_includes_last_layer_atom():
+    # the across-unit std of a_L is 0 iff some layer 1..L died (the last one included):
+    # P = 1 - (15/16)^6 at widths [4]*7 (referee MC 0.322; before: 0.276, the last layer missed)
+    d = varprop.predict_distribution("relu", "he_normal", widths=[4] * 7, statistic="unit_std",
+                                     quantity="activation")
+    assert d.zero_probability == pytest.approx(1 - (15 / 16) ** 6, rel=1e-9)
+    a1, a2, _ = _mc_relu([4] * 7, 20000, seed=9)
+    p0 = float(np.mean(a2[:, -1] == 0.0))
+    assert abs(p0 - d.zero_probability) < 6 * math.sqrt(p0 * (1 - p0) / len(a2))
+    # the mean of the across-unit variance stays exact: E Y = E a^2 - E[(mean_i a_i)^2]
+    ey = float(np.mean(a2[:, -1] - a1[:, -1] ** 2))
+    se = float(np.std(a2[:, -1] - a1[:, -1] ** 2, ddof=1)) / math.sqrt(len(a2))
+    assert abs(d.mean ** 2 + d.variance - ey) < 6 * se

@@ -162,11 +162,17 @@ def forward_law(lay: ExactLayers, quantity: str, statistic: str, layer: int, ddo
         pieces.append(("ratio", n))
         shift -= math.log(n)
     else:
+        # Satterthwaite: the across-unit variance of n i.i.d. phi(xi) as a scaled chi-square with
+        # its exact mean and variance -- given that not every unit is off (ReLU-type: the atom
+        # 2^-n where the variance is exactly 0), so that the unconditional moments stay exact
         u, var_s2 = _sample_variance_moments(lay.act, n)
-        nu = 2 * u * u / var_s2
-        law = _sum(pieces, shift + math.log(u / nu) + math.log((n - 1) / (n - ddof)), lay)
-        return None if law is None else LogChiSquareSum(
-            law.terms + ((ChiSquareMixture.single(1.0, nu), 1),), law.shift)
+        p0 = 2.0 ** -n if lay.alpha * lay.beta == 0.0 else 0.0
+        u1, second = u / (1.0 - p0), (var_s2 + u * u) / (1.0 - p0)
+        nu = 2 * u1 * u1 / (second - u1 * u1)
+        law = _sum(pieces, shift + math.log(u1 / nu) + math.log((n - 1) / (n - ddof)), lay)
+        last = (ChiSquareMixture((p0, 1.0 - p0), (1.0, 1.0), (0, nu)) if p0 > 0.0 else
+                ChiSquareMixture.single(1.0, nu))
+        return None if law is None else LogChiSquareSum(law.terms + ((last, 1),), law.shift)
     return _sum(pieces, shift, lay)
 
 
