@@ -9,7 +9,9 @@
 * no seed file names, seed anecdotes or seeds paths anywhere in the package (docstrings and
   comments included): the seed catalogue is evidence of the repository (``seeds/``);
 * the dependency direction ``_util, _math -> components -> network -> theory, simulation ->
-  checking -> documents -> cli`` (a subpackage imports only earlier ones or itself; the top-level
+  checking -> torch -> documents -> cli``;
+* optional dependencies at module level only where allowed (``torch`` in ``varprop.torch``), and
+  ``varprop.torch`` imported only by the CLI (lazily) (a subpackage imports only earlier ones or itself; the top-level
   public shims ``varprop``, ``varprop.layers``, ``varprop.symbolic``, ``varprop.strategies`` and
   ``__main__`` are exempt as importers).
 
@@ -34,11 +36,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "varprop"
 
 MAX_LINES = 500
 #: Optional dependencies, which may be imported inside the function that needs them.
-OPTIONAL = frozenset({"matplotlib", "tqdm", "torch", "distributed", "dask"})
+OPTIONAL = frozenset({"matplotlib", "tqdm", "torch", "distributed", "dask", "transformers"})
+#: Optional dependencies a subpackage may import at module level (``varprop.torch`` is the torch
+#: interface; nothing else imports it, except the CLI lazily inside a command).
+TOP_LEVEL_OPTIONAL = {"torch": frozenset({"torch"})}
+#: The optional dependencies that rule covers (a guarded ``try: import tqdm`` is fine elsewhere).
+HEAVY_OPTIONAL = frozenset({"torch", "transformers"})
 #: Subpackages in dependency order (equal rank: neither may import the other, except in the base
 #: layer 0 of helpers every module uses).
 RANK = {"_util": 0, "_math": 0, "errors": 0, "components": 1, "network": 2, "theory": 3,
-        "simulation": 3, "checking": 4, "documents": 5, "cli": 6}
+        "simulation": 3, "checking": 4, "torch": 5, "documents": 6, "cli": 7}
 #: Top-level public modules: they re-export names from everywhere (exempt as importers; nothing
 #: inside the package may import them, except the lazy package root ``varprop`` itself).
 SHIMS = frozenset({"varprop", "varprop.layers", "varprop.symbolic", "varprop.strategies",
@@ -277,6 +284,30 @@ def function_import_offenders() -> list[tuple[str, str]]:
     return sorted(set(out))
 
 
+def optional_import_offenders() -> list[tuple[str, str]]:
+    """Module-level imports of optional dependencies outside their allowance
+    (:data:`TOP_LEVEL_OPTIONAL`), and imports of ``varprop.torch`` outside it and the CLI."""
+    out = []
+    for m, (_, _, tree) in _modules().items():
+        allowed = TOP_LEVEL_OPTIONAL.get(subpackage(m), frozenset())
+        for node in _top_level_statements(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            bad = [n for n in names
+                   if n.split(".")[0] in HEAVY_OPTIONAL and n.split(".")[0] not in allowed]
+            if bad:
+                out.append((m, f"line {node.lineno} imports {', '.join(bad)} at module level"))
+        if subpackage(m) not in ("torch", "cli") and m not in SHIMS:
+            for target, _, line in _imports(m, top_level_only=False):
+                if subpackage(target) == "torch":
+                    out.append((m, f"line {line} imports {target}"))
+    return sorted(set(out))
+
+
 def seed_offenders() -> list[tuple[str, str]]:
     out = []
     for m, (_, text, _) in _modules().items():
@@ -324,8 +355,10 @@ RULES = {
     "function-imports": ("imports inside functions (move them to module level)",
                          function_import_offenders),
     "seeds": ("seed file names, anecdotes or paths (they belong in seeds/)", seed_offenders),
+    "optional": ("optional dependencies imported at module level outside varprop.torch, or "
+                 "varprop.torch imported outside the CLI", optional_import_offenders),
     "direction": ("imports against the direction _util, _math -> components -> network -> "
-                  "theory, simulation -> checking -> documents -> cli", direction_offenders),
+                  "theory, simulation -> checking -> torch -> documents -> cli", direction_offenders),
 }
 
 

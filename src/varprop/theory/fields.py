@@ -50,6 +50,7 @@ from varprop.network.field import (
 from varprop.network.layers.base import Layer
 from varprop.network.layers.dense import Dense
 from varprop.network.layers.nonlinearity import Nonlinearity
+from varprop.network.layers.residual import Residual
 from varprop.network.layout import (
     MAX_POSITIONS,
     channel_axes,
@@ -69,6 +70,7 @@ __all__ = [
     "needs_of",
     "predict_fields",
     "walk_fields",
+    "walk_nested",
 ]
 
 #: Largest number of positions per tensor whose covariance matrix is tracked.
@@ -257,3 +259,74 @@ def predict_fields(net: Network) -> FieldPrediction:
         raise fail_type("net", net, "a varprop.Network")
     return walk_fields(net)
 
+
+
+#: A layer's place in a network: ``(p,)`` for top-level position ``p`` (0-based, runs expanded),
+#: ``(p, "branch", j)`` / ``(p, "shortcut", j)`` for layer ``j`` of a ``Residual``'s branch or
+#: shortcut at ``p``, and so on down nested blocks.
+Path = tuple
+
+
+def walk_nested(net: Network) -> dict[Path, tuple[Field, GradField]]:
+    r"""The output field and the gradient field at the output of *every* layer of ``net``,
+    nested ones included, keyed by :data:`Path`.
+
+    The top-level positions are those of :func:`walk_fields`.  Inside a
+    :class:`~varprop.layers.Residual` block :math:`y = S(x) + s\,F(x)` at position ``p`` the
+    branch's layers are walked forward from the block's input field with their own
+    ``field_forward``, and backward from the gradient at the branch's output,
+    :math:`\partial L/\partial F = s\,\partial L/\partial y` (second moments times
+    :math:`s^2`), with their own ``field_backward``; the shortcut's likewise from
+    :math:`\partial L/\partial y` -- the same rules ``Residual`` composes (gradient
+    independence: the two paths' gradients add without a cross term).  A branch whose output is
+    a vector spread over a flattened layout receives the gradient averaged over the positions, as
+    in ``Residual``.
+    """
+    if not isinstance(net, Network):
+        raise fail_type("net", net, "a varprop.Network")
+    fp = walk_fields(net)
+    layers = expanded_layers(net)
+    inputs = (fp.input,) + fp.forward[:-1]
+    out: dict[Path, tuple[Field, GradField]] = {}
+    for p, layer in enumerate(layers):
+        out[(p,)] = (fp.forward[p], fp.backward[p])
+        if isinstance(layer, Residual):
+            _nested(layer, inputs[p], fp.backward[p], (p,), out)
+    return out
+
+
+def _scaled(grad: GradField, s2: float) -> GradField:
+    def times(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else np.asarray(a) * s2
+    return GradField(grad.shape, grad.channel_axis, grad.second * s2, times(grad.cov),
+                     times(grad.batch_cross), batch_cov=times(grad.batch_cov))
+
+
+def _to_layout(grad: GradField, field: Field) -> GradField:
+    """``grad`` averaged over its positions when ``field`` (a path's output) is a vector."""
+    if grad.shape == field.shape or field.positions:
+        return grad
+    q = float(np.mean(grad.second))
+    bc = None if grad.batch_cross is None else float(np.mean(grad.batch_cross))
+    return GradField(field.shape, field.channel_axis, q, None if grad.cov is None else [[q]], bc,
+                     batch_cov=None if grad.batch_cov is None else [[bc or 0.0]])
+
+
+def _group(layers: tuple[Layer, ...], field: Field, grad: GradField, prefix: Path,
+           out: dict[Path, tuple[Field, GradField]]) -> None:
+    fields = [field]
+    for layer in layers:
+        fields.append(layer.field_forward(fields[-1]))
+    grad = _to_layout(grad, fields[-1])
+    for j in range(len(layers) - 1, -1, -1):
+        out[prefix + (j,)] = (fields[j + 1], grad)
+        if isinstance(layers[j], Residual):
+            _nested(layers[j], fields[j], grad, prefix + (j,), out)
+        grad = layers[j].field_backward(grad, fields[j], fields[j + 1])
+
+
+def _nested(block: Residual, field_in: Field, grad_out: GradField, prefix: Path,
+            out: dict[Path, tuple[Field, GradField]]) -> None:
+    _group(block.branch, field_in, _scaled(grad_out, block.scale ** 2), prefix + ("branch",), out)
+    if block.shortcut is not None:
+        _group(block.shortcut, field_in, grad_out, prefix + ("shortcut",), out)

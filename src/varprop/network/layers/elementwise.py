@@ -39,6 +39,7 @@ import numpy as np
 import sympy as sp
 
 from varprop._math import bivariate
+from varprop._math.shifted_relu import RHO_LIMIT, relu_class_shifted
 from varprop.components.activations import Activation
 from varprop.errors import VarpropError
 from varprop.network.field import Field, GradField
@@ -99,16 +100,23 @@ def pair_moments(act: Activation, m1: np.ndarray, m2: np.ndarray, a: np.ndarray,
         return (s2 * (c + m1 * m2)).reshape(shape), np.full(shape, s2)
     zero = (m1 == 0.0) & (m2 == 0.0)
     ff, dd = np.empty(c.size), np.empty(c.size)
-    closed = None
+    closed = shifted = None
     if traits.homogeneous_degree == 1.0 and traits.kinks == (0.0,):
         alpha = float(np.asarray(act.function(np.array([1.0])))[0])
         beta = -float(np.asarray(act.function(np.array([-1.0])))[0])
         closed = lambda a_, b_, c_: bivariate.relu_class(alpha, beta, a_, b_, c_)
+        shifted = lambda *args: relu_class_shifted(alpha, beta, *args)
     elif act.expr == sp.erf(sp.Symbol("x", real=True)) or str(act.expr) == "erf(x)":
         closed = bivariate.erf_pair
     rest = ~zero if closed is not None else np.ones(c.size, dtype=bool)
     if closed is not None and zero.any():
         ff[zero], dd[zero] = closed(a[zero], b[zero], c[zero])
+    if shifted is not None:  # non-zero means: the truncated bivariate normal's closed form
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ok = rest & (a > 0) & (b > 0) & (np.abs(c / np.sqrt(a * b)) < RHO_LIMIT)
+        if ok.any():
+            ff[ok], dd[ok] = shifted(m1[ok], m2[ok], a[ok], b[ok], c[ok])
+            rest = rest & ~ok
     independent = rest & (c == 0.0)  # uncorrelated Gaussians: E phi(x) phi(y) = E phi(x) E phi(y)
     if independent.any():
         one = position_moments(act, np.concatenate([m1[independent], m2[independent]]),

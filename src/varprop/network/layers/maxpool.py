@@ -78,10 +78,18 @@ from varprop._math.gaussian_max import (
     sample_window_max,
     window_max_moments,
 )
+from varprop._util.validation import fail
 from varprop.errors import VarpropError
-from varprop.network.field import Field, GradField
+from varprop.network.field import Field, GradField, Shape
+from varprop.network.layers.conv import check_spatial_input
 from varprop.network.layers.pooling import _Pool, require_cov
-from varprop.network.layers.spatial import Windows
+from varprop.network.layers.spatial import (
+    Windows,
+    check_size_tuple,
+    expand,
+    output_size,
+    sliding_windows,
+)
 
 __all__ = ["MaxPool"]
 
@@ -105,15 +113,38 @@ def points_for(p: int) -> int:
 
 @dataclass(frozen=True, init=False, repr=False)
 class MaxPool(_Pool):
-    r"""Max pooling over ``kernel_size`` windows (``stride`` defaults to ``kernel_size``; no
-    padding, floor mode), 1-D or 2-D, channels first.
+    r"""Max pooling over ``kernel_size`` windows (``stride`` defaults to ``kernel_size``; floor
+    mode), 1-D or 2-D, channels first; ``padding`` (an int or one per dimension, at most half the
+    kernel, as PyTorch's ``MaxPool2d`` allows) pads with :math:`-\infty`: a window's padding
+    taps never win, so the window is the maximum over its real positions (implemented by
+    repeating one of them in the padding taps, which changes neither the maximum nor where
+    the gradient goes).
 
     Rule: :math:`E y_u^{(k)} = E \max_j x_{w(u,j)}^{(k)}` (:math:`k = 1, 2`, and
     :math:`E y_u y_{u'}`) for a jointly Gaussian input or an activation of one, by joint RQMC of
     the field (declared approximation, standard error reported); backward routed to the argmax.
     """
 
+    padding: int | tuple[int, ...]
     kind = "maxpool"
+
+    def __init__(self, kernel_size: int | tuple[int, ...],
+                 stride: int | tuple[int, ...] | None = None,
+                 padding: int | tuple[int, ...] = 0) -> None:
+        super().__init__(kernel_size, stride)
+        pad = check_size_tuple("padding", padding, zero=True)
+        object.__setattr__(self, "padding", pad)
+
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        if self.padding in (0, (0,), (0, 0)):
+            return text
+        return f"{text[:-1]}, padding={self.padding!r})"
+
+    def windows(self, input_shape: Shape) -> Windows:
+        if self.padding in (0, (0,), (0, 0)):
+            return super().windows(input_shape)
+        return _padded_windows(self, tuple(input_shape))
 
     def field_exact(self, field_in: Field) -> bool:
         """Never: randomized quasi-Monte Carlo (declared approximation)."""
@@ -263,6 +294,32 @@ class MaxPool(_Pool):
         rows = np.repeat(np.arange(flat.shape[0]), win.p_out)
         np.add.at(flat, (rows, arg.reshape(-1)), grad.reshape(-1))
         return flat.reshape(shape)
+
+
+@lru_cache(maxsize=64)
+def _padded_windows(layer: MaxPool, input_shape: Shape) -> Windows:
+    """The windows of a padded max pool, each padding tap replaced by the window's first real
+    position (the maximum and the argmax position are those over the real positions)."""
+    _, spatial = check_spatial_input(layer, input_shape)
+    nd = len(spatial)
+    kernel = expand("kernel_size", layer.kernel_size, nd)
+    strides = expand("stride", layer.stride, nd)
+    pads = expand("padding", layer.padding, nd)
+    for n, k, s, p in zip(spatial, kernel, strides, pads):
+        if 2 * p > k:
+            raise fail("padding", layer.padding, "at most half the kernel size "
+                       f"{layer.kernel_size!r} (as PyTorch's MaxPool requires: every window "
+                       "keeps a real position)")
+        if output_size(n, k, s, 1, 2 * p) < 1:
+            raise fail("kernel_size", layer.kernel_size, f"at most the padded input size per "
+                       f"dimension (input_shape={input_shape})")
+    win = sliding_windows(spatial, kernel, strides, (1,) * nd, tuple((p, p) for p in pads),
+                          circular=False)
+    taps = np.array(win.taps)
+    first = taps[np.arange(taps.shape[0]), np.argmax(taps >= 0, axis=1)]
+    taps = np.where(taps < 0, first[:, None], taps)
+    taps.flags.writeable = False
+    return Windows(win.in_spatial, win.out_spatial, taps)
 
 
 @lru_cache(maxsize=2)  # a field may hold a (P, P) covariance: keep few

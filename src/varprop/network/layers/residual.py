@@ -104,8 +104,9 @@ _LAW_SPLIT = ("Residual after a layer with an exact non-Gaussian law (Dropout, t
 
 
 def _is_weight_layer(layer: Layer) -> bool:
-    """A layer with random weights (``Dense``, ``Conv``, ``Recurrent``: it has an ``init``)."""
-    return getattr(layer, "init", None) is not None
+    """A layer with random weights (``Dense``, ``Conv``, ``Recurrent``: it has an ``init``), or
+    one whose output is taken as uncorrelated with its input (``Measured``: ``decorrelates``)."""
+    return getattr(layer, "init", None) is not None or getattr(layer, "decorrelates", False)
 
 
 def _walk_shapes(layers: Sequence[Layer], shape: Shape) -> Shape:
