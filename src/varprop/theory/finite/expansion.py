@@ -49,6 +49,12 @@ Ensemble moments: :math:`E z_l^2 = m_l` and
 .. math:: E a_l^2 = f(m_l) + f''(m_l)(v_l/2 + \bar\kappa_l/6), \qquad
           E a_l = \mu(m_l) + \mu''(m_l)(v_l/2 + \bar\kappa_l/6).
 
+For degree-1 homogeneous activations :math:`\mu \propto \sqrt q` is not linear, so the second
+is only :math:`O(1/n)` there (and useless where :math:`v_l/m_l^2` is not small); with Gaussian
+weights and no bias :math:`E a_l` is instead computed exactly from the law of :math:`\hat q_l`
+(:func:`varprop.theory.finite.exact.activation_mean`), and with zero bias the ReLU gradient
+carries the exact dead-layer factor (:func:`varprop.theory.finite.exact.alive_probability`).
+
 The backward pass (:mod:`varprop.theory.finite.backward`) is expanded under the
 gradient-independence assumption and then corrected for the reuse of the forward weights.
 Everything is :math:`O(1/n)`: :attr:`FiniteWidthMoments.expansion_parameter`

@@ -5,12 +5,20 @@ r"""``predict_variance(..., finite_width=True)``: the MLP quantities from the :m
 quantity                        value (per layer :math:`l`)
 =============================== ================================================================
 ``preactivation``               :math:`E z_l^2 = m_l` (zero mean)
-``activation``                  :math:`E a_l^2 - (E a_l)^2`, both with their :math:`1/n` terms
+``activation``                  :math:`E a_l^2 - (E a_l)^2`; exact for degree-1 homogeneous
+                                activations with Gaussian weights and no bias
+                                (:math:`E a_l` from the exact law of :math:`\hat q_l`), else
+                                :math:`E a_l` to :math:`1/n` (refused where it is impossible)
 ``activation_second_moment``    :math:`E a_l^2`
 ``gradient``                    :math:`E(\partial\mathcal L/\partial a_{l-1})^2` (weight reuse
                                 included, :mod:`varprop.theory.finite.backward`)
 ``weight_gradient``             :math:`E(\partial\mathcal L/\partial W_l)_{ij}^2`
 =============================== ================================================================
+
+Outside the expansion's range (:attr:`FiniteWidthMoments.expansion_parameter` above
+:data:`~varprop.theory.finite.expansion.EXPANSION_LIMIT`, the rule of
+:func:`varprop.predict_distribution`) a value that is not exact comes with a
+:class:`~varprop.VarpropWarning`.
 """
 
 from __future__ import annotations
