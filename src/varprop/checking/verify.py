@@ -346,6 +346,9 @@ def verify(
     def predict(how: str) -> float:
         if finite_width and not exact and expansion[0] is not None:
             return expansion[0].corrected
+        if finite_width and quantity == "gradient":  # exact, with the dead-layer atom of ReLU
+            return float(np.asarray(predict_variance(act, scheme, finite_width=True,
+                                                     **pred_kwargs))[lay - 1])
         return float(np.asarray(predict_variance(act, scheme, method=how, **pred_kwargs))[lay - 1])
 
     theta0, reference, user = _claim(predicted, predict, method, f"{quantity} at layer {lay}")
@@ -353,7 +356,8 @@ def verify(
         tol_f, tol_reason = prediction_allowance(
             act, scheme, widths=ws, layer=lay, quantity=quantity, method=method,
             predicted_value=theta0, reference_value=reference, target=target, dtype=dt,
-            input_variance=in_var, bias_variance=b_var, expansion=expansion)
+            input_variance=in_var, bias_variance=b_var, expansion=expansion,
+            finite_width=finite_width)
     else:
         tol_f = check_nonnegative_real("tol", tol)
         tol_reason = "tol given by the caller"

@@ -111,6 +111,16 @@ def _values(act: Activation, q: float) -> FunctionValues:
     if not math.isfinite(q):
         raise VarpropError(f"the pre-activation variance left the float range (q = {q}): the 1/n "
                            "expansion needs finite variances; reduce depth or rescale")
+    if act.traits.exact_at_finite_width and q != 1.0:  # degree 1: exact scaling from q = 1
+        one = _values(act, 1.0)
+        r, s = q, math.sqrt(q)
+        with np.errstate(over="ignore"):
+            out = FunctionValues(q, one.f * r, one.f1, 0.0, one.g * r * r, one.g2nd, one.u4 * r * r,
+                                 one.mu * s, one.mu2 / (r * s), one.h, 0.0, 0.0, one.g2, one.c * r)
+        if not all(map(math.isfinite, (out.f, out.g, out.u4))):
+            raise VarpropError(f"the exact second moments of {act.name} exceed the float range "
+                               f"(pre-activation variance {q:.3g}): reduce depth or rescale")
+        return out
     e = gaussian_expectations([_stack(act, q)], 0.0, q, act.kinks)[0]
     mu, f, u4, h, h4, cross, mu_he4, f_he2, f_he4, h_he2, h_he4, u_he4 = map(float, e)
     f1, f2 = f_he2 / (2 * q), f_he4 / (4 * q * q)
