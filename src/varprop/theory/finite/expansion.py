@@ -134,13 +134,17 @@ from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.errors import VarpropError
 from varprop.theory.finite.backward import backward_moments
-from varprop.theory.finite.exact import ExactLayers, activation_mean, alive_probability, slopes
+from varprop.theory.finite.exact import (
+    ExactLayers,
+    activation_mean,
+    alive_probability,
+    slopes,
+)
 from varprop.theory.finite.functions import FunctionValues, gaussian_functions
 from varprop.theory.moments import zero_mean_moments
 
-<<<<<<< HEAD
-__all__ = ["NEXT_ORDER_CONSTANT", "QUANTITIES", "REGIME_LIMIT", "FiniteWidthMoments",
-           "check_finite_width_init", "finite_width_moments"]
+__all__ = ["EXPANSION_LIMIT", "NEXT_ORDER_CONSTANT", "QUANTITIES", "REGIME_LIMIT",
+           "FiniteWidthMoments", "check_finite_width_init", "finite_width_moments"]
 
 #: The quantities the expansion predicts (names of :func:`varprop.predict_variance`).
 QUANTITIES: tuple[str, ...] = ("preactivation", "activation", "activation_second_moment",
@@ -152,9 +156,6 @@ Quantity = Literal["preactivation", "activation", "activation_second_moment", "g
 NEXT_ORDER_CONSTANT = 0.3
 #: Largest :math:`\rho` at which the 1/n expansion decides a claim (module docstring).
 REGIME_LIMIT = 0.75
-=======
-__all__ = ["EXPANSION_LIMIT", "FiniteWidthMoments", "check_finite_width_init",
-           "finite_width_moments"]
 
 #: Above this squared coefficient of variation of qhat (FiniteWidthMoments.expansion_parameter)
 #: the 1/n results warn (predict_variance(finite_width=True) and predict_distribution alike).
@@ -163,7 +164,6 @@ __all__ = ["EXPANSION_LIMIT", "FiniteWidthMoments", "check_finite_width_init",
 #: (128, 20), +13% at 0.31 (256, 100), +21% at 0.49 (32, 20); the mean by under 2%.
 #: GELU/he_normal at width 64, depth 10 (1.9): mean +4%, variance -46%.
 EXPANSION_LIMIT = 0.5
->>>>>>> fwfix
 
 
 @dataclass(frozen=True)
