@@ -8,10 +8,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from varprop.components.activations import Activation
-from varprop.components.schemes import InitScheme, init_scheme
+from varprop.components.schemes import InitScheme
 from varprop.documents.common import (
     FIGURE_DEPTH,
-    FIGURE_SCHEMES,
     FIGURE_WIDTH,
     VERIFY_DEPTH,
     VERIFY_WIDTH,
@@ -57,13 +56,13 @@ def _safe_verify(act: Activation, scheme: InitScheme, quantity: str, b: Budget, 
         return {"status": "error", "message": text[:160]}
 
 
-def _curve_records(act: Activation, store: MonteCarloStore, b: Budget,
-                   tick: Callable[[], None]) -> dict[str, Any]:
+def _curve_records(act: Activation, schemes: Sequence[InitScheme], store: MonteCarloStore,
+                   b: Budget, tick: Callable[[], None]) -> dict[str, Any]:
+    """The figure's Monte Carlo curves of ``schemes``, keyed by their labels."""
     out = {}
-    for name in FIGURE_SCHEMES:
-        scheme = init_scheme(name)
+    for scheme in schemes:
         key = _curve_key(act, scheme)
-        out[name] = store.get(key, lambda s=scheme, k=key: _quiet(lambda: mc_per_layer(
+        out[_label(scheme)] = store.get(key, lambda s=scheme, k=key: _quiet(lambda: mc_per_layer(
             act, s, fan_in=FIGURE_WIDTH, depth=FIGURE_DEPTH,
             statistics=("preactivation_second", "gradient_second"),
             replicates=b.curve_replicates, seed=_key_seed(k))))
