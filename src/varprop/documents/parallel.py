@@ -1,0 +1,127 @@
+"""Building the documents of ``varprop derive --all`` on several cores.
+
+The folder splits into independent tasks: one per activation document, the layer documents, the
+worked architectures and each extra page of the checkout.  Every Monte Carlo record has its own
+seed (a hash of its key), so a task gives the same numbers in any process and in any order:
+:func:`run_tasks` runs the tasks in a :class:`concurrent.futures.ProcessPoolExecutor` (the
+longest first), each worker on a copy of the shared record, and merges the records the workers
+computed back into the one :class:`~varprop.documents.store.MonteCarloStore`; the output is byte
+for byte that of one process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+from varprop._util.validation import check_positive_int
+from varprop.documents.activation import _activation_document
+from varprop.documents.architectures import architectures_page
+from varprop.documents.common import Format, GeneratedFile
+from varprop.documents.layers import layer_documents
+from varprop.documents.pages import Page, repository_pages
+from varprop.documents.store import Budget, MonteCarloStore
+
+__all__ = ["Task", "TaskResult", "default_workers", "run_tasks"]
+
+#: Rough cost of each task (seconds on one core with no record), to start the longest first.
+_COST = {"page": 40.0, "activation/tanh": 16.0, "activation/sigmoid": 16.0, "activation/erf": 12.0,
+         "architectures": 12.0, "activation/leaky_relu": 7.0, "activation/relu": 7.0,
+         "activation/linear": 5.0, "layers": 4.0}
+
+
+def default_workers() -> int:
+    """The cores this process may use (``os.sched_getaffinity``), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One independent part of the folder: ``kind`` is ``"activation"`` (``name`` the
+    activation), ``"layers"``, ``"architectures"`` or ``"page"`` (``name`` its index in the
+    checkout's pages)."""
+
+    kind: str
+    name: str = ""
+
+    @property
+    def cost(self) -> float:
+        return _COST.get(f"{self.kind}/{self.name}", _COST.get(self.kind, 5.0))
+
+
+@dataclass
+class TaskResult:
+    """What a task made: files, index rows (activations), layer links, and its Monte Carlo
+    bookkeeping (records computed, keys used, keys missing from a frozen record)."""
+
+    files: list[GeneratedFile] = field(default_factory=list)
+    index_rows: list[tuple[str, ...]] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)
+    computed: dict[str, Any] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)
+    missing: list[str] = field(default_factory=list)
+
+
+def _run(task: Task, store: MonteCarloStore, b: Budget, format: Format, figures: bool,
+         pages: Sequence[Page], tick: Callable[[], None]) -> TaskResult:
+    """Run ``task`` against ``store`` (which it extends)."""
+    out = TaskResult()
+    if task.kind == "activation":
+        res = _activation_document(task.name, None, store=store, budget=b, format=format,
+                                   figures=figures, progress=tick, index=True)
+        out.files, out.index_rows = res.files, res.index_rows
+    elif task.kind == "layers":
+        made = layer_documents(store, b, format, tick)
+        out.files = [f for f, _, _ in made]
+        out.links = [(title, f.path) for f, _, title in made]
+    elif task.kind == "architectures":
+        out.files = architectures_page(store, b, format, figures, tick)
+    else:
+        page = pages[int(task.name)]
+        out.files = [GeneratedFile(page.path, page.build(store, b, tick))]
+    return out
+
+
+def _in_worker(task: Task, records: dict[str, Any], budget: Budget, frozen: bool, format: Format,
+               figures: bool) -> TaskResult:
+    """A task in a worker process: on a copy of the record; returns what it computed."""
+    store = MonteCarloStore(records, budget_name=budget.name, frozen=frozen)
+    before = set(records)
+    res = _run(task, store, budget, format, figures, repository_pages(), lambda: None)
+    res.computed = {k: v for k, v in store.records.items() if k not in before}
+    res.used, res.missing = set(store.used), list(store.missing)
+    return res
+
+
+def run_tasks(tasks: Sequence[Task], store: MonteCarloStore, b: Budget, *, format: Format,
+              figures: bool, pages: Sequence[Page], workers: int = 1,
+              tick: Callable[[], None] = lambda: None) -> dict[Task, TaskResult]:
+    """Run ``tasks`` and merge their Monte Carlo records into ``store``.
+
+    With ``workers`` > 1 the tasks run in that many processes (pages must then be the checkout's
+    own, which each worker imports again); the result does not depend on ``workers``.
+    """
+    workers = check_positive_int("workers", workers)
+    if workers == 1 or len(tasks) < 2:
+        return {t: _run(t, store, b, format, figures, pages, tick) for t in tasks}
+    results: dict[Task, TaskResult] = {}
+    order = sorted(tasks, key=lambda t: -t.cost)
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+        futures = {pool.submit(_in_worker, t, dict(store.records), b, store.frozen, format,
+                               figures): t for t in order}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            tick()
+    for task in tasks:  # merged in task order: the record does not depend on completion order
+        res = results[task]
+        for key, value in res.computed.items():
+            store.records.setdefault(key, value)
+        store.used |= res.used
+        store.missing += [k for k in res.missing if k not in store.missing]
+    return {t: results[t] for t in tasks}
