@@ -476,3 +476,24 @@ def test_parallel_build_is_the_serial_one():
 def test_cli_workers_needs_all(capsys):
     assert main(["derive", "relu", "--workers", "2"]) == 2
     assert "--workers needs --all" in capsys.readouterr().err
+
+
+def test_schemes_with_the_same_weight_law_share_their_simulation():
+    """At fan-in = fan-out Xavier's variance 2/(n+n) is LeCun's 1/n: the same normal (uniform)
+    law, so one simulation serves both rows; different laws are never merged."""
+    from varprop.documents.records import shared_simulations
+
+    n = documents.VERIFY_WIDTH
+    assert float(varprop.init_scheme("xavier_normal").weight_variance(n, n)) == 1 / n
+    assert shared_simulations(documents.schemes_for("relu")) == {
+        "xavier_normal": "lecun_normal", "xavier_uniform": "lecun_uniform"}
+    alone = [varprop.init_scheme("xavier_normal"), varprop.init_scheme("he_normal")]
+    assert shared_simulations(alone) == {}
+    store = MonteCarloStore(budget_name="quick")
+    files = documents.activation_document("linear", ["lecun_normal", "xavier_normal"],
+                                          budget="quick", store=store, figures=False)
+    assert sorted(k for k in store.records if k.startswith("verify/")) == [
+        "verify/linear/lecun_normal/gradient/n64/L5", "verify/linear/lecun_normal/preactivation/n64/L5"]
+    rows = [line.split(" | ")[4:] for line in files[0].content.splitlines()
+            if line.startswith(("| `lecun_normal` | 64", "| `xavier_normal` | 64"))]
+    assert len(rows) == 4 and rows[0] == rows[2] and rows[1] == rows[3]

@@ -45,7 +45,12 @@ from varprop.documents.common import (
 )
 from varprop.documents.derivation_section import derivation_blocks, model_blocks
 from varprop.documents.figures import _figure
-from varprop.documents.records import _VERIFY_QUANTITIES, _curve_records, _verify_records
+from varprop.documents.records import (
+    _VERIFY_QUANTITIES,
+    _curve_records,
+    _verify_records,
+    shared_simulations,
+)
 from varprop.documents.scheme_tables import (
     approximation_blocks,
     backward_blocks,
@@ -81,6 +86,15 @@ def activation_document(act: Activation | str, schemes: Sequence[InitScheme | st
                                 figures=figures, progress=progress).files
 
 
+def _shared_sentence(derivations: dict) -> str:
+    twins = shared_simulations([d.init for d in derivations.values()])
+    if not twins:
+        return ""
+    pairs = ", ".join(f"`{label}` as `{twin}`" for label, twin in twins.items())
+    return (f"  At width {VERIFY_WIDTH} some schemes draw their weights from exactly the same law "
+            f"as another (fan-in = fan-out); those rows are the same simulated networks: {pairs}.")
+
+
 def _verification_blocks(a: Activation, derivations: dict, records: dict) -> list[_Block]:
     rows = []
     for label, d in derivations.items():
@@ -98,7 +112,8 @@ def _verification_blocks(a: Activation, derivations: dict, records: dict) -> lis
               "$E[(\\partial\\mathcal L/\\partial x)^2]$ at the network input.  The estimate is the "
               "mean over independent networks (replicates) with the checker's simultaneous "
               "interval (`varprop.verify`; its verdicts are explained in the user documentation, "
-              "`docs/checker.md`).  Seeds are fixed (a hash of the row's key)."),
+              "`docs/checker.md`).  Seeds are fixed (a hash of the row's key)."
+              + _shared_sentence(derivations)),
         _Table(("Scheme", "Width", "Depth", "Quantity", "Predicted", "Monte Carlo [interval]",
                 "Verdict"), tuple(rows))]
     counts: dict[str, int] = {}
