@@ -70,9 +70,18 @@ def _tex_code(text: str) -> str:
     return r"\texttt{" + re.sub(r"([_.,(\[=])", r"\1\\allowbreak{}", _tex_plain(text)) + "}"
 
 
+_BOLD = re.compile(r"(\*\*(?:\$[^$]*\$|[^*$])+\*\*)")
+
+
 def _tex_inline(text: str, *, cell: bool = False) -> str:
-    """Markdown inline text -> LaTeX: keep ``$...$``, ``code`` -> texttt, ``**b**`` -> textbf.
-    In a table ``cell`` math shrinks to the column when it is wider."""
+    """Markdown inline text -> LaTeX: keep ``$...$``, ``code`` -> texttt, ``**b**`` -> textbf
+    (with math inside), ``*e*`` -> emph.  In a table ``cell`` math shrinks to the column when it
+    is wider."""
+    return "".join(r"\textbf{" + _tex_spans(part[2:-2], cell) + "}" if _BOLD.fullmatch(part)
+                   else _tex_spans(part, cell) for part in _BOLD.split(text))
+
+
+def _tex_spans(text: str, cell: bool) -> str:
     out = []
     for part in re.split(r"(\$[^$]+\$|`[^`]+`)", text):
         if part.startswith("$") and part.endswith("$") and len(part) > 1:
@@ -81,10 +90,9 @@ def _tex_inline(text: str, *, cell: bool = False) -> str:
             out.append(_tex_code(part[1:-1]))
         else:
             plain = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", part)  # links -> their text
-            pieces = re.split(r"(\*\*[^*]+\*\*|\*[^*]+\*)", plain)
+            pieces = re.split(r"(\*[^*]+\*)", plain)
             out.append("".join(
-                r"\textbf{" + _tex_plain(p[2:-2]) + "}" if p.startswith("**") and len(p) > 4
-                else r"\emph{" + _tex_plain(p[1:-1]) + "}" if p.startswith("*") and len(p) > 2
+                r"\emph{" + _tex_plain(p[1:-1]) + "}" if p.startswith("*") and len(p) > 2
                 else _tex_plain(p) for p in pieces))
     return "".join(out)
 
