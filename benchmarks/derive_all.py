@@ -53,12 +53,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reuse-only", action="store_true", help="skip the runs from scratch")
     parser.add_argument("--workers", type=int, action="append", help="worker counts (default 1 2)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="write the outputs under this folder instead of a temporary one")
     args = parser.parse_args()
     counts = args.workers or [1, 2]
     modes = [True] if args.reuse_only else [True, False]
     print(f"varprop derive --all, {os.cpu_count()} cores")
     print(f"{'mode':<22}{'workers':>8}{'seconds':>10}{'load avg':>10}")
-    with tempfile.TemporaryDirectory(prefix="varprop-derive-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="varprop-derive-") as tmp_dir:
+        tmp = str(args.keep) if args.keep is not None else tmp_dir
         outs: dict[tuple[bool, int], Path] = {}
         for reuse in modes:
             for workers in counts:
