@@ -8,7 +8,9 @@ Run:  python benchmarks/derive_all.py                  # all four runs (several 
 
 The reuse runs start from a copy of the committed ``derivations/montecarlo.json``.  Each run is
 a separate ``varprop derive`` process, so start-up (imports) is included, as a user sees it.  The
-wall time depends on what else the machine runs: the load average is printed with each row.
+wall time depends on what else the machine runs: the load average is printed with each row, and
+so is the CPU time of the run (its processes' user + system time), which does not: on an idle
+machine the wall time of one worker is about its CPU time, and of two workers at least half of it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -27,8 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "derivations" / "montecarlo.json"
 
 
-def run(out: Path, *, workers: int, reuse: bool) -> float:
-    """Seconds of one ``varprop derive --all`` into ``out``."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(out: Path, *, workers: int, reuse: bool) -> tuple[float, float]:
+    """Wall and CPU seconds of one ``varprop derive --all`` into ``out``."""
     out.mkdir(parents=True)
     if reuse:
         shutil.copy(RECORD, out / "montecarlo.json")
@@ -37,9 +45,9 @@ def run(out: Path, *, workers: int, reuse: bool) -> float:
     if reuse:
         cmd.append("--reuse-montecarlo")
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _children_cpu()
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, cwd=ROOT)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _children_cpu() - cpu0
 
 
 def same_files(a: Path, b: Path) -> bool:
@@ -59,18 +67,18 @@ def main() -> None:
     counts = args.workers or [1, 2]
     modes = [True] if args.reuse_only else [True, False]
     print(f"varprop derive --all, {os.cpu_count()} cores")
-    print(f"{'mode':<22}{'workers':>8}{'seconds':>10}{'load avg':>10}")
+    print(f"{'mode':<22}{'workers':>8}{'wall s':>10}{'CPU s':>10}{'load avg':>10}")
     with tempfile.TemporaryDirectory(prefix="varprop-derive-") as tmp_dir:
         tmp = str(args.keep) if args.keep is not None else tmp_dir
         outs: dict[tuple[bool, int], Path] = {}
         for reuse in modes:
             for workers in counts:
                 out = Path(tmp) / f"{'reuse' if reuse else 'scratch'}-{workers}"
-                seconds = run(out, workers=workers, reuse=reuse)
+                seconds, cpu = run(out, workers=workers, reuse=reuse)
                 outs[(reuse, workers)] = out
                 mode = "--reuse-montecarlo" if reuse else "from scratch"
-                print(f"{mode:<22}{workers:>8}{seconds:>10.1f}{os.getloadavg()[0]:>10.2f}",
-                      flush=True)
+                print(f"{mode:<22}{workers:>8}{seconds:>10.1f}{cpu:>10.1f}"
+                      f"{os.getloadavg()[0]:>10.2f}", flush=True)
         for reuse in modes:
             runs = [outs[(reuse, w)] for w in counts]
             if len(runs) > 1:
