@@ -177,8 +177,12 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
         sections.append(approximation_blocks(a, derivations))
     records = _verify_records(a, [d.init for d in derivations.values()], store, b, tick)
     sections.append(_verification_blocks(a, derivations, records))
-    # -- more sections: each is a list of blocks, or of Markdown lines via markdown_blocks() ---
-    # e.g. (issue 13, finite width): sections.append(markdown_blocks(finite_width_section(...)))
+    # == HOOK: more sections go here, before the figures.  A section is a list of blocks; one
+    # == written as Markdown lines becomes blocks (and so renders to LaTeX too) with
+    # == markdown_blocks(lines).  Issue 13 (finite width, documents/finite_width.py):
+    # ==     sections.append(markdown_blocks(finite_width_section(...)))
+    extra: list[list[str]] = []  # Markdown sections added by the hook above, in order
+    sections += [markdown_blocks(lines) for lines in extra]
     files: list[GeneratedFile] = []
     figure: list[_Block] = [_Heading(2, "Figures", "figures")]
     drawn = ([init_scheme(n) for n in FIGURE_SCHEMES] if schemes is None

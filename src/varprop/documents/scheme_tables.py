@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from varprop.components.activations import Q, Activation
+from varprop.components.activations import Activation, Q
 from varprop.documents import phases as _phases
 from varprop.documents.approx_error import (
     COMPOUND_DEPTHS,

@@ -22,10 +22,17 @@ import sympy as sp
 
 from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme, resolve_scheme
-from varprop.theory.symbolic._algebra import _simp, _weight_moments
+from varprop.theory.symbolic._algebra import _weight_moments
 from varprop.theory.symbolic.derivation import Derivation
 from varprop.theory.symbolic.recursion import _Builder
-from varprop.theory.symbolic.symbols import MU_W, MU_W1, N_IN, N_OUT, SIGMA_W2, SIGMA_W2_1
+from varprop.theory.symbolic.symbols import (
+    MU_W,
+    MU_W1,
+    N_IN,
+    N_OUT,
+    SIGMA_W2,
+    SIGMA_W2_1,
+)
 
 __all__ = ["derive_generic", "scheme_moments"]
 
