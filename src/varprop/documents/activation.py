@@ -7,6 +7,7 @@ schemes.  Links stay inside the generated set (a document written with ``--out``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -86,6 +87,11 @@ def activation_document(act: Activation | str, schemes: Sequence[InitScheme | st
                                 figures=figures, progress=progress).files
 
 
+def _typeset_powers(text: str) -> str:
+    """The checker's plain-text reasons with their powers typeset (``skewness^2``)."""
+    return re.sub(r"\b([A-Za-z]+)\^(\d+)", r"\1$^{\2}$", text)
+
+
 def _shared_sentence(derivations: dict) -> str:
     twins = shared_simulations([d.init for d in derivations.values()])
     if not twins:
@@ -126,7 +132,8 @@ def _verification_blocks(a: Activation, derivations: dict, records: dict) -> lis
                                 if rec is not None and rec["status"] == status})
                 for status in ("refuted", "inconclusive")}
     if labelled["refuted"] or labelled["inconclusive"]:
-        notes = [f"`{label}` {quantity} ({rec['status']}): " + rec.get("reason", "no reason recorded.")
+        notes = [f"`{label}` {quantity} ({rec['status']}): "
+                 + _typeset_powers(rec.get("reason", "no reason recorded."))
                  for (label, quantity), rec in sorted(records.items())
                  if rec is not None and rec["status"] in ("refuted", "inconclusive")]
         heads = [f"{title}: " + ", ".join(f"`{r}`" for r in labelled[status]) + "."
