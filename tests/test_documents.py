@@ -497,3 +497,26 @@ def test_schemes_with_the_same_weight_law_share_their_simulation():
     rows = [line.split(" | ")[4:] for line in files[0].content.splitlines()
             if line.startswith(("| `lecun_normal` | 64", "| `xavier_normal` | 64"))]
     assert len(rows) == 4 and rows[0] == rows[2] and rows[1] == rows[3]
+
+
+def test_a_page_split_into_parts_computes_each_record_once():
+    """Part k of n computes every n-th new record the page asks for; the parts together hold
+    every record, and the page rendered from them is the page built in one piece."""
+    from varprop.documents.parallel import page_part
+    from varprop.documents.store import budget
+
+    calls = []
+
+    def build(store, b, tick):
+        values = [store.get(f"demo/{i}", lambda i=i: calls.append(i) or float(i * i))
+                  for i in range(5)]
+        return "# Demo\n\n" + ", ".join("none" if v is None else str(v) for v in values) + "\n"
+
+    page = Page(path="demo.md", index_note="demo", steps=0, build=build)
+    b = budget("quick")
+    parts = [page_part(page, {}, b, k, 2) for k in range(2)]
+    assert sorted(parts[0]) == ["demo/0", "demo/2", "demo/4"] and sorted(parts[1]) == ["demo/1", "demo/3"]
+    assert sorted(calls) == [0, 1, 2, 3, 4]  # each record computed once
+    merged = MonteCarloStore({**parts[0], **parts[1]}, budget_name="quick", frozen=True)
+    assert build(merged, b, None) == build(MonteCarloStore(budget_name="quick"), b, None)
+    assert merged.missing == []

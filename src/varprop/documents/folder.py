@@ -154,16 +154,20 @@ def generate(activations: Sequence[str] | None = None, schemes: Sequence[str | I
     extra = repository_pages() if own_pages else tuple(pages)  # type: ignore[arg-type]
     tasks = [Task("activation", a.name) for a in acts] + [Task("layers"), Task("architectures")]
     page_tasks = [Task("page", str(i)) for i in range(len(extra))]
-    if own_pages:  # a worker imports the checkout's pages again; explicit ones run here
-        tasks += page_tasks
     parallel = workers > 1
-    total = len(tasks) if parallel else (_steps(acts, extra) + layer_steps_count()
-                                         + architecture_steps())
+    if own_pages and parallel:  # a worker imports the checkout's pages again: each page's
+        # records are split over the workers, the page is rendered from them afterwards
+        tasks += [Task("page-part", f"{i}/{k}/{workers}") for i in range(len(extra))
+                  for k in range(workers)]
+    elif own_pages:
+        tasks += page_tasks
+    total = (len(tasks) + len(page_tasks) if parallel
+             else _steps(acts, extra) + layer_steps_count() + architecture_steps())
     bar = _Progress(total, "varprop derive", progress)
     try:
         results = run_tasks(tasks, store, b, format=format, figures=figures, pages=extra,
                             workers=workers, tick=bar.tick)
-        if not own_pages:
+        if not own_pages or parallel:  # here, from the merged record
             results.update(run_tasks(page_tasks, store, b, format=format, figures=figures,
                                      pages=extra, tick=bar.tick))
     finally:
@@ -171,7 +175,7 @@ def generate(activations: Sequence[str] | None = None, schemes: Sequence[str | I
     files: list[GeneratedFile] = []
     index_rows: list[tuple[str, ...]] = []
     links: list[tuple[str, str]] = []
-    for task in tasks + ([] if own_pages else page_tasks):
+    for task in tasks + ([] if own_pages and not parallel else page_tasks):
         res = results[task]
         files += res.files
         index_rows += res.index_rows

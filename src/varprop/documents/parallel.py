@@ -1,7 +1,10 @@
 """Building the documents of ``varprop derive --all`` on several cores.
 
 The folder splits into independent tasks: one per activation document, the layer documents, the
-worked architectures and each extra page of the checkout.  Every Monte Carlo record has its own
+worked architectures and each extra page of the checkout.  An extra page is one opaque
+``build`` (the seed claims' is the longest task), so it is split by its Monte Carlo records:
+part ``k`` of ``n`` runs the page with a store that computes only every ``n``-th record it has
+not seen (:class:`PartStore`), and the page is then rendered once from the merged record.  Every Monte Carlo record has its own
 seed (a hash of its key), so a task gives the same numbers in any process and in any order:
 :func:`run_tasks` runs the tasks in a :class:`concurrent.futures.ProcessPoolExecutor` (the
 longest first), each worker on a copy of the shared record, and merges the records the workers
@@ -28,7 +31,7 @@ from varprop.documents.store import Budget, MonteCarloStore
 __all__ = ["Task", "TaskResult", "default_workers", "run_tasks"]
 
 #: Rough cost of each task (seconds on one core with no record), to start the longest first.
-_COST = {"page": 40.0, "activation/tanh": 16.0, "activation/sigmoid": 16.0, "activation/erf": 12.0,
+_COST = {"page": 40.0, "page-part": 20.0, "activation/tanh": 16.0, "activation/sigmoid": 16.0, "activation/erf": 12.0,
          "architectures": 12.0, "activation/leaky_relu": 7.0, "activation/relu": 7.0,
          "activation/linear": 5.0, "layers": 4.0}
 
@@ -41,11 +44,45 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+class PartStore(MonteCarloStore):
+    """A store for part ``part`` of ``parts`` of a page's Monte Carlo: of the records it does not
+    hold, it computes those whose position among them (in the order the page asks) is ``part``
+    modulo ``parts`` and answers ``None`` for the others, as a frozen store would."""
+
+    def __init__(self, records: dict[str, Any], *, budget_name: str, part: int,
+                 parts: int) -> None:
+        super().__init__(records, budget_name=budget_name)
+        self.part, self.parts, self.asked = part, parts, 0
+
+    def get(self, key: str, compute: Callable[[], Any]) -> Any:
+        if key not in self.records:
+            mine = self.asked % self.parts == self.part
+            self.asked += 1
+            if not mine:
+                self.used.add(key)
+                return None
+        return super().get(key, compute)
+
+
+def page_part(page: Page, records: dict[str, Any], b: Budget, part: int, parts: int
+              ) -> dict[str, Any]:
+    """The records part ``part`` of ``parts`` of ``page`` computes (the page's text is dropped:
+    it is rendered once all parts are merged).  A page that cannot run without the records of
+    other parts stops early; the final rendering computes whatever is still missing."""
+    store = PartStore(dict(records), budget_name=b.name, part=part, parts=parts)
+    try:
+        page.build(store, b, lambda: None)
+    except Exception:  # noqa: BLE001 - a page may need records another part computes
+        pass
+    return {k: v for k, v in store.records.items() if k not in records}
+
+
 @dataclass(frozen=True)
 class Task:
     """One independent part of the folder: ``kind`` is ``"activation"`` (``name`` the
-    activation), ``"layers"``, ``"architectures"`` or ``"page"`` (``name`` its index in the
-    checkout's pages)."""
+    activation), ``"layers"``, ``"architectures"``, ``"page"`` (``name`` its index in the
+    checkout's pages) or ``"page-part"`` (``name`` ``"i/k/n"``: part ``k`` of ``n`` of page
+    ``i``'s Monte Carlo records, no file)."""
 
     kind: str
     name: str = ""
@@ -82,6 +119,12 @@ def _run(task: Task, store: MonteCarloStore, b: Budget, format: Format, figures:
         out.links = [(title, f.path) for f, _, title in made]
     elif task.kind == "architectures":
         out.files = architectures_page(store, b, format, figures, tick)
+    elif task.kind == "page-part":
+        i, k, n = (int(x) for x in task.name.split("/"))
+        computed = {} if store.frozen else page_part(pages[i], store.records, b, k, n)
+        store.records.update(computed)
+        store.used |= set(computed)
+        tick()
     else:
         page = pages[int(task.name)]
         out.files = [GeneratedFile(page.path, page.build(store, b, tick))]
