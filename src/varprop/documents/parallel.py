@@ -2,7 +2,7 @@
 
 The folder splits into independent tasks: one per activation document, the layer documents, the
 worked architectures and each extra page of the checkout.  An extra page is one opaque
-``build`` (the seed claims' is the longest task), so it is split by its Monte Carlo records:
+``build`` (the longest task may be one), so it is split by its Monte Carlo records:
 part ``k`` of ``n`` runs the page with a store that computes only every ``n``-th record it has
 not seen (:class:`PartStore`), and the page is then rendered once from the merged record.  Every Monte Carlo record has its own
 seed (a hash of its key), so a task gives the same numbers in any process and in any order:
