@@ -1,9 +1,10 @@
 """Every ``varprop ...`` command in the ```bash blocks of README.md and docs/*.md runs and exits 0.
 
-Commands run in-process through :func:`varprop.cli.main`; ``--out DIR`` is redirected into a
-temporary folder and a shell redirection (``> file``) is dropped.  The few commands that take
-minutes or need a cluster are listed in ``NOT_RUN`` with the reason and where their behaviour is
-tested instead; a test checks that list against the documents so it cannot go stale.
+Commands run in-process through :func:`varprop.cli.main`; ``--out DIR`` and ``--plot PATH`` are
+redirected into a temporary folder, a leading ``.venv/bin/`` and a shell redirection (``> file``)
+are dropped.  The few commands that take minutes or need a cluster are listed in ``NOT_RUN`` with
+the reason and where their behaviour is tested instead; a test checks that list against the
+documents so it cannot go stale.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ NOT_RUN = {
 }
 
 
+#: the prefix of commands run from a checkout without activating its virtual environment
+VENV = ".venv/bin/"
+
+
 def documented_commands() -> list[tuple[str, str]]:
     """``(file name, command)`` for every ``varprop`` line of a ```bash block (comments removed)."""
     out = []
@@ -41,6 +46,7 @@ def documented_commands() -> list[tuple[str, str]]:
             if stripped.startswith("```"):
                 fence = stripped[3:].strip() if fence is None else None
                 continue
+            stripped = stripped.removeprefix(VENV)  # README and cli.md: no activation needed
             if fence == "bash" and stripped.startswith("varprop "):
                 command = stripped.split(" #", 1)[0].strip()
                 out.append((path.name, command))
@@ -61,7 +67,7 @@ def _arguments(command: str, tmp_path: Path) -> list[str]:
     if ">" in words:
         words = words[: words.index(">")]
     for i, word in enumerate(words[:-1]):
-        if word == "--out":
+        if word in ("--out", "--plot"):
             words[i + 1] = str(tmp_path / Path(words[i + 1]).name)
     return words + (["--no-progress"] if words[0] in ("check", "derive") else [])
 

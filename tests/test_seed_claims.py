@@ -17,6 +17,7 @@ from varprop.documents.store import MonteCarloStore
 
 ROOT = Path(__file__).resolve().parents[1]
 sc = import_from_repository("seeds.claims", ROOT)
+sc_finite = import_from_repository("seeds.finite", ROOT)
 SEED_CLAIMS = ROOT / "derivations" / "seed-claims.md"
 
 #: Issue 4's list: (seed file, text that must appear in the claim's title or quote).
@@ -103,27 +104,76 @@ def _summary(lo, hi, mean=None):
 
 
 @pytest.mark.parametrize(("key", "records"), [
-    ("003.5", {"003.5": {"row_std": _summary(0.01, 0.09), "row_mean": _summary(-0.02, 0.02),
-                         "act_second": _summary(0.001, 0.003)}}),
     ("001.1", {"001.1": {"row_mean": _summary(-0.26, 0.26), "row_std": _summary(0.85, 1.15)}}),
 ])
 def test_seed_inside_the_simulated_range_is_consistent_not_confirmed(key, records):
-    """Seed 003's depth-100 std (and 001's input row) lie inside the *simulated* range: the
-    prediction plays no part in that test, so the verdict is "consistent", not "confirmed"."""
+    """001's input row lies inside the *simulated* range: the prediction plays no part in that
+    test, so the verdict is "consistent", not "confirmed"."""
     claim = next(c for c in sc.CLAIMS if c.key == key)
     assert claim.assess(_FixedRecords(records)).verdict == "consistent"
 
 
 def test_claim_tested_against_the_prediction_can_be_confirmed():
-    """001.7's range is built around the prediction (and the simulation must agree with it)."""
+    """001.7's range is built around the finite-width law of one run's std (and the simulation
+    must agree with it)."""
     pm, ps = sc.row_statistics("linear", "lecun_normal", fan_in=512)
+    law = sc_finite.std_average("linear", "lecun_normal", fan_in=512, runs=1000)
     rec = {"001.7": {"row_mean": {**_summary(-0.1, 0.1, pm), "sd": 0.04, "replicates": 100000},
-                     "row_std": {**_summary(0.9, 1.1, ps), "sd": 0.03, "replicates": 100000}}}
+                     "row_std": {**_summary(0.9, 1.1, law["mean"]), "sd": 0.03,
+                                 "replicates": 100000}}}
     claim = next(c for c in sc.CLAIMS if c.key == "001.7")
     assert claim.assess(_FixedRecords(rec)).verdict == "confirmed"
     # the same printed numbers against a simulation that disagrees with the prediction: refuted
     rec["001.7"]["row_std"]["mean"] = ps * 1.2
     assert claim.assess(_FixedRecords(rec)).verdict == "refuted"
+
+
+def test_std_average_is_the_exact_mean_of_a_chi_root():
+    """Linear LeCun nets, one layer: given |x|^2 the row variance (ddof 0) is |x|^2/n *
+    chi2_{n-1}/n with |x|^2 ~ chi2_{n}, independent; so E s = E sqrt(chi2_n) E sqrt(chi2_{n-1})/n
+    with E sqrt(chi2_k) = sqrt(2) Gamma((k+1)/2)/Gamma(k/2) (hand derivation)."""
+    n = 512
+
+    def root(k):
+        return math.sqrt(2) * math.exp(math.lgamma((k + 1) / 2) - math.lgamma(k / 2))
+
+    law = sc_finite.std_average("linear", "lecun_normal", fan_in=n, runs=1000)
+    assert law["mean"] == pytest.approx(root(n) * root(n - 1) / n, rel=1e-9)
+    assert law["mean"] < math.sqrt((n - 1) / n)  # Jensen: below the mean field's sqrt(E s^2)
+    half = 2.5758293035489004 * law["sd"] / math.sqrt(1000)
+    assert (law["low"], law["high"]) == pytest.approx((law["mean"] - half, law["mean"] + half))
+
+
+def _deep_records(q_status="confirmed", mf_status="refuted", fw_status="confirmed"):
+    if q_status == "inconclusive":
+        q_status_key = "confirmed"
+    else:
+        q_status_key = q_status
+    law = sc_finite.predict_distribution("tanh", "xavier_uniform", fan_in=256, depth=100,
+                                         statistic="unit_std", quantity="activation", ddof=1)
+    # 2000 values placed at the law's quantiles (a perfect sample), or shifted by 40%
+    scale = {"confirmed": 1.0, "refuted": 1.4}[q_status_key]
+    values = [scale * law.quantile((i + 0.5) / 2000) for i in range(2000)]
+    recs = {"003.5/std": {"std": values if q_status != "inconclusive" else values[::400]}}
+    for name, status, pred in (("mean_field", mf_status, 0.0051), ("corrected", fw_status, 0.0045)):
+        recs[f"003.5/bias/xavier_normal/{name}"] = {
+            "status": status, "predicted": pred, "estimate": 0.0045, "low": 0.0043,
+            "high": 0.0047, "replicates": 1000, "tol": 0.05, "reason": "r"}
+    return recs
+
+
+def test_deep_tanh_claim_is_decided_by_its_checks():
+    """003.5: the printed 0.0452 is inside the predicted law (checked: percentile), the quantile
+    checks and the ensemble-bias checks decide the verdict."""
+    claim = next(c for c in sc.CLAIMS if c.key == "003.5")
+    a = claim.assess(_FixedRecords(_deep_records()))
+    assert a.verdict == "confirmed" and "th percentile" in a.prediction
+    assert claim.assess(_FixedRecords(_deep_records(q_status="refuted"))).verdict == "refuted"
+    assert claim.assess(_FixedRecords(_deep_records(mf_status="confirmed"))).verdict == "refuted"
+    assert claim.assess(_FixedRecords(_deep_records(q_status="inconclusive"))).verdict == "explained"
+    law = sc_finite.predict_distribution("tanh", "xavier_uniform", fan_in=256, depth=100,
+                                         statistic="unit_std", quantity="activation", ddof=1)
+    assert 0.005 < law.cdf(0.0452) < 0.995
 
 
 def test_legend_defines_every_verdict_word():

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import math
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
+from hypothesis.database import InMemoryExampleDatabase
 
 import varprop
 from varprop import strategies as vst
+from varprop.checking import budget
 from varprop.checking.check import Verdict
 from varprop.components.activations import Activation
 from varprop.components.schemes import InitScheme
@@ -27,12 +37,13 @@ def test_init_scheme_filters(scheme: InitScheme) -> None:
 
 
 @settings(max_examples=20, derandomize=True, deadline=None)
-@given(vst.layer_configs(fan_in=vst.widths(2, 64), quantity=vst.quantities(["gradient"])))
+@given(vst.layer_configs(activation=vst.activations(["relu", "tanh", "sigmoid"]),
+                         fan_in=vst.widths(16, 64), quantity=vst.quantities(["gradient"])))
 def test_layer_configs_are_verify_arguments(config: dict) -> None:
     assert set(config) == {"activation", "init", "fan_in", "depth", "quantity", "bias_variance",
                            "input_variance"}
-    assert 2 <= config["fan_in"] <= 64 and config["quantity"] == "gradient"
-    assert config["init"].is_zero_mean
+    assert 16 <= config["fan_in"] <= 64 and config["quantity"] == "gradient"
+    assert config["init"].is_zero_mean and config["init"].is_iid
     varprop.predict_variance(**config)  # every drawn config is accepted by the library
 
 
@@ -52,12 +63,12 @@ def test_assertion_helpers() -> None:
     with pytest.raises(AssertionError, match="refuted"):
         vst.assert_not_refuted(activation="relu", init="he_normal", fan_in=32, depth=2,
                                quantity="preactivation", predicted=2.5)
-    assert vst.assert_variance_preserved("relu", "he_normal", fan_in=32, depth=4).confirmed
+    assert vst.assert_variance_preserved("relu", "he_normal", fan_in=64, depth=3).confirmed
     # the reference layer is the same network: with E x^2 = 2 every layer has Var z = 4
-    kept = vst.assert_variance_preserved("relu", "he_normal", fan_in=32, depth=4, input_variance=2.0)
+    kept = vst.assert_variance_preserved("relu", "he_normal", fan_in=64, depth=3, input_variance=2.0)
     assert kept.confirmed and kept.predicted == 4.0
     with pytest.raises(AssertionError, match="not preserved"):
-        vst.assert_variance_preserved("relu", "lecun_normal", fan_in=32, depth=4)
+        vst.assert_variance_preserved("relu", "lecun_normal", fan_in=64, depth=3)
 
 
 def test_bad_arguments() -> None:
@@ -78,3 +89,98 @@ def test_bad_arguments() -> None:
         vst.quantities(["bogus"])
     with pytest.raises(TypeError, match="config"):
         vst.assert_prediction_confirmed(["relu"])
+
+
+@contextmanager
+def hypothesis_seed_context(seed_: int) -> Iterator[None]:
+    """Seed the global RNG hypothesis falls back to (derandomize=False, no @seed)."""
+    state = random.getstate()
+    random.seed(seed_)
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
+# --- the error budget of a run (issue 14) --------------------------------------------------------
+
+def test_call_alpha_series_sums_to_the_run_budget() -> None:
+    """sum_k 6/(pi^2 k^2) = 1 (Euler): the levels of any number of checks in E examples add up
+    to at most RUN_ALPHA, and the first 10,000 checks per example already spend all but
+    6/(pi^2 * 10,000) of it (tail of sum 1/k^2 below 1/K)."""
+    E, K = 37, 10_000
+    spent = E * math.fsum(budget.call_alpha(budget.RUN_ALPHA, E, k) for k in range(1, K + 1))
+    assert spent <= budget.RUN_ALPHA
+    assert spent >= budget.RUN_ALPHA * (1 - 6 / (math.pi ** 2 * K))
+    assert budget.call_alpha(1e-6, 100, 2) == pytest.approx(budget.call_alpha(1e-6, 100, 1) / 4)
+    assert budget.example_bound(100, 2) == 102
+    with pytest.raises(ValueError, match="examples"):
+        budget.call_alpha(1e-6, 0, 1)
+    with pytest.raises(ValueError, match="explicit"):
+        budget.example_bound(10, -1)
+
+
+def _count_run(max_examples: int, *, fail_from: int | None = None,
+               database: object = None) -> tuple[int, int]:
+    """(test-body executions that got past assume() before the first failure, all of them)."""
+    calls = {"before": 0, "all": 0, "failed": False}
+
+    @settings(max_examples=max_examples, derandomize=False, database=database, deadline=None)
+    @example(x=3)
+    @given(st.integers(0, 10_000))
+    def run(x: int) -> None:
+        assume(x % 3 != 1)  # a third of the examples is rejected before any check
+        calls["all"] += 1
+        if not calls["failed"]:
+            calls["before"] += 1
+        if fail_from is not None and x >= fail_from:
+            calls["failed"] = True
+            raise AssertionError("a failure")
+
+    if fail_from is None:
+        run()
+    else:
+        with pytest.raises(AssertionError):
+            run()
+    return calls["before"], calls["all"]
+
+
+@pytest.mark.parametrize("seed_", [0, 1, 2])
+def test_hypothesis_runs_at_most_the_bound_before_its_first_failure(seed_: int) -> None:
+    """What the arithmetic assumes of hypothesis (read in its engine: generation stops after
+    max_examples valid examples, database replays count among them, shrinking and the final
+    replay only follow a failure), measured: with @example and assume(), a passing run, a
+    second run on the same database, and a failing one."""
+    db = InMemoryExampleDatabase()
+    bound = budget.example_bound(40, explicit=1)
+    with hypothesis_seed_context(seed_):
+        before, total = _count_run(40, database=db)
+        assert before == total <= bound
+        before, total = _count_run(40, database=db)
+        assert before == total <= bound
+        before, total = _count_run(40, fail_from=100, database=db)
+    assert before <= bound and total > before  # shrinking ran after the first failure
+
+
+def test_levels_spent_by_a_real_run_add_up_to_at_most_1e_6() -> None:
+    """Three checks per example, an @example, 60 examples: the levels the verdicts report sum
+    to at most RUN_ALPHA (the sum is recomputed here from the verdicts, not from call_alpha)."""
+    spent: list[float] = []
+    expected_first = budget.RUN_ALPHA * 6 / math.pi ** 2 / 61
+
+    @settings(max_examples=60, derandomize=True, database=None,
+              deadline=timedelta(milliseconds=200))
+    @example(k=5)
+    @given(st.integers(0, 2**32 - 1))
+    def run(k: int) -> None:
+        rng = np.random.default_rng(k)
+        assert vst.check_alpha() == pytest.approx(expected_first)
+        for _ in range(3):
+            v = vst.assert_initializer_matches(rng.normal(0.0, math.sqrt(2 / 16), (16, 16)),
+                                               "he_normal")
+            spent.append(v.alpha)
+
+    run()
+    assert len(spent) == 3 * 61 and max(spent) == pytest.approx(expected_first)
+    assert math.fsum(spent) <= budget.RUN_ALPHA
+    assert vst.check_alpha() == budget.RUN_ALPHA  # outside a test a check spends it all

@@ -205,10 +205,15 @@ def test_network_allowance_matches_the_mlp_allowance():
                                                 quantity="preactivation", method="auto",
                                                 predicted_value=1.0)
         assert tol_net == pytest.approx(tol_mlp, rel=1e-14)
-    tol_b, _ = check.network_allowance(net, 1, True, method="auto", predicted_value=1.0)
-    tol_g, _ = check.prediction_allowance("tanh", "lecun_normal", widths=ws, layer=1,
+    # backward: the gradient with respect to a_1 (position 2) is the MLP's gradient at layer 2;
+    # the gradient with respect to z_1 (position 1) has no MLP quantity: the broad rule
+    tol_b, _ = check.network_allowance(net, 2, True, method="auto", predicted_value=1.0)
+    tol_g, _ = check.prediction_allowance("tanh", "lecun_normal", widths=ws, layer=2,
                                           quantity="gradient", method="auto", predicted_value=1.0)
     assert tol_b == pytest.approx(tol_g, rel=1e-14)
+    tol_z, reason = check.network_allowance(net, 1, True, method="auto", predicted_value=1.0)
+    assert tol_z == pytest.approx(2.0 * (1 / 7 + 1 / 3 + 1 / 9 + 1 / 5) + 1e-9, rel=1e-12)
+    assert "no 1/n expansion" in reason
 
 
 def test_inverse_width_sum_of_runs_equals_the_expanded_sum():

@@ -30,6 +30,10 @@ _EXPORTS: dict[str, str] = {
     "Propagation": "varprop.theory.predict",
     "predict_fields": "varprop.theory.fields",
     "FieldPrediction": "varprop.theory.fields",
+    "finite_width_moments": "varprop.theory.finite",
+    "FiniteWidthMoments": "varprop.theory.finite",
+    "predict_distribution": "varprop.theory.finite.statistics",
+    "Distribution": "varprop.theory.finite.distribution",
     # Monte Carlo and checking
     "simulate": "varprop.simulation.montecarlo",
     "SimulationResult": "varprop.simulation.montecarlo",
@@ -43,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "underflow_depth": "varprop.theory.overflow",
     "recommend": "varprop.theory.recommend",
     "Recommendation": "varprop.theory.recommend",
+    "plot_recommendation": "varprop.documents.recommend_figure",
     "check_initializer": "varprop.checking.initializers",
     "sweep": "varprop.checking.sweeps",
     # errors

@@ -32,12 +32,13 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-import scipy.special
 
 from varprop._util.lazy import lazy_module
 
 #: SciPy's quasi-Monte Carlo module, imported at first use (:mod:`varprop._util.lazy`)
 qmc = lazy_module("scipy.stats.qmc")
+#: scipy.special, imported at first use (:mod:`varprop._util.lazy`)
+special = lazy_module("scipy.special")
 
 __all__ = ["activated_batch"]
 
@@ -56,7 +57,7 @@ def activated_batch(n: int, f: Fn, df: Fn, m: float, a: float, b: float, eps: fl
     for k in range(SCRAMBLES):
         u = qmc.Sobol(n, scramble=True, rng=np.random.default_rng(1000 + k)
                                   ).random_base2(LOG2_POINTS)
-        xi = scipy.special.ndtri(np.clip(u, 1e-300, 1 - 1e-16))
+        xi = special.ndtri(np.clip(u, 1e-300, 1 - 1e-16))
         bar = xi.mean(axis=1, keepdims=True)
         z = m + math.sqrt(a) * (xi - bar) + math.sqrt(a + n * b) * bar
         x, d = f(z), df(z)

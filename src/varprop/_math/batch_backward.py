@@ -31,13 +31,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import numpy as np
-from scipy.special import ndtri
 
 from varprop._math.gaussian_max import factor
 from varprop._util.lazy import lazy_module
 
 #: SciPy's quasi-Monte Carlo module, imported at first use (:mod:`varprop._util.lazy`)
 qmc = lazy_module("scipy.stats.qmc")
+#: scipy.special, imported at first use (:mod:`varprop._util.lazy`)
+special = lazy_module("scipy.special")
 
 __all__ = ["normalised_batch_gradient", "normalised_batch_second"]
 
@@ -49,7 +50,7 @@ def _normalised_points(mean: np.ndarray, cov: np.ndarray, eps: float, points: in
     lower = factor(np.asarray(cov, dtype=float))
     for s in range(scrambles):
         u = qmc.Sobol(n, scramble=True, seed=seed + s).random(points)
-        h = ndtri(np.clip(u, 1e-15, 1 - 1e-15)) @ lower.T + mean
+        h = special.ndtri(np.clip(u, 1e-15, 1 - 1e-15)) @ lower.T + mean
         c = h - h.mean(axis=1, keepdims=True)
         sd2 = (c * c).mean(axis=1) + eps
         yield c / np.sqrt(sd2)[:, None], sd2

@@ -41,12 +41,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtri
 
 from varprop._util.lazy import lazy_module
 
 #: SciPy's quasi-Monte Carlo module, imported at first use (:mod:`varprop._util.lazy`)
 qmc = lazy_module("scipy.stats.qmc")
+#: scipy.special, imported at first use (:mod:`varprop._util.lazy`)
+special = lazy_module("scipy.special")
 
 __all__ = ["MaxSamples", "WindowMoments", "factor", "sample_window_max", "window_max_moments"]
 
@@ -82,7 +83,7 @@ def _sobol_normals(dim: int, points: int, scrambles: int, seed: int) -> np.ndarr
     out = np.empty((scrambles, 2**m, dim))
     for i, ss in enumerate(seqs):
         v = qmc.Sobol(d=dim, scramble=True, seed=np.random.default_rng(ss)).random_base2(m)
-        out[i] = ndtri(np.clip(v, EPS, 1.0 - EPS))
+        out[i] = special.ndtri(np.clip(v, EPS, 1.0 - EPS))
     return out
 
 

@@ -2,9 +2,12 @@
 
 ``stats = lazy_module("scipy.stats")`` at module level binds a stand-in whose first attribute
 access imports ``scipy.stats`` (about 0.3 s) and forwards to it; later accesses are a dictionary
-look-up.  varprop uses it for SciPy's statistics and quasi-Monte Carlo submodules, which the
-Monte Carlo engines need and ``varprop predict`` does not, so that the command starts faster
-(docs/performance.md, benchmarks/bench_startup.py).  Import statements stay at module level (the
+look-up.  varprop binds every SciPy submodule this way (``stats``, ``stats.qmc``,
+``interpolate``, ``special``, ``sparse``): the Monte Carlo engines, some layers and some
+activations need them, ``varprop predict`` with a closed-form activation needs none, so the
+command imports no SciPy at all and starts faster (docs/performance.md,
+benchmarks/bench_startup.py).  Bind with attribute access at call time (``special.erf(x)``), not
+at import (``erf = special.erf`` at module level would import at once).  Import statements stay at module level (the
 layout rule), and a missing module fails at first use with the usual ``ImportError``.
 """
 

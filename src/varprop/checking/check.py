@@ -6,10 +6,13 @@ The checker is split into focused modules, re-exported here:
 
 - :mod:`~varprop.checking.verdict`: :class:`Verdict`;
 - :mod:`~varprop.checking.allowance`: what a prediction claims (:func:`is_exact`,
-  :func:`prediction_allowance`);
+  :func:`prediction_allowance`), with the next order of the 1/n expansion
+  (:mod:`~varprop.checking.next_order`);
 - :mod:`~varprop.checking.plan`: the sequential plan (looks, budgets, engine limits, p-values);
 - :mod:`~varprop.checking.verify`: :func:`verify` (a :class:`~varprop.Network` or the keyword
   form);
+- :mod:`~varprop.checking.distribution_check`: the distributional targets ``"quantile"`` and
+  ``"cv2"`` (intervals in :mod:`~varprop.checking.distribution_stats`);
 - :mod:`~varprop.checking.outputs`: the quantities ``"output"`` / ``"output_gradient"`` of any
   network, per layer position;
 - :mod:`~varprop.checking.step`: the one-step check :func:`verify_step`, walking the layers'

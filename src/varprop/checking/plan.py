@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats as _sst
 
 from varprop._util.validation import (
     check_choice,
@@ -43,7 +44,8 @@ from varprop.simulation.engines import (
     select_engine,
 )
 
-__all__ = ["default_budget", "network_budget", "plan_network"]
+__all__ = ["default_budget", "network_budget", "plan_network", "planned_replicates",
+           "PLAN_SAFETY", "PLAN_POWER"]
 
 #: First look and work budgets of the adaptive plan (work = random numbers per replicate).
 _FIRST_LOOK = 64
@@ -95,6 +97,52 @@ def default_budget(scheme: InitScheme, widths: Sequence[int], engine: str = "aut
     """:func:`network_budget` of the dense chain with ``widths`` and ``scheme``: a fixed amount
     of simulation work (a few seconds on one core), between 1024 and 2**18 replicates."""
     return network_budget(plan_network(scheme, widths), engine)
+
+
+#: Factor on the replicates the planned budget computes (the CV^2 is itself a prediction, and the
+#: skewness correction and the heavy-tail guard widen small-sample intervals).
+PLAN_SAFETY = 1.5
+#: The probability the planned budget is meant to decide with (power of the last look).
+PLAN_POWER = 0.99
+_Z_POWER = float(_sst.norm.ppf(PLAN_POWER))
+
+
+def planned_replicates(rel_var: float, expected: float, tol: float, rtol: float, alpha: float,
+                       cap: int, first: int = _FIRST_LOOK) -> int:
+    r"""The budget a check plans up front from the predicted relative variance of its replicate
+    statistic (:math:`\mathrm{CV}^2 = \operatorname{Var} x / (E x)^2`, from
+    :func:`varprop.predict_distribution`), at most ``cap`` (the work budget of
+    :func:`network_budget`).
+
+    The interval for :math:`r = \theta/\theta_0 - 1` after :math:`R` replicates has half-width
+    :math:`\approx z\sqrt{\mathrm{CV}^2/R}` with :math:`z` the normal quantile at
+    :math:`1 - \alpha/(2K)` (:math:`K` looks).  The check decides once the half-width is below
+    the distance :math:`d` from the estimate to the margin it must clear, with the estimate
+    itself :math:`z_\beta` standard errors from the expected :math:`r` (``expected``: the best
+    prediction's relative difference from the claim, e.g. the 1/n shift for a mean-field claim;
+    :math:`z_\beta` the normal quantile at :data:`PLAN_POWER` = 0.99): :math:`d = |r| -
+    \text{tol}` when a refutation is expected, else :math:`\max(\text{tol}, \text{rtol}) -
+    |r|`.  So :math:`R = ` :data:`PLAN_SAFETY` :math:`\cdot\,\mathrm{CV}^2 ((z + z_\beta)/d)^2`,
+    solved with :math:`K` the looks of that budget; ``cap`` when :math:`d \le 0` (the claim sits on a margin)
+    or the relative variance is unknown.
+    """
+    if not (rel_var > 0 and math.isfinite(rel_var)):
+        return cap
+    r = abs(expected)
+    d = r - tol if r > tol else max(tol, rtol) - r
+    if not d > 0:
+        return cap
+    budget = first
+    for _ in range(64):
+        looks = len(_look_sizes(None, budget, first))
+        z = float(_sst.norm.ppf(1.0 - alpha / (2.0 * looks)))
+        need = math.ceil(PLAN_SAFETY * rel_var * ((z + _Z_POWER) / d) ** 2)
+        if need <= budget:
+            break
+        budget = need
+        if budget >= cap:
+            return cap
+    return int(min(cap, max(first, budget)))
 
 
 def _check_size(net: Network, engine: str, replicates: int, dtype: str, name: str) -> None:
@@ -154,10 +202,14 @@ class _Outcome:
 def _sequential(draw: Callable[[int, int], tuple[list[np.ndarray], str | None]], kind: str,
                 theta0: float, scale: float, tol: float, rtol: float, alpha: float,
                 sizes: list[int], seed: int, skewness_floor: float = 0.0,
-                relative: bool = True) -> _Outcome:
+                relative: bool = True,
+                interval: Callable[[list[np.ndarray], float, np.random.Generator], Any] | None
+                = None) -> _Outcome:
     """Run the looks; ``draw(n_new, look)`` returns new replicate columns.  ``skewness_floor`` is
     a known lower bound of the replicate statistic's skewness (for the heavy-tail guard);
-    ``relative``: the margins are relative (else absolute, for a zero prediction)."""
+    ``relative``: the margins are relative (else absolute, for a zero prediction);
+    ``interval(columns, level, rng)``, if given, replaces the mean interval (the distributional
+    targets: a quantile's or a CV^2's interval with the same interface)."""
     K = len(sizes)
     a_k = alpha / K
     cols: list[np.ndarray] | None = None
@@ -172,7 +224,9 @@ def _sequential(draw: Callable[[int, int], tuple[list[np.ndarray], str | None]],
         cols = new if cols is None else [np.concatenate([c, n]) for c, n in zip(cols, new)]
         done = target_n
         rng = np.random.default_rng([seed, 104729, k])
-        if kind == "variance":
+        if interval is not None:
+            iv = interval(cols, a_k, rng)
+        elif kind == "variance":
             iv = _stats.variance_interval(cols[0], cols[1], a_k, rng=rng)
         else:
             iv = _stats.mean_interval(cols[0], a_k, rng=rng, guard_skewness=skewness_floor)

@@ -50,6 +50,7 @@ corrected normal approximation (measured calibration in the docs).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Literal
@@ -63,6 +64,12 @@ from varprop._util.validation import (
     fail_type,
 )
 from varprop.checking.allowance import _assumptions, is_exact, prediction_allowance
+from varprop.checking.distribution_check import (
+    DISTRIBUTION_TARGETS,
+    replicate_cv2,
+    verify_distribution,
+)
+from varprop.checking.next_order import finite_width_case, refutation_note
 from varprop.checking.outputs import OUTPUT_QUANTITIES, verify_outputs
 from varprop.checking.plan import (
     _check_common,
@@ -78,6 +85,7 @@ from varprop.checking.plan import (
     _verdict_from,
     network_budget,
     plan_network,
+    planned_replicates,
 )
 from varprop.checking.step import verify_step
 from varprop.checking.verdict import Verdict
@@ -91,9 +99,9 @@ from varprop.theory.predict import predict_variance
 
 __all__ = ["verify", "METHODS", "TARGETS"]
 
-Target = Literal["ensemble", "unit_spread"]
+Target = Literal["ensemble", "unit_spread", "quantile", "cv2"]
 METHODS: tuple[str, ...] = ("auto", "exact", "closed_form", "quadrature")
-TARGETS: tuple[str, ...] = ("ensemble", "unit_spread")
+TARGETS: tuple[str, ...] = ("ensemble", "unit_spread", *DISTRIBUTION_TARGETS)
 
 
 def _statistic_spec(act: Activation, scheme: InitScheme, quantity: str, target: str,
@@ -160,6 +168,10 @@ def verify(
     local: bool = False,
     dtype: str = "float64",
     engine: str = "auto",
+    finite_width: bool = False,
+    p: float | None = None,
+    statistic: str = "mean_square",
+    ddof: int = 0,
 ) -> Verdict:
     r"""Check a variance prediction against Monte Carlo simulation.
 
@@ -194,10 +206,15 @@ def verify(
         Fixed number of replicates (one look); ``None``: adaptive doubling looks.
     seed : int
         Seeds everything (simulation of each look and the bootstrap): same seed, same verdict.
-    target : {"ensemble", "unit_spread"}
+    target : {"ensemble", "unit_spread", "quantile", "cv2"}
         ``ensemble``: variance of one unit over networks and inputs; ``unit_spread``: the
         expected spread across the units of one network for one input (forward quantities
-        ``preactivation``/``activation`` only).
+        ``preactivation``/``activation`` only).  ``quantile`` (with ``p``) and ``cv2``: the
+        law over networks of one network's ``statistic`` for one input, against
+        :func:`varprop.predict_distribution` (quantities ``preactivation``, ``activation``,
+        ``gradient``; :mod:`varprop.checking.distribution_check`): a quantile through a
+        distribution-free order-statistic interval, the :math:`\mathrm{CV}^2` through a
+        log-scale delta-method interval.
     method : {"auto", "exact", "closed_form", "quadrature"}
         How the library's prediction is computed (see :func:`~varprop.predict_variance`).
     tol : float, optional
@@ -212,6 +229,22 @@ def verify(
     dtype : {"float64", "float32"}
     engine : {"auto", "dense", "gaussian", "general"}
         Passed to :func:`varprop.simulate`.
+    finite_width : bool
+        ``False`` (default): check the infinite-width mean field.  ``True``: check the
+        prediction with its :math:`O(1/n)` correction (``predict_variance(...,
+        finite_width=True)``; MLP quantities, zero-mean i.i.d. weights).  Both claims get the
+        same allowance, the next order of the 1/n expansion
+        (:func:`~varprop.checking.allowance.prediction_allowance`), so the mean field is refuted
+        where its finite-width shift is resolved (the reason names the measured shift and the
+        corrected value) and the corrected value is confirmed.
+
+    p : float, optional
+        The probability of ``target="quantile"`` (in (0, 1); ``None`` otherwise).
+    statistic : {"mean_square", "unit_std", "log_mean_square"}
+        The per-network statistic of the distributional targets (as
+        :func:`varprop.predict_distribution`).
+    ddof : {0, 1}
+        For ``statistic="unit_std"``.
 
     Returns
     -------
@@ -227,6 +260,12 @@ def verify(
         quantity = default_quantity(activation)
     if not isinstance(local, bool):
         raise fail_type("local", local, "True or False")
+    if not isinstance(finite_width, bool):
+        raise fail_type("finite_width", finite_width, "True or False")
+    if finite_width and (local or predicted is not None):
+        raise fail("finite_width", finite_width, "False with " + ("local=True (the one-step "
+                   "check tests the exact conditional map)" if local else "predicted= (the claim "
+                   "is then yours; the allowance is the same either way)"))
     if local:
         # the one-step check tests the library's exact conditional map (mean ratio 1): a claim
         # of the caller's, another target or method, or an absolute margin has no meaning there
@@ -253,6 +292,9 @@ def verify(
     rtol_f, alpha_f, reps, seed_i, bud, dt = _check_common(rtol, alpha, replicates, seed, budget,
                                                            dtype)
     if quantity in OUTPUT_QUANTITIES:
+        if finite_width:
+            raise fail("finite_width", finite_width, f"False for quantity {quantity!r} (the 1/n "
+                       "expansion covers the MLP quantities of dense chains)")
         net = subject.network()
         return verify_outputs(net, quantity=quantity, layer=layer, rtol_f=rtol_f,
                               alpha_f=alpha_f, predicted=predicted, reps=reps, seed_i=seed_i,
@@ -264,6 +306,18 @@ def verify(
     in_var = check_nonnegative_real("input_variance", input_variance)
     b_var = check_nonnegative_real("bias_variance", bias_variance)
     lay = _check_layer(layer, L)
+    if target in DISTRIBUTION_TARGETS:
+        if finite_width:
+            raise fail("finite_width", finite_width, f"False with target={target!r} (the law "
+                       "of predict_distribution already carries its finite-width order)")
+        return verify_distribution(act, scheme, ws, input_variance=in_var, bias_variance=b_var,
+                                   target=target, p=p, statistic=statistic, ddof=ddof,
+                                   quantity=quantity, layer=lay, rtol_f=rtol_f, alpha_f=alpha_f,
+                                   predicted=predicted, reps=reps, seed_i=seed_i, tol=tol,
+                                   bud=bud, dt=dt, engine=engine, t0=t0)
+    if p is not None or statistic != "mean_square" or ddof != 0:
+        raise fail("target", target, "'quantile' or 'cv2' when p=, statistic= or ddof= is "
+                   "given (they describe a per-network statistic's law)")
     if lay is None:
         lay = 1 if quantity in _BACKWARD else L
     if target == "unit_spread":
@@ -282,15 +336,24 @@ def verify(
     pred_kwargs = dict(widths=list(ws), depth=L, input_variance=in_var, bias_variance=b_var,
                        quantity=quantity, per_layer=True)
 
+    exact = is_exact(act, scheme, quantity, target=target)
+    expansion = (None, "an exact claim") if exact else finite_width_case(
+        act, scheme, widths=ws, layer=lay, quantity=quantity, input_variance=in_var,
+        bias_variance=b_var, target=target)
+    if finite_width and not exact and expansion[0] is None:
+        raise fail("finite_width", finite_width, f"False here: no 1/n expansion for {expansion[1]}")
+
     def predict(how: str) -> float:
+        if finite_width and not exact and expansion[0] is not None:
+            return expansion[0].corrected
         return float(np.asarray(predict_variance(act, scheme, method=how, **pred_kwargs))[lay - 1])
 
     theta0, reference, user = _claim(predicted, predict, method, f"{quantity} at layer {lay}")
-    exact = is_exact(act, scheme, quantity, target=target)
     if tol is None:
         tol_f, tol_reason = prediction_allowance(
             act, scheme, widths=ws, layer=lay, quantity=quantity, method=method,
-            predicted_value=theta0, reference_value=reference, target=target, dtype=dt)
+            predicted_value=theta0, reference_value=reference, target=target, dtype=dt,
+            input_variance=in_var, bias_variance=b_var, expansion=expansion)
     else:
         tol_f = check_nonnegative_real("tol", tol)
         tol_reason = "tol given by the caller"
@@ -309,15 +372,37 @@ def verify(
 
     sim_net = plan_network(scheme, ws, in_var, b_var)
     bud_eff = bud if bud is not None else network_budget(sim_net, engine)
+    plan_note = None
+    decidable = exact or (expansion[0] is not None and expansion[0].in_regime)
+    if (bud is None and reps is None and kind == "mean" and target == "ensemble" and decidable
+            and not zero_pred):
+        cv2 = replicate_cv2(act, scheme, ws, quantity=quantity, layer=lay, input_variance=in_var,
+                            bias_variance=b_var)
+        case = expansion[0]
+        best = case.corrected if case is not None else predict(method) if user else theta0
+        expected = best / theta0 - 1.0
+        if cv2 is not None:
+            work = bud_eff
+            bud_eff = planned_replicates(cv2, expected, tol_f, margin, alpha_f, work)
+            plan_note = (f"budget {bud_eff} planned from the predicted CV^2 {cv2:.3g} of the "
+                         f"replicate statistic and the expected r {100 * expected:+.3g}% (work "
+                         f"cap {work})")
     sizes = _look_sizes(reps, bud_eff)
     _check_size(sim_net, engine, sizes[-1], dt, "replicates" if reps is not None else "budget")
     out = _sequential(draw, "variance" if kind == "variance" else "mean", theta0, scale, tol_f,
                       margin, alpha_f, sizes, seed_i, relative=not zero_pred)  # type: ignore[arg-type]
     config = {"activation": repr(act), "init": repr(scheme), **shape, "method": method,
-              "dtype": dt, "engine": engine, "budget": bud_eff, "tol_reason": tol_reason}
-    assumptions = _assumptions(act, scheme, quantity, target, exact, method, user)
-    return _verdict_from(out, theta0=theta0, scale=scale, zero_pred=zero_pred, tol=tol_f,
-                         rtol=rtol_f, atol=atol_f, alpha=alpha_f, seed=seed_i, quantity=quantity,
-                         layer=lay, target=target, name=name, description=description,
-                         assumptions=assumptions, exact=exact, config=config, t0=t0)
+              "dtype": dt, "engine": engine, "budget": bud_eff, "tol_reason": tol_reason,
+              "finite_width": finite_width, "plan": plan_note}
+    assumptions = _assumptions(act, scheme, quantity, target, exact, method, user, finite_width)
+    verdict = _verdict_from(out, theta0=theta0, scale=scale, zero_pred=zero_pred, tol=tol_f,
+                            rtol=rtol_f, atol=atol_f, alpha=alpha_f, seed=seed_i,
+                            quantity=quantity, layer=lay, target=target, name=name,
+                            description=description, assumptions=assumptions, exact=exact,
+                            config=config, t0=t0)
+    if verdict.status == "refuted":
+        note = refutation_note(expansion[0], verdict.estimate, theta0, finite_width or user)
+        if note:
+            verdict = dataclasses.replace(verdict, reason=verdict.reason + note)
+    return verdict
 

@@ -134,13 +134,16 @@ def _recommend(sub: argparse._SubParsersAction) -> None:
         description="Recommend the gain g (weights N(0, g^2/width)) minimising the forward ratio "
                     "q_L/q_1, the backward ratio, or the worse of the two (in |log|), with the "
                     "trade-off table (variance-preserving gain, edge of chaos, framework "
-                    "defaults).")
+                    "defaults); --plot draws the ratios over depth.")
     p.add_argument("activation", help="activation name, e.g. tanh")
     p.add_argument("--width", type=integer(), required=True, help="fan-in = fan-out n")
     p.add_argument("--depth", type=integer(2, MAX_DEPTH), required=True, help="layers L (>= 2)")
     p.add_argument("--bias-variance", type=float, default=0.0, help="sigma_b^2 (default 0)")
     p.add_argument("--goal", choices=("forward", "backward", "both"), default="both")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--plot", nargs="?", const="", default=None, metavar="PATH",
+                   help="also draw the ratios over depth (.svg or .pdf; default "
+                        "recommend-ACTIVATION-wN-dL.svg; needs matplotlib, the 'plot' extra)")
 
 
 def _critical_gain(sub: argparse._SubParsersAction) -> None:

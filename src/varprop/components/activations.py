@@ -33,10 +33,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.special
 import sympy as sp
 
 from varprop._util.exact import exact
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import check_real
 from varprop.components.activation import (
     Activation,
@@ -59,6 +59,9 @@ from varprop.components.moment_rules import (
     polynomial_rules,
 )
 from varprop.components.registries import ACTIVATIONS
+
+#: scipy.special, imported at first use (:mod:`varprop._util.lazy`)
+special = lazy_module("scipy.special")
 
 __all__ = [
     "Activation",
@@ -182,7 +185,7 @@ def sigmoid() -> Activation:
 def erf() -> Activation:
     r""":math:`\operatorname{erf}(x)`: exact at :math:`\mu = 0` (Williams 1997),
     :math:`E\phi^2 = \frac{2}{\pi}\arcsin\frac{2q}{1+2q}`, :math:`E\phi'^2 = \frac{4}{\pi\sqrt{1+4q}}`."""
-    return Activation("erf", {}, sp.erf(X), scipy.special.erf,
+    return Activation("erf", {}, sp.erf(X), special.erf,
                       lambda x: (2.0 / _SQRT_PI) * np.exp(-(x**2)),
                       _erf_scaled_rules(sp.Integer(1), exact_=True),
                       latex_name=r"\operatorname{erf}", reference="Williams 1997")

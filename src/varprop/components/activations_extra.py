@@ -42,10 +42,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.special
 import sympy as sp
 
 from varprop._util.exact import exact
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import check_choice, check_positive_real, check_real, fail
 from varprop.components.activation import Activation
 from varprop.components.moment_rules import (
@@ -55,6 +55,9 @@ from varprop.components.moment_rules import (
     gelu_rules,
 )
 from varprop.components.registries import ACTIVATIONS
+
+#: scipy.special, imported at first use (:mod:`varprop._util.lazy`)
+special = lazy_module("scipy.special")
 
 __all__ = ["SELU_ALPHA", "SELU_SCALE", "GELU_APPROXIMATIONS"]
 
@@ -69,7 +72,7 @@ _GELU_TANH_CUBIC = "0.044715"
 def _stable_sigmoid(x: np.ndarray) -> np.ndarray:
     r""":math:`\sigma(x)`, accurate relatively in the lower tail (``expit``: :math:`e^{x}/(1+e^{x})`
     there, where ``(1 + tanh(x/2))/2`` is 0 below :math:`x \approx -37`)."""
-    return scipy.special.expit(x)
+    return special.expit(x)
 
 
 def _sigmoid_slope(x: np.ndarray) -> np.ndarray:
@@ -173,8 +176,8 @@ def gelu(approximate: str = "none") -> Activation:
     if approximate == "none":
         return Activation(
             "gelu", {"approximate": "none"}, X * (1 + sp.erf(X / sp.sqrt(2))) / 2,
-            lambda x: x * scipy.special.ndtr(x),
-            lambda x: scipy.special.ndtr(x) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi),
+            lambda x: x * special.ndtr(x),
+            lambda x: special.ndtr(x) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi),
             gelu_rules(), latex_name=r"\mathrm{GELU}", reference="Hendrycks & Gimpel 2016")
     k = math.sqrt(2.0 / math.pi)
     b = float(_GELU_TANH_CUBIC)

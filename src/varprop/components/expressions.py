@@ -50,13 +50,16 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-import scipy.special
 import sympy as sp
 
 from varprop._util.exact import exact
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import did_you_mean, fail, fail_type
 from varprop.components.moment_rules import MU, MomentRules, X, polynomial_rules
 from varprop.components.registries import ACTIVATIONS
+
+#: scipy.special, imported at first use (:mod:`varprop._util.lazy`)
+special = lazy_module("scipy.special")
 
 __all__ = ["parse_expression", "compile_expression", "FUNCTIONS", "MAX_LENGTH",
            "MAX_CLOSED_FORM_DEGREE"]
@@ -258,10 +261,18 @@ def _heaviside(u: np.ndarray, h0: float = 0.5) -> np.ndarray:
     return np.heaviside(u, h0)
 
 
-_NUMPY_MODULES = [{
+def _erf(u: np.ndarray) -> np.ndarray:
+    return special.erf(u)
+
+
+def _erfc(u: np.ndarray) -> np.ndarray:
+    return special.erfc(u)
+
+
+_NUMPY_MODULES = [{  # erf/erfc through functions: scipy.special is imported at the first call
     "exp": _safe_exp,
-    "erf": scipy.special.erf,
-    "erfc": scipy.special.erfc,
+    "erf": _erf,
+    "erfc": _erfc,
     "_NumSigmoid": lambda u: 0.5 + 0.5 * np.tanh(0.5 * u),
     "_NumSoftplus": lambda u: np.logaddexp(0.0, u),
     "Heaviside": _heaviside,

@@ -36,15 +36,18 @@ from typing import ClassVar
 
 import numpy as np
 import sympy as sp
-from scipy import special
 
 from varprop._math.truncnorm import (
     truncated_normal_excess_kurtosis,
     truncated_normal_m2,
 )
 from varprop._util.exact import exact
+from varprop._util.lazy import lazy_module
 from varprop._util.rounding import float_or_inf
 from varprop._util.validation import fail
+
+#: scipy.special, imported at first use (:mod:`varprop._util.lazy`)
+special = lazy_module("scipy.special")
 
 __all__ = ["WeightLaw", "Normal", "Uniform", "TruncatedNormal", "Orthogonal",
            "truncated_variance_factor", "FAN_IN", "FAN_OUT"]

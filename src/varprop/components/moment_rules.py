@@ -16,10 +16,13 @@ from typing import Literal
 
 import mpmath
 import numpy as np
-import scipy.special
 import sympy as sp
 
 from varprop._math.scalar import lambdify_scalar
+from varprop._util.lazy import lazy_module
+
+#: scipy.special, imported at first use (:mod:`varprop._util.lazy`)
+special = lazy_module("scipy.special")
 
 __all__ = ["MomentRules", "X", "MU", "Q", "MOMENTS", "gaussian_polynomial_expectation",
            "gauss_exp_below_zero", "gauss_exp_excess", "exponential_linear_rules", "clipped_linear_rules", "gelu_rules",
@@ -96,7 +99,7 @@ class MomentRules:
     @cached_property
     def vectorized(self) -> dict[str, Callable[[np.ndarray, float], np.ndarray]]:
         """NumPy evaluation of each moment for an array of means at one ``q``."""
-        mods = [{"erf": scipy.special.erf}, "numpy"]
+        mods = [{"erf": special.erf}, "numpy"]
         out = {}
         for m in MOMENTS:
             f = sp.lambdify((MU, Q), self.evaluation_form(m), modules=mods)
@@ -207,8 +210,8 @@ def _below_zero_numeric(k: object, mu: object, q: object) -> object:
     root_q = np.sqrt(q_)
     t = (mu_ + k_ * q_) / (math.sqrt(2.0) * root_q)  # -b / sqrt(2)
     with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
-        tail = 0.5 * np.exp(-mu_ * mu_ / (2.0 * q_)) * scipy.special.erfcx(np.maximum(t, 0.0))
-        body = np.exp(k_ * mu_ + k_ * k_ * q_ / 2.0) * scipy.special.ndtr(-math.sqrt(2.0) * t)
+        tail = 0.5 * np.exp(-mu_ * mu_ / (2.0 * q_)) * special.erfcx(np.maximum(t, 0.0))
+        body = np.exp(k_ * mu_ + k_ * k_ * q_ / 2.0) * special.ndtr(-math.sqrt(2.0) * t)
         out = np.where(t > 0, tail, body)
     return float(out) if out.ndim == 0 else out
 
@@ -227,10 +230,10 @@ def _excess_numeric(k: object, mu: object, q: object) -> object:
     a, b, r = k_ * mu_ + k_ * k_ * q_ / 2.0, -(mu_ + k_ * q_) / root_q, mu_ / root_q
     with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
         gap = np.where(r > 1.0,
-                       0.5 * (scipy.special.erfc(-b / root2) - scipy.special.erfc(r / root2)),
-                       0.5 * (scipy.special.erf(b / root2) + scipy.special.erf(r / root2)))
-        small = np.expm1(a) * scipy.special.ndtr(b) + gap
-        large = np.asarray(_below_zero_numeric(k_, mu_, q_)) - scipy.special.ndtr(-r)
+                       0.5 * (special.erfc(-b / root2) - special.erfc(r / root2)),
+                       0.5 * (special.erf(b / root2) + special.erf(r / root2)))
+        small = np.expm1(a) * special.ndtr(b) + gap
+        large = np.asarray(_below_zero_numeric(k_, mu_, q_)) - special.ndtr(-r)
         out = np.where(np.abs(a) < 0.5, small, large)
     return float(out) if out.ndim == 0 else out
 

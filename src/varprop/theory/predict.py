@@ -102,6 +102,7 @@ from varprop.network.quantities import (
 from varprop.network.state import NAN_MESSAGE
 from varprop.theory import shifted as _shifted
 from varprop.theory.fields import general_values, is_general
+from varprop.theory.finite import quantities as finite
 from varprop.theory.meanfield import walk_backward
 from varprop.theory.moments import zero_mean_moments as _zero_mean_moments  # noqa: F401 (benchmarks, tests)
 from varprop.theory.sizes import check_fits, underflowed
@@ -286,6 +287,7 @@ def predict_variance(
     quantity: Quantity | None = None,
     method: Method = "auto",
     per_layer: bool = False,
+    finite_width: bool = False,
 ) -> float | np.ndarray:
     r"""Predict the variance of a quantity in a randomly initialised network.
 
@@ -333,6 +335,9 @@ def predict_variance(
         :math:`\operatorname{Var}\partial\mathcal L/\partial a_{l-1}`, the gradient at layer
         :math:`l`'s input; for ``weight_gradient``: :math:`\partial\mathcal L/\partial W_l`), or
         over layer positions for ``output`` and ``output_gradient``.
+    finite_width : bool
+        Add the :math:`O(1/n)` correction (:mod:`varprop.theory.finite`, Yaida 2020): MLP
+        quantities, zero-mean symmetric i.i.d. weights; exact where the mean field is.
 
     Returns
     -------
@@ -369,6 +374,11 @@ def predict_variance(
     quantity = check_choice("quantity", quantity, QUANTITIES)
     if not isinstance(per_layer, bool):
         raise fail("per_layer", per_layer, "True or False")
+    if not isinstance(finite_width, bool):
+        raise fail("finite_width", finite_width, "True or False")
+    if finite_width:
+        return _finite_width(activation, init, (fan_in, fan_out, widths, depth, input_variance,
+                                                bias_variance), quantity, method, per_layer)
     if isinstance(activation, Network):
         net = _network_argument(activation, init, fan_in, fan_out, widths, depth, input_variance,
                                 bias_variance)
@@ -409,6 +419,19 @@ def predict_variance(
     if per_layer:
         return values
     return float(values[0] if spec(quantity).backward or values.size == 1 else values[-1])
+
+
+def _finite_width(activation: object, init: object, shape: tuple, quantity: str, method: object,
+                  per_layer: bool) -> float | np.ndarray:
+    """``predict_variance(..., finite_width=True)``: :mod:`varprop.theory.finite.quantities`."""
+    if _resolve_method(method) != "exact":
+        raise fail("method", method, "'auto' or 'exact' with finite_width=True")
+    if isinstance(activation, Network):
+        net = _network_argument(activation, init, *shape)
+        return finite.network_finite_width_values(net, quantity, per_layer)
+    act, scheme, shp, in_var, b_var, _ = _arguments(activation, init, *shape, method)
+    check_fits(shp.L)
+    return finite.finite_width_values(act, scheme, shp.widths(), in_var, b_var, quantity, per_layer)
 
 
 def _mlp_values(prep: _Prepared, quantity: str, method: str, per_layer: bool,

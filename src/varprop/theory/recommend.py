@@ -55,7 +55,8 @@ from varprop.network.model import Network, refuse_with_network
 from varprop.theory.criticality import critical_gain, edge_of_chaos, mean_field
 from varprop.theory.predict import predict_variance
 
-__all__ = ["recommend", "Recommendation", "TradeOff", "GOALS", "ratios"]
+__all__ = ["recommend", "Recommendation", "TradeOff", "GOALS", "ratios", "ratio_curves",
+           "row_scheme"]
 
 #: the criteria :func:`recommend` optimises
 GOALS = ("forward", "backward", "both")
@@ -143,6 +144,16 @@ class Recommendation:
     at_bound: bool
     table: tuple[TradeOff, ...]
 
+    @property
+    def band(self) -> tuple[float, float]:
+        r"""The band the recommendation keeps its end-to-end ratios in: :math:`[e^{-J}, e^{J}]`,
+        :math:`J` the recommended row's objective (``goal="both"``: :math:`R_{\mathrm{fw}}` and
+        :math:`R_{\mathrm{bw}}` both lie in it; the minimax, no gain has a narrower band).  The
+        ratios at intermediate layers may leave it (tanh's gradients peak a few layers from the
+        input); the figure of :func:`varprop.plot_recommendation` shades it."""
+        j = self.table[-1].score(self.goal)
+        return math.exp(-j), math.exp(j)
+
 
 def _score(fw: float, bw: float, goal: str) -> float:
     parts = {"forward": (fw,), "backward": (bw,), "both": (fw, bw)}[goal]
@@ -151,19 +162,41 @@ def _score(fw: float, bw: float, goal: str) -> float:
     return max(abs(math.log(r)) for r in parts)
 
 
-def ratios(act: Activation, scheme: InitScheme, width: int, depth: int,
-           bias_variance: float) -> tuple[float, float]:
-    r""":math:`(R_{\mathrm{fw}}, R_{\mathrm{bw}})` of one scheme from :func:`predict_variance`
-    (``inf``/``0`` beyond the float range, without warnings)."""
+def ratio_curves(act: Activation, scheme: InitScheme, width: int, depth: int,
+                 bias_variance: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""The ratios layer by layer, :math:`l = 1, \dots, L`:
+    :math:`q_l / q_1` (forward, 1 at :math:`l = 1`) and
+    :math:`E(\partial\mathcal L/\partial a_{l-1})^2 / E(\partial\mathcal L/\partial a_{L-1})^2`
+    (backward, 1 at :math:`l = L`), from :func:`predict_variance` (``inf``/``0`` beyond the
+    float range, ``nan`` where the reference layer's moment is 0, without warnings).  The table's
+    :math:`R_{\mathrm{fw}}` is the last forward entry, :math:`R_{\mathrm{bw}}` the first
+    backward one."""
     shape = dict(fan_in=width, depth=depth, bias_variance=bias_variance, per_layer=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         q = np.asarray(predict_variance(act, scheme, quantity="preactivation", **shape))
         grad = np.asarray(predict_variance(act, scheme, quantity="gradient", **shape))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        fw = float(q[-1] / q[0]) if q[0] > 0 else math.nan
-        bw = float(grad[0] / grad[-1]) if grad[-1] > 0 else math.nan
+        fw = q / q[0] if q[0] > 0 else np.full(q.shape, math.nan)
+        bw = grad / grad[-1] if grad[-1] > 0 else np.full(grad.shape, math.nan)
     return fw, bw
+
+
+def ratios(act: Activation, scheme: InitScheme, width: int, depth: int,
+           bias_variance: float) -> tuple[float, float]:
+    r""":math:`(R_{\mathrm{fw}}, R_{\mathrm{bw}})` of one scheme: the ends of
+    :func:`ratio_curves`."""
+    fw, bw = ratio_curves(act, scheme, width, depth, bias_variance)
+    return float(fw[-1]), float(bw[0])
+
+
+def row_scheme(row: TradeOff) -> InitScheme:
+    r"""The init scheme of a table row: the framework default's own scheme for its rows,
+    :math:`N(0, \mathrm{std}^2)` for the others (same ratios up to rounding of the std)."""
+    names = {label: name for name, label in _DEFAULTS}
+    if row.name in names:
+        return init_scheme(names[row.name])
+    return init_scheme("normal", std=row.std)
 
 
 def _phase(act: Activation, gain: float, b2: float) -> str:

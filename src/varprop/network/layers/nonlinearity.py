@@ -9,7 +9,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import scipy.special
 import sympy as sp
 
 from varprop._util.lazy import lazy_module
@@ -29,6 +28,8 @@ from varprop.network.state import GradientState, MomentEvaluator, MomentState, V
 
 #: scipy.interpolate, imported at first use (:mod:`varprop._util.lazy`)
 interpolate = lazy_module("scipy.interpolate")
+#: scipy.special, imported at first use (:mod:`varprop._util.lazy`)
+special = lazy_module("scipy.special")
 
 __all__ = ["Nonlinearity"]
 
@@ -212,7 +213,7 @@ def _second_moment_map(act: Activation) -> Callable[[np.ndarray], np.ndarray]:
         return lambda v: np.asarray(v, dtype=float) * slope2
     if rules is not None and rules.exact and not rules.zero_mean_only:
         f = sp.lambdify(Q, sp.simplify(rules.evaluation_form("second").subs(MU, 0)),
-                        modules=[{"erf": scipy.special.erf}, "numpy"])
+                        modules=[{"erf": special.erf}, "numpy"])
         return lambda v: np.broadcast_to(np.asarray(f(np.asarray(v, dtype=float)), dtype=float),
                                          np.shape(v)).astype(float)
 

@@ -28,14 +28,17 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-import scipy.sparse as sps
 
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import (
     check_nonnegative_int,
     check_positive_int,
     fail,
     fail_type,
 )
+
+#: scipy.sparse, imported at first use (:mod:`varprop._util.lazy`)
+sps = lazy_module("scipy.sparse")
 
 __all__ = ["Windows", "check_size_tuple", "expand", "output_size", "sliding_windows"]
 

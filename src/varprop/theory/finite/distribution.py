@@ -1,0 +1,119 @@
+r"""The :class:`Distribution` of one network's statistic across random networks.
+
+A statistic :math:`X > 0` (a mean square, an across-unit standard deviation) or its logarithm is
+described by the law of a log variable :math:`L` (:mod:`varprop.theory.finite.loglaw`):
+:math:`X = e^{L}` (``"mean_square"``), :math:`X = e^{L/2}` (``"unit_std"``, :math:`L` the log of
+the across-unit variance) or :math:`X = L` (``"log_mean_square"``).  Quantiles map through the
+monotone transform; the mean and variance are the law's (exact for the exact laws, or the
+exact / :math:`1/n` moments the fitted law was matched to).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from varprop._util.validation import check_probability, check_real
+from varprop.theory.finite.loglaw import LogChiSquareSum, LogNormal
+
+__all__ = ["METHODS", "Distribution"]
+
+#: How a Distribution was obtained.
+METHODS = {
+    "exact": "the exact law (closed-form characteristic function, numerically inverted)",
+    "exact moments": "exact mean and variance; quantiles from the log-normal law with that mean "
+                     "and variance (an approximation)",
+    "1/n": "mean and variance to O(1/n) (delta method on the law of qhat); quantiles from the "
+           "log-normal law with that mean and variance (an approximation)",
+    "lognormal": "the log-normal limit: log X normal with its exact mean and variance",
+}
+
+
+@dataclass(frozen=True)
+class Distribution:
+    r"""The law across networks of one network's statistic (:func:`varprop.predict_distribution`).
+
+    Attributes
+    ----------
+    statistic : str
+        ``"mean_square"``, ``"unit_std"`` or ``"log_mean_square"``.
+    quantity : str
+        ``"preactivation"``, ``"activation"`` or ``"gradient"``.
+    layer : int
+        The dense layer :math:`l` (for ``"gradient"``: the gradient at layer :math:`l`'s input).
+    method : str
+        ``"exact"``, ``"exact moments"``, ``"1/n"`` or ``"lognormal"`` (:data:`METHODS`).
+    order : str
+        What is neglected, in a sentence.
+    assumptions : tuple of str
+        The model the law holds in.
+    mean, variance : float
+        :math:`EX`, :math:`\operatorname{Var}X`.
+    law : LogChiSquareSum or LogNormal
+        The law of :math:`L` with :math:`X = e^{\text{power}\cdot L}` (``power`` 1 for
+        ``mean_square``, 1/2 for ``unit_std``, None for ``log_mean_square``: :math:`X = L`);
+        :mod:`varprop.theory.finite.loglaw`.
+    relative_variance : float or None
+        :math:`CV^2` computed from the log-moments (finite where the moments overflow).
+    zero_probability : float
+        :math:`P(X = 0)` (a narrow ReLU network can switch every unit of a layer off); for
+        ``log_mean_square`` the probability of :math:`-\infty`.
+    """
+
+    statistic: str
+    quantity: str
+    layer: int
+    method: str
+    order: str
+    assumptions: tuple[str, ...]
+    mean: float
+    variance: float
+    law: LogChiSquareSum | LogNormal = field(repr=False)
+    power: float | None = field(default=1.0, repr=False)
+    relative_variance: float | None = field(default=None, repr=False)
+
+    @property
+    def cv2(self) -> float:
+        r""":math:`\operatorname{Var}X / (EX)^2` (computed from the log-moments where the law is
+        exact, so finite even where the mean and variance overflow)."""
+        if self.relative_variance is not None:
+            return self.relative_variance
+        if self.mean == 0.0:
+            return math.inf
+        return self.variance / self.mean ** 2
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.variance)
+
+    @property
+    def zero_probability(self) -> float:
+        return float(self.law.zero_probability)
+
+    def _to_x(self, ell: float) -> float:
+        if self.power is None:
+            return ell
+        return 0.0 if ell == -math.inf else math.exp(self.power * ell)
+
+    def quantile(self, p: float) -> float:
+        """The ``p``-quantile, ``0 < p < 1``."""
+        p = check_probability("p", p)
+        return self._to_x(self.law.quantile(p))
+
+    def cdf(self, x: float) -> float:
+        """:math:`P(X \\le x)`."""
+        x = check_real("x", x)
+        if self.power is None:
+            return self.law.cdf(x)
+        if x < 0:
+            return 0.0
+        return self.law.cdf(-math.inf if x == 0 else math.log(x) / self.power)
+
+    def interval(self, level: float = 0.95) -> tuple[float, float]:
+        """The central interval holding probability ``level`` (``0 < level < 1``)."""
+        level = check_probability("level", level)
+        return self.quantile((1 - level) / 2), self.quantile((1 + level) / 2)
+
+    def __repr__(self) -> str:
+        return (f"Distribution({self.statistic} of {self.quantity} at layer {self.layer}: "
+                f"mean={self.mean:.6g}, variance={self.variance:.6g}, method={self.method!r})")

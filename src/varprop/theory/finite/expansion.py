@@ -1,0 +1,322 @@
+r"""The :math:`1/n` expansion of an MLP's ensemble second moments at finite width.
+
+Model and assumptions
+---------------------
+Widths :math:`n_0, \dots, n_L`; input :math:`x \sim N(0, s_x I_{n_0})` (what
+:func:`varprop.simulate` draws); weights of layer :math:`l` i.i.d. zero-mean, symmetric, variance
+:math:`\sigma_l^2` (the scheme at fans :math:`(n_{l-1}, n_l)`) and excess kurtosis
+:math:`\kappa_l^w`; biases :math:`N(0, \sigma_b^2)`; :math:`C_l = \sigma_l^2 n_{l-1}`.
+Given layer :math:`l-1` the pre-activations :math:`z_{l,i} = \sum_j W_{ij} a_{l-1,j} + b_i` are
+i.i.d. with variance
+
+.. math:: \hat q_l = \sigma_b^2 + \sigma_l^2 \sum_j a_{l-1,j}^2 \qquad (a_0 = x),
+
+exactly Gaussian for Gaussian weights, otherwise with fourth cumulant
+:math:`\hat\kappa_l = \kappa^w_l \sigma_l^4 \sum_j a_{l-1,j}^4 = O(1/n)`.  The per-network object
+is the law of :math:`\hat q_l`; with :math:`f, g, \mu` of :mod:`varprop.theory.finite.functions`,
+
+.. math::
+
+    E[\hat q_{l+1} \mid \hat q_l] = \sigma_b^2 + C_{l+1}\big[f(\hat q_l)
+        + \tfrac16 \hat\kappa_l f''(\hat q_l)\big], \qquad
+    \operatorname{Var}[\hat q_{l+1} \mid \hat q_l] = C_{l+1}^2\, g(\hat q_l)/n_l + O(n^{-2})
+
+(the kurtosis term is the Edgeworth correction :math:`\tfrac{\kappa_4}{24} E F''''
+= \tfrac{\kappa_4}{6}\tfrac{d^2}{dq^2}E F`).  The delta method gives the mean :math:`m_l` and
+variance :math:`v_l` of :math:`\hat q_l` to :math:`O(1/n)`:
+
+.. math::
+
+    m_{l+1} &= \sigma_b^2 + C_{l+1}\big[f(m_l) + f''(m_l)\,(v_l/2 + \bar\kappa_l/6)\big], \\
+    v_{l+1} &= C_{l+1}^2\big[f'(m_l)^2 v_l + g(m_l)/n_l\big], \qquad
+    \bar\kappa_{l+1} = \kappa^w_{l+1} C_{l+1}^2\, E\phi(\sqrt{m_l}\xi)^4/n_l,
+
+from :math:`m_1 = \sigma_b^2 + C_1 s_x`, :math:`v_1 = 2 C_1^2 s_x^2/n_0`,
+:math:`\bar\kappa_1 = 3\kappa^w_1 C_1^2 s_x^2/n_0`.  This is the recursion of Yaida (2020,
+"Non-Gaussian processes and neural networks at finite widths") and Roberts, Yaida & Hanin
+(2022, "The Principles of Deep Learning Theory", ch. 4--5) for a single input: their kernel is
+:math:`K^{(l)} = ` :attr:`FiniteWidthMoments.q_mean_field`, their :math:`1/n` shift
+:math:`K^{\{1\}}/n = m_l - K_l` (to :math:`O(n^{-2})`; we iterate :math:`f(m_l)` rather than
+its linearisation :math:`f(K) + f'(K)\,\delta`, which differs at :math:`O(n^{-2})`), and their
+four-point vertex :math:`V^{(l)}/n_{l-1} = v_l` (RYH normalise :math:`V` by the previous width:
+:math:`E[\hat q^2] - E[\hat q]^2 = V/n`).  For degree-1 positively homogeneous activations
+(linear, ReLU, ...) :math:`f` is linear and :math:`m_l = K_l` exactly.  For these
+:math:`g = g(1) q^2` and the variance recursion uses :math:`E g(\hat q_l) = g(m_l) + g''(m_l)
+v_l/2` exactly, which makes it exact for Gaussian weights (elsewhere that term is
+:math:`O(n^{-2})` and left out: for tanh it moved the prediction away from the Monte Carlo).
+Ensemble moments: :math:`E z_l^2 = m_l` and
+
+.. math:: E a_l^2 = f(m_l) + f''(m_l)(v_l/2 + \bar\kappa_l/6), \qquad
+          E a_l = \mu(m_l) + \mu''(m_l)(v_l/2 + \bar\kappa_l/6).
+
+The backward pass (:mod:`varprop.theory.finite.backward`) is expanded under the
+gradient-independence assumption and then corrected for the reuse of the forward weights.
+Everything is :math:`O(1/n)`: :attr:`FiniteWidthMoments.expansion_parameter`
+(:math:`v_l/m_l^2`) must be small; a corrected moment that comes out non-positive is refused
+with a :class:`~varprop.VarpropError` (the expansion has broken down).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from varprop._util.validation import (
+    check_choice,
+    check_nonnegative_real,
+    check_widths,
+    fail,
+)
+from varprop.components.activations import Activation, resolve_activation
+from varprop.components.schemes import InitScheme, resolve_scheme
+from varprop.errors import VarpropError
+from varprop.theory.finite.backward import backward_moments
+from varprop.theory.finite.functions import FunctionValues, gaussian_functions
+from varprop.theory.moments import zero_mean_moments
+
+__all__ = ["FiniteWidthMoments", "check_finite_width_init", "finite_width_moments"]
+
+
+@dataclass(frozen=True)
+class FiniteWidthMoments:
+    r"""Ensemble moments of an MLP to :math:`O(1/n)` (arrays of shape ``(L,)`` for layers
+    :math:`1..L`; see :mod:`varprop.theory.finite.expansion` for the recursion).
+
+    Attributes
+    ----------
+    widths : tuple of int
+        :math:`(n_0, \dots, n_L)`.
+    q_mean, q_var : ndarray
+        :math:`m_l = E\hat q_l` and :math:`v_l = \operatorname{Var}\hat q_l` (leading order) of the
+        per-network pre-activation variance :math:`\hat q_l`.
+    q_mean_field : ndarray
+        The infinite-width kernel :math:`K_l` (the mean field of :func:`varprop.propagate`).
+    q_kurtosis : ndarray
+        :math:`\bar\kappa_l`: the mean fourth cumulant of :math:`z_{l,i}` given layer
+        :math:`l-1` (0 for Gaussian weights).
+    preact_second : ndarray
+        :math:`E z_l^2 = m_l`.
+    act_second, act_second_mean_field : ndarray
+        :math:`E a_l^2` with the :math:`1/n` correction, and its mean field.
+    act_mean, act_mean_mean_field : ndarray
+        :math:`E a_l` with the :math:`1/n` correction (from :math:`E\sqrt{\hat q}`-type
+        nonlinearity: not exact for ReLU), and its mean field.
+    grad_second, grad_second_mean_field : ndarray
+        :math:`E(\partial\mathcal L/\partial a_{l-1})^2` (element 0: the network input), as
+        :func:`varprop.predict_variance`'s ``gradient`` per layer, including the
+        :math:`O(1/n)` effect of reusing the forward weights backward
+        (:mod:`varprop.theory.finite.backward`; exact in law for Gaussian weights at this order).
+    weight_grad_second, weight_grad_second_mean_field : ndarray
+        :math:`E(\partial\mathcal L/\partial W_l)_{ij}^2`.
+    grad_second_gia, weight_grad_second_gia : ndarray
+        The same two under the gradient-independence assumption (fresh weights in the backward
+        pass), without the weight-reuse correction.
+    grad_mean_square_cv2 : ndarray
+        :math:`\operatorname{Var}G_l/(EG_l)^2` over networks of the per-network gradient mean
+        square :math:`G_l = \lVert\partial\mathcal L/\partial a_{l-1}\rVert^2/n_{l-1}` (one
+        input, one seed :math:`\delta_L`), leading order (:mod:`varprop.theory.finite.backward`).
+    order : str
+        ``"exact"`` (the second moments are exact at every width: degree-1 homogeneous
+        activations) or ``"1/n"`` (error :math:`O(\sum_l 1/n_l^2)` times depth factors).
+    exact : bool
+        ``order == "exact"``.
+    """
+
+    widths: tuple[int, ...]
+    q_mean: np.ndarray
+    q_var: np.ndarray
+    q_mean_field: np.ndarray
+    q_kurtosis: np.ndarray
+    preact_second: np.ndarray
+    act_second: np.ndarray
+    act_second_mean_field: np.ndarray
+    act_mean: np.ndarray
+    act_mean_mean_field: np.ndarray
+    grad_second: np.ndarray
+    grad_second_mean_field: np.ndarray
+    weight_grad_second: np.ndarray
+    weight_grad_second_mean_field: np.ndarray
+    grad_second_gia: np.ndarray
+    weight_grad_second_gia: np.ndarray
+    grad_mean_square_cv2: np.ndarray
+    order: str
+    exact: bool
+    #: :class:`~varprop.theory.finite.functions.FunctionValues` at each :math:`m_l`.
+    functions: tuple[FunctionValues, ...] = ()
+
+    @property
+    def depth(self) -> int:
+        return len(self.widths) - 1
+
+    @property
+    def relative_shift(self) -> np.ndarray:
+        r""":math:`E a_l^2 / E_{\infty} a_l^2 - 1`, the :math:`1/n` shift of the activation's
+        second moment relative to the mean field."""
+        return _ratio(self.act_second, self.act_second_mean_field)
+
+    def next_order(self, quantity: Literal["preactivation", "activation_second_moment",
+                                           "gradient", "weight_gradient"]
+                   = "activation_second_moment") -> np.ndarray:
+        r"""An estimate of the relative size of the neglected :math:`O(1/n^2)` terms, per layer:
+        :math:`\max(\delta_l^2, (\epsilon/2)^2)` with :math:`\delta_l` the quantity's
+        relative :math:`1/n` shift and :math:`\epsilon` the largest
+        :attr:`expansion_parameter` the quantity depends on (forward: layers up to :math:`l`;
+        backward: all).  Empirical, calibrated by Monte Carlo (2 000 to 20 000 networks per case)
+        for tanh, erf, sigmoid (xavier_normal), GELU (he_normal) and SELU (lecun_normal) at
+        widths 8, 32, 128, 512 and depths 10, 30, 100: in all 51 cases the expansion did not
+        refuse, the error of :math:`E a_L^2` and of the input gradient was within it plus three
+        standard errors (e.g. tanh width 128, depth 100: :math:`E a_L^2` off by -4.5% with
+        next order 16%, mean field +27%; width 512, depth 30: -0.12% +- 0.20%, next order 0.03%).
+        Where it is large (GELU/He beyond depth 10, where the mean field collapses to 0) the
+        expansion says nothing.  Zero where the prediction is exact."""
+        quantity = check_choice("quantity", quantity, ("preactivation", "activation_second_moment",
+                                                       "gradient", "weight_gradient"))
+        if self.exact:
+            return np.zeros(self.depth)
+        got, mf = {"preactivation": (self.q_mean, self.q_mean_field),
+                   "activation_second_moment": (self.act_second, self.act_second_mean_field),
+                   "gradient": (self.grad_second, self.grad_second_mean_field),
+                   "weight_gradient": (self.weight_grad_second,
+                                       self.weight_grad_second_mean_field)}[quantity]
+        delta = _ratio(got, mf)
+        eps = self.expansion_parameter
+        eps = (np.full(self.depth, eps.max()) if quantity in ("gradient", "weight_gradient")
+               else np.maximum.accumulate(eps))
+        return np.maximum(delta * delta, eps * eps / 4.0)
+
+    @property
+    def expansion_parameter(self) -> np.ndarray:
+        r""":math:`v_l/m_l^2`, the squared coefficient of variation of :math:`\hat q_l` over
+        networks: the small parameter of the expansion (about :math:`\tfrac23 l/n` for tanh at
+        criticality, :math:`5\sum 1/n` for ReLU).  Where it exceeds about 0.3 the next order is
+        no longer negligible (measured for tanh in tests/test_finite_expansion.py)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.q_mean > 0, self.q_var / self.q_mean**2, 0.0)
+
+    def mean_square_variance(self, quantity: Literal["preactivation", "activation"] = "preactivation"
+                             ) -> np.ndarray:
+        r"""Variance over networks of the one-input statistic
+        :math:`\frac1{n_l}\sum_i z_{l,i}^2` (``preactivation``) or
+        :math:`\frac1{n_l}\sum_i a_{l,i}^2` (``activation``), to leading order:
+
+        .. math::
+
+            \operatorname{Var}\tfrac1n\textstyle\sum_i z_i^2 = \frac{2(m_l^2 + v_l)
+            + \bar\kappa_l}{n_l} + v_l, \qquad
+            \operatorname{Var}\tfrac1n\textstyle\sum_i a_i^2 = \frac{g(m_l)}{n_l} + f'(m_l)^2 v_l
+
+        (law of total variance: given :math:`\hat q_l` the :math:`n_l` units are i.i.d.).
+        """
+        quantity = check_choice("quantity", quantity, ("preactivation", "activation"))
+        n = np.asarray(self.widths[1:], float)
+        if quantity == "preactivation":
+            m, v = self.q_mean, self.q_var
+            return (2.0 * (m * m + v) + self.q_kurtosis) / n + v
+        g = np.array([fv.g + (fv.g2nd * v / 2.0 if self.exact else 0.0)
+                      for fv, v in zip(self.functions, self.q_var)])
+        f1 = np.array([fv.f1 for fv in self.functions])
+        return g / n + f1 * f1 * self.q_var
+
+
+def check_finite_width_init(scheme: InitScheme) -> None:
+    """Refuse weights the expansion does not cover (it needs zero-mean symmetric i.i.d. entries)."""
+    if not (scheme.is_iid and scheme.is_zero_mean and scheme.is_symmetric):
+        raise fail("init", scheme, "zero-mean symmetric i.i.d. weights for finite_width "
+                   "(normal, uniform, truncated normal schemes); non-zero-mean and orthogonal "
+                   "weights have no 1/n expansion in varprop")
+
+
+def finite_width_moments(
+    activation: Activation | str,
+    init: InitScheme | str,
+    *,
+    widths: list[int] | tuple[int, ...],
+    input_variance: float = 1.0,
+    bias_variance: float = 0.0,
+) -> FiniteWidthMoments:
+    r"""The ensemble moments of the MLP ``widths`` to :math:`O(1/n)` (module docstring).
+
+    >>> fw = finite_width_moments("relu", "he_normal", widths=[8, 8, 8])
+    >>> fw.order, fw.act_second.tolist() == fw.act_second_mean_field.tolist()
+    ('exact', True)
+    """
+    act = resolve_activation(activation)
+    scheme = resolve_scheme(init)
+    check_finite_width_init(scheme)
+    ws = check_widths(None, None, widths, 1)
+    s_x = check_nonnegative_real("input_variance", input_variance)
+    b2 = check_nonnegative_real("bias_variance", bias_variance)
+    return _moments(act, scheme, ws, s_x, b2)
+
+
+def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: float, b2: float
+             ) -> FiniteWidthMoments:
+    L = len(ws) - 1
+    sigma2 = np.array([scheme.moments(ws[l - 1], ws[l])[1] for l in range(1, L + 1)])
+    kurt = np.array([scheme.law(ws[l - 1], ws[l]).kurtosis() for l in range(1, L + 1)])
+    n_prev = np.asarray(ws[:-1], float)
+    C = sigma2 * n_prev
+    mf = zero_mean_moments(act, "exact")
+    homogeneous = act.traits.exact_at_finite_width
+    m, v, kap, K = (np.empty(L) for _ in range(4))
+    a2, a2_mf, a1, a1_mf = (np.empty(L) for _ in range(4))
+    fns: list[FunctionValues] = []
+    m[0] = K[0] = b2 + C[0] * s_x
+    v[0] = 2.0 * C[0] ** 2 * s_x * s_x / ws[0]
+    kap[0] = 3.0 * kurt[0] * C[0] ** 2 * s_x * s_x / ws[0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        for l in range(L):
+            fv = gaussian_functions(act, m[l])
+            fns.append(fv)
+            e_phi, e_phi2, _ = mf(float(m[l]))
+            spread = v[l] / 2.0 + kap[l] / 6.0
+            a2[l] = e_phi2 + fv.f2 * spread
+            a1[l] = e_phi + fv.mu2 * spread
+            k_phi, k_phi2, _ = mf(float(K[l]))
+            a1_mf[l], a2_mf[l] = k_phi, k_phi2
+            if l + 1 < L:
+                n = ws[l + 1]  # n_l for layer l + 1 (0-based index l)
+                m[l + 1] = b2 + C[l + 1] * a2[l]
+                if not m[l + 1] > 0.0 and K[l] > 0.0:
+                    raise VarpropError(
+                        f"the 1/n expansion breaks down at layer {l + 2} of widths {list(ws)}: "
+                        f"the corrected mean variance is {m[l + 1]:.3g} (mean field "
+                        f"{b2 + C[l + 1] * k_phi2:.3g}) with Var(q)/E(q)^2 = "
+                        f"{v[l] / m[l] ** 2:.3g} at layer {l + 1}; the expansion needs depth "
+                        "much smaller than width (see FiniteWidthMoments.expansion_parameter)")
+                K[l + 1] = b2 + C[l + 1] * k_phi2
+                g = fv.g + (fv.g2nd * v[l] / 2.0 if homogeneous else 0.0)  # E g(q_l): exact
+                v[l + 1] = C[l + 1] ** 2 * (fv.f1 ** 2 * v[l] + g / n)
+                kap[l + 1] = kurt[l + 1] * C[l + 1] ** 2 * fv.u4 / n
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(v))):
+        raise VarpropError("the finite-width moments left the float range; reduce depth or rescale")
+    bw = backward_moments(ws, sigma2, C, b2, m, v, kap, K, fns,
+                          [mf(float(k))[2] for k in K], kurt)
+    for name, values in (("E a^2", a2), ("the gradient", bw.grad), ("the weight gradient", bw.weight)):
+        if not np.all(values >= 0.0):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                worst = float(np.nanmax(np.where(m > 0, v / m**2, 0.0)))
+            raise VarpropError(
+                f"the 1/n expansion breaks down for widths {list(ws)}: {name} comes out negative "
+                f"(the largest Var(q)/E(q)^2 is {worst:.3g}); the expansion needs depth much "
+                "smaller than width (see FiniteWidthMoments.expansion_parameter)")
+    exact = bool(homogeneous)
+    ro = _readonly
+    return FiniteWidthMoments(
+        ws, ro(m), ro(v), ro(K), ro(kap), ro(m.copy()), ro(a2), ro(a2_mf), ro(a1), ro(a1_mf),
+        ro(bw.grad), ro(bw.grad_mf), ro(bw.weight), ro(bw.weight_mf), ro(bw.grad_gia),
+        ro(bw.weight_gia), ro(bw.grad_cv2),
+        "exact" if exact else "1/n", exact, tuple(fns))
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / b - 1.0, 0.0)
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, float)
+    a.setflags(write=False)
+    return a

@@ -1,0 +1,78 @@
+r"""``predict_variance(..., finite_width=True)``: the MLP quantities from the :math:`1/n` expansion
+(:mod:`varprop.theory.finite.expansion`).
+
+=============================== ================================================================
+quantity                        value (per layer :math:`l`)
+=============================== ================================================================
+``preactivation``               :math:`E z_l^2 = m_l` (zero mean)
+``activation``                  :math:`E a_l^2 - (E a_l)^2`, both with their :math:`1/n` terms
+``activation_second_moment``    :math:`E a_l^2`
+``gradient``                    :math:`E(\partial\mathcal L/\partial a_{l-1})^2` (weight reuse
+                                included, :mod:`varprop.theory.finite.backward`)
+``weight_gradient``             :math:`E(\partial\mathcal L/\partial W_l)_{ij}^2`
+=============================== ================================================================
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from varprop._util.validation import fail
+from varprop.components.activations import Activation
+from varprop.components.schemes import InitScheme
+from varprop.network.model import Network
+from varprop.network.quantities import MLP_QUANTITIES
+from varprop.theory.finite.expansion import (
+    FiniteWidthMoments,
+    _moments,
+    check_finite_width_init,
+)
+
+__all__ = ["finite_width_values", "network_finite_width_values"]
+
+_BACKWARD = ("gradient", "weight_gradient")
+
+
+@lru_cache(maxsize=256)
+def _cached(act: Activation, scheme: InitScheme, widths: tuple[int, ...], s_x: float, b2: float
+            ) -> FiniteWidthMoments:
+    return _moments(act, scheme, widths, s_x, b2)
+
+
+def finite_width_values(act: Activation, scheme: InitScheme, widths: tuple[int, ...],
+                        input_variance: float, bias_variance: float, quantity: str,
+                        per_layer: bool) -> float | np.ndarray:
+    """The value(s) of ``quantity`` with the :math:`1/n` correction (validated arguments)."""
+    if quantity not in MLP_QUANTITIES:
+        raise fail("quantity", quantity, f"one of {list(MLP_QUANTITIES)} with finite_width=True "
+                   "(the 1/n expansion covers the MLP quantities)")
+    check_finite_width_init(scheme)
+    fw = _cached(act, scheme, widths, input_variance, bias_variance)
+    if quantity == "preactivation":
+        values = fw.preact_second
+    elif quantity == "activation":
+        values = np.maximum(fw.act_second - fw.act_mean * fw.act_mean, 0.0)
+    elif quantity == "activation_second_moment":
+        values = fw.act_second
+    elif quantity == "gradient":
+        values = fw.grad_second
+    else:
+        values = fw.weight_grad_second
+    values = np.array(values, dtype=float)
+    if per_layer:
+        return values
+    return float(values[0] if quantity in _BACKWARD else values[-1])
+
+
+def network_finite_width_values(net: Network, quantity: str, per_layer: bool
+                                ) -> float | np.ndarray:
+    """:func:`finite_width_values` for an MLP-shaped :class:`~varprop.Network`."""
+    mlp = net.as_mlp()
+    if mlp is None:
+        raise fail("finite_width", True, "False for this network: the 1/n expansion covers "
+                   "MLP-shaped networks (alternating Dense and Nonlinearity layers with one "
+                   "activation, init and bias variance) with zero-mean symmetric i.i.d. weights")
+    return finite_width_values(mlp.activation, mlp.init, mlp.widths(), mlp.input_variance,
+                               mlp.bias_variance, quantity, per_layer)
