@@ -520,3 +520,13 @@ def test_a_page_split_into_parts_computes_each_record_once():
     merged = MonteCarloStore({**parts[0], **parts[1]}, budget_name="quick", frozen=True)
     assert build(merged, b, None) == build(MonteCarloStore(budget_name="quick"), b, None)
     assert merged.missing == []
+
+
+def test_display_math_within_a_line_and_images_render_to_latex():
+    from varprop.documents.blocks import _Figure, _tex_inline, markdown_blocks
+
+    assert _tex_inline("- a: $$x^2$$ and $y$") == (
+        r"- a: \par\noindent\fitmath{$\displaystyle x^2$}\par  and $y$")
+    assert _tex_inline("$$x$$", cell=True) == r"\fitmath{$\displaystyle x$}"
+    figure = markdown_blocks(["![spread](figures/tanh-finite-width.svg)"])[0]
+    assert figure == _Figure("figures/tanh-finite-width.svg", "spread")

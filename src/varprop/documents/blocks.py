@@ -77,8 +77,16 @@ def _tex_inline(text: str, *, cell: bool = False) -> str:
     """Markdown inline text -> LaTeX: keep ``$...$``, ``code`` -> texttt, ``**b**`` -> textbf
     (with math inside), ``*e*`` -> emph.  In a table ``cell`` math shrinks to the column when it
     is wider."""
-    return "".join(r"\textbf{" + _tex_spans(part[2:-2], cell) + "}" if _BOLD.fullmatch(part)
-                   else _tex_spans(part, cell) for part in _BOLD.split(text))
+    out = []
+    for part in re.split(r"(\$\$.+?\$\$)", text):
+        if part.startswith("$$") and part.endswith("$$") and len(part) > 4:
+            # display math within a line: on a line of its own, shrunk to the line when wider
+            math = r"\fitmath{$\displaystyle " + part[2:-2] + "$}"
+            out.append(math if cell else r"\par\noindent" + math + r"\par ")
+            continue
+        out += [r"\textbf{" + _tex_spans(p[2:-2], cell) + "}" if _BOLD.fullmatch(p)
+                else _tex_spans(p, cell) for p in _BOLD.split(part)]
+    return "".join(out)
 
 
 def _tex_spans(text: str, cell: bool) -> str:
@@ -99,7 +107,8 @@ def _tex_spans(text: str, cell: bool) -> str:
 
 def markdown_blocks(lines: Sequence[str]) -> list[_Block]:
     """Blocks from simple Markdown lines (``#`` headings, optionally after an ``<a id>`` anchor,
-    ``$$`` display math, ``|`` tables, ``- `` lists, paragraphs), so that a section written as
+    ``$$`` display math, ``|`` tables, ``- `` lists, ``![caption](path)`` figures, paragraphs),
+    so that a section written as
     Markdown renders to LaTeX too.  Other Markdown stays inline text."""
     out: list[_Block] = []
     anchor = ""
@@ -118,6 +127,11 @@ def markdown_blocks(lines: Sequence[str]) -> list[_Block]:
         if heading:
             out.append(_Heading(len(heading.group(1)), heading.group(2).strip(), anchor))
             anchor = ""
+            i += 1
+            continue
+        image = re.fullmatch(r"!\[([^\]]*)\]\(([^)]+)\)", line.strip())
+        if image:
+            out.append(_Figure(image.group(2), image.group(1)))
             i += 1
             continue
         if line.strip() == "$$":
