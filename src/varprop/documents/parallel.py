@@ -30,10 +30,11 @@ from varprop.documents.store import Budget, MonteCarloStore
 
 __all__ = ["Task", "TaskResult", "default_workers", "run_tasks"]
 
-#: Rough cost of each task (seconds on one core with no record), to start the longest first.
-_COST = {"page": 40.0, "page-part": 20.0, "activation/tanh": 16.0, "activation/sigmoid": 16.0, "activation/erf": 12.0,
-         "architectures": 12.0, "activation/leaky_relu": 7.0, "activation/relu": 7.0,
-         "activation/linear": 5.0, "layers": 4.0}
+#: CPU seconds of each task from scratch (default budget, measured on a busy 2-core machine by
+#: running the tasks one by one), to start the longest first.
+_COST = {"page": 25.0, "page-part": 11.0, "activation/leaky_relu": 26.0, "activation/tanh": 20.0,
+         "activation/relu": 17.0, "activation/erf": 14.0, "activation/linear": 12.0,
+         "architectures": 12.0, "activation/sigmoid": 9.0, "layers": 5.0}
 
 
 def default_workers() -> int:
