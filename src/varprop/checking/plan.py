@@ -208,12 +208,13 @@ def _sequential(draw: Callable[[int, int], tuple[list[np.ndarray], str | None]],
                 sizes: list[int], seed: int, skewness_floor: float = 0.0,
                 relative: bool = True,
                 interval: Callable[[list[np.ndarray], float, np.random.Generator], Any] | None
-                = None) -> _Outcome:
+                = None, confirm_within: bool = True) -> _Outcome:
     """Run the looks; ``draw(n_new, look)`` returns new replicate columns.  ``skewness_floor`` is
     a known lower bound of the replicate statistic's skewness (for the heavy-tail guard);
     ``relative``: the margins are relative (else absolute, for a zero prediction);
     ``interval(columns, level, rng)``, if given, replaces the mean interval (the distributional
-    targets: a quantile's or a CV^2's interval with the same interface)."""
+    targets: a quantile's or a CV^2's interval with the same interface); ``confirm_within``:
+    whether the allowance ``tol`` may confirm (``reasons._decision``)."""
     K = len(sizes)
     a_k = alpha / K
     cols: list[np.ndarray] | None = None
@@ -237,7 +238,7 @@ def _sequential(draw: Callable[[int, int], tuple[list[np.ndarray], str | None]],
         r_hat, lo, hi = _relative(iv, theta0, scale)
         final = k == K - 1
         status, within, reason = _decision(r_hat, lo, hi, tol, rtol, relative, final, done,
-                                           budget, K)
+                                           budget, K, confirm_within)
         if iv.heavy_tailed:
             if final:
                 x = cols[-1] if kind == "variance" else cols[0]

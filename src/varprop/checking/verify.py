@@ -394,7 +394,8 @@ def verify(
     sizes = _look_sizes(reps, bud_eff)
     _check_size(sim_net, engine, sizes[-1], dt, "replicates" if reps is not None else "budget")
     out = _sequential(draw, "variance" if kind == "variance" else "mean", theta0, scale, tol_f,
-                      margin, alpha_f, sizes, seed_i, relative=not zero_pred)  # type: ignore[arg-type]
+                      margin, alpha_f, sizes, seed_i, relative=not zero_pred,  # type: ignore[arg-type]
+                      confirm_within=decidable or tol is not None)
     config = {"activation": repr(act), "init": repr(scheme), **shape, "method": method,
               "dtype": dt, "engine": engine, "budget": bud_eff, "tol_reason": tol_reason,
               "finite_width": finite_width, "plan": plan_note}

@@ -123,6 +123,9 @@ def _derive(sub: argparse._SubParsersAction) -> None:
                    help="with --reuse-montecarlo: simulations to re-run (default 2)")
     p.add_argument("--no-figures", action="store_true", help="skip the matplotlib figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=integer(), default=None, metavar="N",
+                   help="with --all: build the folder's parts in N processes (default: the "
+                        "cores available); the files do not depend on N")
 
 
 def _recommend(sub: argparse._SubParsersAction) -> None:
