@@ -61,6 +61,7 @@ from varprop.checking.helper_args import (
     check_keywords,
     resolve_item,
 )
+from varprop.checking.helper_cost import HELPER_SECONDS, check_cost
 from varprop.checking.initializers import InitializerVerdict, check_initializer
 from varprop.components.activations import (
     Activation,
@@ -249,6 +250,8 @@ def _plan(act: Any, init: Any, merged: dict[str, Any], alpha: float, seed: int) 
     planned by :func:`varprop.checking.budget.plan_config` (which gives ``merged`` the
     1/n-corrected claim where the expansion decides it), any other by a pilot."""
     rtol = float(merged.get("rtol", 0.05))
+    if merged.get("quantity") is None and not _is_network({"activation": act}):
+        merged["quantity"] = "activation"  # verify's default for the keyword form, planned
     reps = plan_config(act, init, merged, alpha=alpha, quantities=MLP_QUANTITIES)
     if reps is not None:
         return reps
@@ -287,6 +290,9 @@ def _run(merged: dict[str, Any]) -> Verdict:
     seed = merged.pop("seed", None)
     seed = _seed({"activation": act, "init": init, **merged}, k) if seed is None else seed
     reps = _plan(act, init, merged, alpha, seed)
+    deadline = settings.default.deadline if currently_in_test_context() else None
+    check_cost(act, init, merged, reps, alpha=alpha,
+               max_seconds=HELPER_SECONDS if deadline is None else deadline.total_seconds())
     if currently_in_test_context():
         note(f"varprop check {k}: alpha={alpha:.3g}, seed={seed}, replicates={reps}")
     # refutation at alpha/2; the plan spends the other half on "not confirmed although exact"
