@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -236,3 +237,19 @@ def test_margin_and_claim_allowance_by_hand() -> None:
     v = vst.assert_prediction_confirmed(activation="tanh", init="xavier_normal", fan_in=64,
                                         depth=4, quantity="activation_second_moment")
     assert v.config["finite_width"] and v.predicted == pytest.approx(fm.act_second[-1])
+
+
+def test_undecidable_or_costly_checks_are_refused_up_front() -> None:
+    # width 1 at depth 10 with the default quantity (the activation variance): the exact ReLU
+    # spread, (1+2)(1+5)^9(1+2)-1 ~ 9e7, needs ~1e28 replicates; refused before simulating
+    start = time.process_time()
+    with pytest.raises(ValueError, match=r"within its budget.*it needs"):
+        vst.assert_prediction_confirmed(activation="relu", init="he_normal", fan_in=1, depth=10)
+    # a non-zero-mean uniform scheme (pilot-planned: ~5e5 replicates, ~70 s by the cost model)
+    # and a truncated normal (dense engine, 4x dearer draws) over HELPER_SECONDS
+    with pytest.raises(ValueError, match=r"can afford.*s predicted"):
+        vst.assert_prediction_confirmed(activation="relu", init="uniform", fan_in=64, depth=2)
+    with pytest.raises(ValueError, match=r"can afford.*s predicted"):
+        vst.assert_prediction_confirmed(activation="relu", init="keras:he_normal", fan_in=64,
+                                        depth=2)
+    assert time.process_time() - start < 5.0  # the pilot only (128 replicates), no long run
