@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -15,11 +16,13 @@ from hypothesis import strategies as st
 from hypothesis.database import InMemoryExampleDatabase
 
 import varprop
+from varprop import activation as vp_activation
 from varprop import strategies as vst
 from varprop.checking import budget
 from varprop.checking.check import Verdict
 from varprop.components.activations import Activation
 from varprop.components.schemes import InitScheme
+from varprop.errors import InvalidArgumentType
 
 
 @settings(max_examples=30, derandomize=True, deadline=None)
@@ -91,6 +94,30 @@ def test_bad_arguments() -> None:
         vst.quantities(["bogus"])
     with pytest.raises(TypeError, match="config"):
         vst.assert_prediction_confirmed(["relu"])
+    # a misspelt keyword: varprop's TypeError naming it, with the nearest keyword of verify()
+    with pytest.raises(InvalidArgumentType, match=r"'dpeth'.*did you mean 'depth'"):
+        vst.assert_prediction_confirmed(activation="relu", init="he_normal", fan_in=32, dpeth=2)
+    with pytest.raises(InvalidArgumentType, match="did you mean 'input_variance'"):
+        vst.assert_variance_preserved("relu", "he_normal", fan_in=32, input_varaince=2.0)
+    # fixed layer_configs values are checked when the strategy is built, not when drawn
+    for bad, error in [({"fan_in": True}, TypeError), ({"fan_in": 0}, ValueError),
+                       ({"depth": 10**7}, ValueError), ({"depth": 2.0}, TypeError),
+                       ({"quantity": "gradeint"}, ValueError),
+                       ({"bias_variance": float("nan")}, ValueError),
+                       ({"init": "he_norml"}, ValueError), ({"activation": "rleu"}, ValueError)]:
+        with pytest.raises(error, match=next(iter(bad))):
+            vst.layer_configs(**bad)
+    with pytest.raises(ValueError, match="did you mean 'he_normal'"):
+        vst.prepare("he_norml")
+    with pytest.raises(TypeError, match="items"):
+        vst.prepare(3)
+
+
+def test_prepare_takes_what_activation_and_init_scheme_take() -> None:
+    vst.prepare("torch:default", "keras:he_normal", "x*sin(x)", vp_activation("x*sin(x)"))
+    # and the prepared custom expression is then checked like any activation
+    assert vst.assert_not_refuted(activation="x*sin(x)", init="torch:default", fan_in=32,
+                                  depth=1, quantity="preactivation", alpha=1e-3).confirmed
 
 
 @contextmanager
@@ -210,3 +237,19 @@ def test_margin_and_claim_allowance_by_hand() -> None:
     v = vst.assert_prediction_confirmed(activation="tanh", init="xavier_normal", fan_in=64,
                                         depth=4, quantity="activation_second_moment")
     assert v.config["finite_width"] and v.predicted == pytest.approx(fm.act_second[-1])
+
+
+def test_undecidable_or_costly_checks_are_refused_up_front() -> None:
+    # width 1 at depth 10 with the default quantity (the activation variance): the exact ReLU
+    # spread, (1+2)(1+5)^9(1+2)-1 ~ 9e7, needs ~1e28 replicates; refused before simulating
+    start = time.process_time()
+    with pytest.raises(ValueError, match=r"within its budget.*it needs"):
+        vst.assert_prediction_confirmed(activation="relu", init="he_normal", fan_in=1, depth=10)
+    # a non-zero-mean uniform scheme (pilot-planned: ~5e5 replicates, ~70 s by the cost model)
+    # and a truncated normal (dense engine, 4x dearer draws) over HELPER_SECONDS
+    with pytest.raises(ValueError, match=r"can afford.*s predicted"):
+        vst.assert_prediction_confirmed(activation="relu", init="uniform", fan_in=64, depth=2)
+    with pytest.raises(ValueError, match=r"can afford.*s predicted"):
+        vst.assert_prediction_confirmed(activation="relu", init="keras:he_normal", fan_in=64,
+                                        depth=2)
+    assert time.process_time() - start < 5.0  # the pilot only (128 replicates), no long run
