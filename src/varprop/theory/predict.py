@@ -430,6 +430,7 @@ def _finite_width(activation: object, init: object, shape: tuple, quantity: str,
         net = _network_argument(activation, init, *shape)
         return finite.network_finite_width_values(net, quantity, per_layer)
     act, scheme, shp, in_var, b_var, _ = _arguments(activation, init, *shape, method)
+    finite.check_finite_width_depth(act, shp.L)
     check_fits(shp.L)
     return finite.finite_width_values(act, scheme, shp.widths(), in_var, b_var, quantity, per_layer)
 

@@ -66,6 +66,7 @@ import numpy as np
 from varprop._util.validation import (
     check_choice,
     check_nonnegative_real,
+    check_positive_int,
     check_widths,
     fail,
 )
@@ -76,7 +77,16 @@ from varprop.theory.finite.backward import backward_moments
 from varprop.theory.finite.functions import FunctionValues, gaussian_functions
 from varprop.theory.moments import zero_mean_moments
 
-__all__ = ["FiniteWidthMoments", "check_finite_width_init", "finite_width_moments"]
+__all__ = ["FiniteWidthMoments", "check_finite_width_init", "check_finite_width_depth",
+           "finite_width_moments", "MAX_DEPTH", "MAX_DEPTH_EXACT", "SECONDS_PER_LAYER"]
+
+#: The deepest network the expansion walks for an activation that is not degree-1 homogeneous
+#: (one Gaussian quadrature per layer: :data:`SECONDS_PER_LAYER`).
+MAX_DEPTH = 20_000
+#: The deepest network for degree-1 homogeneous activations (no quadrature, a Python loop).
+MAX_DEPTH_EXACT = 200_000
+#: Measured cost of one layer (unloaded machine; a loaded one is several times slower).
+SECONDS_PER_LAYER = {"quadrature": 1.3e-4, "exact": 1.6e-5}
 
 
 @dataclass(frozen=True)
@@ -228,15 +238,35 @@ def check_finite_width_init(scheme: InitScheme) -> None:
                    "weights have no 1/n expansion in varprop")
 
 
+def check_finite_width_depth(act: Activation, depth: int) -> None:
+    """Refuse, before any work, a depth beyond :data:`MAX_DEPTH` (:data:`MAX_DEPTH_EXACT` for
+    degree-1 homogeneous activations): the recursion walks the layers one at a time."""
+    exact = act.traits.exact_at_finite_width
+    limit = MAX_DEPTH_EXACT if exact else MAX_DEPTH
+    if depth > limit:
+        rate = SECONDS_PER_LAYER["exact" if exact else "quadrature"]
+        shown = f"{depth:,}" if depth < 10**30 else f"about 10^{len(str(depth)) - 1}"
+        cost = f"{rate * depth:.2g} s" if depth < 10**30 else "longer than the age of the universe"
+        raise fail("depth", shown, f"at most {limit:,} with finite_width=True for {act.name}: "
+                   f"the 1/n expansion walks the layers one by one at about {rate * 1e6:.3g} us a "
+                   f"layer{'' if exact else ' (a Gaussian quadrature per layer)'}, {cost} for this "
+                   "depth (and at depth comparable to width the expansion breaks down anyway)")
+
+
 def finite_width_moments(
     activation: Activation | str,
     init: InitScheme | str,
     *,
-    widths: list[int] | tuple[int, ...],
+    widths: list[int] | tuple[int, ...] | None = None,
+    fan_in: int | None = None,
+    fan_out: int | None = None,
+    depth: int = 1,
     input_variance: float = 1.0,
     bias_variance: float = 0.0,
 ) -> FiniteWidthMoments:
-    r"""The ensemble moments of the MLP ``widths`` to :math:`O(1/n)` (module docstring).
+    r"""The ensemble moments of the MLP ``widths`` (or, as for :func:`varprop.predict_variance`,
+    ``fan_in`` with ``fan_out`` and ``depth``) to :math:`O(1/n)` (module docstring).  Depth is
+    limited (:func:`check_finite_width_depth`).
 
     >>> fw = finite_width_moments("relu", "he_normal", widths=[8, 8, 8])
     >>> fw.order, fw.act_second.tolist() == fw.act_second_mean_field.tolist()
@@ -245,7 +275,12 @@ def finite_width_moments(
     act = resolve_activation(activation)
     scheme = resolve_scheme(init)
     check_finite_width_init(scheme)
-    ws = check_widths(None, None, widths, 1)
+    if widths is None and fan_in is None:
+        raise fail("widths", widths, "the layer widths [n_0, n_1, ..., n_L] (at least two "
+                   "positive ints), or fan_in= (and fan_out=, depth=) as for predict_variance")
+    if widths is None:
+        check_finite_width_depth(act, check_positive_int("depth", depth))
+    ws = check_widths(fan_in, fan_out, widths, depth)
     s_x = check_nonnegative_real("input_variance", input_variance)
     b2 = check_nonnegative_real("bias_variance", bias_variance)
     return _moments(act, scheme, ws, s_x, b2)
@@ -254,6 +289,7 @@ def finite_width_moments(
 def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: float, b2: float
              ) -> FiniteWidthMoments:
     L = len(ws) - 1
+    check_finite_width_depth(act, L)
     sigma2 = np.array([scheme.moments(ws[l - 1], ws[l])[1] for l in range(1, L + 1)])
     kurt = np.array([scheme.law(ws[l - 1], ws[l]).kurtosis() for l in range(1, L + 1)])
     n_prev = np.asarray(ws[:-1], float)

@@ -33,7 +33,13 @@ error of the derivatives grows like :math:`10^{-15}/q` at small :math:`q`.
 For activations positively homogeneous of degree 1 (linear, ReLU, leaky ReLU, ``abs``:
 ``traits.exact_at_finite_width``) :math:`f(q) = f(1)\,q` and :math:`h` is constant, so
 :math:`f'' = h' = h'' = 0` are set exactly (not to quadrature rounding): that is what makes
-their second moments exact at every width.
+their second moments exact at every width.  Their functions are computed once at :math:`q = 1`
+and scaled exactly (:math:`\mu \propto q^{1/2}`, :math:`f, c \propto q`, :math:`g, E\phi^4
+\propto q^2`, :math:`h, g_2` constant), so any :math:`q > 0` in the float range works.  For other
+activations the derivatives lose accuracy below :data:`MIN_VARIANCE` (relative error about
+:math:`10^{-15}/q` for :math:`f'`, worse for second derivatives: tanh's :math:`h''` is off by a
+factor 5 at :math:`q = 10^{-9}`), and such :math:`q` is refused with a
+:class:`~varprop.VarpropError` rather than answered wrongly.
 """
 
 from __future__ import annotations
@@ -48,7 +54,12 @@ from varprop._math.quadrature import gaussian_expectations
 from varprop.components.activations import Activation
 from varprop.errors import VarpropError
 
-__all__ = ["FunctionValues", "gaussian_functions"]
+__all__ = ["FunctionValues", "gaussian_functions", "MIN_VARIANCE"]
+
+#: The smallest positive variance :math:`q` at which the Gaussian functions of an activation that
+#: is not degree-1 homogeneous are evaluated (their quadrature derivatives are accurate to about
+#: :math:`10^{-4}` relative there; below it they are refused).
+MIN_VARIANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,14 @@ def _values(act: Activation, q: float) -> FunctionValues:
     if not math.isfinite(q):
         raise VarpropError(f"the pre-activation variance left the float range (q = {q}): the 1/n "
                            "expansion needs finite variances; reduce depth or rescale")
+    if act.traits.exact_at_finite_width and q != 1.0:
+        return _scaled(act.name, _values(act, 1.0), q)
+    if q < MIN_VARIANCE:
+        raise VarpropError(
+            f"the pre-activation variance q = {q:.3g} is below {MIN_VARIANCE:g}, where the "
+            f"q-derivatives of {act.name}'s Gaussian functions (by quadrature, relative error "
+            "about 1e-15/q and worse) are no longer accurate: the 1/n expansion is not evaluated "
+            "there (the signal has died out; the mean field of predict_variance still applies)")
     e = gaussian_expectations([_stack(act, q)], 0.0, q, act.kinks)[0]
     mu, f, u4, h, h4, cross, mu_he4, f_he2, f_he4, h_he2, h_he4, u_he4 = map(float, e)
     f1, f2 = f_he2 / (2 * q), f_he4 / (4 * q * q)
@@ -123,6 +142,19 @@ def _values(act: Activation, q: float) -> FunctionValues:
     if not all(map(math.isfinite, values.values())):
         raise VarpropError(f"a Gaussian expectation of {act.name} at q = {q:g} is beyond the "
                            "float range; the 1/n expansion cannot be evaluated there")
+    return FunctionValues(**values)
+
+
+def _scaled(name: str, one: FunctionValues, q: float) -> FunctionValues:
+    """The functions of a degree-1 positively homogeneous activation at ``q`` from those at 1."""
+    r, r2, rm = math.sqrt(q), q * q, q ** -1.5 if q > 1e-200 else math.inf
+    values = {"q": q, "f": one.f * q, "f1": one.f1, "f2": 0.0, "g": one.g * r2,
+              "g2nd": one.g2nd, "u4": one.u4 * r2, "mu": one.mu * r, "mu2": one.mu2 * rm,
+              "h": one.h, "h1": 0.0, "h2": 0.0, "g2": one.g2, "c": one.c * q}
+    if not all(map(math.isfinite, values.values())):
+        raise VarpropError(f"a Gaussian function of {name} at q = {q:.3g} is beyond "
+                           "the float range (it scales like a power of q); the 1/n expansion "
+                           "cannot be evaluated there")
     return FunctionValues(**values)
 
 

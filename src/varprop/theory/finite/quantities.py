@@ -27,10 +27,12 @@ from varprop.network.quantities import MLP_QUANTITIES
 from varprop.theory.finite.expansion import (
     FiniteWidthMoments,
     _moments,
+    check_finite_width_depth,
     check_finite_width_init,
 )
+from varprop.errors import VarpropError
 
-__all__ = ["finite_width_values", "network_finite_width_values"]
+__all__ = ["finite_width_values", "network_finite_width_values", "check_finite_width_depth"]
 
 _BACKWARD = ("gradient", "weight_gradient")
 
@@ -49,6 +51,14 @@ def finite_width_values(act: Activation, scheme: InitScheme, widths: tuple[int, 
         raise fail("quantity", quantity, f"one of {list(MLP_QUANTITIES)} with finite_width=True "
                    "(the 1/n expansion covers the MLP quantities)")
     check_finite_width_init(scheme)
+    check_finite_width_depth(act, len(widths) - 1)
+    # Degree-1 homogeneous activations: a_l scales like sqrt(s) when input and bias variances
+    # scale by s, gradients not at all; so evaluate at unit scale and rescale exactly (this keeps
+    # 1e-300 or 1e300 variances, and Var(q) ~ s^2, inside the float range).
+    scale = 1.0
+    if act.traits.exact_at_finite_width and max(input_variance, bias_variance) > 0.0:
+        scale = max(input_variance, bias_variance)
+        input_variance, bias_variance = input_variance / scale, bias_variance / scale
     fw = _cached(act, scheme, widths, input_variance, bias_variance)
     if quantity == "preactivation":
         values = fw.preact_second
@@ -61,6 +71,13 @@ def finite_width_values(act: Activation, scheme: InitScheme, widths: tuple[int, 
     else:
         values = fw.weight_grad_second
     values = np.array(values, dtype=float)
+    if scale != 1.0 and quantity != "gradient":
+        with np.errstate(over="ignore"):
+            values = values * scale
+        if not np.all(np.isfinite(values)):
+            raise VarpropError(f"{quantity} with finite_width=True is beyond the float range: "
+                               f"{float(np.max(values / scale)):.6g} * {scale:.6g} (input or bias "
+                               "variance) overflows")
     if per_layer:
         return values
     return float(values[0] if quantity in _BACKWARD else values[-1])
