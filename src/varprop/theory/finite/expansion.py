@@ -299,9 +299,10 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
     m, v, kap, K = (np.empty(L) for _ in range(4))
     a2, a2_mf, a1, a1_mf = (np.empty(L) for _ in range(4))
     fns: list[FunctionValues] = []
-    m[0] = K[0] = b2 + C[0] * s_x
-    v[0] = 2.0 * C[0] ** 2 * s_x * s_x / ws[0]
-    kap[0] = 3.0 * kurt[0] * C[0] ** 2 * s_x * s_x / ws[0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        m[0] = K[0] = b2 + C[0] * s_x
+        v[0] = 2.0 * C[0] ** 2 * s_x * s_x / ws[0]
+        kap[0] = 3.0 * kurt[0] * C[0] ** 2 * s_x * s_x / ws[0]
     with np.errstate(over="ignore", invalid="ignore"):
         for l in range(L):
             fv = gaussian_functions(act, m[l])
@@ -314,10 +315,17 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
             a1_mf[l], a2_mf[l] = k_phi, k_phi2
             if l + 1 < L:
                 n = ws[l + 1]  # n_l for layer l + 1 (0-based index l)
+                if not np.isfinite(v[l]):
+                    raise VarpropError(
+                        f"the 1/n expansion breaks down at layer {l + 1} of widths "
+                        f"{describe_widths(ws)}: the variance over networks of the pre-activation "
+                        f"variance, Var(q), left the float range (E(q) = {m[l]:.3g}); it grows "
+                        "geometrically with depth/width, and the expansion needs depth much "
+                        "smaller than width (see FiniteWidthMoments.expansion_parameter)")
                 m[l + 1] = b2 + C[l + 1] * a2[l]
                 if not m[l + 1] > 0.0 and K[l] > 0.0:
                     raise VarpropError(
-                        f"the 1/n expansion breaks down at layer {l + 2} of widths {list(ws)}: "
+                        f"the 1/n expansion breaks down at layer {l + 2} of widths {describe_widths(ws)}: "
                         f"the corrected mean variance is {m[l + 1]:.3g} (mean field "
                         f"{b2 + C[l + 1] * k_phi2:.3g}) with Var(q)/E(q)^2 = "
                         f"{v[l] / m[l] ** 2:.3g} at layer {l + 1}; the expansion needs depth "
@@ -335,7 +343,7 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
             with np.errstate(divide="ignore", invalid="ignore"):
                 worst = float(np.nanmax(np.where(m > 0, v / m**2, 0.0)))
             raise VarpropError(
-                f"the 1/n expansion breaks down for widths {list(ws)}: {name} comes out negative "
+                f"the 1/n expansion breaks down for widths {describe_widths(ws)}: {name} comes out negative "
                 f"(the largest Var(q)/E(q)^2 is {worst:.3g}); the expansion needs depth much "
                 "smaller than width (see FiniteWidthMoments.expansion_parameter)")
     exact = bool(homogeneous)
@@ -345,6 +353,18 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
         ro(bw.grad), ro(bw.grad_mf), ro(bw.weight), ro(bw.weight_mf), ro(bw.grad_gia),
         ro(bw.weight_gia), ro(bw.grad_cv2),
         "exact" if exact else "1/n", exact, tuple(fns))
+
+
+def describe_widths(ws: tuple[int, ...]) -> str:
+    """``ws`` for a message, short at any depth: ``[16]*11``, ``[8] + [16]*10`` or the list
+    itself up to 8 entries, else its first three and last two."""
+    if len(set(ws)) == 1:
+        return f"[{ws[0]}]*{len(ws)}"
+    if len(set(ws[1:])) == 1 and len(ws) > 2:
+        return f"[{ws[0]}] + [{ws[1]}]*{len(ws) - 1}"
+    if len(ws) <= 8:
+        return str(list(ws))
+    return f"[{ws[0]}, {ws[1]}, {ws[2]}, ..., {ws[-2]}, {ws[-1]}] ({len(ws)} widths)"
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
