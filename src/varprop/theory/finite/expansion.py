@@ -325,7 +325,8 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
                 m[l + 1] = b2 + C[l + 1] * a2[l]
                 if not m[l + 1] > 0.0 and K[l] > 0.0:
                     raise VarpropError(
-                        f"the 1/n expansion breaks down at layer {l + 2} of widths {describe_widths(ws)}: "
+                        f"the 1/n expansion breaks down at layer {l + 2} of widths "
+                        f"{describe_widths(ws)}: "
                         f"the corrected mean variance is {m[l + 1]:.3g} (mean field "
                         f"{b2 + C[l + 1] * k_phi2:.3g}) with Var(q)/E(q)^2 = "
                         f"{v[l] / m[l] ** 2:.3g} at layer {l + 1}; the expansion needs depth "
@@ -343,7 +344,8 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
             with np.errstate(divide="ignore", invalid="ignore"):
                 worst = float(np.nanmax(np.where(m > 0, v / m**2, 0.0)))
             raise VarpropError(
-                f"the 1/n expansion breaks down for widths {describe_widths(ws)}: {name} comes out negative "
+                f"the 1/n expansion breaks down for widths {describe_widths(ws)}: {name} comes out "
+                "negative "
                 f"(the largest Var(q)/E(q)^2 is {worst:.3g}); the expansion needs depth much "
                 "smaller than width (see FiniteWidthMoments.expansion_parameter)")
     exact = bool(homogeneous)

@@ -31,8 +31,9 @@ from varprop.theory.finite.expansion import (
     check_finite_width_init,
 )
 from varprop.errors import VarpropError
+from varprop.theory.sizes import check_fits
 
-__all__ = ["finite_width_values", "network_finite_width_values", "check_finite_width_depth"]
+__all__ = ["finite_width_values", "network_finite_width_values", "shape_widths"]
 
 _BACKWARD = ("gradient", "weight_gradient")
 
@@ -41,6 +42,14 @@ _BACKWARD = ("gradient", "weight_gradient")
 def _cached(act: Activation, scheme: InitScheme, widths: tuple[int, ...], s_x: float, b2: float
             ) -> FiniteWidthMoments:
     return _moments(act, scheme, widths, s_x, b2)
+
+
+def shape_widths(act: Activation, shape) -> tuple[int, ...]:
+    """``shape.widths()`` after refusing, before building it, a depth beyond the expansion's limit
+    (:func:`~varprop.theory.finite.expansion.check_finite_width_depth`) or the memory."""
+    check_finite_width_depth(act, shape.L)
+    check_fits(shape.L)
+    return shape.widths()
 
 
 def finite_width_values(act: Activation, scheme: InitScheme, widths: tuple[int, ...],
@@ -52,6 +61,7 @@ def finite_width_values(act: Activation, scheme: InitScheme, widths: tuple[int, 
                    "(the 1/n expansion covers the MLP quantities)")
     check_finite_width_init(scheme)
     check_finite_width_depth(act, len(widths) - 1)
+    check_fits(len(widths) - 1)
     # Degree-1 homogeneous activations: a_l scales like sqrt(s) when input and bias variances
     # scale by s, gradients not at all; so evaluate at unit scale and rescale exactly (this keeps
     # 1e-300 or 1e300 variances, and Var(q) ~ s^2, inside the float range).
