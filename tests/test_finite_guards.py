@@ -102,3 +102,64 @@ def test_finite_width_moments_arguments():
     np.testing.assert_array_equal(a.act_second, b.act_second)
     with pytest.raises(TypeError, match="depth=True"):
         finite_width_moments("tanh", "lecun_normal", fan_in=16, depth=True)
+
+
+def test_quantile_tails_refused_and_accurate_within_reach():
+    # item 13: no silently wrong extreme quantiles; inside the stated range the inversion is
+    # checked against an independent quadrature of the same law (X = e^{shift + N} chi2_nu).
+    d = vp.predict_distribution("tanh", "lecun_normal", fan_in=16, depth=3)
+    for p in (1e-300, 1e-17, 1e-12, 1 - 1e-12):
+        with pytest.raises(VarpropError, match="numerical CDF inversion"):
+            d.quantile(p)
+    law = d.law
+    (term, count), = law.terms
+    nu, s = term.dofs[0], math.sqrt(law.normal_variance)
+    assert count == 1 and term.scales[0] == 1.0
+    stats = pytest.importorskip("scipy.stats")
+    integrate = pytest.importorskip("scipy.integrate")
+    for p in (1e-9, 1e-6, 0.5, 1 - 1e-9):
+        ell = math.log(d.quantile(p))
+        below = integrate.quad(lambda z: stats.norm.pdf(z) * stats.chi2.cdf(
+            math.exp(ell - law.shift - s * z), nu), -12, 12, epsabs=1e-16, epsrel=1e-12)[0]
+        above = integrate.quad(lambda z: stats.norm.pdf(z) * stats.chi2.sf(
+            math.exp(ell - law.shift - s * z), nu), -12, 12, epsabs=1e-16, epsrel=1e-12)[0]
+        assert min(below, above) == pytest.approx(min(p, 1 - p), rel=1e-4)
+    r = vp.predict_distribution("relu", "he_normal", fan_in=16, depth=3)
+    with pytest.raises(VarpropError, match="the atom at X = 0"):
+        r.quantile(1 - 1e-12)
+
+
+def test_wide_relu_law_fast_and_right():
+    # item 14: closed-form (Chernoff) far tails, and a thinned binomial mixture at huge width
+    n = 10**6
+    start = time.perf_counter()
+    d = vp.predict_distribution("relu", "he_normal", fan_in=n, depth=3)
+    assert d.cdf(1e300) == 1.0 and d.cdf(1e-300) == 0.0
+    median = d.quantile(0.5)
+    assert time.perf_counter() - start < 10.0
+    # Monte Carlo from scratch: q1 = 2 chi2_n / n, q_{l+1} = (2/n) q_l chi2_{K_l},
+    # K_l ~ Binomial(n, 1/2) (ReLU keeps about half the units), X = q3 chi2_n / n.
+    rng = np.random.default_rng(13)
+    reps = 20_000
+    q = 2.0 * rng.chisquare(n, reps) / n
+    for _ in range(2):
+        q = 2.0 / n * q * rng.chisquare(rng.binomial(n, 0.5, reps))
+    x = q * rng.chisquare(n, reps) / n
+    se = 1.2533 * x.std() / math.sqrt(reps)  # standard error of a sample median (normal shape)
+    assert abs(np.median(x) - median) < 6 * se
+
+
+def test_thinned_binomial_mixture_matches_full(monkeypatch):
+    from varprop.theory.finite import loglaw
+
+    n = 4096
+    thin = loglaw.ChiSquareMixture.binomial(1.0, n)
+    monkeypatch.setattr(loglaw, "_binomial_stride", lambda n: 1)
+    full = loglaw.ChiSquareMixture.binomial(1.0, n)
+    assert thin.size < full.size / 3
+    a, b = loglaw.LogChiSquareSum(((thin, 3),), 0.0), loglaw.LogChiSquareSum(((full, 3),), 0.0)
+    assert a.log_variance == pytest.approx(b.log_variance, rel=1e-12)
+    sd = math.sqrt(b.log_variance)
+    for z in (-6.0, -2.0, 0.0, 1.0, 5.0):
+        x = b.log_mean + z * sd
+        assert abs(a.cdf(x) - b.cdf(x)) < 1e-11
