@@ -163,3 +163,11 @@ def test_thinned_binomial_mixture_matches_full(monkeypatch):
     for z in (-6.0, -2.0, 0.0, 1.0, 5.0):
         x = b.log_mean + z * sd
         assert abs(a.cdf(x) - b.cdf(x)) < 1e-11
+
+
+def test_huge_variance_refused_for_other_activations():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for act, init in (("tanh", "lecun_normal"), ("gelu", "he_normal")):
+            with pytest.raises(VarpropError, match="above 1e"):
+                pv(act, init, fan_in=16, depth=3, input_variance=1e200, finite_width=True)

@@ -54,12 +54,14 @@ from varprop._math.quadrature import gaussian_expectations
 from varprop.components.activations import Activation
 from varprop.errors import VarpropError
 
-__all__ = ["FunctionValues", "gaussian_functions", "MIN_VARIANCE"]
+__all__ = ["FunctionValues", "gaussian_functions", "MIN_VARIANCE", "MAX_VARIANCE"]
 
 #: The smallest positive variance :math:`q` at which the Gaussian functions of an activation that
 #: is not degree-1 homogeneous are evaluated (their quadrature derivatives are accurate to about
 #: :math:`10^{-4}` relative there; below it they are refused).
 MIN_VARIANCE = 1e-6
+#: The largest variance at which they are evaluated (:math:`q^2` must fit in a float).
+MAX_VARIANCE = 1e150
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,12 @@ def _values(act: Activation, q: float) -> FunctionValues:
                            "expansion needs finite variances; reduce depth or rescale")
     if act.traits.exact_at_finite_width and q != 1.0:
         return _scaled(act.name, _values(act, 1.0), q)
+    if q > MAX_VARIANCE:
+        raise VarpropError(
+            f"the pre-activation variance q = {q:.3g} is above {MAX_VARIANCE:g}, where the 1/n "
+            f"expansion of {act.name} is not evaluated (Var(q), of order q^2/n, and for an "
+            "activation growing linearly E phi(z)^4 ~ q^2 leave the float range); rescale the "
+            "input and bias variances")
     if q < MIN_VARIANCE:
         raise VarpropError(
             f"the pre-activation variance q = {q:.3g} is below {MIN_VARIANCE:g}, where the "
