@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,3 +177,16 @@ def test_plot_bad_path_exits_2_before_computing(tmp_path, capsys, name, word):
                  str(tmp_path / name)]) == 2
     err = capsys.readouterr().err
     assert word in err and "Traceback" not in err
+
+
+def test_plot_to_a_directory_or_an_unwritable_place_exits_2(tmp_path, capsys):
+    (tmp_path / "d.svg").mkdir()
+    assert main(["recommend", "tanh", "--width", "8", "--depth", "3", "--plot",
+                 str(tmp_path / "d.svg")]) == 2
+    err = capsys.readouterr().err
+    assert "directory" in err and "d.svg" in err and "Traceback" not in err
+    if Path("/proc").is_dir():  # a folder nobody (not even root) can create files in
+        assert main(["recommend", "tanh", "--width", "8", "--depth", "3", "--plot",
+                     "/proc/out.svg"]) == 2
+        err = capsys.readouterr().err
+        assert "cannot be written" in err and "/proc/out.svg" in err

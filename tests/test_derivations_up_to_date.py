@@ -91,3 +91,14 @@ def test_cli_check_without_a_record_is_stale(tmp_path, capsys):
                    "--no-progress"])
     assert status == 1
     assert "missing: " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", documents.ACTIVATIONS)
+def test_committed_activation_documents_read_in_one_sitting(name):
+    """Each activation document derives once for every scheme, then tabulates: under 800 lines,
+    one derivation (not one per scheme), links only inside the generated folder."""
+    text = (DERIVATIONS / f"{name}.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) < 800
+    assert text.count("## Derivation, once for every scheme") == 1
+    assert text.count("### Zero-mean weights") == 1
+    assert "](../" not in text

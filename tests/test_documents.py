@@ -24,11 +24,11 @@ from varprop.documents.store import MonteCarloStore, fmt, sig
 ROOT = Path(__file__).resolve().parents[1]
 DERIVATIONS = ROOT / "derivations"
 
-REQUIRED_SECTIONS = ("## Model and assumptions", "## Summary: every scheme",
-                     "## Which scheme keeps the variance steady",
+REQUIRED_SECTIONS = ("## Model and assumptions", "## Derivation, once for every scheme",
+                     "## The schemes", "## Which scheme keeps the variance steady",
+                     "## Fixed points and phases",
                      "## Depth: closed form or recursion and fixed point", "## Backward pass",
-                     "## Verification (Monte Carlo)", "## Figures",
-                     "## Derivations, scheme by scheme")
+                     "## Verification (Monte Carlo)", "## Figures")
 
 
 # -- formatting and the Monte Carlo record ------------------------------------------------------
@@ -93,8 +93,10 @@ def test_document_has_every_section_and_verdicts(linear_doc):
     rows = [line for line in text.splitlines() if line.startswith("| `lecun_normal` | 64 | 5 |")]
     assert len(rows) == 2 and all(re.search(r"\*\*(confirmed|refuted|inconclusive)", r) for r in rows)
     assert "![" in text and "(figures/linear.svg)" in text
-    # the step-by-step derivation of each scheme is included
-    assert text.count("### Variance propagation: linear() with") == 2
+    # derived once for both (zero-mean) schemes, then tabulated: one row per scheme
+    assert text.count("### Zero-mean weights") == 1 and text.count("**Step 1:") == 1
+    assert "### Non-zero weight mean" not in text
+    assert len([line for line in text.splitlines() if line.startswith("| `standard_normal` | i.i.d.")]) == 1
 
 
 def test_svg_is_reproducible_and_undated(linear_doc):
@@ -110,7 +112,7 @@ def test_latex_format():
     tex = files[0].content
     assert tex.startswith("\\documentclass{article}") and tex.rstrip().endswith("\\end{document}")
     assert "\\section*{Verification (Monte Carlo)}" in tex
-    assert "\\begin{longtable}" in tex
+    assert "\\begin{longtable}" in tex and "\\raggedright" in tex  # wrapping p columns
 
 
 def test_latex_figures_are_pdf_that_latex_can_include(tmp_path):
@@ -217,7 +219,7 @@ def test_cli_writes_one_activation_deterministically(tmp_path, capsys):
     assert main(args + ["--out", str(tmp_path / "b")]) == 0
     assert "wrote" in capsys.readouterr().out
     a, b = (tmp_path / "a" / "linear.md").read_text(), (tmp_path / "b" / "linear.md").read_text()
-    assert a == b and "`lecun_normal`" in a and "`he_normal`" not in a.split("## Derivations")[0]
+    assert a == b and "`lecun_normal`" in a and "`he_normal`" not in a
 
 
 @pytest.mark.parametrize("argv", [["derive"], ["derive", "--all", "relu"],
@@ -345,3 +347,186 @@ def test_an_installed_copy_has_no_checkout_and_no_extra_pages(tmp_path):
                           text=True, timeout=120, env={"PYTHONPATH": str(site), "PATH": ""})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["None", "()", str(tmp_path / "derivations")]
+
+
+# -- the derivation written once, its typesetting, standalone output --------------------------
+
+def _numbers(expr, values):
+    import sympy as sp
+    return complex(sp.N(sp.sympify(expr).subs(values)))
+
+
+@pytest.mark.parametrize("name", ["linear", "relu", "tanh"])
+def test_one_derivation_gives_every_schemes_factors(name):
+    """Substituting a scheme's moments into the derivation for any scheme gives that scheme's
+    own ``derive`` (compared as numbers at a few fans and variances)."""
+    import sympy as sp
+
+    from varprop.theory.symbolic.generic import derive_generic, scheme_moments
+    from varprop.theory.symbolic.symbols import N_IN, N_OUT, Q_PREV, SIGMA_B2
+
+    q = sp.Symbol("q", positive=True)
+    for scheme in ("xavier_normal", "he_uniform", "orthogonal", "torch_linear_default"):
+        own = varprop.derive(name, scheme)
+        generic = derive_generic(name, True)
+        moments = scheme_moments(scheme)
+        for n_in, n_out, qv in ((64, 64, 0.7), (32, 128, 2.5)):
+            values = {N_IN: n_in, N_OUT: n_out, q: qv, Q_PREV: qv, SIGMA_B2: 0.1}
+            values.update({s: qv for s in own.hidden_factor.free_symbols if s.name == "q"})
+            for attr in ("hidden_factor", "backward_factor", "forward_factor"):
+                mine = getattr(generic, attr).subs(moments)
+                values.update({s: qv for s in sp.sympify(mine).free_symbols if s.name == "q"})
+                assert _numbers(mine, values) == pytest.approx(_numbers(getattr(own, attr), values),
+                                                                rel=1e-12), (scheme, attr)
+
+
+def test_generic_relu_derivation_against_a_hand_derivation():
+    r"""ReLU by hand: :math:`E\phi^2 = q/2`, so a hidden layer multiplies by
+    :math:`n\sigma_w^2/2` and, without bias, :math:`q_L = n_{in}\sigma_{w,1}^2 q_0 (n\sigma_w^2/2)^{L-1}`."""
+    import sympy as sp
+
+    from varprop.theory.symbolic.generic import derive_generic
+    from varprop.theory.symbolic.symbols import DEPTH, N_IN, N_OUT, Q0, SIGMA_B2, SIGMA_W2, SIGMA_W2_1
+
+    d = derive_generic("relu", True)
+    assert sp.simplify(d.hidden_factor - N_OUT * SIGMA_W2 / 2) == 0
+    hand = N_IN * SIGMA_W2_1 * Q0 * (N_OUT * SIGMA_W2 / 2) ** (DEPTH - 1)
+    values = {N_IN: 30, N_OUT: 50, Q0: 1.3, SIGMA_W2: 0.05, SIGMA_W2_1: 0.07, DEPTH: 6, SIGMA_B2: 0}
+    assert _numbers(d.closed_form_depth, values) == pytest.approx(_numbers(hand, values), rel=1e-12)
+
+
+_ASCII_MATH = re.compile(r"sqrt\(|\bphi\b|sigma_|\bchi\b|\^|_\{|~|!=|>=|<=|\bE\[|\b[A-Za-z]_[A-Za-z0-9]")
+
+
+def _outside_math(text: str) -> str:
+    """``text`` without its ``$...$``/``$$`` math, code spans and link targets."""
+    text = re.sub(r"\$\$.*?\$\$", " ", text, flags=re.S)
+    text = re.sub(r"\$[^$]+\$", " ", text)
+    text = re.sub(r"`[^`]*`", " ", text)
+    text = re.sub(r"<a id=\"[^\"]*\"></a>|\]\([^)]*\)", " ", text)
+    return text
+
+
+@pytest.mark.parametrize("name", documents.ACTIVATIONS)
+def test_the_derivation_has_no_ascii_math(name):
+    from varprop.documents.blocks import _render_markdown
+    from varprop.documents.derivation_section import derivation_blocks, model_blocks
+
+    act = varprop.activation(name)
+    text = _render_markdown(model_blocks(act, True)
+                            + derivation_blocks(act, zero_mean=True, nonzero_mean=True))
+    for line in _outside_math(text).splitlines():
+        assert not _ASCII_MATH.search(line), line
+    assert "**Step" in text and "*Why:*" in text
+
+
+def test_approximations_are_typeset():
+    from varprop.documents.step_text import approximation_latex
+
+    assert approximation_latex("tanh(x) ~ erf(sqrt(pi) x / 2)") == (
+        r"$\tanh{\left(x \right)} \approx \operatorname{erf}{\left(\frac{\sqrt{\pi} x}{2} \right)}$")
+    assert approximation_latex("sigmoid(x) ~ Phi(sqrt(pi/8) x)").startswith(r"$\sigma{\left(x \right)} \approx \Phi")
+    assert approximation_latex("Taylor polynomial of order 5 at 0") == "Taylor polynomial of order 5 at 0"
+
+
+def test_one_activation_stands_alone_and_draws_the_schemes_asked_for(tmp_path):
+    files = {f.path: f.content for f in documents.activation_document(
+        "relu", ["he_normal", "lecun_uniform"], budget="quick")}
+    text = files["relu.md"]
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    assert links and all(link.startswith("#") or link == "figures/relu.svg" for link in links), links
+    anchors = set(re.findall(r'<a id="([^"]+)"></a>', text))
+    assert {link[1:] for link in links if link.startswith("#")} <= anchors
+    svg = files["figures/relu.svg"]
+    assert "he_normal (predicted)" in svg and "lecun_uniform (predicted)" in svg
+    assert "xavier_uniform" not in svg and "lecun_normal" not in svg
+    assert "for `he_normal`, `lecun_uniform`" in text
+
+
+def test_markdown_sections_render_to_latex_too():
+    from varprop.documents.blocks import _List, _Math, _Table, markdown_blocks
+
+    blocks = markdown_blocks(['<a id="fw"></a>', "", "## Finite width", "", "Text $x$", "still",
+                              "", "| a | b |", "|---|---|", r"| 1 | $x\|y$ |", "", "$$", "q = 1",
+                              "$$", "- one", "- two"])
+    assert blocks[0].anchor == "fw" and blocks[1].text == "Text $x$ still"
+    assert isinstance(blocks[2], _Table) and blocks[2].rows == (("1", "$x|y$"),)
+    assert isinstance(blocks[3], _Math) and isinstance(blocks[4], _List)
+
+
+def test_parallel_build_is_the_serial_one():
+    """The folder's parts built in two processes are byte for byte the serial ones, and the
+    merged record is the same (rendered from the committed record: no simulation)."""
+    from varprop.documents.parallel import Task, run_tasks
+    from varprop.documents.store import budget
+
+    record = (DERIVATIONS / "montecarlo.json").read_text()
+    tasks = [Task("activation", "linear"), Task("layers")]
+    out = {}
+    for workers in (1, 2):
+        store = MonteCarloStore.from_json(record, frozen=True)
+        res = run_tasks(tasks, store, budget(store.budget_name), format="markdown",
+                        figures=False, pages=(), workers=workers)
+        out[workers] = ({f.path: f.content for r in res.values() for f in r.files},
+                        [row for r in res.values() for row in r.index_rows], store.to_json())
+    assert out[1] == out[2]
+    assert "linear.md" in out[1][0] and len(out[1][1]) == len(documents.schemes_for("linear"))
+
+
+def test_cli_workers_needs_all(capsys):
+    assert main(["derive", "relu", "--workers", "2"]) == 2
+    assert "--workers needs --all" in capsys.readouterr().err
+
+
+def test_schemes_with_the_same_weight_law_share_their_simulation():
+    """At fan-in = fan-out Xavier's variance 2/(n+n) is LeCun's 1/n: the same normal (uniform)
+    law, so one simulation serves both rows; different laws are never merged."""
+    from varprop.documents.records import shared_simulations
+
+    n = documents.VERIFY_WIDTH
+    assert float(varprop.init_scheme("xavier_normal").weight_variance(n, n)) == 1 / n
+    assert shared_simulations(documents.schemes_for("relu")) == {
+        "xavier_normal": "lecun_normal", "xavier_uniform": "lecun_uniform"}
+    alone = [varprop.init_scheme("xavier_normal"), varprop.init_scheme("he_normal")]
+    assert shared_simulations(alone) == {}
+    store = MonteCarloStore(budget_name="quick")
+    files = documents.activation_document("linear", ["lecun_normal", "xavier_normal"],
+                                          budget="quick", store=store, figures=False)
+    assert sorted(k for k in store.records if k.startswith("verify/")) == [
+        "verify/linear/lecun_normal/gradient/n64/L5", "verify/linear/lecun_normal/preactivation/n64/L5"]
+    rows = [line.split(" | ")[4:] for line in files[0].content.splitlines()
+            if line.startswith(("| `lecun_normal` | 64", "| `xavier_normal` | 64"))]
+    assert len(rows) == 4 and rows[0] == rows[2] and rows[1] == rows[3]
+
+
+def test_a_page_split_into_parts_computes_each_record_once():
+    """Part k of n computes every n-th new record the page asks for; the parts together hold
+    every record, and the page rendered from them is the page built in one piece."""
+    from varprop.documents.parallel import page_part
+    from varprop.documents.store import budget
+
+    calls = []
+
+    def build(store, b, tick):
+        values = [store.get(f"demo/{i}", lambda i=i: calls.append(i) or float(i * i))
+                  for i in range(5)]
+        return "# Demo\n\n" + ", ".join("none" if v is None else str(v) for v in values) + "\n"
+
+    page = Page(path="demo.md", index_note="demo", steps=0, build=build)
+    b = budget("quick")
+    parts = [page_part(page, {}, b, k, 2) for k in range(2)]
+    assert sorted(parts[0]) == ["demo/0", "demo/2", "demo/4"] and sorted(parts[1]) == ["demo/1", "demo/3"]
+    assert sorted(calls) == [0, 1, 2, 3, 4]  # each record computed once
+    merged = MonteCarloStore({**parts[0], **parts[1]}, budget_name="quick", frozen=True)
+    assert build(merged, b, None) == build(MonteCarloStore(budget_name="quick"), b, None)
+    assert merged.missing == []
+
+
+def test_display_math_within_a_line_and_images_render_to_latex():
+    from varprop.documents.blocks import _Figure, _tex_inline, markdown_blocks
+
+    assert _tex_inline("- a: $$x^2$$ and $y$") == (
+        r"- a: \par\noindent\fitmath{$\displaystyle x^2$}\par  and $y$")
+    assert _tex_inline("$$x$$", cell=True) == r"\fitmath{$\displaystyle x$}"
+    figure = markdown_blocks(["![spread](figures/tanh-finite-width.svg)"])[0]
+    assert figure == _Figure("figures/tanh-finite-width.svg", "spread")

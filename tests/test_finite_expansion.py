@@ -154,18 +154,25 @@ def test_tanh_width_32_depth_20_ensemble_shift() -> None:
 
 
 def test_expansion_parameter_and_next_order() -> None:
+    """next_order = 0.3 rho^2, rho = |shift| + the largest v/m^2 on the path (by hand here)."""
     fw = finite_width_moments("tanh", "xavier_normal", widths=[32] * 11)
     eps = fw.q_var / fw.q_mean**2
     np.testing.assert_allclose(fw.expansion_parameter, eps)
     delta = fw.act_second / fw.act_second_mean_field - 1
-    expected = np.maximum(delta**2, np.maximum.accumulate(eps) ** 2 / 4)
-    np.testing.assert_allclose(fw.next_order(), expected)
+    rho = np.abs(delta) + np.maximum.accumulate(eps)
+    np.testing.assert_allclose(fw.expansion_size(), rho)
+    np.testing.assert_allclose(fw.next_order(), 0.3 * rho**2)
     g = fw.grad_second / fw.grad_second_mean_field - 1
-    np.testing.assert_allclose(fw.next_order("gradient"), np.maximum(g**2, eps.max() ** 2 / 4))
+    np.testing.assert_allclose(fw.next_order("gradient"), 0.3 * (np.abs(g) + eps.max()) ** 2)
+    var0 = fw.act_second_mean_field - fw.act_mean_mean_field**2
+    var1 = fw.act_second - fw.act_mean**2
+    np.testing.assert_allclose(fw.next_order("activation"),
+                               0.3 * (np.abs(var1 / var0 - 1) + np.maximum.accumulate(eps)) ** 2)
     relu = finite_width_moments("relu", "he_normal", widths=[32] * 11)
     assert not relu.next_order("gradient").any()
+    assert relu.next_order("activation").all()  # E a of ReLU is not exact at finite width
     with pytest.raises(InvalidArgument, match="quantity"):
-        fw.next_order("activation")
+        fw.next_order("second")
 
 
 @pytest.mark.slow

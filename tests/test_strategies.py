@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -15,11 +16,13 @@ from hypothesis import strategies as st
 from hypothesis.database import InMemoryExampleDatabase
 
 import varprop
+from varprop import activation as vp_activation
 from varprop import strategies as vst
 from varprop.checking import budget
 from varprop.checking.check import Verdict
 from varprop.components.activations import Activation
 from varprop.components.schemes import InitScheme
+from varprop.errors import InvalidArgumentType
 
 
 @settings(max_examples=30, derandomize=True, deadline=None)
@@ -38,11 +41,13 @@ def test_init_scheme_filters(scheme: InitScheme) -> None:
 
 @settings(max_examples=20, derandomize=True, deadline=None)
 @given(vst.layer_configs(activation=vst.activations(["relu", "tanh", "sigmoid"]),
-                         fan_in=vst.widths(16, 64), quantity=vst.quantities(["gradient"])))
+                         fan_in=vst.widths(16, 256), quantity=vst.quantities(["gradient"])))
 def test_layer_configs_are_verify_arguments(config: dict) -> None:
+    """Gradients confirmed to 5% at the run's level need 0.1-0.15 s below width 128 (predicted
+    cost), so the drawn widths reach 256, where the Gaussian schemes fit the deadline."""
     assert set(config) == {"activation", "init", "fan_in", "depth", "quantity", "bias_variance",
                            "input_variance"}
-    assert 16 <= config["fan_in"] <= 64 and config["quantity"] == "gradient"
+    assert 16 <= config["fan_in"] <= 256 and config["quantity"] == "gradient"
     assert config["init"].is_zero_mean and config["init"].is_iid
     varprop.predict_variance(**config)  # every drawn config is accepted by the library
 
@@ -89,6 +94,30 @@ def test_bad_arguments() -> None:
         vst.quantities(["bogus"])
     with pytest.raises(TypeError, match="config"):
         vst.assert_prediction_confirmed(["relu"])
+    # a misspelt keyword: varprop's TypeError naming it, with the nearest keyword of verify()
+    with pytest.raises(InvalidArgumentType, match=r"'dpeth'.*did you mean 'depth'"):
+        vst.assert_prediction_confirmed(activation="relu", init="he_normal", fan_in=32, dpeth=2)
+    with pytest.raises(InvalidArgumentType, match="did you mean 'input_variance'"):
+        vst.assert_variance_preserved("relu", "he_normal", fan_in=32, input_varaince=2.0)
+    # fixed layer_configs values are checked when the strategy is built, not when drawn
+    for bad, error in [({"fan_in": True}, TypeError), ({"fan_in": 0}, ValueError),
+                       ({"depth": 10**7}, ValueError), ({"depth": 2.0}, TypeError),
+                       ({"quantity": "gradeint"}, ValueError),
+                       ({"bias_variance": float("nan")}, ValueError),
+                       ({"init": "he_norml"}, ValueError), ({"activation": "rleu"}, ValueError)]:
+        with pytest.raises(error, match=next(iter(bad))):
+            vst.layer_configs(**bad)
+    with pytest.raises(ValueError, match="did you mean 'he_normal'"):
+        vst.prepare("he_norml")
+    with pytest.raises(TypeError, match="items"):
+        vst.prepare(3)
+
+
+def test_prepare_takes_what_activation_and_init_scheme_take() -> None:
+    vst.prepare("torch:default", "keras:he_normal", "x*sin(x)", vp_activation("x*sin(x)"))
+    # and the prepared custom expression is then checked like any activation
+    assert vst.assert_not_refuted(activation="x*sin(x)", init="torch:default", fan_in=32,
+                                  depth=1, quantity="preactivation", alpha=1e-3).confirmed
 
 
 @contextmanager
@@ -184,3 +213,43 @@ def test_levels_spent_by_a_real_run_add_up_to_at_most_1e_6() -> None:
     assert len(spent) == 3 * 61 and max(spent) == pytest.approx(expected_first)
     assert math.fsum(spent) <= budget.RUN_ALPHA
     assert vst.check_alpha() == budget.RUN_ALPHA  # outside a test a check spends it all
+
+
+def test_margin_and_claim_allowance_by_hand() -> None:
+    """check_margin = max(M - d, M/2), M = max(rtol, tol); the helpers check the corrected claim
+    where the 1/n expansion decides it, with the allowance 0.3 rho^2 computed here by hand."""
+    assert budget.check_margin(0.05, 0.0, 0.0) == 0.05
+    assert budget.check_margin(0.05, 0.01) == pytest.approx(0.04)
+    assert budget.check_margin(0.05, 0.2) == pytest.approx(0.1)  # deviation up to tol: M/2
+    assert budget.check_margin(0.05, 0.01, 0.04) == pytest.approx(0.025)
+    relu, tanh = varprop.activation("relu"), varprop.activation("tanh")
+    he, xn = varprop.init_scheme("he_normal"), varprop.init_scheme("xavier_normal")
+    assert budget.claim_allowance(relu, he, [32] * 4, "preactivation") == (0.0, 0.0, False)
+    ws = [64] * 5
+    fm = varprop.finite_width_moments("tanh", "xavier_normal", widths=ws)
+    s = fm.act_second[-1] / fm.act_second_mean_field[-1] - 1
+    rho = abs(s) + max(fm.q_var / fm.q_mean ** 2)
+    tol, dev, fw = budget.claim_allowance(tanh, xn, ws, "activation_second_moment")
+    assert fw and tol == pytest.approx(0.3 * rho ** 2 + 1e-9) and dev == pytest.approx(tol)
+    tol0, dev0, fw0 = budget.claim_allowance(tanh, xn, ws, "activation_second_moment",
+                                             finite_width=False)
+    assert not fw0 and tol0 == pytest.approx(tol) and dev0 == pytest.approx(tol + abs(s), rel=1e-6)
+    v = vst.assert_prediction_confirmed(activation="tanh", init="xavier_normal", fan_in=64,
+                                        depth=4, quantity="activation_second_moment")
+    assert v.config["finite_width"] and v.predicted == pytest.approx(fm.act_second[-1])
+
+
+def test_undecidable_or_costly_checks_are_refused_up_front() -> None:
+    # width 1 at depth 10 with the default quantity (the activation variance): the exact ReLU
+    # spread, (1+2)(1+5)^9(1+2)-1 ~ 9e7, needs ~1e28 replicates; refused before simulating
+    start = time.process_time()
+    with pytest.raises(ValueError, match=r"within its budget.*it needs"):
+        vst.assert_prediction_confirmed(activation="relu", init="he_normal", fan_in=1, depth=10)
+    # a non-zero-mean uniform scheme (pilot-planned: ~5e5 replicates, ~70 s by the cost model)
+    # and a truncated normal (dense engine, 4x dearer draws) over HELPER_SECONDS
+    with pytest.raises(ValueError, match=r"can afford.*s predicted"):
+        vst.assert_prediction_confirmed(activation="relu", init="uniform", fan_in=64, depth=2)
+    with pytest.raises(ValueError, match=r"can afford.*s predicted"):
+        vst.assert_prediction_confirmed(activation="relu", init="keras:he_normal", fan_in=64,
+                                        depth=2)
+    assert time.process_time() - start < 5.0  # the pilot only (128 replicates), no long run

@@ -22,7 +22,6 @@ import varprop
 from varprop import strategies as vst
 from varprop.checking import budget
 
-
 vst.prepare("he_normal")  # the scheme's one-off set-up, outside the examples' deadline
 
 

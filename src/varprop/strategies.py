@@ -42,21 +42,26 @@ from hypothesis.control import current_build_context, currently_in_test_context
 from varprop._util.validation import (
     check_positive_int,
     check_probability,
-    check_widths,
     fail,
     fail_type,
 )
 from varprop.checking.budget import (
-    BOOTSTRAP_REPLICATES,
     MAX_CV2,
     RUN_ALPHA,
     call_alpha,
     check_margin,
     example_bound,
     plan_check,
+    plan_config,
     planned_replicates,
 )
-from varprop.checking.check import QUANTITIES, Verdict, default_budget, verify
+from varprop.checking.check import QUANTITIES, Verdict, verify
+from varprop.checking.helper_args import (
+    check_fixed_config,
+    check_keywords,
+    resolve_item,
+)
+from varprop.checking.helper_cost import HELPER_SECONDS, check_cost
 from varprop.checking.initializers import InitializerVerdict, check_initializer
 from varprop.components.activations import (
     Activation,
@@ -241,28 +246,15 @@ def _seed(merged: Mapping[str, Any], k: int) -> int:
 
 def _plan(act: Any, init: Any, merged: dict[str, Any], alpha: float, seed: int) -> int | None:
     """Replicates for a check at level ``alpha`` (see the module docstring); ``None``: no plan
-    (a zero prediction), verify's own adaptive plan is used."""
-    quantity = merged.get("quantity")
+    (a zero prediction), verify's own adaptive plan is used.  A keyword-form MLP check is
+    planned by :func:`varprop.checking.budget.plan_config` (which gives ``merged`` the
+    1/n-corrected claim where the expansion decides it), any other by a pilot."""
     rtol = float(merged.get("rtol", 0.05))
-    if (isinstance(act, (str, Activation)) and init is not None and quantity in MLP_QUANTITIES
-            and merged.get("layer") is None and merged.get("target", "ensemble") == "ensemble"
-            and merged.get("method", "auto") == "auto"):
-        a, s = resolve_activation(act), resolve_scheme(init)
-        if s.is_zero_mean and s.is_iid:
-            ws = check_widths(merged.get("fan_in"), merged.get("fan_out"), merged.get("widths"),
-                              merged.get("depth", 1))
-            reps, _ = plan_check(a, s, ws, quantity, alpha=alpha, rtol=rtol,
-                                 input_variance=merged.get("input_variance", 1.0),
-                                 bias_variance=merged.get("bias_variance", 0.0),
-                                 predicted=merged.get("predicted"))
-            cap = max(default_budget(s, ws), BOOTSTRAP_REPLICATES + 1)
-            if reps > cap:
-                raise fail("config", {k: merged[k] for k in sorted(merged)}, "a configuration "
-                           f"the checker decides at level {alpha:.3g} within its budget of {cap} "
-                           f"replicates (it needs {reps}; width-1 and deep narrow nets are too "
-                           "heavy-tailed): draw it from varprop.strategies.layer_configs(), or "
-                           "pass alpha= or replicates=")
-            return reps
+    if merged.get("quantity") is None and not _is_network({"activation": act}):
+        merged["quantity"] = "activation"  # verify's default for the keyword form, planned
+    reps = plan_config(act, init, merged, alpha=alpha, quantities=MLP_QUANTITIES)
+    if reps is not None:
+        return reps
     pilot = verify(act, init, **merged, replicates=_PILOT, alpha=0.5, seed=seed ^ 0x5EED)
     if pilot.relative_interval is None:
         return None
@@ -290,6 +282,7 @@ def _is_network(merged: Mapping[str, Any]) -> bool:
 def _run(merged: dict[str, Any]) -> Verdict:
     """``verify`` at this check's share of the run's error budget (see the module docstring);
     with the caller's own ``alpha``, ``replicates`` or ``budget``, plain ``verify``."""
+    check_keywords(merged)  # a misspelt keyword: "did you mean 'depth'?"
     act, init = merged.pop("activation"), merged.pop("init", None)
     if any(k in merged for k in ("alpha", "replicates", "budget")):
         return verify(act, init, **merged)
@@ -297,6 +290,9 @@ def _run(merged: dict[str, Any]) -> Verdict:
     seed = merged.pop("seed", None)
     seed = _seed({"activation": act, "init": init, **merged}, k) if seed is None else seed
     reps = _plan(act, init, merged, alpha, seed)
+    deadline = settings.default.deadline if currently_in_test_context() else None
+    check_cost(act, init, merged, reps, alpha=alpha,
+               max_seconds=HELPER_SECONDS if deadline is None else deadline.total_seconds())
     if currently_in_test_context():
         note(f"varprop check {k}: alpha={alpha:.3g}, seed={seed}, replicates={reps}")
     # refutation at alpha/2; the plan spends the other half on "not confirmed although exact"
@@ -380,22 +376,20 @@ def prepare(*items: Activation | InitScheme | str) -> None:
     any example: the first prediction of an activation builds its symbolic moments and the
     first check of a scheme's weights its numeric moments and laws (0.2-0.8 s each), which
     would otherwise count against the deadline of the example that first uses them.  Call it at
-    module level of a test file (``layer_configs`` prepares its own activation pool).
+    module level of a test file (``layer_configs`` prepares its own activation pool).  It takes
+    what :func:`varprop.init_scheme` and :func:`varprop.activation` take: framework-qualified
+    scheme names (``"torch:default"``, ``"keras:he_normal"``) and custom activation expressions
+    (``"x*sin(x)"``); anything else raises ``InvalidArgument`` before any set-up.
 
     >>> prepare("he_normal", "relu")
     """
-    names_a, names_s = set(activation_names()), set(scheme_names())
-    for item in items:
-        if isinstance(item, InitScheme) or (isinstance(item, str) and item in names_s):
-            scheme = resolve_scheme(item)
-            if scheme.is_iid:
-                w = scheme.sample(np.random.default_rng(0), 8, 8)
-                check_initializer(w, scheme, fan_in=8, fan_out=8)
-        elif isinstance(item, Activation) or (isinstance(item, str) and item in names_a):
-            _warm([resolve_activation(item)], ["preactivation", "gradient"])
+    for resolved in [resolve_item(item) for item in items]:  # all validated first
+        if isinstance(resolved, InitScheme):
+            if resolved.is_iid:
+                w = resolved.sample(np.random.default_rng(0), 8, 8)
+                check_initializer(w, resolved, fan_in=8, fan_out=8)
         else:
-            raise fail("items", item, "activations and init schemes (objects or registered "
-                       "names)")
+            _warm([resolved], ["preactivation", "gradient"])
 
 
 def _decidable(config: dict[str, Any], alpha: float, rtol: float, max_seconds: float,
@@ -453,6 +447,11 @@ def layer_configs(*, activation: Any = None, init: Any = None, fan_in: Any = Non
             and math.isfinite(max_seconds) and max_seconds > 0):
         raise fail("max_seconds", max_seconds, "a positive finite number of seconds")
     rtol_f = check_probability("rtol", rtol)
+    given = {"activation": activation, "init": init, "fan_in": fan_in, "depth": depth,
+             "quantity": quantity, "bias_variance": bias_variance,
+             "input_variance": input_variance}
+    check_fixed_config({k: v for k, v in given.items()
+                        if v is not None and not isinstance(v, st.SearchStrategy)})
     if activation is None:
         pool: list[Activation] = [resolve_activation(n) for n in activation_names()]
     elif isinstance(activation, st.SearchStrategy):

@@ -21,9 +21,10 @@ from varprop.network.model import Network
 from varprop.network.quantities import BACKWARD as _BACKWARD
 from varprop.network.quantities import spec
 from varprop.theory.fields import is_general, walk_fields
+from varprop.theory.finite.exact import slopes
 
 __all__ = ["is_exact", "network_exact", "prediction_allowance", "network_allowance",
-           "FINITE_WIDTH_CONSTANT"]
+           "dead_layer_gap", "FINITE_WIDTH_CONSTANT"]
 
 #: :math:`c` in the broad finite-width allowance :math:`c \sum_{l \le L} 1/n_l`, used where the
 #: 1/n expansion does not decide a claim (out of its regime, or not available; see
@@ -69,6 +70,23 @@ def is_exact(activation: Activation | str, init: InitScheme | str, quantity: str
         return spec("preactivation").exact(act, scheme)
     return (quantity == "activation" and spec("activation_second_moment").exact(act, scheme)
             and scheme.is_gaussian and scheme.is_iid)
+
+
+def dead_layer_gap(activation: Activation, widths: Sequence[int], layer: int, quantity: str,
+                   bias_variance: float) -> float:
+    r"""The exact relative gap :math:`1 - \prod_{j=1}^{l-1}(1 - 2^{-n_j})` between the mean-field
+    gradient second moment of a ReLU-type net (one slope 0) with zero bias and the truth: a layer
+    :math:`j < l` whose units are all off (probability :math:`2^{-n_j}`) zeroes every later
+    pre-activation and so the gradient at layer :math:`l`'s input (:math:`l < L`); see
+    :func:`varprop.theory.finite.exact.alive_probability`.  0 elsewhere (forward quantities,
+    the last layer, biases, linear/``abs``/leaky ReLU).  Added to the allowance of claims the
+    library calls exact, so that they are judged against the true mean."""
+    ab = slopes(activation)
+    L = len(widths) - 1
+    if (quantity != "gradient" or ab is None or ab[0] * ab[1] != 0.0 or bias_variance != 0.0
+            or layer >= L):
+        return 0.0
+    return -math.expm1(sum(math.log1p(-(2.0 ** -n)) for n in widths[1:layer]))
 
 
 def _iid_symmetric(scheme: InitScheme) -> bool:
@@ -200,8 +218,8 @@ def prediction_allowance(activation: Activation | str, init: InitScheme | str, *
                          predicted_value: float, reference_value: float | None = None,
                          target: str = "ensemble", dtype: str = "float64",
                          input_variance: float = 1.0, bias_variance: float = 0.0,
-                         expansion: tuple[FiniteWidthCase | None, str] | None = None
-                         ) -> tuple[float, str]:
+                         expansion: tuple[FiniteWidthCase | None, str] | None = None,
+                         finite_width: bool = False) -> tuple[float, str]:
     r"""The declared bound ``tol`` on :math:`|r|` for the library's prediction, and its reason.
 
     .. math::
@@ -216,7 +234,8 @@ def prediction_allowance(activation: Activation | str, init: InitScheme | str, *
       ``method`` in auto/exact/quadrature.
     * The second term is 0 when :func:`is_exact` holds.  Otherwise the truth is the 1/n-corrected
       prediction up to the next order, and the term is the estimate :math:`c\rho^2` of that
-      remainder (:mod:`varprop.checking.next_order`: :math:`\rho = |s| + \max_l v_l/m_l^2`,
+      remainder (:meth:`~varprop.theory.finite.expansion.FiniteWidthMoments.next_order`, applied
+      by :mod:`varprop.checking.next_order`: :math:`\rho = |s| + \max_l v_l/m_l^2`,
       the relative 1/n shift plus the largest relative variance of the layers' scale
       :math:`\hat q_l`; :math:`c = 0.3` calibrated by Monte Carlo).  The same allowance judges the
       mean-field claim (then off by the shift :math:`s`: refuted where the Monte Carlo resolves
@@ -228,7 +247,9 @@ def prediction_allowance(activation: Activation | str, init: InitScheme | str, *
     * :math:`\epsilon_{float}` is :math:`10^{-9}` (float64) or :math:`10^{-4}` (float32).
 
     ``expansion`` passes a :func:`~varprop.checking.next_order.finite_width_case` result already
-    computed (``(case, why_not)``).
+    computed (``(case, why_not)``).  An exact claim of a ReLU-type gradient gets
+    :func:`dead_layer_gap` added unless ``finite_width`` (the finite-width prediction includes
+    the dead-layer atom).
     """
     act = resolve_activation(activation)
     scheme = resolve_scheme(init)
@@ -249,7 +270,21 @@ def prediction_allowance(activation: Activation | str, init: InitScheme | str, *
             head = case.describe() if case is not None else f"no 1/n expansion for {why}"
             note = (f"{head}; broad finite-width allowance {FINITE_WIDTH_CONSTANT:g} * sum(1/n_l) "
                     f"= {fw:.3g}")
-    return _tolerance(exact, fw, note, method, predicted_value, reference_value, dtype)
+    tol, reason = _tolerance(exact, fw, note, method, predicted_value, reference_value, dtype)
+    return _with_dead_layers(tol, reason, exact and not finite_width, act, widths, layer,
+                             quantity, bias_variance)
+
+
+def _with_dead_layers(tol: float, reason: str, exact: bool, act: Activation,
+                      widths: Sequence[int], layer: int, quantity: str, bias_variance: float
+                      ) -> tuple[float, str]:
+    """``tol`` plus :func:`dead_layer_gap` for an exact claim."""
+    gap = dead_layer_gap(act, widths, layer, quantity, bias_variance) if exact else 0.0
+    if gap <= 0.0:
+        return tol, reason
+    return tol + gap, (f"{reason}; + {gap:.3g}: the exact dead-layer atom of ReLU gradients "
+                       "(a layer below with every unit off, probability 2^-n_j, zeroes the "
+                       "gradient; the mean field does not see it)")
 
 
 def network_allowance(net: Network, position: int, backward: bool, *, method: str,
@@ -281,6 +316,14 @@ def network_allowance(net: Network, position: int, backward: bool, *, method: st
                                     reference_value=reference_value, dtype=dtype,
                                     input_variance=mlp.input_variance,
                                     bias_variance=mlp.bias_variance)
+    if exact and backward and not is_general(net) and position % 2 == 0:
+        mlp = net.as_mlp()
+        if mlp is not None:
+            ws = mlp.explicit if mlp.explicit is not None else (mlp.n0,) + (mlp.n,) * mlp.depth
+            tol, reason = _tolerance(True, 0.0, "", method, predicted_value, reference_value,
+                                     dtype)
+            return _with_dead_layers(tol, reason, True, mlp.activation, ws, position // 2 + 1,
+                                     "gradient", mlp.bias_variance)
     fw = 0.0
     if not exact:
         fw = FINITE_WIDTH_CONSTANT * _dense_inverse_widths(net, net.depth if backward else position)
@@ -323,7 +366,8 @@ def _assumptions(act: Activation, scheme: InitScheme, quantity: str, target: str
             "dL/dz_L i.i.d. unit variance independent of the forward pass")
     claim = ("claims exactness at every finite width here (second moments of nets whose "
              "activations are positively homogeneous of degree 1, with zero-mean symmetric i.i.d. "
-             "weights)" if exact else
+             "weights; for ReLU-type gradients with zero bias the allowance adds the exact "
+             "dead-layer gap 1 - prod_{j<l}(1 - 2^-n_j), which the mean field misses)" if exact else
              "exact only as the widths grow here (the allowance is the next order of the 1/n "
              "expansion, or broad where the expansion does not decide)")
     who = "user-supplied prediction judged against" if user else f"library prediction (method={method!r}),"

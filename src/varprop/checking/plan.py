@@ -104,39 +104,43 @@ def default_budget(scheme: InitScheme, widths: Sequence[int], engine: str = "aut
 PLAN_SAFETY = 1.5
 #: The probability the planned budget is meant to decide with (power of the last look).
 PLAN_POWER = 0.99
-_Z_POWER = float(_sst.norm.ppf(PLAN_POWER))
 
 
 def planned_replicates(rel_var: float, expected: float, tol: float, rtol: float, alpha: float,
-                       cap: int, first: int = _FIRST_LOOK) -> int:
+                       cap: int, first: int = _FIRST_LOOK, *, power: float = PLAN_POWER,
+                       safety: float = PLAN_SAFETY, looks: int | None = None) -> int:
     r"""The budget a check plans up front from the predicted relative variance of its replicate
     statistic (:math:`\mathrm{CV}^2 = \operatorname{Var} x / (E x)^2`, from
     :func:`varprop.predict_distribution`), at most ``cap`` (the work budget of
-    :func:`network_budget`).
+    :func:`network_budget`).  The one replicate formula of varprop: the checker's own plan and
+    the test budget of :func:`varprop.checking.budget.planned_replicates` both call it.
 
     The interval for :math:`r = \theta/\theta_0 - 1` after :math:`R` replicates has half-width
     :math:`\approx z\sqrt{\mathrm{CV}^2/R}` with :math:`z` the normal quantile at
-    :math:`1 - \alpha/(2K)` (:math:`K` looks).  The check decides once the half-width is below
+    :math:`1 - \alpha/(2K)` (:math:`K` looks: those of the adaptive schedule from ``first``, or
+    ``looks``).  The check decides once the half-width is below
     the distance :math:`d` from the estimate to the margin it must clear, with the estimate
     itself :math:`z_\beta` standard errors from the expected :math:`r` (``expected``: the best
     prediction's relative difference from the claim, e.g. the 1/n shift for a mean-field claim;
-    :math:`z_\beta` the normal quantile at :data:`PLAN_POWER` = 0.99): :math:`d = |r| -
-    \text{tol}` when a refutation is expected, else :math:`\max(\text{tol}, \text{rtol}) -
-    |r|`.  So :math:`R = ` :data:`PLAN_SAFETY` :math:`\cdot\,\mathrm{CV}^2 ((z + z_\beta)/d)^2`,
-    solved with :math:`K` the looks of that budget; ``cap`` when :math:`d \le 0` (the claim sits on a margin)
+    :math:`z_\beta` the normal quantile at ``power``, default :data:`PLAN_POWER` = 0.99):
+    :math:`d = |r| - \text{tol}` when a refutation is expected, else :math:`\max(\text{tol},
+    \text{rtol}) - |r|`.  So :math:`R = ` ``safety`` :math:`\cdot\,\mathrm{CV}^2 ((z +
+    z_\beta)/d)^2` (``safety`` default :data:`PLAN_SAFETY`), solved with :math:`K` the looks of
+    that budget, at least ``first``; ``cap`` when :math:`d \le 0` (the claim sits on a margin)
     or the relative variance is unknown.
     """
-    if not (rel_var > 0 and math.isfinite(rel_var)):
+    if not (rel_var >= 0 and math.isfinite(rel_var)) or (rel_var == 0 and looks is None):
         return cap
     r = abs(expected)
     d = r - tol if r > tol else max(tol, rtol) - r
     if not d > 0:
         return cap
+    z_power = float(_sst.norm.isf(1.0 - power))
     budget = first
     for _ in range(64):
-        looks = len(_look_sizes(None, budget, first))
-        z = float(_sst.norm.ppf(1.0 - alpha / (2.0 * looks)))
-        need = math.ceil(PLAN_SAFETY * rel_var * ((z + _Z_POWER) / d) ** 2)
+        k = looks if looks is not None else len(_look_sizes(None, budget, first))
+        z = float(_sst.norm.isf(alpha / (2.0 * k)))
+        need = math.ceil(safety * rel_var * ((z + z_power) / d) ** 2)
         if need <= budget:
             break
         budget = need
@@ -204,12 +208,13 @@ def _sequential(draw: Callable[[int, int], tuple[list[np.ndarray], str | None]],
                 sizes: list[int], seed: int, skewness_floor: float = 0.0,
                 relative: bool = True,
                 interval: Callable[[list[np.ndarray], float, np.random.Generator], Any] | None
-                = None) -> _Outcome:
+                = None, confirm_within: bool = True) -> _Outcome:
     """Run the looks; ``draw(n_new, look)`` returns new replicate columns.  ``skewness_floor`` is
     a known lower bound of the replicate statistic's skewness (for the heavy-tail guard);
     ``relative``: the margins are relative (else absolute, for a zero prediction);
     ``interval(columns, level, rng)``, if given, replaces the mean interval (the distributional
-    targets: a quantile's or a CV^2's interval with the same interface)."""
+    targets: a quantile's or a CV^2's interval with the same interface); ``confirm_within``:
+    whether the allowance ``tol`` may confirm (``reasons._decision``)."""
     K = len(sizes)
     a_k = alpha / K
     cols: list[np.ndarray] | None = None
@@ -233,7 +238,7 @@ def _sequential(draw: Callable[[int, int], tuple[list[np.ndarray], str | None]],
         r_hat, lo, hi = _relative(iv, theta0, scale)
         final = k == K - 1
         status, within, reason = _decision(r_hat, lo, hi, tol, rtol, relative, final, done,
-                                           budget, K)
+                                           budget, K, confirm_within)
         if iv.heavy_tailed:
             if final:
                 x = cols[-1] if kind == "variance" else cols[0]

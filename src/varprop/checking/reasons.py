@@ -74,7 +74,8 @@ def _fmt_r(x: float, relative: bool) -> str:
 
 
 def _decision(r_hat: float, lo: float, hi: float, tol: float, rtol: float, relative: bool,
-              final: bool, done: int, budget: int, planned_looks: int) -> tuple[str, bool, str]:
+              final: bool, done: int, budget: int, planned_looks: int,
+              confirm_within: bool = True) -> tuple[str, bool, str]:
     r"""``(status, within_allowance, reason)`` of one look, the reason built from its numbers.
 
     ``refuted`` if :math:`[lo, hi]` lies outside :math:`\pm` ``tol``; ``confirmed`` if inside
@@ -82,7 +83,10 @@ def _decision(r_hat: float, lo: float, hi: float, tol: float, rtol: float, relat
     allowance* if inside :math:`\pm` ``tol`` and either wholly outside :math:`\pm` ``rtol``
     (measurably off: no number of replicates can change that) or at the last look (``final``);
     else ``inconclusive`` ("more replicates needed" with the estimated number, which assumes the
-    half-width shrinks like :math:`1/\sqrt R`).
+    half-width shrinks like :math:`1/\sqrt R`).  With ``confirm_within=False`` (a broad allowance
+    that bounds the claim's error without deciding it, e.g. a finite-width claim out of the 1/n
+    expansion's regime) the allowance can refute but not confirm: inside it and outside
+    :math:`\pm` ``rtol`` is ``inconclusive``.
     """
     f = lambda x: _fmt_r(x, relative)  # noqa: E731
     what = "r" if relative else "theta"
@@ -97,6 +101,12 @@ def _decision(r_hat: float, lo: float, hi: float, tol: float, rtol: float, relat
                                " (TOST)")
     inside_tol = -tol <= lo and hi <= tol
     off = lo > rtol or hi < -rtol
+    if tol > rtol and inside_tol and (off or final) and not confirm_within:
+        return "inconclusive", False, (
+            f"{what} = {iv_text}: inside the broad allowance +-{allow}, which can refute this "
+            "claim but not confirm it (no prediction decides it here: see the allowance's "
+            f"reason); +-{_fmt_r(rtol, relative).lstrip('+')} "
+            + ("is excluded" if off else f"not resolved with {done} replicates"))
     if tol > rtol and inside_tol and (off or final):
         if off:
             return "confirmed", True, (f"off by {iv_text}, within the allowance of {allow} for "

@@ -346,6 +346,9 @@ def verify(
     def predict(how: str) -> float:
         if finite_width and not exact and expansion[0] is not None:
             return expansion[0].corrected
+        if finite_width and quantity == "gradient":  # exact, with the dead-layer atom of ReLU
+            return float(np.asarray(predict_variance(act, scheme, finite_width=True,
+                                                     **pred_kwargs))[lay - 1])
         return float(np.asarray(predict_variance(act, scheme, method=how, **pred_kwargs))[lay - 1])
 
     theta0, reference, user = _claim(predicted, predict, method, f"{quantity} at layer {lay}")
@@ -353,7 +356,8 @@ def verify(
         tol_f, tol_reason = prediction_allowance(
             act, scheme, widths=ws, layer=lay, quantity=quantity, method=method,
             predicted_value=theta0, reference_value=reference, target=target, dtype=dt,
-            input_variance=in_var, bias_variance=b_var, expansion=expansion)
+            input_variance=in_var, bias_variance=b_var, expansion=expansion,
+            finite_width=finite_width)
     else:
         tol_f = check_nonnegative_real("tol", tol)
         tol_reason = "tol given by the caller"
@@ -390,7 +394,8 @@ def verify(
     sizes = _look_sizes(reps, bud_eff)
     _check_size(sim_net, engine, sizes[-1], dt, "replicates" if reps is not None else "budget")
     out = _sequential(draw, "variance" if kind == "variance" else "mean", theta0, scale, tol_f,
-                      margin, alpha_f, sizes, seed_i, relative=not zero_pred)  # type: ignore[arg-type]
+                      margin, alpha_f, sizes, seed_i, relative=not zero_pred,  # type: ignore[arg-type]
+                      confirm_within=decidable or tol is not None)
     config = {"activation": repr(act), "init": repr(scheme), **shape, "method": method,
               "dtype": dt, "engine": engine, "budget": bud_eff, "tol_reason": tol_reason,
               "finite_width": finite_width, "plan": plan_note}

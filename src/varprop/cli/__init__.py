@@ -30,7 +30,8 @@ COMMANDS: dict[str, str] = {"predict": "varprop.cli.predict_cmd",
                             "critical-gain": "varprop.cli.criticality_cmd",
                             "edge-of-chaos": "varprop.cli.criticality_cmd",
                             "overflow-depth": "varprop.cli.criticality_cmd",
-                            "list": "varprop.cli.list_cmd"}
+                            "list": "varprop.cli.list_cmd",
+                            "audit": "varprop.cli.audit_cmd"}
 SUBCOMMANDS = tuple(COMMANDS)
 
 

@@ -8,6 +8,10 @@ Examples::
     varprop derive relu --format latex --out /tmp/tex
     varprop derive --all --check                  # exit 1 if derivations/ is stale (full re-run)
     varprop derive --all --check --reuse-montecarlo   # seconds: re-render from montecarlo.json
+    varprop derive --all --workers 1              # one process (default: every available core)
+
+A single activation's documents stand alone (they link only to each other and their figure,
+which draws the schemes asked for), so ``--out`` may be any folder.
 
 Exit status: 0 written / up to date, 1 stale (``--check``), 2 bad usage.
 """
@@ -24,6 +28,7 @@ from varprop.cli._common import parse_named
 from varprop.components.activations import activation as build_activation
 from varprop.components.schemes import init_scheme
 from varprop.documents.common import repository_root
+from varprop.documents.parallel import default_workers
 from varprop.documents.store import MonteCarloStore
 
 
@@ -51,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
         return _usage("--check compares the committed Markdown: drop --format latex")
     if args.reuse_montecarlo and not args.all_:
         return _usage("--reuse-montecarlo needs --all (montecarlo.json covers the whole folder)")
+    if args.workers is not None and not args.all_:
+        return _usage("--workers needs --all (one activation's document is built in one process)")
+    if args.workers is not None and args.workers < 1:
+        return _usage(f"--workers {args.workers}: give at least 1")
+    workers = args.workers if args.workers is not None else default_workers()
     out = args.out if args.out is not None else documents.default_output_dir()
     blocker = _not_a_folder(Path(out))
     if blocker is not None:
@@ -62,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         report = documents.check(out, budget=budget, reuse_montecarlo=args.reuse_montecarlo,
                                  spot_check=args.spot_check, progress=progress,
-                                 figures=False if args.no_figures else None)
+                                 figures=False if args.no_figures else None, workers=workers)
         for note in report.notes:
             print(f"note: {note}")
         for label, paths in (("stale", report.stale), ("missing", report.missing),
@@ -91,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
                 return _usage(f"{record} was made with the {store.budget_name!r} budget; "
                               f"pass {'--quick' if store.budget_name == 'quick' else 'no --quick'}")
         files = documents.generate(budget=budget or "default", format=args.format,
-                                   progress=progress, figures=not args.no_figures, store=store)
+                                   progress=progress, figures=not args.no_figures, store=store,
+                                   workers=workers)
     else:
         name, params = parse_named(args.activation, "activation")
         act = build_activation(name, **params)

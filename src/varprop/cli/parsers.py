@@ -123,6 +123,9 @@ def _derive(sub: argparse._SubParsersAction) -> None:
                    help="with --reuse-montecarlo: simulations to re-run (default 2)")
     p.add_argument("--no-figures", action="store_true", help="skip the matplotlib figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=integer(), default=None, metavar="N",
+                   help="with --all: build the folder's parts in N processes (default: the "
+                        "cores available); the files do not depend on N")
 
 
 def _recommend(sub: argparse._SubParsersAction) -> None:
@@ -187,8 +190,31 @@ def _list(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _audit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "audit", help="audit a PyTorch model: per-layer predictions vs re-initialisations",
+        description="Audit a PyTorch model at initialisation (varprop.torch.audit): per site the "
+                    "predicted and measured second moment of its output and of the gradient, "
+                    "over re-initialisations, with verdicts.  Exit 1 if any row is refuted.")
+    p.add_argument("factory", metavar="PACKAGE.MODULE:FACTORY",
+                   help="a callable returning the torch.nn.Module, e.g. mypackage.models:make_net "
+                        "(imported with importlib; the current directory is on the path)")
+    p.add_argument("--input-shape", type=int_list(), required=True,
+                   help="the example batch's shape, e.g. 8,3,64,64")
+    p.add_argument("--input-kind", default="normal", metavar="KIND",
+                   help="normal (torch.randn, the default) or tokens:VOCAB (integer ids drawn "
+                        "uniformly from 0..VOCAB-1, for a model that starts with an embedding)")
+    p.add_argument("--replicates", type=integer(4, 100_000), default=32,
+                   help="re-initialisations (default 32)")
+    p.add_argument("--seed", type=integer(0), default=0)
+    p.add_argument("--unsupported", choices=("error", "measure"), default="error",
+                   help="unmapped modules: error (default) or measure and pass them through")
+    p.add_argument("--no-backward", action="store_true", help="forward pass only")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
 #: subcommand -> the function that adds its parser (in the order ``--help`` lists them)
 PARSERS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "predict": _predict, "check": _check, "derive": _derive,
     "recommend": _recommend, "critical-gain": _critical_gain, "edge-of-chaos": _edge_of_chaos,
-    "overflow-depth": _overflow_depth, "list": _list}
+    "overflow-depth": _overflow_depth, "list": _list, "audit": _audit}

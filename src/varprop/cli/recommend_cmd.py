@@ -48,7 +48,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_table(rec)
     if plot is not None:
-        figure.plot_recommendation(rec, plot, activation=act)
+        try:
+            figure.plot_recommendation(rec, plot, activation=act)
+        except OSError as exc:  # e.g. the folder became unwritable after the up-front probe
+            print(f"varprop recommend: error: --plot={str(plot)!r} could not be written: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+            return 2
         print(f"# figure: {plot}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
@@ -59,9 +64,29 @@ def _plot_problem(path: Path) -> str:
         return f"--plot={str(path)!r} is not allowed: a file name ending in .svg or .pdf"
     if not path.resolve().parent.is_dir():
         return f"--plot={str(path)!r} is not allowed: its folder does not exist"
+    if path.is_dir():
+        return f"--plot={str(path)!r} is not allowed: it is a directory, not a file name"
+    why = _unwritable(path)
+    if why:
+        return f"--plot={str(path)!r} cannot be written: {why}"
     if not has_matplotlib():
         return ("--plot needs matplotlib, the optional extra 'plot': "
                 ".venv/bin/pip install -e '.[plot]' (or pip install matplotlib)")
+    return ""
+
+
+def _unwritable(path: Path) -> str:
+    """Why ``path`` cannot be opened for writing ('' if it can): a real probe (open for append,
+    removed again if it did not exist), since permission bits say nothing for root or for
+    special file systems such as ``/proc``."""
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not existed:
+        path.unlink(missing_ok=True)
     return ""
 
 

@@ -7,9 +7,13 @@ Modules: :mod:`~varprop.documents.common` (what the documents cover, file names)
 (the records of the activation documents), :mod:`~varprop.documents.phases`,
 :mod:`~varprop.documents.approx_error` and :mod:`~varprop.documents.cells` (computed facts and
 sentences), :mod:`~varprop.documents.blocks` (Markdown / LaTeX rendering),
-:mod:`~varprop.documents.figures`, :mod:`~varprop.documents.activation` (one document),
-:mod:`~varprop.documents.pages` (a checkout's extra pages), :mod:`~varprop.documents.folder` (the
-whole folder) and :mod:`~varprop.documents.api` (docs/api.md).
+:mod:`~varprop.documents.figures`, :mod:`~varprop.documents.derivation_section` and
+:mod:`~varprop.documents.step_text` (the derivation written once for every scheme, in LaTeX),
+:mod:`~varprop.documents.scheme_tables` (the schemes tabulated),
+:mod:`~varprop.documents.activation` (one document), :mod:`~varprop.documents.pages` (a
+checkout's extra pages), :mod:`~varprop.documents.folder` (the whole folder),
+:mod:`~varprop.documents.parallel` (the folder on several cores) and
+:mod:`~varprop.documents.api` (docs/api.md).
 """
 
 from varprop.documents.activation import activation_document

@@ -1,59 +1,40 @@
-"""One activation's derivation document: model and assumptions, a summary per scheme, which
-scheme keeps the variance steady and the critical condition, fixed points and phases, closed
-forms over depth or the recursion, the backward pass, the error of a closed-form approximation
-against quadrature, a Monte Carlo verification table with verdicts, a figure, and the step-by-step
-derivation of every scheme (:func:`varprop.derive`)."""
+"""One activation's derivation document, readable in one sitting: the model and assumptions,
+the derivation written once for every scheme (in :math:`\\mu_w`, :math:`\\sigma_w^2` and
+:math:`\\sigma_b^2`), then the schemes tabulated (their moments and factors, which keeps the variance
+steady, fixed points and phases, depth, backward pass), the error of a closed-form approximation
+against quadrature, a Monte Carlo verification table with verdicts and a figure of the requested
+schemes.  Links stay inside the generated set (a document written with ``--out`` stands alone)."""
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from varprop._util.validation import check_choice, fail
 from varprop.components.activations import Activation, resolve_activation
-from varprop.components.schemes import InitScheme, resolve_scheme
-from varprop.documents import phases as _phases
-from varprop.documents.approx_error import (
-    COMPOUND_DEPTHS,
-    compounded_error,
-    moment_error_sentence,
-)
+from varprop.components.schemes import InitScheme, init_scheme, resolve_scheme
 from varprop.documents.blocks import (
     _Block,
     _Figure,
     _Heading,
-    _Math,
     _Para,
-    _Raw,
     _render_latex,
     _render_markdown,
     _Table,
+    markdown_blocks,
 )
 from varprop.documents.cells import (
     _approximated,
-    _critical_text,
     _derive,
     _estimate_cell,
-    _facts,
     _latex,
-    _nsw2,
-    _ratio_text,
-    _rel,
-    _signed_pct,
-    _stability_cell,
-    _steady,
-    _steady_row,
     _verdict_cell,
 )
 from varprop.documents.common import (
-    _MODEL,
     _TITLES,
-    ERROR_TABLE_Q,
     FIGURE_SCHEMES,
     FIGURE_WIDTH,
-    STEADY_DEPTH,
-    STEADY_WIDTH,
     VERIFY_DEPTH,
     VERIFY_WIDTH,
     Format,
@@ -63,11 +44,26 @@ from varprop.documents.common import (
     file_stem,
     schemes_for,
 )
+from varprop.documents.derivation_section import derivation_blocks, model_blocks
 from varprop.documents.figures import _figure
+from varprop.documents.finite_width import (
+    figure_path,
+    finite_width_figure,
+    finite_width_section,
+)
 from varprop.documents.records import (
     _VERIFY_QUANTITIES,
     _curve_records,
     _verify_records,
+    shared_simulations,
+)
+from varprop.documents.scheme_tables import (
+    approximation_blocks,
+    backward_blocks,
+    depth_blocks,
+    phase_blocks,
+    scheme_blocks,
+    steady_blocks,
 )
 from varprop.documents.store import Budget, MonteCarloStore, fmt
 from varprop.documents.store import budget as _budget
@@ -88,15 +84,81 @@ def activation_document(act: Activation | str, schemes: Sequence[InitScheme | st
                         progress: Callable[[], None] | None = None) -> list[GeneratedFile]:
     """Build one activation's document (and its figure) for ``schemes`` (default: all).
 
-    Returns the files (``<name>.md`` or ``.tex``, ``figures/<name>.svg``) without writing them.
+    Returns the files (``<name>.md`` or ``.tex``, ``figures/<name>.svg`` or ``.pdf``) without
+    writing them; they link only to each other, so they can be written anywhere.  The figure
+    draws the requested schemes (by default :data:`~varprop.documents.common.FIGURE_SCHEMES`).
     """
     return _activation_document(act, schemes, store=store, budget=budget, format=format,
                                 figures=figures, progress=progress).files
 
 
+def _typeset_powers(text: str) -> str:
+    """The checker's plain-text reasons with their powers typeset (``skewness^2``)."""
+    return re.sub(r"\b([A-Za-z]+)\^(\d+)", r"\1$^{\2}$", text)
+
+
+def _shared_sentence(derivations: dict) -> str:
+    twins = shared_simulations([d.init for d in derivations.values()])
+    if not twins:
+        return ""
+    pairs = ", ".join(f"`{label}` as `{twin}`" for label, twin in twins.items())
+    return (f"  At width {VERIFY_WIDTH} some schemes draw their weights from exactly the same law "
+            f"as another (fan-in = fan-out); those rows are the same simulated networks: {pairs}.")
+
+
+def _verification_blocks(a: Activation, derivations: dict, records: dict) -> list[_Block]:
+    rows = []
+    for label, d in derivations.items():
+        for quantity in _VERIFY_QUANTITIES:
+            rec = records[(label, quantity)]
+            predicted = fmt(rec["predicted"]) if rec is not None and "predicted" in rec else fmt(_quiet(
+                lambda: predict_variance(a, d.init, fan_in=VERIFY_WIDTH, depth=VERIFY_DEPTH,
+                                         quantity=quantity)))
+            rows.append((f"`{label}`", str(VERIFY_WIDTH), str(VERIFY_DEPTH), quantity, predicted,
+                         _estimate_cell(rec), _verdict_cell(rec)))
+    blocks: list[_Block] = [
+        _Heading(2, "Verification (Monte Carlo)", "verification"),
+        _Para(f"`verify(...)` at width {VERIFY_WIDTH}, depth {VERIFY_DEPTH}: *preactivation* is "
+              f"$\\mathrm{{Var}}\\,z_{VERIFY_DEPTH}$, *gradient* is "
+              "$E[(\\partial\\mathcal L/\\partial x)^2]$ at the network input.  The estimate is the "
+              "mean over independent networks (replicates) with the checker's simultaneous "
+              "interval (`varprop.verify`; its verdicts are explained in the user documentation, "
+              "`docs/checker.md`).  Seeds are fixed (a hash of the row's key)."
+              + _shared_sentence(derivations)),
+        _Table(("Scheme", "Width", "Depth", "Quantity", "Predicted", "Monte Carlo [interval]",
+                "Verdict"), tuple(rows))]
+    counts: dict[str, int] = {}
+    for rec in records.values():
+        status = "not run" if rec is None else rec["status"]
+        counts[status] = counts.get(status, 0) + 1
+    blocks.append(_Para("Verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                        + "."))
+    labelled = {status: sorted({label for (label, _), rec in records.items()
+                                if rec is not None and rec["status"] == status})
+                for status in ("refuted", "inconclusive")}
+    if labelled["refuted"] or labelled["inconclusive"]:
+        notes = [f"`{label}` {quantity} ({rec['status']}): "
+                 + _typeset_powers(rec.get("reason", "no reason recorded."))
+                 for (label, quantity), rec in sorted(records.items())
+                 if rec is not None and rec["status"] in ("refuted", "inconclusive")]
+        heads = [f"{title}: " + ", ".join(f"`{r}`" for r in labelled[status]) + "."
+                 for title, status in (("Refuted", "refuted"), ("Inconclusive", "inconclusive"))
+                 if labelled[status]]
+        blocks.append(_Para("  ".join(heads + notes)))
+    return blocks
+
+
+def _short(heading: str) -> str:
+    """A heading as a contents entry: before any colon or comma, first letter lower case."""
+    text = heading.split(":")[0].split(",")[0]
+    return text[:1].lower() + text[1:]
+
+
 def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | str] | None, *,
                          store: MonteCarloStore | None, budget: str | Budget, format: Format,
-                         figures: bool, progress: Callable[[], None] | None) -> _ActivationResult:
+                         figures: bool, progress: Callable[[], None] | None,
+                         index: bool = False) -> _ActivationResult:
+    """The document; ``index`` links the folder's index (``README.md``, written by ``--all``)."""
     a = resolve_activation(act)
     format = check_choice("format", format, ("markdown", "latex"))  # type: ignore[assignment]
     b = _budget(budget)
@@ -105,264 +167,63 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
     scheme_list = schemes_for(a) if schemes is None else [resolve_scheme(s) for s in schemes]
     if not scheme_list:
         raise fail("schemes", schemes, "at least one init scheme")
-    name = a.name
-    stem = file_stem(a)
+    name, stem = a.name, file_stem(a)
     title = f"{_TITLES.get(name, name)}: variance propagation under every init scheme"
     derivations = {_label(s): _derive(a, s) for s in scheme_list}
     for _ in scheme_list:
         tick()
-    blocks: list[_Block] = [_Heading(1, title)]
-    blocks.append(_Para(
-        "*Generated by `varprop derive` from `src/varprop/documents/`; do not edit by hand.  "
-        f"Every prediction is recomputed on generation; Monte Carlo at fixed seeds (budget "
-        f"`{b.name}`), numbers rounded to 4 significant digits.  Index: "
-        "[derivations/README.md](README.md).*"))
-    blocks.append(_Para("Contents: [model](#model) · [summary](#summary) · "
-                        "[steady variance](#steady) · [phases](#phases) · [depth](#depth) · "
-                        "[backward](#backward) · "
-                        + ("[approximation error](#approximation) · " if _approximated(a) else "")
-                        + "[verification](#verification) · [figures](#figures) · "
-                        "[derivations](#derivations)"))
-
-    # -- model --------------------------------------------------------------------------------
-    blocks.append(_Heading(2, "Model and assumptions", "model"))
-    blocks.append(_Para(_MODEL))
-    blocks.append(_Math(f"\\phi(x) = {_latex(a.expr)}, \\qquad \\phi'(x) = {_latex(a.derivative)}"))
-    rules = a.closed_form
-    if rules is not None and rules.exact:
-        moments = "The Gaussian moments have exact closed forms (used by `method=\"auto\"`)."
-    elif rules is not None:
-        moments = (f"The closed form uses the approximation {rules.approximation}; "
-                   "`predict_variance(method=\"auto\")` uses exact quadrature instead.  "
-                   + moment_error_sentence(a) + "  The [approximation error](#approximation) "
-                   "section tables the errors per moment and compounded over depth.")
-    else:
-        moments = "No closed form: moments by numerical quadrature."
-    blocks.append(_Para(
-        "Predictions are the infinite-width mean field with the gradient-independence assumption "
-        "(pre-activations Gaussian; with a non-zero weight mean the units share the shift "
-        "$\\mu_w\\sum_j a_j$: both $D = E z_i^2$ and $C = E z_i z_k$ are tracked, and for a "
-        "non-linear activation the moments are conditional on the layer-1 shift and averaged over "
-        "it, see the derivation). " + moments + " " +
-        ("For zero-mean symmetric i.i.d. weights the second moments of this network are exact at "
-         "every finite width." if a.traits.exact_at_finite_width else
-         "At finite width they are approximations (the random scale of each layer feeds the "
-         "non-linearity).")))
-
-    # -- summary ------------------------------------------------------------------------------
-    blocks.append(_Heading(2, "Summary: every scheme", "summary"))
-    blocks.append(_Para(
-        "Per-layer factors of a generic layer with fan-in $n_{in}$ and fan-out $n_{out}$ "
-        "(`forward_factor` $= (q_l - \\sigma_b^2)/q_{l-1}$ of a hidden layer, `backward_factor` "
-        "$\\chi = n_{out}\\sigma_w^2 E[\\phi'(z)^2]$); for non-homogeneous activations they depend "
-        "on $q$.  Non-zero-mean schemes: the factors of the $(D, C)$ moment identities, in the "
-        "moments $A_D, A_C$ (and $G_D, G_C$) of the layer below."))
-    rows = []
-    for label, d in derivations.items():
-        s = d.init
-        rows.append((f"`{label}`", f"${_latex(s.weight_mean())}$", f"${_latex(s.weight_variance())}$",
-                     f"${_latex(d.hidden_factor)}$", f"${_latex(d.backward_factor)}$"))
-    blocks.append(_Table(("Scheme", "$\\mu_w$", "$\\sigma_w^2$", "forward factor (hidden layer)",
-                          "backward factor $\\chi$"), tuple(rows)))
-    blocks.append(_Para("Fixed points, their stability and the phase of each scheme are computed "
-                        "numerically in [fixed points and phases](#phases)."))
-
-    # -- steady -------------------------------------------------------------------------------
-    blocks.append(_Heading(2, "Which scheme keeps the variance steady", "steady"))
-    blocks.append(_Para(_critical_text(a)))
-    steady_rows = []
-    steady_names = []
-    for label, d in derivations.items():
-        fwd, bwd = _steady_row(a, d.init)
-        ok = _steady(fwd) and _steady(bwd)
-        if ok:
-            steady_names.append(f"`{label}`")
-        steady_rows.append((f"`{label}`", _ratio_text(fwd), _ratio_text(bwd), "yes" if ok else "no"))
-    blocks.append(_Para(
-        f"Predicted over {STEADY_DEPTH} layers of width {STEADY_WIDTH} (`propagate`, "
-        "`method=\"auto\"`): forward $q_{L}/q_1$ and backward $g_1/g_L$ (gradient at the input "
-        "over gradient at the last layer's input); *steady* means both stay within a factor 2."))
-    blocks.append(_Table(("Scheme", f"forward $q_{{{STEADY_DEPTH}}}/q_1$",
-                          f"backward $g_1/g_{{{STEADY_DEPTH}}}$", "steady"), tuple(steady_rows)))
-    if steady_names:
-        blocks.append(_Para("Steady (within a factor 2 both ways): " + ", ".join(steady_names) + "."))
-    else:
-        def distance(row: tuple[str, ...]) -> float:
-            try:
-                return abs(math.log(float(row[1]))) + abs(math.log(float(row[2])))
-            except (ValueError, ZeroDivisionError):
-                return math.inf
-        best = min(steady_rows, key=distance)
-        best_scheme = derivations[best[0].strip("`")].init
-        if best_scheme.is_zero_mean:
-            f = _facts(a, best_scheme)
-            why = _phases.phase_sentence(f) + " " + _phases.growth_sentence(f)
-        else:
-            why = (f"its weights have a non-zero mean (moments conditional on the layer-1 shift); "
-                   f"over {STEADY_DEPTH} "
-                   f"layers forward $q_L/q_1$ = {best[1]} and backward $g_1/g_L$ = {best[2]}.")
-        blocks.append(_Para(
-            f"No scheme keeps both passes within a factor 2 over {STEADY_DEPTH} layers; the "
-            f"closest is {best[0]} ($n\\sigma_w^2$ = {fmt(_nsw2(best_scheme, STEADY_WIDTH))} at "
-            f"width {STEADY_WIDTH}, no bias). {why}"))
-
-    # -- phases -------------------------------------------------------------------------------
-    blocks.append(_Heading(2, "Fixed points and phases", "phases"))
-    blocks.append(_Para(
-        f"Computed for each zero-mean scheme at width {STEADY_WIDTH} (hidden layer, $n\\sigma_w^2$ "
-        f"with $n$ = {STEADY_WIDTH}), no bias, from $q_0 = 1$: every fixed point $q^* \\ge 0$ of "
-        "$F(q) = n\\sigma_w^2 E[\\phi(z)^2]$ with its slope $F'(q^*)$ (attracting iff $|F'| < 1$), "
-        "the limit $q_\\infty$ of the iteration from $q_1$, $\\chi = n\\sigma_w^2 E[\\phi'(z)^2]$ "
-        "there, the phase (ordered $\\chi < 1$, critical $= 1$, chaotic $> 1$, unbounded if "
-        f"$q_\\infty = \\infty$) and the behaviour over depth (power-law exponents measured over "
-        f"{_phases.LAYERS} layers).  Exact moments throughout."))
-    phase_rows = []
-    for label, d in derivations.items():
-        if d.zero_mean:
-            phase_rows.append((f"`{label}`",) + _phases.table_cells(_facts(a, d.init)))
-        else:
-            phase_rows.append((f"`{label}`", "non-zero weight mean: not a map of $q$ alone", "", "", "",
-                               "", "", ""))
-    blocks.append(_Table(("Scheme", "$n\\sigma_w^2$", "fixed points $q^*$", "$q_\\infty$ from $q_1$",
-                          "$\\chi(q_\\infty)$", "phase", "forward", "backward"), tuple(phase_rows)))
-
-    # -- depth --------------------------------------------------------------------------------
-    blocks.append(_Heading(2, "Depth: closed form or recursion and fixed point", "depth"))
-    blocks.append(_Para("Symbolic, with a bias of variance $\\sigma_b^2$ (the derivations below); "
-                        "the numbers without bias are in [fixed points and phases](#phases)."))
-    depth_rows = []
-    for label, d in derivations.items():
-        if d.closed_form_depth is not None:
-            what = f"$q_L = {_latex(d.closed_form_depth)}$"
-        else:
-            what = f"recursion: ${_latex(d.forward_map)}$" if not hasattr(d.forward_map, "shape") \
-                else ("recursion on $(D_l, C_l)$ (see the derivation)" if name == "linear" else
-                      "recursion conditional on the layer-1 shift (see the derivation)")
-        fp = (f"$q^* = {_latex(d.fixed_point)}$" if d.fixed_point is not None else
-              "no closed form (numerical: [phases](#phases))" if d.zero_mean else "—")
-        st = _stability_cell(d.stability)
-        if d.fixed_point is None and d.stability is None and d.homogeneous and d.zero_mean:
-            c = d.hidden_factor
-            fp = "none"
-            st = (f"no fixed point; factor ${_latex(c)}$"
-                  + (" (critical)" if not getattr(c, "free_symbols", None) and c == 1 else ""))
-        depth_rows.append((f"`{label}`", what, fp, st))
-    blocks.append(_Table(("Scheme", "last layer / recursion", "fixed point (with bias)", "stability"),
-                         tuple(depth_rows)))
-
-    # -- backward -----------------------------------------------------------------------------
-    blocks.append(_Heading(2, "Backward pass", "backward"))
-    blocks.append(_Para(
-        "$E(\\partial\\mathcal L/\\partial a_{l-1})^2 = n_l\\sigma_w^2\\,E(\\partial\\mathcal L/"
-        "\\partial z_l)^2$ (plus $\\mu_w^2$ terms for non-zero-mean weights) and "
-        "$E(\\partial\\mathcal L/\\partial z_{l-1})^2 = E[\\phi'(z_{l-1})^2]\\,"
-        "E(\\partial\\mathcal L/\\partial a_{l-1})^2$: one factor $\\chi$ per layer."))
-    back_rows = []
-    for label, d in derivations.items():
-        gd = "—" if d.gradient_depth is None else f"${_latex(d.gradient_depth)}$"
-        back_rows.append((f"`{label}`", f"${_latex(d.backward_factor)}$", gd))
-    blocks.append(_Table(("Scheme", "$\\chi$ per layer", "$E(\\partial\\mathcal L/\\partial x)^2$ "
-                          "after $L$ layers"), tuple(back_rows)))
-
-    # -- approximation error ------------------------------------------------------------------
-    if _approximated(a):
-        blocks.append(_Heading(2, "Approximation error against quadrature", "approximation"))
-        blocks.append(_Para(
-            f"Closed form ({rules.approximation}) against exact Gauss-Legendre quadrature "  # type: ignore[union-attr]
-            "(`Activation.gaussian_moments(0, q, method=...)`), $z \\sim N(0, q)$; relative "
-            "error = closed form / quadrature - 1."))
-        err_rows = []
-        for q in ERROR_TABLE_Q:
-            c = a.gaussian_moments(0.0, q, method="closed_form")
-            e = a.gaussian_moments(0.0, q, method="quadrature")
-            err_rows.append((fmt(q), fmt(c[1]), fmt(e[1]), _rel(c[1], e[1]),
-                             fmt(c[3]), fmt(e[3]), _rel(c[3], e[3])))
-        blocks.append(_Table(("$q$", "$E\\phi^2$ closed", "$E\\phi^2$ quadrature", "rel. error",
-                              "$E\\phi'^2$ closed", "$E\\phi'^2$ quadrature", "rel. error"),
-                             tuple(err_rows)))
-        blocks.append(_Para(moment_error_sentence(a) + "  The errors of $E\\phi^2$ (forward) and "
-                            "$E\\phi'^2$ (backward) enter every layer, so they compound over "
-                            "depth: relative error of `predict_variance(..., method=\"closed_form\")` "
-                            "against `method=\"exact\"` at width "
-                            f"{STEADY_WIDTH}, no bias, for the last layer's pre-activation variance "
-                            "and the gradient at the input."))
-        comp_rows = []
-        for label, d in derivations.items():
-            if not d.zero_mean:
-                continue
-            for quantity in ("preactivation", "gradient"):
-                errs = compounded_error(a, d.init, quantity, width=STEADY_WIDTH)
-                comp_rows.append((f"`{label}`", quantity) + tuple(_signed_pct(e) for e in errs))
-        blocks.append(_Table(("Scheme", "Quantity") + tuple(f"$L$ = {L}" for L in COMPOUND_DEPTHS),
-                             tuple(comp_rows)))
-
-    # -- verification -------------------------------------------------------------------------
-    records = _verify_records(a, list(derivations[label].init for label in derivations), store, b, tick)
-    blocks.append(_Heading(2, "Verification (Monte Carlo)", "verification"))
-    blocks.append(_Para(
-        f"`verify(...)` at width {VERIFY_WIDTH}, depth {VERIFY_DEPTH}: *preactivation* is "
-        f"$\\mathrm{{Var}}\\,z_{VERIFY_DEPTH}$, *gradient* is $E(\\partial\\mathcal L/\\partial x)^2$ "
-        "at the network input.  The estimate is the mean over independent networks (replicates) "
-        "with the checker's simultaneous interval; verdicts as in [docs/checker.md]"
-        "(../docs/checker.md).  Seeds are fixed (a hash of the row's key)."))
-    ver_rows = []
-    for label, d in derivations.items():
-        for quantity in _VERIFY_QUANTITIES:
-            rec = records[(label, quantity)]
-            predicted = fmt(rec["predicted"]) if rec is not None and "predicted" in rec else fmt(_quiet(
-                lambda: predict_variance(a, d.init, fan_in=VERIFY_WIDTH, depth=VERIFY_DEPTH,
-                                         quantity=quantity)))
-            ver_rows.append((f"`{label}`", str(VERIFY_WIDTH), str(VERIFY_DEPTH), quantity,
-                             predicted, _estimate_cell(rec), _verdict_cell(rec)))
-    blocks.append(_Table(("Scheme", "Width", "Depth", "Quantity", "Predicted",
-                          "Monte Carlo [interval]", "Verdict"), tuple(ver_rows)))
-    counts: dict[str, int] = {}
-    for (label, quantity), rec in sorted(records.items()):
-        status = "not run" if rec is None else rec["status"]
-        counts[status] = counts.get(status, 0) + 1
-    blocks.append(_Para("Verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-                        + "."))
-
-    def labelled(status: str) -> list[str]:
-        return sorted({label for (label, _), rec in records.items()
-                       if rec is not None and rec["status"] == status})
-
-    refuted, inconclusive = labelled("refuted"), labelled("inconclusive")
-    if refuted or inconclusive:
-        notes = []  # each row's own reason, as the checker computed it
-        for (label, quantity), rec in sorted(records.items()):
-            if rec is not None and rec["status"] in ("refuted", "inconclusive"):
-                notes.append(f"`{label}` {quantity} ({rec['status']}): "
-                             + rec.get("reason", "no reason recorded."))
-        heads = [f"{title}: " + ", ".join(f"`{r}`" for r in labels) + "."
-                 for title, labels in (("Refuted", refuted), ("Inconclusive", inconclusive))
-                 if labels]
-        blocks.append(_Para("  ".join(heads + notes)))
-
-    # -- figures ------------------------------------------------------------------------------
-    files: list[GeneratedFile] = []
-    blocks.append(_Heading(2, "Figures", "figures"))
-    curves = _curve_records(a, store, b, tick) if figures else {}
+    zero_mean = any(d.zero_mean for d in derivations.values())
+    nonzero_mean = not all(d.zero_mean for d in derivations.values())
     kind = "svg" if format == "markdown" else "pdf"  # pdflatex's graphicx cannot read SVG
-    image = _figure(a, curves, kind) if figures else None
+
+    # -- the sections, in order ---------------------------------------------------------------
+    sections: list[list[_Block]] = []
+    sections.append(model_blocks(a, nonzero_mean))
+    sections.append(derivation_blocks(a, zero_mean=zero_mean, nonzero_mean=nonzero_mean))
+    sections.append(scheme_blocks(derivations))
+    sections.append(steady_blocks(a, derivations))
+    sections.append(phase_blocks(a, derivations))
+    sections.append(depth_blocks(a, derivations))
+    sections.append(backward_blocks(derivations))
+    if _approximated(a):
+        sections.append(approximation_blocks(a, derivations))
+    records = _verify_records(a, [d.init for d in derivations.values()], store, b, tick)
+    sections.append(_verification_blocks(a, derivations, records))
+    # More sections go here, before the figures.  A section is a list of blocks; one written as
+    # Markdown lines becomes blocks (and so renders to LaTeX too) with markdown_blocks(lines).
+    files: list[GeneratedFile] = []
+    spread = finite_width_figure(a, store=store, budget=b, kind=kind) if figures else None
+    spread_path = figure_path(a, kind, stem) if spread is not None else None
+    if spread is not None:
+        files.append(GeneratedFile(spread_path, spread))
+    extra = [finite_width_section(a, store=store, budget=b, tick=tick, figure=spread_path)]
+    sections += [markdown_blocks(lines) for lines in extra]
+    figure: list[_Block] = [_Heading(2, "Figures", "figures")]
+    drawn = ([init_scheme(n) for n in FIGURE_SCHEMES] if schemes is None
+             else [d.init for d in derivations.values()])
+    curves = _curve_records(a, drawn, store, b, tick) if figures else {}
+    image = _figure(a, drawn, curves, kind) if figures else None
     if image is not None:
         files.append(GeneratedFile(f"figures/{stem}.{kind}", image))
-        blocks.append(_Figure(f"figures/{stem}.{kind}",
+        figure.append(_Figure(f"figures/{stem}.{kind}",
                               f"{_TITLES.get(name, name)}, width {FIGURE_WIDTH}: predicted "
                               f"$E[z_l^2]$ and $E[(\\partial\\mathcal L/\\partial a_{{l-1}})^2]$ "
                               f"(lines) and Monte Carlo means with 95% intervals (points) for "
-                              + ", ".join(FIGURE_SCHEMES)))
+                              + ", ".join(f"`{_label(s)}`" for s in drawn)))
     else:
-        blocks.append(_Para("(Figures need the optional extra `plot`: `pip install "
+        figure.append(_Para("(Figures need the optional extra `plot`: `pip install "
                             "'varprop[plot]'`.)"))
+    sections.append(figure)
 
-    # -- derivations --------------------------------------------------------------------------
-    blocks.append(_Heading(2, "Derivations, scheme by scheme", "derivations"))
-    blocks.append(_Para("Each derivation is `varprop.derive(activation, scheme)`; its steps are "
-                        "statement, equation and justification.  Symbols: "
-                        "[docs/symbols.md](../docs/symbols.md)."))
-    for label, d in derivations.items():
-        blocks.append(_Raw(d.to_markdown(level=3, symbols=False), d.to_latex()))
+    head: list[_Block] = [_Heading(1, title), _Para(
+        "*Generated by `varprop derive`; do not edit by hand.  Every prediction is recomputed on "
+        f"generation; Monte Carlo at fixed seeds (budget `{b.name}`), numbers rounded to 4 "
+        "significant digits." + ("  Index: [README.md](README.md)." if index else "") + "*")]
+    anchors = [(blk.anchor, blk.text) for sec in sections for blk in sec
+               if isinstance(blk, _Heading) and blk.level == 2 and blk.anchor]
+    head.append(_Para("Contents: " + " · ".join(f"[{_short(text)}](#{anchor})"
+                                                for anchor, text in anchors)))
+    blocks = head + [blk for sec in sections for blk in sec]
 
     index_rows = []
     for label, d in derivations.items():
@@ -371,7 +232,6 @@ def _activation_document(act: Activation | str, schemes: Sequence[InitScheme | s
                            f"${_latex(d.backward_factor)}$",
                            "not run" if fwd is None else fwd["status"],
                            "not run" if bwd is None else bwd["status"]))
-
     text = _render_markdown(blocks) if format == "markdown" else _render_latex(blocks, title)
     files.insert(0, GeneratedFile(f"{stem}.md" if format == "markdown" else f"{stem}.tex", text))
     return _ActivationResult(files, index_rows)

@@ -1,5 +1,11 @@
-"""A tiny document model (headings, paragraphs, display math, tables, figures, raw blocks)
-rendered to Markdown or to a LaTeX article."""
+"""A tiny document model (headings, paragraphs, lists, display math, tables, figures, raw blocks)
+rendered to Markdown or to a LaTeX article.
+
+The LaTeX article typesets cleanly with pdflatex (no overfull boxes): tables are ``longtable``
+with ragged-right ``p`` columns sized from their content, so long cells wrap instead of running
+past the margin; math in a table cell and display math shrink to the available width when they
+are wider (``adjustbox``); code breaks after underscores, dots, commas and brackets.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,11 @@ class _Heading:
 @dataclass(frozen=True)
 class _Para:
     text: str
+
+
+@dataclass(frozen=True)
+class _List:
+    items: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,7 @@ class _Raw:
     latex: str
 
 
-_Block = _Heading | _Para | _Math | _Table | _Figure | _Raw
+_Block = _Heading | _Para | _List | _Math | _Table | _Figure | _Raw
 
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                 "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
@@ -54,22 +65,104 @@ def _tex_plain(text: str) -> str:
     return "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)
 
 
-def _tex_inline(text: str) -> str:
-    """Markdown inline text -> LaTeX: keep ``$...$``, ``code`` -> texttt, ``**b**`` -> textbf."""
+def _tex_code(text: str) -> str:
+    """Code in ``\\texttt`` that may break after ``_ . , ( [ =`` (long names in narrow columns)."""
+    return r"\texttt{" + re.sub(r"([_.,(\[=])", r"\1\\allowbreak{}", _tex_plain(text)) + "}"
+
+
+_BOLD = re.compile(r"(\*\*(?:\$[^$]*\$|[^*$])+\*\*)")
+
+
+def _tex_inline(text: str, *, cell: bool = False) -> str:
+    """Markdown inline text -> LaTeX: keep ``$...$``, ``code`` -> texttt, ``**b**`` -> textbf
+    (with math inside), ``*e*`` -> emph.  In a table ``cell`` math shrinks to the column when it
+    is wider."""
+    out = []
+    for part in re.split(r"(\$\$.+?\$\$)", text):
+        if part.startswith("$$") and part.endswith("$$") and len(part) > 4:
+            # display math within a line: on a line of its own, shrunk to the line when wider
+            math = r"\fitmath{$\displaystyle " + part[2:-2] + "$}"
+            out.append(math if cell else r"\par\noindent" + math + r"\par ")
+            continue
+        out += [r"\textbf{" + _tex_spans(p[2:-2], cell) + "}" if _BOLD.fullmatch(p)
+                else _tex_spans(p, cell) for p in _BOLD.split(part)]
+    return "".join(out)
+
+
+def _tex_spans(text: str, cell: bool) -> str:
     out = []
     for part in re.split(r"(\$[^$]+\$|`[^`]+`)", text):
         if part.startswith("$") and part.endswith("$") and len(part) > 1:
-            out.append(part)
+            out.append(r"\fitmath{" + part + "}" if cell else part)
         elif part.startswith("`") and part.endswith("`") and len(part) > 1:
-            out.append(r"\texttt{" + _tex_plain(part[1:-1]) + "}")
+            out.append(_tex_code(part[1:-1]))
         else:
             plain = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", part)  # links -> their text
-            pieces = re.split(r"(\*\*[^*]+\*\*|\*[^*]+\*)", plain)
+            pieces = re.split(r"(\*[^*]+\*)", plain)
             out.append("".join(
-                r"\textbf{" + _tex_plain(p[2:-2]) + "}" if p.startswith("**") and len(p) > 4
-                else r"\emph{" + _tex_plain(p[1:-1]) + "}" if p.startswith("*") and len(p) > 2
+                r"\emph{" + _tex_plain(p[1:-1]) + "}" if p.startswith("*") and len(p) > 2
                 else _tex_plain(p) for p in pieces))
     return "".join(out)
+
+
+def markdown_blocks(lines: Sequence[str]) -> list[_Block]:
+    """Blocks from simple Markdown lines (``#`` headings, optionally after an ``<a id>`` anchor,
+    ``$$`` display math, ``|`` tables, ``- `` lists, ``![caption](path)`` figures, paragraphs),
+    so that a section written as
+    Markdown renders to LaTeX too.  Other Markdown stays inline text."""
+    out: list[_Block] = []
+    anchor = ""
+    i, n = 0, len(lines)
+    while i < n:
+        line = lines[i].rstrip()
+        if not line.strip():
+            i += 1
+            continue
+        match = re.fullmatch(r'<a id="([^"]+)"></a>', line.strip())
+        if match:
+            anchor = match.group(1)
+            i += 1
+            continue
+        heading = re.match(r"(#{1,6}) (.*)", line)
+        if heading:
+            out.append(_Heading(len(heading.group(1)), heading.group(2).strip(), anchor))
+            anchor = ""
+            i += 1
+            continue
+        image = re.fullmatch(r"!\[([^\]]*)\]\(([^)]+)\)", line.strip())
+        if image:
+            out.append(_Figure(image.group(2), image.group(1)))
+            i += 1
+            continue
+        if line.strip() == "$$":
+            j = i + 1
+            while j < n and lines[j].strip() != "$$":
+                j += 1
+            out.append(_Math("\n".join(lines[i + 1:j]).strip()))
+            i = j + 1
+            continue
+        if line.startswith("|"):
+            rows = []
+            while i < n and lines[i].startswith("|"):
+                cells = re.split(r"(?<!\\)\|", lines[i].strip().strip("|"))
+                if not all(re.fullmatch(r"\s*:?-+:?\s*", c) for c in cells):
+                    rows.append(tuple(c.strip().replace("\\|", "|") for c in cells))
+                i += 1
+            out.append(_Table(rows[0], tuple(rows[1:])))
+            continue
+        if line.startswith("- "):
+            items = []
+            while i < n and lines[i].startswith("- "):
+                items.append(lines[i][2:].strip())
+                i += 1
+            out.append(_List(tuple(items)))
+            continue
+        para = []
+        while i < n and lines[i].strip() and not re.match(r"(#{1,6} |\$\$|\||- |<a id=)", lines[i]):
+            para.append(lines[i].strip())
+            i += 1
+        out.append(_Para(" ".join(para)))
+    return out
 
 
 def _md_cell(text: str) -> str:
@@ -85,6 +178,8 @@ def _render_markdown(blocks: Sequence[_Block]) -> str:
             out += ["#" * b.level + " " + b.text, ""]
         elif isinstance(b, _Para):
             out += [b.text, ""]
+        elif isinstance(b, _List):
+            out += [f"- {item}" for item in b.items] + [""]
         elif isinstance(b, _Math):
             out += ["$$", b.latex, "$$", ""]
         elif isinstance(b, _Table):
@@ -99,10 +194,65 @@ def _render_markdown(blocks: Sequence[_Block]) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
+_PREAMBLE = (
+    "\\documentclass{article}",
+    "\\usepackage[utf8]{inputenc}",
+    "\\usepackage[T1]{fontenc}",
+    "\\usepackage{lmodern,amsmath,amssymb,graphicx,longtable,array,adjustbox}",
+    "\\usepackage[margin=2cm]{geometry}",
+    "\\newcommand{\\fitmath}[1]{\\adjustbox{max width=\\linewidth}{#1}}",
+    "\\setlength{\\emergencystretch}{3em}",
+    "\\sloppy",
+)
+
+#: Characters of ``\\small`` text across the text width (17 cm), for sizing table columns.
+_LINE_CHARS = 100
+_CELL_MATH_MIN = 12  # a math cell shrinks to fit, so it asks for few characters
+
+
+def _visible(text: str) -> tuple[int, int]:
+    """Rough typeset length of a cell and of its longest unbreakable piece, in characters."""
+    total, longest = 0, 0
+    for part in re.split(r"(\$[^$]+\$)", text):
+        if part.startswith("$") and part.endswith("$") and len(part) > 1:
+            n = len(re.sub(r"\\(left|right|frac|operatorname|mathrm|sqrt|qquad|quad)|[{}^_ ]", "",
+                           part[1:-1])) or 1
+            total += n
+            longest = max(longest, min(n, _CELL_MATH_MIN))
+            continue
+        plain = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", part).replace("`", "").replace("*", "")
+        total += len(plain)
+        for word in re.split(r"[\s_.,(\[=]+", plain):
+            longest = max(longest, len(word) + 1)
+    return total, longest
+
+
+def _column_spec(table: _Table) -> str:
+    """Ragged-right ``p`` columns filling the text width, sized from the cells' content: the
+    longest unbreakable piece of each column fits, the rest is shared by natural length."""
+    columns = list(zip(table.header, *table.rows))
+    natural, minimum = [], []
+    for col in columns:
+        sizes = [_visible(c) for c in col]
+        natural.append(max(max(total for total, _ in sizes[1:] or sizes), sizes[0][1], 3) + 2)
+        minimum.append(max(3, max(longest for _, longest in sizes)) + 2)  # + the column's padding
+    natural = [max(n, m) for n, m in zip(natural, minimum)]
+    if sum(natural) <= _LINE_CHARS:
+        widths = [float(n) for n in natural]
+    elif sum(minimum) >= _LINE_CHARS:
+        widths = [float(m) for m in minimum]
+    else:
+        spare = _LINE_CHARS - sum(minimum)
+        extra = [n - m for n, m in zip(natural, minimum)]
+        widths = [m + spare * e / sum(extra) for m, e in zip(minimum, extra)]
+    fractions = [0.998 * w / sum(widths) for w in widths]  # rounding must not overfill the line
+    return "".join(">{\\raggedright\\arraybackslash}p{\\dimexpr %.3f\\linewidth-2\\tabcolsep\\relax}" % f
+                   for f in fractions)
+
+
 def _render_latex(blocks: Sequence[_Block], title: str) -> str:
-    out = ["\\documentclass{article}", "\\usepackage{amsmath,amssymb,graphicx,longtable}",
-           "\\usepackage[margin=2cm]{geometry}", "\\begin{document}",
-           f"\\title{{{_tex_plain(title)}}}", "\\date{}", "\\maketitle", ""]
+    out = [*_PREAMBLE, "\\begin{document}", f"\\title{{{_tex_plain(title)}}}", "\\date{}",
+           "\\maketitle", ""]
     sections = {1: None, 2: "section", 3: "subsection", 4: "subsubsection", 5: "paragraph"}
     for b in blocks:
         if isinstance(b, _Heading):
@@ -115,13 +265,18 @@ def _render_latex(blocks: Sequence[_Block], title: str) -> str:
                 out += [r"\emph{" + _tex_inline(t[1:-1]) + "}", ""]
             else:
                 out += [_tex_inline(t), ""]
+        elif isinstance(b, _List):
+            out += ["\\begin{itemize}"] + [f"\\item {_tex_inline(i)}" for i in b.items]
+            out += ["\\end{itemize}", ""]
         elif isinstance(b, _Math):
-            out += ["\\begin{equation*}", b.latex, "\\end{equation*}", ""]
+            out += ["\\begin{center}", "\\adjustbox{max width=\\linewidth}{$\\displaystyle " + b.latex
+                    + "$}", "\\end{center}", ""]
         elif isinstance(b, _Table):
-            out += ["\\begin{longtable}{" + "l" * len(b.header) + "}",
-                    " & ".join(_tex_inline(h) for h in b.header) + " \\\\ \\hline"]
-            out += [" & ".join(_tex_inline(c) for c in row) + " \\\\" for row in b.rows]
-            out += ["\\end{longtable}", ""]
+            out += ["\\begingroup\\small\\setlength{\\tabcolsep}{3pt}", "\\begin{longtable}{" + _column_spec(b) + "}",
+                    " & ".join(_tex_inline(h, cell=True) for h in b.header) + " \\\\ \\hline",
+                    "\\endhead"]
+            out += [" & ".join(_tex_inline(c, cell=True) for c in row) + " \\\\" for row in b.rows]
+            out += ["\\end{longtable}", "\\endgroup", ""]
         elif isinstance(b, _Figure):
             out += ["\\begin{figure}[h]", "\\centering",
                     f"\\includegraphics[width=\\textwidth]{{{b.path}}}",

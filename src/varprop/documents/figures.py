@@ -3,18 +3,19 @@ predicted lines and Monte Carlo points (matplotlib, the optional extra ``plot``)
 
 from __future__ import annotations
 
-import io
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 
+from varprop._util.figures import save_figure
 from varprop.components.activations import Activation
-from varprop.components.schemes import init_scheme
+from varprop.components.schemes import InitScheme
 from varprop.documents.common import (
     _TITLES,
     FIGURE_DEPTH,
-    FIGURE_SCHEMES,
     FIGURE_WIDTH,
+    _label,
     _quiet,
 )
 from varprop.theory.predict import propagate
@@ -22,10 +23,10 @@ from varprop.theory.predict import propagate
 _PLOT_MIN, _PLOT_MAX = 1e-200, 1e200  # what a log axis can tick
 
 
-def _figure(act: Activation, curves: dict[str, Any], kind: Literal["svg", "pdf"] = "svg"
-            ) -> str | bytes | None:
-    """Variance against depth, forward and backward: predicted lines, Monte Carlo points with 95%
-    intervals; SVG text (Markdown documents) or PDF bytes (LaTeX documents), both without dates
+def _figure(act: Activation, schemes: Sequence[InitScheme], curves: dict[str, Any],
+            kind: Literal["svg", "pdf"] = "svg") -> str | bytes | None:
+    """Variance against depth, forward and backward, for ``schemes``: predicted lines, Monte
+    Carlo points (``curves``, keyed by scheme label) with 95% intervals; SVG text (Markdown documents) or PDF bytes (LaTeX documents), both without dates
     so that regeneration is byte-identical.  ``None`` if matplotlib is not installed."""
     try:
         import matplotlib
@@ -39,9 +40,10 @@ def _figure(act: Activation, curves: dict[str, Any], kind: Literal["svg", "pdf"]
     layers = np.arange(1, FIGURE_DEPTH + 1)
     with matplotlib.rc_context(style):
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-        for i, name in enumerate(FIGURE_SCHEMES):
-            scheme = init_scheme(name)
-            color = f"C{i}"
+        offset = (len(schemes) - 1) / 2
+        for i, scheme in enumerate(schemes):
+            name = _label(scheme)
+            color = f"C{i % 10}"
             p = _quiet(lambda: propagate(act, scheme, fan_in=FIGURE_WIDTH, depth=FIGURE_DEPTH))
             rec = curves.get(name)
             for ax, pred, stat in ((axes[0], p.preact_second, "preactivation_second"),
@@ -55,7 +57,7 @@ def _figure(act: Activation, curves: dict[str, Any], kind: Literal["svg", "pdf"]
                     mean, lo, hi = (np.asarray(r[k], dtype=float) for k in ("mean", "low", "high"))
                     mean = np.where((lo > -_PLOT_MAX) & (hi < _PLOT_MAX) & (mean > _PLOT_MIN)
                                     & (mean < _PLOT_MAX), mean, np.nan)
-                    ax.errorbar(layers + 0.15 * (i - 1), mean, yerr=[mean - lo, hi - mean], fmt="o", ms=3,
+                    ax.errorbar(layers + 0.15 * (i - offset), mean, yerr=[mean - lo, hi - mean], fmt="o", ms=3,
                                 color=color, capsize=2, lw=0.8,
                                 label=f"{name} (Monte Carlo, 95%)")
         axes[0].set_title(f"forward: $E[z_l^2]$, width {FIGURE_WIDTH}")
@@ -69,18 +71,3 @@ def _figure(act: Activation, curves: dict[str, Any], kind: Literal["svg", "pdf"]
         fig.tight_layout()
         return save_figure(fig, kind)
 
-
-def save_figure(fig: object, kind: str) -> str | bytes:
-    """``fig`` as SVG text or PDF bytes with reproducible metadata (no date), then closed."""
-    import matplotlib  # optional dependency: the figures are an extra
-    import matplotlib.pyplot as plt
-    maker = f"varprop with matplotlib {matplotlib.__version__}"
-    buf: io.StringIO | io.BytesIO
-    if kind == "svg":
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": maker})  # type: ignore[attr-defined]
-    else:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="pdf", metadata={"CreationDate": None, "Creator": maker})  # type: ignore[attr-defined]
-    plt.close(fig)  # type: ignore[arg-type]
-    return buf.getvalue()

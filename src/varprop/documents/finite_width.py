@@ -40,7 +40,7 @@ from varprop.errors import VarpropError
 from varprop.simulation.montecarlo import simulate
 from varprop.theory.finite.statistics import predict_distribution
 from varprop.theory.predict import predict_variance
-from varprop.theory.symbolic.finite_width import finite_width_steps
+from varprop.theory.symbolic.finite_width import FINITE_WIDTH_LATEX, finite_width_steps
 
 __all__ = ["FW_WIDTHS", "FW_DEPTHS", "FIGURE_WIDTH", "finite_width_scheme",
            "finite_width_section", "finite_width_figure", "figure_path", "mc_check"]
@@ -245,7 +245,7 @@ def finite_width_section(activation: Activation | str, *, store: MonteCarloStore
              f"Scheme here: {_label(scheme)}, zero bias, input variance 1.", "",
              f"{h}# The corrected recursion", ""]
     for text, eq in _quiet(lambda: finite_width_steps(act)):
-        lines.append(f"- {text}: $${sp.latex(eq)}$$")
+        lines.append(f"- {text}: $${sp.latex(eq, symbol_names=FINITE_WIDTH_LATEX)}$$")
     lines.append("")
     recs = _records(act, scheme, store, budget, tick)
     rows, facts = _rows(act, scheme, recs)

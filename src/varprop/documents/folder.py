@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from varprop._util.validation import check_choice
+from varprop._util.validation import check_choice, check_positive_int
 from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme
 from varprop.documents.activation import _activation_document
 from varprop.documents.architectures import PAGE as ARCHITECTURES_PAGE
-from varprop.documents.architectures import architecture_steps, architectures_page
+from varprop.documents.architectures import architecture_steps
 from varprop.documents.blocks import (
     _Block,
     _Heading,
@@ -43,8 +43,9 @@ from varprop.documents.common import (
     default_output_dir,
     schemes_for,
 )
-from varprop.documents.layers import layer_documents, layer_steps_count
+from varprop.documents.layers import layer_steps_count
 from varprop.documents.pages import Page, repository_pages
+from varprop.documents.parallel import Task, run_tasks
 from varprop.documents.records import _safe_verify
 from varprop.documents.store import Budget, MonteCarloStore
 from varprop.documents.store import budget as _budget
@@ -78,7 +79,7 @@ def _index(rows: Iterable[tuple[str, ...]], format: Format, b: Budget,
         _Table(("Activation", "Scheme", "Forward factor", "Backward factor", "Verdict forward",
                 "Verdict backward"), tuple(rows)),
         _Para("Documents: " + ", ".join(f"[{a}]({a}.md)" for a in ACTIVATIONS) +
-              ".  User documentation: [docs/index.md](../docs/index.md)."),
+              ".  User documentation: `docs/index.md` of the repository."),
     ]
     if all_pages:
         layers = ", ".join(f"[{title}]({path})" for title, path in layer_links) or "none yet"
@@ -123,40 +124,64 @@ def _steps(activations: Sequence[Activation], pages: Sequence[Page]) -> int:
 def generate(activations: Sequence[str] | None = None, schemes: Sequence[str | InitScheme] | None = None,
              *, budget: str | Budget = "default", format: Format = "markdown",
              store: MonteCarloStore | None = None, progress: bool = False,
-             figures: bool = True, pages: Sequence[Page] | None = None) -> list[GeneratedFile]:
+             figures: bool = True, pages: Sequence[Page] | None = None,
+             workers: int = 1) -> list[GeneratedFile]:
     """Build the documents in memory.
 
     ``activations=None`` builds the whole folder (:data:`ACTIVATIONS`, the index, the extra
     ``pages`` and ``montecarlo.json``); a list builds only those activations' documents (with
-    ``schemes``, default all).  ``pages`` defaults to the ones the source checkout lists
-    (:func:`varprop.documents.pages.repository_pages`).
+    ``schemes``, default all), standalone (no index link).  ``pages`` defaults to the ones the
+    source checkout lists (:func:`varprop.documents.pages.repository_pages`).  ``workers`` > 1
+    builds the parts of the folder in that many processes
+    (:mod:`varprop.documents.parallel`); the files are the same for any ``workers``.
     """
     b = _budget(budget)
     format = check_choice("format", format, ("markdown", "latex"))  # type: ignore[assignment]
+    workers = check_positive_int("workers", workers)
     all_ = activations is None
     acts = [resolve_activation(a) for a in (ACTIVATIONS if all_ else activations)]  # type: ignore[union-attr]
-    extra = (repository_pages() if pages is None else tuple(pages)) if all_ else ()
     store = store if store is not None else MonteCarloStore(budget_name=b.name)
-    more = layer_steps_count() + architecture_steps() if all_ else 0
-    bar = _Progress(_steps(acts, extra) + more, "varprop derive", progress)
-    files: list[GeneratedFile] = []
-    index_rows: list[tuple[str, ...]] = []
+    if not all_:
+        bar = _Progress(_steps(acts, ()), "varprop derive", progress)
+        try:
+            files = [f for act in acts for f in _activation_document(
+                act, schemes, store=store, budget=b, format=format, figures=figures,
+                progress=bar.tick).files]
+        finally:
+            bar.close()
+        return sorted(files, key=lambda f: f.path)
+    own_pages = pages is None
+    extra = repository_pages() if own_pages else tuple(pages)  # type: ignore[arg-type]
+    tasks = [Task("activation", a.name) for a in acts] + [Task("layers"), Task("architectures")]
+    page_tasks = [Task("page", str(i)) for i in range(len(extra))]
+    parallel = workers > 1
+    if own_pages and parallel:  # a worker imports the checkout's pages again: each page's
+        # records are split over the workers, the page is rendered from them afterwards
+        tasks += [Task("page-part", f"{i}/{k}/{workers}") for i in range(len(extra))
+                  for k in range(workers)]
+    elif own_pages:
+        tasks += page_tasks
+    total = (len(tasks) + len(page_tasks) if parallel
+             else _steps(acts, extra) + layer_steps_count() + architecture_steps())
+    bar = _Progress(total, "varprop derive", progress)
     try:
-        for act in acts:
-            res = _activation_document(act, None if all_ else schemes, store=store, budget=b,
-                                       format=format, figures=figures, progress=bar.tick)
-            files += res.files
-            index_rows += res.index_rows
-        if all_:
-            layer_files = layer_documents(store, b, format, bar.tick)
-            files += [f for f, _, _ in layer_files]
-            files += architectures_page(store, b, format, figures, bar.tick)
-            links = [(title, f.path) for f, _, title in layer_files]
-            files.append(_index(index_rows, format, b, extra, links, all_pages=True))
-            files += [GeneratedFile(page.path, page.build(store, b, bar.tick)) for page in extra]
-            files.append(GeneratedFile("montecarlo.json", store.to_json()))
+        results = run_tasks(tasks, store, b, format=format, figures=figures, pages=extra,
+                            workers=workers, tick=bar.tick)
+        if not own_pages or parallel:  # here, from the merged record
+            results.update(run_tasks(page_tasks, store, b, format=format, figures=figures,
+                                     pages=extra, tick=bar.tick))
     finally:
         bar.close()
+    files: list[GeneratedFile] = []
+    index_rows: list[tuple[str, ...]] = []
+    links: list[tuple[str, str]] = []
+    for task in tasks + ([] if own_pages and not parallel else page_tasks):
+        res = results[task]
+        files += res.files
+        index_rows += res.index_rows
+        links += res.links
+    files.append(_index(index_rows, format, b, extra, links, all_pages=True))
+    files.append(GeneratedFile("montecarlo.json", store.to_json()))
     return sorted(files, key=lambda f: f.path)
 
 
@@ -192,7 +217,8 @@ class CheckReport:
 
 def check(out: str | Path | None = None, *, budget: str | Budget | None = None,
           reuse_montecarlo: bool = False, spot_check: int = 2, progress: bool = False,
-          figures: bool | None = None, pages: Sequence[Page] | None = None) -> CheckReport:
+          figures: bool | None = None, pages: Sequence[Page] | None = None,
+          workers: int = 1) -> CheckReport:
     """Compare the committed folder ``out`` with what the code writes now.
 
     Parameters
@@ -212,6 +238,8 @@ def check(out: str | Path | None = None, *, budget: str | Budget | None = None,
         Compare the SVG figures (default: if matplotlib is installed).
     pages : sequence of Page, optional
         The extra pages (default: the source checkout's, see :func:`generate`).
+    workers : int
+        Processes for the regeneration (:func:`generate`).
     """
     root = Path(out) if out is not None else default_output_dir()
     report = CheckReport()
@@ -233,7 +261,8 @@ def check(out: str | Path | None = None, *, budget: str | Budget | None = None,
     else:
         b = _budget(budget or (MonteCarloStore.from_json(recorded).budget_name if recorded else "default"))
         store = MonteCarloStore(budget_name=b.name)
-    files = generate(budget=b, store=store, progress=progress, figures=figures, pages=pages)
+    files = generate(budget=b, store=store, progress=progress, figures=figures, pages=pages,
+                     workers=workers)
     if reuse_montecarlo:
         if store.missing:
             report.notes.append(f"{len(store.missing)} Monte Carlo records missing from "

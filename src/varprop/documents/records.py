@@ -8,10 +8,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from varprop.components.activations import Activation
-from varprop.components.schemes import InitScheme, init_scheme
+from varprop.components.schemes import InitScheme
 from varprop.documents.common import (
     FIGURE_DEPTH,
-    FIGURE_SCHEMES,
     FIGURE_WIDTH,
     VERIFY_DEPTH,
     VERIFY_WIDTH,
@@ -34,13 +33,38 @@ def _curve_key(act: Activation, scheme: InitScheme) -> str:
 _VERIFY_QUANTITIES = ("preactivation", "gradient")
 
 
-def _verify_records(act: Activation, schemes: Sequence[InitScheme], store: MonteCarloStore,
-                    b: Budget, tick: Callable[[], None]) -> dict[tuple[str, str], Any]:
+def _law_signature(scheme: InitScheme) -> tuple[object, ...]:
+    """The weight law of ``scheme`` at the verification fans, exactly (family and parameters)."""
+    law = scheme.law(VERIFY_WIDTH, VERIFY_WIDTH)
+    return (law.family, tuple(sorted((k, str(v)) for k, v in law.exact.items())))
+
+
+def shared_simulations(schemes: Sequence[InitScheme]) -> dict[str, str]:
+    """``{label: label of the scheme simulated instead}`` for the schemes whose weights at the
+    verification width have exactly the law of an earlier scheme in ``schemes`` (at
+    ``fan_in = fan_out`` Xavier's variance is LeCun's): the same random networks, simulated once."""
+    first: dict[tuple[object, ...], str] = {}
     out = {}
     for scheme in schemes:
+        label = _label(scheme)
+        twin = first.setdefault(_law_signature(scheme), label)
+        if twin != label:
+            out[label] = twin
+    return out
+
+
+def _verify_records(act: Activation, schemes: Sequence[InitScheme], store: MonteCarloStore,
+                    b: Budget, tick: Callable[[], None]) -> dict[tuple[str, str], Any]:
+    """The verification record of each scheme and quantity; schemes with the same weight law
+    share one (:func:`shared_simulations`)."""
+    by_label = {_label(s): s for s in schemes}
+    twins = shared_simulations(schemes)
+    out = {}
+    for scheme in schemes:
+        simulated = by_label[twins.get(_label(scheme), _label(scheme))]
         for quantity in _VERIFY_QUANTITIES:
-            key = _verify_key(act, scheme, quantity)
-            out[(_label(scheme), quantity)] = store.get(key, lambda s=scheme, qn=quantity, k=key: _quiet(
+            key = _verify_key(act, simulated, quantity)
+            out[(_label(scheme), quantity)] = store.get(key, lambda s=simulated, qn=quantity, k=key: _quiet(
                 lambda: _safe_verify(act, s, qn, b, k)))
             tick()
     return out
@@ -57,13 +81,13 @@ def _safe_verify(act: Activation, scheme: InitScheme, quantity: str, b: Budget, 
         return {"status": "error", "message": text[:160]}
 
 
-def _curve_records(act: Activation, store: MonteCarloStore, b: Budget,
-                   tick: Callable[[], None]) -> dict[str, Any]:
+def _curve_records(act: Activation, schemes: Sequence[InitScheme], store: MonteCarloStore,
+                   b: Budget, tick: Callable[[], None]) -> dict[str, Any]:
+    """The figure's Monte Carlo curves of ``schemes``, keyed by their labels."""
     out = {}
-    for name in FIGURE_SCHEMES:
-        scheme = init_scheme(name)
+    for scheme in schemes:
         key = _curve_key(act, scheme)
-        out[name] = store.get(key, lambda s=scheme, k=key: _quiet(lambda: mc_per_layer(
+        out[_label(scheme)] = store.get(key, lambda s=scheme, k=key: _quiet(lambda: mc_per_layer(
             act, s, fan_in=FIGURE_WIDTH, depth=FIGURE_DEPTH,
             statistics=("preactivation_second", "gradient_second"),
             replicates=b.curve_replicates, seed=_key_seed(k))))

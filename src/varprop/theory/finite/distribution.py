@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from varprop._util.validation import check_probability, check_real
+from varprop._util.validation import check_probability, check_real, fail
 from varprop.theory.finite.loglaw import LogChiSquareSum, LogNormal
 
 __all__ = ["METHODS", "Distribution"]
@@ -31,6 +31,10 @@ METHODS = {
            "the log-normal law where the within-network term is 0), for gradients a product of "
            "i.i.d. scaled chi-squares",
     "lognormal": "the log-normal limit: log X normal with its exact mean and variance",
+    "moment-matched": "log of the mean square whose exact mean and variance are known: the mean "
+                      "and variance of the log, and its quantiles, are those of the law matched "
+                      "to them (product of scaled chi-squares, or log-normal) -- an "
+                      "approximation, not exact",
 }
 
 
@@ -47,7 +51,8 @@ class Distribution:
     layer : int
         The dense layer :math:`l` (for ``"gradient"``: the gradient at layer :math:`l`'s input).
     method : str
-        ``"exact"``, ``"exact moments"``, ``"1/n"`` or ``"lognormal"`` (:data:`METHODS`).
+        ``"exact"``, ``"exact moments"``, ``"moment-matched"``, ``"1/n"`` or ``"lognormal"``
+        (:data:`METHODS`).
     order : str
         What is neglected, in a sentence.
     assumptions : tuple of str
@@ -83,7 +88,11 @@ class Distribution:
     @property
     def cv2(self) -> float:
         r""":math:`\operatorname{Var}X / (EX)^2` (computed from the log-moments where the law is
-        exact, so finite even where the mean and variance overflow)."""
+        exact, so finite even where the mean and variance overflow).  Not defined for
+        ``log_mean_square`` (the mean of a logarithm can be 0 or negative: use ``.variance``)."""
+        if self.statistic == "log_mean_square":
+            raise fail("statistic", self.statistic, "'mean_square' or 'unit_std' for .cv2 (the "
+                       "CV^2 of a logarithm is not scale-free; use .variance)")
         if self.relative_variance is not None:
             return self.relative_variance
         if self.mean == 0.0:

@@ -41,7 +41,11 @@ active sets fair coins independent of everything else (Hanin & Nica 2019), so
 .. math:: |\partial\mathcal L/\partial a_{l-1}|^2 \overset{d}{=} \chi^2_{n_{l-1}}\,\sigma_L^2\chi^2_{n_L}
           \prod_{k=l}^{L-1}\sigma_k^2 R_k ,
 
-exactly, for any zero-mean Gaussian bias and any input (the backward law does not see them).
+exactly, for any zero-mean Gaussian bias and any input (the backward law does not see them),
+with one exception: with zero bias a ReLU-type layer below :math:`l` whose units are all off
+(probability :math:`2^{-n_j}`) makes every later :math:`z` exactly 0, where the coins are not
+fair but all off, and the gradient is then exactly 0 (:func:`alive_probability`; for ReLU
+:math:`E G_l = 2\prod_{j<l}(1 - 2^{-n_j})` at He init, :math:`l < L`, not 2).
 
 Exact moments (any i.i.d. zero-mean weights, biases)
 ----------------------------------------------------
@@ -82,6 +86,8 @@ from varprop.theory.finite.loglaw import (
 
 __all__ = [
     "ExactLayers",
+    "activation_mean",
+    "alive_probability",
     "ExactMoments",
     "exact_moments",
     "forward_law",
@@ -156,11 +162,17 @@ def forward_law(lay: ExactLayers, quantity: str, statistic: str, layer: int, ddo
         pieces.append(("ratio", n))
         shift -= math.log(n)
     else:
+        # Satterthwaite: the across-unit variance of n i.i.d. phi(xi) as a scaled chi-square with
+        # its exact mean and variance -- given that not every unit is off (ReLU-type: the atom
+        # 2^-n where the variance is exactly 0), so that the unconditional moments stay exact
         u, var_s2 = _sample_variance_moments(lay.act, n)
-        nu = 2 * u * u / var_s2
-        law = _sum(pieces, shift + math.log(u / nu) + math.log((n - 1) / (n - ddof)), lay)
-        return None if law is None else LogChiSquareSum(
-            law.terms + ((ChiSquareMixture.single(1.0, nu), 1),), law.shift)
+        p0 = 2.0 ** -n if lay.alpha * lay.beta == 0.0 else 0.0
+        u1, second = u / (1.0 - p0), (var_s2 + u * u) / (1.0 - p0)
+        nu = 2 * u1 * u1 / (second - u1 * u1)
+        law = _sum(pieces, shift + math.log(u1 / nu) + math.log((n - 1) / (n - ddof)), lay)
+        last = (ChiSquareMixture((p0, 1.0 - p0), (1.0, 1.0), (0, nu)) if p0 > 0.0 else
+                ChiSquareMixture.single(1.0, nu))
+        return None if law is None else LogChiSquareSum(law.terms + ((last, 1),), law.shift)
     return _sum(pieces, shift, lay)
 
 
@@ -175,12 +187,66 @@ def _sample_variance_moments(act: Activation, n: int) -> tuple[float, float]:
 
 
 def gradient_law(lay: ExactLayers, layer: int) -> LogChiSquareSum | None:
-    r"""The exact law of :math:`\log(|\partial\mathcal L/\partial a_{l-1}|^2 / n_{l-1})`."""
+    r"""The exact law of :math:`\log(|\partial\mathcal L/\partial a_{l-1}|^2 / n_{l-1})`,
+    including the dead-layer atom of ReLU (:func:`alive_probability`): with probability
+    :math:`1 - P_{\rm alive}` the gradient is exactly 0, otherwise it has the law of the module
+    docstring (given that no layer below :math:`l` died, :math:`z_l \ne 0` has a non-zero
+    variance and the sign coins of layers :math:`l..L-1` are fair and independent of the past)."""
     ws, s2 = lay.widths, lay.sigma2
     L = len(ws) - 1
     shift = sum(math.log(s) for s in s2[layer - 1:]) - math.log(ws[layer - 1])
-    pieces = [("chi2", ws[layer - 1]), ("chi2", ws[L])] + [("ratio", n) for n in ws[layer:L]]
-    return _sum(pieces, shift, lay)
+    pieces = [("chi2", ws[L])] + [("ratio", n) for n in ws[layer:L]]
+    law = _sum(pieces, shift, lay)
+    alive = alive_probability(lay, layer)
+    first = ChiSquareMixture((1.0 - alive, alive), (1.0, 1.0), (0, ws[layer - 1]))
+    if alive == 1.0:
+        first = ChiSquareMixture.single(1.0, ws[layer - 1])
+    return LogChiSquareSum(law.terms + ((first, 1),), law.shift)
+
+
+def alive_probability(lay: ExactLayers, layer: int) -> float:
+    r"""The probability that the gradient at layer :math:`l`'s input is not killed by a dead
+    layer below it.  With zero bias and a ReLU-type activation (one slope 0), a layer :math:`j`
+    whose :math:`n_j` units are all off (probability :math:`2^{-n_j}` given a non-zero input, for
+    any symmetric continuous weight law) makes every later :math:`z_k = 0` and so every later
+    derivative :math:`\phi'(0) = 0` (the convention of PyTorch and varprop's simulator); the
+    gradient at :math:`a_{l-1}` passes through :math:`\phi'(z_l), \dots, \phi'(z_{L-1})`, so
+
+    .. math:: P_{\rm alive} = \prod_{j=1}^{l-1}(1 - 2^{-n_j}) \quad (l < L), \qquad
+              P_{\rm alive} = 1 \quad (l = L),
+
+    and 1 for linear, ``abs`` and leaky ReLU (no dead layers).  Dead layers at or above
+    :math:`l` are the atoms :math:`K_k = 0` of the :math:`R_k` factors already."""
+    if lay.alpha * lay.beta != 0.0 or layer >= len(lay.widths) - 1:
+        return 1.0
+    return math.prod(-math.expm1(-n * math.log(2.0)) for n in lay.widths[1:layer])
+
+
+def activation_mean(lay: ExactLayers) -> np.ndarray:
+    r"""The exact ensemble mean :math:`E a_{l,i}`, :math:`l = 1..L` (Gaussian weights, zero bias).
+    Given layer :math:`l-1`, :math:`z_{l,i} = \sqrt{\hat q_l}\,\xi` with :math:`\xi` standard
+    normal independent of :math:`\hat q_l`, so
+
+    .. math:: E a_{l,i} = \frac{\alpha - \beta}{\sqrt{2\pi}}\,E\sqrt{\hat q_l}, \qquad
+              E\sqrt{\hat q_l} = \sqrt{v\textstyle\prod_{k\le l}\sigma_k^2}\;
+              E\sqrt{\chi^2_{n_0}}\prod_{k=1}^{l-1} E\sqrt{R_k},
+
+    a product over the independent factors of the module docstring, with
+    :math:`E\sqrt{c\chi^2_k} = \sqrt{2c}\,\Gamma(\tfrac{k+1}2)/\Gamma(\tfrac k2)` (binomial
+    mixtures for ReLU, :math:`K = 0` contributing 0; a Gauss--Jacobi quadrature for the leaky
+    ReLU's Beta factor).  Not the delta method :math:`\mu(m) + \mu''(m)v/2`, which for
+    :math:`\mu \propto \sqrt q` is useless once :math:`\operatorname{Var}\hat q/(E\hat q)^2`
+    is not small."""
+    ws, s2 = lay.widths, lay.sigma2
+    c = (lay.alpha - lay.beta) / math.sqrt(2.0 * math.pi)
+    out = np.zeros(len(ws) - 1)
+    if lay.input_variance == 0.0 or c == 0.0:
+        return out
+    for layer in range(1, len(ws)):
+        shift = math.log(lay.input_variance) + sum(math.log(s) for s in s2[:layer])
+        law = _sum([("chi2", ws[0])] + [("ratio", n) for n in ws[1:layer]], shift, lay)
+        out[layer - 1] = c * math.exp(law.log_moment(0.5))
+    return out
 
 
 def jacobian_law(lay: ExactLayers) -> LogChiSquareSum | None:

@@ -49,11 +49,72 @@ Ensemble moments: :math:`E z_l^2 = m_l` and
 .. math:: E a_l^2 = f(m_l) + f''(m_l)(v_l/2 + \bar\kappa_l/6), \qquad
           E a_l = \mu(m_l) + \mu''(m_l)(v_l/2 + \bar\kappa_l/6).
 
+For degree-1 homogeneous activations :math:`\mu \propto \sqrt q` is not linear, so the second
+is only :math:`O(1/n)` there (and useless where :math:`v_l/m_l^2` is not small); with Gaussian
+weights and no bias :math:`E a_l` is instead computed exactly from the law of :math:`\hat q_l`
+(:func:`varprop.theory.finite.exact.activation_mean`), and with zero bias the ReLU gradient
+carries the exact dead-layer factor (:func:`varprop.theory.finite.exact.alive_probability`).
+
 The backward pass (:mod:`varprop.theory.finite.backward`) is expanded under the
 gradient-independence assumption and then corrected for the reuse of the forward weights.
 Everything is :math:`O(1/n)`: :attr:`FiniteWidthMoments.expansion_parameter`
 (:math:`v_l/m_l^2`) must be small; a corrected moment that comes out non-positive is refused
 with a :class:`~varprop.VarpropError` (the expansion has broken down).
+
+Next order
+----------
+The truth is :math:`\theta_1` (the corrected value) up to the next order; its size is estimated
+(:meth:`FiniteWidthMoments.next_order`; the checker's allowance for approximate claims,
+:mod:`varprop.checking.next_order`) as
+
+.. math::
+
+    s = \frac{\theta_1}{\theta_0} - 1, \qquad
+    \rho = |s| + \max_{l \in \mathcal L} \frac{v_l}{m_l^2}, \qquad
+    \text{tol}_{fw} = c\,\rho^2, \quad c = 0.3 ,
+
+with :math:`\mathcal L` the layers the statistic passes through (``1..layer`` forward, all layers
+backward).  :math:`\rho` is the size of the first-order terms (the relative shift and the
+relative variance of :math:`\hat q`, both :math:`O(\sum_l 1/n_l)`); the neglected terms are of
+order :math:`\rho^2`.  So the mean-field claim :math:`\theta_0`, off by :math:`s`, is refuted once
+the Monte Carlo resolves :math:`|s| - c\rho^2`, and the corrected claim is confirmed.
+
+**Calibration of** :math:`c` (from-scratch NumPy Monte Carlo with the Gaussian shortcut, exact in
+law for Gaussian weights; ``tanh``, ``erf``, ``sigmoid`` with ``xavier_normal``, ``gelu`` with
+``he_normal``, ``selu`` with ``lecun_normal``; widths 8, 16, 32, 64, 128, 256, 512, 1024; depths 1,
+2, 5, 10, 20, 50, 100; 1953 to 40000 networks per width; 435 cases of :math:`E z_l^2` and
+:math:`E a_l^2` with :math:`\rho \le 0.5`, 14 more with :math:`0.5 < \rho \le 0.75`).  The
+largest measured remainder
+:math:`(|\hat\theta/\theta_1 - 1| - 3\,se)/\rho^2` was 0.150 (erf, width 32, depth 100:
+:math:`\hat\theta/\theta_1 - 1 = +1.42\% \pm 0.18\%` at :math:`s = -10.1\%`, :math:`\rho = 0.24`),
+then 0.137 (the same case's :math:`E z^2`), 0.089 (erf, width 32, depth 50), 0.047 (selu, width
+16, depth 100: :math:`+1.50\% \pm 0.27\%`, :math:`\rho = 0.38`); for
+:math:`0.5 < \rho \le 0.75` the largest was 0.134 (erf, width 16, depth 20, :math:`\rho = 0.55`;
+tanh width 32 depth 20, :math:`\rho = 0.66`: corrected off by :math:`+2.2\% \pm 0.3\%`, ratio
+0.026, where the mean field is off by :math:`-15\%`).  :math:`c = 0.3` keeps a margin of 2 over
+the largest.  Beyond :math:`\rho = 0.75` the ratio reaches 0.23 (erf, width 16, depth 50,
+:math:`\rho = 0.96`: corrected off by +22%).  Examples: tanh width 256 depth 100,
+:math:`E a^2`: mean field off by
+:math:`-11.8\% \pm 0.6\%`, corrected :math:`s = -12.3\%`, remainder :math:`+0.6\% \pm 0.6\%`
+(:math:`\rho = 0.43`, allowance 5.6%); tanh width 32 depth 5: :math:`-0.2\% \pm 0.2\%`.
+
+**Regime.** Where :math:`\rho >` :data:`REGIME_LIMIT` = 0.75 the expansion is not small (e.g. tanh
+at depth 50 and width 32, :math:`\rho = 3.6`, where the corrected value is itself off by +27%;
+gelu with He weights, whose per-network scale spreads over decades): the claim is not decidable
+by the expansion, and the broad allowance :math:`2\sum_l 1/n_l` of the mean-field era applies
+(the reason says so).  The same broad allowance applies where no expansion is available
+(orthogonal or non-zero-mean weights, the across-unit spread of a non-odd activation, networks
+other than dense chains).
+
+**Backward quantities** (the gradient at a layer's input and the weight gradient; the expansion
+includes the correlation of the forward and backward passes through the shared weights): measured
+with ``simulate(engine="dense")`` (the same weights forward and backward) for tanh, erf, sigmoid
+(``xavier_normal``) and selu (``lecun_normal``), widths 8 to 128, depths 5 to 20, 1831 to 20000
+networks, 56 cases: the largest :math:`(|\hat\theta/\theta_1 - 1| - 3\,se)/\rho^2` was 0.125
+(sigmoid, width 16, depth 5, gradient at the input: :math:`+2.6\% \pm 0.7\%`,
+:math:`\rho = 0.18`), then 0.053 (erf, width 32, depth 20, weight gradient: the mean field off
+by +18.6%, the corrected value by :math:`-6.4\% \pm 1.8\%` at :math:`\rho = 0.40`): the same
+:math:`c` covers them, with :math:`\rho` taken over all layers.
 """
 
 from __future__ import annotations
@@ -74,19 +135,38 @@ from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.errors import VarpropError
 from varprop.theory.finite.backward import backward_moments
+from varprop.theory.finite.exact import (
+    ExactLayers,
+    activation_mean,
+    alive_probability,
+    slopes,
+)
 from varprop.theory.finite.functions import FunctionValues, gaussian_functions
+from varprop.theory.finite.limits import check_finite_width_depth
+from varprop.theory.finite.limits import show_widths as _show
 from varprop.theory.moments import zero_mean_moments
 
-__all__ = ["FiniteWidthMoments", "check_finite_width_init", "check_finite_width_depth",
-           "finite_width_moments", "MAX_DEPTH", "MAX_DEPTH_EXACT", "SECONDS_PER_LAYER"]
+__all__ = ["EXPANSION_LIMIT", "NEXT_ORDER_CONSTANT", "QUANTITIES", "REGIME_LIMIT",
+           "FiniteWidthMoments", "check_finite_width_init", "finite_width_moments"]
 
-#: The deepest network the expansion walks for an activation that is not degree-1 homogeneous
-#: (one Gaussian quadrature per layer: :data:`SECONDS_PER_LAYER`).
-MAX_DEPTH = 20_000
-#: The deepest network for degree-1 homogeneous activations (no quadrature, a Python loop).
-MAX_DEPTH_EXACT = 200_000
-#: Measured cost of one layer (unloaded machine; a loaded one is several times slower).
-SECONDS_PER_LAYER = {"quadrature": 1.3e-4, "exact": 1.6e-5}
+#: The quantities the expansion predicts (names of :func:`varprop.predict_variance`).
+QUANTITIES: tuple[str, ...] = ("preactivation", "activation", "activation_second_moment",
+                               "gradient", "weight_gradient")
+Quantity = Literal["preactivation", "activation", "activation_second_moment", "gradient",
+                   "weight_gradient"]
+#: :math:`c` of the next-order allowance :math:`c\rho^2` (module docstring, *Next order*:
+#: the largest calibrated ratio was 0.150).
+NEXT_ORDER_CONSTANT = 0.3
+#: Largest :math:`\rho` at which the 1/n expansion decides a claim (module docstring).
+REGIME_LIMIT = 0.75
+
+#: Above this squared coefficient of variation of qhat (FiniteWidthMoments.expansion_parameter)
+#: the 1/n results warn (predict_variance(finite_width=True) and predict_distribution alike).
+#: Measured (tanh/xavier_normal, 40k networks): the predicted variance of the activations' mean
+#: square is off by about 0.4 x the parameter -- +3% at 0.09 (width 64, depth 10), +4.5% at 0.10
+#: (128, 20), +13% at 0.31 (256, 100), +21% at 0.49 (32, 20); the mean by under 2%.
+#: GELU/he_normal at width 64, depth 10 (1.9): mean +4%, variance -46%.
+EXPANSION_LIMIT = 0.5
 
 
 @dataclass(frozen=True)
@@ -111,8 +191,13 @@ class FiniteWidthMoments:
     act_second, act_second_mean_field : ndarray
         :math:`E a_l^2` with the :math:`1/n` correction, and its mean field.
     act_mean, act_mean_mean_field : ndarray
-        :math:`E a_l` with the :math:`1/n` correction (from :math:`E\sqrt{\hat q}`-type
-        nonlinearity: not exact for ReLU), and its mean field.
+        :math:`E a_l` and its mean field.  Exact (:attr:`act_mean_order` ``"exact"``) for
+        degree-1 homogeneous activations with Gaussian weights and no bias
+        (:func:`varprop.theory.finite.exact.activation_mean`, :math:`E\sqrt{\hat q_l}` from the
+        exact law of :math:`\hat q_l`); elsewhere the delta method
+        :math:`\mu(m_l) + \mu''(m_l)(v_l/2 + \bar\kappa_l/6)`, to :math:`O(1/n)` only (for
+        ReLU with a bias or uniform weights :math:`\mu \propto \sqrt q` and the term is
+        :math:`-\tfrac18` of the :attr:`expansion_parameter`: meaningless once it is not small).
     grad_second, grad_second_mean_field : ndarray
         :math:`E(\partial\mathcal L/\partial a_{l-1})^2` (element 0: the network input), as
         :func:`varprop.predict_variance`'s ``gradient`` per layer, including the
@@ -128,8 +213,10 @@ class FiniteWidthMoments:
         square :math:`G_l = \lVert\partial\mathcal L/\partial a_{l-1}\rVert^2/n_{l-1}` (one
         input, one seed :math:`\delta_L`), leading order (:mod:`varprop.theory.finite.backward`).
     order : str
-        ``"exact"`` (the second moments are exact at every width: degree-1 homogeneous
-        activations) or ``"1/n"`` (error :math:`O(\sum_l 1/n_l^2)` times depth factors).
+        ``"exact"`` (the second moments -- ``preact_second``, ``act_second``, ``grad_second``,
+        ``weight_grad_second`` -- are exact at every width: degree-1 homogeneous activations) or
+        ``"1/n"`` (error :math:`O(\sum_l 1/n_l^2)` times depth factors).  It does not cover
+        ``act_mean``: see :attr:`act_mean_order`.
     exact : bool
         ``order == "exact"``.
     """
@@ -155,6 +242,8 @@ class FiniteWidthMoments:
     exact: bool
     #: :class:`~varprop.theory.finite.functions.FunctionValues` at each :math:`m_l`.
     functions: tuple[FunctionValues, ...] = ()
+    #: ``"exact"`` or ``"1/n"``: the order of ``act_mean`` (and so of the activation variance).
+    act_mean_order: str = "1/n"
 
     @property
     def depth(self) -> int:
@@ -166,35 +255,52 @@ class FiniteWidthMoments:
         second moment relative to the mean field."""
         return _ratio(self.act_second, self.act_second_mean_field)
 
-    def next_order(self, quantity: Literal["preactivation", "activation_second_moment",
-                                           "gradient", "weight_gradient"]
-                   = "activation_second_moment") -> np.ndarray:
-        r"""An estimate of the relative size of the neglected :math:`O(1/n^2)` terms, per layer:
-        :math:`\max(\delta_l^2, (\epsilon/2)^2)` with :math:`\delta_l` the quantity's
-        relative :math:`1/n` shift and :math:`\epsilon` the largest
-        :attr:`expansion_parameter` the quantity depends on (forward: layers up to :math:`l`;
-        backward: all).  Empirical, calibrated by Monte Carlo (2 000 to 20 000 networks per case)
-        for tanh, erf, sigmoid (xavier_normal), GELU (he_normal) and SELU (lecun_normal) at
-        widths 8, 32, 128, 512 and depths 10, 30, 100: in all 51 cases the expansion did not
-        refuse, the error of :math:`E a_L^2` and of the input gradient was within it plus three
-        standard errors (e.g. tanh width 128, depth 100: :math:`E a_L^2` off by -4.5% with
-        next order 16%, mean field +27%; width 512, depth 30: -0.12% +- 0.20%, next order 0.03%).
-        Where it is large (GELU/He beyond depth 10, where the mean field collapses to 0) the
-        expansion says nothing.  Zero where the prediction is exact."""
-        quantity = check_choice("quantity", quantity, ("preactivation", "activation_second_moment",
-                                                       "gradient", "weight_gradient"))
-        if self.exact:
-            return np.zeros(self.depth)
-        got, mf = {"preactivation": (self.q_mean, self.q_mean_field),
-                   "activation_second_moment": (self.act_second, self.act_second_mean_field),
-                   "gradient": (self.grad_second, self.grad_second_mean_field),
-                   "weight_gradient": (self.weight_grad_second,
-                                       self.weight_grad_second_mean_field)}[quantity]
-        delta = _ratio(got, mf)
+    def moment_pair(self, quantity: Quantity) -> tuple[np.ndarray, np.ndarray]:
+        r"""``(mean field, corrected)`` per layer of ``quantity`` (a name of
+        :func:`varprop.predict_variance`): :math:`E z^2`, :math:`E a^2`,
+        :math:`\operatorname{Var} a = E a^2 - (E a)^2`, the input-side gradient and the weight
+        gradient second moments."""
+        quantity = check_choice("quantity", quantity, QUANTITIES)
+        if quantity == "preactivation":
+            return self.q_mean_field, self.preact_second
+        if quantity == "activation_second_moment":
+            return self.act_second_mean_field, self.act_second
+        if quantity == "activation":
+            return (self.act_second_mean_field - self.act_mean_mean_field ** 2,
+                    self.act_second - self.act_mean ** 2)
+        if quantity == "gradient":
+            return self.grad_second_mean_field, self.grad_second
+        return self.weight_grad_second_mean_field, self.weight_grad_second
+
+    def path_spread(self, quantity: Quantity = "activation_second_moment") -> np.ndarray:
+        r"""Per layer :math:`l`, the largest :attr:`expansion_parameter` :math:`v_k/m_k^2` over
+        the layers the quantity at :math:`l` passes through (:math:`k \le l` forward; every
+        layer backward, since the gradient passes the whole forward pass)."""
+        quantity = check_choice("quantity", quantity, QUANTITIES)
         eps = self.expansion_parameter
-        eps = (np.full(self.depth, eps.max()) if quantity in ("gradient", "weight_gradient")
-               else np.maximum.accumulate(eps))
-        return np.maximum(delta * delta, eps * eps / 4.0)
+        if quantity in ("gradient", "weight_gradient"):
+            return np.full(self.depth, eps.max() if eps.size else 0.0)
+        return np.maximum.accumulate(eps)
+
+    def expansion_size(self, quantity: Quantity = "activation_second_moment") -> np.ndarray:
+        r""":math:`\rho_l = |s_l| + ` :meth:`path_spread`, per layer, with
+        :math:`s_l = \theta_1/\theta_0 - 1` the quantity's relative :math:`1/n` shift from the
+        mean field: the size of the first-order terms (module docstring, *Next order*)."""
+        theta0, theta1 = self.moment_pair(quantity)
+        return np.abs(_ratio(theta1, theta0)) + self.path_spread(quantity)
+
+    def next_order(self, quantity: Quantity = "activation_second_moment") -> np.ndarray:
+        r"""The allowance for the neglected :math:`O(1/n^2)` terms, relative, per layer:
+        :math:`c\,\rho_l^2` with :math:`\rho_l` of :meth:`expansion_size` and
+        :math:`c = ` :data:`NEXT_ORDER_CONSTANT` = 0.3 (calibrated by Monte Carlo: module
+        docstring, *Next order*).  Meaningful where :math:`\rho_l \le`
+        :data:`REGIME_LIMIT`.  Zero where the prediction is exact (the second moments of a
+        degree-1 homogeneous net; not the variance of its activation, whose mean is not)."""
+        quantity = check_choice("quantity", quantity, QUANTITIES)
+        if self.exact and quantity != "activation":
+            return np.zeros(self.depth)
+        rho = self.expansion_size(quantity)
+        return NEXT_ORDER_CONSTANT * rho * rho
 
     @property
     def expansion_parameter(self) -> np.ndarray:
@@ -236,21 +342,6 @@ def check_finite_width_init(scheme: InitScheme) -> None:
         raise fail("init", scheme, "zero-mean symmetric i.i.d. weights for finite_width "
                    "(normal, uniform, truncated normal schemes); non-zero-mean and orthogonal "
                    "weights have no 1/n expansion in varprop")
-
-
-def check_finite_width_depth(act: Activation, depth: int) -> None:
-    """Refuse, before any work, a depth beyond :data:`MAX_DEPTH` (:data:`MAX_DEPTH_EXACT` for
-    degree-1 homogeneous activations): the recursion walks the layers one at a time."""
-    exact = act.traits.exact_at_finite_width
-    limit = MAX_DEPTH_EXACT if exact else MAX_DEPTH
-    if depth > limit:
-        rate = SECONDS_PER_LAYER["exact" if exact else "quadrature"]
-        shown = f"{depth:,}" if depth < 10**30 else f"about 10^{len(str(depth)) - 1}"
-        cost = f"{rate * depth:.2g} s" if depth < 10**30 else "longer than the age of the universe"
-        raise fail("depth", shown, f"at most {limit:,} with finite_width=True for {act.name}: "
-                   f"the 1/n expansion walks the layers one by one at about {rate * 1e6:.3g} us a "
-                   f"layer{'' if exact else ' (a Gaussian quadrature per layer)'}, {cost} for this "
-                   "depth (and at depth comparable to width the expansion breaks down anyway)")
 
 
 def finite_width_moments(
@@ -309,8 +400,8 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
             fns.append(fv)
             e_phi, e_phi2, _ = mf(float(m[l]))
             spread = v[l] / 2.0 + kap[l] / 6.0
-            a2[l] = e_phi2 + fv.f2 * spread
-            a1[l] = e_phi + fv.mu2 * spread
+            a2[l] = e_phi2 + (fv.f2 * spread if fv.f2 != 0.0 else 0.0)  # exact: f linear
+            a1[l] = e_phi + (fv.mu2 * spread if fv.mu2 != 0.0 else 0.0)
             k_phi, k_phi2, _ = mf(float(K[l]))
             a1_mf[l], a2_mf[l] = k_phi, k_phi2
             if l + 1 < L:
@@ -323,34 +414,43 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
                 if not np.isfinite(v[l]):
                     raise VarpropError(
                         f"the 1/n expansion breaks down at layer {l + 1} of widths "
-                        f"{describe_widths(ws)}: the variance over networks of the pre-activation "
+                        f"{_show(ws)}: the variance over networks of the pre-activation "
                         f"variance, Var(q), left the float range (E(q) = {m[l]:.3g}); it grows "
                         "geometrically with depth/width, and the expansion needs depth much "
                         "smaller than width (see FiniteWidthMoments.expansion_parameter)")
                 m[l + 1] = b2 + C[l + 1] * a2[l]
                 if not m[l + 1] > 0.0 and K[l] > 0.0:
                     raise VarpropError(
-                        f"the 1/n expansion breaks down at layer {l + 2} of widths "
-                        f"{describe_widths(ws)}: "
+                        f"the 1/n expansion breaks down at layer {l + 2} of widths {_show(ws)}: "
                         f"the corrected mean variance is {m[l + 1]:.3g} (mean field "
                         f"{b2 + C[l + 1] * k_phi2:.3g}) with Var(q)/E(q)^2 = "
                         f"{v[l] / m[l] ** 2:.3g} at layer {l + 1}; the expansion needs depth "
                         "much smaller than width (see FiniteWidthMoments.expansion_parameter)")
                 K[l + 1] = b2 + C[l + 1] * k_phi2
-                g = fv.g + (fv.g2nd * v[l] / 2.0 if homogeneous else 0.0)  # E g(q_l): exact
+                g = fv.g + (fv.g2nd * v[l] / 2.0 if homogeneous and fv.g2nd else 0.0)  # exact
                 v[l + 1] = C[l + 1] ** 2 * (fv.f1 ** 2 * v[l] + g / n)
                 kap[l + 1] = kurt[l + 1] * C[l + 1] ** 2 * fv.u4 / n
-    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(v))):
+    if not np.all(np.isfinite(m)) or not (homogeneous or np.all(np.isfinite(v))):
+        # the exact second moments never use v (it may overflow where they do not)
         raise VarpropError("the finite-width moments left the float range; reduce depth or rescale")
-    bw = backward_moments(ws, sigma2, C, b2, m, v, kap, K, fns,
+    # degree-1 homogeneous: v enters the backward pass only times h' = 0 (0 * inf would be NaN)
+    v_used = np.where(np.isfinite(v), v, 0.0) if homogeneous else v
+    bw = backward_moments(ws, sigma2, C, b2, m, v_used, kap, K, fns,
                           [mf(float(k))[2] for k in K], kurt)
+    ab = slopes(act) if homogeneous else None
+    mean_order = "1/n"
+    if ab is not None and b2 == 0.0:
+        lay = ExactLayers(ws, tuple(sigma2.tolist()), ab[0], ab[1], s_x, act)
+        # the dead-layer atom (ReLU, zero bias): alive_probability
+        bw.grad[:] = bw.grad * np.array([alive_probability(lay, l) for l in range(1, L + 1)])
+        if scheme.is_gaussian:
+            a1, mean_order = activation_mean(lay), "exact"
     for name, values in (("E a^2", a2), ("the gradient", bw.grad), ("the weight gradient", bw.weight)):
         if not np.all(values >= 0.0):
             with np.errstate(divide="ignore", invalid="ignore"):
                 worst = float(np.nanmax(np.where(m > 0, v / m**2, 0.0)))
             raise VarpropError(
-                f"the 1/n expansion breaks down for widths {describe_widths(ws)}: {name} comes out "
-                "negative "
+                f"the 1/n expansion breaks down for widths {_show(ws)}: {name} comes out negative "
                 f"(the largest Var(q)/E(q)^2 is {worst:.3g}); the expansion needs depth much "
                 "smaller than width (see FiniteWidthMoments.expansion_parameter)")
     exact = bool(homogeneous)
@@ -359,19 +459,7 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
         ws, ro(m), ro(v), ro(K), ro(kap), ro(m.copy()), ro(a2), ro(a2_mf), ro(a1), ro(a1_mf),
         ro(bw.grad), ro(bw.grad_mf), ro(bw.weight), ro(bw.weight_mf), ro(bw.grad_gia),
         ro(bw.weight_gia), ro(bw.grad_cv2),
-        "exact" if exact else "1/n", exact, tuple(fns))
-
-
-def describe_widths(ws: tuple[int, ...]) -> str:
-    """``ws`` for a message, short at any depth: ``[16]*11``, ``[8] + [16]*10`` or the list
-    itself up to 8 entries, else its first three and last two."""
-    if len(set(ws)) == 1:
-        return f"[{ws[0]}]*{len(ws)}"
-    if len(set(ws[1:])) == 1 and len(ws) > 2:
-        return f"[{ws[0]}] + [{ws[1]}]*{len(ws) - 1}"
-    if len(ws) <= 8:
-        return str(list(ws))
-    return f"[{ws[0]}, {ws[1]}, {ws[2]}, ..., {ws[-2]}, {ws[-1]}] ({len(ws)} widths)"
+        "exact" if exact else "1/n", exact, tuple(fns), mean_order)
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -124,8 +124,18 @@ def _values(act: Activation, q: float) -> FunctionValues:
     if not math.isfinite(q):
         raise VarpropError(f"the pre-activation variance left the float range (q = {q}): the 1/n "
                            "expansion needs finite variances; reduce depth or rescale")
-    if act.traits.exact_at_finite_width and q != 1.0:
-        return _scaled(act.name, _values(act, 1.0), q)
+    if act.traits.exact_at_finite_width and q != 1.0:  # degree 1: exact scaling from q = 1
+        one = _values(act, 1.0)
+        r, s = q, math.sqrt(q)
+        r32 = q ** -1.5 if q > 1e-200 else math.inf  # (no ZeroDivisionError at tiny q)
+        with np.errstate(over="ignore"):
+            out = FunctionValues(q, one.f * r, one.f1, 0.0, one.g * r * r, one.g2nd, one.u4 * r * r,
+                                 one.mu * s, one.mu2 * r32, one.h, 0.0, 0.0, one.g2, one.c * r)
+        if not all(map(math.isfinite, (out.f, out.g, out.u4, out.mu2))):
+            raise VarpropError(f"the Gaussian functions of {act.name} (E phi^2 ~ q, E phi^4 ~ "
+                               f"q^2, mu'' ~ q^-3/2) exceed the float range at pre-activation "
+                               f"variance {q:.3g}: reduce depth or rescale")
+        return out
     if q > MAX_VARIANCE:
         raise VarpropError(
             f"the pre-activation variance q = {q:.3g} is above {MAX_VARIANCE:g}, where the 1/n "
@@ -150,19 +160,6 @@ def _values(act: Activation, q: float) -> FunctionValues:
     if not all(map(math.isfinite, values.values())):
         raise VarpropError(f"a Gaussian expectation of {act.name} at q = {q:g} is beyond the "
                            "float range; the 1/n expansion cannot be evaluated there")
-    return FunctionValues(**values)
-
-
-def _scaled(name: str, one: FunctionValues, q: float) -> FunctionValues:
-    """The functions of a degree-1 positively homogeneous activation at ``q`` from those at 1."""
-    r, r2, rm = math.sqrt(q), q * q, q ** -1.5 if q > 1e-200 else math.inf
-    values = {"q": q, "f": one.f * q, "f1": one.f1, "f2": 0.0, "g": one.g * r2,
-              "g2nd": one.g2nd, "u4": one.u4 * r2, "mu": one.mu * r, "mu2": one.mu2 * rm,
-              "h": one.h, "h1": 0.0, "h2": 0.0, "g2": one.g2, "c": one.c * q}
-    if not all(map(math.isfinite, values.values())):
-        raise VarpropError(f"a Gaussian function of {name} at q = {q:.3g} is beyond "
-                           "the float range (it scales like a power of q); the 1/n expansion "
-                           "cannot be evaluated there")
     return FunctionValues(**values)
 
 

@@ -5,16 +5,25 @@ r"""``predict_variance(..., finite_width=True)``: the MLP quantities from the :m
 quantity                        value (per layer :math:`l`)
 =============================== ================================================================
 ``preactivation``               :math:`E z_l^2 = m_l` (zero mean)
-``activation``                  :math:`E a_l^2 - (E a_l)^2`, both with their :math:`1/n` terms
+``activation``                  :math:`E a_l^2 - (E a_l)^2`; exact for degree-1 homogeneous
+                                activations with Gaussian weights and no bias
+                                (:math:`E a_l` from the exact law of :math:`\hat q_l`), else
+                                :math:`E a_l` to :math:`1/n` (refused where it is impossible)
 ``activation_second_moment``    :math:`E a_l^2`
 ``gradient``                    :math:`E(\partial\mathcal L/\partial a_{l-1})^2` (weight reuse
                                 included, :mod:`varprop.theory.finite.backward`)
 ``weight_gradient``             :math:`E(\partial\mathcal L/\partial W_l)_{ij}^2`
 =============================== ================================================================
+
+Outside the expansion's range (:attr:`FiniteWidthMoments.expansion_parameter` above
+:data:`~varprop.theory.finite.expansion.EXPANSION_LIMIT`, the rule of
+:func:`varprop.predict_distribution`) a value that is not exact comes with a
+:class:`~varprop.VarpropWarning`.
 """
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -22,15 +31,16 @@ import numpy as np
 from varprop._util.validation import fail
 from varprop.components.activations import Activation
 from varprop.components.schemes import InitScheme
+from varprop.errors import VarpropError, VarpropWarning
 from varprop.network.model import Network
 from varprop.network.quantities import MLP_QUANTITIES
 from varprop.theory.finite.expansion import (
+    EXPANSION_LIMIT,
     FiniteWidthMoments,
     _moments,
-    check_finite_width_depth,
     check_finite_width_init,
 )
-from varprop.errors import VarpropError
+from varprop.theory.finite.limits import check_finite_width_depth
 from varprop.theory.sizes import check_fits
 
 __all__ = ["finite_width_values", "network_finite_width_values", "shape_widths"]
@@ -73,7 +83,10 @@ def finite_width_values(act: Activation, scheme: InitScheme, widths: tuple[int, 
     if quantity == "preactivation":
         values = fw.preact_second
     elif quantity == "activation":
-        values = np.maximum(fw.act_second - fw.act_mean * fw.act_mean, 0.0)
+        values = fw.act_second - fw.act_mean * fw.act_mean
+        if fw.act_mean_order != "exact":
+            _refuse_impossible(act, fw, values)
+        values = np.maximum(values, 0.0)  # exact route: only rounding can make it negative
     elif quantity == "activation_second_moment":
         values = fw.act_second
     elif quantity == "gradient":
@@ -88,9 +101,33 @@ def finite_width_values(act: Activation, scheme: InitScheme, widths: tuple[int, 
             raise VarpropError(f"{quantity} with finite_width=True is beyond the float range: "
                                f"{float(np.max(values / scale)):.6g} * {scale:.6g} (input or bias "
                                "variance) overflows")
+    approximate = not fw.exact or (quantity == "activation" and fw.act_mean_order != "exact")
+    eps = float(np.max(fw.expansion_parameter))
+    if approximate and eps > EXPANSION_LIMIT:
+        warnings.warn(f"predict_variance(finite_width=True): the 1/n expansion is outside its "
+                      f"range (Var qhat / (E qhat)^2 up to {eps:.3g} > {EXPANSION_LIMIT}; depth "
+                      f"not small against width): the {quantity} may be off by tens of percent",
+                      VarpropWarning, stacklevel=4)
     if per_layer:
         return values
     return float(values[0] if quantity in _BACKWARD else values[-1])
+
+
+def _refuse_impossible(act: Activation, fw: FiniteWidthMoments, variance: np.ndarray) -> None:
+    r"""Refuse a 1/n activation variance that is negative, or built on a negative mean of a
+    non-negative activation (the delta method for :math:`E\phi` has broken down)."""
+    grid = np.linspace(-30.0, 30.0, 601)
+    nonnegative = bool(np.all(np.asarray(act.function(grid), dtype=float) >= 0.0))
+    bad = variance < 0.0
+    if nonnegative:
+        bad = bad | (fw.act_mean < 0.0)
+    if np.any(bad):
+        l = int(np.argmax(bad))
+        raise VarpropError(
+            f"the 1/n expansion of E a breaks down at layer {l + 1}: E a = {fw.act_mean[l]:.3g}, "
+            f"Var a = {variance[l]:.3g} (Var qhat / (E qhat)^2 = "
+            f"{fw.expansion_parameter[l]:.3g}); no exact value exists here (biases or non-Gaussian "
+            "weights): use a wider or shallower network, or simulate")
 
 
 def network_finite_width_values(net: Network, quantity: str, per_layer: bool

@@ -22,7 +22,7 @@ import sympy as sp
 
 from varprop.components.activations import MU, Activation, X, resolve_activation
 
-__all__ = ["FINITE_WIDTH_SYMBOLS", "finite_width_steps"]
+__all__ = ["FINITE_WIDTH_LATEX", "FINITE_WIDTH_SYMBOLS", "finite_width_steps"]
 
 Q = sp.Symbol("q", positive=True)
 M, M_NEXT = sp.Symbol("m_l", positive=True), sp.Symbol("m_{l+1}", positive=True)
@@ -39,6 +39,8 @@ A_MEAN = sp.Symbol("E[a_l]", real=True)
 MS_VAR = sp.Symbol("Var[mean_i z_{l,i}^2]", nonnegative=True)
 S_L, S_NEXT = sp.Symbol("S_l", real=True), sp.Symbol("S_{l+1}", real=True)
 H_COND = sp.Symbol("E[H_{l+1} | q_l]", nonnegative=True)
+E_COND = sp.Symbol("E[q_{l+1} | q_l]", positive=True)
+VAR_COND = sp.Symbol("Var[q_{l+1} | q_l]", nonnegative=True)
 
 #: The symbols of :func:`finite_width_steps` and their meaning.
 FINITE_WIDTH_SYMBOLS: dict[sp.Symbol, str] = {
@@ -51,6 +53,17 @@ FINITE_WIDTH_SYMBOLS: dict[sp.Symbol, str] = {
     SIGMA_B2: "bias variance",
     S_X: "input variance",
     S_L: "weight-reuse mode ratio (1 under gradient independence)",
+}
+
+#: LaTeX names of the symbols whose plain names SymPy cannot typeset (``sp.latex(eq,
+#: symbol_names=FINITE_WIDTH_LATEX)``).
+FINITE_WIDTH_LATEX: dict[sp.Symbol, str] = {
+    KAPPA: r"\kappa_l", KAPPA_NEXT: r"\kappa_{l+1}", KAPPA_W: r"\kappa_w", KAPPA1: r"\kappa_1",
+    SIGMA_W2: r"\sigma_w^2", SIGMA_B2: r"\sigma_b^2",
+    A2: r"E[a_l^2]", A_MEAN: r"E[a_l]",
+    MS_VAR: r"\operatorname{Var}\Bigl[\tfrac{1}{n_l}\textstyle\sum_i z_{l,i}^2\Bigr]",
+    H_COND: r"E[H_{l+1} \mid q_l]",
+    E_COND: r"E[q_{l+1} \mid q_l]", VAR_COND: r"\operatorname{Var}[q_{l+1} \mid q_l]",
 }
 
 _f, _g, _u, _h, _mu = (sp.Function(name) for name in ("f", "g", "u", "h", "mu"))
@@ -113,10 +126,10 @@ def finite_width_steps(activation: Activation | str) -> list[tuple[str, sp.Eq]]:
         (r"Fourth cumulant of $z_1$ given $x$, averaged (Gaussian input: $E x^4 = 3 s_x^2$)",
          sp.Eq(KAPPA1, 3 * KAPPA_W * SIGMA_W2**2 * N0 * S_X**2)),
         (r"Conditional mean of the next layer's variance (Edgeworth term $\kappa f''/6$)",
-         sp.Eq(sp.Symbol("E[q_{l+1} | q_l]"),
+         sp.Eq(E_COND,
                SIGMA_B2 + C * (_at(fn["f"], Q) + KAPPA * _at(fn["f"], Q, 2) / 6))),
         (r"Conditional variance of the next layer's variance ($n_l$ i.i.d. units)",
-         sp.Eq(sp.Symbol("Var[q_{l+1} | q_l]"), _simplified(C**2 * _at(fn["g"], Q) / N))),
+         sp.Eq(VAR_COND, _simplified(C**2 * _at(fn["g"], Q) / N))),
         (r"Mean recursion (delta method to $O(1/n)$)",
          sp.Eq(M_NEXT, tidy(SIGMA_B2 + C * (f + f2 * spread)))),
         ((r"Variance recursion (the four-point vertex $V/n$ of Roberts-Yaida-Hanin; exact for "

@@ -56,6 +56,7 @@ __all__ = [
     "LAYER",
     "MU",
     "MU_W",
+    "MU_W1",
     "M_L",
     "N_IN",
     "N_OUT",
@@ -71,6 +72,7 @@ __all__ = [
     "Q_STAR",
     "SIGMA_B2",
     "SIGMA_W2",
+    "SIGMA_W2_1",
     "SYMBOL_TABLE",
     "VAR_A",
     "VAR_Z",
@@ -222,3 +224,11 @@ SYMBOL_TABLE: tuple[SymbolInfo, ...] = (
 LATEX_NAMES: dict[sp.Basic, str] = {
     info.symbol: info.latex for info in SYMBOL_TABLE if isinstance(info.symbol, sp.Symbol)
 }
+
+#: The weight moments of layer 1 (fans :math:`n_{in} \to n_{out}`) in the derivation for any
+#: scheme (:mod:`varprop.theory.symbolic.generic`), where :data:`MU_W` and :data:`SIGMA_W2` are
+#: those of a hidden layer (:math:`n_{out} \to n_{out}`).
+MU_W1 = sp.Symbol("mu_w1", real=True)
+SIGMA_W2_1 = sp.Symbol("sigma_w1^2", positive=True)
+LATEX_NAMES[MU_W1] = r"\mu_{w,1}"
+LATEX_NAMES[SIGMA_W2_1] = r"\sigma_{w,1}^2"

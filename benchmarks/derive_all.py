@@ -1,0 +1,94 @@
+"""Benchmark ``varprop derive --all``: wall time from scratch and with ``--reuse-montecarlo``,
+with 1 and with 2 worker processes, each run into a fresh temporary folder (never into the
+repository's derivations/), and whether the runs wrote the same files.
+
+Run:  python benchmarks/derive_all.py                  # all four runs (several minutes)
+      python benchmarks/derive_all.py --reuse-only     # only the --reuse-montecarlo runs
+      python benchmarks/derive_all.py --workers 2      # only that worker count
+
+The reuse runs start from a copy of the committed ``derivations/montecarlo.json``.  Each run is
+a separate ``varprop derive`` process, so start-up (imports) is included, as a user sees it.  The
+wall time depends on what else the machine runs: the load average is printed with each row, and
+so is the CPU time of the run (its processes' user + system time), which does not: on an idle
+machine the wall time of one worker is about its CPU time, and of two workers at least half of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORD = ROOT / "derivations" / "montecarlo.json"
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(out: Path, *, workers: int, reuse: bool) -> tuple[float, float]:
+    """Wall and CPU seconds of one ``varprop derive --all`` into ``out``."""
+    out.mkdir(parents=True)
+    if reuse:
+        shutil.copy(RECORD, out / "montecarlo.json")
+    cmd = [sys.executable, "-c", "import sys; from varprop.cli import main; sys.exit(main())",
+           "derive", "--all", "--out", str(out), "--no-progress", "--workers", str(workers)]
+    if reuse:
+        cmd.append("--reuse-montecarlo")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    t0, cpu0 = time.perf_counter(), _children_cpu()
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, cwd=ROOT)
+    return time.perf_counter() - t0, _children_cpu() - cpu0
+
+
+def same_files(a: Path, b: Path) -> bool:
+    """Whether two output folders hold the same files with the same bytes."""
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    other = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    return files == other and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reuse-only", action="store_true", help="skip the runs from scratch")
+    parser.add_argument("--workers", type=int, action="append", help="worker counts (default 1 2)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="write the outputs under this folder instead of a temporary one")
+    args = parser.parse_args()
+    counts = args.workers or [1, 2]
+    modes = [True] if args.reuse_only else [True, False]
+    print(f"varprop derive --all, {os.cpu_count()} cores")
+    print(f"{'mode':<22}{'workers':>8}{'wall s':>10}{'CPU s':>10}{'load avg':>10}")
+    with tempfile.TemporaryDirectory(prefix="varprop-derive-") as tmp_dir:
+        tmp = str(args.keep) if args.keep is not None else tmp_dir
+        outs: dict[tuple[bool, int], Path] = {}
+        for reuse in modes:
+            for workers in counts:
+                out = Path(tmp) / f"{'reuse' if reuse else 'scratch'}-{workers}"
+                seconds, cpu = run(out, workers=workers, reuse=reuse)
+                outs[(reuse, workers)] = out
+                mode = "--reuse-montecarlo" if reuse else "from scratch"
+                print(f"{mode:<22}{workers:>8}{seconds:>10.1f}{cpu:>10.1f}"
+                      f"{os.getloadavg()[0]:>10.2f}", flush=True)
+        for reuse in modes:
+            runs = [outs[(reuse, w)] for w in counts]
+            if len(runs) > 1:
+                same = all(same_files(runs[0], r) for r in runs[1:])
+                print(f"{'reuse' if reuse else 'scratch'}: same files for workers {counts}: {same}")
+        if len(modes) == 2:
+            for w in counts:
+                print(f"workers {w}: scratch and reuse write the same files: "
+                      f"{same_files(outs[(True, w)], outs[(False, w)])}")
+
+
+if __name__ == "__main__":
+    main()
