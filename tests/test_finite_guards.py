@@ -89,8 +89,15 @@ def test_deep_refused_fast(act, init, n, depth):
 def test_breakdown_message_is_short():
     # item 7: the widths are summarised, not printed in full
     with pytest.raises(VarpropError) as err:
-        pv("relu", "he_normal", fan_in=16, depth=10_000, finite_width=True)
-    assert "[16]*10001" in str(err.value) and len(str(err.value)) < 600
+        pv("tanh", "lecun_normal", fan_in=4, depth=3_000, finite_width=True)
+    assert "[4]*3001" in str(err.value) and len(str(err.value)) < 600
+    with pytest.raises(VarpropError) as err:
+        pv("tanh", "lecun_normal", widths=[8] + [4] * 3_000, finite_width=True)
+    assert "[8] + [4]*3000" in str(err.value) and len(str(err.value)) < 600
+    odd = [8, 5] + [4] * 3_000
+    with pytest.raises(VarpropError) as err:
+        finite_width_moments("tanh", "lecun_normal", widths=odd)
+    assert "(3002 widths)" in str(err.value) and len(str(err.value)) < 600
 
 
 def test_finite_width_moments_arguments():

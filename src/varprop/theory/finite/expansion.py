@@ -406,12 +406,12 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
             a1_mf[l], a2_mf[l] = k_phi, k_phi2
             if l + 1 < L:
                 n = ws[l + 1]  # n_l for layer l + 1 (0-based index l)
-                if not np.isfinite(v[l]) and not np.isfinite(m[l] * m[l]):
+                if not (homogeneous or np.isfinite(v[l]) or np.isfinite(m[l] * m[l])):
                     raise VarpropError(
                         f"the 1/n expansion cannot be evaluated at layer {l + 1}: E(q) = "
                         f"{m[l]:.3g}, and Var(q), of order E(q)^2/n, is beyond the float range; "
                         "rescale the input and bias variances")
-                if not np.isfinite(v[l]):
+                if not (homogeneous or np.isfinite(v[l])):  # (exact moments never use v)
                     raise VarpropError(
                         f"the 1/n expansion breaks down at layer {l + 1} of widths "
                         f"{_show(ws)}: the variance over networks of the pre-activation "
