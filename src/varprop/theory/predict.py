@@ -429,9 +429,8 @@ def _finite_width(activation: object, init: object, shape: tuple, quantity: str,
     if isinstance(activation, Network):
         net = _network_argument(activation, init, *shape)
         return finite.network_finite_width_values(net, quantity, per_layer)
-    act, scheme, shp, in_var, b_var, _ = _arguments(activation, init, *shape, method)
-    check_fits(shp.L)
-    return finite.finite_width_values(act, scheme, shp.widths(), in_var, b_var, quantity, per_layer)
+    a, s, shp, v, b, _ = _arguments(activation, init, *shape, method)  # depth checked first:
+    return finite.finite_width_values(a, s, finite.shape_widths(a, shp), v, b, quantity, per_layer)
 
 
 def _mlp_values(prep: _Prepared, quantity: str, method: str, per_layer: bool,

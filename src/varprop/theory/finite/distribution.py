@@ -21,10 +21,15 @@ __all__ = ["METHODS", "Distribution"]
 #: How a Distribution was obtained.
 METHODS = {
     "exact": "the exact law (closed-form characteristic function, numerically inverted)",
-    "exact moments": "exact mean and variance; quantiles from the log-normal law with that mean "
-                     "and variance (an approximation)",
-    "1/n": "mean and variance to O(1/n) (delta method on the law of qhat); quantiles from the "
-           "log-normal law with that mean and variance (an approximation)",
+    "exact moments": "exact mean and variance; quantiles from a law with that mean and variance "
+                     "(an approximation): without bias the product of l + 1 i.i.d. scaled "
+                     "chi-squares (the exact Gaussian-weight law's shape), otherwise the log-normal "
+                     "law",
+    "1/n": "mean and variance to O(1/n) (delta method on the law of qhat); quantiles from a law "
+           "with that mean and variance (an approximation): exp(N) * chi2_nu / nu for a mean "
+           "square (a log-normal network-to-network factor times a scaled chi-square over units; "
+           "the log-normal law where the within-network term is 0), for gradients a product of "
+           "i.i.d. scaled chi-squares",
     "lognormal": "the log-normal limit: log X normal with its exact mean and variance",
     "moment-matched": "log of the mean square whose exact mean and variance are known: the mean "
                       "and variance of the log, and its quantiles, are those of the law matched "
@@ -62,7 +67,10 @@ class Distribution:
         :math:`CV^2` computed from the log-moments (finite where the moments overflow).
     zero_probability : float
         :math:`P(X = 0)` (a narrow ReLU network can switch every unit of a layer off); for
-        ``log_mean_square`` the probability of :math:`-\infty`.
+        ``log_mean_square`` the probability of :math:`-\infty`, which is at most
+        ``LOG_ATOM_TOLERANCE`` (:mod:`varprop.theory.finite.statistics`: beyond it
+        ``log_mean_square`` is refused) and 0 for the ``"lognormal"`` method (whose law of
+        :math:`\log X` is normal).
     """
 
     statistic: str

@@ -127,6 +127,7 @@ import numpy as np
 from varprop._util.validation import (
     check_choice,
     check_nonnegative_real,
+    check_positive_int,
     check_widths,
     fail,
 )
@@ -141,6 +142,8 @@ from varprop.theory.finite.exact import (
     slopes,
 )
 from varprop.theory.finite.functions import FunctionValues, gaussian_functions
+from varprop.theory.finite.limits import check_finite_width_depth
+from varprop.theory.finite.limits import show_widths as _show
 from varprop.theory.moments import zero_mean_moments
 
 __all__ = ["EXPANSION_LIMIT", "NEXT_ORDER_CONSTANT", "QUANTITIES", "REGIME_LIMIT",
@@ -345,11 +348,16 @@ def finite_width_moments(
     activation: Activation | str,
     init: InitScheme | str,
     *,
-    widths: list[int] | tuple[int, ...],
+    widths: list[int] | tuple[int, ...] | None = None,
+    fan_in: int | None = None,
+    fan_out: int | None = None,
+    depth: int = 1,
     input_variance: float = 1.0,
     bias_variance: float = 0.0,
 ) -> FiniteWidthMoments:
-    r"""The ensemble moments of the MLP ``widths`` to :math:`O(1/n)` (module docstring).
+    r"""The ensemble moments of the MLP ``widths`` (or, as for :func:`varprop.predict_variance`,
+    ``fan_in`` with ``fan_out`` and ``depth``) to :math:`O(1/n)` (module docstring).  Depth is
+    limited (:func:`check_finite_width_depth`).
 
     >>> fw = finite_width_moments("relu", "he_normal", widths=[8, 8, 8])
     >>> fw.order, fw.act_second.tolist() == fw.act_second_mean_field.tolist()
@@ -358,7 +366,12 @@ def finite_width_moments(
     act = resolve_activation(activation)
     scheme = resolve_scheme(init)
     check_finite_width_init(scheme)
-    ws = check_widths(None, None, widths, 1)
+    if widths is None and fan_in is None:
+        raise fail("widths", widths, "the layer widths [n_0, n_1, ..., n_L] (at least two "
+                   "positive ints), or fan_in= (and fan_out=, depth=) as for predict_variance")
+    if widths is None:
+        check_finite_width_depth(act, check_positive_int("depth", depth))
+    ws = check_widths(fan_in, fan_out, widths, depth)
     s_x = check_nonnegative_real("input_variance", input_variance)
     b2 = check_nonnegative_real("bias_variance", bias_variance)
     return _moments(act, scheme, ws, s_x, b2)
@@ -367,6 +380,7 @@ def finite_width_moments(
 def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: float, b2: float
              ) -> FiniteWidthMoments:
     L = len(ws) - 1
+    check_finite_width_depth(act, L)
     sigma2 = np.array([scheme.moments(ws[l - 1], ws[l])[1] for l in range(1, L + 1)])
     kurt = np.array([scheme.law(ws[l - 1], ws[l]).kurtosis() for l in range(1, L + 1)])
     n_prev = np.asarray(ws[:-1], float)
@@ -376,9 +390,10 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
     m, v, kap, K = (np.empty(L) for _ in range(4))
     a2, a2_mf, a1, a1_mf = (np.empty(L) for _ in range(4))
     fns: list[FunctionValues] = []
-    m[0] = K[0] = b2 + C[0] * s_x
-    v[0] = 2.0 * C[0] ** 2 * s_x * s_x / ws[0]
-    kap[0] = 3.0 * kurt[0] * C[0] ** 2 * s_x * s_x / ws[0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        m[0] = K[0] = b2 + C[0] * s_x
+        v[0] = 2.0 * C[0] ** 2 * s_x * s_x / ws[0]
+        kap[0] = 3.0 * kurt[0] * C[0] ** 2 * s_x * s_x / ws[0]
     with np.errstate(over="ignore", invalid="ignore"):
         for l in range(L):
             fv = gaussian_functions(act, m[l])
@@ -391,6 +406,18 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
             a1_mf[l], a2_mf[l] = k_phi, k_phi2
             if l + 1 < L:
                 n = ws[l + 1]  # n_l for layer l + 1 (0-based index l)
+                if not (homogeneous or np.isfinite(v[l]) or np.isfinite(m[l] * m[l])):
+                    raise VarpropError(
+                        f"the 1/n expansion cannot be evaluated at layer {l + 1}: E(q) = "
+                        f"{m[l]:.3g}, and Var(q), of order E(q)^2/n, is beyond the float range; "
+                        "rescale the input and bias variances")
+                if not (homogeneous or np.isfinite(v[l])):  # (exact moments never use v)
+                    raise VarpropError(
+                        f"the 1/n expansion breaks down at layer {l + 1} of widths "
+                        f"{_show(ws)}: the variance over networks of the pre-activation "
+                        f"variance, Var(q), left the float range (E(q) = {m[l]:.3g}); it grows "
+                        "geometrically with depth/width, and the expansion needs depth much "
+                        "smaller than width (see FiniteWidthMoments.expansion_parameter)")
                 m[l + 1] = b2 + C[l + 1] * a2[l]
                 if not m[l + 1] > 0.0 and K[l] > 0.0:
                     raise VarpropError(
@@ -433,11 +460,6 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
         ro(bw.grad), ro(bw.grad_mf), ro(bw.weight), ro(bw.weight_mf), ro(bw.grad_gia),
         ro(bw.weight_gia), ro(bw.grad_cv2),
         "exact" if exact else "1/n", exact, tuple(fns), mean_order)
-
-
-def _show(ws: tuple[int, ...]) -> str:
-    """The widths for a message (``[n]*k`` when all equal)."""
-    return f"[{ws[0]}]*{len(ws)}" if len(set(ws)) == 1 and len(ws) > 4 else str(list(ws))
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -33,7 +33,13 @@ error of the derivatives grows like :math:`10^{-15}/q` at small :math:`q`.
 For activations positively homogeneous of degree 1 (linear, ReLU, leaky ReLU, ``abs``:
 ``traits.exact_at_finite_width``) :math:`f(q) = f(1)\,q` and :math:`h` is constant, so
 :math:`f'' = h' = h'' = 0` are set exactly (not to quadrature rounding): that is what makes
-their second moments exact at every width.
+their second moments exact at every width.  Their functions are computed once at :math:`q = 1`
+and scaled exactly (:math:`\mu \propto q^{1/2}`, :math:`f, c \propto q`, :math:`g, E\phi^4
+\propto q^2`, :math:`h, g_2` constant), so any :math:`q > 0` in the float range works.  For other
+activations the derivatives lose accuracy below :data:`MIN_VARIANCE` (relative error about
+:math:`10^{-15}/q` for :math:`f'`, worse for second derivatives: tanh's :math:`h''` is off by a
+factor 5 at :math:`q = 10^{-9}`), and such :math:`q` is refused with a
+:class:`~varprop.VarpropError` rather than answered wrongly.
 """
 
 from __future__ import annotations
@@ -48,7 +54,14 @@ from varprop._math.quadrature import gaussian_expectations
 from varprop.components.activations import Activation
 from varprop.errors import VarpropError
 
-__all__ = ["FunctionValues", "gaussian_functions"]
+__all__ = ["FunctionValues", "gaussian_functions", "MIN_VARIANCE", "MAX_VARIANCE"]
+
+#: The smallest positive variance :math:`q` at which the Gaussian functions of an activation that
+#: is not degree-1 homogeneous are evaluated (their quadrature derivatives are accurate to about
+#: :math:`10^{-4}` relative there; below it they are refused).
+MIN_VARIANCE = 1e-6
+#: The largest variance at which they are evaluated (:math:`q^2` must fit in a float).
+MAX_VARIANCE = 1e150
 
 
 @dataclass(frozen=True)
@@ -114,13 +127,27 @@ def _values(act: Activation, q: float) -> FunctionValues:
     if act.traits.exact_at_finite_width and q != 1.0:  # degree 1: exact scaling from q = 1
         one = _values(act, 1.0)
         r, s = q, math.sqrt(q)
+        r32 = q ** -1.5 if q > 1e-200 else math.inf  # (no ZeroDivisionError at tiny q)
         with np.errstate(over="ignore"):
             out = FunctionValues(q, one.f * r, one.f1, 0.0, one.g * r * r, one.g2nd, one.u4 * r * r,
-                                 one.mu * s, one.mu2 / (r * s), one.h, 0.0, 0.0, one.g2, one.c * r)
-        if not all(map(math.isfinite, (out.f, out.g, out.u4))):
-            raise VarpropError(f"the exact second moments of {act.name} exceed the float range "
-                               f"(pre-activation variance {q:.3g}): reduce depth or rescale")
+                                 one.mu * s, one.mu2 * r32, one.h, 0.0, 0.0, one.g2, one.c * r)
+        if not all(map(math.isfinite, (out.f, out.g, out.u4, out.mu2))):
+            raise VarpropError(f"the Gaussian functions of {act.name} (E phi^2 ~ q, E phi^4 ~ "
+                               f"q^2, mu'' ~ q^-3/2) exceed the float range at pre-activation "
+                               f"variance {q:.3g}: reduce depth or rescale")
         return out
+    if q > MAX_VARIANCE:
+        raise VarpropError(
+            f"the pre-activation variance q = {q:.3g} is above {MAX_VARIANCE:g}, where the 1/n "
+            f"expansion of {act.name} is not evaluated (Var(q), of order q^2/n, and for an "
+            "activation growing linearly E phi(z)^4 ~ q^2 leave the float range); rescale the "
+            "input and bias variances")
+    if q < MIN_VARIANCE:
+        raise VarpropError(
+            f"the pre-activation variance q = {q:.3g} is below {MIN_VARIANCE:g}, where the "
+            f"q-derivatives of {act.name}'s Gaussian functions (by quadrature, relative error "
+            "about 1e-15/q and worse) are no longer accurate: the 1/n expansion is not evaluated "
+            "there (the signal has died out; the mean field of predict_variance still applies)")
     e = gaussian_expectations([_stack(act, q)], 0.0, q, act.kinks)[0]
     mu, f, u4, h, h4, cross, mu_he4, f_he2, f_he4, h_he2, h_he4, u_he4 = map(float, e)
     f1, f2 = f_he2 / (2 * q), f_he4 / (4 * q * q)

@@ -40,8 +40,10 @@ from varprop.theory.finite.expansion import (
     _moments,
     check_finite_width_init,
 )
+from varprop.theory.finite.limits import check_finite_width_depth
+from varprop.theory.sizes import check_fits
 
-__all__ = ["finite_width_values", "network_finite_width_values"]
+__all__ = ["finite_width_values", "network_finite_width_values", "shape_widths"]
 
 _BACKWARD = ("gradient", "weight_gradient")
 
@@ -52,6 +54,14 @@ def _cached(act: Activation, scheme: InitScheme, widths: tuple[int, ...], s_x: f
     return _moments(act, scheme, widths, s_x, b2)
 
 
+def shape_widths(act: Activation, shape) -> tuple[int, ...]:
+    """``shape.widths()`` after refusing, before building it, a depth beyond the expansion's limit
+    (:func:`~varprop.theory.finite.expansion.check_finite_width_depth`) or the memory."""
+    check_finite_width_depth(act, shape.L)
+    check_fits(shape.L)
+    return shape.widths()
+
+
 def finite_width_values(act: Activation, scheme: InitScheme, widths: tuple[int, ...],
                         input_variance: float, bias_variance: float, quantity: str,
                         per_layer: bool) -> float | np.ndarray:
@@ -60,6 +70,15 @@ def finite_width_values(act: Activation, scheme: InitScheme, widths: tuple[int, 
         raise fail("quantity", quantity, f"one of {list(MLP_QUANTITIES)} with finite_width=True "
                    "(the 1/n expansion covers the MLP quantities)")
     check_finite_width_init(scheme)
+    check_finite_width_depth(act, len(widths) - 1)
+    check_fits(len(widths) - 1)
+    # Degree-1 homogeneous activations: a_l scales like sqrt(s) when input and bias variances
+    # scale by s, gradients not at all; so evaluate at unit scale and rescale exactly (this keeps
+    # 1e-300 or 1e300 variances, and Var(q) ~ s^2, inside the float range).
+    scale = 1.0
+    if act.traits.exact_at_finite_width and max(input_variance, bias_variance) > 0.0:
+        scale = max(input_variance, bias_variance)
+        input_variance, bias_variance = input_variance / scale, bias_variance / scale
     fw = _cached(act, scheme, widths, input_variance, bias_variance)
     if quantity == "preactivation":
         values = fw.preact_second
@@ -75,6 +94,13 @@ def finite_width_values(act: Activation, scheme: InitScheme, widths: tuple[int, 
     else:
         values = fw.weight_grad_second
     values = np.array(values, dtype=float)
+    if scale != 1.0 and quantity != "gradient":
+        with np.errstate(over="ignore"):
+            values = values * scale
+        if not np.all(np.isfinite(values)):
+            raise VarpropError(f"{quantity} with finite_width=True is beyond the float range: "
+                               f"{float(np.max(values / scale)):.6g} * {scale:.6g} (input or bias "
+                               "variance) overflows")
     approximate = not fw.exact or (quantity == "activation" and fw.act_mean_order != "exact")
     eps = float(np.max(fw.expansion_parameter))
     if approximate and eps > EXPANSION_LIMIT:
