@@ -386,7 +386,15 @@ def test_generic_relu_derivation_against_a_hand_derivation():
     import sympy as sp
 
     from varprop.theory.symbolic.generic import derive_generic
-    from varprop.theory.symbolic.symbols import DEPTH, N_IN, N_OUT, Q0, SIGMA_B2, SIGMA_W2, SIGMA_W2_1
+    from varprop.theory.symbolic.symbols import (
+        DEPTH,
+        N_IN,
+        N_OUT,
+        Q0,
+        SIGMA_B2,
+        SIGMA_W2,
+        SIGMA_W2_1,
+    )
 
     d = derive_generic("relu", True)
     assert sp.simplify(d.hidden_factor - N_OUT * SIGMA_W2 / 2) == 0

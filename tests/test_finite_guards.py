@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import varprop as vp
+from varprop.components.activations import resolve_activation
 from varprop.errors import InvalidArgument, VarpropError
 from varprop.theory.finite import finite_width_moments, gaussian_functions
-from varprop.components.activations import resolve_activation
 
 pv = vp.predict_variance
 
