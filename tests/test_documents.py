@@ -80,7 +80,8 @@ def linear_doc():
 
 def test_generation_is_deterministic(linear_doc):
     first, second = linear_doc
-    assert [f.path for f in first] == ["linear.md", "figures/linear.svg"]
+    assert [f.path for f in first] == ["linear.md", "figures/linear-finite-width.svg",
+                                      "figures/linear.svg"]
     for a, b in zip(first, second):
         assert a.content == b.content, a.path
 
