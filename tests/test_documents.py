@@ -443,7 +443,9 @@ def test_one_activation_stands_alone_and_draws_the_schemes_asked_for(tmp_path):
         "relu", ["he_normal", "lecun_uniform"], budget="quick")}
     text = files["relu.md"]
     links = re.findall(r"\]\(([^)]+)\)", text)
-    assert links and all(link.startswith("#") or link == "figures/relu.svg" for link in links), links
+    local = {"figures/relu.svg", "figures/relu-finite-width.svg"}
+    assert links and all(link.startswith("#") or link in local for link in links), links
+    assert local <= set(files)
     anchors = set(re.findall(r'<a id="([^"]+)"></a>', text))
     assert {link[1:] for link in links if link.startswith("#")} <= anchors
     svg = files["figures/relu.svg"]
