@@ -45,11 +45,12 @@ def test_a_command_imports_its_own_module_only():
 
 def test_every_command_has_a_parser_and_a_module():
     assert SUBCOMMANDS == ("predict", "check", "derive", "recommend", "critical-gain",
-                           "edge-of-chaos", "overflow-depth", "list")
+                           "edge-of-chaos", "overflow-depth", "list", "audit")
     minimal = {"predict": ["relu", "he_normal"],
                "recommend": ["relu", "--width", "8", "--depth", "2"],
                "critical-gain": ["relu"], "edge-of-chaos": ["relu"],
-               "overflow-depth": ["relu", "he_normal", "--fan-in", "8"]}
+               "overflow-depth": ["relu", "he_normal", "--fan-in", "8"],
+               "audit": ["pkg.mod:factory", "--input-shape", "2,3"]}
     parser = build_parser()
     for name, module in COMMANDS.items():
         assert parser.parse_args([name] + minimal.get(name, []))

@@ -105,11 +105,16 @@ def test_relu_gradient_distribution_dead_layer_atom():
                                         layer=3).zero_probability == 0.0
 
 
-def test_verify_relu_gradient_not_refuted_by_dead_layers():
+def test_verify_relu_gradient_mean_field_misses_dead_layers():
+    # widths [4]*8, layer 5: the exact value is 2 (15/16)^4 = 1.545, 22.75% below the mean field;
+    # the mean-field claim is refuted with the dead-layer factor named, the exact one is not
     v = varprop.verify("relu", "he_normal", widths=[4] * 8, quantity="gradient", layer=5, seed=0,
                        budget=4000)
-    assert v.status != "refuted"
-    assert "dead-layer" in v.assumptions
+    assert v.status == "refuted"
+    assert "dead-layer" in v.assumptions and "0.7725 x the mean field" in v.config["tol_reason"]
+    w = varprop.verify("relu", "he_normal", widths=[4] * 8, quantity="gradient", layer=5, seed=0,
+                       budget=4000, finite_width=True)
+    assert w.status != "refuted" and abs(w.predicted - 2 * (15 / 16) ** 4) < 1e-12
 
 
 def test_bias_or_uniform_relu_activation_refused_not_silent():

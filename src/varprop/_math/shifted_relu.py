@@ -37,7 +37,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import ndtr, owens_t
+
+from varprop._util.lazy import lazy_module
+
+special = lazy_module("scipy.special")
 
 __all__ = ["orthant", "relu_class_shifted", "RHO_LIMIT"]
 
@@ -53,7 +56,7 @@ def orthant(h: np.ndarray, k: np.ndarray, rho: np.ndarray) -> np.ndarray:
         ak = np.where(k != 0, (h - rho * k) / (k * s), np.sign(h - rho * k) * np.inf)
     ah, ak = np.nan_to_num(ah, nan=0.0), np.nan_to_num(ak, nan=0.0)
     beta = np.where((h * k > 0) | ((h * k == 0) & (h + k >= 0)), 0.0, 0.5)
-    out = 0.5 * ndtr(h) + 0.5 * ndtr(k) - owens_t(h, ah) - owens_t(k, ak) - beta
+    out = 0.5 * special.ndtr(h) + 0.5 * special.ndtr(k) - special.owens_t(h, ah) - special.owens_t(k, ak) - beta
     return np.where((h == 0) & (k == 0), 0.25 + np.arcsin(rho) / (2 * math.pi), out)
 
 
@@ -66,8 +69,8 @@ def _positive_pair(m1: np.ndarray, m2: np.ndarray, a: np.ndarray, b: np.ndarray,
     orth = orthant(-big_a, -big_b, rho)
     pa = np.exp(-0.5 * big_a * big_a) / math.sqrt(2 * math.pi)
     pb = np.exp(-0.5 * big_b * big_b) / math.sqrt(2 * math.pi)
-    qa = ndtr(-(big_b - rho * big_a) / s)
-    qb = ndtr(-(big_a - rho * big_b) / s)
+    qa = special.ndtr(-(big_b - rho * big_a) / s)
+    qb = special.ndtr(-(big_a - rho * big_b) / s)
     e1 = pa * qa + rho * pb * qb
     e2 = pb * qb + rho * pa * qa
     dens = s * np.exp(-(big_a * big_a - 2 * rho * big_a * big_b + big_b * big_b) / (2 * s * s))

@@ -248,8 +248,9 @@ def prediction_allowance(activation: Activation | str, init: InitScheme | str, *
 
     ``expansion`` passes a :func:`~varprop.checking.next_order.finite_width_case` result already
     computed (``(case, why_not)``).  An exact claim of a ReLU-type gradient gets
-    :func:`dead_layer_gap` added unless ``finite_width`` (the finite-width prediction includes
-    the dead-layer atom).
+    :func:`dead_layer_gap` named in its reason unless ``finite_width`` (the finite-width prediction
+    includes the dead-layer atom): the mean field misses the atom, so where the Monte Carlo
+    resolves the gap it is refuted, like any mean field off by a resolved finite-width shift.
     """
     act = resolve_activation(activation)
     scheme = resolve_scheme(init)
@@ -278,13 +279,14 @@ def prediction_allowance(activation: Activation | str, init: InitScheme | str, *
 def _with_dead_layers(tol: float, reason: str, exact: bool, act: Activation,
                       widths: Sequence[int], layer: int, quantity: str, bias_variance: float
                       ) -> tuple[float, str]:
-    """``tol`` plus :func:`dead_layer_gap` for an exact claim."""
+    """``(tol, reason)`` with :func:`dead_layer_gap` named in the reason of an exact claim (the
+    truth is the claim times ``1 - gap``; ``verify(..., finite_width=True)`` claims that)."""
     gap = dead_layer_gap(act, widths, layer, quantity, bias_variance) if exact else 0.0
     if gap <= 0.0:
         return tol, reason
-    return tol + gap, (f"{reason}; + {gap:.3g}: the exact dead-layer atom of ReLU gradients "
-                       "(a layer below with every unit off, probability 2^-n_j, zeroes the "
-                       "gradient; the mean field does not see it)")
+    return tol, (f"{reason}; the mean field misses the exact dead-layer atom of ReLU gradients "
+                 f"(a layer below with every unit off, probability 2^-n_j, zeroes the gradient): "
+                 f"the exact value is {1 - gap:.4g} x the mean field (finite_width=True claims it)")
 
 
 def network_allowance(net: Network, position: int, backward: bool, *, method: str,
@@ -366,8 +368,9 @@ def _assumptions(act: Activation, scheme: InitScheme, quantity: str, target: str
             "dL/dz_L i.i.d. unit variance independent of the forward pass")
     claim = ("claims exactness at every finite width here (second moments of nets whose "
              "activations are positively homogeneous of degree 1, with zero-mean symmetric i.i.d. "
-             "weights; for ReLU-type gradients with zero bias the allowance adds the exact "
-             "dead-layer gap 1 - prod_{j<l}(1 - 2^-n_j), which the mean field misses)" if exact else
+             "weights; except that the mean field of ReLU-type gradients with zero bias misses "
+             "the exact dead-layer factor prod_{j<l}(1 - 2^-n_j), which finite_width=True "
+             "includes)" if exact else
              "exact only as the widths grow here (the allowance is the next order of the 1/n "
              "expansion, or broad where the expansion does not decide)")
     who = "user-supplied prediction judged against" if user else f"library prediction (method={method!r}),"

@@ -78,7 +78,7 @@ from varprop._util.validation import (
     fail,
 )
 from varprop.checking import plan as _plan
-from varprop.checking.allowance import is_exact, prediction_allowance
+from varprop.checking.allowance import dead_layer_gap, is_exact, prediction_allowance
 from varprop.checking.distribution_check import replicate_cv2
 from varprop.checking.next_order import finite_width_case
 from varprop.checking.plan import default_budget
@@ -259,10 +259,11 @@ def claim_allowance(act: Activation, scheme: InitScheme, widths: Sequence[int], 
     where the expansion decides (:math:`\rho \le 0.75`), as the assertion helpers of
     :mod:`varprop.strategies` do."""
     ws = [int(n) for n in widths]
-    if is_exact(act, scheme, quantity):
-        return 0.0, 0.0, bool(finite_width)
     L = len(ws) - 1
     layer = 1 if quantity in ("gradient", "weight_gradient") else L
+    if is_exact(act, scheme, quantity):  # the mean field of ReLU gradients misses dead layers
+        gap = dead_layer_gap(act, ws, layer, quantity, bias_variance)
+        return 0.0, 0.0, (gap > 0.0) if finite_width is None else bool(finite_width)
     expansion = finite_width_case(act, scheme, widths=ws, layer=layer, quantity=quantity,
                                   input_variance=input_variance, bias_variance=bias_variance)
     case = expansion[0]

@@ -38,9 +38,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-from scipy import optimize, special, stats
 
+from varprop._util.lazy import lazy_module
 from varprop.errors import VarpropError
+
+optimize = lazy_module("scipy.optimize")
+special = lazy_module("scipy.special")
+stats = lazy_module("scipy.stats")
 
 __all__ = [
     "AffineBetaMixture",
