@@ -88,6 +88,7 @@ __all__ = [
     "ExactLayers",
     "activation_mean",
     "alive_probability",
+    "alive_probabilities",
     "ExactMoments",
     "exact_moments",
     "forward_law",
@@ -217,9 +218,19 @@ def alive_probability(lay: ExactLayers, layer: int) -> float:
 
     and 1 for linear, ``abs`` and leaky ReLU (no dead layers).  Dead layers at or above
     :math:`l` are the atoms :math:`K_k = 0` of the :math:`R_k` factors already."""
-    if lay.alpha * lay.beta != 0.0 or layer >= len(lay.widths) - 1:
-        return 1.0
-    return math.prod(-math.expm1(-n * math.log(2.0)) for n in lay.widths[1:layer])
+    return float(alive_probabilities(lay)[layer - 1])
+
+
+def alive_probabilities(lay: ExactLayers) -> np.ndarray:
+    """:func:`alive_probability` for every layer :math:`l = 1..L` (a cumulative product: linear
+    in depth)."""
+    L = len(lay.widths) - 1
+    out = np.ones(L)
+    if lay.alpha * lay.beta != 0.0:
+        return out
+    alive = -np.expm1(-np.asarray(lay.widths[1:L], dtype=float) * math.log(2.0))
+    out[1:L - 1] = np.cumprod(alive)[:L - 2] if L > 2 else out[1:L - 1]
+    return out
 
 
 def activation_mean(lay: ExactLayers) -> np.ndarray:
@@ -242,10 +253,21 @@ def activation_mean(lay: ExactLayers) -> np.ndarray:
     out = np.zeros(len(ws) - 1)
     if lay.input_variance == 0.0 or c == 0.0:
         return out
+    # log E sqrt(qhat_l) is a sum over the independent factors: accumulate it layer by layer
+    # (linear in depth; one law per distinct width)
+    factor: dict[tuple[str, int], float] = {}
+
+    def log_root_moment(kind: str, n: int) -> float:
+        if (kind, n) not in factor:
+            factor[(kind, n)] = _sum([(kind, n)], 0.0, lay).log_moment(0.5)
+        return factor[(kind, n)]
+
+    total = 0.5 * math.log(lay.input_variance) + log_root_moment("chi2", ws[0])
     for layer in range(1, len(ws)):
-        shift = math.log(lay.input_variance) + sum(math.log(s) for s in s2[:layer])
-        law = _sum([("chi2", ws[0])] + [("ratio", n) for n in ws[1:layer]], shift, lay)
-        out[layer - 1] = c * math.exp(law.log_moment(0.5))
+        total += 0.5 * math.log(s2[layer - 1])
+        if layer > 1:
+            total += log_root_moment("ratio", ws[layer - 1])
+        out[layer - 1] = c * math.exp(total)
     return out
 
 

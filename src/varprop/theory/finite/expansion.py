@@ -138,7 +138,7 @@ from varprop.theory.finite.backward import backward_moments
 from varprop.theory.finite.exact import (
     ExactLayers,
     activation_mean,
-    alive_probability,
+    alive_probabilities,
     slopes,
 )
 from varprop.theory.finite.functions import FunctionValues, gaussian_functions
@@ -442,7 +442,7 @@ def _moments(act: Activation, scheme: InitScheme, ws: tuple[int, ...], s_x: floa
     if ab is not None and b2 == 0.0:
         lay = ExactLayers(ws, tuple(sigma2.tolist()), ab[0], ab[1], s_x, act)
         # the dead-layer atom (ReLU, zero bias): alive_probability
-        bw.grad[:] = bw.grad * np.array([alive_probability(lay, l) for l in range(1, L + 1)])
+        bw.grad[:] = bw.grad * alive_probabilities(lay)
         if scheme.is_gaussian:
             a1, mean_order = activation_mean(lay), "exact"
     for name, values in (("E a^2", a2), ("the gradient", bw.grad), ("the weight gradient", bw.weight)):

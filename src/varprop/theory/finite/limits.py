@@ -32,7 +32,8 @@ def check_finite_width_depth(act: Activation, depth: int) -> None:
         raise fail("depth", shown, f"at most {limit:,} with finite_width=True for {act.name}: "
                    f"the 1/n expansion walks the layers one by one at about {rate * 1e6:.3g} us a "
                    f"layer{'' if exact else ' (a Gaussian quadrature per layer)'}, {cost} for this "
-                   "depth (and at depth comparable to width the expansion breaks down anyway)")
+                   "depth" + ("" if exact else " (and at depth comparable to width the "
+                              "expansion breaks down anyway)"))
 
 
 def show_widths(ws: tuple[int, ...]) -> str:
