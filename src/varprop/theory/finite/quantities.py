@@ -39,6 +39,7 @@ from varprop.theory.finite.expansion import (
     FiniteWidthMoments,
     _moments,
     check_finite_width_init,
+    outside_range_consequence,
 )
 from varprop.theory.finite.limits import check_finite_width_depth
 from varprop.theory.sizes import check_fits
@@ -106,7 +107,7 @@ def finite_width_values(act: Activation, scheme: InitScheme, widths: tuple[int, 
     if approximate and eps > EXPANSION_LIMIT:
         warnings.warn(f"predict_variance(finite_width=True): the 1/n expansion is outside its "
                       f"range (Var qhat / (E qhat)^2 up to {eps:.3g} > {EXPANSION_LIMIT}; depth "
-                      f"not small against width): the {quantity} may be off by tens of percent",
+                      f"not small against width): the {quantity} {outside_range_consequence(eps)}",
                       VarpropWarning, stacklevel=4)
     if per_layer:
         return values

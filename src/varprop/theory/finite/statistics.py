@@ -82,7 +82,11 @@ from varprop.theory.finite.exact import (
     jacobian_law,
     slopes,
 )
-from varprop.theory.finite.expansion import EXPANSION_LIMIT, finite_width_moments
+from varprop.theory.finite.expansion import (
+    EXPANSION_LIMIT,
+    finite_width_moments,
+    outside_range_consequence,
+)
 from varprop.theory.finite.loglaw import (
     LogChiSquareSum,
     LogNormal,
@@ -270,7 +274,7 @@ def _route(act: Activation, scheme: InitScheme, ws: tuple[int, ...], v_in: float
         order += f" > {EXPANSION_LIMIT}: outside the expansion's range, the next order is not negligible"
         warnings.warn(f"predict_distribution: the 1/n expansion is outside its range at layer "
                       f"{layer} (Var qhat / (E qhat)^2 = {eps:.3g} > {EXPANSION_LIMIT}; depth not "
-                      "small against width): the mean and variance may be off by tens of percent",
+                      f"small against width): the mean and variance {outside_range_consequence(eps)}",
                       VarpropWarning, stacklevel=3)
     return _from_law(law, mom.mean, mom.variance, "1/n", order, common, assumptions)
 
