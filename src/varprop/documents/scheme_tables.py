@@ -33,7 +33,7 @@ from varprop.documents.common import ERROR_TABLE_Q, STEADY_DEPTH, STEADY_WIDTH
 from varprop.documents.step_text import approximation_latex
 from varprop.documents.store import fmt
 from varprop.theory.symbolic import Derivation
-from varprop.theory.symbolic.symbols import Q_PREV
+from varprop.theory.symbolic.symbols import N_IN, N_OUT, Q_PREV
 
 __all__ = ["scheme_blocks", "steady_blocks", "phase_blocks", "depth_blocks", "backward_blocks",
            "approximation_blocks"]
@@ -55,7 +55,7 @@ def scheme_blocks(derivations: Derivations) -> list[_Block]:
         s = d.init
         rows.append((f"`{label}`", _law(s), f"${_latex(s.weight_mean())}$",
                      f"${_latex(s.weight_variance())}$", fmt(_nsw2(s, STEADY_WIDTH)),
-                     f"${_latex(d.hidden_factor)}$", f"${_latex(d.backward_factor)}$"))
+                     f"${_latex(d.hidden_factor)}$", f"${_latex(_hidden(d.backward_factor))}$"))
     return [
         _Heading(2, "The schemes", "schemes"),
         _Para("Each scheme's weight mean and variance at a layer with fan-in $n_{in}$ and fan-out "
@@ -66,7 +66,7 @@ def scheme_blocks(derivations: Derivations) -> list[_Block]:
               "mean functions of the moments $A_D, A_C$, $G_D, G_C$ of the layer below)."),
         _Table(("Scheme", "Weights", "$\\mu_w$", "$\\sigma_w^2$",
                 f"$n\\sigma_w^2$ ($n$ = {STEADY_WIDTH})", "forward factor (hidden layer)",
-                "backward factor $\\chi$"), tuple(rows)),
+                "backward factor $\\chi$ (hidden layer)"), tuple(rows)),
         _Para("Fixed points, their stability and each scheme's phase are computed numerically in "
               "[fixed points and phases](#phases)."),
     ]
@@ -138,11 +138,18 @@ def phase_blocks(a: Activation, derivations: Derivations) -> list[_Block]:
     ]
 
 
+def _hidden(expr: object) -> object:
+    """A layer-1 expression (fan-in :math:`n_{in}`, the scheme's variance at :math:`(n_{in},
+    n_{out})`) for the hidden layers :math:`2..L` (:math:`n_{out} \to n_{out}`)."""
+    subs = getattr(expr, "subs", None)
+    return subs(N_IN, N_OUT) if subs is not None else expr
+
+
 def _depth_cell(d: Derivation, linear: bool) -> str:
     if d.closed_form_depth is not None:
         return f"$q_L = {_latex(d.closed_form_depth)}$"
     if not hasattr(d.forward_map, "shape"):
-        return f"$q_l = {_latex(d.forward_map.subs(Q, Q_PREV))}$"
+        return f"$q_l = {_latex(_hidden(d.forward_map).subs(Q, Q_PREV))}$ ($l \\ge 2$)"
     return ("recursion on $(D_l, C_l)$ (derived above)" if linear else
             "recursion conditional on the layer-1 shift (derived above)")
 
@@ -175,10 +182,12 @@ def backward_blocks(derivations: Derivations) -> list[_Block]:
     rows = []
     for label, d in derivations.items():
         gd = "—" if d.gradient_depth is None else f"${_latex(d.gradient_depth)}$"
-        rows.append((f"`{label}`", f"${_latex(d.backward_factor)}$", gd))
+        rows.append((f"`{label}`", f"${_latex(_hidden(d.backward_factor))}$", gd))
     return [
         _Heading(2, "Backward pass", "backward"),
-        _Para("One factor $\\chi$ per layer (the backward steps of the derivation): "
+        _Para("One factor $\\chi$ per hidden layer $l \\ge 2$ (the backward steps of the "
+              "derivation with $n_{in} = n_{out}$; layer 1's uses the scheme's variance at "
+              "$(n_{in}, n_{out})$): "
               "$E[(\\partial\\mathcal L/\\partial x)^2]$ at the input after $L$ layers."),
         _Table(("Scheme", "$\\chi$ per layer", "$E[(\\partial\\mathcal L/\\partial x)^2]$ after "
                 "$L$ layers"), tuple(rows)),
