@@ -11,6 +11,12 @@ passes (their channel counts for convolutions) plus
 :data:`~varprop.checking.allowance.APPROXIMATION_ALLOWANCE` per declared approximation.  A site
 nested in a block is judged with the allowance of the whole block (it passes through no more
 layers than that), a conservative choice.
+
+A broad allowance (the :math:`2\sum 1/n` rule, where no 1/n expansion decides the claim) can
+refute a prediction but not confirm it: an interval inside it but not inside :math:`\pm` ``rtol``
+is ``inconclusive`` (``verify_replicates(..., confirm_within=False)``), so ``confirmed`` means
+inside :math:`\pm` ``rtol`` or inside an allowance that decides the claim (exact, or the next
+order of the 1/n expansion in its regime).
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ __all__ = ["build_rows", "change_warnings", "law_warnings", "GROWTH_WARNING"]
 #: first and the last site (or ranges over more than it) gets a warning.
 GROWTH_WARNING = 10.0
 
+#: The words :func:`~varprop.checking.allowance.network_allowance` puts in the reason of a broad
+#: allowance (one that bounds the claim's error without deciding it).
+BROAD_MARK = "broad finite-width allowance"
+
 
 def _interval(x: np.ndarray, alpha: float, seed: int) -> tuple[float, float] | None:
     if x.size < 2 or not np.all(np.isfinite(x)):
@@ -46,6 +56,7 @@ def _verdict_pass(x: np.ndarray, predicted: float, *, net: Any, position: int, b
                                  predicted_value=predicted, dtype=dtype)
     sym = "(dL/dy)^2" if backward else "y^2"
     v = verify_replicates(x, predicted, tol=tol, rtol=rtol, alpha=alpha, seed=seed,
+                          confirm_within=BROAD_MARK not in why,
                           statistic=f"E[mean {sym}] at {name}",
                           description=f"ensemble mean over re-initialisations of the mean of "
                                       f"{sym} over all entries of {name}'s output",
