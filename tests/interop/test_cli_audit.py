@@ -48,13 +48,19 @@ def not_a_module():
 
 def broken():
     raise RuntimeError("factory broke")
+
+def exits():
+    raise SystemExit(3)
 """
+
+EXITS_AT_IMPORT = "import sys\nsys.exit(5)\n"
 
 
 @pytest.fixture
 def module(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
     name = f"factories_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}.py").write_text(FACTORIES)
+    (tmp_path / f"{name}_exits.py").write_text(EXITS_AT_IMPORT)
     monkeypatch.chdir(tmp_path)
     return name
 
@@ -115,6 +121,9 @@ def test_a_refuted_row_exits_1(module: str, capsys: pytest.CaptureFixture,
     (["{m}:NOT_CALLABLE"], "not callable"),
     (["{m}:not_a_module"], "returned str, not a torch.nn.Module"),
     (["{m}:broken"], "raised RuntimeError: factory broke"),
+    (["{m}:exits"], "raised SystemExit: 3"),
+    (["builtins:exit"], "raised SystemExit"),
+    (["{m}_exits:f"], "SystemExit: 5"),
     (["no_such_module_xyz:f"], "cannot import module 'no_such_module_xyz'"),
     (["{m}:mlp", "--input-kind", "tokens:0"], "--input-kind"),
     (["{m}:mlp", "--input-kind", "words"], "--input-kind"),

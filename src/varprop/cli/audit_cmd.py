@@ -12,7 +12,8 @@ return a ``torch.nn.Module``.  The example batch is ``torch.randn(shape)`` (seed
 or with ``--input-kind tokens:VOCAB`` integer ids uniform on ``0..VOCAB-1``.  Prints the Markdown
 table (or the JSON report); exit 1 when any row is refuted, 2 for a usage error (a bad spec, a
 module that does not import, a factory that is not callable or does not return a module, a shape
-the model does not take).  torch (the ``interop`` extra) is imported only when the command runs.
+the model does not take; a module or factory that raises anything but ``KeyboardInterrupt``,
+``SystemExit`` included, is reported as such with exit 2).  torch (the ``interop`` extra) is imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def load_factory(spec: str) -> Any:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # any failure while importing the user's module is a usage error
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # any failure (SystemExit too) importing the user's module
         raise VarpropError(f"cannot import module {module_name!r} of factory {spec!r}: "
                            f"{type(exc).__name__}: {exc}") from None
     finally:
@@ -93,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
     factory = load_factory(args.factory)
     try:
         model = factory()
-    except Exception as exc:  # the user's factory failed: report it as a usage error
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # the user's factory failed (SystemExit too): a usage error
         raise VarpropError(f"factory {args.factory!r} raised {type(exc).__name__}: {exc}") from None
     if not isinstance(model, torch.nn.Module):
         raise VarpropError(f"factory {args.factory!r} returned {type(model).__name__}, not a "
