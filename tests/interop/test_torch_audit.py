@@ -191,12 +191,39 @@ def test_restored_also_when_the_audit_fails() -> None:
         if len(calls) == 3:
             raise RuntimeError("reinit broke")
 
-    with pytest.raises(RuntimeError, match="reinit broke"):
+    with pytest.raises(VarpropError, match="reinit.model. raised RuntimeError: reinit broke"):
         audit(model, torch.randn(8, 16), replicates=8, reinit=failing)
+    _assert_same(model, before)
+
+    def key_error(m: torch.nn.Module) -> None:
+        raise KeyError("weight")
+
+    with pytest.raises(VarpropError, match="reinit.model. raised KeyError"):
+        audit(model, torch.randn(8, 16), replicates=4, reinit=key_error)
     _assert_same(model, before)
     with pytest.raises(VarpropError, match=r"shape \(8, 15\)"):
         audit(model, torch.randn(8, 15), replicates=4)
     _assert_same(model, before)
+
+
+def test_a_reinit_that_replaces_parameters_and_adds_hooks_is_undone() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+    objects = [(m, dict(m._parameters), dict(m._buffers)) for m in model.modules()]
+    values = [p.detach().clone() for p in model.parameters()]
+
+    def replacing(m: torch.nn.Module) -> None:
+        setattr(m[0], "weight", torch.nn.Parameter(torch.randn(32, 16) / 4))
+        m[2].reset_parameters()
+        m[2].register_buffer("extra", torch.zeros(1))
+        m[2].register_forward_hook(lambda *a: None)
+
+    audit(model, torch.randn(8, 16), replicates=4, reinit=replacing)
+    for m, params, buffers in objects:  # the very same objects, nothing added
+        assert dict(m._parameters).keys() == params.keys()
+        assert all(m._parameters[k] is v for k, v in params.items())
+        assert dict(m._buffers) == buffers
+        assert not m._forward_hooks
+    assert all(torch.equal(p, v) for p, v in zip(model.parameters(), values))
 
 
 def test_same_seed_same_report_and_json_round_trip() -> None:
