@@ -294,6 +294,28 @@ def test_bad_model_and_input() -> None:
         audit_fn(lambda x: x, torch.randn(8, 16))
     with pytest.raises(InvalidArgumentType, match="example_input"):
         audit_fn(_mlp(16, 64, 8), [[0.0] * 16])
+    with pytest.raises(InvalidArgument, match="example_input=.*empty tensor.*non-empty batch"):
+        audit_fn(_mlp(16, 64, 8), torch.zeros(0, 16))
+    x = torch.randn(8, 16)
+    x[3, 2] = float("nan")
+    with pytest.raises(InvalidArgument, match="example_input=.*1 non-finite"):
+        audit_fn(_mlp(16, 64, 8), x)
+
+
+def test_report_errors_are_varprops(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    report = audit(_mlp(16, 64, 8), torch.randn(8, 16), replicates=4, backward=False)
+    for text in ("{", "[]", '{"format": "varprop.audit/1"}'):
+        with pytest.raises(VarpropError, match="not .*audit report"):
+            AuditReport.from_json(text)
+    with pytest.raises(InvalidArgument, match="existing folder"):
+        report.plot(tmp_path / "missing" / "a.png")
+    with pytest.raises(InvalidArgument, match="ending in one of"):
+        report.plot(tmp_path / "a.xyz")
+    fig = report.plot()  # backward=False: the forward panel only, integer site ticks
+    assert len(fig.axes) == 1
+    ticks = fig.axes[0].get_xticks()
+    assert all(float(t).is_integer() for t in ticks)
 
 
 def test_plot_writes_a_reproducible_svg(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,6 +33,7 @@ module's training mode are unchanged and every hook is removed, also when an err
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -108,6 +109,7 @@ def audit(model: Any, example_input: Any, *, replicates: int = 32, seed: int = 0
     if example_input.is_complex() or example_input.dtype == torch.bool:
         raise fail("example_input", f"<tensor of dtype {example_input.dtype}>",
                    "a real floating-point or integer tensor")
+    _check_batch(example_input)
     reps = check_positive_int("replicates", replicates)
     if not MIN_REPLICATES <= reps <= MAX_REPLICATES:
         raise fail("replicates", replicates, f"an integer from {MIN_REPLICATES} to "
@@ -176,6 +178,25 @@ def audit(model: Any, example_input: Any, *, replicates: int = 32, seed: int = 0
     timings["total"] = time.perf_counter() - t_start
     return AuditReport(rows, tuple(warn), type(model).__name__, tuple(example_input.shape), reps,
                        seed_i, alpha_f, rtol_f, tests, how, timings)
+
+
+def _check_batch(x: torch.Tensor) -> None:
+    """An empty batch, non-finite entries or a second moment beyond the float range are errors
+    naming ``example_input`` (the prediction starts from the batch's second moment)."""
+    if x.numel() == 0:
+        raise fail("example_input", f"<empty tensor of shape {tuple(x.shape)}>",
+                   "a non-empty batch (its second moment starts the prediction)")
+    if not x.is_floating_point():
+        return
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise fail("example_input", f"<tensor with {bad} non-finite (NaN or inf) entries of "
+                   f"{x.numel()}>", "finite entries (its second moment starts the prediction)")
+    q = sum(float(torch.linalg.vector_norm(c, dtype=torch.float64)) ** 2
+            for c in x.detach().reshape(-1).split(1 << 20)) / x.numel()
+    if not math.isfinite(q):
+        raise fail("example_input", "<tensor whose mean square overflows float64>",
+                   "entries with a finite second moment")
 
 
 def _guarded(call: Callable[[], Any], example_input: torch.Tensor) -> Any:
