@@ -400,3 +400,14 @@ def test_the_audit_page_is_generated_from_the_committed_reports() -> None:
     modes = [m for m in ("eval", "train") if (bench.FIGURES / f"audit_resnet18_{m}.json").exists()]
     assert modes
     assert bench.render_page(*bench.load_reports(modes)) == bench.generated_part()
+
+
+def test_tensor_law_is_streamed_and_matches_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    values = 1e3 + 0.01 * rng.standard_normal(1001)  # large mean: a naive sum of squares cancels
+    monkeypatch.setattr(audit_module, "CHUNK", 64)  # 16 chunks, the last one short
+    n, mean, var = audit_module.tensor_law(torch.tensor(values, dtype=torch.float64))
+    assert n == 1001
+    assert mean == pytest.approx(np.mean(values), rel=1e-14)
+    assert var == pytest.approx(np.var(values), rel=1e-9)
+    assert audit_module.tensor_law(torch.full((3, 5), 0.25)) == (15, 0.25, 0.0)

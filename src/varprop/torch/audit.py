@@ -130,11 +130,10 @@ def audit(model: Any, example_input: Any, *, replicates: int = 32, seed: int = 0
     with torch.random.fork_rng(devices=[]):
         try:
             warn = _static_warnings(model, reinit)
-            before = [(n, p.detach().double().cpu().numpy().ravel())
-                      for n, p in model.named_parameters()]
+            before = [(n, tensor_law(p)) for n, p in model.named_parameters()]
             reinitialise(model, reinit, seeds[0])
-            warn += law_warnings(before, {n: p.detach().double().cpu().numpy().ravel()
-                                          for n, p in model.named_parameters()}, how)
+            warn += law_warnings(before, {n: tensor_law(p) for n, p in
+                                          model.named_parameters()}, how)
             for text in warn:
                 warnings.warn(text, VarpropWarning, stacklevel=3)
             t0 = time.perf_counter()
@@ -180,6 +179,30 @@ def audit(model: Any, example_input: Any, *, replicates: int = 32, seed: int = 0
                        seed_i, alpha_f, rtol_f, tests, how, timings)
 
 
+#: Entries per chunk of the streaming statistics (a float64 chunk is 8 MiB).
+CHUNK = 1 << 20
+
+
+def tensor_law(t: torch.Tensor) -> tuple[int, float, float]:
+    r"""``(n, mean, variance)`` of a tensor's entries (population variance), computed streaming
+    over chunks of :data:`CHUNK` entries in float64 (Chan et al.'s pairwise update of the mean
+    and the sum of squared deviations :math:`M_2`), so that no float64 copy of the whole tensor
+    is made: the extra memory is one chunk."""
+    flat = t.detach().reshape(-1)
+    n, mean, m2 = 0, 0.0, 0.0
+    for c in flat.split(CHUNK):
+        c64 = c.to(torch.float64)
+        k = c64.numel()
+        cm = float(c64.mean())
+        cm2 = float((c64 - cm).pow_(2).sum())
+        delta = cm - mean
+        total = n + k
+        mean += delta * k / total
+        m2 += cm2 + delta * delta * n * k / total
+        n = total
+    return n, mean, (m2 / n if n else 0.0)
+
+
 def _check_batch(x: torch.Tensor) -> None:
     """An empty batch, non-finite entries or a second moment beyond the float range are errors
     naming ``example_input`` (the prediction starts from the batch's second moment)."""
@@ -193,7 +216,7 @@ def _check_batch(x: torch.Tensor) -> None:
         raise fail("example_input", f"<tensor with {bad} non-finite (NaN or inf) entries of "
                    f"{x.numel()}>", "finite entries (its second moment starts the prediction)")
     q = sum(float(torch.linalg.vector_norm(c, dtype=torch.float64)) ** 2
-            for c in x.detach().reshape(-1).split(1 << 20)) / x.numel()
+            for c in x.detach().reshape(-1).split(CHUNK)) / x.numel()
     if not math.isfinite(q):
         raise fail("example_input", "<tensor whose mean square overflows float64>",
                    "entries with a finite second moment")
