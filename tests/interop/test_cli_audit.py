@@ -150,3 +150,16 @@ def test_a_shape_the_model_does_not_take_exits_2(module: str, capsys: pytest.Cap
     assert main(["audit", f"{module}:mlp", "--input-shape", "4,15", "--replicates", "4"]) == 2
     err = capsys.readouterr().err
     assert "varprop audit: error:" in err and "(4, 15)" in err
+
+
+def test_an_audit_beyond_the_memory_bound_is_refused(module: str, capsys: pytest.CaptureFixture,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    cmd = __import__("varprop.cli.audit_cmd", fromlist=["audit_memory"])
+    # by hand: mlp() has 16*64 + 64 + 64*32 + 32 = 3168 float32 parameters, no buffers
+    assert cmd.audit_memory(3168 * 4, 0, 4 * 16 * 4) == 2 * 12672 + 3 * 256
+    monkeypatch.setattr(cmd, "MAX_AUDIT_BYTES", 2 * 12672 + 3 * 256 - 1)
+    assert main(["audit", f"{module}:mlp", "--input-shape", "4,16"]) == 2
+    assert "estimated peak memory" in capsys.readouterr().err
+    monkeypatch.setattr(cmd, "MAX_AUDIT_BYTES", 30000)  # the model fits, the batch does not
+    assert main(["audit", f"{module}:mlp", "--input-shape", "100,16"]) == 2  # 3 * 1600 * 8
+    assert "--input-shape 100,16: the audit's estimated peak memory" in capsys.readouterr().err
