@@ -347,11 +347,14 @@ def _measured(p: PassResult) -> str:
 
 def _verdict(p: PassResult, rtol: float) -> str:
     """The verdict cell: the status, with the allowance when it exceeds the confirmation
-    margin (an approximate prediction)."""
+    margin (an approximate prediction), marked *broad* when it is one that can refute the
+    prediction but not confirm it (the reason of an ``inconclusive`` row says so)."""
     mark = _MARK[p.status]
     if p.status in ("confirmed", "refuted", "inconclusive") and p.tol is not None \
             and p.tol > rtol:
-        return f"{mark} (allowance +-{100 * p.tol:.3g}%)"
+        broad = "broad " if "can refute this claim but not confirm it" in (p.reason or "") \
+            else ""
+        return f"{mark} ({broad}allowance +-{100 * p.tol:.3g}%)"
     return mark
 
 
