@@ -20,7 +20,8 @@ with a prediction and a measurement side by side:
   measured in the replicates and passed through (their rows say ``measured``).
 * **Verdicts.**  The replicate values of a site are i.i.d. per-network statistics: varprop's
   checker (:func:`varprop.checking.replicates.verify_replicates`) judges the claim
-  :math:`E x = \theta_0` with the prediction's declared allowance (:mod:`varprop.torch.judge`),
+  :math:`E x = \theta_0` with the prediction's declared allowance (:mod:`varprop.torch.judge`:
+  a broad allowance, one that does not decide the claim, can refute but not confirm),
   at level :math:`\alpha/m` for the :math:`m` verdicts of the report (Bonferroni), so the
   probability that the report refutes any correct prediction is at most ``alpha``.  A
   heavy-tailed row (too few replicates for its skewness by Cochran's rule) is ``inconclusive``,
@@ -28,7 +29,13 @@ with a prediction and a measurement side by side:
 
 The model is left exactly as it was: parameter and buffer values (BatchNorm running statistics
 included) are restored bit for bit, parameters' ``.grad`` and ``requires_grad`` and every
-module's training mode are unchanged and every hook is removed, also when an error is raised.
+module's training mode are unchanged and every hook is removed, also when an error is raised;
+the Parameter and buffer objects, child modules and hooks each module held are put back
+(:class:`~varprop.torch.measure.Snapshot`: a ``reinit`` that replaces or adds them is undone;
+plain attributes it sets are not).  Memory beyond the model's own passes: one copy of the
+parameters and buffers (the snapshot), the batch's per-replicate copy and its gradient; the
+parameter-law check (:func:`tensor_law`) streams each tensor in float64 chunks of
+:data:`CHUNK` entries instead of copying it.
 """
 
 from __future__ import annotations
