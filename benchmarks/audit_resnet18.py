@@ -87,7 +87,8 @@ def run(mode: str, replicates: int) -> tuple[object, dict[str, float]]:
 def stage_lines(report) -> list[str]:
     """What the report shows about the stages, computed from its rows: per top-level stage
     (``embedder``, ``encoder.stages.k``) the change of the forward second moment and of the
-    gradient's from the stage's input (the last site before it) to its output."""
+    gradient's from the stage's input (the last site before it; for the first stage, which has
+    none, its own first site) to its output."""
     def stage(name: str) -> str:
         parts = name.split(".")
         return ".".join(parts[:3]) if parts[0] == "encoder" else parts[0]
@@ -135,10 +136,18 @@ def refuted_lines(report) -> list[str]:
                  and abs(p.interval[0] / p.predicted - 1) <= report.rtol
                  and abs(p.interval[1] / p.predicted - 1) <= report.rtol]
         tols = sorted({round(p.tol, 3) for p in passes if p.tol is not None})
-        out.append(f"- {which}: {len(confirmed)} of {len(passes)} rows confirmed, {len(tight)} "
-                   f"of them with the interval inside +-{100 * report.rtol:g}% of the "
-                   f"prediction, the others within the declared allowance (allowances "
-                   f"{tols[0]:g} to {tols[-1]:g}).")
+        allow = (f"the allowance is {tols[0]:g} on every row" if len(tols) == 1 else
+                 f"the allowances range from {tols[0]:g} to {tols[-1]:g}")
+        broad = [p for p in passes if p.status == "inconclusive"
+                 and "can refute this claim but not confirm it" in (p.reason or "")]
+        deciding = len(confirmed) - len(tight)
+        within = (f", {deciding} within an allowance that decides the claim" if deciding else
+                  "")
+        out.append(f"- {which}: {len(confirmed)} of {len(passes)} rows confirmed ({len(tight)} "
+                   f"with the interval inside +-{100 * report.rtol:g}% of the prediction"
+                   f"{within}); {len(broad)} inconclusive because their interval lies inside a "
+                   "broad allowance (2 sum 1/n, which can refute a prediction but not confirm "
+                   f"it) and not inside +-{100 * report.rtol:g}%; {allow}.")
         bad = [(r.name, getattr(r, which)) for r in report.rows
                if getattr(r, which).status == "refuted"]
         if not bad:
@@ -177,8 +186,10 @@ def render_page(reports: dict[str, object], timings: dict[str, dict[str, float]]
         out += [f"### resnet18, {mode} mode", "",
                 f"![resnet18 audit, {mode} mode](figures/audit_resnet18_{mode}.svg)", "",
                 "What it shows, stage by stage: the ratio of the second moment at the stage's "
-                "last site to that at the last site before it (for the gradient, a ratio r > 1 "
-                "means the gradient shrinks by r on its way back through the stage):", ""]
+                "last site to that at the last site before the stage (for the first stage, "
+                "which has no site before it: to that at its own first site); for the "
+                "gradient, a ratio r > 1 means the gradient shrinks by r on its way back "
+                "through the stage:", ""]
         out += stage_lines(report)
         out += ["", "Verdicts in numbers (refuted: the interval lies wholly outside the "
                 "prediction's allowance):", ""]

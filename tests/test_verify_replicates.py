@@ -37,6 +37,17 @@ def test_an_allowance_keeps_an_approximate_claim_from_refutation() -> None:
     assert v.status == "confirmed" and v.within_allowance, v.reason
 
 
+def test_a_broad_allowance_refutes_but_does_not_confirm() -> None:
+    x = _gamma(64, 2)  # mean 1, se 0.6%
+    v = verify_replicates(x, 1.08, tol=2.5, rtol=0.05, alpha=0.01, confirm_within=False)
+    assert v.status == "inconclusive" and not v.within_allowance, v.reason  # -7.4%: inside 2.5
+    assert "can refute this claim but not confirm it" in v.reason
+    w = verify_replicates(x, 1.0, tol=2.5, rtol=0.05, alpha=0.01, confirm_within=False)
+    assert w.status == "confirmed", w.reason  # inside +-5%: 8 se from either margin
+    u = verify_replicates(x, 0.25, tol=2.5, rtol=0.05, alpha=0.01, confirm_within=False)
+    assert u.status == "refuted", u.reason  # r = +300% +- 2.4%: outside +-250%
+
+
 def test_heavy_tails_give_inconclusive_not_refuted() -> None:
     # log-normal sigma = 2: skewness ~ 414, Cochran asks for millions of replicates; the mean
     # e^2 = 7.39 is the truth, the sample mean of 32 values is typically far below it

@@ -48,13 +48,19 @@ def not_a_module():
 
 def broken():
     raise RuntimeError("factory broke")
+
+def exits():
+    raise SystemExit(3)
 """
+
+EXITS_AT_IMPORT = "import sys\nsys.exit(5)\n"
 
 
 @pytest.fixture
 def module(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
     name = f"factories_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}.py").write_text(FACTORIES)
+    (tmp_path / f"{name}_exits.py").write_text(EXITS_AT_IMPORT)
     monkeypatch.chdir(tmp_path)
     return name
 
@@ -115,6 +121,9 @@ def test_a_refuted_row_exits_1(module: str, capsys: pytest.CaptureFixture,
     (["{m}:NOT_CALLABLE"], "not callable"),
     (["{m}:not_a_module"], "returned str, not a torch.nn.Module"),
     (["{m}:broken"], "raised RuntimeError: factory broke"),
+    (["{m}:exits"], "raised SystemExit: 3"),
+    (["builtins:exit"], "raised SystemExit"),
+    (["{m}_exits:f"], "SystemExit: 5"),
     (["no_such_module_xyz:f"], "cannot import module 'no_such_module_xyz'"),
     (["{m}:mlp", "--input-kind", "tokens:0"], "--input-kind"),
     (["{m}:mlp", "--input-kind", "words"], "--input-kind"),
@@ -141,3 +150,16 @@ def test_a_shape_the_model_does_not_take_exits_2(module: str, capsys: pytest.Cap
     assert main(["audit", f"{module}:mlp", "--input-shape", "4,15", "--replicates", "4"]) == 2
     err = capsys.readouterr().err
     assert "varprop audit: error:" in err and "(4, 15)" in err
+
+
+def test_an_audit_beyond_the_memory_bound_is_refused(module: str, capsys: pytest.CaptureFixture,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    cmd = __import__("varprop.cli.audit_cmd", fromlist=["audit_memory"])
+    # by hand: mlp() has 16*64 + 64 + 64*32 + 32 = 3168 float32 parameters, no buffers
+    assert cmd.audit_memory(3168 * 4, 0, 4 * 16 * 4) == 2 * 12672 + 3 * 256
+    monkeypatch.setattr(cmd, "MAX_AUDIT_BYTES", 2 * 12672 + 3 * 256 - 1)
+    assert main(["audit", f"{module}:mlp", "--input-shape", "4,16"]) == 2
+    assert "estimated peak memory" in capsys.readouterr().err
+    monkeypatch.setattr(cmd, "MAX_AUDIT_BYTES", 30000)  # the model fits, the batch does not
+    assert main(["audit", f"{module}:mlp", "--input-shape", "100,16"]) == 2  # 3 * 1600 * 8
+    assert "--input-shape 100,16: the audit's estimated peak memory" in capsys.readouterr().err

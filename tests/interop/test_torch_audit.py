@@ -191,12 +191,39 @@ def test_restored_also_when_the_audit_fails() -> None:
         if len(calls) == 3:
             raise RuntimeError("reinit broke")
 
-    with pytest.raises(RuntimeError, match="reinit broke"):
+    with pytest.raises(VarpropError, match="reinit.model. raised RuntimeError: reinit broke"):
         audit(model, torch.randn(8, 16), replicates=8, reinit=failing)
+    _assert_same(model, before)
+
+    def key_error(m: torch.nn.Module) -> None:
+        raise KeyError("weight")
+
+    with pytest.raises(VarpropError, match="reinit.model. raised KeyError"):
+        audit(model, torch.randn(8, 16), replicates=4, reinit=key_error)
     _assert_same(model, before)
     with pytest.raises(VarpropError, match=r"shape \(8, 15\)"):
         audit(model, torch.randn(8, 15), replicates=4)
     _assert_same(model, before)
+
+
+def test_a_reinit_that_replaces_parameters_and_adds_hooks_is_undone() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+    objects = [(m, dict(m._parameters), dict(m._buffers)) for m in model.modules()]
+    values = [p.detach().clone() for p in model.parameters()]
+
+    def replacing(m: torch.nn.Module) -> None:
+        setattr(m[0], "weight", torch.nn.Parameter(torch.randn(32, 16) / 4))
+        m[2].reset_parameters()
+        m[2].register_buffer("extra", torch.zeros(1))
+        m[2].register_forward_hook(lambda *a: None)
+
+    audit(model, torch.randn(8, 16), replicates=4, reinit=replacing)
+    for m, params, buffers in objects:  # the very same objects, nothing added
+        assert dict(m._parameters).keys() == params.keys()
+        assert all(m._parameters[k] is v for k, v in params.items())
+        assert dict(m._buffers) == buffers
+        assert not m._forward_hooks
+    assert all(torch.equal(p, v) for p, v in zip(model.parameters(), values))
 
 
 def test_same_seed_same_report_and_json_round_trip() -> None:
@@ -267,6 +294,28 @@ def test_bad_model_and_input() -> None:
         audit_fn(lambda x: x, torch.randn(8, 16))
     with pytest.raises(InvalidArgumentType, match="example_input"):
         audit_fn(_mlp(16, 64, 8), [[0.0] * 16])
+    with pytest.raises(InvalidArgument, match="example_input=.*empty tensor.*non-empty batch"):
+        audit_fn(_mlp(16, 64, 8), torch.zeros(0, 16))
+    x = torch.randn(8, 16)
+    x[3, 2] = float("nan")
+    with pytest.raises(InvalidArgument, match="example_input=.*1 non-finite"):
+        audit_fn(_mlp(16, 64, 8), x)
+
+
+def test_report_errors_are_varprops(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    report = audit(_mlp(16, 64, 8), torch.randn(8, 16), replicates=4, backward=False)
+    for text in ("{", "[]", '{"format": "varprop.audit/1"}'):
+        with pytest.raises(VarpropError, match="not .*audit report"):
+            AuditReport.from_json(text)
+    with pytest.raises(InvalidArgument, match="existing folder"):
+        report.plot(tmp_path / "missing" / "a.png")
+    with pytest.raises(InvalidArgument, match="ending in one of"):
+        report.plot(tmp_path / "a.xyz")
+    fig = report.plot()  # backward=False: the forward panel only, integer site ticks
+    assert len(fig.axes) == 1
+    ticks = fig.axes[0].get_xticks()
+    assert all(float(t).is_integer() for t in ticks)
 
 
 def test_plot_writes_a_reproducible_svg(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -351,3 +400,14 @@ def test_the_audit_page_is_generated_from_the_committed_reports() -> None:
     modes = [m for m in ("eval", "train") if (bench.FIGURES / f"audit_resnet18_{m}.json").exists()]
     assert modes
     assert bench.render_page(*bench.load_reports(modes)) == bench.generated_part()
+
+
+def test_tensor_law_is_streamed_and_matches_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    values = 1e3 + 0.01 * rng.standard_normal(1001)  # large mean: a naive sum of squares cancels
+    monkeypatch.setattr(audit_module, "CHUNK", 64)  # 16 chunks, the last one short
+    n, mean, var = audit_module.tensor_law(torch.tensor(values, dtype=torch.float64))
+    assert n == 1001
+    assert mean == pytest.approx(np.mean(values), rel=1e-14)
+    assert var == pytest.approx(np.var(values), rel=1e-9)
+    assert audit_module.tensor_law(torch.full((3, 5), 0.25)) == (15, 0.25, 0.0)

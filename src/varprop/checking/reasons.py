@@ -128,7 +128,7 @@ def _decision(r_hat: float, lo: float, hi: float, tol: float, rtol: float, relat
     else:
         more = "the estimate sits on the margin: no number of replicates is sure to resolve it"
     ended = (f"the budget of {budget} replicates is exhausted" if planned_looks > 1 else
-             f"{done} replicates (one look, replicates=)")
+             f"all {done} replicates given were used in one look")
     return "inconclusive", False, (f"{what} = {iv_text} contains the margin(s) {where}; {ended}; "
                                    f"{more} (more replicates needed)")
 

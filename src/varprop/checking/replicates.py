@@ -13,7 +13,8 @@ verdict it cannot trust into ``inconclusive``, and the decision
 * ``refuted`` if the interval lies wholly outside :math:`\pm` ``tol`` (the declared allowance of
   the prediction: 0 for an exact one, plus a float floor),
 * ``confirmed`` if it lies inside :math:`\pm` ``rtol`` (TOST), or inside :math:`\pm` ``tol``
-  for an approximate claim ("within the allowance"),
+  for an approximate claim whose allowance decides it ("within the allowance"; with
+  ``confirm_within=False``, a broad allowance, that case is ``inconclusive``),
 * ``inconclusive`` otherwise, with the number of replicates that would resolve it.
 
 A zero prediction is judged on absolute margins (``atol``, default ``rtol``).  Replicate values
@@ -47,7 +48,8 @@ def verify_replicates(values: Sequence[float] | np.ndarray, predicted: float, *,
                       atol: float | None = None, statistic: str = "E[x]",
                       description: str = "", assumptions: str = "", exact: bool = False,
                       quantity: str = "output", layer: int = 0,
-                      config: dict[str, object] | None = None) -> Verdict:
+                      config: dict[str, object] | None = None,
+                      confirm_within: bool = True) -> Verdict:
     r"""The checker's verdict on the claim :math:`E x = \theta_0` (``predicted``) from replicate
     values ``values`` (one per independent network), with the declared allowance ``tol`` on
     :math:`|r|` (see the module docstring).
@@ -71,6 +73,12 @@ def verify_replicates(values: Sequence[float] | np.ndarray, predicted: float, *,
         Absolute margin when ``predicted`` is 0.
     statistic, description, assumptions, exact, quantity, layer, config
         Carried into the :class:`~varprop.checking.verdict.Verdict`.
+    confirm_within : bool
+        Whether an interval inside the allowance ``tol`` but not inside :math:`\pm` ``rtol`` may
+        be ``confirmed``.  Pass ``False`` when ``tol`` is a broad allowance that bounds the
+        claim's error without deciding it (the broad finite-width rule :math:`2\sum 1/n`): such an
+        allowance can refute the claim but not confirm it, and that case is ``inconclusive`` with
+        the reason saying so (:func:`varprop.checking.reasons._decision`).
     """
     t0 = time.perf_counter()
     x = np.asarray(values, dtype=float)
@@ -93,7 +101,7 @@ def verify_replicates(values: Sequence[float] | np.ndarray, predicted: float, *,
         return [x], None
 
     out = _sequential(draw, "mean", theta0, scale, tol_f, margin, alpha_f, [n], seed_i,
-                      relative=not zero_pred)
+                      relative=not zero_pred, confirm_within=bool(confirm_within))
     return _verdict_from(out, theta0=theta0, scale=scale, zero_pred=zero_pred, tol=tol_f,
                          rtol=rtol_f, atol=atol_f, alpha=alpha_f, seed=seed_i, quantity=quantity,
                          layer=layer, target="ensemble", name=statistic,

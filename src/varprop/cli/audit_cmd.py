@@ -12,7 +12,10 @@ return a ``torch.nn.Module``.  The example batch is ``torch.randn(shape)`` (seed
 or with ``--input-kind tokens:VOCAB`` integer ids uniform on ``0..VOCAB-1``.  Prints the Markdown
 table (or the JSON report); exit 1 when any row is refuted, 2 for a usage error (a bad spec, a
 module that does not import, a factory that is not callable or does not return a module, a shape
-the model does not take).  torch (the ``interop`` extra) is imported only when the command runs.
+the model does not take, an estimated peak memory of the audit's own copies
+(:func:`audit_memory`: parameters and buffers x2, the batch x3 at 8 bytes an entry before it is
+built; activations not counted) above :data:`MAX_AUDIT_BYTES` = 4 GiB; a module or factory that raises anything but ``KeyboardInterrupt``,
+``SystemExit`` included, is reported as such with exit 2).  torch (the ``interop`` extra) is imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -28,6 +31,24 @@ from varprop.errors import VarpropError
 
 _SPEC = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 _MAX_ENTRIES = 2**28
+#: The bound on the audit's own memory (bytes) the command accepts: 4 GiB.
+MAX_AUDIT_BYTES = 4 * 2**30
+
+
+def audit_memory(param_bytes: int, buffer_bytes: int, input_bytes: int) -> int:
+    """The estimated peak of the audit's own copies, in bytes: the model's parameters and
+    buffers twice (the model and the snapshot that restores it), the batch three times (the
+    batch, the copy each replicate runs on, its gradient).  The model's activations during a
+    pass are not counted (they are the model's own cost of one forward and backward pass)."""
+    return 2 * (param_bytes + buffer_bytes) + 3 * input_bytes
+
+
+def _check_memory(estimate: int, what: str) -> None:
+    if estimate > MAX_AUDIT_BYTES:
+        raise VarpropError(f"{what}: the audit's estimated peak memory {estimate:,} bytes "
+                           f"({estimate / 2**30:.3g} GiB) "
+                           f"(model parameters and buffers x2, batch x3; activations not "
+                           f"counted) exceeds the bound of {MAX_AUDIT_BYTES:,} bytes")
 
 
 def _torch_parts() -> tuple[Any, Any]:
@@ -52,7 +73,9 @@ def load_factory(spec: str) -> Any:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # any failure while importing the user's module is a usage error
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # any failure (SystemExit too) importing the user's module
         raise VarpropError(f"cannot import module {module_name!r} of factory {spec!r}: "
                            f"{type(exc).__name__}: {exc}") from None
     finally:
@@ -78,6 +101,7 @@ def example_input(torch: Any, shape: list[int], kind: str, seed: int) -> Any:
     if total > _MAX_ENTRIES:
         raise VarpropError(f"--input-shape {','.join(map(str, shape))} is not allowed: at most "
                            f"{_MAX_ENTRIES:,} entries (it has {total:,})")
+    _check_memory(audit_memory(0, 0, total * 8), f"--input-shape {','.join(map(str, shape))}")
     gen = torch.Generator().manual_seed(seed)
     if kind == "normal":
         return torch.randn(shape, generator=gen)
@@ -93,12 +117,21 @@ def run(args: argparse.Namespace) -> int:
     factory = load_factory(args.factory)
     try:
         model = factory()
-    except Exception as exc:  # the user's factory failed: report it as a usage error
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # the user's factory failed (SystemExit too): a usage error
         raise VarpropError(f"factory {args.factory!r} raised {type(exc).__name__}: {exc}") from None
     if not isinstance(model, torch.nn.Module):
         raise VarpropError(f"factory {args.factory!r} returned {type(model).__name__}, not a "
                            "torch.nn.Module")
+    _check_memory(audit_memory(sum(p.numel() * p.element_size() for p in model.parameters()),
+                               sum(b.numel() * b.element_size() for b in model.buffers()), 0),
+                  f"factory {args.factory!r}")
     x = example_input(torch, list(args.input_shape), args.input_kind, args.seed)
+    _check_memory(audit_memory(sum(p.numel() * p.element_size() for p in model.parameters()),
+                               sum(b.numel() * b.element_size() for b in model.buffers()),
+                               x.numel() * x.element_size()), f"factory {args.factory!r} on "
+                  f"input shape {tuple(x.shape)}")
     report = vt.audit(model, x, replicates=args.replicates, seed=args.seed,
                       backward=not args.no_backward, unsupported=args.unsupported)
     print(report.to_json() if args.json else report.to_markdown(), end="" if not args.json else "\n")

@@ -20,7 +20,8 @@ with a prediction and a measurement side by side:
   measured in the replicates and passed through (their rows say ``measured``).
 * **Verdicts.**  The replicate values of a site are i.i.d. per-network statistics: varprop's
   checker (:func:`varprop.checking.replicates.verify_replicates`) judges the claim
-  :math:`E x = \theta_0` with the prediction's declared allowance (:mod:`varprop.torch.judge`),
+  :math:`E x = \theta_0` with the prediction's declared allowance (:mod:`varprop.torch.judge`:
+  a broad allowance, one that does not decide the claim, can refute but not confirm),
   at level :math:`\alpha/m` for the :math:`m` verdicts of the report (Bonferroni), so the
   probability that the report refutes any correct prediction is at most ``alpha``.  A
   heavy-tailed row (too few replicates for its skewness by Cochran's rule) is ``inconclusive``,
@@ -28,11 +29,18 @@ with a prediction and a measurement side by side:
 
 The model is left exactly as it was: parameter and buffer values (BatchNorm running statistics
 included) are restored bit for bit, parameters' ``.grad`` and ``requires_grad`` and every
-module's training mode are unchanged and every hook is removed, also when an error is raised.
+module's training mode are unchanged and every hook is removed, also when an error is raised;
+the Parameter and buffer objects, child modules and hooks each module held are put back
+(:class:`~varprop.torch.measure.Snapshot`: a ``reinit`` that replaces or adds them is undone;
+plain attributes it sets are not).  Memory beyond the model's own passes: one copy of the
+parameters and buffers (the snapshot), the batch's per-replicate copy and its gradient; the
+parameter-law check (:func:`tensor_law`) streams each tensor in float64 chunks of
+:data:`CHUNK` entries instead of copying it.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -108,6 +116,7 @@ def audit(model: Any, example_input: Any, *, replicates: int = 32, seed: int = 0
     if example_input.is_complex() or example_input.dtype == torch.bool:
         raise fail("example_input", f"<tensor of dtype {example_input.dtype}>",
                    "a real floating-point or integer tensor")
+    _check_batch(example_input)
     reps = check_positive_int("replicates", replicates)
     if not MIN_REPLICATES <= reps <= MAX_REPLICATES:
         raise fail("replicates", replicates, f"an integer from {MIN_REPLICATES} to "
@@ -128,11 +137,10 @@ def audit(model: Any, example_input: Any, *, replicates: int = 32, seed: int = 0
     with torch.random.fork_rng(devices=[]):
         try:
             warn = _static_warnings(model, reinit)
-            before = [(n, p.detach().double().cpu().numpy().ravel())
-                      for n, p in model.named_parameters()]
+            before = [(n, tensor_law(p)) for n, p in model.named_parameters()]
             reinitialise(model, reinit, seeds[0])
-            warn += law_warnings(before, {n: p.detach().double().cpu().numpy().ravel()
-                                          for n, p in model.named_parameters()}, how)
+            warn += law_warnings(before, {n: tensor_law(p) for n, p in
+                                          model.named_parameters()}, how)
             for text in warn:
                 warnings.warn(text, VarpropWarning, stacklevel=3)
             t0 = time.perf_counter()
@@ -176,6 +184,49 @@ def audit(model: Any, example_input: Any, *, replicates: int = 32, seed: int = 0
     timings["total"] = time.perf_counter() - t_start
     return AuditReport(rows, tuple(warn), type(model).__name__, tuple(example_input.shape), reps,
                        seed_i, alpha_f, rtol_f, tests, how, timings)
+
+
+#: Entries per chunk of the streaming statistics (a float64 chunk is 8 MiB).
+CHUNK = 1 << 20
+
+
+def tensor_law(t: torch.Tensor) -> tuple[int, float, float]:
+    r"""``(n, mean, variance)`` of a tensor's entries (population variance), computed streaming
+    over chunks of :data:`CHUNK` entries in float64 (Chan et al.'s pairwise update of the mean
+    and the sum of squared deviations :math:`M_2`), so that no float64 copy of the whole tensor
+    is made: the extra memory is one chunk."""
+    flat = t.detach().reshape(-1)
+    n, mean, m2 = 0, 0.0, 0.0
+    for c in flat.split(CHUNK):
+        c64 = c.to(torch.float64)
+        k = c64.numel()
+        cm = float(c64.mean())
+        cm2 = float((c64 - cm).pow_(2).sum())
+        delta = cm - mean
+        total = n + k
+        mean += delta * k / total
+        m2 += cm2 + delta * delta * n * k / total
+        n = total
+    return n, mean, (m2 / n if n else 0.0)
+
+
+def _check_batch(x: torch.Tensor) -> None:
+    """An empty batch, non-finite entries or a second moment beyond the float range are errors
+    naming ``example_input`` (the prediction starts from the batch's second moment)."""
+    if x.numel() == 0:
+        raise fail("example_input", f"<empty tensor of shape {tuple(x.shape)}>",
+                   "a non-empty batch (its second moment starts the prediction)")
+    if not x.is_floating_point():
+        return
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise fail("example_input", f"<tensor with {bad} non-finite (NaN or inf) entries of "
+                   f"{x.numel()}>", "finite entries (its second moment starts the prediction)")
+    q = sum(float(torch.linalg.vector_norm(c, dtype=torch.float64)) ** 2
+            for c in x.detach().reshape(-1).split(CHUNK)) / x.numel()
+    if not math.isfinite(q):
+        raise fail("example_input", "<tensor whose mean square overflows float64>",
+                   "entries with a finite second moment")
 
 
 def _guarded(call: Callable[[], Any], example_input: torch.Tensor) -> Any:

@@ -11,6 +11,12 @@ passes (their channel counts for convolutions) plus
 :data:`~varprop.checking.allowance.APPROXIMATION_ALLOWANCE` per declared approximation.  A site
 nested in a block is judged with the allowance of the whole block (it passes through no more
 layers than that), a conservative choice.
+
+A broad allowance (the :math:`2\sum 1/n` rule, where no 1/n expansion decides the claim) can
+refute a prediction but not confirm it: an interval inside it but not inside :math:`\pm` ``rtol``
+is ``inconclusive`` (``verify_replicates(..., confirm_within=False)``), so ``confirmed`` means
+inside :math:`\pm` ``rtol`` or inside an allowance that decides the claim (exact, or the next
+order of the 1/n expansion in its regime).
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ __all__ = ["build_rows", "change_warnings", "law_warnings", "GROWTH_WARNING"]
 #: first and the last site (or ranges over more than it) gets a warning.
 GROWTH_WARNING = 10.0
 
+#: The words :func:`~varprop.checking.allowance.network_allowance` puts in the reason of a broad
+#: allowance (one that bounds the claim's error without deciding it).
+BROAD_MARK = "broad finite-width allowance"
+
 
 def _interval(x: np.ndarray, alpha: float, seed: int) -> tuple[float, float] | None:
     if x.size < 2 or not np.all(np.isfinite(x)):
@@ -46,6 +56,7 @@ def _verdict_pass(x: np.ndarray, predicted: float, *, net: Any, position: int, b
                                  predicted_value=predicted, dtype=dtype)
     sym = "(dL/dy)^2" if backward else "y^2"
     v = verify_replicates(x, predicted, tol=tol, rtol=rtol, alpha=alpha, seed=seed,
+                          confirm_within=BROAD_MARK not in why,
                           statistic=f"E[mean {sym}] at {name}",
                           description=f"ensemble mean over re-initialisations of the mean of "
                                       f"{sym} over all entries of {name}'s output",
@@ -139,26 +150,27 @@ def change_warnings(rows: Sequence[AuditRow]) -> list[str]:
     return out
 
 
-def law_warnings(before: Sequence[tuple[str, np.ndarray]], after: dict[str, np.ndarray],
-                 how: str) -> list[str]:
+def law_warnings(before: Sequence[tuple[str, tuple[int, float, float]]],
+                 after: dict[str, tuple[int, float, float]], how: str) -> list[str]:
     r"""A warning when the model's parameters (``before``) look drawn from another law than the
     re-initialisation (``after``, one replicate): the variances of a tensor of :math:`n` entries
     differ by more than :math:`\max(1.5, e^{6\sqrt{2/n}})` (six standard errors of a Gaussian
-    log-variance), one of them is constant and the other is not, or constant tensors differ."""
+    log-variance), one of them is constant and the other is not, or constant tensors differ.
+    Each tensor is given by its :math:`(n, \text{mean}, \text{variance})` (population variance;
+    :func:`varprop.torch.audit` computes them streaming, without a copy of the tensor)."""
     odd = []
-    for name, x in before:
-        y = after.get(name)
-        if y is None or x.size < 2 or x.shape != y.shape:
+    for name, (n, mx, vx) in before:
+        found = after.get(name)
+        if found is None or n < 2 or found[0] != n:
             continue
-        vx, vy = float(np.var(x)), float(np.var(y))
+        _, my, vy = found
         if vx > 0 and vy > 0:
-            if abs(math.log(vx / vy)) > max(math.log(1.5), 6 * math.sqrt(2.0 / x.size)):
+            if abs(math.log(vx / vy)) > max(math.log(1.5), 6 * math.sqrt(2.0 / n)):
                 odd.append((name, f"variance {vx:.3g} now, {vy:.3g} after {how}"))
         elif (vx > 0) != (vy > 0):
             odd.append((name, f"variance {vx:.3g} now, {vy:.3g} after {how}"))
-        elif float(np.mean(x)) != float(np.mean(y)):
-            odd.append((name, f"constant {float(np.mean(x)):.3g} now, {float(np.mean(y)):.3g} "
-                              f"after {how}"))
+        elif mx != my:
+            odd.append((name, f"constant {mx:.3g} now, {my:.3g} after {how}"))
     if not odd:
         return []
     examples = "; ".join(f"`{n}`: {w}" for n, w in odd[:3])

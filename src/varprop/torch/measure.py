@@ -20,6 +20,8 @@ other function calls from the traced model's recorded run (``TracedModel.site_te
 
 from __future__ import annotations
 
+import copy
+
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -54,10 +56,20 @@ def default_reinit(model: torch.nn.Module) -> None:
 def reinitialise(model: torch.nn.Module, reinit: Callable[[torch.nn.Module], Any] | None,
                  seed: int) -> None:
     """Seed torch's global generator with ``seed`` and re-initialise ``model`` (``reinit(model)``
-    or :func:`default_reinit`) without recording gradients."""
+    or :func:`default_reinit`) without recording gradients; an exception the user's ``reinit``
+    raises is a :class:`~varprop.errors.VarpropError` naming it (the caller restores the model)."""
     torch.manual_seed(seed)
     with torch.no_grad():
-        (reinit or default_reinit)(model)
+        if reinit is None:
+            default_reinit(model)
+            return
+        try:
+            reinit(model)
+        except VarpropError:
+            raise
+        except Exception as exc:
+            raise VarpropError(f"reinit(model) raised {type(exc).__name__}: {exc} (the model is "
+                               "restored to its state before the audit)") from exc
 
 
 def first_tensor(value: Any) -> torch.Tensor | None:
@@ -90,7 +102,18 @@ class Snapshot:
     """Everything :func:`audit` may change in a model, copied so that :meth:`restore` puts it
     back bit for bit: parameter and buffer values (BatchNorm running statistics and counters
     included), parameters' ``.grad`` (kept or absent) and ``requires_grad``, every module's
-    ``training`` flag."""
+    ``training`` flag, and every module's registries as they were: which Parameter and buffer
+    *objects* it holds (a ``reinit`` that replaces ``m.weight`` by a new ``nn.Parameter`` or
+    registers a buffer is undone: the original objects are put back, the added names removed),
+    its child modules, and its forward/backward hook dictionaries (hooks a ``reinit`` added are
+    removed).  Attributes a ``reinit`` sets outside these registries (plain Python attributes) are
+    not restored."""
+
+    _REGISTRIES = ("_parameters", "_buffers", "_modules", "_forward_hooks",
+                   "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+                   "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs",
+                   "_forward_hooks_always_called", "_state_dict_hooks",
+                   "_load_state_dict_pre_hooks", "_non_persistent_buffers_set")
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.params = [(p, p.detach().clone(), p.requires_grad,
@@ -98,8 +121,15 @@ class Snapshot:
                        _unique(model.parameters())]
         self.buffers = [(b, b.detach().clone()) for b in _unique(model.buffers())]
         self.training = [(m, m.training) for m in model.modules()]
+        self.registries = [(m, name, copy.copy(getattr(m, name)))
+                           for m in model.modules() for name in self._REGISTRIES
+                           if hasattr(m, name)]
 
     def restore(self) -> None:
+        for m, name, saved in self.registries:
+            current = getattr(m, name)
+            current.clear()
+            current.update(saved)
         with torch.no_grad():
             for p, value, flag, grad in self.params:
                 p.copy_(value)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from varprop._util.figures import save_figure
+from varprop._util.validation import fail, fail_type
 from varprop.errors import VarpropError
 
 __all__ = ["AuditReport", "AuditRow", "PassResult", "STATUSES"]
@@ -198,16 +199,27 @@ class AuditReport:
 
     @classmethod
     def from_json(cls, text: str) -> AuditReport:
-        """The report :meth:`to_json` wrote (equal to the original)."""
-        data = json.loads(text)
+        """The report :meth:`to_json` wrote (equal to the original); text that is not such a
+        report (not JSON, or JSON without the report's fields) raises
+        :class:`~varprop.errors.VarpropError`."""
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise fail_type("text", text, "a str holding the JSON that AuditReport.to_json wrote")
+        try:
+            data = json.loads(text)
+        except ValueError as exc:  # json.JSONDecodeError, or bytes that are not UTF-8
+            raise VarpropError(f"not an audit report: the text is not valid JSON ({exc})") from None
         if not isinstance(data, dict) or data.get("format") != "varprop.audit/1":
             raise VarpropError("not an audit report written by AuditReport.to_json "
                                "(format 'varprop.audit/1' missing)")
-        rows = tuple(AuditRow(r["name"], r["kind"], tuple(r["shape"]), _pass(r["forward"]),
-                              _pass(r["backward"]), r.get("note", "")) for r in data["rows"])
-        return cls(rows, tuple(data["warnings"]), data["model"], tuple(data["input_shape"]),
-                   data["replicates"], data["seed"], data["alpha"], data["rtol"], data["tests"],
-                   data["reinit"], dict(data.get("timings", {})))
+        try:
+            rows = tuple(AuditRow(r["name"], r["kind"], tuple(r["shape"]), _pass(r["forward"]),
+                                  _pass(r["backward"]), r.get("note", "")) for r in data["rows"])
+            return cls(rows, tuple(data["warnings"]), data["model"], tuple(data["input_shape"]),
+                       data["replicates"], data["seed"], data["alpha"], data["rtol"],
+                       data["tests"], data["reinit"], dict(data.get("timings", {})))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise VarpropError(f"not a complete audit report: {type(exc).__name__}: {exc} (a "
+                               "field AuditReport.to_json writes is missing or malformed)") from None
 
     # ------------------------------------------------------------------------------------------
     def plot(self, path: str | Path | None = None) -> Any:
@@ -222,23 +234,32 @@ class AuditReport:
         except ImportError:
             raise VarpropError("AuditReport.plot needs matplotlib: pip install 'varprop[plot]' "
                                "(or pip install matplotlib)") from None
-        if path is not None:
+        out = None if path is None else _check_path(path)
+        if out is not None:
             matplotlib.use("Agg", force=True)
         with matplotlib.rc_context(_STYLE):
             fig = self._figure()
-            if path is None:
+            if out is None:
                 return fig
-            out = Path(path)
-            _save(fig, out)
+            try:
+                _save(fig, out)
+            except OSError as exc:
+                raise VarpropError(f"cannot write the figure to {str(out)!r}: {exc}") from None
         return out
 
     def _figure(self) -> Any:
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+        panels = [("forward", "forward: E[y^2] of the site's output")]
+        if any(r.backward.status != "not run" for r in self.rows):  # backward=False: no panel
+            panels.append(("backward", "backward: E[(dL/dy)^2]"))
+        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), sharex=True,
+                                 squeeze=False)
+        axes = list(axes[0])
         x = list(range(1, len(self.rows) + 1))
-        for ax, which, title in ((axes[0], "forward", "forward: E[y^2] of the site's output"),
-                                 (axes[1], "backward", "backward: E[(dL/dy)^2]")):
+        for ax, (which, title) in zip(axes, panels):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             passes = [getattr(r, which) for r in self.rows]
             _draw_pass(ax, x, passes)
             ax.set_title(title, fontsize=9)
@@ -250,6 +271,26 @@ class AuditReport:
         fig.suptitle(f"{self.model}: {self.replicates} re-initialisations", fontsize=10)
         fig.tight_layout()
         return fig
+
+
+#: The figure formats :meth:`AuditReport.plot` writes (by the path's suffix; none: SVG).
+FORMATS = ("svg", "pdf", "png", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp")
+
+
+def _check_path(path: str | Path) -> Path:
+    """``path`` as a :class:`~pathlib.Path` whose folder exists and whose suffix is a format of
+    :data:`FORMATS`, else an error naming it."""
+    if not isinstance(path, (str, Path)):
+        raise fail_type("path", path, "None, a str or a pathlib.Path")
+    out = Path(path)
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix and suffix not in FORMATS:
+        raise fail("path", str(path), f"a file name ending in one of {', '.join(FORMATS)} "
+                   "(or no suffix: SVG)")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise fail("path", str(path), f"a file in an existing folder ({str(folder)!r} is not one)")
+    return out
 
 
 def _draw_pass(ax: Any, x: Sequence[int], passes: Sequence[PassResult]) -> None:
@@ -306,11 +347,14 @@ def _measured(p: PassResult) -> str:
 
 def _verdict(p: PassResult, rtol: float) -> str:
     """The verdict cell: the status, with the allowance when it exceeds the confirmation
-    margin (an approximate prediction)."""
+    margin (an approximate prediction), marked *broad* when it is one that can refute the
+    prediction but not confirm it (the reason of an ``inconclusive`` row says so)."""
     mark = _MARK[p.status]
     if p.status in ("confirmed", "refuted", "inconclusive") and p.tol is not None \
             and p.tol > rtol:
-        return f"{mark} (allowance +-{100 * p.tol:.3g}%)"
+        broad = "broad " if "can refute this claim but not confirm it" in (p.reason or "") \
+            else ""
+        return f"{mark} ({broad}allowance +-{100 * p.tol:.3g}%)"
     return mark
 
 
