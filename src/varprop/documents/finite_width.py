@@ -119,13 +119,17 @@ def _records(act: Activation, scheme: InitScheme, store: MonteCarloStore, b: Bud
     return out
 
 
-def _verdict(estimate: float | None, se: float | None, predicted: float, tol: float) -> str:
+def _verdict(estimate: float | None, se: float | None, predicted: float, tol: float,
+             decidable: bool) -> str:
+    """The checker's rule on the row's 99% interval; a broad allowance (not ``decidable``: out of
+    the expansion's regime) refutes but never confirms."""
     if estimate is None or se is None or not predicted > 0:
         return "no estimate"
     lo, hi = ((estimate - _Z99 * se) / predicted - 1, (estimate + _Z99 * se) / predicted - 1)
     status = decide(lo, hi, tol=tol, rtol=_RTOL)
     if status == "inconclusive" and -tol <= lo and hi <= tol and tol > _RTOL:
-        return "confirmed (within the allowance)"
+        return ("confirmed (within the allowance)" if decidable else
+                "inconclusive (inside the broad allowance, which cannot confirm)")
     return status
 
 
@@ -184,9 +188,12 @@ def _rows(act: Activation, scheme: InitScheme, recs: dict[int, Any]) -> tuple[li
             est = se = None
             if rec is not None and rec["a2"][depth - 1] is not None:
                 est, se = float(rec["a2"][depth - 1]), float(rec["a2_se"][depth - 1])
-            heavy = _heavy(act, scheme, ws, depth, rec)
-            v_mf = heavy or _verdict(est, se, mf, tol)
-            v_fw = (heavy or _verdict(est, se, corrected, tol)) if corrected is not None else "n/a"
+            decidable = exact or (case is not None and case.in_regime)
+            # the heavy-tail label needs a trustworthy predicted CV^2: in the expansion's regime
+            heavy = _heavy(act, scheme, ws, depth, rec) if decidable else ""
+            v_mf = heavy or _verdict(est, se, mf, tol, decidable)
+            v_fw = (heavy or _verdict(est, se, corrected, tol, decidable)) if corrected is not None \
+                else "n/a"
             facts.append({"n": n, "depth": depth, "mf": mf, "case": case, "est": est, "se": se,
                           "v_mf": v_mf, "v_fw": v_fw, "tol": tol, "why": why})
             rows.append([str(n), str(depth), fmt(mf),
