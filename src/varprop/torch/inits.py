@@ -25,11 +25,22 @@ The first ``confirmed`` one is the recognised law; failing that, the first one n
 small tensor cannot confirm a variance to :math:`\pm 5\%`: the note says so); failing that,
 the tensor's own moments: a zero-mean normal with the tensor's variance (``"tensor moments"``;
 a non-zero sample mean is ignored and said so).
+
+**Several draws.**  One small tensor (an ``nn.Linear(8, 16)`` has 128 entries) tells its law
+poorly: a candidate test has little power, and a fallback variance read from one draw is off by
+:math:`\pm\sqrt{2/n}` in every replicate alike.  Inside :func:`pooled_draws` (which
+:func:`~varprop.torch.trace.trace_model` enters when given ``draws=``), :func:`recognise` pools
+the entries of the parameter's re-initialised copies with its own: the i.i.d. candidates, the
+prefilter and the fallback's variance use all of them (orthogonal candidates, whose entries are
+dependent within a draw, are checked on the first draw).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +49,7 @@ import torch
 from varprop.checking.initializers import check_initializer
 from varprop.components.scheme import InitScheme, init_scheme, weight_moments
 
-__all__ = ["Recognised", "recognise", "bias_variance", "torch_fans"]
+__all__ = ["Recognised", "recognise", "bias_variance", "torch_fans", "pooled_draws"]
 
 #: Level of each candidate's check (Holm over its tests).
 ALPHA = 0.01
@@ -47,6 +58,29 @@ PREFILTER = 0.25
 #: Larger i.i.d. tensors are checked on this many entries drawn at random (seeded) without
 #: replacement: under the claim they are i.i.d. draws of the law at the layer's fans.
 MAX_CHECKED = 2**16
+#: Re-initialised copies of a parameter are pooled until this many entries (or ``MAX_DRAWS``).
+POOL_ENTRIES = 4096
+MAX_DRAWS = 32
+
+_POOL: contextvars.ContextVar[Mapping[int, Sequence[torch.Tensor]]] = contextvars.ContextVar(
+    "varprop_torch_pool", default={})
+
+
+def draws_needed(numel: int) -> int:
+    """How many draws of a parameter of ``numel`` entries are pooled (``POOL_ENTRIES``, at most
+    ``MAX_DRAWS``)."""
+    return max(1, min(MAX_DRAWS, -(-POOL_ENTRIES // max(int(numel), 1))))
+
+
+@contextlib.contextmanager
+def pooled_draws(pool: Mapping[int, Sequence[torch.Tensor]]) -> Iterator[None]:
+    """Within the block, :func:`recognise` of a parameter ``p`` with ``id(p)`` in ``pool``
+    pools ``pool[id(p)]`` (other draws of the same shape) with ``p``'s own entries."""
+    token = _POOL.set(pool)
+    try:
+        yield
+    finally:
+        _POOL.reset(token)
 
 
 @dataclass(frozen=True)
@@ -129,11 +163,15 @@ def _absolute(scheme: InitScheme, fan_in: int, fan_out: int) -> InitScheme:
 def recognise(weight: torch.Tensor, *, fans: tuple[int, int] | None = None,
               rnn: bool = False) -> Recognised:
     """The law of ``weight`` (module docstring), at PyTorch's fans unless ``fans`` is given."""
+    others = [t for t in _POOL.get().get(id(weight), ()) if t.shape == weight.shape]
+    draws = [weight.detach().cpu(), *(t.detach().cpu() for t in others)]
+    pooled = torch.cat([t.reshape(-1) for t in draws])
     w = weight.detach().to("cpu", torch.float64).numpy()
     fan_in, fan_out = fans if fans is not None else torch_fans(tuple(w.shape))
-    var = float(np.var(w))
-    mean = float(np.mean(w))
-    if w.size < 2 or var == 0.0:
+    allw = pooled.to(torch.float64).numpy()
+    var = float(np.var(allw))
+    mean = float(np.mean(allw))
+    if allw.size < 2 or var == 0.0:
         return Recognised(init_scheme("normal", std=max(math.sqrt(var), 1e-300)), "constant",
                           "tensor moments", f"a constant tensor (every entry {mean:.4g})")
     candidates = _candidates(math.sqrt(var), w.ndim == 2, rnn)
@@ -141,6 +179,7 @@ def recognise(weight: torch.Tensor, *, fans: tuple[int, int] | None = None,
         candidates += _orthogonal(w)
     raw = weight.detach().cpu()  # its own dtype: the checks know the storage format
     matrix = raw if raw.ndim >= 2 else raw.reshape(1, -1)
+    iid_matrix = pooled.reshape(1, -1) if len(draws) > 1 else matrix
     fallback = None
     for name, scheme in candidates:
         law_fans = (fan_in, fan_out)
@@ -150,8 +189,11 @@ def recognise(weight: torch.Tensor, *, fans: tuple[int, int] | None = None,
         if not abs(claimed / var - 1.0) <= PREFILTER:
             continue
         try:
-            if scheme.is_iid and raw.numel() > MAX_CHECKED:
-                verdict = check_initializer(_subset(raw), _absolute(scheme, *law_fans),
+            if scheme.is_iid and pooled.numel() > MAX_CHECKED:
+                verdict = check_initializer(_subset(pooled), _absolute(scheme, *law_fans),
+                                            alpha=ALPHA)
+            elif scheme.is_iid and len(draws) > 1:
+                verdict = check_initializer(iid_matrix, _absolute(scheme, *law_fans),
                                             alpha=ALPHA)
             else:
                 verdict = check_initializer(matrix, scheme, fan_in=law_fans[0],
@@ -162,12 +204,13 @@ def recognise(weight: torch.Tensor, *, fans: tuple[int, int] | None = None,
             return Recognised(scheme, name, "recognised", "confirmed by check_initializer")
         if verdict.status == "inconclusive" and fallback is None:
             fallback = Recognised(scheme, name, "recognised",
-                                  f"not refuted by check_initializer ({w.size} entries are too "
+                                  f"not refuted by check_initializer ({allw.size} entries are too "
                                   "few to confirm its variance to +-5%)")
     if fallback is not None:
         return fallback
-    note = f"no candidate law fits: N(0, {var:.4g}) from the tensor's own variance"
-    if abs(mean) > 4 * math.sqrt(var / w.size):
+    own = "the tensor's own" if len(draws) == 1 else f"the pooled ({len(draws)} draws)"
+    note = f"no candidate law fits: N(0, {var:.4g}) from {own} variance"
+    if abs(mean) > 4 * math.sqrt(var / allw.size):
         note += f" (its sample mean {mean:.3g} is ignored: zero-mean weights are assumed)"
     std = math.sqrt(var)
     return Recognised(init_scheme("normal", std=std), f"normal(std={std:.4g})", "tensor moments",

@@ -30,7 +30,7 @@ model: a fixed input enters the first weight layer only through it, exactly for 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +42,7 @@ from varprop.network.layers.measured import Measured, MeasuredMoments
 from varprop.network.model import Network
 from varprop.theory.fields import walk_fields, walk_nested
 from varprop.torch.graph import Item, ancestors, build, place, walk_items
+from varprop.torch.inits import MAX_DRAWS, draws_needed, pooled_draws
 from varprop.torch.modules import (
     IDENTITY,
     Mapped,
@@ -192,12 +193,57 @@ def _moments_once(model: nn.Module, x: torch.Tensor, whole: set[str], names: set
     return result
 
 
+Draws = Callable[[int], object] | Sequence[Mapping[str, torch.Tensor]]
+
+
+def _collect(model: nn.Module, draws: Draws) -> dict[int, list[torch.Tensor]]:
+    """Other draws of each parameter, keyed by ``id`` of the model's parameter: from the given
+    state dicts, or by calling ``draws(k)`` for ``k = 0, 1, ...`` (each call re-initialises the
+    model in place) until every parameter has ``draws_needed`` of them; the parameters' values
+    are restored afterwards, also on an error."""
+    params = dict(model.named_parameters())
+    pool: dict[int, list[torch.Tensor]] = {id(p): [] for p in params.values()}
+    if callable(draws):
+        need = {n: draws_needed(p.numel()) - 1 for n, p in params.items()}
+        saved = {n: p.detach().clone() for n, p in params.items()}
+        try:
+            for k in range(max(need.values(), default=0)):
+                draws(k)
+                now = dict(model.named_parameters())
+                for n, p in params.items():
+                    if len(pool[id(p)]) < need[n] and n in now:
+                        pool[id(p)].append(now[n].detach().clone())
+        finally:
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    if n in saved and p.shape == saved[n].shape:
+                        p.copy_(saved[n])
+        return pool
+    if isinstance(draws, (str, bytes)) or not isinstance(draws, Sequence) or not all(
+            isinstance(d, Mapping) for d in draws):
+        raise fail_type("draws", draws, "a callable draws(k) re-initialising the model, or a "
+                        "list of state dicts")
+    for d in list(draws)[:MAX_DRAWS]:
+        for n, p in params.items():
+            t = d.get(n)
+            if isinstance(t, torch.Tensor) and t.shape == p.shape:
+                pool[id(p)].append(t.detach())
+    return pool
+
+
 def trace_model(model: nn.Module, example_input: torch.Tensor, *, unsupported: str = "error",
-                measured: dict[str, MeasuredMoments] | None = None) -> TracedModel:
+                measured: dict[str, MeasuredMoments] | None = None,
+                draws: Draws | None = None) -> TracedModel:
     """Trace ``model`` on ``example_input`` (module docstring): the network, its sites, how to
     read the output, the batch size.  The model's buffers (BatchNorm running statistics, which
     a train-mode forward updates) are restored afterwards, also on an error; its parameters are
-    not changed and no ``.grad`` is left (the gradients use ``torch.autograd.grad``)."""
+    not changed and no ``.grad`` is left (the gradients use ``torch.autograd.grad``).
+
+    ``draws`` gives the weight laws more than one draw to be recognised from
+    (:mod:`varprop.torch.inits`, "Several draws"): a callable ``draws(k)`` that re-initialises
+    ``model`` in place for draw ``k`` (called as often as the smallest parameter needs, at most
+    ``MAX_DRAWS - 1`` times; the parameters are restored afterwards), or a list of state dicts
+    of other initialisations."""
     if not isinstance(model, nn.Module):
         raise fail_type("model", model, "a torch.nn.Module")
     if not isinstance(example_input, torch.Tensor) or example_input.ndim < 2:
@@ -207,7 +253,9 @@ def trace_model(model: nn.Module, example_input: torch.Tensor, *, unsupported: s
         raise fail_type("measured", measured, "a dict name -> MeasuredMoments")
     saved = [(b, b.detach().clone()) for b in model.buffers()]  # BN running statistics
     try:
-        return _trace(model, example_input, unsupported, measured)
+        pool = _collect(model, draws) if draws is not None else {}
+        with pooled_draws(pool):
+            return _trace(model, example_input, unsupported, measured)
     finally:
         with torch.no_grad():
             for b, value in saved:
