@@ -63,7 +63,7 @@ POOL_ENTRIES = 4096
 MAX_DRAWS = 32
 
 _POOL: contextvars.ContextVar[Mapping[int, Sequence[torch.Tensor]]] = contextvars.ContextVar(
-    "varprop_torch_pool", default={})
+    "varprop_torch_pool")
 
 
 def draws_needed(numel: int) -> int:
@@ -163,7 +163,7 @@ def _absolute(scheme: InitScheme, fan_in: int, fan_out: int) -> InitScheme:
 def recognise(weight: torch.Tensor, *, fans: tuple[int, int] | None = None,
               rnn: bool = False) -> Recognised:
     """The law of ``weight`` (module docstring), at PyTorch's fans unless ``fans`` is given."""
-    others = [t for t in _POOL.get().get(id(weight), ()) if t.shape == weight.shape]
+    others = [t for t in _POOL.get({}).get(id(weight), ()) if t.shape == weight.shape]
     draws = [weight.detach().cpu(), *(t.detach().cpu() for t in others)]
     pooled = torch.cat([t.reshape(-1) for t in draws])
     w = weight.detach().to("cpu", torch.float64).numpy()

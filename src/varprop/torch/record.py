@@ -98,10 +98,13 @@ class Recording:
 
 class _Recorder(TorchFunctionMode):
     def __init__(self, atomic: Callable[[str, nn.Module], bool],
-                 snapshot: frozenset[str] = frozenset()) -> None:
+                 snapshot: frozenset[str] = frozenset(),
+                 on_produce: Callable[[str, torch.Tensor], None] | None = None) -> None:
         super().__init__()
         self.atomic = atomic
         self.snapshot = snapshot
+        self.on_produce = on_produce
+        self.quiet = False  # our own calls on tracked tensors are not the model's
         self.values: dict[str, torch.Tensor] = {}
         self.nodes: list[Node] = []
         self.producer: dict[int, object] = {}
@@ -120,8 +123,14 @@ class _Recorder(TorchFunctionMode):
     def _add(self, node: Node, out: object) -> None:
         self.nodes.append(node)
         self._track(node, out)
-        if node.name in self.snapshot:
-            self.values[node.name] = node.output.detach().clone()
+        self.quiet = True
+        try:
+            if node.name in self.snapshot:
+                self.values[node.name] = node.output.detach().clone()
+            if self.on_produce is not None:
+                self.on_produce(node.name, node.output)
+        finally:
+            self.quiet = False
 
     def _unique(self, name: str) -> str:
         n = self.counts.get(name, 0)
@@ -137,6 +146,8 @@ class _Recorder(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
+        if self.quiet:
+            return func(*args, **kwargs)
         producers, ts = ((), ()) if self.depth else self._tracked(args, kwargs)
         out = func(*args, **kwargs)
         if self.depth or not producers:
@@ -179,12 +190,15 @@ class _Recorder(TorchFunctionMode):
 
 def record(model: nn.Module, example_input: torch.Tensor,
            atomic: Callable[[str, nn.Module], bool],
-           snapshot: frozenset[str] = frozenset()) -> Recording:
+           snapshot: frozenset[str] = frozenset(),
+           on_produce: Callable[[str, torch.Tensor], None] | None = None) -> Recording:
     """Run ``model(example_input)`` once and record its graph (module docstring).  ``atomic(name,
     module)`` says which sub-modules are recorded whole; the outputs of the nodes named in
-    ``snapshot`` are copied as they are produced.  Hooks and the mode are removed also when the
-    forward raises."""
-    rec = _Recorder(atomic, snapshot)
+    ``snapshot`` are copied as they are produced, and ``on_produce(name, tensor)`` is called for
+    every node at that moment (before the model can change the tensor in place: a tensor hook
+    registered then receives the gradient of that version).  Hooks and the mode are removed
+    also when the forward raises."""
+    rec = _Recorder(atomic, snapshot, on_produce)
     handles = []
     for name, module in model.named_modules():
         if not name:

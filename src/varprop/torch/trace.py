@@ -90,9 +90,12 @@ class TracedModel:
     atomic: frozenset[str] = frozenset()
 
     def site_tensors(self, model: nn.Module, example_input: torch.Tensor, *,
-                     snapshot: bool = False) -> tuple[object, dict[str, torch.Tensor]]:
+                     snapshot: bool = False,
+                     on_produce: Callable[[str, torch.Tensor], None] | None = None
+                     ) -> tuple[object, dict[str, torch.Tensor]]:
         """:func:`site_tensors` of this trace."""
-        return site_tensors(self, model, example_input, snapshot=snapshot)
+        return site_tensors(self, model, example_input, snapshot=snapshot,
+                            on_produce=on_produce)
 
 
 def output_of(ret: object) -> torch.Tensor:
@@ -127,10 +130,11 @@ def _classify(node: Node, batch: int) -> Mapped | str:
 
 
 def _record(model: nn.Module, x: torch.Tensor, whole: set[str],
-            snapshot: frozenset[str] = frozenset()) -> Recording:
+            snapshot: frozenset[str] = frozenset(),
+            on_produce: Callable[[str, torch.Tensor], None] | None = None) -> Recording:
     def atomic(name: str, module: nn.Module) -> bool:
         return name in whole or not any(True for _ in module.children()) or is_mapped_type(module)
-    return record(model, x, atomic, snapshot)
+    return record(model, x, atomic, snapshot, on_produce)
 
 
 def _relevant(rec: Recording) -> list[Node]:
@@ -366,7 +370,9 @@ def predict_sites(traced: TracedModel) -> list[tuple[float | None, float | None]
 
 
 def site_tensors(traced: TracedModel, model: nn.Module, example_input: torch.Tensor, *,
-                 snapshot: bool = False) -> tuple[object, dict[str, torch.Tensor]]:
+                 snapshot: bool = False,
+                 on_produce: Callable[[str, torch.Tensor], None] | None = None
+                 ) -> tuple[object, dict[str, torch.Tensor]]:
     """Run ``model(example_input)`` recorded as when ``traced`` was made: the return value and
     the output tensor of every site by name (in the autograd graph, so a tensor hook or
     ``retain_grad`` on them gives the gradients; the names of additions and other calls are
@@ -374,12 +380,18 @@ def site_tensors(traced: TracedModel, model: nn.Module, example_input: torch.Ten
     (Hugging Face's ResNet adds the shortcut with ``hidden_state += residual``, so the tensor of
     the last BatchNorm of a block ends up holding the sum; its gradient is unaffected, the sum
     passing it through): with ``snapshot=True`` the values are detached copies taken when each
-    site's output was produced -- use those for forward statistics.  Hooks are removed
-    afterwards, also on an exception."""
+    site's output was produced -- use those for forward statistics; ``on_produce(name,
+    tensor)`` is called for each site when its output is produced (read its value and register
+    a gradient hook there: a hook registered before an in-place change receives the gradient of
+    the value as produced).  Hooks are removed afterwards, also on an exception."""
     if not isinstance(traced, TracedModel):
         raise fail_type("traced", traced, "a TracedModel (from trace_model)")
     names = frozenset(s.name for s in traced.sites)
-    rec = _record(model, example_input, set(traced.atomic), names if snapshot else frozenset())
+    def produced(name: str, t: torch.Tensor) -> None:
+        if name in names:
+            on_produce(name, t)  # type: ignore[misc]
+    rec = _record(model, example_input, set(traced.atomic), names if snapshot else frozenset(),
+                  produced if on_produce is not None else None)
     if snapshot:
         return rec.ret, dict(rec.values)
     return rec.ret, {n.name: n.output for n in rec.nodes if n.name in names}
