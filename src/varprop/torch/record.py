@@ -14,6 +14,9 @@ records, as it happens, which call produced which tensor:
   becomes a node named ``<enclosing module>.<function>`` (``encoder.layer.0.add``; a second
   ``add`` in the same module is ``add_1``), its tensor results tracked.
 
+A module called more than once gives one node a call: ``fc``, ``fc (call 2)``, ...; a name is
+never given twice (a function's ``add_1`` skips a name already taken).
+
 A tensor is tracked when it is the model input or a node's result (by object identity; the
 recording keeps every tracked tensor alive, so identities are not reused).  Calls on untracked
 tensors only (masks built from constants, position ids) are not recorded: for the graph they
@@ -112,6 +115,7 @@ class _Recorder(TorchFunctionMode):
         self.stack: list[tuple[str, bool, tuple, tuple]] = []
         self.depth = 0  # inside an atomic module
         self.counts: dict[str, int] = {}
+        self.used: set[str] = set()
 
     def _track(self, node: object, out: object) -> list[torch.Tensor]:
         outs = list(tensors_in(out))
@@ -132,10 +136,17 @@ class _Recorder(TorchFunctionMode):
         finally:
             self.quiet = False
 
-    def _unique(self, name: str) -> str:
+    def _unique(self, name: str, module: bool = False) -> str:
+        """``name`` the first time; a module's later calls ``"fc (call 2)"``, a function's
+        ``"block.add_1"``; never a name already given (a module may be called ``fc_1``)."""
         n = self.counts.get(name, 0)
-        self.counts[name] = n + 1
-        return name if n == 0 else f"{name}_{n}"
+        while True:
+            self.counts[name] = n + 1
+            out = name if n == 0 else (f"{name} (call {n + 1})" if module else f"{name}_{n}")
+            if out not in self.used:
+                self.used.add(out)
+                return out
+            n += 1
 
     def _tracked(self, args: tuple, kwargs: dict) -> tuple[tuple, tuple]:
         ts = [t for t in tensors_in((args, kwargs)) if id(t) in self.producer]
@@ -183,7 +194,7 @@ class _Recorder(TorchFunctionMode):
         outs = list(tensors_in(out))
         if not producers or not outs:
             return
-        node = Node(len(self.nodes), self._unique(name), type(module).__name__, module, args,
+        node = Node(len(self.nodes), self._unique(name, module=True), type(module).__name__, module, args,
                     kwargs, producers, ts, outs[0], self._enclosing())
         self._add(node, out)
 
