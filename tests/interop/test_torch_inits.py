@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from varprop.components.scheme import weight_moments  # noqa: E402
+from varprop.errors import VarpropError  # noqa: E402
 from varprop.torch import trace_model  # noqa: E402
 from varprop.torch.inits import pooled_draws, recognise  # noqa: E402
 
@@ -76,3 +77,18 @@ def test_fallback_variance_is_read_from_the_pooled_draws() -> None:
     var = weight_moments(law.scheme, 8, 16)[1]
     assert abs(var / (2 * b * b) - 1) < 6 * math.sqrt(5 / 4096)
     assert np.isfinite(var)
+
+
+def test_non_zero_mean_weights_are_refused_naming_the_module() -> None:
+    # normal_(mean=0.05, std=0.05) on 64 x 64: the sample mean's standard error is
+    # 0.05 / 64 = 7.8e-4, so 0.05 is ~64 of them; n_in mu^2 / sigma^2 = 64 >> 0.01.
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 8))
+    x = torch.randn(8, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        nn.init.normal_(m[0].weight, mean=0.05, std=0.05)
+    with pytest.raises(VarpropError, match=r"^0 \(Linear\): its weights have mean 0\.0"):
+        trace_model(m, x)
+    with torch.no_grad():
+        nn.init.normal_(m[0].weight, mean=0.0, std=0.05)
+    assert trace_model(m, x).sites[0].init == "normal(std=0.05)"

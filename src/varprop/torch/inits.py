@@ -24,7 +24,10 @@ that many of its entries drawn at random (fixed seed), against the law at the la
 The first ``confirmed`` one is the recognised law; failing that, the first one not refuted (a
 small tensor cannot confirm a variance to :math:`\pm 5\%`: the note says so); failing that,
 the tensor's own moments: a zero-mean normal with the tensor's variance (``"tensor moments"``;
-a non-zero sample mean is ignored and said so).
+a non-zero sample mean is ignored and said so).  A mean that is significant
+(:math:`|\bar w| > 6` standard errors) and not negligible (:math:`n_{in}\bar w^2 > 0.01\,
+s^2`) raises a :class:`~varprop.errors.VarpropError`: the traced network's layers assume
+zero-mean weights.
 
 **Several draws.**  One small tensor (an ``nn.Linear(8, 16)`` has 128 entries) tells its law
 poorly: a candidate test has little power, and a fallback variance read from one draw is off by
@@ -48,6 +51,7 @@ import torch
 
 from varprop.checking.initializers import check_initializer
 from varprop.components.scheme import InitScheme, init_scheme, weight_moments
+from varprop.errors import VarpropError
 
 __all__ = ["Recognised", "recognise", "bias_variance", "torch_fans", "pooled_draws"]
 
@@ -61,6 +65,11 @@ MAX_CHECKED = 2**16
 #: Re-initialised copies of a parameter are pooled until this many entries (or ``MAX_DRAWS``).
 POOL_ENTRIES = 4096
 MAX_DRAWS = 32
+#: A weight mean more than this many standard errors from 0 ...
+MEAN_SIGMAS = 6.0
+#: ... whose effect :math:`n_{in}\mu^2` on a unit-mean-square input is more than this fraction
+#: of the zero-mean part :math:`\sigma^2` is refused (a ``VarpropError``).
+MEAN_NEGLIGIBLE = 0.01
 
 _POOL: contextvars.ContextVar[Mapping[int, Sequence[torch.Tensor]]] = contextvars.ContextVar(
     "varprop_torch_pool")
@@ -174,6 +183,12 @@ def recognise(weight: torch.Tensor, *, fans: tuple[int, int] | None = None,
     if allw.size < 2 or var == 0.0:
         return Recognised(init_scheme("normal", std=max(math.sqrt(var), 1e-300)), "constant",
                           "tensor moments", f"a constant tensor (every entry {mean:.4g})")
+    if (abs(mean) > MEAN_SIGMAS * math.sqrt(var / allw.size)
+            and fan_in * mean * mean > MEAN_NEGLIGIBLE * var):
+        raise VarpropError(
+            f"its weights have mean {mean:.4g} (standard deviation {math.sqrt(var):.4g}, "
+            f"{allw.size} entries{'' if len(draws) == 1 else f' of {len(draws)} draws'}): "
+            "varprop's network model assumes zero-mean weights here")
     candidates = _candidates(math.sqrt(var), w.ndim == 2, rnn)
     if w.ndim == 2:
         candidates += _orthogonal(w)

@@ -127,6 +127,8 @@ def _classify(node: Node, batch: int) -> Mapped | str:
         return map_function(node.kind, node.args, node.kwargs, node.in_shape(), node.shape)
     except Unsupported as err:
         return str(err)
+    except VarpropError as err:  # a weight law varprop cannot model (a non-zero mean)
+        raise VarpropError(f"{node.name} ({type(node.module).__name__}): {err}") from err
 
 
 def _record(model: nn.Module, x: torch.Tensor, whole: set[str],
