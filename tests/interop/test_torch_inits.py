@@ -92,3 +92,14 @@ def test_non_zero_mean_weights_are_refused_naming_the_module() -> None:
     with torch.no_grad():
         nn.init.normal_(m[0].weight, mean=0.0, std=0.05)
     assert trace_model(m, x).sites[0].init == "normal(std=0.05)"
+
+
+def test_tracing_restores_the_random_state_and_refuses_meta_models() -> None:
+    m = nn.Sequential(nn.Linear(8, 16), nn.Dropout(0.5), nn.Linear(16, 4)).train()
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    trace_model(m, x)
+    assert torch.equal(torch.get_rng_state(), state)
+    with pytest.raises(VarpropError, match="meta device"):
+        trace_model(nn.Linear(8, 4, device="meta"), x)

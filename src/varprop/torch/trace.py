@@ -242,8 +242,10 @@ def trace_model(model: nn.Module, example_input: torch.Tensor, *, unsupported: s
                 draws: Draws | None = None) -> TracedModel:
     """Trace ``model`` on ``example_input`` (module docstring): the network, its sites, how to
     read the output, the batch size.  The model's buffers (BatchNorm running statistics, which
-    a train-mode forward updates) are restored afterwards, also on an error; its parameters are
-    not changed and no ``.grad`` is left (the gradients use ``torch.autograd.grad``).
+    a train-mode forward updates) and torch's CPU random state are restored afterwards, also on
+    an error; its parameters are not changed and no ``.grad`` is left (the gradients use
+    ``torch.autograd.grad``).  A model on the meta device raises a
+    :class:`~varprop.errors.VarpropError`.
 
     ``draws`` gives the weight laws more than one draw to be recognised from
     (:mod:`varprop.torch.inits`, "Several draws"): a callable ``draws(k)`` that re-initialises
@@ -257,11 +259,15 @@ def trace_model(model: nn.Module, example_input: torch.Tensor, *, unsupported: s
     check_choice("unsupported", unsupported, _CHOICES)
     if measured is not None and not isinstance(measured, dict):
         raise fail_type("measured", measured, "a dict name -> MeasuredMoments")
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers(), example_input)):
+        raise VarpropError("the model or example_input is on the meta device (no values): "
+                           "materialise it first (model.to_empty(device='cpu') and initialise)")
     saved = [(b, b.detach().clone()) for b in model.buffers()]  # BN running statistics
     try:
-        pool = _collect(model, draws) if draws is not None else {}
-        with pooled_draws(pool):
-            return _trace(model, example_input, unsupported, measured)
+        with torch.random.fork_rng(devices=[]):  # train-mode Dropout, draws(k): RNG restored
+            pool = _collect(model, draws) if draws is not None else {}
+            with pooled_draws(pool):
+                return _trace(model, example_input, unsupported, measured)
     finally:
         with torch.no_grad():
             for b, value in saved:
