@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
@@ -103,3 +104,28 @@ def test_tracing_restores_the_random_state_and_refuses_meta_models() -> None:
     assert torch.equal(torch.get_rng_state(), state)
     with pytest.raises(VarpropError, match="meta device"):
         trace_model(nn.Linear(8, 4, device="meta"), x)
+
+
+@pytest.mark.parametrize(("shape", "init", "name", "variance"), [
+    # variances by hand: truncnorm's from scipy; orthogonal rows/cols of norm gain; kaiming
+    # uniform fan_out: bound gain sqrt(3 / fan_out), variance 2 / fan_out
+    ((256, 256), lambda w: nn.init.trunc_normal_(w, std=0.02, a=-0.04, b=0.04),
+     "trunc_normal(std=0.02, a=-0.04, b=0.04)", None),
+    ((128, 128), lambda w: nn.init.orthogonal_(w, gain=math.sqrt(2)), "orthogonal(gain=sqrt(2))",
+     2 / 128),
+    ((32, 16, 3, 3), nn.init.orthogonal_, "orthogonal(gain=1)", 1 / 144),
+    ((64, 128), lambda w: nn.init.kaiming_uniform_(w, mode="fan_out"), "he_uniform(fan_out)",
+     2 / 64),
+])
+def test_recognition_gaps_closed(shape, init, name, variance) -> None:  # noqa: ANN001
+    torch.manual_seed(0)
+    w = torch.empty(*shape)
+    init(w)
+    law = recognise(nn.Parameter(w))
+    assert law.name == name and law.source == "recognised"
+    if variance is None:
+        variance = 0.02**2 * stats.truncnorm(-2, 2).var()
+    mat = w.reshape(shape[0], -1)
+    fans = (mat.shape[1], mat.shape[0]) if "orthogonal" in name else None
+    fan_in, fan_out = fans or (shape[1], shape[0])
+    assert weight_moments(law.scheme, fan_in, fan_out)[1] == pytest.approx(variance, rel=1e-9)

@@ -130,23 +130,39 @@ def _candidates(std: float, matrix: bool, rnn: bool) -> list[tuple[str, InitSche
                                           nonlinearity="relu")),
         ("he_uniform(fan_in)", init_scheme("torch:kaiming_uniform", mode="fan_in",
                                            nonlinearity="relu")),
+        ("he_uniform(fan_out)", init_scheme("torch:kaiming_uniform", mode="fan_out",
+                                            nonlinearity="relu")),
         ("xavier_normal", init_scheme("torch:xavier_normal")),
         ("xavier_uniform", init_scheme("torch:xavier_uniform")),
     ]
     if s > 0:
-        out += [(f"normal(std={s:g})", init_scheme("torch:normal", std=s)),
-                (f"trunc_normal(std={s:g}, a=-{2 * s:g}, b={2 * s:g})",
-                 init_scheme("torch:trunc_normal", std=s, a=-2 * s, b=2 * s))]
+        out.append((f"normal(std={s:g})", init_scheme("torch:normal", std=s)))
+    # trunc_normal_(std, a=-2 std, b=2 std): its variance is TRUNC_2SD std^2, so the
+    # candidate's (untruncated) std is the tensor's std over sqrt(TRUNC_2SD), rounded
+    t = _two_digits(std / math.sqrt(TRUNC_2SD))
+    if t > 0:
+        out.append((f"trunc_normal(std={t:g}, a=-{2 * t:g}, b={2 * t:g})",
+                    init_scheme("torch:trunc_normal", std=t, a=-2 * t, b=2 * t)))
     return out
 
 
 def _orthogonal(w: np.ndarray) -> list[tuple[str, InitScheme]]:
     mat = w.reshape(w.shape[0], -1)
     rows, cols = mat.shape
-    gain = _two_digits(float(np.sqrt(np.sum(mat * mat) / min(rows, cols))))
-    if gain <= 0:
+    est = float(np.sqrt(np.sum(mat * mat) / min(rows, cols)))
+    if est <= 0:
         return []
-    return [(f"orthogonal(gain={gain:g})", init_scheme("torch:orthogonal", gain=gain))]
+    known = [(name, g) for name, g in _GAINS if abs(g / est - 1) <= 0.02]
+    gains = [*known, (f"{_two_digits(est):g}", _two_digits(est))]
+    return [(f"orthogonal(gain={name})", init_scheme("torch:orthogonal", gain=g))
+            for name, g in gains]
+
+
+#: Variance of a standard normal truncated to [-2, 2]: 1 - 4 phi(2) / (2 Phi(2) - 1).
+TRUNC_2SD = 1 - 4 * math.exp(-2) / math.sqrt(2 * math.pi) / math.erf(2 / math.sqrt(2))
+#: The gains ``torch.nn.init.calculate_gain`` gives (relu, tanh, selu): an orthogonal
+#: candidate tries these unrounded when the tensor's norm is within 2% of one.
+_GAINS = (("sqrt(2)", math.sqrt(2)), ("5/3", 5 / 3), ("3/4", 0.75))
 
 
 def _subset(raw: torch.Tensor) -> torch.Tensor:
@@ -190,7 +206,7 @@ def recognise(weight: torch.Tensor, *, fans: tuple[int, int] | None = None,
             f"{allw.size} entries{'' if len(draws) == 1 else f' of {len(draws)} draws'}): "
             "varprop's network model assumes zero-mean weights here")
     candidates = _candidates(math.sqrt(var), w.ndim == 2, rnn)
-    if w.ndim == 2:
+    if w.ndim >= 2:
         candidates += _orthogonal(w)
     raw = weight.detach().cpu()  # its own dtype: the checks know the storage format
     matrix = raw if raw.ndim >= 2 else raw.reshape(1, -1)
@@ -198,8 +214,10 @@ def recognise(weight: torch.Tensor, *, fans: tuple[int, int] | None = None,
     fallback = None
     for name, scheme in candidates:
         law_fans = (fan_in, fan_out)
-        if not scheme.is_iid:
-            law_fans = (math.prod(matrix.shape[1:]), matrix.shape[0])
+        tested = matrix
+        if not scheme.is_iid:  # orthogonal_ flattens all but the first axis
+            tested = matrix.reshape(matrix.shape[0], -1)
+            law_fans = (tested.shape[1], tested.shape[0])
         claimed = weight_moments(scheme, *law_fans)[1]
         if not abs(claimed / var - 1.0) <= PREFILTER:
             continue
@@ -211,7 +229,7 @@ def recognise(weight: torch.Tensor, *, fans: tuple[int, int] | None = None,
                 verdict = check_initializer(iid_matrix, _absolute(scheme, *law_fans),
                                             alpha=ALPHA)
             else:
-                verdict = check_initializer(matrix, scheme, fan_in=law_fans[0],
+                verdict = check_initializer(tested, scheme, fan_in=law_fans[0],
                                             fan_out=law_fans[1], alpha=ALPHA)
         except (ValueError, TypeError):
             continue
