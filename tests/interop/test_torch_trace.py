@@ -27,7 +27,8 @@ from varprop.errors import InvalidArgument, VarpropError  # noqa: E402
 from varprop.network.layers.batchpop import PopulationBatchNorm  # noqa: E402
 from varprop.network.layers.measured import Measured  # noqa: E402
 from varprop.theory.fields import walk_fields, walk_nested  # noqa: E402
-from varprop.torch import MeasuredMoments, predict_sites, to_network, trace_model  # noqa: E402
+from varprop.torch import MeasuredMoments, audit, predict_sites, to_network, trace_model  # noqa: E402
+from varprop.torch.measure import replicate_seeds  # noqa: E402
 
 pytestmark = pytest.mark.interop
 
@@ -475,3 +476,74 @@ def test_tracing_leaves_the_model_as_it_was():
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # running stats included
     assert all(p.grad is None for p in model.parameters()) and model.training
+
+
+class _InplaceBlock(nn.Module):
+    """torchvision's BasicBlock pattern: ``out += x`` then an in-place ReLU."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.l1, self.relu, self.l2 = nn.Linear(n, n), nn.ReLU(inplace=True), nn.Linear(n, n)
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        out = self.l2(self.relu(self.l1(x)))
+        out += x
+        return self.relu(out)
+
+
+def test_audit_reads_sites_before_later_in_place_changes() -> None:
+    # The add and its gradient as produced, computed here without varprop: the same replicate
+    # seeds and reset_parameters, out-of-place torch (the ReLU after the add is the next site).
+    model = nn.Sequential(nn.Linear(8, 16), _InplaceBlock(16))
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+    rep = audit(model, x, replicates=4, seed=3)
+    row = next(r for r in rep.rows if r.kind == "add")
+    fwd = []
+    for s in replicate_seeds(3, 4):
+        torch.manual_seed(s)
+        for m in model.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+        with torch.no_grad():
+            h = model[0](x)
+            b = model[1]
+            add = b.l2(torch.relu(b.l1(h))) + h
+        fwd.append(float((add.double() ** 2).mean()))
+    assert row.forward.measured == pytest.approx(np.mean(fwd), rel=1e-6)
+    relu_row = next(r for r in rep.rows if r.name == "1.relu (call 2)")
+    assert relu_row.forward.measured < 0.75 * row.forward.measured  # the ReLU's is not the add's
+    # gradient of the add = that of the ReLU's output times 1[add > 0]: E g_add^2 is about half
+    assert row.backward.measured == pytest.approx(relu_row.backward.measured / 2, rel=0.35)
+
+
+class _Shared(nn.Module):
+    """``fc`` called twice next to a module named ``fc_1``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.fc_1, self.act = nn.Linear(8, 8), nn.Linear(8, 8), nn.Tanh()
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        return self.fc_1(self.act(self.fc(self.act(self.fc(x)))))
+
+
+def test_repeated_module_calls_get_unique_names_and_their_own_values() -> None:
+    model = _Shared()
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+    names = [s.name for s in trace_model(model, x).sites]
+    assert names == ["fc", "act", "fc (call 2)", "act (call 2)", "fc_1"]
+    rep = audit(model, x, replicates=4, seed=5)
+    want = {"fc (call 2)": [], "fc_1": []}
+    for s in replicate_seeds(5, 4):
+        torch.manual_seed(s)
+        for m in model.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+        with torch.no_grad():
+            second = model.fc(torch.tanh(model.fc(x)))
+            last = model.fc_1(torch.tanh(second))
+        want["fc (call 2)"].append(float((second.double() ** 2).mean()))
+        want["fc_1"].append(float((last.double() ** 2).mean()))
+    got = {r.name: r.forward.measured for r in rep.rows}
+    for name, values in want.items():
+        assert got[name] == pytest.approx(np.mean(values), rel=1e-6)

@@ -144,8 +144,23 @@ def audit(model: Any, example_input: Any, *, replicates: int = 32, seed: int = 0
             for text in warn:
                 warnings.warn(text, VarpropWarning, stacklevel=3)
             t0 = time.perf_counter()
-            traced = _guarded(lambda: trace_model(model, example_input, unsupported=mode),
-                              example_input)
+            pool_seeds = replicate_seeds(seed_i, reps + 32)[reps:]  # recognition's own draws
+
+            failed: list[BaseException] = []
+
+            def draws(k: int) -> None:
+                try:
+                    reinitialise(model, reinit, pool_seeds[k])
+                except Exception as exc:  # reinit's own error, not the model's: re-raised
+                    failed.append(exc)
+                    raise
+            try:
+                traced = _guarded(lambda: trace_model(model, example_input, unsupported=mode,
+                                                      draws=draws), example_input)
+            except VarpropError:
+                if failed:
+                    raise failed[0] from None
+                raise
             timings["trace"] = time.perf_counter() - t0
             sites = list(traced.sites)
             measured_idx = [i for i, s in enumerate(sites) if s.measured]
@@ -161,7 +176,8 @@ def audit(model: Any, example_input: Any, *, replicates: int = 32, seed: int = 0
                 reinitialise(model, reinit, seeds[0])
                 t0 = time.perf_counter()
                 traced = _guarded(lambda: trace_model(model, example_input, unsupported=mode,
-                                                      measured=moments), example_input)
+                                                      measured=moments, draws=draws),
+                                  example_input)
                 timings["trace"] += time.perf_counter() - t0
                 if [s.name for s in traced.sites] != [s.name for s in sites]:
                     raise VarpropError("tracing the model again with the measured moments gave "

@@ -24,12 +24,26 @@ that many of its entries drawn at random (fixed seed), against the law at the la
 The first ``confirmed`` one is the recognised law; failing that, the first one not refuted (a
 small tensor cannot confirm a variance to :math:`\pm 5\%`: the note says so); failing that,
 the tensor's own moments: a zero-mean normal with the tensor's variance (``"tensor moments"``;
-a non-zero sample mean is ignored and said so).
+a non-zero sample mean is ignored and said so).  A mean that is significant
+(:math:`|\bar w| > 6` standard errors) and not negligible (:math:`n_{in}\bar w^2 > 0.01\,
+s^2`) raises a :class:`~varprop.errors.VarpropError`: the traced network's layers assume
+zero-mean weights.
+
+**Several draws.**  One small tensor (an ``nn.Linear(8, 16)`` has 128 entries) tells its law
+poorly: a candidate test has little power, and a fallback variance read from one draw is off by
+:math:`\pm\sqrt{2/n}` in every replicate alike.  Inside :func:`pooled_draws` (which
+:func:`~varprop.torch.trace.trace_model` enters when given ``draws=``), :func:`recognise` pools
+the entries of the parameter's re-initialised copies with its own: the i.i.d. candidates, the
+prefilter and the fallback's variance use all of them (orthogonal candidates, whose entries are
+dependent within a draw, are checked on the first draw).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,8 +51,9 @@ import torch
 
 from varprop.checking.initializers import check_initializer
 from varprop.components.scheme import InitScheme, init_scheme, weight_moments
+from varprop.errors import VarpropError
 
-__all__ = ["Recognised", "recognise", "bias_variance", "torch_fans"]
+__all__ = ["Recognised", "recognise", "bias_variance", "torch_fans", "pooled_draws"]
 
 #: Level of each candidate's check (Holm over its tests).
 ALPHA = 0.01
@@ -47,6 +62,34 @@ PREFILTER = 0.25
 #: Larger i.i.d. tensors are checked on this many entries drawn at random (seeded) without
 #: replacement: under the claim they are i.i.d. draws of the law at the layer's fans.
 MAX_CHECKED = 2**16
+#: Re-initialised copies of a parameter are pooled until this many entries (or ``MAX_DRAWS``).
+POOL_ENTRIES = 4096
+MAX_DRAWS = 32
+#: A weight mean more than this many standard errors from 0 ...
+MEAN_SIGMAS = 6.0
+#: ... whose effect :math:`n_{in}\mu^2` on a unit-mean-square input is more than this fraction
+#: of the zero-mean part :math:`\sigma^2` is refused (a ``VarpropError``).
+MEAN_NEGLIGIBLE = 0.01
+
+_POOL: contextvars.ContextVar[Mapping[int, Sequence[torch.Tensor]]] = contextvars.ContextVar(
+    "varprop_torch_pool")
+
+
+def draws_needed(numel: int) -> int:
+    """How many draws of a parameter of ``numel`` entries are pooled (``POOL_ENTRIES``, at most
+    ``MAX_DRAWS``)."""
+    return max(1, min(MAX_DRAWS, -(-POOL_ENTRIES // max(int(numel), 1))))
+
+
+@contextlib.contextmanager
+def pooled_draws(pool: Mapping[int, Sequence[torch.Tensor]]) -> Iterator[None]:
+    """Within the block, :func:`recognise` of a parameter ``p`` with ``id(p)`` in ``pool``
+    pools ``pool[id(p)]`` (other draws of the same shape) with ``p``'s own entries."""
+    token = _POOL.set(pool)
+    try:
+        yield
+    finally:
+        _POOL.reset(token)
 
 
 @dataclass(frozen=True)
@@ -87,23 +130,39 @@ def _candidates(std: float, matrix: bool, rnn: bool) -> list[tuple[str, InitSche
                                           nonlinearity="relu")),
         ("he_uniform(fan_in)", init_scheme("torch:kaiming_uniform", mode="fan_in",
                                            nonlinearity="relu")),
+        ("he_uniform(fan_out)", init_scheme("torch:kaiming_uniform", mode="fan_out",
+                                            nonlinearity="relu")),
         ("xavier_normal", init_scheme("torch:xavier_normal")),
         ("xavier_uniform", init_scheme("torch:xavier_uniform")),
     ]
     if s > 0:
-        out += [(f"normal(std={s:g})", init_scheme("torch:normal", std=s)),
-                (f"trunc_normal(std={s:g}, a=-{2 * s:g}, b={2 * s:g})",
-                 init_scheme("torch:trunc_normal", std=s, a=-2 * s, b=2 * s))]
+        out.append((f"normal(std={s:g})", init_scheme("torch:normal", std=s)))
+    # trunc_normal_(std, a=-2 std, b=2 std): its variance is TRUNC_2SD std^2, so the
+    # candidate's (untruncated) std is the tensor's std over sqrt(TRUNC_2SD), rounded
+    t = _two_digits(std / math.sqrt(TRUNC_2SD))
+    if t > 0:
+        out.append((f"trunc_normal(std={t:g}, a=-{2 * t:g}, b={2 * t:g})",
+                    init_scheme("torch:trunc_normal", std=t, a=-2 * t, b=2 * t)))
     return out
 
 
 def _orthogonal(w: np.ndarray) -> list[tuple[str, InitScheme]]:
     mat = w.reshape(w.shape[0], -1)
     rows, cols = mat.shape
-    gain = _two_digits(float(np.sqrt(np.sum(mat * mat) / min(rows, cols))))
-    if gain <= 0:
+    est = float(np.sqrt(np.sum(mat * mat) / min(rows, cols)))
+    if est <= 0:
         return []
-    return [(f"orthogonal(gain={gain:g})", init_scheme("torch:orthogonal", gain=gain))]
+    known = [(name, g) for name, g in _GAINS if abs(g / est - 1) <= 0.02]
+    gains = [*known, (f"{_two_digits(est):g}", _two_digits(est))]
+    return [(f"orthogonal(gain={name})", init_scheme("torch:orthogonal", gain=g))
+            for name, g in gains]
+
+
+#: Variance of a standard normal truncated to [-2, 2]: 1 - 4 phi(2) / (2 Phi(2) - 1).
+TRUNC_2SD = 1 - 4 * math.exp(-2) / math.sqrt(2 * math.pi) / math.erf(2 / math.sqrt(2))
+#: The gains ``torch.nn.init.calculate_gain`` gives (relu, tanh, selu): an orthogonal
+#: candidate tries these unrounded when the tensor's norm is within 2% of one.
+_GAINS = (("sqrt(2)", math.sqrt(2)), ("5/3", 5 / 3), ("3/4", 0.75))
 
 
 def _subset(raw: torch.Tensor) -> torch.Tensor:
@@ -129,32 +188,48 @@ def _absolute(scheme: InitScheme, fan_in: int, fan_out: int) -> InitScheme:
 def recognise(weight: torch.Tensor, *, fans: tuple[int, int] | None = None,
               rnn: bool = False) -> Recognised:
     """The law of ``weight`` (module docstring), at PyTorch's fans unless ``fans`` is given."""
+    others = [t for t in _POOL.get({}).get(id(weight), ()) if t.shape == weight.shape]
+    draws = [weight.detach().cpu(), *(t.detach().cpu() for t in others)]
+    pooled = torch.cat([t.reshape(-1) for t in draws])
     w = weight.detach().to("cpu", torch.float64).numpy()
     fan_in, fan_out = fans if fans is not None else torch_fans(tuple(w.shape))
-    var = float(np.var(w))
-    mean = float(np.mean(w))
-    if w.size < 2 or var == 0.0:
+    allw = pooled.to(torch.float64).numpy()
+    var = float(np.var(allw))
+    mean = float(np.mean(allw))
+    if allw.size < 2 or var == 0.0:
         return Recognised(init_scheme("normal", std=max(math.sqrt(var), 1e-300)), "constant",
                           "tensor moments", f"a constant tensor (every entry {mean:.4g})")
+    if (abs(mean) > MEAN_SIGMAS * math.sqrt(var / allw.size)
+            and fan_in * mean * mean > MEAN_NEGLIGIBLE * var):
+        raise VarpropError(
+            f"its weights have mean {mean:.4g} (standard deviation {math.sqrt(var):.4g}, "
+            f"{allw.size} entries{'' if len(draws) == 1 else f' of {len(draws)} draws'}): "
+            "varprop's network model assumes zero-mean weights here")
     candidates = _candidates(math.sqrt(var), w.ndim == 2, rnn)
-    if w.ndim == 2:
+    if w.ndim >= 2:
         candidates += _orthogonal(w)
     raw = weight.detach().cpu()  # its own dtype: the checks know the storage format
     matrix = raw if raw.ndim >= 2 else raw.reshape(1, -1)
+    iid_matrix = pooled.reshape(1, -1) if len(draws) > 1 else matrix
     fallback = None
     for name, scheme in candidates:
         law_fans = (fan_in, fan_out)
-        if not scheme.is_iid:
-            law_fans = (math.prod(matrix.shape[1:]), matrix.shape[0])
+        tested = matrix
+        if not scheme.is_iid:  # orthogonal_ flattens all but the first axis
+            tested = matrix.reshape(matrix.shape[0], -1)
+            law_fans = (tested.shape[1], tested.shape[0])
         claimed = weight_moments(scheme, *law_fans)[1]
         if not abs(claimed / var - 1.0) <= PREFILTER:
             continue
         try:
-            if scheme.is_iid and raw.numel() > MAX_CHECKED:
-                verdict = check_initializer(_subset(raw), _absolute(scheme, *law_fans),
+            if scheme.is_iid and pooled.numel() > MAX_CHECKED:
+                verdict = check_initializer(_subset(pooled), _absolute(scheme, *law_fans),
+                                            alpha=ALPHA)
+            elif scheme.is_iid and len(draws) > 1:
+                verdict = check_initializer(iid_matrix, _absolute(scheme, *law_fans),
                                             alpha=ALPHA)
             else:
-                verdict = check_initializer(matrix, scheme, fan_in=law_fans[0],
+                verdict = check_initializer(tested, scheme, fan_in=law_fans[0],
                                             fan_out=law_fans[1], alpha=ALPHA)
         except (ValueError, TypeError):
             continue
@@ -162,12 +237,13 @@ def recognise(weight: torch.Tensor, *, fans: tuple[int, int] | None = None,
             return Recognised(scheme, name, "recognised", "confirmed by check_initializer")
         if verdict.status == "inconclusive" and fallback is None:
             fallback = Recognised(scheme, name, "recognised",
-                                  f"not refuted by check_initializer ({w.size} entries are too "
+                                  f"not refuted by check_initializer ({allw.size} entries are too "
                                   "few to confirm its variance to +-5%)")
     if fallback is not None:
         return fallback
-    note = f"no candidate law fits: N(0, {var:.4g}) from the tensor's own variance"
-    if abs(mean) > 4 * math.sqrt(var / w.size):
+    own = "the tensor's own" if len(draws) == 1 else f"the pooled ({len(draws)} draws)"
+    note = f"no candidate law fits: N(0, {var:.4g}) from {own} variance"
+    if abs(mean) > 4 * math.sqrt(var / allw.size):
         note += f" (its sample mean {mean:.3g} is ignored: zero-mean weights are assumed)"
     std = math.sqrt(var)
     return Recognised(init_scheme("normal", std=std), f"normal(std={std:.4g})", "tensor moments",

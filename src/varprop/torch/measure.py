@@ -171,8 +171,10 @@ class Recorder:
     backward pass and appends its statistics; :meth:`remove` takes every hook out.
 
     A site that is a module's output is read by a forward hook when the module computes it;
-    the others (residual sums, function calls) are read from the recorded run
-    ``traced.site_tensors(model, x)`` after the forward pass."""
+    the others (residual sums, function calls) are read by the recorded run
+    ``traced.site_tensors(model, x, on_produce=...)`` when each is produced, before a later
+    in-place change (``out += x`` then ``relu(inplace=True)``); the gradient hooks are registered
+    then too, so they receive the gradient of the value as produced."""
 
     def __init__(self, model: torch.nn.Module, sites: Sequence[Any], traced: Any,
                  measure_inputs: Sequence[int] = ()) -> None:
@@ -221,6 +223,11 @@ class Recorder:
                     self.pairs.append((i, x, y))
         return hook
 
+    def _produced(self, name: str, y: torch.Tensor) -> None:
+        i = self.others.get(name)
+        if i is not None:
+            self._record(i, y)
+
     def _record(self, i: int, y: torch.Tensor) -> None:
         self.seen.add(i)
         self.data.forward[i].append(mean_square(y))
@@ -250,11 +257,8 @@ class Recorder:
             x.requires_grad_(True)
         t0 = time.perf_counter()
         with torch.set_grad_enabled(backward):
-            if self.others:
-                ret, found = self.traced.site_tensors(self.model, x)
-                for name, i in self.others.items():
-                    if name in found:
-                        self._record(i, found[name])
+            if self.others:  # read when produced: the model may change them in place later
+                ret, _ = self.traced.site_tensors(self.model, x, on_produce=self._produced)
             else:
                 ret = self.model(x)
             out = _output_tensor(self.traced.output, ret)

@@ -14,6 +14,9 @@ records, as it happens, which call produced which tensor:
   becomes a node named ``<enclosing module>.<function>`` (``encoder.layer.0.add``; a second
   ``add`` in the same module is ``add_1``), its tensor results tracked.
 
+A module called more than once gives one node a call: ``fc``, ``fc (call 2)``, ...; a name is
+never given twice (a function's ``add_1`` skips a name already taken).
+
 A tensor is tracked when it is the model input or a node's result (by object identity; the
 recording keeps every tracked tensor alive, so identities are not reused).  Calls on untracked
 tensors only (masks built from constants, position ids) are not recorded: for the graph they
@@ -98,10 +101,13 @@ class Recording:
 
 class _Recorder(TorchFunctionMode):
     def __init__(self, atomic: Callable[[str, nn.Module], bool],
-                 snapshot: frozenset[str] = frozenset()) -> None:
+                 snapshot: frozenset[str] = frozenset(),
+                 on_produce: Callable[[str, torch.Tensor], None] | None = None) -> None:
         super().__init__()
         self.atomic = atomic
         self.snapshot = snapshot
+        self.on_produce = on_produce
+        self.quiet = False  # our own calls on tracked tensors are not the model's
         self.values: dict[str, torch.Tensor] = {}
         self.nodes: list[Node] = []
         self.producer: dict[int, object] = {}
@@ -109,6 +115,7 @@ class _Recorder(TorchFunctionMode):
         self.stack: list[tuple[str, bool, tuple, tuple]] = []
         self.depth = 0  # inside an atomic module
         self.counts: dict[str, int] = {}
+        self.used: set[str] = set()
 
     def _track(self, node: object, out: object) -> list[torch.Tensor]:
         outs = list(tensors_in(out))
@@ -120,13 +127,26 @@ class _Recorder(TorchFunctionMode):
     def _add(self, node: Node, out: object) -> None:
         self.nodes.append(node)
         self._track(node, out)
-        if node.name in self.snapshot:
-            self.values[node.name] = node.output.detach().clone()
+        self.quiet = True
+        try:
+            if node.name in self.snapshot:
+                self.values[node.name] = node.output.detach().clone()
+            if self.on_produce is not None:
+                self.on_produce(node.name, node.output)
+        finally:
+            self.quiet = False
 
-    def _unique(self, name: str) -> str:
+    def _unique(self, name: str, module: bool = False) -> str:
+        """``name`` the first time; a module's later calls ``"fc (call 2)"``, a function's
+        ``"block.add_1"``; never a name already given (a module may be called ``fc_1``)."""
         n = self.counts.get(name, 0)
-        self.counts[name] = n + 1
-        return name if n == 0 else f"{name}_{n}"
+        while True:
+            self.counts[name] = n + 1
+            out = name if n == 0 else (f"{name} (call {n + 1})" if module else f"{name}_{n}")
+            if out not in self.used:
+                self.used.add(out)
+                return out
+            n += 1
 
     def _tracked(self, args: tuple, kwargs: dict) -> tuple[tuple, tuple]:
         ts = [t for t in tensors_in((args, kwargs)) if id(t) in self.producer]
@@ -137,6 +157,8 @@ class _Recorder(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
+        if self.quiet:
+            return func(*args, **kwargs)
         producers, ts = ((), ()) if self.depth else self._tracked(args, kwargs)
         out = func(*args, **kwargs)
         if self.depth or not producers:
@@ -172,19 +194,22 @@ class _Recorder(TorchFunctionMode):
         outs = list(tensors_in(out))
         if not producers or not outs:
             return
-        node = Node(len(self.nodes), self._unique(name), type(module).__name__, module, args,
+        node = Node(len(self.nodes), self._unique(name, module=True), type(module).__name__, module, args,
                     kwargs, producers, ts, outs[0], self._enclosing())
         self._add(node, out)
 
 
 def record(model: nn.Module, example_input: torch.Tensor,
            atomic: Callable[[str, nn.Module], bool],
-           snapshot: frozenset[str] = frozenset()) -> Recording:
+           snapshot: frozenset[str] = frozenset(),
+           on_produce: Callable[[str, torch.Tensor], None] | None = None) -> Recording:
     """Run ``model(example_input)`` once and record its graph (module docstring).  ``atomic(name,
     module)`` says which sub-modules are recorded whole; the outputs of the nodes named in
-    ``snapshot`` are copied as they are produced.  Hooks and the mode are removed also when the
-    forward raises."""
-    rec = _Recorder(atomic, snapshot)
+    ``snapshot`` are copied as they are produced, and ``on_produce(name, tensor)`` is called for
+    every node at that moment (before the model can change the tensor in place: a tensor hook
+    registered then receives the gradient of that version).  Hooks and the mode are removed
+    also when the forward raises."""
+    rec = _Recorder(atomic, snapshot, on_produce)
     handles = []
     for name, module in model.named_modules():
         if not name:

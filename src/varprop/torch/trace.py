@@ -30,7 +30,7 @@ model: a fixed input enters the first weight layer only through it, exactly for 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +42,7 @@ from varprop.network.layers.measured import Measured, MeasuredMoments
 from varprop.network.model import Network
 from varprop.theory.fields import walk_fields, walk_nested
 from varprop.torch.graph import Item, ancestors, build, place, walk_items
+from varprop.torch.inits import MAX_DRAWS, draws_needed, pooled_draws
 from varprop.torch.modules import (
     IDENTITY,
     Mapped,
@@ -89,9 +90,12 @@ class TracedModel:
     atomic: frozenset[str] = frozenset()
 
     def site_tensors(self, model: nn.Module, example_input: torch.Tensor, *,
-                     snapshot: bool = False) -> tuple[object, dict[str, torch.Tensor]]:
+                     snapshot: bool = False,
+                     on_produce: Callable[[str, torch.Tensor], None] | None = None
+                     ) -> tuple[object, dict[str, torch.Tensor]]:
         """:func:`site_tensors` of this trace."""
-        return site_tensors(self, model, example_input, snapshot=snapshot)
+        return site_tensors(self, model, example_input, snapshot=snapshot,
+                            on_produce=on_produce)
 
 
 def output_of(ret: object) -> torch.Tensor:
@@ -123,13 +127,16 @@ def _classify(node: Node, batch: int) -> Mapped | str:
         return map_function(node.kind, node.args, node.kwargs, node.in_shape(), node.shape)
     except Unsupported as err:
         return str(err)
+    except VarpropError as err:  # a weight law varprop cannot model (a non-zero mean)
+        raise VarpropError(f"{node.name} ({type(node.module).__name__}): {err}") from err
 
 
 def _record(model: nn.Module, x: torch.Tensor, whole: set[str],
-            snapshot: frozenset[str] = frozenset()) -> Recording:
+            snapshot: frozenset[str] = frozenset(),
+            on_produce: Callable[[str, torch.Tensor], None] | None = None) -> Recording:
     def atomic(name: str, module: nn.Module) -> bool:
         return name in whole or not any(True for _ in module.children()) or is_mapped_type(module)
-    return record(model, x, atomic, snapshot)
+    return record(model, x, atomic, snapshot, on_produce)
 
 
 def _relevant(rec: Recording) -> list[Node]:
@@ -192,12 +199,59 @@ def _moments_once(model: nn.Module, x: torch.Tensor, whole: set[str], names: set
     return result
 
 
+Draws = Callable[[int], object] | Sequence[Mapping[str, torch.Tensor]]
+
+
+def _collect(model: nn.Module, draws: Draws) -> dict[int, list[torch.Tensor]]:
+    """Other draws of each parameter, keyed by ``id`` of the model's parameter: from the given
+    state dicts, or by calling ``draws(k)`` for ``k = 0, 1, ...`` (each call re-initialises the
+    model in place) until every parameter has ``draws_needed`` of them; the parameters' values
+    are restored afterwards, also on an error."""
+    params = dict(model.named_parameters())
+    pool: dict[int, list[torch.Tensor]] = {id(p): [] for p in params.values()}
+    if callable(draws):
+        need = {n: draws_needed(p.numel()) - 1 for n, p in params.items()}
+        saved = {n: p.detach().clone() for n, p in params.items()}
+        try:
+            for k in range(max(need.values(), default=0)):
+                draws(k)
+                now = dict(model.named_parameters())
+                for n, p in params.items():
+                    if len(pool[id(p)]) < need[n] and n in now:
+                        pool[id(p)].append(now[n].detach().clone())
+        finally:
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    if n in saved and p.shape == saved[n].shape:
+                        p.copy_(saved[n])
+        return pool
+    if isinstance(draws, (str, bytes)) or not isinstance(draws, Sequence) or not all(
+            isinstance(d, Mapping) for d in draws):
+        raise fail_type("draws", draws, "a callable draws(k) re-initialising the model, or a "
+                        "list of state dicts")
+    for d in list(draws)[:MAX_DRAWS]:
+        for n, p in params.items():
+            t = d.get(n)
+            if isinstance(t, torch.Tensor) and t.shape == p.shape:
+                pool[id(p)].append(t.detach())
+    return pool
+
+
 def trace_model(model: nn.Module, example_input: torch.Tensor, *, unsupported: str = "error",
-                measured: dict[str, MeasuredMoments] | None = None) -> TracedModel:
+                measured: dict[str, MeasuredMoments] | None = None,
+                draws: Draws | None = None) -> TracedModel:
     """Trace ``model`` on ``example_input`` (module docstring): the network, its sites, how to
     read the output, the batch size.  The model's buffers (BatchNorm running statistics, which
-    a train-mode forward updates) are restored afterwards, also on an error; its parameters are
-    not changed and no ``.grad`` is left (the gradients use ``torch.autograd.grad``)."""
+    a train-mode forward updates) and torch's CPU random state are restored afterwards, also on
+    an error; its parameters are not changed and no ``.grad`` is left (the gradients use
+    ``torch.autograd.grad``).  A model on the meta device raises a
+    :class:`~varprop.errors.VarpropError`.
+
+    ``draws`` gives the weight laws more than one draw to be recognised from
+    (:mod:`varprop.torch.inits`, "Several draws"): a callable ``draws(k)`` that re-initialises
+    ``model`` in place for draw ``k`` (called as often as the smallest parameter needs, at most
+    ``MAX_DRAWS - 1`` times; the parameters are restored afterwards), or a list of state dicts
+    of other initialisations."""
     if not isinstance(model, nn.Module):
         raise fail_type("model", model, "a torch.nn.Module")
     if not isinstance(example_input, torch.Tensor) or example_input.ndim < 2:
@@ -205,9 +259,15 @@ def trace_model(model: nn.Module, example_input: torch.Tensor, *, unsupported: s
     check_choice("unsupported", unsupported, _CHOICES)
     if measured is not None and not isinstance(measured, dict):
         raise fail_type("measured", measured, "a dict name -> MeasuredMoments")
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers(), example_input)):
+        raise VarpropError("the model or example_input is on the meta device (no values): "
+                           "materialise it first (model.to_empty(device='cpu') and initialise)")
     saved = [(b, b.detach().clone()) for b in model.buffers()]  # BN running statistics
     try:
-        return _trace(model, example_input, unsupported, measured)
+        with torch.random.fork_rng(devices=[]):  # train-mode Dropout, draws(k): RNG restored
+            pool = _collect(model, draws) if draws is not None else {}
+            with pooled_draws(pool):
+                return _trace(model, example_input, unsupported, measured)
     finally:
         with torch.no_grad():
             for b, value in saved:
@@ -318,7 +378,9 @@ def predict_sites(traced: TracedModel) -> list[tuple[float | None, float | None]
 
 
 def site_tensors(traced: TracedModel, model: nn.Module, example_input: torch.Tensor, *,
-                 snapshot: bool = False) -> tuple[object, dict[str, torch.Tensor]]:
+                 snapshot: bool = False,
+                 on_produce: Callable[[str, torch.Tensor], None] | None = None
+                 ) -> tuple[object, dict[str, torch.Tensor]]:
     """Run ``model(example_input)`` recorded as when ``traced`` was made: the return value and
     the output tensor of every site by name (in the autograd graph, so a tensor hook or
     ``retain_grad`` on them gives the gradients; the names of additions and other calls are
@@ -326,12 +388,18 @@ def site_tensors(traced: TracedModel, model: nn.Module, example_input: torch.Ten
     (Hugging Face's ResNet adds the shortcut with ``hidden_state += residual``, so the tensor of
     the last BatchNorm of a block ends up holding the sum; its gradient is unaffected, the sum
     passing it through): with ``snapshot=True`` the values are detached copies taken when each
-    site's output was produced -- use those for forward statistics.  Hooks are removed
-    afterwards, also on an exception."""
+    site's output was produced -- use those for forward statistics; ``on_produce(name,
+    tensor)`` is called for each site when its output is produced (read its value and register
+    a gradient hook there: a hook registered before an in-place change receives the gradient of
+    the value as produced).  Hooks are removed afterwards, also on an exception."""
     if not isinstance(traced, TracedModel):
         raise fail_type("traced", traced, "a TracedModel (from trace_model)")
     names = frozenset(s.name for s in traced.sites)
-    rec = _record(model, example_input, set(traced.atomic), names if snapshot else frozenset())
+    def produced(name: str, t: torch.Tensor) -> None:
+        if name in names:
+            on_produce(name, t)  # type: ignore[misc]
+    rec = _record(model, example_input, set(traced.atomic), names if snapshot else frozenset(),
+                  produced if on_produce is not None else None)
     if snapshot:
         return rec.ret, dict(rec.values)
     return rec.ret, {n.name: n.output for n in rec.nodes if n.name in names}
