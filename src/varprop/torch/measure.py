@@ -21,7 +21,6 @@ other function calls from the traced model's recorded run (``TracedModel.site_te
 from __future__ import annotations
 
 import copy
-
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
