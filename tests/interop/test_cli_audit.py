@@ -19,13 +19,6 @@ from varprop.cli import main
 pytestmark = pytest.mark.interop
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models: threads only contend on a shared machine (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 audit_module = __import__("varprop.torch.audit", fromlist=["audit"])
 

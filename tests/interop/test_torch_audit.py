@@ -33,13 +33,6 @@ from varprop.torch.report import STATUSES
 pytestmark = pytest.mark.interop
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models: threads only contend on a shared machine (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 audit_module = __import__("varprop.torch.audit", fromlist=["audit"])
 
