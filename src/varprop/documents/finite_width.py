@@ -223,8 +223,9 @@ def _summary(act: Activation, facts: list[dict[str, Any]], exact: bool) -> str:
     parts = [f"Of {len(measured)} rows with a Monte Carlo estimate, the mean field is refuted in "
              f"{len(refuted)} and the 1/n-corrected prediction confirmed in {len(fw_ok)} "
              f"(refuted in {len(fw_bad)})."]
-    if measured:
-        worst = max(measured, key=lambda f: abs(f["est"] / f["mf"] - 1) if f["mf"] > 0 else 0)
+    shifted = [f for f in measured if f["mf"] > 0]  # a zero mean field has no relative shift
+    if shifted:
+        worst = max(shifted, key=lambda f: abs(f["est"] / f["mf"] - 1))
         parts.append(f"The largest measured shift from the mean field is "
                      f"{_pct(worst['est'] / worst['mf'] - 1)} (width {worst['n']}, depth "
                      f"{worst['depth']}).")
