@@ -64,6 +64,23 @@ def _centre(mat: np.ndarray, shared: np.ndarray) -> np.ndarray:
     return np.asarray(mat) - row[:, None] - col[None, :] + shared.mean()
 
 
+def _centred(second: np.ndarray, shared: np.ndarray, cov: np.ndarray | None,
+             batch_cov: np.ndarray | None, k: float, pos: tuple[int, ...]
+             ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    r"""``(second, cov, batch_cov)`` of :math:`k(x - \bar x)` for the forward field or the
+    gradient alike: the part shared by the batch (``shared``: :math:`E x_b x_{b'}`, or
+    ``batch_cov`` between positions) removed, scaled by ``k``."""
+    if cov is not None and batch_cov is not None:
+        out = _centre(cov, batch_cov) * k
+        return np.diag(out).reshape(pos), out, np.zeros_like(out)
+    second = (np.asarray(second) - shared) * k
+    if cov is None:
+        return second, None, None
+    out = (np.asarray(cov) - float(np.mean(shared))) * k
+    np.fill_diagonal(out, np.ravel(second))
+    return second, out, None
+
+
 @dataclass(frozen=True, init=False)
 class PopulationBatchNorm(Layer):
     r"""Train-mode batch normalisation by the channel's population moments (module docstring):
@@ -103,16 +120,8 @@ class PopulationBatchNorm(Layer):
         k = self._scale(field)
         pos = field.positions
         mean = (field.mean - float(np.mean(field.mean))) * np.sqrt(k)
-        cov = bcov = None
-        if field.batch_cov is not None and field.cov is not None:
-            cov = _centre(field.cov, field.batch_cov) * k
-            second = np.diag(cov).reshape(pos)
-            bcov = np.zeros_like(cov)
-        else:
-            second = (field.second - field.batch_cross) * k  # type: ignore[operator]
-            if field.cov is not None:
-                cov = (np.asarray(field.cov) - float(np.mean(field.batch_cross))) * k  # type: ignore[arg-type]
-                np.fill_diagonal(cov, np.ravel(second))
+        second, cov, bcov = _centred(field.second, field.batch_cross, field.cov,
+                                     field.batch_cov, k, pos)
         return Field(field.shape, field.channel_axis, mean, second, cov, np.zeros(pos),
                      gaussian=field.gaussian, approximations=field.approximate(APPROXIMATION),
                      batch_cov=bcov, symmetric=False)
@@ -121,15 +130,6 @@ class PopulationBatchNorm(Layer):
         k = self._scale(field_in)
         pos = field_in.positions
         shared = grad.batch_cross if grad.batch_cross is not None else np.zeros(pos)
-        cov = bcov = None
-        if grad.cov is not None and grad.batch_cov is not None:
-            cov = _centre(grad.cov, grad.batch_cov) * k
-            second = np.diag(cov).reshape(pos)
-            bcov = np.zeros_like(cov)
-        else:
-            second = (grad.second - shared) * k
-            if grad.cov is not None:
-                cov = (np.asarray(grad.cov) - float(np.mean(shared))) * k
-                np.fill_diagonal(cov, np.ravel(second))
+        second, cov, bcov = _centred(grad.second, shared, grad.cov, grad.batch_cov, k, pos)
         return GradField(field_in.shape, field_in.channel_axis, second, cov,
                          None if grad.batch_cross is None else np.zeros(pos), batch_cov=bcov)
