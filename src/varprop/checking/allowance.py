@@ -24,12 +24,16 @@ from varprop.theory.fields import is_general, walk_fields
 from varprop.theory.finite.exact import slopes
 
 __all__ = ["is_exact", "network_exact", "prediction_allowance", "network_allowance",
-           "dead_layer_gap", "FINITE_WIDTH_CONSTANT"]
+           "dead_layer_gap", "BROAD_ALLOWANCE", "FINITE_WIDTH_CONSTANT"]
 
 #: :math:`c` in the broad finite-width allowance :math:`c \sum_{l \le L} 1/n_l`, used where the
 #: 1/n expansion does not decide a claim (out of its regime, or not available; see
 #: :func:`prediction_allowance`).
 FINITE_WIDTH_CONSTANT = 2.0
+#: The words that open the reason of the broad allowance: it bounds a claim's error without
+#: deciding it, so a checker may refute within it but not confirm (``varprop.torch``'s audit reads
+#: the reason of :func:`network_allowance` for them).
+BROAD_ALLOWANCE = "broad finite-width allowance"
 #: Allowance added per declared approximation of the general engine (``FieldPrediction.
 #: approximations``, e.g. the Gaussian closure of a nonlinearity after a residual sum).  Measured
 #: for the closure (post-activation residual block ``Dense(n), Residual([Dense(n, he), phi]),
@@ -269,7 +273,7 @@ def prediction_allowance(activation: Activation | str, init: InitScheme | str, *
             if quantity in _BACKWARD:
                 fw += FINITE_WIDTH_CONSTANT / widths[0]
             head = case.describe() if case is not None else f"no 1/n expansion for {why}"
-            note = (f"{head}; broad finite-width allowance {FINITE_WIDTH_CONSTANT:g} * sum(1/n_l) "
+            note = (f"{head}; {BROAD_ALLOWANCE} {FINITE_WIDTH_CONSTANT:g} * sum(1/n_l) "
                     f"= {fw:.3g}")
     tol, reason = _tolerance(exact, fw, note, method, predicted_value, reference_value, dtype)
     return _with_dead_layers(tol, reason, exact and not finite_width, act, widths, layer,
@@ -335,7 +339,7 @@ def network_allowance(net: Network, position: int, backward: bool, *, method: st
             fw += APPROXIMATION_ALLOWANCE * len(walk_fields(net).approximations)
     missing = "backward quantities" if backward else "networks other than dense chains"
     note = (f"no 1/n expansion for {missing}; "
-            f"broad finite-width allowance {FINITE_WIDTH_CONSTANT:g} * sum(1/n_l) = {fw:.3g}"
+            f"{BROAD_ALLOWANCE} {FINITE_WIDTH_CONSTANT:g} * sum(1/n_l) = {fw:.3g}"
             if not exact else "")
     return _tolerance(exact, fw, note, method, predicted_value, reference_value, dtype)
 

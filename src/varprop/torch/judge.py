@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from varprop.checking.allowance import network_allowance
+from varprop.checking.allowance import BROAD_ALLOWANCE, network_allowance
 from varprop.checking.replicates import verify_replicates
 from varprop.checking.stats import mean_interval
 from varprop.torch.report import AuditRow, PassResult
@@ -37,11 +37,6 @@ __all__ = ["build_rows", "change_warnings", "law_warnings", "GROWTH_WARNING"]
 #: A forward signal or gradient second moment that changes by more than this factor between the
 #: first and the last site (or ranges over more than it) gets a warning.
 GROWTH_WARNING = 10.0
-
-#: The words :func:`~varprop.checking.allowance.network_allowance` puts in the reason of a broad
-#: allowance (one that bounds the claim's error without deciding it).
-BROAD_MARK = "broad finite-width allowance"
-
 
 def _interval(x: np.ndarray, alpha: float, seed: int) -> tuple[float, float] | None:
     if x.size < 2 or not np.all(np.isfinite(x)):
@@ -56,7 +51,7 @@ def _verdict_pass(x: np.ndarray, predicted: float, *, net: Any, position: int, b
                                  predicted_value=predicted, dtype=dtype)
     sym = "(dL/dy)^2" if backward else "y^2"
     v = verify_replicates(x, predicted, tol=tol, rtol=rtol, alpha=alpha, seed=seed,
-                          confirm_within=BROAD_MARK not in why,
+                          confirm_within=BROAD_ALLOWANCE not in why,
                           statistic=f"E[mean {sym}] at {name}",
                           description=f"ensemble mean over re-initialisations of the mean of "
                                       f"{sym} over all entries of {name}'s output",
