@@ -31,11 +31,10 @@ import math
 import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from functools import cached_property
-from typing import ClassVar
+from functools import cache, cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import sympy as sp
 
 from varprop._math.truncnorm import (
     truncated_normal_excess_kurtosis,
@@ -46,15 +45,33 @@ from varprop._util.lazy import lazy_module
 from varprop._util.rounding import float_or_inf
 from varprop._util.validation import fail
 
+if TYPE_CHECKING:  # pragma: no cover
+    import sympy as sp
+else:
+    #: SymPy, imported at first use (:mod:`varprop._util.lazy`): the numeric members of a law
+    #: and the families' flags need none of it.
+    sp = lazy_module("sympy")
 #: scipy.special, imported at first use (:mod:`varprop._util.lazy`)
 special = lazy_module("scipy.special")
 
 __all__ = ["WeightLaw", "Normal", "Uniform", "TruncatedNormal", "Orthogonal",
-           "truncated_variance_factor", "FAN_IN", "FAN_OUT"]
+           "truncated_variance_factor", "fan_symbols", "FAN_IN", "FAN_OUT"]
 
-#: SymPy symbols for the fan-in and fan-out of a layer.
-FAN_IN = sp.Symbol("n_in", positive=True, integer=True)
-FAN_OUT = sp.Symbol("n_out", positive=True, integer=True)
+
+@cache
+def fan_symbols() -> tuple[sp.Symbol, sp.Symbol]:
+    """The SymPy symbols ``(n_in, n_out)`` of a layer's fan-in and fan-out, also the module
+    attributes ``FAN_IN`` and ``FAN_OUT``; made at first use, so that importing the laws imports
+    no SymPy."""
+    return (sp.Symbol("n_in", positive=True, integer=True),
+            sp.Symbol("n_out", positive=True, integer=True))
+
+
+def __getattr__(name: str) -> Any:
+    """``FAN_IN``/``FAN_OUT`` (:func:`fan_symbols`), made at first access (PEP 562)."""
+    if name in ("FAN_IN", "FAN_OUT"):
+        return fan_symbols()[name == "FAN_OUT"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def truncated_variance_factor(bound: sp.Expr) -> sp.Expr:
@@ -83,7 +100,7 @@ class WeightLaw(ABC):
         The family's parameters (:attr:`parameter_names`) as exact SymPy expressions (numbers, or
         expressions in the symbols ``n_in``/``n_out`` for a law stated at symbolic fans).
     fan_in, fan_out : sympy.Expr, optional
-        The matrix's fans (symbols by default); only laws whose entries are not i.i.d. (e.g.
+        The matrix's fans (the symbols ``n_in``/``n_out`` by default); only laws whose entries are not i.i.d. (e.g.
         :class:`Orthogonal`) depend on them beyond their parameters.
     numeric : mapping, optional
         The parameters as floats, when the caller has them already (an init scheme evaluates
@@ -121,15 +138,16 @@ class WeightLaw(ABC):
         return (f"entries i.i.d. {cls.family}" if cls.iid
                 else f"entries of a {cls.family} law, not independent")
 
-    def __init__(self, params: Mapping[str, object], *, fan_in: object = FAN_IN,
-                 fan_out: object = FAN_OUT, numeric: Mapping[str, float] | None = None) -> None:
+    def __init__(self, params: Mapping[str, object], *, fan_in: object = None,
+                 fan_out: object = None, numeric: Mapping[str, float] | None = None) -> None:
         missing = [k for k in self.parameter_names if k not in params]
         if missing or len(params) != len(self.parameter_names):
             raise fail("params", dict(params),
                        f"exactly the parameters {list(self.parameter_names)} of {self.family!r}")
         self.exact = {k: sp.sympify(params[k]) for k in self.parameter_names}
-        self.fan_in = sp.sympify(fan_in)
-        self.fan_out = sp.sympify(fan_out)
+        n_in, n_out = fan_symbols()
+        self.fan_in = n_in if fan_in is None else sp.sympify(fan_in)
+        self.fan_out = n_out if fan_out is None else sp.sympify(fan_out)
         if numeric is not None:
             self.__dict__["parameters"] = {k: float(numeric[k]) for k in self.parameter_names}
 
@@ -332,11 +350,16 @@ class TruncatedNormal(_LocationScale):
     def moments(self) -> tuple[float, float]:
         r""":math:`(\text{loc}, \text{scale}^2 m_2(b))` with the cancellation-free
         :math:`m_2` (the closed form in erf loses every digit in floats below
-        :math:`b \approx 10^{-8}`)."""
-        p = self.parameters
+        :math:`b \approx 10^{-8}`): :meth:`moments_of` the float parameters."""
+        return self.moments_of(self.parameters)
+
+    @staticmethod
+    def moments_of(parameters: Mapping[str, float]) -> tuple[float, float]:
+        r""":meth:`moments` from the float parameters alone (no law, no SymPy: an init scheme's
+        numeric path, :mod:`varprop.components.scheme`)."""
         with np.errstate(over="ignore"):
-            var = float(np.square(p["scale"]) * truncated_normal_m2(p["bound"]))
-        return p["loc"], var
+            var = float(np.square(parameters["scale"]) * truncated_normal_m2(parameters["bound"]))
+        return parameters["loc"], var
 
     def kurtosis(self) -> float:
         return truncated_normal_excess_kurtosis(self.parameters["bound"])
