@@ -237,8 +237,9 @@ class _CataloguedActivation(Activation):
                 approximation=moments["approximation"],
                 max_relative_error=moments["max_relative_error"]),
         }
-        values.update({key: entry[key] for key in ("function", "derivative_function")
-                       if entry[key] is not None})
+        for key in ("function", "derivative_function"):
+            if entry[key] is not None:  # else the full activation's (a closure)
+                values[key] = entry[key]
         self.__dict__.update(values)  # frozen dataclass: no __setattr__
 
     @cached_property

@@ -31,7 +31,7 @@ and ``tests/test_traits.py`` require one for every registered name).
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +49,15 @@ from varprop.components.activation import (
 )
 from varprop.components.closed_forms import MOMENTS, MomentRules
 from varprop.components.registries import ACTIVATIONS
+
+if TYPE_CHECKING:  # bound on first access by __getattr__ below
+    from varprop.components.moment_rules import (
+        MU,
+        Q,
+        X,
+        gaussian_polynomial_expectation,
+        polynomial_rules,
+    )
 
 #: SymPy, the rule families and exact numbers, imported at first use (:mod:`varprop._util.lazy`):
 #: a catalogued activation (:mod:`varprop.components.compiled_activations`) needs none of them.

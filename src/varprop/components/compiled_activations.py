@@ -126,8 +126,8 @@ def catalogue_source() -> str:
         if not ACTIVATIONS.factory(name).__module__.startswith("varprop."):
             continue  # registered at run time (a test, a user): not catalogued
         entries.append(_entry(name, ACTIVATIONS.build(name), functions, imports))
-    tail = "\n".join([*sorted(imports), "", "#: registered name -> the activation's fields at "
-                      "its default parameters", "CATALOGUE = {", *entries, "}"])
+    comment = "#: registered name -> the activation's fields at its default parameters"
+    tail = "\n".join([*sorted(imports), "", comment, "CATALOGUE = {", *entries, "}"])
     return module_source(_DOCSTRING, functions, tail)
 
 
