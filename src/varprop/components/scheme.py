@@ -93,6 +93,9 @@ class InitScheme:
     def law(self, fan_in: object = None, fan_out: object = None) -> WeightLaw:
         r"""The law of the weights of a ``fan_out x fan_in`` layer (symbols ``n_in``/``n_out``
         where a fan is ``None``; positive integers or SymPy expressions otherwise)."""
+        if type(fan_in) is int and type(fan_out) is int:  # no SymPy for a catalogued scheme
+            return _cached_law(self, check_positive_int("fan_in", fan_in),
+                               check_positive_int("fan_out", fan_out))
         symbol_in, symbol_out = fan_symbols()
         n_in = _symbolic_fan("fan_in", fan_in, symbol_in)
         n_out = _symbolic_fan("fan_out", fan_out, symbol_out)
@@ -242,9 +245,17 @@ def _cached_parameters(scheme: InitScheme, fan_in: int, fan_out: int
 
 @lru_cache(maxsize=4096)
 def _cached_law(scheme: InitScheme, fan_in: int, fan_out: int) -> WeightLaw:
+    numeric = dict(_cached_parameters(scheme, fan_in, fan_out))
+    if isinstance(scheme, _CataloguedScheme):  # the exact law at first use
+        return scheme.family.at_fans(numeric, fan_in, fan_out,
+                                     lambda: _exact_law(scheme._full, fan_in, fan_out, numeric))
+    return _exact_law(scheme, fan_in, fan_out, numeric)
+
+
+def _exact_law(scheme: InitScheme, fan_in: int, fan_out: int, numeric: dict[str, float]
+               ) -> WeightLaw:
     n_in, n_out = sp.Integer(fan_in), sp.Integer(fan_out)
-    return scheme.family(scheme.spec(n_in, n_out), fan_in=n_in, fan_out=n_out,
-                         numeric=dict(_cached_parameters(scheme, fan_in, fan_out)))
+    return scheme.family(scheme.spec(n_in, n_out), fan_in=n_in, fan_out=n_out, numeric=numeric)
 
 
 def _spec_expressions(scheme: InitScheme) -> tuple[list[str], list[sp.Expr]]:
