@@ -6,6 +6,7 @@ Times, in ONE run, fresh interpreters of
 - the console script ``varprop predict relu he_normal --fan-in 256 --depth 5`` (the ``varprop``
   next to this interpreter),
 - the same as ``python -m varprop predict ...``,
+- the API, ``import varprop; varprop.predict_variance("relu", "he_normal", fan_in=256, depth=5)``,
 
 each ``--repeat`` times (default 9), interleaved round by round (numpy, script, module, numpy,
 ...: a shared machine's load then weighs on all alike), and reports the best wall-clock time of
@@ -32,6 +33,7 @@ import time
 from pathlib import Path
 
 ARGS = ["predict", "relu", "he_normal", "--fan-in", "256", "--depth", "5"]
+API = "import varprop; varprop.predict_variance('relu', 'he_normal', fan_in=256, depth=5)"
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 SCRIPT = str(Path(sys.executable).with_name("varprop"))
 
@@ -52,6 +54,7 @@ def cases(compare: str | None) -> dict[str, tuple[list[str], str | None]]:
         "numpy_s": ([sys.executable, "-c", "import numpy"], None),
         "script_s": ([SCRIPT, *ARGS], SRC),
         "module_s": ([sys.executable, "-m", "varprop", *ARGS], SRC),
+        "api_s": ([sys.executable, "-c", API], SRC),
     }
     if compare:
         out["compare_s"] = ([sys.executable, "-m", "varprop", *ARGS], compare)
@@ -94,6 +97,8 @@ def main() -> None:
           f"ratio {result['script_ratio']:.2f}x (aim: <= 3x)")
     print(f"python -m varprop predict relu ...        best of {n}: {result['module_s']:.3f} s  "
           f"ratio {result['module_ratio']:.2f}x")
+    print(f"import varprop; predict_variance(...)     best of {n}: {result['api_s']:.3f} s  "
+          f"ratio {result['api_ratio']:.2f}x")
     if args.compare:
         print(f"  python -m varprop from {args.compare}: {result['compare_s']:.3f} s  "
               f"ratio {result['compare_ratio']:.2f}x")
