@@ -13,8 +13,8 @@ from math import erf
 from math import exp
 from math import pi
 from math import sqrt
-from varprop.components.moment_rules import _below_zero_numeric as gauss_exp_below_zero
-from varprop.components.moment_rules import _excess_numeric as gauss_exp_excess
+from varprop._math.gauss_exp import gauss_exp_below_zero
+from varprop._math.gauss_exp import gauss_exp_excess
 
 
 def zero_mean_linear(q):
