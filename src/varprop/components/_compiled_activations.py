@@ -2,7 +2,8 @@
 """The registered activations at their default parameters, compiled: GENERATED, do not edit.
 
 Written by :mod:`varprop.components.compiled_activations` from the registered factories
-(regenerate: ``python -m varprop.components.compiled_activations``); read by :func:`varprop.components.activation._build_cached`.
+(regenerate: ``python -m varprop.components.compiled_activations``);
+read by :func:`varprop.components.activation._build_cached`.
 ``CATALOGUE`` maps each registered name to its fields; ``code`` is ``sympy.lambdify``'s source
 for the closed form's evaluation forms of (E phi, E phi^2, E phi', E phi'^2) in ``(mu, q)``.
 Imports no SymPy.
