@@ -22,9 +22,11 @@ from varprop.components.compiled_schemes import (
     catalogue_source,
     catalogued_names,
 )
+from varprop.components.laws import Normal
 from varprop.components.scheme import (
     SCHEMES,
     InitScheme,
+    _build_cached,
     _CataloguedScheme,
     init_scheme,
     resolve_scheme,
@@ -133,6 +135,23 @@ def test_explicit_default_parameters_are_catalogued_and_others_are_not() -> None
     assert type(same) is InitScheme and same == init_scheme("he_normal")
     with pytest.raises(TypeError):
         init_scheme("he_normal", negative_slope=False)
+
+
+def test_a_name_re_registered_by_a_user_is_not_read_from_the_catalogue(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def lecun_normal() -> InitScheme:  # a user's factory, variance 9/fan_in
+        return InitScheme("lecun_normal", {}, Normal,
+                          lambda i, o: {"loc": sp.Integer(0), "scale": 3 / sp.sqrt(i)})
+
+    monkeypatch.setitem(SCHEMES._factories, "lecun_normal", lecun_normal)
+    _build_cached.cache_clear()
+    try:
+        scheme = init_scheme("lecun_normal")
+        assert type(scheme) is InitScheme and scheme._numeric_moments(9, 1) == (0.0, 1.0)
+    finally:
+        monkeypatch.undo()
+        _build_cached.cache_clear()
+    assert isinstance(init_scheme("lecun_normal"), _CataloguedScheme)
 
 
 def _raises(exc: type[Exception]):  # type: ignore[no-untyped-def]

@@ -263,3 +263,5 @@ CATALOGUE = {
         family='Uniform', note="nn.Linear's default: kaiming_uniform_(a=sqrt(5)), variance 1/(3 fan_in), not He", zero_mean=True,
         spec_keys=('low', 'high'), spec=spec_10, moments=moments_6),
 }
+#: the modules whose factories the catalogue holds (a name re-registered elsewhere is built)
+MODULES = ('varprop.components.schemes', 'varprop.components.frameworks')

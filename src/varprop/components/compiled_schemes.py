@@ -100,7 +100,10 @@ def catalogue_source() -> str:
     functions = _Functions()
     rows = [_row(name, functions) for name in catalogued_names()]
     tail = ("#: canonical name -> the scheme at its defaults (varprop.components.compiled_schemes)\n"
-            "CATALOGUE = {\n" + "".join(rows) + "}\n")
+            "CATALOGUE = {\n" + "".join(rows) + "}\n"
+            "#: the modules whose factories the catalogue holds (a name re-registered elsewhere is "
+            "built)\n"
+            f"MODULES = {CATALOGUED_MODULES!r}\n")
     return module_source(_DOCSTRING, list(functions.by_body.values()), tail)
 
 

@@ -4,6 +4,12 @@ r"""The :class:`InitScheme` type and the scheme registry (the named schemes are 
 A scheme is a weight-law family (:mod:`varprop.components.laws`) plus a rule giving the family's
 parameters at each ``(fan_in, fan_out)`` as exact SymPy expressions.  ``scheme.law(fan_in,
 fan_out)`` is the law of one layer's weights; the scheme's moments, sampler and flags read it.
+
+A registered scheme at its default parameters (``init_scheme("he_normal")``, ``"keras:he_normal"``)
+is read from the generated catalogue :mod:`varprop.components._compiled_schemes` instead: its
+moments, parameters, flags and laws at integer fans are the full scheme's code and floats without
+importing SymPy (about 0.3 s of ``varprop predict``'s start-up), and its SymPy-valued members build
+the full scheme on first access.  Other parameters build the full scheme at once.
 """
 
 from __future__ import annotations
@@ -386,8 +392,8 @@ class _CataloguedScheme(InitScheme):
 def _catalogued(name: str, items: tuple[tuple[str, type, object], ...]) -> InitScheme | None:
     """The catalogued scheme ``name`` if ``items`` (typed parameters) are all its defaults."""
     entry = _compiled_schemes.CATALOGUE.get(name)
-    if entry is None:
-        return None
+    if entry is None or SCHEMES.factory(name).__module__ not in _compiled_schemes.MODULES:
+        return None  # not catalogued, or re-registered by a user
     defaults = entry["params"]
     if all(k in defaults and type(defaults[k]) is t and defaults[k] == v for k, t, v in items):
         return _CataloguedScheme(name, entry)
