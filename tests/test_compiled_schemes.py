@@ -27,6 +27,7 @@ from varprop.components.scheme import (
     SCHEMES,
     InitScheme,
     _build_cached,
+    _cached_law,
     _CataloguedScheme,
     init_scheme,
     resolve_scheme,
@@ -104,6 +105,7 @@ def test_a_catalogued_schemes_law_at_integer_fans_is_the_full_law(name: str) -> 
     # from the caches keyed by (equal) schemes
     exact = full.family(full.spec(n_in, n_out), fan_in=n_in, fan_out=n_out,
                         numeric=full._numeric_spec(30, 10))
+    _cached_law.cache_clear()  # laws cached by an equal full scheme elsewhere in the suite
     law = light.law(30, 10)
     assert "exact" not in law.__dict__  # numeric members first: nothing exact built yet
     x = np.linspace(-0.3, 0.3, 13)
@@ -121,6 +123,12 @@ def test_a_catalogued_schemes_law_at_integer_fans_is_the_full_law(name: str) -> 
     assert law.mean == exact.mean and law.variance == exact.variance
     assert repr(law) == repr(exact) and law.moments() == exact.moments()
     assert repr(law.rescaled(3)) == repr(exact.rescaled(3))
+    fresh = light.law(31, 11)
+    assert "exact" not in fresh.__dict__
+    copy = pickle.loads(pickle.dumps(fresh))  # pickles the scheme by name, not the exact law
+    assert "exact" not in copy.__dict__ and copy.parameters == fresh.parameters
+    at = (sp.Integer(31), sp.Integer(11))
+    assert repr(copy) == repr(full.family(full.spec(*at), fan_in=at[0], fan_out=at[1]))
 
 
 def test_explicit_default_parameters_are_catalogued_and_others_are_not() -> None:

@@ -20,7 +20,7 @@ import numbers
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -252,10 +252,15 @@ def _cached_parameters(scheme: InitScheme, fan_in: int, fan_out: int
 @lru_cache(maxsize=4096)
 def _cached_law(scheme: InitScheme, fan_in: int, fan_out: int) -> WeightLaw:
     numeric = dict(_cached_parameters(scheme, fan_in, fan_out))
-    if isinstance(scheme, _CataloguedScheme):  # the exact law at first use
+    if isinstance(scheme, _CataloguedScheme):  # the exact law at first use (picklable)
         return scheme.family.at_fans(numeric, fan_in, fan_out,
-                                     lambda: _exact_law(scheme._full, fan_in, fan_out, numeric))
+                                     partial(_full_law, scheme, fan_in, fan_out, numeric))
     return _exact_law(scheme, fan_in, fan_out, numeric)
+
+
+def _full_law(scheme: _CataloguedScheme, fan_in: int, fan_out: int, numeric: dict[str, float]
+              ) -> WeightLaw:
+    return _exact_law(scheme._full, fan_in, fan_out, numeric)
 
 
 def _exact_law(scheme: InitScheme, fan_in: int, fan_out: int, numeric: dict[str, float]
