@@ -27,7 +27,7 @@ from varprop import activation
 from varprop._math.scalar import lambdify_scalar
 from varprop.components.activations import activation_names, resolve_activation
 from varprop.components.moment_rules import Q
-from varprop.theory import compiled_moments, moments
+from varprop.theory import compiled_moments, moments, shifted
 from varprop.theory._compiled_moments import ZERO_MEAN
 
 #: Never imported by the prediction path of a catalogued activation and scheme.
@@ -133,3 +133,11 @@ def test_relu_catalogue_against_hand_values():
 def test_only_the_registered_default_is_catalogued():
     assert moments._catalogued(activation("leaky_relu", negative_slope=0.2)) is None
     assert moments._catalogued(activation("relu")) is not None
+
+
+def test_shifted_memory_estimate_counts_the_outer_rule_it_does_not_build():
+    # theory.shifted counts the outer rule's nodes at import without building it (np.union1d
+    # imports numpy.ma); the count must be the built rule's
+    u, w = shifted._outer_rule(shifted.OUTER_GRADED)
+    assert u.size == w.size
+    assert shifted.BYTES_PER_LAYER == 3 * 8 * u.size + 9 * 8 + 8

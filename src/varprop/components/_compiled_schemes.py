@@ -128,7 +128,7 @@ def moments_10(n_in, n_out):
 def spec_17(n_in, n_out):
     return [0, 1/100, 2]
 
-#: canonical name -> the scheme at its defaults (see varprop.components.compiled_schemes)
+#: canonical name -> the scheme at its defaults (varprop.components.compiled_schemes)
 CATALOGUE = {
     'variance_scaling': dict(params={'scale': 1.0, 'mode': 'fan_in', 'distribution': 'truncated_normal'},
         family='TruncatedNormal', note='', zero_mean=True,
@@ -263,3 +263,5 @@ CATALOGUE = {
         family='Uniform', note="nn.Linear's default: kaiming_uniform_(a=sqrt(5)), variance 1/(3 fan_in), not He", zero_mean=True,
         spec_keys=('low', 'high'), spec=spec_10, moments=moments_6),
 }
+#: the modules whose factories the catalogue holds (a name re-registered elsewhere is built)
+MODULES = ('varprop.components.schemes', 'varprop.components.frameworks')

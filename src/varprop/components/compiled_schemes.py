@@ -90,7 +90,8 @@ def _row(name: str, functions: _Functions) -> str:
         raise ValueError(f"{name!r}: family {family} has moments_from_exact = False but no "
                          "moments_of(parameters)")
     return (f"    {name!r}: dict(params={dict(scheme.params)!r},\n"
-            f"        family={family!r}, note={scheme.note!r}, zero_mean={bool(scheme.is_zero_mean)},\n"
+            f"        family={family!r}, note={scheme.note!r}, "
+            f"zero_mean={bool(scheme.is_zero_mean)},\n"
             f"        spec_keys={tuple(keys)!r}, spec={spec}, moments={moments}),\n")
 
 
@@ -98,8 +99,11 @@ def catalogue_source() -> str:
     """The text of :data:`TARGET` generated from the registered schemes (imports SymPy)."""
     functions = _Functions()
     rows = [_row(name, functions) for name in catalogued_names()]
-    tail = ("#: canonical name -> the scheme at its defaults (see varprop.components.compiled_schemes)\n"
-            "CATALOGUE = {\n" + "".join(rows) + "}\n")
+    tail = ("#: canonical name -> the scheme at its defaults (varprop.components.compiled_schemes)\n"
+            "CATALOGUE = {\n" + "".join(rows) + "}\n"
+            "#: the modules whose factories the catalogue holds (a name re-registered elsewhere is "
+            "built)\n"
+            f"MODULES = {CATALOGUED_MODULES!r}\n")
     return module_source(_DOCSTRING, list(functions.by_body.values()), tail)
 
 

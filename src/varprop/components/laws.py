@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -40,6 +40,7 @@ from varprop._math.truncnorm import (
     truncated_normal_excess_kurtosis,
     truncated_normal_m2,
 )
+from varprop._math.weight_sampling import haar_orthogonal, truncated_standard_normal
 from varprop._util.exact import exact
 from varprop._util.lazy import lazy_module
 from varprop._util.rounding import float_or_inf
@@ -55,7 +56,7 @@ else:
 special = lazy_module("scipy.special")
 
 __all__ = ["WeightLaw", "Normal", "Uniform", "TruncatedNormal", "Orthogonal",
-           "truncated_variance_factor", "fan_symbols", "FAN_IN", "FAN_OUT"]
+           "truncated_variance_factor", "fan_symbols", "FAN_IN", "FAN_OUT"]  # noqa: F822  (PEP 562)
 
 
 @cache
@@ -150,6 +151,35 @@ class WeightLaw(ABC):
         self.fan_out = n_out if fan_out is None else sp.sympify(fan_out)
         if numeric is not None:
             self.__dict__["parameters"] = {k: float(numeric[k]) for k in self.parameter_names}
+
+    @classmethod
+    def at_fans(cls, numeric: Mapping[str, float], fan_in: int, fan_out: int,
+                exact_law: Callable[[], WeightLaw]) -> WeightLaw:
+        """The law at integer fans from its float parameters alone (no SymPy: an init scheme's
+        catalogued numeric path, :mod:`varprop.components.scheme`).  Its numeric members are
+        those of ``cls(params, fan_in=..., fan_out=..., numeric=numeric)``; its exact ones
+        (:attr:`exact`, :attr:`mean`, :attr:`variance`, :meth:`moments`, repr) are read from
+        ``exact_law()``, that law, built at first access."""
+        law = cls.__new__(cls)
+        law.__dict__.update(parameters={k: float(numeric[k]) for k in cls.parameter_names},
+                            _fans=(fan_in, fan_out), _exact_law=exact_law)
+        return law
+
+    # a law made by ``at_fans`` reads these from its exact law (others set them in __init__)
+    @cached_property
+    def exact(self) -> dict[str, sp.Expr]:
+        """The parameters as exact SymPy expressions."""
+        return self.__dict__["_exact_law"]().exact
+
+    @cached_property
+    def fan_in(self) -> sp.Expr:
+        """The matrix's fan-in (a SymPy integer or expression)."""
+        return sp.Integer(self.__dict__["_fans"][0])
+
+    @cached_property
+    def fan_out(self) -> sp.Expr:
+        """The matrix's fan-out (a SymPy integer or expression)."""
+        return sp.Integer(self.__dict__["_fans"][1])
 
     @cached_property
     def parameters(self) -> dict[str, float]:
@@ -384,7 +414,7 @@ class TruncatedNormal(_LocationScale):
 
     def _standard(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype
                   ) -> np.ndarray:
-        return _truncated_standard_normal(rng, shape, self.parameters["bound"], dtype)
+        return truncated_standard_normal(rng, shape, self.parameters["bound"], dtype)
 
     def describe(self) -> str:
         p = self.parameters
@@ -413,6 +443,8 @@ class Orthogonal(WeightLaw):
         return sp.Max(self.fan_in, self.fan_out)
 
     def _m_float(self) -> float:
+        if "_fans" in self.__dict__:  # integer fans (:meth:`WeightLaw.at_fans`)
+            return float(max(self.__dict__["_fans"]))
         m = self._m
         if not m.is_number:
             raise fail("fan_in", self.fan_in, "numeric fans for the numeric members of an "
@@ -443,7 +475,7 @@ class Orthogonal(WeightLaw):
         return 0.5 + np.sign(v) * half
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        return _haar_orthogonal(rng, shape, dtype) * dtype.type(self.parameters["gain"])
+        return haar_orthogonal(rng, shape, dtype) * dtype.type(self.parameters["gain"])
 
     @property
     def scale(self) -> float:
@@ -451,42 +483,3 @@ class Orthogonal(WeightLaw):
 
     def describe(self) -> str:
         return f"{self.parameters['gain']:.6g} x Haar orthogonal"
-
-
-def _haar_orthogonal(rng: np.random.Generator, shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
-    """Haar-distributed matrices with orthonormal rows or columns: QR of a Gaussian matrix with
-    the sign correction of Mezzadri (2007)."""
-    *batch, n_out, n_in = shape
-    tall = n_out >= n_in
-    g = rng.standard_normal(tuple(batch) + ((n_out, n_in) if tall else (n_in, n_out)))
-    q, r = np.linalg.qr(g)
-    d = np.sign(np.diagonal(r, axis1=-2, axis2=-1))
-    d[d == 0] = 1.0
-    q = q * d[..., None, :]
-    if not tall:
-        q = np.swapaxes(q, -1, -2)
-    return q.astype(dt, copy=False)
-
-
-def _truncated_standard_normal(rng: np.random.Generator, shape: tuple[int, ...], bound: float,
-                               dt: np.dtype) -> np.ndarray:
-    """:math:`N(0, 1)` conditioned on :math:`|w| \\le` ``bound``: rejection from the normal when
-    it accepts at least 68% of the draws (``bound >= 1``), else from the uniform on
-    :math:`[-b, b]`, accepting :math:`w` with probability :math:`e^{-w^2/2}` (at least 86%; the
-    inverse CDF on :math:`[\\Phi(-b), \\Phi(b)]` it replaces resolved only about
-    :math:`10^{-16}/b` of the interval)."""
-    if bound >= 1.0:
-        w = rng.standard_normal(shape, dtype=dt)
-        bad = np.abs(w) > bound
-        while bad.any():
-            w[bad] = rng.standard_normal(int(bad.sum()), dtype=dt)
-            bad = np.abs(w) > bound
-        return w
-    w = np.empty(int(np.prod(shape, dtype=np.int64)))
-    todo = np.arange(w.size)
-    while todo.size:
-        x = bound * (2.0 * rng.random(todo.size) - 1.0)
-        ok = rng.random(todo.size) < np.exp(-0.5 * x * x)
-        w[todo[ok]] = x[ok]
-        todo = todo[~ok]
-    return w.reshape(shape).astype(dt, copy=False)

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-
 from varprop._util.exact import exact
 from varprop._util.lazy import lazy_module
 from varprop._util.validation import (
@@ -98,8 +97,8 @@ __all__ = [
     "scheme_names",
     "variance_scaling",
     "weight_moments",
-    "FAN_IN",
-    "FAN_OUT",
+    "FAN_IN",  # noqa: F822  (module __getattr__, PEP 562)
+    "FAN_OUT",  # noqa: F822
     "SAMPLE_MEMORY_LIMIT",
     "truncated_variance_factor",
 ]

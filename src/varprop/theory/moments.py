@@ -28,13 +28,15 @@ from varprop._util.lazy import lazy_module
 from varprop._util.validation import fail
 from varprop.components.activations import MOMENTS, Activation, resolve_activation
 from varprop.errors import VarpropError
-from varprop.theory._compiled_moments import ZERO_MEAN
 
 #: SymPy and the symbols of the moment rules, imported at first use (:mod:`varprop._util.lazy`):
 #: to compile the closed forms of activations outside the generated catalogue
 #: (:mod:`varprop.theory._compiled_moments`)
 sp = lazy_module("sympy")
 rule_symbols = lazy_module("varprop.components.moment_rules")
+#: The generated catalogue, imported at first use: its generator imports this module, and must
+#: run even when the catalogue is out of date (``python -m varprop.theory.compiled_moments``)
+catalogue = lazy_module("varprop.theory._compiled_moments")
 
 if TYPE_CHECKING:
     import sympy
@@ -100,7 +102,7 @@ def _catalogued(act: Activation) -> MomentFn | None:
     ``math`` path), so its floats are the same; where that path overflows, the full
     ``lambdify_scalar`` (its ``mpmath`` fallback) is built and used, as it would be.
     """
-    fast = ZERO_MEAN.get(act.name)
+    fast = catalogue.ZERO_MEAN.get(act.name)
     if fast is None or resolve_activation(act.name) is not act:
         return None
     full: list[Callable[..., tuple[float, ...]]] = []

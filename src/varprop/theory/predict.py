@@ -76,14 +76,9 @@ from typing import Literal
 
 import numpy as np
 
-from varprop._util.validation import (
-    check_choice,
-    check_nonnegative_real,
-    check_positive_int,
-    check_widths,
-    fail,
-    fail_type,
-)
+from varprop._util.lazy import lazy_module
+from varprop._util.validation import (check_choice, check_nonnegative_real, check_positive_int,
+                                      check_widths, fail, fail_type)
 from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.errors import VarpropError, VarpropWarning
@@ -102,7 +97,6 @@ from varprop.network.quantities import (
 from varprop.network.state import NAN_MESSAGE
 from varprop.theory import shifted as _shifted
 from varprop.theory.fields import general_values, is_general
-from varprop.theory.finite import quantities as finite
 from varprop.theory.meanfield import walk_backward
 from varprop.theory.moments import zero_mean_moments as _zero_mean_moments  # noqa: F401 (benchmarks, tests)
 from varprop.theory.sizes import check_fits, underflowed
@@ -117,6 +111,10 @@ from varprop.theory.walks import (
     _Shape,
     _walks,
 )
+
+#: The finite-width corrections (``finite_width=True``), imported at first use
+#: (:mod:`varprop._util.lazy`): ``varprop predict`` at infinite width does not need them
+finite = lazy_module("varprop.theory.finite.quantities")
 
 __all__ = ["predict_variance", "propagate", "Propagation", "QUANTITIES", "METHODS"]
 
