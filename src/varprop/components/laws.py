@@ -55,8 +55,9 @@ else:
 #: scipy.special, imported at first use (:mod:`varprop._util.lazy`)
 special = lazy_module("scipy.special")
 
-__all__ = ["WeightLaw", "Normal", "Uniform", "TruncatedNormal", "Orthogonal",
-           "truncated_variance_factor", "fan_symbols", "FAN_IN", "FAN_OUT"]  # noqa: F822  (PEP 562)
+# FAN_IN/FAN_OUT: module attributes made by __getattr__ (PEP 562)
+__all__ = ["WeightLaw", "Normal", "Uniform", "TruncatedNormal", "Orthogonal",  # noqa: F822
+           "truncated_variance_factor", "fan_symbols", "FAN_IN", "FAN_OUT"]
 
 
 @cache
@@ -101,8 +102,8 @@ class WeightLaw(ABC):
         The family's parameters (:attr:`parameter_names`) as exact SymPy expressions (numbers, or
         expressions in the symbols ``n_in``/``n_out`` for a law stated at symbolic fans).
     fan_in, fan_out : sympy.Expr, optional
-        The matrix's fans (the symbols ``n_in``/``n_out`` by default); only laws whose entries are not i.i.d. (e.g.
-        :class:`Orthogonal`) depend on them beyond their parameters.
+        The matrix's fans (the symbols ``n_in``/``n_out`` by default); only laws whose entries
+        are not i.i.d. (e.g. :class:`Orthogonal`) depend on them beyond their parameters.
     numeric : mapping, optional
         The parameters as floats, when the caller has them already (an init scheme evaluates
         its compiled parameter rule); by default each exact parameter rounded to a float
