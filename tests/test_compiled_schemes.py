@@ -100,11 +100,15 @@ def test_a_catalogued_scheme_is_the_full_scheme(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_a_catalogued_schemes_law_at_integer_fans_is_the_full_law(name: str) -> None:
     light, full = init_scheme(name), _full(name)
-    n_in, n_out = sp.Integer(30), sp.Integer(10)
-    # the full law built as the full scheme builds it (its compiled float parameters), apart
-    # from the caches keyed by (equal) schemes
-    exact = full.family(full.spec(n_in, n_out), fan_in=n_in, fan_out=n_out,
-                        numeric=full._numeric_spec(30, 10))
+
+    def exact_at(fan_in: int, fan_out: int):  # type: ignore[no-untyped-def]
+        """The full law as the full scheme builds it (its compiled float parameters), apart
+        from the caches keyed by (equal) schemes."""
+        n_in, n_out = sp.Integer(fan_in), sp.Integer(fan_out)
+        return full.family(full.spec(n_in, n_out), fan_in=n_in, fan_out=n_out,
+                           numeric=full._numeric_spec(fan_in, fan_out))
+
+    exact = exact_at(30, 10)
     _cached_law.cache_clear()  # laws cached by an equal full scheme elsewhere in the suite
     law = light.law(30, 10)
     assert "exact" not in law.__dict__  # numeric members first: nothing exact built yet
@@ -119,16 +123,19 @@ def test_a_catalogued_schemes_law_at_integer_fans_is_the_full_law(name: str) -> 
     assert _bits(draws.ravel()) == _bits(exact.sample(rng_b, (2, 10, 30),
                                                        np.dtype(np.float64)).ravel())
     # the exact members, built at first access
-    assert law.exact == exact.exact and (law.fan_in, law.fan_out) == (n_in, n_out)
+    assert law.exact == exact.exact and (law.fan_in, law.fan_out) == (30, 10)
     assert law.mean == exact.mean and law.variance == exact.variance
     assert repr(law) == repr(exact) and law.moments() == exact.moments()
     assert repr(law.rescaled(3)) == repr(exact.rescaled(3))
     fresh = light.law(31, 11)
-    assert "exact" not in fresh.__dict__
+    smaller = fresh.rescaled(3)
+    assert "exact" not in fresh.__dict__ and "exact" not in smaller.__dict__
+    assert smaller.parameters == {k: v / 8 if k in fresh.scale_parameters else v
+                                  for k, v in fresh.parameters.items()}
+    assert repr(smaller) == repr(exact_at(31, 11).rescaled(3))
     copy = pickle.loads(pickle.dumps(fresh))  # pickles the scheme by name, not the exact law
     assert "exact" not in copy.__dict__ and copy.parameters == fresh.parameters
-    at = (sp.Integer(31), sp.Integer(11))
-    assert repr(copy) == repr(full.family(full.spec(*at), fan_in=at[0], fan_out=at[1]))
+    assert repr(copy) == repr(exact_at(31, 11))
 
 
 def test_explicit_default_parameters_are_catalogued_and_others_are_not() -> None:

@@ -31,7 +31,7 @@ import math
 import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from functools import cache, cached_property
+from functools import cache, cached_property, partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -246,6 +246,9 @@ class WeightLaw(ABC):
         p = self.parameters
         numeric = {k: (float(np.ldexp(v, -e)) if k in self.scale_parameters else v)
                    for k, v in p.items()}
+        if "_exact_law" in self.__dict__:  # a law at integer fans: its exact law at first use
+            return self.at_fans(numeric, *self.__dict__["_fans"],
+                                partial(_rescaled, self.__dict__["_exact_law"], e))
         factor = sp.Integer(2) ** (-e)
         params = {k: (v * factor if k in self.scale_parameters else v)
                   for k, v in self.exact.items()}
@@ -254,6 +257,11 @@ class WeightLaw(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.exact.items())
         return f"{type(self).__name__}({args})"
+
+
+def _rescaled(exact_law: Callable[[], WeightLaw], e: int) -> WeightLaw:
+    """The exact law of a rescaled law at integer fans (:meth:`WeightLaw.rescaled`)."""
+    return exact_law().rescaled(e)
 
 
 class _LocationScale(WeightLaw):
