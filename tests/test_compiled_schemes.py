@@ -22,9 +22,12 @@ from varprop.components.compiled_schemes import (
     catalogue_source,
     catalogued_names,
 )
+from varprop.components.laws import Normal
 from varprop.components.scheme import (
     SCHEMES,
     InitScheme,
+    _build_cached,
+    _cached_law,
     _CataloguedScheme,
     init_scheme,
     resolve_scheme,
@@ -97,11 +100,16 @@ def test_a_catalogued_scheme_is_the_full_scheme(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_a_catalogued_schemes_law_at_integer_fans_is_the_full_law(name: str) -> None:
     light, full = init_scheme(name), _full(name)
-    n_in, n_out = sp.Integer(30), sp.Integer(10)
-    # the full law built as the full scheme builds it (its compiled float parameters), apart
-    # from the caches keyed by (equal) schemes
-    exact = full.family(full.spec(n_in, n_out), fan_in=n_in, fan_out=n_out,
-                        numeric=full._numeric_spec(30, 10))
+
+    def exact_at(fan_in: int, fan_out: int):  # type: ignore[no-untyped-def]
+        """The full law as the full scheme builds it (its compiled float parameters), apart
+        from the caches keyed by (equal) schemes."""
+        n_in, n_out = sp.Integer(fan_in), sp.Integer(fan_out)
+        return full.family(full.spec(n_in, n_out), fan_in=n_in, fan_out=n_out,
+                           numeric=full._numeric_spec(fan_in, fan_out))
+
+    exact = exact_at(30, 10)
+    _cached_law.cache_clear()  # laws cached by an equal full scheme elsewhere in the suite
     law = light.law(30, 10)
     assert "exact" not in law.__dict__  # numeric members first: nothing exact built yet
     x = np.linspace(-0.3, 0.3, 13)
@@ -115,10 +123,19 @@ def test_a_catalogued_schemes_law_at_integer_fans_is_the_full_law(name: str) -> 
     assert _bits(draws.ravel()) == _bits(exact.sample(rng_b, (2, 10, 30),
                                                        np.dtype(np.float64)).ravel())
     # the exact members, built at first access
-    assert law.exact == exact.exact and (law.fan_in, law.fan_out) == (n_in, n_out)
+    assert law.exact == exact.exact and (law.fan_in, law.fan_out) == (30, 10)
     assert law.mean == exact.mean and law.variance == exact.variance
     assert repr(law) == repr(exact) and law.moments() == exact.moments()
     assert repr(law.rescaled(3)) == repr(exact.rescaled(3))
+    fresh = light.law(31, 11)
+    smaller = fresh.rescaled(3)
+    assert "exact" not in fresh.__dict__ and "exact" not in smaller.__dict__
+    assert smaller.parameters == {k: v / 8 if k in fresh.scale_parameters else v
+                                  for k, v in fresh.parameters.items()}
+    assert repr(smaller) == repr(exact_at(31, 11).rescaled(3))
+    copy = pickle.loads(pickle.dumps(fresh))  # pickles the scheme by name, not the exact law
+    assert "exact" not in copy.__dict__ and copy.parameters == fresh.parameters
+    assert repr(copy) == repr(exact_at(31, 11))
 
 
 def test_explicit_default_parameters_are_catalogued_and_others_are_not() -> None:
@@ -133,6 +150,23 @@ def test_explicit_default_parameters_are_catalogued_and_others_are_not() -> None
     assert type(same) is InitScheme and same == init_scheme("he_normal")
     with pytest.raises(TypeError):
         init_scheme("he_normal", negative_slope=False)
+
+
+def test_a_name_re_registered_by_a_user_is_not_read_from_the_catalogue(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def lecun_normal() -> InitScheme:  # a user's factory, variance 9/fan_in
+        return InitScheme("lecun_normal", {}, Normal,
+                          lambda i, o: {"loc": sp.Integer(0), "scale": 3 / sp.sqrt(i)})
+
+    monkeypatch.setitem(SCHEMES._factories, "lecun_normal", lecun_normal)
+    _build_cached.cache_clear()
+    try:
+        scheme = init_scheme("lecun_normal")
+        assert type(scheme) is InitScheme and scheme._numeric_moments(9, 1) == (0.0, 1.0)
+    finally:
+        monkeypatch.undo()
+        _build_cached.cache_clear()
+    assert isinstance(init_scheme("lecun_normal"), _CataloguedScheme)
 
 
 def _raises(exc: type[Exception]):  # type: ignore[no-untyped-def]

@@ -1,8 +1,9 @@
 # ruff: noqa  (generated code: lambdify's text, kept verbatim)
 """The registered activations at their default parameters, compiled: GENERATED, do not edit.
 
-Written by :mod:`varprop.components.compiled_activations` (regenerate: ``python -m varprop.components.compiled_activations``) from
-the registered factories; read by :func:`varprop.components.activation._build_cached`.
+Written by :mod:`varprop.components.compiled_activations` from the registered factories
+(regenerate: ``python -m varprop.components.compiled_activations``);
+read by :func:`varprop.components.activation._build_cached`.
 ``CATALOGUE`` maps each registered name to its fields; ``code`` is ``sympy.lambdify``'s source
 for the closed form's evaluation forms of (E phi, E phi^2, E phi', E phi'^2) in ``(mu, q)``.
 Imports no SymPy.

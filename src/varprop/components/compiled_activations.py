@@ -44,8 +44,9 @@ COMMAND = "python -m varprop.components.compiled_activations"
 
 _DOCSTRING = f"""The registered activations at their default parameters, compiled: GENERATED, do not edit.
 
-Written by :mod:`varprop.components.compiled_activations` (regenerate: ``{COMMAND}``) from
-the registered factories; read by :func:`varprop.components.activation._build_cached`.
+Written by :mod:`varprop.components.compiled_activations` from the registered factories
+(regenerate: ``{COMMAND}``);
+read by :func:`varprop.components.activation._build_cached`.
 ``CATALOGUE`` maps each registered name to its fields; ``code`` is ``sympy.lambdify``'s source
 for the closed form's evaluation forms of (E phi, E phi^2, E phi', E phi'^2) in ``(mu, q)``.
 Imports no SymPy.

@@ -31,7 +31,7 @@ import math
 import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from functools import cache, cached_property
+from functools import cache, cached_property, partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -55,8 +55,9 @@ else:
 #: scipy.special, imported at first use (:mod:`varprop._util.lazy`)
 special = lazy_module("scipy.special")
 
-__all__ = ["WeightLaw", "Normal", "Uniform", "TruncatedNormal", "Orthogonal",
-           "truncated_variance_factor", "fan_symbols", "FAN_IN", "FAN_OUT"]  # noqa: F822  (PEP 562)
+# FAN_IN/FAN_OUT: module attributes made by __getattr__ (PEP 562)
+__all__ = ["WeightLaw", "Normal", "Uniform", "TruncatedNormal", "Orthogonal",  # noqa: F822
+           "truncated_variance_factor", "fan_symbols", "FAN_IN", "FAN_OUT"]
 
 
 @cache
@@ -101,8 +102,8 @@ class WeightLaw(ABC):
         The family's parameters (:attr:`parameter_names`) as exact SymPy expressions (numbers, or
         expressions in the symbols ``n_in``/``n_out`` for a law stated at symbolic fans).
     fan_in, fan_out : sympy.Expr, optional
-        The matrix's fans (the symbols ``n_in``/``n_out`` by default); only laws whose entries are not i.i.d. (e.g.
-        :class:`Orthogonal`) depend on them beyond their parameters.
+        The matrix's fans (the symbols ``n_in``/``n_out`` by default); only laws whose entries
+        are not i.i.d. (e.g. :class:`Orthogonal`) depend on them beyond their parameters.
     numeric : mapping, optional
         The parameters as floats, when the caller has them already (an init scheme evaluates
         its compiled parameter rule); by default each exact parameter rounded to a float
@@ -245,6 +246,9 @@ class WeightLaw(ABC):
         p = self.parameters
         numeric = {k: (float(np.ldexp(v, -e)) if k in self.scale_parameters else v)
                    for k, v in p.items()}
+        if "_exact_law" in self.__dict__:  # a law at integer fans: its exact law at first use
+            return self.at_fans(numeric, *self.__dict__["_fans"],
+                                partial(_rescaled, self.__dict__["_exact_law"], e))
         factor = sp.Integer(2) ** (-e)
         params = {k: (v * factor if k in self.scale_parameters else v)
                   for k, v in self.exact.items()}
@@ -253,6 +257,11 @@ class WeightLaw(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.exact.items())
         return f"{type(self).__name__}({args})"
+
+
+def _rescaled(exact_law: Callable[[], WeightLaw], e: int) -> WeightLaw:
+    """The exact law of a rescaled law at integer fans (:meth:`WeightLaw.rescaled`)."""
+    return exact_law().rescaled(e)
 
 
 class _LocationScale(WeightLaw):

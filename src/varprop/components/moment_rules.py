@@ -1,9 +1,12 @@
-r"""Gaussian moment rules of activations: the symbols, the :class:`MomentRules` container, exact
-Gaussian expectations of polynomials, and the closed-form families of the registered activations.
+r"""Gaussian moment rules of activations: the symbols, exact Gaussian expectations of
+polynomials, and the closed-form families of the registered activations (the container
+:class:`MomentRules` is defined in :mod:`varprop.components.closed_forms`, which imports no
+SymPy, and re-exported here).
 
 For a pre-activation :math:`z \sim N(\mu, q)` a rule set gives :math:`E\phi(z)`,
 :math:`E\phi(z)^2`, :math:`E\phi'(z)` and :math:`E\phi'(z)^2` as SymPy expressions in the
-symbols ``mu`` and ``q``.
+symbols ``mu`` and ``q``.  This module imports SymPy: the numeric path binds it lazily
+(:func:`varprop._util.lazy.lazy_module`).
 """
 
 from __future__ import annotations

@@ -4,6 +4,12 @@ r"""The :class:`InitScheme` type and the scheme registry (the named schemes are 
 A scheme is a weight-law family (:mod:`varprop.components.laws`) plus a rule giving the family's
 parameters at each ``(fan_in, fan_out)`` as exact SymPy expressions.  ``scheme.law(fan_in,
 fan_out)`` is the law of one layer's weights; the scheme's moments, sampler and flags read it.
+
+A registered scheme at its default parameters (``init_scheme("he_normal")``, ``"keras:he_normal"``)
+is read from the generated catalogue :mod:`varprop.components._compiled_schemes` instead: its
+moments, parameters, flags and laws at integer fans are the full scheme's code and floats without
+importing SymPy (about 0.3 s of ``varprop predict``'s start-up), and its SymPy-valued members build
+the full scheme on first access.  Other parameters build the full scheme at once.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import numbers
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -246,10 +252,15 @@ def _cached_parameters(scheme: InitScheme, fan_in: int, fan_out: int
 @lru_cache(maxsize=4096)
 def _cached_law(scheme: InitScheme, fan_in: int, fan_out: int) -> WeightLaw:
     numeric = dict(_cached_parameters(scheme, fan_in, fan_out))
-    if isinstance(scheme, _CataloguedScheme):  # the exact law at first use
+    if isinstance(scheme, _CataloguedScheme):  # the exact law at first use (picklable)
         return scheme.family.at_fans(numeric, fan_in, fan_out,
-                                     lambda: _exact_law(scheme._full, fan_in, fan_out, numeric))
+                                     partial(_full_law, scheme, fan_in, fan_out, numeric))
     return _exact_law(scheme, fan_in, fan_out, numeric)
+
+
+def _full_law(scheme: _CataloguedScheme, fan_in: int, fan_out: int, numeric: dict[str, float]
+              ) -> WeightLaw:
+    return _exact_law(scheme._full, fan_in, fan_out, numeric)
 
 
 def _exact_law(scheme: InitScheme, fan_in: int, fan_out: int, numeric: dict[str, float]
@@ -386,8 +397,8 @@ class _CataloguedScheme(InitScheme):
 def _catalogued(name: str, items: tuple[tuple[str, type, object], ...]) -> InitScheme | None:
     """The catalogued scheme ``name`` if ``items`` (typed parameters) are all its defaults."""
     entry = _compiled_schemes.CATALOGUE.get(name)
-    if entry is None:
-        return None
+    if entry is None or SCHEMES.factory(name).__module__ not in _compiled_schemes.MODULES:
+        return None  # not catalogued, or re-registered by a user
     defaults = entry["params"]
     if all(k in defaults and type(defaults[k]) is t and defaults[k] == v for k, t, v in items):
         return _CataloguedScheme(name, entry)
