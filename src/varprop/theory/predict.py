@@ -95,7 +95,6 @@ from varprop.network.quantities import (
     spec,
 )
 from varprop.network.state import NAN_MESSAGE
-from varprop.theory import shifted as _shifted
 from varprop.theory.fields import general_values, is_general
 from varprop.theory.meanfield import walk_backward
 from varprop.theory.moments import zero_mean_moments as _zero_mean_moments  # noqa: F401 (benchmarks, tests)
@@ -112,9 +111,10 @@ from varprop.theory.walks import (
     _walks,
 )
 
-#: The finite-width corrections (``finite_width=True``), imported at first use
-#: (:mod:`varprop._util.lazy`): ``varprop predict`` at infinite width does not need them
+#: The finite-width corrections (``finite_width=True``) and the walk conditional on the layer-1
+#: shift (non-zero-mean weights), imported at first use (:mod:`varprop._util.lazy`)
 finite = lazy_module("varprop.theory.finite.quantities")
+_shifted = lazy_module("varprop.theory.shifted")
 
 __all__ = ["predict_variance", "propagate", "Propagation", "QUANTITIES", "METHODS"]
 
