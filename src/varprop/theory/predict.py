@@ -77,8 +77,14 @@ from typing import Literal
 import numpy as np
 
 from varprop._util.lazy import lazy_module
-from varprop._util.validation import (check_choice, check_nonnegative_real, check_positive_int,
-                                      check_widths, fail, fail_type)
+from varprop._util.validation import (
+    check_choice,
+    check_nonnegative_real,
+    check_positive_int,
+    check_widths,
+    fail,
+    fail_type,
+)
 from varprop.components.activations import Activation, resolve_activation
 from varprop.components.schemes import InitScheme, resolve_scheme
 from varprop.errors import VarpropError, VarpropWarning
