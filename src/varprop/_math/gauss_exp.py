@@ -55,8 +55,8 @@ def gauss_exp_below_zero(k: object, mu: object, q: object) -> object:
         return mpmath.exp(k * mu + k * k * q / 2) * mpmath.ncdf(-(mu + k * q) / mpmath.sqrt(q))
     k_, mu_, q_ = (np.asarray(v, dtype=float) for v in (k, mu, q))
     root_q = np.sqrt(q_)
-    t = (mu_ + k_ * q_) / (math.sqrt(2.0) * root_q)  # -b / sqrt(2)
     with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
+        t = (mu_ + k_ * q_) / (math.sqrt(2.0) * root_q)  # -b / sqrt(2)
         tail = 0.5 * np.exp(-mu_ * mu_ / (2.0 * q_)) * special.erfcx(np.maximum(t, 0.0))
         body = np.exp(k_ * mu_ + k_ * k_ * q_ / 2.0) * special.ndtr(-math.sqrt(2.0) * t)
         out = np.where(t > 0, tail, body)
@@ -80,8 +80,8 @@ def gauss_exp_excess(k: object, mu: object, q: object) -> object:
         return gauss_exp_below_zero(k, mu, q) - mpmath.ncdf(-mu / mpmath.sqrt(q))
     k_, mu_, q_ = (np.asarray(v, dtype=float) for v in (k, mu, q))
     root2, root_q = math.sqrt(2.0), np.sqrt(q_)
-    a, b, r = k_ * mu_ + k_ * k_ * q_ / 2.0, -(mu_ + k_ * q_) / root_q, mu_ / root_q
     with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
+        a, b, r = k_ * mu_ + k_ * k_ * q_ / 2.0, -(mu_ + k_ * q_) / root_q, mu_ / root_q
         gap = np.where(r > 1.0,
                        0.5 * (special.erfc(-b / root2) - special.erfc(r / root2)),
                        0.5 * (special.erf(b / root2) + special.erf(r / root2)))
