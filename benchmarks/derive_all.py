@@ -4,6 +4,7 @@ repository's derivations/), and whether the runs wrote the same files.
 
 Run:  python benchmarks/derive_all.py                  # all four runs (several minutes)
       python benchmarks/derive_all.py --reuse-only     # only the --reuse-montecarlo runs
+      python benchmarks/derive_all.py --scratch-only   # only the runs from scratch
       python benchmarks/derive_all.py --workers 2      # only that worker count
 
 The reuse runs start from a copy of the committed ``derivations/montecarlo.json``.  Each run is
@@ -60,12 +61,16 @@ def same_files(a: Path, b: Path) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reuse-only", action="store_true", help="skip the runs from scratch")
+    parser.add_argument("--scratch-only", action="store_true",
+                        help="skip the --reuse-montecarlo runs")
     parser.add_argument("--workers", type=int, action="append", help="worker counts (default 1 2)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="write the outputs under this folder instead of a temporary one")
     args = parser.parse_args()
     counts = args.workers or [1, 2]
-    modes = [True] if args.reuse_only else [True, False]
+    if args.reuse_only and args.scratch_only:
+        parser.error("--reuse-only and --scratch-only exclude each other")
+    modes = [True] if args.reuse_only else [False] if args.scratch_only else [True, False]
     print(f"varprop derive --all, {os.cpu_count()} cores")
     print(f"{'mode':<22}{'workers':>8}{'wall s':>10}{'CPU s':>10}{'load avg':>10}")
     with tempfile.TemporaryDirectory(prefix="varprop-derive-") as tmp_dir:
