@@ -6,6 +6,7 @@ Run:  python benchmarks/derive_all.py                  # all four runs (several 
       python benchmarks/derive_all.py --reuse-only     # only the --reuse-montecarlo runs
       python benchmarks/derive_all.py --scratch-only   # only the runs from scratch
       python benchmarks/derive_all.py --workers 2      # only that worker count
+      python benchmarks/derive_all.py --root ../main   # another checkout's code (before/after)
 
 The reuse runs start from a copy of the committed ``derivations/montecarlo.json``.  Each run is
 a separate ``varprop derive`` process, so start-up (imports) is included, as a user sees it.  The
@@ -29,7 +30,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RECORD = ROOT / "derivations" / "montecarlo.json"
 
 
 def _children_cpu() -> tuple[float, float]:
@@ -37,18 +37,19 @@ def _children_cpu() -> tuple[float, float]:
     return usage.ru_utime, usage.ru_stime
 
 
-def run(out: Path, *, workers: int, reuse: bool) -> tuple[float, float, float]:
-    """Wall, user CPU and system CPU seconds of one ``varprop derive --all`` into ``out``."""
+def run(out: Path, *, workers: int, reuse: bool, root: Path = ROOT) -> tuple[float, float, float]:
+    """Wall, user CPU and system CPU seconds of one ``varprop derive --all`` into ``out``, with
+    the code (``src``) and committed record of the checkout ``root``."""
     out.mkdir(parents=True)
     if reuse:
-        shutil.copy(RECORD, out / "montecarlo.json")
+        shutil.copy(root / "derivations" / "montecarlo.json", out / "montecarlo.json")
     cmd = [sys.executable, "-c", "import sys; from varprop.cli import main; sys.exit(main())",
            "derive", "--all", "--out", str(out), "--no-progress", "--workers", str(workers)]
     if reuse:
         cmd.append("--reuse-montecarlo")
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env = dict(os.environ, PYTHONPATH=str(root / "src"))
     t0, (user0, sys0) = time.perf_counter(), _children_cpu()
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, cwd=ROOT)
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, cwd=root)
     user1, sys1 = _children_cpu()
     return time.perf_counter() - t0, user1 - user0, sys1 - sys0
 
@@ -66,6 +67,8 @@ def main() -> None:
     parser.add_argument("--scratch-only", action="store_true",
                         help="skip the --reuse-montecarlo runs")
     parser.add_argument("--workers", type=int, action="append", help="worker counts (default 1 2)")
+    parser.add_argument("--root", type=Path, default=ROOT,
+                        help="the checkout whose src/ and derivations/ to run (default: this one)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="write the outputs under this folder instead of a temporary one")
     args = parser.parse_args()
@@ -73,7 +76,7 @@ def main() -> None:
     if args.reuse_only and args.scratch_only:
         parser.error("--reuse-only and --scratch-only exclude each other")
     modes = [True] if args.reuse_only else [False] if args.scratch_only else [True, False]
-    print(f"varprop derive --all, {os.cpu_count()} cores")
+    print(f"varprop derive --all, {os.cpu_count()} cores, code of {args.root.resolve()}")
     print(f"{'mode':<22}{'workers':>8}{'wall s':>10}{'CPU s':>10}{'user s':>10}{'sys s':>10}"
           f"{'load avg':>10}")
     with tempfile.TemporaryDirectory(prefix="varprop-derive-") as tmp_dir:
@@ -82,7 +85,8 @@ def main() -> None:
         for reuse in modes:
             for workers in counts:
                 out = Path(tmp) / f"{'reuse' if reuse else 'scratch'}-{workers}"
-                seconds, user, sys_ = run(out, workers=workers, reuse=reuse)
+                seconds, user, sys_ = run(out, workers=workers, reuse=reuse,
+                                          root=args.root.resolve())
                 outs[(reuse, workers)] = out
                 mode = "--reuse-montecarlo" if reuse else "from scratch"
                 print(f"{mode:<22}{workers:>8}{seconds:>10.1f}{user + sys_:>10.1f}{user:>10.1f}"
