@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 
+from varprop._util.lazy import lazy_module
 from varprop.cli._common import MAX_DEPTH, comma_list, int_list, integer, probability
 from varprop.network.quantities import QUANTITIES
+
+#: pathlib (with urllib.parse, ~4 ms), imported when ``--out`` is given (:mod:`varprop._util.lazy`)
+pathlib = lazy_module("pathlib")
 
 __all__ = ["PARSERS", "MAX_WORKERS", "MIN_BUDGET"]
 
@@ -21,6 +24,11 @@ __all__ = ["PARSERS", "MAX_WORKERS", "MIN_BUDGET"]
 MAX_WORKERS = 256
 #: Smallest ``--budget`` (the checker's sequential test needs 8 replicates).
 MIN_BUDGET = 8
+
+
+def _path(text: str) -> object:
+    """``--out``'s type: a :class:`pathlib.Path`."""
+    return pathlib.Path(text)
 
 
 def _predict(sub: argparse._SubParsersAction) -> None:
@@ -106,7 +114,7 @@ def _derive(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all", action="store_true", dest="all_",
                    help="every activation, the index, the checkout's extra pages and "
                         "montecarlo.json")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=_path, default=None,
                    help="output folder (default: the checkout's derivations/ when run from a "
                         "source checkout, else ./derivations)")
     p.add_argument("--format", choices=("markdown", "latex"), default="markdown")

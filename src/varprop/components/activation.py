@@ -3,6 +3,14 @@ by :mod:`varprop.components.activations`; custom expressions are parsed by
 :mod:`varprop.components.expressions`).
 
 See :mod:`varprop.components.activations` for the moment conventions.
+
+A registered activation at its default parameters is looked up in the generated catalogue
+:mod:`varprop.components._compiled_activations` (written by
+:mod:`varprop.components.compiled_activations` from the registered factories) and returned as a
+light :class:`Activation` whose numbers (closed-form moments, traits, kinks, NumPy functions)
+come from there, bit for bit those of the full object: building it imports no SymPy (about
+0.3 s).  Its SymPy-valued attributes (``expr``, the closed form's expressions, ...) build the
+full activation with the registered factory on first access.
 """
 
 from __future__ import annotations
@@ -16,13 +24,13 @@ from functools import cached_property, lru_cache
 from typing import Literal
 
 import numpy as np
-import sympy as sp
 
 from varprop._math.quadrature import (
     bivariate_expectation,
     gaussian_expectations,
     smoothed,
 )
+from varprop._util.lazy import lazy_module
 from varprop._util.registry import typed_cache_key
 from varprop._util.validation import (
     check_nonnegative_real,
@@ -32,11 +40,18 @@ from varprop._util.validation import (
     fail,
     fail_type,
 )
-from varprop.components.expressions import compile_expression, parse_expression
-from varprop.components.moment_rules import MomentRules, X, polynomial_rules
+from varprop.components.closed_forms import CataloguedRules, MomentRules
 from varprop.components.registries import ACTIVATIONS
 from varprop.components.traits import ActivationTraits, compute_traits
 from varprop.errors import InvalidArgumentType
+
+#: SymPy and the modules that need it at import (the rule families, the expression parser), and
+#: the generated catalogue, imported at first use (:mod:`varprop._util.lazy`; the catalogue
+#: lazily so that its generator still runs when it is stale).
+sp = lazy_module("sympy")
+rules = lazy_module("varprop.components.moment_rules")
+expressions = lazy_module("varprop.components.expressions")
+catalogue = lazy_module("varprop.components._compiled_activations")
 
 __all__ = ["Activation", "activation", "resolve_activation", "activation_names",
            "parse_activation", "is_odd"]
@@ -82,7 +97,7 @@ class Activation:
     @cached_property
     def derivative(self) -> sp.Expr:
         r""":math:`\phi'(x)` (SymPy; ``Heaviside`` for kinks)."""
-        return sp.diff(self.expr, X)
+        return sp.diff(self.expr, rules.X)
 
     @cached_property
     def traits(self) -> ActivationTraits:
@@ -189,8 +204,8 @@ class Activation:
 
 @lru_cache(maxsize=64)
 def _series_rules(act: Activation, order: int) -> MomentRules:
-    poly = sp.series(act.expr, X, 0, order + 1).removeO()
-    return polynomial_rules(poly, exact=False,
+    poly = sp.series(act.expr, rules.X, 0, order + 1).removeO()
+    return rules.polynomial_rules(poly, exact=False,
                             approximation=f"Taylor polynomial of order {order} at 0")
 
 
@@ -198,8 +213,63 @@ def _series_rules(act: Activation, order: int) -> MomentRules:
 # Lookup
 # ----------------------------------------------------------------------------------------------
 
+class _CataloguedActivation(Activation):
+    """A registered activation at its default parameters, from the generated catalogue.
+
+    Name, parameters, kinks, names, traits, the closed form's numeric facts and compiled
+    moments (:class:`~varprop.components.closed_forms.CataloguedRules`) and the NumPy functions
+    the factory uses are the catalogue's; the rest (``expr``, a NumPy function the catalogue
+    cannot import) is the full activation's, built by the registered factory on first access
+    (:attr:`full`).  Equality, hashing, pickling and ``repr`` are :class:`Activation`'s (by name
+    and parameters), so it is interchangeable with the full object.
+    """
+
+    def __init__(self, registered: str, entry: Mapping[str, object]) -> None:
+        moments: Mapping[str, object] | None = entry["closed_form"]  # type: ignore[assignment]
+        values: dict[str, object] = {
+            "name": entry["name"], "params": dict(entry["params"]),  # type: ignore[call-overload]
+            "kinks": entry["kinks"], "latex_name": entry["latex_name"],
+            "reference": entry["reference"], "_registered": registered,
+            "traits": ActivationTraits(**entry["traits"]),  # type: ignore[arg-type]
+            "closed_form": None if moments is None else CataloguedRules(
+                moments["code"], lambda: self.full.closed_form,  # type: ignore[arg-type]
+                exact=moments["exact"], zero_mean_only=moments["zero_mean_only"],
+                approximation=moments["approximation"],
+                max_relative_error=moments["max_relative_error"]),
+        }
+        for key in ("function", "derivative_function"):
+            if entry[key] is not None:  # else the full activation's (a closure)
+                values[key] = entry[key]
+        self.__dict__.update(values)  # frozen dataclass: no __setattr__
+
+    @cached_property
+    def full(self) -> Activation:
+        """The activation built by the registered factory (imports SymPy)."""
+        return ACTIVATIONS.build(self._registered)  # type: ignore[attr-defined]
+
+    expr = cached_property(lambda self: self.full.expr)
+    function = cached_property(lambda self: self.full.function)
+    derivative_function = cached_property(lambda self: self.full.derivative_function)
+
+
+def _catalogued(name: str, items: tuple[tuple[str, type, object], ...]) -> Activation | None:
+    """The catalogue's activation ``name`` if ``items`` are its default parameters (none, or
+    all given with their default values and types) and its registered factory is the one the
+    catalogue was generated from; else None."""
+    entry = catalogue.CATALOGUE.get(name)
+    if entry is None or items not in ((), entry["key"]):
+        return None
+    factory = ACTIVATIONS.factory(name)
+    if f"{factory.__module__}.{factory.__qualname__}" != entry["factory"]:
+        return None
+    return _CataloguedActivation(name, entry)
+
+
 @lru_cache(maxsize=256)
 def _build_cached(name: str, items: tuple[tuple[str, type, object], ...]) -> Activation:
+    light = _catalogued(name, items)
+    if light is not None:
+        return light
     return ACTIVATIONS.build(name, argument="activation", **{k: v for k, _, v in items})
 
 
@@ -251,13 +321,13 @@ def parse_activation(text: str) -> Activation:
     with its closed forms.  See :mod:`varprop.components.expressions` for the grammar, the
     safety rules and how moments are computed.
     """
-    expr, normalised = parse_expression(text)
+    expr, normalised = expressions.parse_expression(text)
     for name in ACTIVATIONS.names():  # same expression as a registered (default) activation?
         registered = resolve_activation(name)
         if registered.expr == expr:
             return registered
     return Activation(name=normalised, params={}, reference="custom expression",
-                      **compile_expression(expr, text))
+                      **expressions.compile_expression(expr, text))
 
 
 def _rebuild(name: str, params: dict[str, object]) -> Activation:

@@ -30,14 +30,14 @@ and ``tests/test_traits.py`` require one for every registered name).
 
 from __future__ import annotations
 
-import math
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sympy as sp
 
-from varprop._util.exact import exact
 from varprop._util.lazy import lazy_module
 from varprop._util.validation import check_real
+from varprop.components import activation_numerics as numerics
 from varprop.components.activation import (
     Activation,
     _build_cached,
@@ -47,21 +47,23 @@ from varprop.components.activation import (
     parse_activation,
     resolve_activation,
 )
-from varprop.components.moment_rules import (
-    MOMENTS,
-    MU,
-    MomentRules,
-    Q,
-    X,
-    _erf_scaled_rules,
-    _leaky_rules,
-    gaussian_polynomial_expectation,
-    polynomial_rules,
-)
+from varprop.components.closed_forms import MOMENTS, MomentRules
 from varprop.components.registries import ACTIVATIONS
 
-#: scipy.special, imported at first use (:mod:`varprop._util.lazy`)
-special = lazy_module("scipy.special")
+if TYPE_CHECKING:  # bound on first access by __getattr__ below
+    from varprop.components.moment_rules import (
+        MU,
+        Q,
+        X,
+        gaussian_polynomial_expectation,
+        polynomial_rules,
+    )
+
+#: SymPy, the rule families and exact numbers, imported at first use (:mod:`varprop._util.lazy`):
+#: a catalogued activation (:mod:`varprop.components.compiled_activations`) needs none of them.
+sp = lazy_module("sympy")
+rules = lazy_module("varprop.components.moment_rules")
+_exact = lazy_module("varprop._util.exact")
 
 __all__ = [
     "Activation",
@@ -81,42 +83,25 @@ __all__ = [
 
 # kept importable from here for the package's own modules and benchmarks
 _REEXPORTED = (_build_cached,)
-
-_SQRT_PI = math.sqrt(math.pi)
-
-
-def _relu_np(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, 0.0)
+#: Names re-exported from :mod:`varprop.components.moment_rules`, which imports SymPy: bound on
+#: first access (``from varprop.components.activations import X`` imports SymPy then).
+_FROM_RULES = frozenset({"X", "MU", "Q", "polynomial_rules", "gaussian_polynomial_expectation"})
 
 
-def _step_np(x: np.ndarray) -> np.ndarray:
-    return (x > 0).astype(np.result_type(x, np.float32))
-
-
-def _sigmoid_np(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def _tanh_derivative_np(x: np.ndarray) -> np.ndarray:
-    r""":math:`\tanh'(x) = \operatorname{sech}^2 x = 4t/(1+t)^2`, :math:`t = e^{-2|x|}`: no
-    cancellation (``1 - tanh(x)**2`` is exactly 0 for :math:`|x| > 19` in float64, where the true
-    value is still :math:`\approx 4e^{-2|x|} > 10^{-17}`); 0 only below the subnormal range."""
-    t = np.exp(-2.0 * np.abs(x))
-    return 4.0 * t / ((1.0 + t) * (1.0 + t))
-
-
-def _sigmoid_derivative_np(x: np.ndarray) -> np.ndarray:
-    r""":math:`\sigma'(x) = \sigma(x)(1-\sigma(x)) = t/(1+t)^2`, :math:`t = e^{-|x|}`, without the
-    cancellation of ``s * (1 - s)`` (exactly 0 for :math:`x > 37` in float64)."""
-    t = np.exp(-np.abs(x))
-    return t / ((1.0 + t) * (1.0 + t))
+def __getattr__(name: str) -> Any:
+    if name in _FROM_RULES:
+        value = getattr(rules, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @ACTIVATIONS.register("linear", "identity")
 def linear() -> Activation:
     r""":math:`\phi(x) = x`: :math:`E\phi^2 = \mu^2 + q`, :math:`\phi' = 1`."""
-    return Activation("linear", {}, X, lambda x: x, lambda x: np.ones_like(x),
-                      MomentRules(MU, MU**2 + Q, sp.Integer(1), sp.Integer(1)),
+    mu, q = rules.MU, rules.Q
+    return Activation("linear", {}, rules.X, numerics.identity, numerics.ones,
+                      MomentRules(mu, mu**2 + q, sp.Integer(1), sp.Integer(1)),
                       latex_name=r"\mathrm{id}")
 
 
@@ -124,7 +109,8 @@ def linear() -> Activation:
 def relu() -> Activation:
     r""":math:`\phi(x) = \max(x, 0)`: at :math:`\mu = 0`, :math:`E\phi^2 = q/2`,
     :math:`E\phi'^2 = 1/2` (He et al. 2015); general :math:`\mu` via :math:`\Phi(\mu/\sqrt q)`."""
-    return Activation("relu", {}, sp.Max(X, 0), _relu_np, _step_np, _leaky_rules(sp.Integer(0)),
+    return Activation("relu", {}, sp.Max(rules.X, 0), numerics.relu, numerics.step,
+                      rules._leaky_rules(sp.Integer(0)),
                       kinks=(0.0,), latex_name=r"\mathrm{ReLU}", reference="He et al. 2015")
 
 
@@ -133,13 +119,12 @@ def leaky_relu(negative_slope: float = 0.01) -> Activation:
     r""":math:`\phi(x) = \max(x, 0) + \alpha \min(x, 0)`: at :math:`\mu = 0`,
     :math:`E\phi^2 = (1+\alpha^2) q/2`, :math:`E\phi'^2 = (1+\alpha^2)/2`."""
     a_f = check_real("negative_slope", negative_slope)
-    a = exact(a_f)
+    a, x = _exact.exact(a_f), rules.X
     return Activation(
         "leaky_relu", {"negative_slope": a_f},
-        sp.Max(X, 0) + a * sp.Min(X, 0),
-        lambda x: np.where(x > 0, x, a_f * x),
-        lambda x: np.where(x > 0, 1.0, a_f).astype(np.result_type(x, np.float32)),
-        _leaky_rules(a), kinks=(0.0,), latex_name=r"\mathrm{LeakyReLU}_{%s}" % sp.latex(a),
+        sp.Max(x, 0) + a * sp.Min(x, 0),
+        partial(numerics.leaky_relu, a_f), partial(numerics.leaky_step, a_f),
+        rules._leaky_rules(a), kinks=(0.0,), latex_name=r"\mathrm{LeakyReLU}_{%s}" % sp.latex(a),
         reference="Maas et al. 2013; He et al. 2015")
 
 
@@ -153,11 +138,12 @@ def tanh() -> Activation:
     :math:`q \approx 0.8`; exact as :math:`q \to 0` and :math:`q \to \infty`),
     :math:`E\phi'^2` within 6.1% (tends to :math:`\frac{3}{4}\sqrt{2} - 1 = 6.07\%` as
     :math:`q \to \infty`, since :math:`E\,\mathrm{sech}^4 z \sim \frac{4}{3\sqrt{2\pi q}}`)."""
-    rules = _erf_scaled_rules(sp.sqrt(sp.pi) / 2, exact_=False,
-                              approximation=r"tanh(x) ~ erf(sqrt(pi) x / 2)",
-                              max_relative_error={"mean": 0.0, "second": 0.062,
-                                                  "deriv_mean": 0.031, "deriv_second": 0.061})
-    return Activation("tanh", {}, sp.tanh(X), np.tanh, _tanh_derivative_np, rules,
+    moments = rules._erf_scaled_rules(sp.sqrt(sp.pi) / 2, exact_=False,
+                                      approximation=r"tanh(x) ~ erf(sqrt(pi) x / 2)",
+                                      max_relative_error={"mean": 0.0, "second": 0.062,
+                                                          "deriv_mean": 0.031,
+                                                          "deriv_second": 0.061})
+    return Activation("tanh", {}, sp.tanh(rules.X), np.tanh, numerics.sech2, moments,
                       latex_name=r"\tanh")
 
 
@@ -171,13 +157,13 @@ def sigmoid() -> Activation:
     Declared errors (sup over :math:`q > 0`): :math:`E\sigma^2` within 1.9%,
     :math:`E\sigma'^2` within 6.1% (the same :math:`\mathrm{sech}^4` tail as tanh)."""
     half = sp.Rational(1, 2)
-    rules = _erf_scaled_rules(sp.sqrt(sp.pi) / 4, exact_=False, offset=half, factor=half,
-                              approximation=r"sigmoid(x) ~ Phi(sqrt(pi/8) x)",
-                              max_relative_error={"mean": 0.0, "second": 0.019,
-                                                  "deriv_mean": 0.031, "deriv_second": 0.061})
-    expr = 1 / (1 + sp.exp(-X))
-    return Activation("sigmoid", {}, expr, _sigmoid_np,
-                      _sigmoid_derivative_np, rules,
+    moments = rules._erf_scaled_rules(sp.sqrt(sp.pi) / 4, exact_=False, offset=half,
+                                      factor=half, approximation=r"sigmoid(x) ~ Phi(sqrt(pi/8) x)",
+                                      max_relative_error={"mean": 0.0, "second": 0.019,
+                                                          "deriv_mean": 0.031,
+                                                          "deriv_second": 0.061})
+    expr = 1 / (1 + sp.exp(-rules.X))
+    return Activation("sigmoid", {}, expr, numerics.sigmoid, numerics.sigmoid_slope, moments,
                       latex_name=r"\sigma")
 
 
@@ -185,10 +171,6 @@ def sigmoid() -> Activation:
 def erf() -> Activation:
     r""":math:`\operatorname{erf}(x)`: exact at :math:`\mu = 0` (Williams 1997),
     :math:`E\phi^2 = \frac{2}{\pi}\arcsin\frac{2q}{1+2q}`, :math:`E\phi'^2 = \frac{4}{\pi\sqrt{1+4q}}`."""
-    return Activation("erf", {}, sp.erf(X), special.erf,
-                      lambda x: (2.0 / _SQRT_PI) * np.exp(-(x**2)),
-                      _erf_scaled_rules(sp.Integer(1), exact_=True),
+    return Activation("erf", {}, sp.erf(rules.X), numerics.erf, numerics.erf_slope,
+                      rules._erf_scaled_rules(sp.Integer(1), exact_=True),
                       latex_name=r"\operatorname{erf}", reference="Williams 1997")
-
-
-#: Hook for expressions that are not registered names (see ``varprop.components.expressions``).

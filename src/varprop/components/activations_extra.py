@@ -39,25 +39,19 @@ heuristic choice; its documentation recommends ``nonlinearity="linear"`` for SEL
 
 from __future__ import annotations
 
-import math
+from functools import partial
 
-import numpy as np
-import sympy as sp
-
-from varprop._util.exact import exact
 from varprop._util.lazy import lazy_module
 from varprop._util.validation import check_choice, check_positive_real, check_real, fail
+from varprop.components import activation_numerics as numerics
 from varprop.components.activation import Activation
-from varprop.components.moment_rules import (
-    X,
-    clipped_linear_rules,
-    exponential_linear_rules,
-    gelu_rules,
-)
 from varprop.components.registries import ACTIVATIONS
 
-#: scipy.special, imported at first use (:mod:`varprop._util.lazy`)
-special = lazy_module("scipy.special")
+#: SymPy, the rule families and exact numbers, imported at first use (:mod:`varprop._util.lazy`):
+#: a catalogued activation (:mod:`varprop.components.compiled_activations`) needs none of them.
+sp = lazy_module("sympy")
+rules = lazy_module("varprop.components.moment_rules")
+_exact = lazy_module("varprop._util.exact")
 
 __all__ = ["SELU_ALPHA", "SELU_SCALE", "GELU_APPROXIMATIONS"]
 
@@ -66,29 +60,6 @@ SELU_ALPHA = "1.6732632423543772848170429916717"
 SELU_SCALE = "1.0507009873554804934193349852946"
 #: ``gelu``'s ``approximate`` values (PyTorch's ``torch.nn.GELU``).
 GELU_APPROXIMATIONS = ("none", "tanh")
-_GELU_TANH_CUBIC = "0.044715"
-
-
-def _stable_sigmoid(x: np.ndarray) -> np.ndarray:
-    r""":math:`\sigma(x)`, accurate relatively in the lower tail (``expit``: :math:`e^{x}/(1+e^{x})`
-    there, where ``(1 + tanh(x/2))/2`` is 0 below :math:`x \approx -37`)."""
-    return special.expit(x)
-
-
-def _sigmoid_slope(x: np.ndarray) -> np.ndarray:
-    r""":math:`\sigma(1-\sigma) = t/(1+t)^2`, :math:`t = e^{-|x|}` (no cancellation)."""
-    t = np.exp(-np.abs(x))
-    return t / ((1.0 + t) * (1.0 + t))
-
-
-def _sech2(x: np.ndarray) -> np.ndarray:
-    r""":math:`\operatorname{sech}^2 x = 4t/(1+t)^2`, :math:`t = e^{-2|x|}` (no cancellation)."""
-    t = np.exp(-2.0 * np.abs(x))
-    return 4.0 * t / ((1.0 + t) * (1.0 + t))
-
-
-def _as_float(x: np.ndarray) -> np.dtype:
-    return np.result_type(x, np.float32)
 
 
 def _exponential_linear(name: str, params: dict[str, object], scale: str | float,
@@ -96,21 +67,14 @@ def _exponential_linear(name: str, params: dict[str, object], scale: str | float
                         reference: str) -> Activation:
     r""":math:`\lambda x` for :math:`x > 0`, :math:`\lambda\alpha(e^{x/\gamma} - 1)` below
     (:math:`\gamma` = ``c_inverse``)."""
-    lam, a, g = (sp.Rational(v) if isinstance(v, str) else exact(v)
+    lam, a, g = (sp.Rational(v) if isinstance(v, str) else _exact.exact(v)
                  for v in (scale, alpha, c_inverse))
     lam_f, a_f, g_f = float(lam), float(a), float(g)
-    expr = lam * (sp.Max(X, 0) + a * (sp.exp(sp.Min(X, 0) / g) - 1))
-
-    def f(x: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore", invalid="ignore"):
-            return lam_f * np.where(x > 0, x, a_f * np.expm1(np.minimum(x, 0.0) / g_f))
-
-    def d(x: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore", invalid="ignore"):
-            return (lam_f * np.where(x > 0, 1.0, a_f / g_f * np.exp(np.minimum(x, 0.0) / g_f))
-                    ).astype(_as_float(x))
-
-    return Activation(name, params, expr, f, d, exponential_linear_rules(lam, a, 1 / g),
+    x = rules.X
+    expr = lam * (sp.Max(x, 0) + a * (sp.exp(sp.Min(x, 0) / g) - 1))
+    return Activation(name, params, expr, partial(numerics.exponential_linear, lam_f, a_f, g_f),
+                      partial(numerics.exponential_linear_slope, lam_f, a_f, g_f),
+                      rules.exponential_linear_rules(lam, a, 1 / g),
                       kinks=(0.0,), latex_name=latex, reference=reference)
 
 
@@ -142,12 +106,11 @@ def selu() -> Activation:
 
 
 def _clipped(name: str, params: dict[str, object], low: float, high: float, latex: str) -> Activation:
-    lo, hi = exact(low), exact(high)
+    lo, hi = _exact.exact(low), _exact.exact(high)
     return Activation(
-        name, params, sp.Min(sp.Max(X, lo), hi),
-        lambda x: np.clip(x, low, high),
-        lambda x: ((x > low) & (x < high)).astype(_as_float(x)),
-        clipped_linear_rules(lo, hi), kinks=(low, high), latex_name=latex)
+        name, params, sp.Min(sp.Max(rules.X, lo), hi),
+        partial(numerics.clipped, low, high), partial(numerics.clipped_slope, low, high),
+        rules.clipped_linear_rules(lo, hi), kinks=(low, high), latex_name=latex)
 
 
 @ACTIVATIONS.register("hardtanh")
@@ -173,23 +136,17 @@ def gelu(approximate: str = "none") -> Activation:
     ``approximate="tanh"``, :math:`\tfrac x2(1 + \tanh(\sqrt{2/\pi}(x + 0.044715 x^3)))`
     (quadrature; ``jax.nn.gelu``'s default ``approximate=True`` is this form)."""
     check_choice("approximate", approximate, GELU_APPROXIMATIONS)
+    x = rules.X
     if approximate == "none":
         return Activation(
-            "gelu", {"approximate": "none"}, X * (1 + sp.erf(X / sp.sqrt(2))) / 2,
-            lambda x: x * special.ndtr(x),
-            lambda x: special.ndtr(x) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi),
-            gelu_rules(), latex_name=r"\mathrm{GELU}", reference="Hendrycks & Gimpel 2016")
-    k = math.sqrt(2.0 / math.pi)
-    b = float(_GELU_TANH_CUBIC)
-    expr = X / 2 * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (X + sp.Rational(_GELU_TANH_CUBIC) * X**3)))
-
-    def d(x: np.ndarray) -> np.ndarray:
-        u = k * (x + b * x**3)
-        return 0.5 * (1.0 + np.tanh(u)) + 0.5 * x * _sech2(u) * k * (1.0 + 3.0 * b * x * x)
-
-    return Activation("gelu", {"approximate": "tanh"}, expr,
-                      lambda x: 0.5 * x * (1.0 + np.tanh(k * (x + b * x**3))), d,
-                      latex_name=r"\mathrm{GELU}_{\tanh}", reference="Hendrycks & Gimpel 2016")
+            "gelu", {"approximate": "none"}, x * (1 + sp.erf(x / sp.sqrt(2))) / 2,
+            numerics.gelu, numerics.gelu_slope,
+            rules.gelu_rules(), latex_name=r"\mathrm{GELU}", reference="Hendrycks & Gimpel 2016")
+    cubic = sp.Rational(numerics.GELU_TANH_CUBIC)
+    expr = x / 2 * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (x + cubic * x**3)))
+    return Activation("gelu", {"approximate": "tanh"}, expr, numerics.gelu_tanh,
+                      numerics.gelu_tanh_slope, latex_name=r"\mathrm{GELU}_{\tanh}",
+                      reference="Hendrycks & Gimpel 2016")
 
 
 @ACTIVATIONS.register("gelu_tanh")
@@ -202,9 +159,8 @@ def gelu_tanh() -> Activation:
 def silu() -> Activation:
     r"""SiLU / swish (Elfwing et al. 2018; Ramachandran et al. 2017): :math:`x\sigma(x)`,
     :math:`\phi' = \sigma(x)(1 + x(1 - \sigma(x)))`; quadrature."""
-    return Activation("silu", {}, X / (1 + sp.exp(-X)),
-                      lambda x: x * _stable_sigmoid(x),
-                      lambda x: _stable_sigmoid(x) + x * _sigmoid_slope(x),
+    x = rules.X
+    return Activation("silu", {}, x / (1 + sp.exp(-x)), numerics.silu, numerics.silu_slope,
                       latex_name=r"\mathrm{SiLU}", reference="Elfwing et al. 2018")
 
 
@@ -213,14 +169,9 @@ def mish() -> Activation:
     r"""Mish (Misra 2019): :math:`x\tanh(\operatorname{softplus}(x))`,
     :math:`\phi' = \tanh(s) + x\,\operatorname{sech}^2(s)\,\sigma(x)`, :math:`s =
     \operatorname{softplus}(x)`; quadrature."""
-    def f(x: np.ndarray) -> np.ndarray:
-        return x * np.tanh(np.logaddexp(0.0, x))
-
-    def d(x: np.ndarray) -> np.ndarray:
-        s = np.logaddexp(0.0, x)
-        return np.tanh(s) + x * _sech2(s) * _stable_sigmoid(x)
-
-    return Activation("mish", {}, X * sp.tanh(sp.log(1 + sp.exp(X))), f, d,
+    x = rules.X
+    return Activation("mish", {}, x * sp.tanh(sp.log(1 + sp.exp(x))), numerics.mish,
+                      numerics.mish_slope,
                       latex_name=r"\mathrm{Mish}", reference="Misra 2019")
 
 
@@ -230,17 +181,16 @@ def softplus(beta: float = 1.0) -> Activation:
     (PyTorch's ``beta``; its ``threshold`` is a float shortcut, not a different function);
     quadrature."""
     b = check_positive_real("beta", beta)
-    eb = exact(b)
-    return Activation("softplus", {"beta": b}, sp.log(1 + sp.exp(eb * X)) / eb,
-                      lambda x: np.logaddexp(0.0, b * x) / b,
-                      lambda x: _stable_sigmoid(b * x),
+    eb = _exact.exact(b)
+    return Activation("softplus", {"beta": b}, sp.log(1 + sp.exp(eb * rules.X)) / eb,
+                      partial(numerics.softplus, b), partial(numerics.softplus_slope, b),
                       latex_name=r"\mathrm{softplus}")
 
 
 @ACTIVATIONS.register("softsign")
 def softsign() -> Activation:
     r"""Softsign: :math:`x/(1 + |x|)`, :math:`\phi' = (1 + |x|)^{-2}`; quadrature."""
-    return Activation("softsign", {}, X / (1 + sp.Abs(X)),  # phi'' jumps at 0: a kink
-                      lambda x: x / (1.0 + np.abs(x)),
-                      lambda x: 1.0 / (1.0 + np.abs(x)) ** 2,
+    x = rules.X
+    return Activation("softsign", {}, x / (1 + sp.Abs(x)),  # phi'' jumps at 0: a kink
+                      numerics.softsign, numerics.softsign_slope,
                       kinks=(0.0,), latex_name=r"\mathrm{softsign}")

@@ -56,9 +56,10 @@ networks PyTorch's documentation itself recommends ``nonlinearity="linear"``.
 
 from __future__ import annotations
 
-import sympy as sp
+from typing import TYPE_CHECKING
 
 from varprop._util.exact import exact
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import (
     check_choice,
     check_positive_real,
@@ -68,6 +69,12 @@ from varprop._util.validation import (
 from varprop.components.laws import Normal, Orthogonal, TruncatedNormal, Uniform
 from varprop.components.scheme import SCHEMES, InitScheme
 from varprop.components.schemes import _variance_scaling_spec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import sympy as sp
+else:
+    #: SymPy, imported at first use (:mod:`varprop._util.lazy`), by the factories only.
+    sp = lazy_module("sympy")
 
 __all__ = ["FRAMEWORKS", "TORCH_NONLINEARITIES", "torch_gain", "gain_note", "qualified_name"]
 

@@ -30,31 +30,50 @@ from __future__ import annotations
 import math
 import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from functools import cached_property
-from typing import ClassVar
+from collections.abc import Callable, Mapping
+from functools import cache, cached_property, partial
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import sympy as sp
 
 from varprop._math.truncnorm import (
     truncated_normal_excess_kurtosis,
     truncated_normal_m2,
 )
+from varprop._math.weight_sampling import haar_orthogonal, truncated_standard_normal
 from varprop._util.exact import exact
 from varprop._util.lazy import lazy_module
 from varprop._util.rounding import float_or_inf
 from varprop._util.validation import fail
 
+if TYPE_CHECKING:  # pragma: no cover
+    import sympy as sp
+else:
+    #: SymPy, imported at first use (:mod:`varprop._util.lazy`): the numeric members of a law
+    #: and the families' flags need none of it.
+    sp = lazy_module("sympy")
 #: scipy.special, imported at first use (:mod:`varprop._util.lazy`)
 special = lazy_module("scipy.special")
 
-__all__ = ["WeightLaw", "Normal", "Uniform", "TruncatedNormal", "Orthogonal",
-           "truncated_variance_factor", "FAN_IN", "FAN_OUT"]
+# FAN_IN/FAN_OUT: module attributes made by __getattr__ (PEP 562)
+__all__ = ["WeightLaw", "Normal", "Uniform", "TruncatedNormal", "Orthogonal",  # noqa: F822
+           "truncated_variance_factor", "fan_symbols", "FAN_IN", "FAN_OUT"]
 
-#: SymPy symbols for the fan-in and fan-out of a layer.
-FAN_IN = sp.Symbol("n_in", positive=True, integer=True)
-FAN_OUT = sp.Symbol("n_out", positive=True, integer=True)
+
+@cache
+def fan_symbols() -> tuple[sp.Symbol, sp.Symbol]:
+    """The SymPy symbols ``(n_in, n_out)`` of a layer's fan-in and fan-out, also the module
+    attributes ``FAN_IN`` and ``FAN_OUT``; made at first use, so that importing the laws imports
+    no SymPy."""
+    return (sp.Symbol("n_in", positive=True, integer=True),
+            sp.Symbol("n_out", positive=True, integer=True))
+
+
+def __getattr__(name: str) -> Any:
+    """``FAN_IN``/``FAN_OUT`` (:func:`fan_symbols`), made at first access (PEP 562)."""
+    if name in ("FAN_IN", "FAN_OUT"):
+        return fan_symbols()[name == "FAN_OUT"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def truncated_variance_factor(bound: sp.Expr) -> sp.Expr:
@@ -83,8 +102,8 @@ class WeightLaw(ABC):
         The family's parameters (:attr:`parameter_names`) as exact SymPy expressions (numbers, or
         expressions in the symbols ``n_in``/``n_out`` for a law stated at symbolic fans).
     fan_in, fan_out : sympy.Expr, optional
-        The matrix's fans (symbols by default); only laws whose entries are not i.i.d. (e.g.
-        :class:`Orthogonal`) depend on them beyond their parameters.
+        The matrix's fans (the symbols ``n_in``/``n_out`` by default); only laws whose entries
+        are not i.i.d. (e.g. :class:`Orthogonal`) depend on them beyond their parameters.
     numeric : mapping, optional
         The parameters as floats, when the caller has them already (an init scheme evaluates
         its compiled parameter rule); by default each exact parameter rounded to a float
@@ -121,17 +140,47 @@ class WeightLaw(ABC):
         return (f"entries i.i.d. {cls.family}" if cls.iid
                 else f"entries of a {cls.family} law, not independent")
 
-    def __init__(self, params: Mapping[str, object], *, fan_in: object = FAN_IN,
-                 fan_out: object = FAN_OUT, numeric: Mapping[str, float] | None = None) -> None:
+    def __init__(self, params: Mapping[str, object], *, fan_in: object = None,
+                 fan_out: object = None, numeric: Mapping[str, float] | None = None) -> None:
         missing = [k for k in self.parameter_names if k not in params]
         if missing or len(params) != len(self.parameter_names):
             raise fail("params", dict(params),
                        f"exactly the parameters {list(self.parameter_names)} of {self.family!r}")
         self.exact = {k: sp.sympify(params[k]) for k in self.parameter_names}
-        self.fan_in = sp.sympify(fan_in)
-        self.fan_out = sp.sympify(fan_out)
+        n_in, n_out = fan_symbols()
+        self.fan_in = n_in if fan_in is None else sp.sympify(fan_in)
+        self.fan_out = n_out if fan_out is None else sp.sympify(fan_out)
         if numeric is not None:
             self.__dict__["parameters"] = {k: float(numeric[k]) for k in self.parameter_names}
+
+    @classmethod
+    def at_fans(cls, numeric: Mapping[str, float], fan_in: int, fan_out: int,
+                exact_law: Callable[[], WeightLaw]) -> WeightLaw:
+        """The law at integer fans from its float parameters alone (no SymPy: an init scheme's
+        catalogued numeric path, :mod:`varprop.components.scheme`).  Its numeric members are
+        those of ``cls(params, fan_in=..., fan_out=..., numeric=numeric)``; its exact ones
+        (:attr:`exact`, :attr:`mean`, :attr:`variance`, :meth:`moments`, repr) are read from
+        ``exact_law()``, that law, built at first access."""
+        law = cls.__new__(cls)
+        law.__dict__.update(parameters={k: float(numeric[k]) for k in cls.parameter_names},
+                            _fans=(fan_in, fan_out), _exact_law=exact_law)
+        return law
+
+    # a law made by ``at_fans`` reads these from its exact law (others set them in __init__)
+    @cached_property
+    def exact(self) -> dict[str, sp.Expr]:
+        """The parameters as exact SymPy expressions."""
+        return self.__dict__["_exact_law"]().exact
+
+    @cached_property
+    def fan_in(self) -> sp.Expr:
+        """The matrix's fan-in (a SymPy integer or expression)."""
+        return sp.Integer(self.__dict__["_fans"][0])
+
+    @cached_property
+    def fan_out(self) -> sp.Expr:
+        """The matrix's fan-out (a SymPy integer or expression)."""
+        return sp.Integer(self.__dict__["_fans"][1])
 
     @cached_property
     def parameters(self) -> dict[str, float]:
@@ -197,6 +246,9 @@ class WeightLaw(ABC):
         p = self.parameters
         numeric = {k: (float(np.ldexp(v, -e)) if k in self.scale_parameters else v)
                    for k, v in p.items()}
+        if "_exact_law" in self.__dict__:  # a law at integer fans: its exact law at first use
+            return self.at_fans(numeric, *self.__dict__["_fans"],
+                                partial(_rescaled, self.__dict__["_exact_law"], e))
         factor = sp.Integer(2) ** (-e)
         params = {k: (v * factor if k in self.scale_parameters else v)
                   for k, v in self.exact.items()}
@@ -205,6 +257,11 @@ class WeightLaw(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.exact.items())
         return f"{type(self).__name__}({args})"
+
+
+def _rescaled(exact_law: Callable[[], WeightLaw], e: int) -> WeightLaw:
+    """The exact law of a rescaled law at integer fans (:meth:`WeightLaw.rescaled`)."""
+    return exact_law().rescaled(e)
 
 
 class _LocationScale(WeightLaw):
@@ -332,11 +389,16 @@ class TruncatedNormal(_LocationScale):
     def moments(self) -> tuple[float, float]:
         r""":math:`(\text{loc}, \text{scale}^2 m_2(b))` with the cancellation-free
         :math:`m_2` (the closed form in erf loses every digit in floats below
-        :math:`b \approx 10^{-8}`)."""
-        p = self.parameters
+        :math:`b \approx 10^{-8}`): :meth:`moments_of` the float parameters."""
+        return self.moments_of(self.parameters)
+
+    @staticmethod
+    def moments_of(parameters: Mapping[str, float]) -> tuple[float, float]:
+        r""":meth:`moments` from the float parameters alone (no law, no SymPy: an init scheme's
+        numeric path, :mod:`varprop.components.scheme`)."""
         with np.errstate(over="ignore"):
-            var = float(np.square(p["scale"]) * truncated_normal_m2(p["bound"]))
-        return p["loc"], var
+            var = float(np.square(parameters["scale"]) * truncated_normal_m2(parameters["bound"]))
+        return parameters["loc"], var
 
     def kurtosis(self) -> float:
         return truncated_normal_excess_kurtosis(self.parameters["bound"])
@@ -361,7 +423,7 @@ class TruncatedNormal(_LocationScale):
 
     def _standard(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype
                   ) -> np.ndarray:
-        return _truncated_standard_normal(rng, shape, self.parameters["bound"], dtype)
+        return truncated_standard_normal(rng, shape, self.parameters["bound"], dtype)
 
     def describe(self) -> str:
         p = self.parameters
@@ -390,6 +452,8 @@ class Orthogonal(WeightLaw):
         return sp.Max(self.fan_in, self.fan_out)
 
     def _m_float(self) -> float:
+        if "_fans" in self.__dict__:  # integer fans (:meth:`WeightLaw.at_fans`)
+            return float(max(self.__dict__["_fans"]))
         m = self._m
         if not m.is_number:
             raise fail("fan_in", self.fan_in, "numeric fans for the numeric members of an "
@@ -420,7 +484,7 @@ class Orthogonal(WeightLaw):
         return 0.5 + np.sign(v) * half
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        return _haar_orthogonal(rng, shape, dtype) * dtype.type(self.parameters["gain"])
+        return haar_orthogonal(rng, shape, dtype) * dtype.type(self.parameters["gain"])
 
     @property
     def scale(self) -> float:
@@ -428,42 +492,3 @@ class Orthogonal(WeightLaw):
 
     def describe(self) -> str:
         return f"{self.parameters['gain']:.6g} x Haar orthogonal"
-
-
-def _haar_orthogonal(rng: np.random.Generator, shape: tuple[int, ...], dt: np.dtype) -> np.ndarray:
-    """Haar-distributed matrices with orthonormal rows or columns: QR of a Gaussian matrix with
-    the sign correction of Mezzadri (2007)."""
-    *batch, n_out, n_in = shape
-    tall = n_out >= n_in
-    g = rng.standard_normal(tuple(batch) + ((n_out, n_in) if tall else (n_in, n_out)))
-    q, r = np.linalg.qr(g)
-    d = np.sign(np.diagonal(r, axis1=-2, axis2=-1))
-    d[d == 0] = 1.0
-    q = q * d[..., None, :]
-    if not tall:
-        q = np.swapaxes(q, -1, -2)
-    return q.astype(dt, copy=False)
-
-
-def _truncated_standard_normal(rng: np.random.Generator, shape: tuple[int, ...], bound: float,
-                               dt: np.dtype) -> np.ndarray:
-    """:math:`N(0, 1)` conditioned on :math:`|w| \\le` ``bound``: rejection from the normal when
-    it accepts at least 68% of the draws (``bound >= 1``), else from the uniform on
-    :math:`[-b, b]`, accepting :math:`w` with probability :math:`e^{-w^2/2}` (at least 86%; the
-    inverse CDF on :math:`[\\Phi(-b), \\Phi(b)]` it replaces resolved only about
-    :math:`10^{-16}/b` of the interval)."""
-    if bound >= 1.0:
-        w = rng.standard_normal(shape, dtype=dt)
-        bad = np.abs(w) > bound
-        while bad.any():
-            w[bad] = rng.standard_normal(int(bad.sum()), dtype=dt)
-            bad = np.abs(w) > bound
-        return w
-    w = np.empty(int(np.prod(shape, dtype=np.int64)))
-    todo = np.arange(w.size)
-    while todo.size:
-        x = bound * (2.0 * rng.random(todo.size) - 1.0)
-        ok = rng.random(todo.size) < np.exp(-0.5 * x * x)
-        w[todo[ok]] = x[ok]
-        todo = todo[~ok]
-    return w.reshape(shape).astype(dt, copy=False)

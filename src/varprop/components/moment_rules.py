@@ -1,40 +1,29 @@
-r"""Gaussian moment rules of activations: the symbols, the :class:`MomentRules` container, exact
-Gaussian expectations of polynomials, and the closed-form families of the registered activations.
+r"""Gaussian moment rules of activations: the symbols, exact Gaussian expectations of
+polynomials, and the closed-form families of the registered activations (the container
+:class:`MomentRules` is defined in :mod:`varprop.components.closed_forms`, which imports no
+SymPy, and re-exported here).
 
 For a pre-activation :math:`z \sim N(\mu, q)` a rule set gives :math:`E\phi(z)`,
 :math:`E\phi(z)^2`, :math:`E\phi'(z)` and :math:`E\phi'(z)^2` as SymPy expressions in the
-symbols ``mu`` and ``q``.
+symbols ``mu`` and ``q``.  This module imports SymPy: the numeric path binds it lazily
+(:func:`varprop._util.lazy.lazy_module`).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Literal
+from collections.abc import Mapping
 
-import mpmath
-import numpy as np
 import sympy as sp
 
-from varprop._math.scalar import lambdify_scalar
-from varprop._util.lazy import lazy_module
+from varprop._math import gauss_exp
+from varprop.components.closed_forms import MOMENTS, MomentName, MomentRules, symbols
 
-#: scipy.special, imported at first use (:mod:`varprop._util.lazy`)
-special = lazy_module("scipy.special")
-
-__all__ = ["MomentRules", "X", "MU", "Q", "MOMENTS", "gaussian_polynomial_expectation",
-           "gauss_exp_below_zero", "gauss_exp_excess", "exponential_linear_rules", "clipped_linear_rules", "gelu_rules",
-           "polynomial_rules"]
+__all__ = ["MomentRules", "X", "MU", "Q", "MOMENTS", "MomentName",
+           "gaussian_polynomial_expectation", "gauss_exp_below_zero", "gauss_exp_excess",
+           "exponential_linear_rules", "clipped_linear_rules", "gelu_rules", "polynomial_rules"]
 
 #: The activation's argument, the pre-activation mean and variance.
-X = sp.Symbol("x", real=True)
-MU = sp.Symbol("mu", real=True)
-Q = sp.Symbol("q", positive=True)
-
-MomentName = Literal["mean", "second", "deriv_mean", "deriv_second"]
-MOMENTS: tuple[MomentName, ...] = ("mean", "second", "deriv_mean", "deriv_second")
+X, MU, Q = symbols()
 
 
 def _Phi(x: sp.Expr) -> sp.Expr:
@@ -45,79 +34,13 @@ def _pdf(x: sp.Expr) -> sp.Expr:
     return sp.exp(-(x**2) / 2) / sp.sqrt(2 * sp.pi)
 
 
-@dataclass(frozen=True)
-class MomentRules:
-    r"""Closed-form Gaussian moments of an activation as SymPy expressions in ``mu`` and ``q``.
-
-    Attributes
-    ----------
-    mean, second, deriv_mean, deriv_second : sympy.Expr
-        :math:`E\phi(z)`, :math:`E\phi(z)^2`, :math:`E\phi'(z)`, :math:`E\phi'(z)^2` for
-        :math:`z \sim N(\mu, q)`.
-    exact : bool
-        True if the formulas are exact; False for approximations.
-    zero_mean_only : bool
-        True if ``second`` holds only at :math:`\mu = 0` (then all four are stated at
-        :math:`\mu = 0`).
-    approximation : str
-        What was approximated (empty when exact).
-    max_relative_error : dict
-        For approximations: the declared bound on :math:`|\text{closed}/\text{exact} - 1|` of
-        each moment over all :math:`q > 0` at :math:`\mu = 0` (measured on a dense grid
-        :math:`10^{-4} \le q \le 10^{4}` and checked in the tests; both ends tend to the
-        asymptotic values stated in the activation's docstring).
-    evaluation : dict
-        Numerically stable forms of some moments, equal to the stated ones, used by
-        :attr:`compiled` and :attr:`vectorized` (e.g. :class:`gauss_exp_below_zero` for
-        :math:`e^a\Phi(b)`, which avoids :math:`\infty \cdot 0`); the stated forms stay in
-        elementary functions for the symbolic engine (limits, derivations).
-    """
-
-    mean: sp.Expr
-    second: sp.Expr
-    deriv_mean: sp.Expr
-    deriv_second: sp.Expr
-    exact: bool = True
-    zero_mean_only: bool = False
-    approximation: str = ""
-    max_relative_error: Mapping[str, float] = field(default_factory=dict)
-    evaluation: Mapping[str, sp.Expr] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, sp.Expr]:
-        return {name: getattr(self, name) for name in MOMENTS}
-
-    def evaluation_form(self, name: str) -> sp.Expr:
-        """The form of moment ``name`` to evaluate numerically: :attr:`evaluation`'s stable one
-        where given, else the stated one (numeric code reads this, not the attributes)."""
-        return self.evaluation.get(name, getattr(self, name))
-
-    @cached_property
-    def compiled(self) -> Callable[[float, float], tuple[float, float, float, float]]:
-        """Scalar (``math``-module) evaluation of the four moments at ``(mu, q)``."""
-        return lambdify_scalar((MU, Q), [self.evaluation_form(m) for m in MOMENTS])  # inf beyond range
-
-    @cached_property
-    def vectorized(self) -> dict[str, Callable[[np.ndarray, float], np.ndarray]]:
-        """NumPy evaluation of each moment for an array of means at one ``q``."""
-        mods = [{"erf": special.erf}, "numpy"]
-        out = {}
-        for m in MOMENTS:
-            f = sp.lambdify((MU, Q), self.evaluation_form(m), modules=mods)
-            out[m] = (lambda f: lambda mu, q: _beyond_range_as_inf(f, mu, q))(f)
-        return out
-
-
-def _beyond_range_as_inf(f: Callable[..., np.ndarray], mu: np.ndarray, q: float) -> np.ndarray:
-    """``f(mu, q)`` in NumPy floats (``inf`` beyond the float range, not Python's OverflowError)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        values = f(np.asarray(mu, dtype=float), np.float64(q))
-    return np.broadcast_to(values, np.shape(mu)).astype(float)
-
-
 def _erf_scaled_rules(k: sp.Expr, *, exact_: bool, approximation: str = "",
-                      offset: sp.Expr = sp.Integer(0), factor: sp.Expr = sp.Integer(1),
+                      offset: sp.Expr | None = None, factor: sp.Expr | None = None,
                       max_relative_error: Mapping[str, float] | None = None) -> MomentRules:
-    r"""Rules for :math:`\phi(x) = c_0 + c_1 \operatorname{erf}(k x)` at :math:`\mu = 0`."""
+    r"""Rules for :math:`\phi(x) = c_0 + c_1 \operatorname{erf}(k x)` at :math:`\mu = 0`
+    (``offset`` :math:`c_0` 0 and ``factor`` :math:`c_1` 1 unless given)."""
+    offset = sp.Integer(0) if offset is None else offset
+    factor = sp.Integer(1) if factor is None else factor
     k2 = k**2
     e_mean = sp.Integer(0)
     e_second = 2 / sp.pi * sp.asin(2 * k2 * Q / (1 + 2 * k2 * Q))
@@ -192,59 +115,14 @@ def polynomial_rules(poly: sp.Expr, mu: sp.Expr = MU, **kwargs: object) -> Momen
 # Closed forms of the exponential-linear units, the clipped linear units and GELU
 # ----------------------------------------------------------------------------------------------
 
-def _is_mp(*values: object) -> bool:
-    return any(isinstance(v, mpmath.mpf) for v in values)
-
-
-def _below_zero_numeric(k: object, mu: object, q: object) -> object:
-    r""":math:`E[e^{kz}1\{z<0\}] = e^{k\mu + k^2q/2}\Phi(b)`, :math:`b = -(\mu + kq)/\sqrt q`,
-    without ``inf * 0``: in the lower tail (:math:`b < 0`) as
-    :math:`\tfrac12 e^{-\mu^2/(2q)}\operatorname{erfcx}(-b/\sqrt2)` (the exponent
-    :math:`k\mu + k^2q/2 - b^2/2 = -\mu^2/(2q)` exactly, so no cancellation of huge terms), else
-    directly (:math:`\Phi(b) \ge 1/2`: it overflows only where the true value does).  mpmath
-    arguments (the overflow fallback of :func:`varprop._math.scalar.lambdify_scalar`) are
-    evaluated with mpmath."""
-    if _is_mp(k, mu, q):
-        return mpmath.exp(k * mu + k * k * q / 2) * mpmath.ncdf(-(mu + k * q) / mpmath.sqrt(q))
-    k_, mu_, q_ = (np.asarray(v, dtype=float) for v in (k, mu, q))
-    root_q = np.sqrt(q_)
-    t = (mu_ + k_ * q_) / (math.sqrt(2.0) * root_q)  # -b / sqrt(2)
-    with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
-        tail = 0.5 * np.exp(-mu_ * mu_ / (2.0 * q_)) * special.erfcx(np.maximum(t, 0.0))
-        body = np.exp(k_ * mu_ + k_ * k_ * q_ / 2.0) * special.ndtr(-math.sqrt(2.0) * t)
-        out = np.where(t > 0, tail, body)
-    return float(out) if out.ndim == 0 else out
-
-
-def _excess_numeric(k: object, mu: object, q: object) -> object:
-    r""":math:`E[(e^{kz} - 1)1\{z<0\}] = e^{a}\Phi(b) - \Phi(-r)`, :math:`a = k\mu + k^2q/2`,
-    :math:`r = \mu/\sqrt q`, accurate where it is small (:math:`q \to 0`: both terms tend to
-    :math:`\Phi(-r)`): for :math:`|a| < 1/2` as :math:`\operatorname{expm1}(a)\Phi(b) +
-    (\Phi(b) - \Phi(-r))`, the difference by :math:`\operatorname{erf}` (exactly 0 at
-    :math:`r = 0`) or, for :math:`r > 1`, by :math:`\operatorname{erfc}` (lower tails); else
-    :func:`_below_zero_numeric` minus :math:`\Phi(-r)`."""
-    if _is_mp(k, mu, q):
-        return _below_zero_numeric(k, mu, q) - mpmath.ncdf(-mu / mpmath.sqrt(q))
-    k_, mu_, q_ = (np.asarray(v, dtype=float) for v in (k, mu, q))
-    root2, root_q = math.sqrt(2.0), np.sqrt(q_)
-    a, b, r = k_ * mu_ + k_ * k_ * q_ / 2.0, -(mu_ + k_ * q_) / root_q, mu_ / root_q
-    with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
-        gap = np.where(r > 1.0,
-                       0.5 * (special.erfc(-b / root2) - special.erfc(r / root2)),
-                       0.5 * (special.erf(b / root2) + special.erf(r / root2)))
-        small = np.expm1(a) * special.ndtr(b) + gap
-        large = np.asarray(_below_zero_numeric(k_, mu_, q_)) - special.ndtr(-r)
-        out = np.where(np.abs(a) < 0.5, small, large)
-    return float(out) if out.ndim == 0 else out
-
-
 class gauss_exp_below_zero(sp.Function):  # noqa: N801  (SymPy functions are lower case)
     r""":math:`E[e^{kz}1\{z < 0\}]` for :math:`z \sim N(\mu, q)` (arguments ``k, mu, q``):
     :math:`e^{k\mu + k^2 q/2}\,\Phi(-(\mu + k q)/\sqrt q)` by completing the square; evaluated
-    by :func:`_below_zero_numeric` (no ``inf * 0``, no cancellation at large :math:`q`)."""
+    by :func:`varprop._math.gauss_exp.gauss_exp_below_zero` (no ``inf * 0``, no cancellation
+    at large :math:`q`)."""
 
     nargs = 3
-    _imp_ = staticmethod(_below_zero_numeric)
+    _imp_ = staticmethod(gauss_exp.gauss_exp_below_zero)
 
     def _eval_evalf(self, prec: int) -> sp.Expr:
         return _gauss_exp_below_zero(*self.args)._eval_evalf(prec)
@@ -252,10 +130,11 @@ class gauss_exp_below_zero(sp.Function):  # noqa: N801  (SymPy functions are low
 
 class gauss_exp_excess(sp.Function):  # noqa: N801
     r""":math:`E[(e^{kz} - 1)1\{z < 0\}]` (arguments ``k, mu, q``), evaluated by
-    :func:`_excess_numeric` without the cancellation of its two terms as :math:`q \to 0`."""
+    :func:`varprop._math.gauss_exp.gauss_exp_excess` without the cancellation of its two terms
+    as :math:`q \to 0`."""
 
     nargs = 3
-    _imp_ = staticmethod(_excess_numeric)
+    _imp_ = staticmethod(gauss_exp.gauss_exp_excess)
 
     def _eval_evalf(self, prec: int) -> sp.Expr:
         k, mu, q = self.args

@@ -4,6 +4,12 @@ r"""The :class:`InitScheme` type and the scheme registry (the named schemes are 
 A scheme is a weight-law family (:mod:`varprop.components.laws`) plus a rule giving the family's
 parameters at each ``(fan_in, fan_out)`` as exact SymPy expressions.  ``scheme.law(fan_in,
 fan_out)`` is the law of one layer's weights; the scheme's moments, sampler and flags read it.
+
+A registered scheme at its default parameters (``init_scheme("he_normal")``, ``"keras:he_normal"``)
+is read from the generated catalogue :mod:`varprop.components._compiled_schemes` instead: its
+moments, parameters, flags and laws at integer fans are the full scheme's code and floats without
+importing SymPy (about 0.3 s of ``varprop predict``'s start-up), and its SymPy-valued members build
+the full scheme on first access.  Other parameters build the full scheme at once.
 """
 
 from __future__ import annotations
@@ -14,11 +20,12 @@ import numbers
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sympy as sp
 
+from varprop._util.lazy import lazy_module
 from varprop._util.registry import typed_cache_key
 from varprop._util.rounding import float_or_inf
 from varprop._util.validation import (
@@ -28,9 +35,17 @@ from varprop._util.validation import (
     fail,
     fail_type,
 )
-from varprop.components.laws import FAN_IN, FAN_OUT, WeightLaw
+from varprop.components import _compiled_schemes, laws
+from varprop.components.laws import WeightLaw, fan_symbols
 from varprop.components.registries import SCHEMES
 from varprop.errors import InvalidArgumentType, VarpropWarning
+
+if TYPE_CHECKING:  # pragma: no cover
+    import sympy as sp
+else:
+    #: SymPy, imported at first use (:mod:`varprop._util.lazy`): a catalogued scheme's numeric
+    #: members need none of it (:class:`_CataloguedScheme`).
+    sp = lazy_module("sympy")
 
 __all__ = ["InitScheme", "SCHEMES", "init_scheme", "resolve_scheme", "scheme_names",
            "weight_moments", "SAMPLE_MEMORY_LIMIT"]
@@ -38,8 +53,9 @@ __all__ = ["InitScheme", "SCHEMES", "init_scheme", "resolve_scheme", "scheme_nam
 #: The largest sample :meth:`InitScheme.sample` draws (bytes of the result).
 SAMPLE_MEMORY_LIMIT = 4 * 2**30
 
-#: A spec maps ``(n_in, n_out)`` to the law family's parameters as SymPy expressions.
-Spec = Callable[[sp.Expr, sp.Expr], Mapping[str, sp.Expr]]
+#: A spec maps ``(n_in, n_out)`` to the law family's parameters as SymPy expressions (``Any``
+#: at run time: the alias must not import SymPy).
+Spec = Callable[[Any, Any], Mapping[str, Any]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,8 +99,12 @@ class InitScheme:
     def law(self, fan_in: object = None, fan_out: object = None) -> WeightLaw:
         r"""The law of the weights of a ``fan_out x fan_in`` layer (symbols ``n_in``/``n_out``
         where a fan is ``None``; positive integers or SymPy expressions otherwise)."""
-        n_in = _symbolic_fan("fan_in", fan_in, FAN_IN)
-        n_out = _symbolic_fan("fan_out", fan_out, FAN_OUT)
+        if type(fan_in) is int and type(fan_out) is int:  # no SymPy for a catalogued scheme
+            return _cached_law(self, check_positive_int("fan_in", fan_in),
+                               check_positive_int("fan_out", fan_out))
+        symbol_in, symbol_out = fan_symbols()
+        n_in = _symbolic_fan("fan_in", fan_in, symbol_in)
+        n_out = _symbolic_fan("fan_out", fan_out, symbol_out)
         if n_in.is_Integer and n_out.is_Integer:
             return _cached_law(self, int(n_in), int(n_out))
         return self.family(self.spec(n_in, n_out), fan_in=n_in, fan_out=n_out)
@@ -105,17 +125,15 @@ class InitScheme:
     # ----- numeric --------------------------------------------------------------------------
     @cached_property
     def _numeric_spec(self) -> Callable[[int, int], dict[str, float]]:
-        symbolic = self.spec(FAN_IN, FAN_OUT)
-        keys = list(symbolic)
-        fn = sp.lambdify((FAN_IN, FAN_OUT), [symbolic[k] for k in keys], modules="math")
+        keys, exprs = _spec_expressions(self)
+        fn = sp.lambdify(fan_symbols(), exprs, modules="math")
         return lambda n_in, n_out: dict(zip(keys, map(float_or_inf, fn(n_in, n_out))))
 
     @cached_property
     def _numeric_moments(self) -> Callable[[int, int], tuple[float, float]]:
         if not self.family.moments_from_exact:
             return lambda n_in, n_out: _cached_law(self, n_in, n_out).moments()
-        law = self.law()
-        return _float_evaluator((law.mean, law.variance))
+        return _float_evaluator(_moment_expressions(self))
 
     def moments(self, fan_in: int, fan_out: int) -> tuple[float, float]:
         r"""``(mu_w, sigma_w^2)`` as floats for a layer of shape ``(fan_out, fan_in)``.
@@ -233,22 +251,56 @@ def _cached_parameters(scheme: InitScheme, fan_in: int, fan_out: int
 
 @lru_cache(maxsize=4096)
 def _cached_law(scheme: InitScheme, fan_in: int, fan_out: int) -> WeightLaw:
+    numeric = dict(_cached_parameters(scheme, fan_in, fan_out))
+    if isinstance(scheme, _CataloguedScheme):  # the exact law at first use (picklable)
+        return scheme.family.at_fans(numeric, fan_in, fan_out,
+                                     partial(_full_law, scheme, fan_in, fan_out, numeric))
+    return _exact_law(scheme, fan_in, fan_out, numeric)
+
+
+def _full_law(scheme: _CataloguedScheme, fan_in: int, fan_out: int, numeric: dict[str, float]
+              ) -> WeightLaw:
+    return _exact_law(scheme._full, fan_in, fan_out, numeric)
+
+
+def _exact_law(scheme: InitScheme, fan_in: int, fan_out: int, numeric: dict[str, float]
+               ) -> WeightLaw:
     n_in, n_out = sp.Integer(fan_in), sp.Integer(fan_out)
-    return scheme.family(scheme.spec(n_in, n_out), fan_in=n_in, fan_out=n_out,
-                         numeric=dict(_cached_parameters(scheme, fan_in, fan_out)))
+    return scheme.family(scheme.spec(n_in, n_out), fan_in=n_in, fan_out=n_out, numeric=numeric)
+
+
+def _spec_expressions(scheme: InitScheme) -> tuple[list[str], list[sp.Expr]]:
+    """The names and SymPy expressions (in the symbols ``n_in``/``n_out``) of the family's
+    parameters: what ``_numeric_spec`` compiles (and the catalogue,
+    :mod:`varprop.components.compiled_schemes`)."""
+    symbolic = scheme.spec(*fan_symbols())
+    keys = list(symbolic)
+    return keys, [symbolic[k] for k in keys]
+
+
+def _moment_expressions(scheme: InitScheme) -> tuple[sp.Expr, sp.Expr]:
+    """The exact entry mean and variance at symbolic fans: what ``_numeric_moments`` compiles
+    for a family with ``moments_from_exact`` (and the catalogue)."""
+    law = scheme.law()
+    return (law.mean, law.variance)
+
+
+#: The errors of compiled ``math`` code on numbers beyond the float range.
+_FLOAT_ERRORS = (OverflowError, ZeroDivisionError, ValueError)
 
 
 def _float_evaluator(exprs: tuple[sp.Expr, ...]) -> Callable[[int, int], tuple[float, ...]]:
     """Evaluate ``exprs`` at ``(n_in, n_out)`` as floats: compiled ``math`` code, and where it
     fails (an exact number beyond the float range, e.g. :math:`10^{400}/3`) SymPy's exact
     arithmetic, with results beyond the float range mapped to +-inf."""
-    fn = sp.lambdify((FAN_IN, FAN_OUT), exprs, modules="math")
+    symbols = fan_symbols()
+    fn = sp.lambdify(symbols, exprs, modules="math")
 
     def evaluate(n_in: int, n_out: int) -> tuple[float, ...]:
         try:
             return tuple(map(float_or_inf, fn(n_in, n_out)))
-        except (OverflowError, ZeroDivisionError, ValueError):
-            at = {FAN_IN: sp.Integer(n_in), FAN_OUT: sp.Integer(n_out)}
+        except _FLOAT_ERRORS:
+            at = dict(zip(symbols, (sp.Integer(n_in), sp.Integer(n_out))))
             return tuple(float_or_inf(sp.N(e.subs(at), 20)) for e in exprs)
     return evaluate
 
@@ -282,11 +334,86 @@ def _check_float_dtype(dtype: object) -> np.dtype:
 
 
 # ----------------------------------------------------------------------------------------------
+# Catalogued schemes: the registered schemes at their defaults, without SymPy
+# ----------------------------------------------------------------------------------------------
+
+class _CataloguedScheme(InitScheme):
+    """A registered scheme at its default parameters whose numeric members come from the
+    catalogue :mod:`varprop.components._compiled_schemes` (generated from the full scheme by
+    :mod:`varprop.components.compiled_schemes`: the code ``lambdify`` compiles, so the floats are
+    bit-identical) and need no SymPy.  ``spec``, ``law``, the exact moments and everything else
+    SymPy-valued build the full scheme (its registered factory) on first access.  Name, params,
+    repr, equality, hash and pickling are the full scheme's."""
+
+    def __init__(self, name: str, entry: Mapping[str, Any]) -> None:
+        # a frozen dataclass: the fields are set as its own __init__ does
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "params", dict(entry["params"]))
+        object.__setattr__(self, "family", getattr(laws, entry["family"]))
+        object.__setattr__(self, "note", entry["note"])
+        object.__setattr__(self, "_entry", entry)
+
+    @cached_property
+    def _full(self) -> InitScheme:
+        """The scheme built by its registered factory (imports SymPy)."""
+        return SCHEMES.factory(self.name)()
+
+    @cached_property
+    def spec(self) -> Spec:  # type: ignore[override]
+        return self._full.spec
+
+    @cached_property
+    def is_zero_mean(self) -> bool:
+        r"""True if :math:`\mu_w = 0` for every fan (decided symbolically by the generator)."""
+        return bool(self._entry["zero_mean"])
+
+    @cached_property
+    def _numeric_spec(self) -> Callable[[int, int], dict[str, float]]:
+        fn, keys = self._entry["spec"], self._entry["spec_keys"]
+
+        def evaluate(n_in: int, n_out: int) -> dict[str, float]:
+            try:
+                return dict(zip(keys, map(float_or_inf, fn(n_in, n_out))))
+            except _FLOAT_ERRORS:
+                return self._full._numeric_spec(n_in, n_out)
+        return evaluate
+
+    @cached_property
+    def _numeric_moments(self) -> Callable[[int, int], tuple[float, float]]:
+        fn = self._entry["moments"]
+        if fn is None:  # a family computing its moments from the float parameters
+            moments_of = self.family.moments_of  # type: ignore[attr-defined]
+            return lambda n_in, n_out: moments_of(dict(_cached_parameters(self, n_in, n_out)))
+
+        def evaluate(n_in: int, n_out: int) -> tuple[float, float]:
+            try:
+                mean, var = map(float_or_inf, fn(n_in, n_out))
+            except _FLOAT_ERRORS:  # the full scheme's exact fallback
+                return self._full._numeric_moments(n_in, n_out)
+            return mean, var
+        return evaluate
+
+
+def _catalogued(name: str, items: tuple[tuple[str, type, object], ...]) -> InitScheme | None:
+    """The catalogued scheme ``name`` if ``items`` (typed parameters) are all its defaults."""
+    entry = _compiled_schemes.CATALOGUE.get(name)
+    if entry is None or SCHEMES.factory(name).__module__ not in _compiled_schemes.MODULES:
+        return None  # not catalogued, or re-registered by a user
+    defaults = entry["params"]
+    if all(k in defaults and type(defaults[k]) is t and defaults[k] == v for k, t, v in items):
+        return _CataloguedScheme(name, entry)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
 # The registry and lookup
 # ----------------------------------------------------------------------------------------------
 
 @lru_cache(maxsize=512)
 def _build_cached(name: str, items: tuple[tuple[str, type, object], ...]) -> InitScheme:
+    light = _catalogued(name, items)
+    if light is not None:
+        return light
     return SCHEMES.build(name, argument="init", **{k: v for k, _, v in items})
 
 

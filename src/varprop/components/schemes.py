@@ -42,20 +42,18 @@ truncated normal rescaled to the same variance, available as
 
 from __future__ import annotations
 
-from typing import Literal
-
-import sympy as sp
+from typing import TYPE_CHECKING, Any, Literal
 
 from varprop._util.exact import exact
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import (
     check_choice,
     check_positive_real,
     check_real,
     fail,
 )
+from varprop.components import laws
 from varprop.components.laws import (
-    FAN_IN,
-    FAN_OUT,
     Normal,
     Orthogonal,
     TruncatedNormal,
@@ -76,6 +74,22 @@ from varprop.components.scheme import (
     weight_moments,
 )
 
+if TYPE_CHECKING:  # pragma: no cover
+    import sympy as sp
+else:
+    #: SymPy, imported at first use (:mod:`varprop._util.lazy`): the factories build exact
+    #: expressions, but the catalogued schemes (:mod:`varprop.components.scheme`) need none.
+    sp = lazy_module("sympy")
+
+
+def __getattr__(name: str) -> Any:
+    """``FAN_IN``/``FAN_OUT``, re-exported from :mod:`varprop.components.laws` at first access
+    (they are SymPy symbols: PEP 562 keeps the import of this module free of SymPy)."""
+    if name in ("FAN_IN", "FAN_OUT"):
+        return getattr(laws, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "InitScheme",
     "init_scheme",
@@ -83,8 +97,8 @@ __all__ = [
     "scheme_names",
     "variance_scaling",
     "weight_moments",
-    "FAN_IN",
-    "FAN_OUT",
+    "FAN_IN",  # noqa: F822  (module __getattr__, PEP 562)
+    "FAN_OUT",  # noqa: F822
     "SAMPLE_MEMORY_LIMIT",
     "truncated_variance_factor",
 ]

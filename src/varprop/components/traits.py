@@ -46,7 +46,12 @@ from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
-import sympy as sp
+
+from varprop._util.lazy import lazy_module
+
+#: SymPy, imported at first use (:mod:`varprop._util.lazy`): a catalogued activation's traits
+#: are stored (:mod:`varprop.components.compiled_activations`), not computed.
+sp = lazy_module("sympy")
 
 if TYPE_CHECKING:  # pragma: no cover
     from varprop.components.activation import Activation

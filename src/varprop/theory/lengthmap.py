@@ -14,14 +14,19 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-import sympy as sp
-from scipy.optimize import brentq
 
 from varprop._math.quadrature import gaussian_expectations
-from varprop.components.activations import Activation, X
+from varprop._util.lazy import lazy_module
+from varprop.components.activations import Activation
 from varprop.network.layers.nonlinearity import Nonlinearity
 from varprop.network.state import MomentState
 from varprop.theory.moments import Moments
+
+#: SymPy, the moment rules' symbols and scipy.optimize, imported at first use
+#: (:mod:`varprop._util.lazy`): derivatives of the expression, root finding
+sp = lazy_module("sympy")
+rule_symbols = lazy_module("varprop.components.moment_rules")
+optimize = lazy_module("scipy.optimize")
 
 __all__ = ["dsecond_dq"]
 
@@ -68,9 +73,9 @@ def dsecond_dq(act: Activation, q: float) -> float:
         sides = act.derivative_function(np.array([-1e-300, 1e-300]))
         return float(np.mean(np.square(sides)))
     if q <= 0.0:
-        d1, d2 = sp.diff(act.expr, X), sp.diff(act.expr, X, 2)
+        d1, d2 = sp.diff(act.expr, rule_symbols.X), sp.diff(act.expr, rule_symbols.X, 2)
         try:
-            val = float((d1**2 + act.expr * d2).subs(X, 0))
+            val = float((d1**2 + act.expr * d2).subs(rule_symbols.X, 0))
         except (TypeError, ValueError):
             eps = 1e-6
             f = act.function
@@ -133,7 +138,7 @@ def _fixed_point(act: Activation, s: float, b2: float, q0: float = 1.0) -> float
             if lo < Q_MIN:
                 return 0.0
             hi, lo = lo, lo / 4.0
-    return brentq(h, lo, hi, xtol=1e-15, rtol=1e-13, maxiter=200)
+    return optimize.brentq(h, lo, hi, xtol=1e-15, rtol=1e-13, maxiter=200)
 
 
 
@@ -149,7 +154,7 @@ def _chaotic_correlation(act: Activation, s: float, b2: float, q: float) -> tupl
         hi = 1.0 - 1e-3
         while g(hi) >= 0.0 and hi < 1.0 - 1e-9:
             hi = 1.0 - (1.0 - hi) / 10.0
-        c_star = brentq(g, 0.0, hi, xtol=1e-12)
+        c_star = optimize.brentq(g, 0.0, hi, xtol=1e-12)
     chi_c = s * act.correlated_moments(0.0, q, c_star * q)[1]
     return c_star, chi_c
 

@@ -17,19 +17,34 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import sympy as sp
 
 from varprop._math import quadrature as _q
 from varprop._math.scalar import lambdify_scalar
 from varprop._math.tabulated import LogTable
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import fail
-from varprop.components.activations import MOMENTS, MU, Activation, Q
+from varprop.components.activations import MOMENTS, Activation, resolve_activation
 from varprop.errors import VarpropError
 
-__all__ = ["zero_mean_moments", "correlated_moments", "node_moments", "gaussian_moments_many",
-           "overflowed_moments", "Moments", "SMALL_SHIFT"]
+#: SymPy and the symbols of the moment rules, imported at first use (:mod:`varprop._util.lazy`):
+#: to compile the closed forms of activations outside the generated catalogue
+#: (:mod:`varprop.theory._compiled_moments`)
+sp = lazy_module("sympy")
+rule_symbols = lazy_module("varprop.components.moment_rules")
+#: The generated catalogue, imported at first use: its generator imports this module, and must
+#: run even when the catalogue is out of date (``python -m varprop.theory.compiled_moments``)
+catalogue = lazy_module("varprop.theory._compiled_moments")
+
+if TYPE_CHECKING:
+    import sympy
+
+    from varprop.components.moment_rules import MomentRules
+
+__all__ = ["zero_mean_moments", "zero_mean_forms", "correlated_moments", "node_moments",
+           "gaussian_moments_many", "overflowed_moments", "Moments", "SMALL_SHIFT"]
 
 _BASE = np.arange(-_q.HALF_WIDTH, _q.HALF_WIDTH + 0.5, 1.0)
 
@@ -54,11 +69,9 @@ def zero_mean_moments(act: Activation, method: str) -> MomentFn:
         # "exact": quadrature through a verified table in log q (see _tabulated): ~50x faster
         # per layer, checked against quadrature to 1e-11 in every panel it uses
         return LogTable(quadrature) if method == "exact" else quadrature
-    exprs = [rules.evaluation_form(name).subs(MU, 0)  # type: ignore[union-attr]
-             for name in ("mean", "second", "deriv_second")]
-    # simplify takes seconds on a long polynomial (a custom one), where it has nothing to gain
-    exprs = [e if e.is_polynomial(Q) else sp.simplify(e) for e in exprs]
-    compiled = lambdify_scalar([Q], exprs)  # inf, not OverflowError, beyond the float range
+    compiled = _catalogued(act)
+    if compiled is None:
+        compiled = lambdify_scalar([rule_symbols.Q], zero_mean_forms(rules))  # type: ignore[arg-type]
 
     def closed(q: float) -> tuple[float, float, float]:
         if q == 0.0 or math.isinf(q):  # limits, where the formulas divide by zero
@@ -66,6 +79,44 @@ def zero_mean_moments(act: Activation, method: str) -> MomentFn:
         return compiled(q)  # type: ignore[return-value]
 
     return closed
+
+
+def zero_mean_forms(rules: MomentRules) -> list[sympy.Expr]:
+    r"""The closed forms of :math:`E\phi, E\phi^2, E\phi'^2` at :math:`\mu = 0`, as functions of
+    :math:`q`, in the form :func:`zero_mean_moments` compiles (simplified, except polynomials:
+    ``simplify`` takes seconds on a long polynomial, where it has nothing to gain).
+
+    The generated catalogue :mod:`varprop.theory._compiled_moments` holds these forms compiled
+    for the registered activations (:mod:`varprop.theory.compiled_moments` writes it).
+    """
+    exprs = [rules.evaluation_form(name).subs(rule_symbols.MU, 0)
+             for name in ("mean", "second", "deriv_second")]
+    return [e if e.is_polynomial(rule_symbols.Q) else sp.simplify(e) for e in exprs]
+
+
+def _catalogued(act: Activation) -> MomentFn | None:
+    """The catalogued compiled :func:`zero_mean_forms` of a registered activation at its default
+    parameters (no SymPy), None for any other activation.
+
+    The catalogue holds the code :func:`varprop._math.scalar.lambdify_scalar` compiles (its fast
+    ``math`` path), so its floats are the same; where that path overflows, the full
+    ``lambdify_scalar`` (its ``mpmath`` fallback) is built and used, as it would be.
+    """
+    fast = catalogue.ZERO_MEAN.get(act.name)
+    if fast is None or resolve_activation(act.name) is not act:
+        return None
+    full: list[Callable[..., tuple[float, ...]]] = []
+
+    def evaluate(q: float) -> tuple[float, float, float]:
+        try:
+            return tuple(float(v) for v in fast(q))  # type: ignore[return-value]
+        except (OverflowError, ZeroDivisionError, ValueError):
+            if not full:
+                forms = zero_mean_forms(act.closed_form)  # type: ignore[arg-type]
+                full.append(lambdify_scalar([rule_symbols.Q], forms))
+            return full[0](q)  # type: ignore[return-value]
+
+    return evaluate
 
 
 def correlated_moments(act: Activation, method: str, mean: float, var: float, cov: float

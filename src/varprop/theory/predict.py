@@ -76,6 +76,7 @@ from typing import Literal
 
 import numpy as np
 
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import (
     check_choice,
     check_nonnegative_real,
@@ -100,9 +101,7 @@ from varprop.network.quantities import (
     spec,
 )
 from varprop.network.state import NAN_MESSAGE
-from varprop.theory import shifted as _shifted
 from varprop.theory.fields import general_values, is_general
-from varprop.theory.finite import quantities as finite
 from varprop.theory.meanfield import walk_backward
 from varprop.theory.moments import zero_mean_moments as _zero_mean_moments  # noqa: F401 (benchmarks, tests)
 from varprop.theory.sizes import check_fits, underflowed
@@ -117,6 +116,11 @@ from varprop.theory.walks import (
     _Shape,
     _walks,
 )
+
+#: The finite-width corrections (``finite_width=True``) and the walk conditional on the layer-1
+#: shift (non-zero-mean weights), imported at first use (:mod:`varprop._util.lazy`)
+finite = lazy_module("varprop.theory.finite.quantities")
+_shifted = lazy_module("varprop.theory.shifted")
 
 __all__ = ["predict_variance", "propagate", "Propagation", "QUANTITIES", "METHODS"]
 

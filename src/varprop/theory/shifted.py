@@ -143,22 +143,30 @@ DEEP_GRADED = 300
 UNRESOLVED_SHARE = 1e-6
 
 
+def _outer_edges(graded: int) -> tuple[np.ndarray, np.ndarray]:
+    """The uniform panel edges and the edges graded towards u = 0, where odd activations' shifts
+    change sign (sharp in u at depth)."""
+    graded_edges = np.concatenate([s * 10.0 ** -np.arange(2.0, 2.0 + graded) for s in (-1.0, 1.0)])
+    return np.linspace(-OUTER_HALF_WIDTH, OUTER_HALF_WIDTH, OUTER_PANELS + 1), graded_edges
+
+
 @lru_cache(maxsize=2)
 def _outer_rule(graded: int = OUTER_GRADED) -> tuple[np.ndarray, np.ndarray]:
     x, w = np.polynomial.legendre.leggauss(OUTER_POINTS)
-    # graded towards u = 0, where odd activations' shifts change sign (sharp in u at depth)
-    graded = np.concatenate([s * 10.0 ** -np.arange(2.0, 2.0 + graded) for s in (-1.0, 1.0)])
-    edges = np.union1d(np.linspace(-OUTER_HALF_WIDTH, OUTER_HALF_WIDTH, OUTER_PANELS + 1), graded)
+    edges = np.union1d(*_outer_edges(graded))
     a, b = edges[:-1, None], edges[1:, None]
     u = (a + (b - a) * (x + 1.0) / 2.0).ravel()
     wu = ((b - a) * w / 2.0).ravel() * np.exp(-0.5 * u * u) * _q.INV_SQRT_2PI
     return u, wu / wu.sum()  # normalised: E_u[1] = 1 exactly up to rounding
 
 
-_U, _WU = _outer_rule(OUTER_GRADED)
 #: Memory of the recursion per layer: three node arrays kept for the backward pass, the
-#: per-layer results and the widths.
-BYTES_PER_LAYER = 3 * 8 * _U.size + 9 * 8 + 8
+#: per-layer results and the widths.  The nodes are counted without building the rule, which
+#: is built at the first conditional walk (``np.union1d`` imports ``numpy.ma``: start-up).
+BYTES_PER_LAYER = 3 * 8 * OUTER_POINTS * (len(set(np.concatenate(_outer_edges(OUTER_GRADED))
+                                                   .tolist())) - 1) + 9 * 8 + 8
+
+
 class _Averager:
     r""":math:`E_u[x]` by the outer rule, remembering the largest share of an average that the
     innermost decade :math:`|u| < 10^{-g}` carries (a smooth integrand gives ~1e-11: a large share

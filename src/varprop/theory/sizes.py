@@ -13,11 +13,15 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import sympy as sp
 
+from varprop._util.lazy import lazy_module
 from varprop.errors import VarpropError
 from varprop.network.layers.dense import Dense
 from varprop.network.model import Network
+
+#: SymPy, imported at first use (:mod:`varprop._util.lazy`): only to tell an exactly zero
+#: weight variance from an underflow
+sp = lazy_module("sympy")
 
 __all__ = ["check_fits", "available_bytes", "source_positive", "underflowed", "BYTES_PER_LAYER",
            "LAST_ONLY"]

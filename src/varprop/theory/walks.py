@@ -10,6 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import fail
 from varprop.components.activations import Activation
 from varprop.components.schemes import InitScheme
@@ -19,7 +20,6 @@ from varprop.network.layers.nonlinearity import Nonlinearity
 from varprop.network.model import Network
 from varprop.network.quantities import spec
 from varprop.network.state import NAN_MESSAGE
-from varprop.theory import shifted as _shifted
 from varprop.theory.meanfield import (
     BackwardWalk,
     ForwardWalk,
@@ -28,6 +28,10 @@ from varprop.theory.meanfield import (
 )
 from varprop.theory.moments import Moments
 from varprop.theory.sizes import check_fits, source_positive, underflowed
+
+#: The walk conditional on the layer-1 shift (non-zero-mean weights), imported at first use
+#: (:mod:`varprop._util.lazy`)
+_shifted = lazy_module("varprop.theory.shifted")
 
 __all__: list[str] = []
 

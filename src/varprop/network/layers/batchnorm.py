@@ -124,9 +124,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-import sympy as sp
 
 from varprop._math.sphere import BatchSphere
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import check_choice, check_positive_real, fail, fail_type
 from varprop.components.activations import Activation
 from varprop.errors import VarpropError
@@ -139,6 +139,9 @@ from varprop.network.layers.batchpairs import (
     centred_pairs,
     joint_gradient,
 )
+
+#: SymPy, imported at first use (:mod:`varprop._util.lazy`): only the symbolic derivations need it
+sp = lazy_module("sympy")
 
 __all__ = ["BatchNorm", "SphereLaw"]
 

@@ -51,8 +51,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import sympy as sp
 
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import (
     check_choice,
     check_nonnegative_real,
@@ -71,6 +71,9 @@ from varprop.network.layers.spatial import (
     output_size,
     sliding_windows,
 )
+
+#: SymPy, imported at first use (:mod:`varprop._util.lazy`): only the symbolic derivations need it
+sp = lazy_module("sympy")
 
 __all__ = ["Conv"]
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import sympy as sp
 
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import check_nonnegative_real, check_width, fail
 from varprop.components.scheme import weight_moments
 from varprop.components.schemes import InitScheme, resolve_scheme
@@ -22,6 +22,9 @@ from varprop.errors import VarpropError
 from varprop.network.field import Field, GradField
 from varprop.network.layers.base import Layer, Shape
 from varprop.network.state import NAN_MESSAGE, GradientState, MomentState
+
+#: SymPy, imported at first use (:mod:`varprop._util.lazy`): only the symbolic derivations need it
+sp = lazy_module("sympy")
 
 __all__ = ["Dense"]
 

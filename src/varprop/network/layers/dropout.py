@@ -34,12 +34,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-import sympy as sp
 
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import check_choice, check_real, fail
 from varprop.network.field import Field, GradField, Shape
 from varprop.network.layers.base import Layer
 from varprop.network.layers.dropoutlaw import DropoutLaw
+
+#: SymPy, imported at first use (:mod:`varprop._util.lazy`): only the symbolic derivations need it
+sp = lazy_module("sympy")
 
 __all__ = ["Dropout"]
 

@@ -36,13 +36,16 @@ import math
 from functools import lru_cache
 
 import numpy as np
-import sympy as sp
 
 from varprop._math import bivariate
 from varprop._math.shifted_relu import RHO_LIMIT, relu_class_shifted
+from varprop._util.lazy import lazy_module
 from varprop.components.activations import Activation
 from varprop.errors import VarpropError
 from varprop.network.field import Field, GradField
+
+#: SymPy, imported at first use (:mod:`varprop._util.lazy`): derivations, and recognising erf
+sp = lazy_module("sympy")
 
 __all__ = ["backward", "exact", "forward", "pair_moments", "position_moments", "steps"]
 

@@ -70,7 +70,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import sympy as sp
 
 from varprop._math.gaussian_max import (
     MaxSamples,
@@ -78,6 +77,7 @@ from varprop._math.gaussian_max import (
     sample_window_max,
     window_max_moments,
 )
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import fail
 from varprop.errors import VarpropError
 from varprop.network.field import Field, GradField, Shape
@@ -90,6 +90,9 @@ from varprop.network.layers.spatial import (
     output_size,
     sliding_windows,
 )
+
+#: SymPy, imported at first use (:mod:`varprop._util.lazy`): only the symbolic derivations need it
+sp = lazy_module("sympy")
 
 __all__ = ["MaxPool"]
 

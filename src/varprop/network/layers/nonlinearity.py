@@ -9,22 +9,19 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import sympy as sp
 
 from varprop._util.lazy import lazy_module
-from varprop.components.activations import (
-    MOMENTS,
-    MU,
-    Activation,
-    Q,
-    X,
-    resolve_activation,
-)
+from varprop.components.activations import MOMENTS, Activation, resolve_activation
 from varprop.errors import VarpropError
 from varprop.network.field import Field, GradField
 from varprop.network.layers import elementwise
 from varprop.network.layers.base import Layer, Shape
 from varprop.network.state import GradientState, MomentEvaluator, MomentState, Value
+
+#: SymPy and the moment rules' symbols, imported at first use (:mod:`varprop._util.lazy`):
+#: symbolic moments and derivations, the realised second-moment map
+sp = lazy_module("sympy")
+rule_symbols = lazy_module("varprop.components.moment_rules")
 
 #: scipy.interpolate, imported at first use (:mod:`varprop._util.lazy`)
 interpolate = lazy_module("scipy.interpolate")
@@ -105,7 +102,8 @@ class Nonlinearity(Layer):
         rules = self.activation.closed_form
         if rules is None or (rules.zero_mean_only and mean != 0):
             return None
-        return {m: getattr(rules, m).subs({MU: mean, Q: variance}) for m in MOMENTS}
+        at = {rule_symbols.MU: mean, rule_symbols.Q: variance}
+        return {m: getattr(rules, m).subs(at) for m in MOMENTS}
 
     def moment_integrals(self, mean: Any, variance: Any) -> dict[str, sp.Integral]:
         r"""The Gaussian moments as named, unevaluated integrals over :math:`t \sim N(0, 1)` with
@@ -114,7 +112,8 @@ class Nonlinearity(Layer):
         t = sp.Symbol("t", real=True)
         dens = sp.exp(-t**2 / 2) / sp.sqrt(2 * sp.pi)
         z = mean + sp.sqrt(variance) * t
-        phi, dphi = self.activation.expr.subs(X, z), self.activation.derivative.subs(X, z)
+        x = rule_symbols.X
+        phi, dphi = self.activation.expr.subs(x, z), self.activation.derivative.subs(x, z)
         return {key: sp.Integral(e * dens, (t, -sp.oo, sp.oo))
                 for key, e in (("mean", phi), ("second", phi**2), ("deriv_mean", dphi),
                                ("deriv_second", dphi**2))}
@@ -212,7 +211,8 @@ def _second_moment_map(act: Activation) -> Callable[[np.ndarray], np.ndarray]:
         slope2 = traits.slope * traits.slope
         return lambda v: np.asarray(v, dtype=float) * slope2
     if rules is not None and rules.exact and not rules.zero_mean_only:
-        f = sp.lambdify(Q, sp.simplify(rules.evaluation_form("second").subs(MU, 0)),
+        second = sp.simplify(rules.evaluation_form("second").subs(rule_symbols.MU, 0))
+        f = sp.lambdify(rule_symbols.Q, second,
                         modules=[{"erf": special.erf}, "numpy"])
         return lambda v: np.broadcast_to(np.asarray(f(np.asarray(v, dtype=float)), dtype=float),
                                          np.shape(v)).astype(float)

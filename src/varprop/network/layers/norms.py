@@ -69,12 +69,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import sympy as sp
 
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import check_nonnegative_real, fail
 from varprop.errors import VarpropError
 from varprop.network.field import Field, GradField, Shape
 from varprop.network.layers.base import Layer
+
+#: SymPy, imported at first use (:mod:`varprop._util.lazy`): only the symbolic derivations need it
+sp = lazy_module("sympy")
 
 __all__ = ["LayerNorm", "RMSNorm"]
 

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import sympy as sp
 
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import fail
 from varprop.errors import VarpropError
 from varprop.network.field import Field, FieldNeeds, GradField, Shape
@@ -48,6 +48,9 @@ from varprop.network.layers.spatial import (
     output_size,
     sliding_windows,
 )
+
+#: SymPy, imported at first use (:mod:`varprop._util.lazy`): only the symbolic derivations need it
+sp = lazy_module("sympy")
 
 __all__ = ["AvgPool", "Flatten", "GlobalAvgPool", "pool_windows"]
 

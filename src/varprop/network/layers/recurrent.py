@@ -134,8 +134,8 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import sympy as sp
 
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import (
     check_nonnegative_real,
     check_positive_int,
@@ -151,6 +151,9 @@ from varprop.errors import VarpropError
 from varprop.network.field import Field, GradField
 from varprop.network.layers.base import Layer, Shape
 from varprop.network.layers.recurrent_field import Kernel, backward_bptt, forward_kernel
+
+#: SymPy, imported at first use (:mod:`varprop._util.lazy`): only the symbolic derivations need it
+sp = lazy_module("sympy")
 
 __all__ = ["MAX_STEPS", "Recurrent"]
 

@@ -62,14 +62,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import sympy as sp
 
+from varprop._util.lazy import lazy_module
 from varprop._util.validation import check_real, fail, fail_type
 from varprop.components.activations import Activation
 from varprop.errors import VarpropError
 from varprop.network.field import Field, FieldNeeds, GradField, Shape
 from varprop.network.layers.base import Layer
 from varprop.network.layers.nonlinearity import Nonlinearity
+
+#: SymPy, imported at first use (:mod:`varprop._util.lazy`): only the symbolic derivations need it
+sp = lazy_module("sympy")
 
 __all__ = ["Residual"]
 
