@@ -12,7 +12,8 @@ import time
 
 from varprop import activation, init_scheme, predict_variance
 from varprop.components.activations import _build_cached as _act_cache
-from varprop.theory.predict import _propagate_cached, _zero_mean_moments
+from varprop.theory.moments import zero_mean_moments as _zero_mean_moments
+from varprop.theory.predict import _propagate_cached
 
 
 def best_of(fn, repeat: int = 5, number: int = 20) -> float:

@@ -10,7 +10,7 @@ import pytest
 
 import varprop
 from varprop._math.tabulated import LogTable
-from varprop.theory.predict import _zero_mean_moments
+from varprop.theory.moments import zero_mean_moments as _zero_mean_moments
 
 
 def _mp_moments(phi, dphi, q):

@@ -103,7 +103,6 @@ from varprop.network.quantities import (
 from varprop.network.state import NAN_MESSAGE
 from varprop.theory.fields import general_values, is_general
 from varprop.theory.meanfield import walk_backward
-from varprop.theory.moments import zero_mean_moments as _zero_mean_moments  # noqa: F401 (benchmarks, tests)
 from varprop.theory.sizes import check_fits, underflowed
 from varprop.theory.walks import (
     _SHIFTED_ARRAYS,
@@ -117,8 +116,7 @@ from varprop.theory.walks import (
     _walks,
 )
 
-#: The finite-width corrections (``finite_width=True``) and the walk conditional on the layer-1
-#: shift (non-zero-mean weights), imported at first use (:mod:`varprop._util.lazy`)
+#: finite-width corrections and the walk conditional on the layer-1 shift, imported at first use
 finite = lazy_module("varprop.theory.finite.quantities")
 _shifted = lazy_module("varprop.theory.shifted")
 
@@ -235,9 +233,7 @@ def _resolve_method(method: object) -> str:
     return "exact" if method == "auto" else method
 
 
-# ----------------------------------------------------------------------------------------------
-# public functions
-# ----------------------------------------------------------------------------------------------
+# ----- public functions -----------------------------------------------------------------------
 
 def propagate(
     activation: Network | Activation | str,

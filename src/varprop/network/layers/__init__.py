@@ -9,6 +9,7 @@ docs/performance.md).  ``from varprop.network.layers import Conv`` works as befo
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -40,7 +41,14 @@ __all__ = ["Dense", "Layer", "Nonlinearity", "Residual", "LayerNorm", "RMSNorm",
 __all__ += ["BatchNorm"]
 
 
+#: this package's modules (``varprop.network.layers.conv``, ...), also imported at first access
+_MODULES = frozenset(entry[:-3] for entry in os.listdir(__path__[0])
+                     if entry.endswith(".py") and not entry.startswith("__"))
+
+
 def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -50,4 +58,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(__all__) | set(globals()))
+    return sorted(set(__all__) | _MODULES)
