@@ -29,6 +29,7 @@ from varprop.simulation.montecarlo import (
     SimulationResult,
     simulate,
 )
+from varprop.simulation.statistics import Draws
 
 Z = 5.0  # standard errors: two-sided normal tail 5.7e-7
 
@@ -577,3 +578,23 @@ def test_per_replicate_refuses_a_variance_name_whose_mean_is_not_zero() -> None:
         shifted.per_replicate("preactivation")
     tanh = simulate("tanh", "lecun_normal", fan_in=64, depth=2, replicates=16, seed=0)
     assert tanh.per_replicate("activation").shape == (16, 2)  # odd: E a = 0
+
+
+def test_dense_default_chunk_is_one_block():
+    # the dense engine draws one block of weights at a time by default (kept in cache, no copy)
+    res = simulate("relu", "he_uniform", fan_in=16, depth=2, replicates=200, seed=3)
+    assert res.engine == "dense" and res.chunk_size == res.block_size == 64
+
+
+@pytest.mark.parametrize("make", [
+    lambda g, size: np.asfortranarray(g.random((size, 3, 4))),  # not C order: copied
+    lambda g, size: g.random((size, 3, 4), dtype=np.float32),   # other dtype: cast
+    lambda g, size: g.random((size, 3, 4)),                      # returned as it is
+])
+def test_per_block_of_one_block_equals_the_blockwise_fill(make):
+    one = Draws([(np.random.default_rng(5), slice(0, 7))])
+    out = one.per_block((3, 4), np.dtype("float64"), make)
+    expected = make(np.random.default_rng(5), 7).astype(np.float64)
+    assert out.shape == (7, 3, 4) and out.dtype == np.float64 and out.flags.c_contiguous
+    assert out.flags.writeable
+    np.testing.assert_array_equal(out, expected)

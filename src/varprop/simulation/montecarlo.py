@@ -46,7 +46,8 @@ engine; for the dense engine at most 64 and small enough that one block's weight
 :data:`DENSE_BLOCK_BYTES`) -- a function of the configuration only.  Block :math:`j` draws all its
 random numbers, in a fixed order, from its own stream
 ``numpy.random.SeedSequence(seed).spawn(n_blocks)[j]``.  Chunks of whole blocks (sized from
-:data:`MEMORY_BUDGET`, or ``chunk_size``) are processed one after the other; every per-replicate
+:data:`MEMORY_BUDGET` for the Gaussian engine, one block for the dense engine, or
+``chunk_size``) are processed one after the other; every per-replicate
 reduction runs along the last axis of a contiguous per-replicate row, so the same ``seed`` gives
 bit-identical results for every chunking.
 
@@ -259,7 +260,8 @@ def simulate(
     draws the same standard normals and applies :math:`W = \mu_w + s W_0` to the products
     :math:`W_0 a`, :math:`W_0^\top\delta` (equal in law, one pass over the weights fewer).
     Memory: about :data:`MEMORY_BUDGET` bytes per chunk; the dense engine keeps each replicate's
-    weight matrices for the backward pass (at least one replicate's worth).
+    weight matrices for the backward pass, one block at a time by default (at most
+    :data:`DENSE_BLOCK_BYTES` of weights).
 
     Examples
     --------
@@ -333,9 +335,9 @@ def simulate(
     n_blocks = -(-replicates // block)
     if chunk_size is None:
         per = int(used.bytes_per_replicate(network, batch, dt.itemsize))
-        # dense: a smaller working set (no gain from stacking big matrices; fewer page faults)
-        budget = DENSE_BLOCK_BYTES if used.name == "dense" else MEMORY_BUDGET
-        blocks_per_chunk = max(1, budget // (per * block))
+        # dense: one block per chunk, its weights drawn in place and kept in cache (no gain from
+        # stacking big matrices: 30% faster than 64 MiB chunks at n = 64, L = 5, uniform weights)
+        blocks_per_chunk = 1 if used.name == "dense" else max(1, MEMORY_BUDGET // (per * block))
     else:
         blocks_per_chunk = -(-chunk_size // block)
     blocks_per_chunk = min(blocks_per_chunk, n_blocks)

@@ -43,7 +43,18 @@ class Draws:
 
     def per_block(self, shape: tuple[int, ...], dtype: np.dtype,
                   fn: Callable[[np.random.Generator, int], np.ndarray]) -> np.ndarray:
-        """``(C,) + shape`` filled block by block with ``fn(generator, block_replicates)``."""
+        """``(C,) + shape`` filled block by block with ``fn(generator, block_replicates)``.  A
+        chunk of one block returns ``fn``'s array itself when it already has that shape, dtype
+        and C order (no copy: the dense engine's weights are the largest arrays it makes)."""
+        if len(self.gens) == 1:
+            g, sl = self.gens[0]
+            one = fn(g, sl.stop - sl.start)
+            if (one.shape == (self.total,) + shape and one.dtype == dtype
+                    and one.flags.c_contiguous and one.flags.writeable):
+                return one
+            out = np.empty((self.total,) + shape, dtype=dtype)
+            out[...] = one
+            return out
         out = np.empty((self.total,) + shape, dtype=dtype)
         for g, sl in self.gens:
             out[sl] = fn(g, sl.stop - sl.start)
