@@ -73,13 +73,13 @@ def _reference(obj: object) -> tuple[str | None, set[str]]:
     return f"{alias}.{qualname}", {f"from {package} import {alias}" if package else f"import {module}"}
 
 
-def _key_source(key: tuple[tuple[str, type, object], ...]) -> str:
+def _key_source(key: tuple[tuple[str, type, object, bool], ...]) -> str:
     """``typed_cache_key(params)`` as source (builtin type names)."""
     items = []
-    for name, kind, value in key:
+    for name, kind, value, negative in key:
         if kind.__module__ != "builtins":
             raise ValueError(f"parameter {name}={value!r}: a catalogue holds builtin values only")
-        items.append(f"({name!r}, {kind.__name__}, {value!r})")
+        items.append(f"({name!r}, {kind.__name__}, {value!r}, {negative!r})")
     return "(" + "".join(f"{item}, " for item in items).rstrip(" ") + ")"
 
 
