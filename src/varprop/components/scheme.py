@@ -7,9 +7,12 @@ fan_out)`` is the law of one layer's weights; the scheme's moments, sampler and 
 
 A registered scheme at its default parameters (``init_scheme("he_normal")``, ``"keras:he_normal"``)
 is read from the generated catalogue :mod:`varprop.components._compiled_schemes` instead: its
-moments, parameters, flags and laws at integer fans are the full scheme's code and floats without
-importing SymPy (about 0.3 s of ``varprop predict``'s start-up), and its SymPy-valued members build
-the full scheme on first access.  Other parameters build the full scheme at once.
+moments (:meth:`InitScheme.moments`), parameters, flags, sampler, and the numeric members of its
+laws at integer fans (``parameters``, ``kurtosis``, ``support``, ``cdf``, ``sample``) are the
+full scheme's code and floats without importing SymPy (about 0.3 s of ``varprop predict``'s
+start-up).  Its SymPy-valued members build the full scheme on first access, and so do a law's
+exact members (``exact``, ``mean``, ``variance``, ``moments()``, ``repr``: SymPy values, or
+floats computed from them).  Other parameters build the full scheme at once.
 """
 
 from __future__ import annotations
