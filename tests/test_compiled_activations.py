@@ -109,7 +109,7 @@ def test_gaussian_moments_are_bit_identical(name):
 def test_overflow_falls_back_to_the_full_rules():
     # mu**2 overflows Python floats: the catalogued code raises, the full rules' mpmath path
     # gives the limit
-    light = _CataloguedActivation("linear", catalogue.CATALOGUE["linear"])
+    light = _CataloguedActivation._from_entry("linear", catalogue.CATALOGUE["linear"])
     assert light.closed_form.compiled(3.0, 1.0) == (3.0, 10.0, 1.0, 1.0)
     assert "full_rules" not in vars(light.closed_form)
     assert light.closed_form.compiled(1e200, 1.0) == (1e200, math.inf, 1.0, 1.0)
@@ -117,7 +117,7 @@ def test_overflow_falls_back_to_the_full_rules():
 
 
 def test_symbolic_attributes_build_the_full_activation():
-    light, full = _CataloguedActivation("selu", catalogue.CATALOGUE["selu"]), _full("selu")
+    light, full = _CataloguedActivation._from_entry("selu", catalogue.CATALOGUE["selu"]), _full("selu")
     light.gaussian_moments(0.3, 1.0)
     assert "full" not in vars(light)
     assert light.expr == full.expr and light.derivative == full.derivative

@@ -178,14 +178,14 @@ def _raises(exc: type[Exception]):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("exc", [OverflowError, ZeroDivisionError, ValueError])
 def test_a_failing_compiled_function_falls_back_to_the_full_scheme(exc: type[Exception]) -> None:
     entry = _compiled_schemes.CATALOGUE["xavier_normal"]
-    broken = _CataloguedScheme("xavier_normal", {**entry, "spec": _raises(exc),
+    broken = _CataloguedScheme._from_entry("xavier_normal", {**entry, "spec": _raises(exc),
                                                  "moments": _raises(exc)})
     full = _full("xavier_normal")
     assert broken._numeric_moments(300, 100) == full._numeric_moments(300, 100) == (0.0, 2 / 400)
     spec = broken._numeric_spec(300, 100)
     assert spec == full._numeric_spec(300, 100)
     assert spec == {"loc": 0.0, "scale": pytest.approx(math.sqrt(2 / 400), rel=1e-15)}
-    other = _CataloguedScheme("xavier_normal", {**entry, "moments": _raises(TypeError)})
+    other = _CataloguedScheme._from_entry("xavier_normal", {**entry, "moments": _raises(TypeError)})
     with pytest.raises(TypeError):  # only the float-range errors fall back
         other._numeric_moments(300, 100)
 

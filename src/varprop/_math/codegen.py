@@ -13,15 +13,17 @@ them from SymPy and compare the text, so they cannot drift from the symbolic for
 
 from __future__ import annotations
 
+import argparse
 import builtins
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import sympy as sp
 
-__all__ = ["GeneratedFunction", "generated_function", "module_source"]
+__all__ = ["GeneratedFunction", "generated_function", "module_source", "run_generator"]
 
 
 @dataclass(frozen=True)
@@ -100,3 +102,22 @@ def module_source(docstring: str, functions: Sequence[GeneratedFunction], tail: 
              f'"""{docstring}"""\n', *sorted(set(lines.values())), "", ""]
     parts += [fn.source + "\n" for fn in functions]
     return "\n".join(parts).rstrip("\n") + "\n\n" + tail.rstrip("\n") + "\n"
+
+
+def run_generator(path: Path, source: Callable[[], str], command: str,
+                  argv: Sequence[str] | None = None) -> int:
+    """The ``main`` of a generator module (``python -m <command> [--check]``): write ``path``
+    with the text ``source()``, or with ``--check`` write nothing and return 1 if ``path`` is
+    missing or differs from it (0 if up to date), printing which."""
+    parser = argparse.ArgumentParser(prog=command, description=f"Write {path.name}.")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if the file is out of date")
+    args = parser.parse_args(argv)
+    text = source()
+    if args.check:
+        stale = not path.exists() or path.read_text(encoding="utf-8") != text
+        print(f"{path.name}: {'out of date, run ' + command if stale else 'up to date'}")
+        return int(stale)
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}")
+    return 0

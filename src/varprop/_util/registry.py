@@ -6,6 +6,7 @@ activations (:mod:`varprop.components.activations`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -24,6 +25,7 @@ class Registry(Generic[T]):
     kind: str
     _factories: dict[str, Callable[..., T]] = field(default_factory=dict)
     _aliases: dict[str, str] = field(default_factory=dict)
+    _replaced: set[str] = field(default_factory=set)
 
     def register(self, name: str, *aliases: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator registering ``factory`` under ``name`` and ``aliases``."""
@@ -42,8 +44,15 @@ class Registry(Generic[T]):
         """Remove the entry ``name`` (canonical) and its aliases, e.g. after a test registered
         a temporary one; unknown names raise ``KeyError``."""
         del self._factories[name]
+        self._replaced.add(name)
         for key in [k for k, v in self._aliases.items() if v == name]:
             del self._aliases[key]
+
+    def replaced(self, name: str) -> bool:
+        """True if the canonical name ``name`` was ever unregistered (and so perhaps registered
+        again with another factory): sticky, so that a generated catalogue of the original
+        factories is never used for it, whatever the new factory's module or qualified name."""
+        return name in self._replaced
 
     def canonical(self, name: object, *, argument: str | None = None) -> str:
         """The canonical name for ``name`` or an alias; ``ValueError`` with a suggestion."""
@@ -94,11 +103,19 @@ class Registry(Generic[T]):
         return isinstance(name, str) and self.is_known(name)
 
 
-def typed_cache_key(params: Mapping[str, object]) -> tuple[tuple[str, type, object], ...]:
-    """A cache key for factory parameters that includes each value's type.
+def typed_cache_key(params: Mapping[str, object]
+                    ) -> tuple[tuple[str, type, object, bool], ...]:
+    """A cache key for factory parameters that includes each value's type and sign.
 
     ``True == 1 == 1.0`` with equal hashes, so a key of the values alone would hand
     ``negative_slope=True`` the object cached for ``negative_slope=1.0`` and skip the factory's
-    validation (which refuses booleans).
+    validation (which refuses booleans); likewise ``-0.0 == 0.0``, so each entry also records
+    whether the value is a negative float (``math.copysign``), and ``mean=-0.0`` keeps its sign.
+    Entries are ``(name, type, value, negative)``.
     """
-    return tuple(sorted((k, type(v), v) for k, v in params.items()))
+    return tuple(sorted((k, type(v), v, _negative_float(v)) for k, v in params.items()))
+
+
+def _negative_float(value: object) -> bool:
+    """True for a float with its sign bit set (``-0.0`` included; False for NaN's sign too)."""
+    return isinstance(value, float) and not math.isnan(value) and math.copysign(1.0, value) < 0

@@ -21,6 +21,7 @@ from varprop.errors import InvalidArgument, InvalidArgumentType
 __all__ = [
     "fail",
     "fail_type",
+    "public_type_name",
     "check_positive_int",
     "check_nonnegative_int",
     "check_real",
@@ -42,8 +43,15 @@ def fail(name: str, value: object, allowed: str) -> InvalidArgument:
 def fail_type(name: str, value: object, allowed: str) -> InvalidArgumentType:
     """Build (not raise) the standard ``TypeError`` for argument ``name``."""
     return InvalidArgumentType(
-        f"{name}={value!r} has type {type(value).__name__}: expected {allowed}"
+        f"{name}={value!r} has type {public_type_name(value)}: expected {allowed}"
     )
+
+
+def public_type_name(value: object) -> str:
+    """The name of the first public class (no leading underscore) in ``type(value)``'s MRO:
+    ``InitScheme`` for varprop's private catalogued subclass of it, not ``_CataloguedScheme``."""
+    return next((c.__name__ for c in type(value).__mro__ if not c.__name__.startswith("_")),
+                type(value).__name__)
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:

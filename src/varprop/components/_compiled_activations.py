@@ -111,7 +111,7 @@ CATALOGUE = {
     },
     'leaky_relu': {
         "factory": 'varprop.components.activations.leaky_relu',
-        "key": (('negative_slope', float, 0.01),),
+        "key": (('negative_slope', float, 0.01, False),),
         "name": 'leaky_relu',
         "params": {'negative_slope': 0.01},
         "function": partial(activation_numerics.leaky_relu, 0.01),
@@ -187,7 +187,7 @@ CATALOGUE = {
     },
     'elu': {
         "factory": 'varprop.components.activations_extra.elu',
-        "key": (('alpha', float, 1.0),),
+        "key": (('alpha', float, 1.0, False),),
         "name": 'elu',
         "params": {'alpha': 1.0},
         "function": partial(activation_numerics.exponential_linear, 1.0, 1.0, 1.0),
@@ -206,7 +206,7 @@ CATALOGUE = {
     },
     'celu': {
         "factory": 'varprop.components.activations_extra.celu',
-        "key": (('alpha', float, 1.0),),
+        "key": (('alpha', float, 1.0, False),),
         "name": 'celu',
         "params": {'alpha': 1.0},
         "function": partial(activation_numerics.exponential_linear, 1.0, 1.0, 1.0),
@@ -244,7 +244,7 @@ CATALOGUE = {
     },
     'hardtanh': {
         "factory": 'varprop.components.activations_extra.hardtanh',
-        "key": (('max_val', float, 1.0), ('min_val', float, -1.0),),
+        "key": (('max_val', float, 1.0, False), ('min_val', float, -1.0, True),),
         "name": 'hardtanh',
         "params": {'min_val': -1.0, 'max_val': 1.0},
         "function": partial(activation_numerics.clipped, -1.0, 1.0),
@@ -282,7 +282,7 @@ CATALOGUE = {
     },
     'gelu': {
         "factory": 'varprop.components.activations_extra.gelu',
-        "key": (('approximate', str, 'none'),),
+        "key": (('approximate', str, 'none', False),),
         "name": 'gelu',
         "params": {'approximate': 'none'},
         "function": activation_numerics.gelu,
@@ -340,7 +340,7 @@ CATALOGUE = {
     },
     'softplus': {
         "factory": 'varprop.components.activations_extra.softplus',
-        "key": (('beta', float, 1.0),),
+        "key": (('beta', float, 1.0, False),),
         "name": 'softplus',
         "params": {'beta': 1.0},
         "function": partial(activation_numerics.softplus, 1.0),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -54,7 +55,7 @@ expressions = lazy_module("varprop.components.expressions")
 catalogue = lazy_module("varprop.components._compiled_activations")
 
 __all__ = ["Activation", "activation", "resolve_activation", "activation_names",
-           "parse_activation", "is_odd"]
+           "parse_activation", "is_odd", "catalogue_name"]
 
 ArrayFn = Callable[[np.ndarray], np.ndarray]
 
@@ -224,16 +225,25 @@ class _CataloguedActivation(Activation):
     and parameters), so it is interchangeable with the full object.
     """
 
-    def __init__(self, registered: str, entry: Mapping[str, object]) -> None:
+    def __new__(cls, *args: object, **fields: object) -> Activation:  # type: ignore[misc]
+        """Called the dataclass way (``dataclasses.replace``, ``cls(**fields)``): the full
+        :class:`Activation` with those fields, as for a full object (light ones are made by
+        :meth:`_from_entry`)."""
+        return Activation(*args, **fields)  # type: ignore[arg-type]
+
+    @classmethod
+    def _from_entry(cls, registered: str, entry: Mapping[str, object]) -> _CataloguedActivation:
+        """The light activation of the catalogue ``entry`` of the registered name."""
+        self = object.__new__(cls)
         moments: Mapping[str, object] | None = entry["closed_form"]  # type: ignore[assignment]
         values: dict[str, object] = {
             "name": entry["name"], "params": dict(entry["params"]),  # type: ignore[call-overload]
             "kinks": entry["kinks"], "latex_name": entry["latex_name"],
             "reference": entry["reference"], "_registered": registered,
             "traits": ActivationTraits(**entry["traits"]),  # type: ignore[arg-type]
-            "closed_form": None if moments is None else CataloguedRules(
-                moments["code"], lambda: self.full.closed_form,  # type: ignore[arg-type]
-                exact=moments["exact"], zero_mean_only=moments["zero_mean_only"],
+            "closed_form": None if moments is None else CataloguedRules._from_catalogue(
+                moments["code"], self, exact=moments["exact"],  # type: ignore[arg-type]
+                zero_mean_only=moments["zero_mean_only"],
                 approximation=moments["approximation"],
                 max_relative_error=moments["max_relative_error"]),
         }
@@ -241,6 +251,7 @@ class _CataloguedActivation(Activation):
             if entry[key] is not None:  # else the full activation's (a closure)
                 values[key] = entry[key]
         self.__dict__.update(values)  # frozen dataclass: no __setattr__
+        return self
 
     @cached_property
     def full(self) -> Activation:
@@ -252,25 +263,40 @@ class _CataloguedActivation(Activation):
     derivative_function = cached_property(lambda self: self.full.derivative_function)
 
 
-def _catalogued(name: str, items: tuple[tuple[str, type, object], ...]) -> Activation | None:
+def _catalogued(name: str, items: tuple[tuple[str, type, object, bool], ...]) -> Activation | None:
     """The catalogue's activation ``name`` if ``items`` are its default parameters (none, or
-    all given with their default values and types) and its registered factory is the one the
-    catalogue was generated from; else None."""
+    all given with their default values, types and signs) and its registered factory is the one
+    the catalogue was generated from (never unregistered, :meth:`Registry.replaced`, and the
+    very object the catalogue names); else None."""
     entry = catalogue.CATALOGUE.get(name)
-    if entry is None or items not in ((), entry["key"]):
+    if entry is None or items not in ((), entry["key"]) or ACTIVATIONS.replaced(name):
         return None
-    factory = ACTIVATIONS.factory(name)
-    if f"{factory.__module__}.{factory.__qualname__}" != entry["factory"]:
+    if ACTIVATIONS.factory(name) is not _named_object(entry["factory"]):  # type: ignore[arg-type]
         return None
-    return _CataloguedActivation(name, entry)
+    return _CataloguedActivation._from_entry(name, entry)
+
+
+def _named_object(dotted: str) -> object:
+    """The object ``"package.module.qualname"`` names (a module already imported: the one
+    that registered the factory), or None."""
+    module, _, qualname = dotted.rpartition(".")
+    return getattr(sys.modules.get(module), qualname, None)
+
+
+def catalogue_name(act: object) -> str | None:
+    """The registered name whose generated catalogue entry ``act`` was built from (a light
+    activation: a registered activation at its default parameters, its factory never
+    replaced), else None: code holding further catalogues keyed by name (the zero-mean
+    moments, :mod:`varprop.theory.moments`) may use them for this object, and only then."""
+    return act._registered if isinstance(act, _CataloguedActivation) else None  # type: ignore[attr-defined]
 
 
 @lru_cache(maxsize=256)
-def _build_cached(name: str, items: tuple[tuple[str, type, object], ...]) -> Activation:
+def _build_cached(name: str, items: tuple[tuple[str, type, object, bool], ...]) -> Activation:
     light = _catalogued(name, items)
     if light is not None:
         return light
-    return ACTIVATIONS.build(name, argument="activation", **{k: v for k, _, v in items})
+    return ACTIVATIONS.build(name, argument="activation", **{k: v for k, _, v, _ in items})
 
 
 def activation(name: str, **params: object) -> Activation:

@@ -124,19 +124,35 @@ class CataloguedRules(MomentRules):
     on first access.
     """
 
-    def __init__(self, code: Callable[[float, float], list[object]],
-                 full: Callable[[], MomentRules], *, exact: bool, zero_mean_only: bool,
-                 approximation: str, max_relative_error: Mapping[str, float]) -> None:
+    def __new__(cls, *args: object, **fields: object) -> MomentRules:  # type: ignore[misc]
+        """Called the dataclass way (``dataclasses.replace``, ``cls(**fields)``): the full
+        :class:`MomentRules` with those fields (catalogued rules are made by
+        :meth:`_from_catalogue`)."""
+        return MomentRules(*args, **fields)  # type: ignore[arg-type]
+
+    @classmethod
+    def _from_catalogue(cls, code: Callable[[float, float], list[object]], owner: object, *,
+                        exact: bool, zero_mean_only: bool, approximation: str,
+                        max_relative_error: Mapping[str, float]) -> CataloguedRules:
+        """The rules of the catalogued code ``code`` of the light activation ``owner``, whose
+        ``full.closed_form`` are the full rules (and which pickles by name and parameters)."""
+        self = object.__new__(cls)
         values = {"exact": exact, "zero_mean_only": zero_mean_only,
                   "approximation": approximation, "max_relative_error": dict(max_relative_error),
-                  "_full_factory": full,
+                  "_owner": owner,
                   "compiled": guarded_scalar(code, lambda: self.full_rules.compiled)}
         self.__dict__.update(values)  # frozen dataclass: no __setattr__
+        return self
 
     @cached_property
     def full_rules(self) -> MomentRules:
         """The rules built from SymPy by the activation's factory."""
-        return self._full_factory()  # type: ignore[attr-defined, no-any-return]
+        return self._owner.full.closed_form  # type: ignore[attr-defined, no-any-return]
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle (and copy) as the owner activation's ``closed_form``: the activation pickles
+        by name and parameters, so this loads as the same catalogued rules."""
+        return (getattr, (self._owner, "closed_form"))  # type: ignore[attr-defined]
 
     mean = property(lambda self: self.full_rules.mean, doc=r":math:`E\phi(z)` (SymPy).")
     second = property(lambda self: self.full_rules.second, doc=r":math:`E\phi(z)^2` (SymPy).")

@@ -4,7 +4,8 @@ activations at their default parameters.
 Regenerate after changing a registered activation (its factory, closed form, traits, NumPy
 functions)::
 
-    python -m varprop.components.compiled_activations
+    python -m varprop.components.compiled_activations          # rewrite the catalogue
+    python -m varprop.components.compiled_activations --check  # exit 1 if it is out of date
 
 The catalogue holds, for every registered name, what the numeric path reads from an
 :class:`~varprop.Activation`: name, parameters, kinks, LaTeX name, reference, traits, the closed
@@ -26,10 +27,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import sys
 from pathlib import Path
 
 import varprop.components  # noqa: F401  (registers every named activation)
-from varprop._math.codegen import GeneratedFunction, generated_function, module_source
+from varprop._math.codegen import (
+    GeneratedFunction,
+    generated_function,
+    module_source,
+    run_generator,
+)
 from varprop._util.registry import typed_cache_key
 from varprop.components.activation import Activation
 from varprop.components.moment_rules import MOMENTS, MU, Q
@@ -73,13 +80,13 @@ def _reference(obj: object) -> tuple[str | None, set[str]]:
     return f"{alias}.{qualname}", {f"from {package} import {alias}" if package else f"import {module}"}
 
 
-def _key_source(key: tuple[tuple[str, type, object], ...]) -> str:
+def _key_source(key: tuple[tuple[str, type, object, bool], ...]) -> str:
     """``typed_cache_key(params)`` as source (builtin type names)."""
     items = []
-    for name, kind, value in key:
+    for name, kind, value, negative in key:
         if kind.__module__ != "builtins":
             raise ValueError(f"parameter {name}={value!r}: a catalogue holds builtin values only")
-        items.append(f"({name!r}, {kind.__name__}, {value!r})")
+        items.append(f"({name!r}, {kind.__name__}, {value!r}, {negative!r})")
     return "(" + "".join(f"{item}, " for item in items).rstrip(" ") + ")"
 
 
@@ -132,11 +139,10 @@ def catalogue_source() -> str:
     return module_source(_DOCSTRING, functions, tail)
 
 
-def main() -> None:
-    """Write :data:`TARGET`."""
-    TARGET.write_text(catalogue_source(), encoding="utf-8")
-    print(f"wrote {TARGET}")
+def main(argv: list[str] | None = None) -> int:
+    """Write :data:`TARGET` (or, with ``--check``, exit 1 if it is out of date)."""
+    return run_generator(TARGET, catalogue_source, COMMAND, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

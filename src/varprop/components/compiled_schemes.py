@@ -19,22 +19,30 @@ schemes` and :mod:`~varprop.components.frameworks` register, at its defaults:
 :mod:`varprop.components.scheme`): the same code, so bit-identical floats, without SymPy.
 This module imports SymPy and is imported only by its test and to regenerate::
 
-    python -m varprop.components.compiled_schemes
+    python -m varprop.components.compiled_schemes          # rewrite the catalogue
+    python -m varprop.components.compiled_schemes --check  # exit 1 if it is out of date
 
 (tests/test_compiled_schemes.py fails, naming this command, when the file is stale).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import varprop.components  # noqa: F401  (registers every scheme)
-from varprop._math.codegen import GeneratedFunction, generated_function, module_source
+from varprop._math.codegen import (
+    GeneratedFunction,
+    generated_function,
+    module_source,
+    run_generator,
+)
 from varprop.components import laws
 from varprop.components.laws import fan_symbols
 from varprop.components.scheme import SCHEMES, _moment_expressions, _spec_expressions
 
-__all__ = ["CATALOGUED_MODULES", "catalogued_names", "catalogue_source", "TARGET", "COMMAND"]
+__all__ = ["CATALOGUED_MODULES", "catalogued_names", "catalogue_source", "TARGET", "COMMAND",
+           "main"]
 
 #: The modules whose registered schemes are catalogued (not schemes registered by users).
 CATALOGUED_MODULES = ("varprop.components.schemes", "varprop.components.frameworks")
@@ -107,6 +115,10 @@ def catalogue_source() -> str:
     return module_source(_DOCSTRING, list(functions.by_body.values()), tail)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """Write :data:`TARGET` (or, with ``--check``, exit 1 if it is out of date)."""
+    return run_generator(TARGET, catalogue_source, COMMAND, argv)
+
+
 if __name__ == "__main__":
-    TARGET.write_text(catalogue_source())
-    print(f"wrote {TARGET}")
+    sys.exit(main())

@@ -453,7 +453,7 @@ class Orthogonal(WeightLaw):
 
     def _m_float(self) -> float:
         if "_fans" in self.__dict__:  # integer fans (:meth:`WeightLaw.at_fans`)
-            return float(max(self.__dict__["_fans"]))
+            return float_or_inf(max(self.__dict__["_fans"]))  # inf beyond the float range
         m = self._m
         if not m.is_number:
             raise fail("fan_in", self.fan_in, "numeric fans for the numeric members of an "

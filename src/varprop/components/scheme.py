@@ -7,9 +7,12 @@ fan_out)`` is the law of one layer's weights; the scheme's moments, sampler and 
 
 A registered scheme at its default parameters (``init_scheme("he_normal")``, ``"keras:he_normal"``)
 is read from the generated catalogue :mod:`varprop.components._compiled_schemes` instead: its
-moments, parameters, flags and laws at integer fans are the full scheme's code and floats without
-importing SymPy (about 0.3 s of ``varprop predict``'s start-up), and its SymPy-valued members build
-the full scheme on first access.  Other parameters build the full scheme at once.
+moments (:meth:`InitScheme.moments`), parameters, flags, sampler, and the numeric members of its
+laws at integer fans (``parameters``, ``kurtosis``, ``support``, ``cdf``, ``sample``) are the
+full scheme's code and floats without importing SymPy (about 0.3 s of ``varprop predict``'s
+start-up).  Its SymPy-valued members build the full scheme on first access, and so do a law's
+exact members (``exact``, ``mean``, ``variance``, ``moments()``, ``repr``: SymPy values, or
+floats computed from them).  Other parameters build the full scheme at once.
 """
 
 from __future__ import annotations
@@ -345,13 +348,23 @@ class _CataloguedScheme(InitScheme):
     SymPy-valued build the full scheme (its registered factory) on first access.  Name, params,
     repr, equality, hash and pickling are the full scheme's."""
 
-    def __init__(self, name: str, entry: Mapping[str, Any]) -> None:
+    def __new__(cls, *args: object, **fields: object) -> InitScheme:  # type: ignore[misc]
+        """Called the dataclass way (``dataclasses.replace``, ``cls(**fields)``): the full
+        :class:`InitScheme` with those fields, as for a full scheme (light ones are made by
+        :meth:`_from_entry`)."""
+        return InitScheme(*args, **fields)  # type: ignore[arg-type]
+
+    @classmethod
+    def _from_entry(cls, name: str, entry: Mapping[str, Any]) -> _CataloguedScheme:
+        """The light scheme of the catalogue ``entry`` of the registered name ``name``."""
+        self = object.__new__(cls)
         # a frozen dataclass: the fields are set as its own __init__ does
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "params", dict(entry["params"]))
         object.__setattr__(self, "family", getattr(laws, entry["family"]))
         object.__setattr__(self, "note", entry["note"])
         object.__setattr__(self, "_entry", entry)
+        return self
 
     @cached_property
     def _full(self) -> InitScheme:
@@ -394,14 +407,19 @@ class _CataloguedScheme(InitScheme):
         return evaluate
 
 
-def _catalogued(name: str, items: tuple[tuple[str, type, object], ...]) -> InitScheme | None:
-    """The catalogued scheme ``name`` if ``items`` (typed parameters) are all its defaults."""
+def _catalogued(name: str, items: tuple[tuple[str, type, object, bool], ...]
+                ) -> InitScheme | None:
+    """The catalogued scheme ``name`` if ``items`` (typed parameters) are all its defaults
+    (same type, value and sign: ``mean=-0.0`` is not the default ``0.0``) and its factory is
+    the one the catalogue was generated from (registered by a catalogued module and never
+    unregistered, :meth:`Registry.replaced`)."""
     entry = _compiled_schemes.CATALOGUE.get(name)
-    if entry is None or SCHEMES.factory(name).__module__ not in _compiled_schemes.MODULES:
+    if (entry is None or SCHEMES.replaced(name)
+            or SCHEMES.factory(name).__module__ not in _compiled_schemes.MODULES):
         return None  # not catalogued, or re-registered by a user
-    defaults = entry["params"]
-    if all(k in defaults and type(defaults[k]) is t and defaults[k] == v for k, t, v in items):
-        return _CataloguedScheme(name, entry)
+    defaults = typed_cache_key(entry["params"])
+    if all(item in defaults for item in items):
+        return _CataloguedScheme._from_entry(name, entry)
     return None
 
 
@@ -410,11 +428,11 @@ def _catalogued(name: str, items: tuple[tuple[str, type, object], ...]) -> InitS
 # ----------------------------------------------------------------------------------------------
 
 @lru_cache(maxsize=512)
-def _build_cached(name: str, items: tuple[tuple[str, type, object], ...]) -> InitScheme:
+def _build_cached(name: str, items: tuple[tuple[str, type, object, bool], ...]) -> InitScheme:
     light = _catalogued(name, items)
     if light is not None:
         return light
-    return SCHEMES.build(name, argument="init", **{k: v for k, _, v in items})
+    return SCHEMES.build(name, argument="init", **{k: v for k, _, v, _ in items})
 
 
 def init_scheme(name: str, **params: object) -> InitScheme:

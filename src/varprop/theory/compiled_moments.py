@@ -20,12 +20,11 @@ SymPy; only that test and the command above import it.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
 
-from varprop._math.codegen import generated_function, module_source
+from varprop._math.codegen import generated_function, module_source, run_generator
 from varprop.components.activations import activation_names, resolve_activation
 from varprop.components.moment_rules import Q
 from varprop.theory.moments import zero_mean_forms
@@ -64,17 +63,7 @@ def catalogue_source() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Rewrite the catalogue (or, with ``--check``, report whether it is up to date)."""
-    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
-    args = parser.parse_args(argv)
-    text = catalogue_source()
-    if args.check:
-        stale = not PATH.exists() or PATH.read_text() != text
-        print(f"{PATH.name}: {'out of date, run ' + COMMAND if stale else 'up to date'}")
-        return int(stale)
-    PATH.write_text(text)
-    print(f"wrote {PATH}")
-    return 0
+    return run_generator(PATH, catalogue_source, COMMAND, argv)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from varprop._math.scalar import lambdify_scalar
 from varprop._math.tabulated import LogTable
 from varprop._util.lazy import lazy_module
 from varprop._util.validation import fail
-from varprop.components.activations import MOMENTS, Activation, resolve_activation
+from varprop.components.activation import catalogue_name
+from varprop.components.activations import MOMENTS, Activation
 from varprop.errors import VarpropError
 
 #: SymPy and the symbols of the moment rules, imported at first use (:mod:`varprop._util.lazy`):
@@ -102,8 +103,9 @@ def _catalogued(act: Activation) -> MomentFn | None:
     ``math`` path), so its floats are the same; where that path overflows, the full
     ``lambdify_scalar`` (its ``mpmath`` fallback) is built and used, as it would be.
     """
-    fast = catalogue.ZERO_MEAN.get(act.name)
-    if fast is None or resolve_activation(act.name) is not act:
+    name = catalogue_name(act)  # a light activation (never one of a replaced factory)
+    fast = None if name is None else catalogue.ZERO_MEAN.get(name)
+    if fast is None:
         return None
     full: list[Callable[..., tuple[float, ...]]] = []
 
