@@ -167,6 +167,15 @@ def test_type_errors_name_the_public_classes():
         varprop.predict_variance(activation("relu"), activation("relu"), fan_in=8)
 
 
+class _UsersPrivateClass:
+    """A user's own private class: its name is the user's, and the message keeps it."""
+
+
+def test_type_errors_keep_the_name_of_a_users_private_class():
+    with pytest.raises(InvalidArgumentType, match=r"has type _UsersPrivateClass:"):
+        activation(_UsersPrivateClass())  # type: ignore[call-overload]
+
+
 # ----- 6: a law at fans beyond the float range -------------------------------------------------
 
 def test_an_orthogonal_law_at_huge_fans_has_the_limit_values():
@@ -187,6 +196,13 @@ def test_an_explicit_negative_zero_keeps_its_sign(name: str, key: str):
     assert math.copysign(1.0, scheme.params[key]) == -1.0
     assert repr(scheme) == repr(SCHEMES.factory(name)(**{key: -0.0}))
     assert f"{key}=-0.0" in repr(scheme)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.longdouble])
+def test_a_negative_numpy_zero_keeps_its_sign(dtype: type):
+    init_scheme("normal", mean=dtype(0.0))  # cached first: must not be handed out for -0.0
+    scheme = init_scheme("normal", mean=dtype(-0.0))
+    assert math.copysign(1.0, float(scheme.params["mean"])) == -1.0
 
 
 # ----- 8: the generators' --check ----------------------------------------------------------------

@@ -7,6 +7,7 @@ activations (:mod:`varprop.components.activations`).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -117,5 +118,12 @@ def typed_cache_key(params: Mapping[str, object]
 
 
 def _negative_float(value: object) -> bool:
-    """True for a float with its sign bit set (``-0.0`` included; False for NaN's sign too)."""
-    return isinstance(value, float) and not math.isnan(value) and math.copysign(1.0, value) < 0
+    """True for a real number with its sign bit set (``-0.0`` included, also NumPy's float32 and
+    longdouble zeros; False for NaN's sign too)."""
+    if isinstance(value, (bool, int)) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        as_float = float(value)
+    except (OverflowError, TypeError, ValueError):
+        return False
+    return not math.isnan(as_float) and math.copysign(1.0, as_float) < 0

@@ -48,10 +48,12 @@ def fail_type(name: str, value: object, allowed: str) -> InvalidArgumentType:
 
 
 def public_type_name(value: object) -> str:
-    """The name of the first public class (no leading underscore) in ``type(value)``'s MRO:
-    ``InitScheme`` for varprop's private catalogued subclass of it, not ``_CataloguedScheme``."""
-    return next((c.__name__ for c in type(value).__mro__ if not c.__name__.startswith("_")),
-                type(value).__name__)
+    """The name of ``type(value)``, or for varprop's own private classes of the first public class
+    above it in the MRO: ``InitScheme`` for the private catalogued subclass, not
+    ``_CataloguedScheme``; a user's private class keeps its own name."""
+    def hidden(cls: type) -> bool:
+        return cls.__name__.startswith("_") and cls.__module__.split(".")[0] == "varprop"
+    return next((c.__name__ for c in type(value).__mro__ if not hidden(c)), type(value).__name__)
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
