@@ -580,10 +580,18 @@ def test_per_replicate_refuses_a_variance_name_whose_mean_is_not_zero() -> None:
     assert tanh.per_replicate("activation").shape == (16, 2)  # odd: E a = 0
 
 
-def test_dense_default_chunk_is_one_block():
-    # the dense engine draws one block of weights at a time by default (kept in cache, no copy)
-    res = simulate("relu", "he_uniform", fan_in=16, depth=2, replicates=200, seed=3)
-    assert res.engine == "dense" and res.chunk_size == res.block_size == 64
+def test_dense_default_chunk_is_one_big_block_or_small_blocks_grouped():
+    # a block of at least DENSE_CHUNK_BYTES runs alone (weights kept in cache, no copy): width 256,
+    # depth 5 holds 5 * 256^2 * 8 B = 2.6 MB of weights a replicate (a block: DENSE_BLOCK_BYTES)
+    big = simulate("relu", "he_uniform", fan_in=256, depth=5, replicates=100, seed=3)
+    assert big.engine == "dense" and big.chunk_size == big.block_size < 64
+    # width 16, depth 2: a block is ~300 kB, so blocks are grouped (the per-chunk overhead)
+    small = simulate("relu", "he_uniform", fan_in=16, depth=2, replicates=2000, seed=3)
+    assert small.engine == "dense" and small.chunk_size > small.block_size == 64
+    assert small.chunk_size % small.block_size == 0
+    one = simulate("relu", "he_uniform", fan_in=16, depth=2, replicates=2000, seed=3, chunk_size=64)
+    for name in ("preactivation_second", "gradient_second"):
+        np.testing.assert_array_equal(small.per_replicate(name), one.per_replicate(name))
 
 
 @pytest.mark.parametrize("make", [

@@ -73,6 +73,9 @@ BLOCK_SIZE = 64
 MEMORY_BUDGET = 64 * 2**20
 #: Bytes of weights one dense block may hold (fixes the dense engine's block size).
 DENSE_BLOCK_BYTES = 64 * 2**20
+#: Working set of one dense chunk: blocks at least this big run one per chunk (weights kept in
+#: cache, drawn in place), smaller ones are grouped up to it.  The result does not depend on it.
+DENSE_CHUNK_BYTES = 4 * 2**20
 #: Largest memory a simulation may need (bytes): the smallest working set (one block of
 #: replicates) plus the per-replicate results.  Beyond it :func:`check_resources` refuses.
 MEMORY_LIMIT = 4 * 2**30
