@@ -8,7 +8,7 @@ both folders and lists, for each table row and each paragraph that states one, t
 it gives: a table cell that is a verdict word (``confirmed``, ``refuted``, ``inconclusive``,
 ``explained``, ``consistent``), bold (``**refuted**``) or plain (the index), and outside tables
 every bold verdict word.  A row is named by its file, the heading above it, its position
-under that heading and its first cell; prose inside a cell (a verdict's reason, "which alone
+under that heading and (table rows) its first cell; prose inside a cell (a verdict's reason, "which alone
 would say refuted") is not a verdict.  It prints every row whose verdicts differ, every row
 only one folder has, and a summary; the exit status is 1 when anything differs.
 """
@@ -21,8 +21,10 @@ import sys
 from pathlib import Path
 
 WORDS = ("confirmed", "refuted", "inconclusive", "explained", "consistent")
-_CELL = re.compile(r"^(?:\*\*)?(" + "|".join(WORDS) + r")(?:\*\*)?(?::|$)")
-_BOLD = re.compile(r"\*\*(" + "|".join(WORDS) + r")\*\*")
+# a cell that is a verdict: the word (any case, bold or not), then the end, a colon or a
+# parenthesised qualifier ("inconclusive (heavy-tailed)")
+_CELL = re.compile(r"^(?:\*\*)?(" + "|".join(WORDS) + r")(?:\*\*)?(?::|\s*\(|$)", re.IGNORECASE)
+_BOLD = re.compile(r"\*\*(" + "|".join(WORDS) + r")\*\*", re.IGNORECASE)
 
 Row = tuple[str, str, int, str]
 
@@ -38,11 +40,11 @@ def verdicts(text: str, path: str) -> dict[Row, tuple[str, ...]]:
             continue
         if line.startswith("|"):
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            found = tuple(m.group(1) for c in cells if (m := _CELL.match(c)))
+            found = tuple(m.group(1).lower() for c in cells if (m := _CELL.match(c)))
             first = cells[0] if cells else ""
-        else:
-            found = tuple(_BOLD.findall(line))
-            first = line[:60]
+        else:  # a paragraph: named by its position only (its numbers move with the simulation)
+            found = tuple(w.lower() for w in _BOLD.findall(line))
+            first = ""
         if found:
             ordinal += 1
             out[(path, heading, ordinal, first)] = found

@@ -38,7 +38,7 @@ def test_reads_bold_cells_plain_cells_and_bold_prose_but_not_reasons():
     assert rows == {
         ("a.md", "Verification", 1, "`he_normal`"): ("confirmed",),
         ("a.md", "Verification", 2, "`uniform`"): ("inconclusive",),
-        ("a.md", "Verification", 3, PAGE.splitlines()[9][:60]): ("refuted",),
+        ("a.md", "Verification", 3, ""): ("refuted",),
         ("a.md", "Index", 1, "relu"): ("confirmed", "inconclusive"),
     }
 
@@ -66,6 +66,18 @@ def test_diff_names_changed_and_missing_rows(tmp_path: Path):
 @pytest.mark.parametrize("cell, found", [
     ("**confirmed**", True), ("confirmed", True), ("**refuted**: outside", True),
     ("not confirmed", False), ("confirmedly", False), ("`uniform`", False),
+    ("inconclusive (heavy-tailed)", True), ("**Refuted**", True), ("Confirmed", True),
 ])
 def test_a_cell_is_a_verdict_only_when_it_starts_with_the_word(cell: str, found: bool):
     assert bool(vd._CELL.match(cell)) is found
+
+
+def test_a_qualified_or_capitalised_verdict_change_is_reported(tmp_path: Path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir(), new.mkdir()
+    (old / "a.md").write_text("## H\n\n| x | inconclusive (heavy-tailed) |\n\nThe claim is "
+                              "**Confirmed** at 1.02.\n", encoding="utf-8")
+    (new / "a.md").write_text("## H\n\n| x | refuted (heavy-tailed) |\n\nThe claim is "
+                              "**Confirmed** at 1.03.\n", encoding="utf-8")
+    lines = vd.diff(old, new)  # the paragraph's number moved, its verdict did not
+    assert len(lines) == 1 and "('inconclusive',) -> ('refuted',)" in lines[0]
