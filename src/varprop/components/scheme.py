@@ -38,7 +38,7 @@ from varprop._util.validation import (
     fail,
     fail_type,
 )
-from varprop.components import _compiled_schemes, laws
+from varprop.components import laws
 from varprop.components.laws import WeightLaw, fan_symbols
 from varprop.components.registries import SCHEMES
 from varprop.errors import InvalidArgumentType, VarpropWarning
@@ -49,6 +49,9 @@ else:
     #: SymPy, imported at first use (:mod:`varprop._util.lazy`): a catalogued scheme's numeric
     #: members need none of it (:class:`_CataloguedScheme`).
     sp = lazy_module("sympy")
+#: The generated catalogue, imported at first use (so its generator runs when it is stale or
+#: missing: the generator imports this module).
+_compiled_schemes = lazy_module("varprop.components._compiled_schemes")
 
 __all__ = ["InitScheme", "SCHEMES", "init_scheme", "resolve_scheme", "scheme_names",
            "weight_moments", "SAMPLE_MEMORY_LIMIT"]
