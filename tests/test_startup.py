@@ -68,6 +68,18 @@ def test_predict_imports_no_sympy_mpmath_or_scipy(argv):
     assert _heavy_modules_after(_cli(*argv)) == []
 
 
+#: The registered activations whose default prediction imports ``scipy.special`` (the exponential
+#: linear units' moments use ``erfcx``/``ndtr``; silu, mish and softplus evaluate ``phi`` with
+#: ``scipy.special``), as docs/performance.md says; every other one imports none of the three.
+SCIPY_SPECIAL = {"elu", "celu", "selu", "silu", "mish", "softplus"}
+
+
+@pytest.mark.parametrize("name", activation_names())
+def test_which_activations_predict_without_scipy(name):
+    heavy = _heavy_modules_after(_cli("predict", name, "he_normal", "--fan-in", "256", "--depth", "5"))
+    assert {m.split(".")[0] for m in heavy} == ({"scipy"} if name in SCIPY_SPECIAL else set())
+
+
 def test_predict_variance_imports_no_sympy_mpmath_or_scipy():
     code = ("import varprop\n"
             "print(varprop.predict_variance('relu', 'he_normal', fan_in=256, depth=5))")
