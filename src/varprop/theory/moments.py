@@ -160,7 +160,11 @@ def gaussian_moments_many(act: Activation, mean: np.ndarray, var: np.ndarray) ->
         key = np.stack([mean.view(np.uint64), var.view(np.uint64)], axis=1)
         _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
         if first.size < mean.size:
-            return _gaussian_moments_distinct(act, mean[first], var[first])[:, inverse.ravel()]
+            # into a C-ordered (4, N) array as the direct path returns: a strided row (what
+            # ``[:, inverse]`` gives) would be averaged by another BLAS kernel, another rounding
+            out = np.empty((4, mean.size))
+            out[...] = _gaussian_moments_distinct(act, mean[first], var[first])[:, inverse.ravel()]
+            return out
     return _gaussian_moments_distinct(act, mean, var)
 
 
