@@ -62,9 +62,10 @@ def test_against_independent_integration(name: str) -> None:
     for k in range(m.size):
         s = math.sqrt(v[k])
         for row, g in enumerate((fn, lambda x: fn(x) ** 2, dfn, lambda x: dfn(x) ** 2)):
-            ref = integrate.quad(lambda t: g(m[k] + s * t) * math.exp(-0.5 * t * t)
-                                 / math.sqrt(2.0 * math.pi), -40, 40, epsabs=0, epsrel=1e-13,
-                                 limit=200)[0]
+            def integrand(t: float, g=g, mk: float = float(m[k]), s: float = s) -> float:
+                return g(mk + s * t) * math.exp(-0.5 * t * t) / math.sqrt(2.0 * math.pi)
+
+            ref = integrate.quad(integrand, -40, 40, epsabs=0, epsrel=1e-13, limit=200)[0]
             assert got[row, k] == pytest.approx(ref, rel=1e-10, abs=1e-14)
 
 

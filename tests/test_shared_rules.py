@@ -25,7 +25,7 @@ def test_affine_beta_rule_unchanged_by_sharing() -> None:
     are those built from scratch with SciPy here."""
     for a2, b2 in ((1.0, 0.01), (1.0, 0.04)):
         mix = loglaw.AffineBetaMixture(a2, b2, 16)
-        p, v, w = mix._rule
+        _, v, w = mix._rule
         for row, k in enumerate(loglaw.ChiSquareMixture.binomial(1.0, 16).dofs):
             if k in (0, 16):
                 continue
