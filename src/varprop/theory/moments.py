@@ -151,7 +151,27 @@ def gaussian_moments_many(act: Activation, mean: np.ndarray, var: np.ndarray) ->
     r"""``(4, N)``: :math:`E\phi, E\phi^2, E\phi', E\phi'^2` for :math:`z \sim N(m_k, v_k)`.
 
     Finite means and variances only; ``var == 0`` gives the values at the mean.
+
+    Each node's moments depend on its own ``(m_k, v_k)`` only, so nodes with the same pair (bit
+    for bit) are computed once: the recursion conditional on the layer-1 shift has thousands of
+    nodes but a few hundred distinct states (the small-shift nodes of an odd activation share one
+    variance; saturated nodes reach the same state), and the floats are those of every node alone.
     """
+    if mean.dtype == np.float64 and var.dtype == np.float64 and mean.ndim == var.ndim == 1 and mean.size > 1:
+        # the bit patterns, not the values: -0.0 and 0.0 stay apart
+        key = np.stack([mean.view(np.uint64), var.view(np.uint64)], axis=1)
+        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        if first.size < mean.size:
+            # into a C-ordered (4, N) array as the direct path returns: a strided row (what
+            # ``[:, inverse]`` gives) would be averaged by another BLAS kernel, another rounding
+            out = np.empty((4, mean.size))
+            out[...] = _gaussian_moments_distinct(act, mean[first], var[first])[:, inverse.ravel()]
+            return out
+    return _gaussian_moments_distinct(act, mean, var)
+
+
+def _gaussian_moments_distinct(act: Activation, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """:func:`gaussian_moments_many`, node by node (vectorised over the nodes)."""
     out = np.empty((4, mean.size))
     zero = var == 0.0
     if zero.any():

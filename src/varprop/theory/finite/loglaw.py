@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -155,6 +155,17 @@ def _binomial_stride(n: int) -> int:
     return max(1, math.isqrt(n) // 16) if n >= 4096 else 1
 
 
+@lru_cache(maxsize=4096)
+def _jacobi_rule(nodes: int, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss--Jacobi nodes mapped to :math:`[0, 1]` and normalised weights, computed once per
+    ``(nodes, alpha, beta)``: every layer of a width and every leaky ReLU slope use the same rules
+    (``roots_jacobi`` was most of the cost of a document's finite-width quantiles)."""
+    t, w = special.roots_jacobi(nodes, alpha, beta)
+    x, w = (1 + t) / 2, w / w.sum()
+    x.flags.writeable = w.flags.writeable = False
+    return x, w
+
+
 @dataclass(frozen=True)
 class AffineBetaMixture:
     r"""One term :math:`\log(\beta^2 + (\alpha^2 - \beta^2)B)`, :math:`B \sim
@@ -185,8 +196,7 @@ class AffineBetaMixture:
                 x = np.full(self.nodes, 0.0 if K == 0 else 1.0)
                 w = np.full(self.nodes, 1.0 / self.nodes)
             else:
-                t, w = special.roots_jacobi(self.nodes, (self.n - K) / 2 - 1, K / 2 - 1)
-                x, w = (1 + t) / 2, w / w.sum()
+                x, w = _jacobi_rule(self.nodes, (self.n - K) / 2 - 1, K / 2 - 1)
             values.append(np.log(self.b2 + (self.a2 - self.b2) * x))
             weights.append(w)
         return p[:, None], np.array(values), np.array(weights)
