@@ -355,8 +355,11 @@ class Uniform(WeightLaw):
         low, high = self.support()
         w = rng.random(shape, dtype=dtype)
         if math.isfinite(high - low):
-            w *= dtype.type(high - low)
-            w += dtype.type(low)
+            width, shift = dtype.type(high - low), dtype.type(low)
+            if width != 1:  # w * 1 and w + 0 (w >= 0, never -0.0) change no bit
+                w *= width
+            if shift != 0:
+                w += shift
             return w
         half, mid = high / 2 - low / 2, high / 2 + low / 2  # no overflow
         w = 2 * w.astype(np.float64) - 1.0
@@ -484,7 +487,10 @@ class Orthogonal(WeightLaw):
         return 0.5 + np.sign(v) * half
 
     def sample(self, rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        return haar_orthogonal(rng, shape, dtype) * dtype.type(self.parameters["gain"])
+        w, gain = haar_orthogonal(rng, shape, dtype), dtype.type(self.parameters["gain"])
+        if gain != 1:  # in place (w is fresh); w * 1 changes no bit
+            w *= gain
+        return w
 
     @property
     def scale(self) -> float:
