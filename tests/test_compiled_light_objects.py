@@ -26,7 +26,8 @@ from varprop.components.closed_forms import MomentRules
 from varprop.components.registries import ACTIVATIONS, SCHEMES
 from varprop.components.scheme import InitScheme, init_scheme
 from varprop.errors import InvalidArgumentType
-from varprop.theory import compiled_moments
+from varprop.theory import compiled_moments, walks
+from varprop.theory import predict as predict_module
 from varprop.theory.moments import zero_mean_moments
 
 
@@ -37,7 +38,11 @@ def registries(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for registry in (ACTIVATIONS, SCHEMES):
         for attribute in ("_factories", "_aliases", "_replaced"):
             monkeypatch.setattr(registry, attribute, copy.copy(getattr(registry, attribute)))
-    caches = (activation_module._build_cached, scheme_module._build_cached, zero_mean_moments)
+    # the prediction caches too: a re-registered "relu" equals the old one (same name and
+    # parameters), so a propagation cached by an earlier test would be handed out
+    caches = (activation_module._build_cached, scheme_module._build_cached, zero_mean_moments,
+              predict_module._propagate_cached, predict_module._propagate_network,
+              walks._prepared, walks._keyword_network, walks._forward)
     for cache in caches:
         cache.cache_clear()
     yield
