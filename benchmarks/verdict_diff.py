@@ -8,7 +8,7 @@ both folders and lists, for each table row and each paragraph that states one, t
 it gives: a table cell that is a verdict word (``confirmed``, ``refuted``, ``inconclusive``,
 ``explained``, ``consistent``), bold (``**refuted**``) or plain (the index), and outside tables
 every bold verdict word.  A row is named by its file, the heading above it, its position
-under that heading and (table rows) its first cell; prose inside a cell (a verdict's reason, "which alone
+under that heading and (table rows) its cells without digits or verdicts; prose inside a cell (a verdict's reason, "which alone
 would say refuted") is not a verdict.  It prints every row whose verdicts differ, every row
 only one folder has, and a summary; the exit status is 1 when anything differs.
 """
@@ -20,11 +20,13 @@ import re
 import sys
 from pathlib import Path
 
-WORDS = ("confirmed", "refuted", "inconclusive", "explained", "consistent")
-# a cell that is a verdict: the word (any case, bold or not), then the end, a colon or a
-# parenthesised qualifier ("inconclusive (heavy-tailed)")
-_CELL = re.compile(r"^(?:\*\*)?(" + "|".join(WORDS) + r")(?:\*\*)?(?::|\s*\(|$)", re.IGNORECASE)
-_BOLD = re.compile(r"\*\*(" + "|".join(WORDS) + r")\*\*", re.IGNORECASE)
+WORDS = ("confirmed", "refuted", "inconclusive", "explained", "consistent", "not checked", "error")
+# a cell that is a verdict: the word (any case, bold or not) as the cell's first word, whatever
+# follows ("inconclusive (heavy-tailed)", "refuted at 64 replicates", "not checked: ...")
+_CELL = re.compile(r"^(?:\*\*)?(" + "|".join(WORDS) + r")\b", re.IGNORECASE)
+# in a paragraph: a bold text that starts with the word ("**refuted at the first look**")
+_BOLD = re.compile(r"\*\*(" + "|".join(WORDS) + r")\b[^*]*\*\*", re.IGNORECASE)
+_DIGIT = re.compile(r"\d")
 
 Row = tuple[str, str, int, str]
 
@@ -41,7 +43,9 @@ def verdicts(text: str, path: str) -> dict[Row, tuple[str, ...]]:
         if line.startswith("|"):
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             found = tuple(m.group(1).lower() for c in cells if (m := _CELL.match(c)))
-            first = cells[0] if cells else ""
+            # named by its cells without digits or verdicts (scheme, quantity...): two rows of
+            # one scheme swapping verdicts are two changes, not none
+            first = " | ".join(c for c in cells if not _DIGIT.search(c) and not _CELL.match(c))
         else:  # a paragraph: named by its position only (its numbers move with the simulation)
             found = tuple(w.lower() for w in _BOLD.findall(line))
             first = ""

@@ -39,7 +39,7 @@ def test_reads_bold_cells_plain_cells_and_bold_prose_but_not_reasons():
         ("a.md", "Verification", 1, "`he_normal`"): ("confirmed",),
         ("a.md", "Verification", 2, "`uniform`"): ("inconclusive",),
         ("a.md", "Verification", 3, ""): ("refuted",),
-        ("a.md", "Index", 1, "relu"): ("confirmed", "inconclusive"),
+        ("a.md", "Index", 1, "relu | `uniform`"): ("confirmed", "inconclusive"),
     }
 
 
@@ -67,6 +67,7 @@ def test_diff_names_changed_and_missing_rows(tmp_path: Path):
     ("**confirmed**", True), ("confirmed", True), ("**refuted**: outside", True),
     ("not confirmed", False), ("confirmedly", False), ("`uniform`", False),
     ("inconclusive (heavy-tailed)", True), ("**Refuted**", True), ("Confirmed", True),
+    ("refuted at 64 replicates", True), ("not checked: values left the float range", True),
 ])
 def test_a_cell_is_a_verdict_only_when_it_starts_with_the_word(cell: str, found: bool):
     assert bool(vd._CELL.match(cell)) is found
@@ -81,3 +82,21 @@ def test_a_qualified_or_capitalised_verdict_change_is_reported(tmp_path: Path):
                               "**Confirmed** at 1.03.\n", encoding="utf-8")
     lines = vd.diff(old, new)  # the paragraph's number moved, its verdict did not
     assert len(lines) == 1 and "('inconclusive',) -> ('refuted',)" in lines[0]
+
+
+def test_verdicts_swapping_between_rows_of_one_scheme_are_two_changes(tmp_path: Path):
+    table = "## V\n\n| S | n | Q | v |\n|---|---|---|---|\n| `u` | 64 | pre | {} |\n| `u` | 64 | grad | {} |\n"
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir(), new.mkdir()
+    (old / "a.md").write_text(table.format("confirmed", "not checked: overflow"), encoding="utf-8")
+    (new / "a.md").write_text(table.format("not checked: overflow", "confirmed"), encoding="utf-8")
+    lines = vd.diff(old, new)
+    assert len(lines) == 2 and "`u` | pre" in lines[0] and "`u` | grad" in lines[1]
+
+
+def test_bold_prose_with_words_after_the_verdict(tmp_path: Path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir(), new.mkdir()
+    (old / "a.md").write_text("The claim is **refuted at the first look**.\n", encoding="utf-8")
+    (new / "a.md").write_text("The claim is **confirmed at the first look**.\n", encoding="utf-8")
+    assert len(vd.diff(old, new)) == 1
