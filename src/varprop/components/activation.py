@@ -32,6 +32,7 @@ from varprop._math.quadrature import (
     smoothed,
 )
 from varprop._util.lazy import lazy_module
+from varprop._util.light import Light
 from varprop._util.registry import typed_cache_key
 from varprop._util.validation import (
     check_nonnegative_real,
@@ -214,7 +215,7 @@ def _series_rules(act: Activation, order: int) -> MomentRules:
 # Lookup
 # ----------------------------------------------------------------------------------------------
 
-class _CataloguedActivation(Activation):
+class _CataloguedActivation(Activation, Light):
     """A registered activation at its default parameters, from the generated catalogue.
 
     Name, parameters, kinks, names, traits, the closed form's numeric facts and compiled
@@ -224,12 +225,6 @@ class _CataloguedActivation(Activation):
     (:attr:`full`).  Equality, hashing, pickling and ``repr`` are :class:`Activation`'s (by name
     and parameters), so it is interchangeable with the full object.
     """
-
-    def __new__(cls, *args: object, **fields: object) -> Activation:  # type: ignore[misc]
-        """Called the dataclass way (``dataclasses.replace``, ``cls(**fields)``): the full
-        :class:`Activation` with those fields, as for a full object (light ones are made by
-        :meth:`_from_entry`)."""
-        return Activation(*args, **fields)  # type: ignore[arg-type]
 
     @classmethod
     def _from_entry(cls, registered: str, entry: Mapping[str, object]) -> _CataloguedActivation:

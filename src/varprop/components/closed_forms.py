@@ -21,6 +21,7 @@ import numpy as np
 
 from varprop._math.scalar import guarded_scalar, lambdify_scalar
 from varprop._util.lazy import lazy_module
+from varprop._util.light import Light
 
 #: SymPy and scipy.special, imported at first use (:mod:`varprop._util.lazy`)
 sp = lazy_module("sympy")
@@ -113,7 +114,7 @@ def _beyond_range_as_inf(f: Callable[..., np.ndarray], mu: np.ndarray, q: float)
     return np.broadcast_to(values, np.shape(mu)).astype(float)
 
 
-class CataloguedRules(MomentRules):
+class CataloguedRules(MomentRules, Light):
     r"""A :class:`MomentRules` whose numeric facts come from a generated catalogue.
 
     ``exact``, ``zero_mean_only``, ``approximation``, ``max_relative_error`` are stored;
@@ -123,12 +124,6 @@ class CataloguedRules(MomentRules):
     :attr:`vectorized`, equality, hashing and ``repr`` are the full rules', built by ``full()``
     on first access.
     """
-
-    def __new__(cls, *args: object, **fields: object) -> MomentRules:  # type: ignore[misc]
-        """Called the dataclass way (``dataclasses.replace``, ``cls(**fields)``): the full
-        :class:`MomentRules` with those fields (catalogued rules are made by
-        :meth:`_from_catalogue`)."""
-        return MomentRules(*args, **fields)  # type: ignore[arg-type]
 
     @classmethod
     def _from_catalogue(cls, code: Callable[[float, float], list[object]], owner: object, *,

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from varprop._util.lazy import lazy_module
+from varprop._util.light import Light
 from varprop._util.registry import typed_cache_key
 from varprop._util.rounding import float_or_inf
 from varprop._util.validation import (
@@ -343,19 +344,13 @@ def _check_float_dtype(dtype: object) -> np.dtype:
 # Catalogued schemes: the registered schemes at their defaults, without SymPy
 # ----------------------------------------------------------------------------------------------
 
-class _CataloguedScheme(InitScheme):
+class _CataloguedScheme(InitScheme, Light):
     """A registered scheme at its default parameters whose numeric members come from the
     catalogue :mod:`varprop.components._compiled_schemes` (generated from the full scheme by
     :mod:`varprop.components.compiled_schemes`: the code ``lambdify`` compiles, so the floats are
     bit-identical) and need no SymPy.  ``spec``, ``law``, the exact moments and everything else
     SymPy-valued build the full scheme (its registered factory) on first access.  Name, params,
     repr, equality, hash and pickling are the full scheme's."""
-
-    def __new__(cls, *args: object, **fields: object) -> InitScheme:  # type: ignore[misc]
-        """Called the dataclass way (``dataclasses.replace``, ``cls(**fields)``): the full
-        :class:`InitScheme` with those fields, as for a full scheme (light ones are made by
-        :meth:`_from_entry`)."""
-        return InitScheme(*args, **fields)  # type: ignore[arg-type]
 
     @classmethod
     def _from_entry(cls, name: str, entry: Mapping[str, Any]) -> _CataloguedScheme:
