@@ -261,7 +261,8 @@ def verify_distribution(act: Activation, scheme: InitScheme, ws: tuple[int, ...]
     def draw(n_new: int, look: int) -> tuple[list[np.ndarray], str | None]:
         res = simulate(act, scheme, widths=list(ws), input_variance=input_variance,
                        bias_variance=bias_variance, replicates=n_new, batch=1,
-                       seed=_look_seed(seed_i, look, salt=7), dtype=dt, engine=engine)
+                       seed=_look_seed(seed_i, look, salt=7), dtype=dt, engine=engine,
+                       backward=backward)
         cols, err = _extract(res, (sim,), lay, backward)
         return ([cols[0] * factor] if err is None else cols), err
 

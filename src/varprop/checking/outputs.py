@@ -118,7 +118,7 @@ def verify_outputs(net: Network, *, quantity: str, layer: object, rtol_f: float,
 
     def draw(n_new: int, look: int) -> tuple[list[np.ndarray], str | None]:
         res = simulate(net, replicates=n_new, seed=_look_seed(seed_i, look), dtype=dt,
-                       engine=engine)
+                       engine=engine, backward=backward)
         return _output_columns(res, quantity, pos)
 
     bud_eff = bud if bud is not None else network_budget(net, engine)

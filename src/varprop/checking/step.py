@@ -176,7 +176,7 @@ def verify_step(
 
     def draw(n_new: int, look: int) -> tuple[list[np.ndarray], str | None]:
         res = simulate(act, scheme, **shape, replicates=n_new, seed=_look_seed(seed_i, look, 1),
-                       dtype=dt, engine=engine)
+                       dtype=dt, engine=engine, backward=quantity == "gradient")
         if quantity == "gradient":
             cols, err = _extract(res, ("gradient_second", "delta_second"), lay, True)
             if err:
@@ -343,7 +343,7 @@ def verify_step_outputs(net: Network, *, quantity: str, layer: object, rtol_f: f
 
     def draw(n_new: int, look: int) -> tuple[list[np.ndarray], str | None]:
         res = simulate(net, replicates=n_new, seed=_look_seed(seed_i, look, 1), dtype=dt,
-                       engine=engine)
+                       engine=engine, backward=quantity == "output_gradient")
         cols, err = _output_columns(res, quantity, pos)
         if err:
             return cols, err

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from varprop._util.figures import save_figure
+from varprop._util.figures import plain_log_ticks, save_figure
 from varprop.components.activations import Activation
 from varprop.components.schemes import InitScheme
 from varprop.documents.common import (
@@ -64,6 +64,7 @@ def _figure(act: Activation, schemes: Sequence[InitScheme], curves: dict[str, An
         axes[1].set_title(f"backward: $E[(\\partial L/\\partial a_{{l-1}})^2]$, width {FIGURE_WIDTH}")
         for ax in axes:
             ax.set_yscale("log")
+            plain_log_ticks(ax)
             ax.set_xlabel("layer $l$")
             ax.grid(True, which="major", lw=0.3)
         axes[0].legend(fontsize=6, loc="best")

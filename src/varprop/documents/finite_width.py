@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from varprop._util.figures import plain_log_ticks
 from varprop.checking.allowance import prediction_allowance
 from varprop.checking.check import verify
 from varprop.checking.next_order import REGIME_LIMIT, finite_width_case
@@ -345,6 +346,7 @@ def finite_width_figure(activation: Activation | str, *, store: MonteCarloStore,
                         label="predicted 10-90%")
         ax.plot(_FIGURE_LAYERS, band["0.5"], color="C0", lw=1.2, label="predicted median")
         ax.set_yscale("log")
+        plain_log_ticks(ax)
         ax.set_xlabel("layer $l$")
         ax.set_ylabel("$\\overline{z_l^2}$ of one network")
         ax.set_title(f"{act.name}, {_label(scheme)}, width {FIGURE_WIDTH}: one network per point")

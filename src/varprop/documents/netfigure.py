@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 
+from varprop._util.figures import plain_log_ticks
 from varprop.documents.figures import save_figure
 
 _PLOT_MIN, _PLOT_MAX = 1e-200, 1e200  # what a log axis can tick
@@ -68,6 +69,7 @@ def depth_figure(title: str, panels: Sequence[Panel], kind: Literal["svg", "pdf"
             ax.set_title(panel.title)
             ax.set_xlabel(panel.xlabel)
             ax.set_yscale("log")
+            plain_log_ticks(ax)
             ax.grid(True, which="major", lw=0.3)
         axes[0][0].legend(fontsize=6, loc="best")
         fig.suptitle(title)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from varprop._util.figures import plain_log_ticks
 from varprop._util.validation import fail, fail_type
 from varprop.components.activations import Activation, resolve_activation
 from varprop.documents.figures import save_figure
@@ -135,6 +136,7 @@ def plot_recommendation(recommendation: Recommendation, path: str | Path | None 
                           r"E(\partial L/\partial a_{L-1})^2$")
         for ax in axes:
             ax.set_yscale("log")
+            plain_log_ticks(ax)
             ax.set_xlabel("layer $l$")
             ax.xaxis.get_major_locator().set_params(integer=True)
             ax.grid(True, which="major", lw=0.3)

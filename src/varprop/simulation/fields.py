@@ -30,7 +30,7 @@ import numpy as np
 
 from varprop.network.layout import channel_axes
 from varprop.network.model import Network
-from varprop.simulation.statistics import flushed, validity
+from varprop.simulation.statistics import flushed, forward_only, validity
 
 __all__ = ["position_axes", "run_general"]
 
@@ -42,8 +42,10 @@ def position_axes(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
 
 
 def _block(network: Network, layout: tuple, R: int, batch: int, dt: np.dtype,
-           rng: np.random.Generator) -> dict[str, object]:
-    """Simulate one block of ``R`` replicates (module docstring)."""
+           rng: np.random.Generator, backward: bool = True) -> dict[str, object]:
+    """Simulate one block of ``R`` replicates (module docstring); ``backward=False``: the forward
+    pass only (its draws come first, so its statistics are the same), the backward statistics
+    NaN."""
     layers = list(network.layers)
     P = len(layers)
     st = {k: np.zeros((R, P)) for k in ("output_mean", "output_second", "output_unit_std",
@@ -61,7 +63,8 @@ def _block(network: Network, layout: tuple, R: int, batch: int, dt: np.dtype,
             shape_in = layout[p][0]
             params = layer.mc_draw(rng, shape_in, R, dt)
             y, cache = layer.mc_forward(params, x)
-            saved.append((params, cache))
+            if backward:
+                saved.append((params, cache))
             flat = y.reshape(R, -1).astype(np.float64)
             st["output_mean"][:, p] = flat.mean(axis=1)
             sq = flat * flat
@@ -71,6 +74,10 @@ def _block(network: Network, layout: tuple, R: int, batch: int, dt: np.dtype,
             _, shape, axis = layout[p + 1]
             fwd_pos.append(np.mean(sq.reshape((R, batch) + shape), axis=position_axes(shape, axis)))
             x = y
+        if not backward:
+            st["output_gradient_second"][:] = np.nan
+            return {"stats": st, "fwd": fwd_pos, "bwd": [np.zeros_like(f) for f in fwd_pos],
+                    "input_second": input_second, "flush": flush["fwd"], "g_flush": flush["bwd"]}
         g = rng.standard_normal(x.shape).astype(dt)
         grads: list[np.ndarray] = [np.empty(0)] * P
         for p in range(P - 1, -1, -1):
@@ -89,16 +96,19 @@ def _block(network: Network, layout: tuple, R: int, batch: int, dt: np.dtype,
 
 
 def run_general(network: Network, replicates: int, batch: int, seed: int, dt: np.dtype,
-                block: int, progress: Callable[[int], object] | None = None) -> dict[str, object]:
+                block: int, progress: Callable[[int], object] | None = None,
+                backward: bool = True) -> dict[str, object]:
     """The fields of :class:`~varprop.SimulationResult` for the general engine (module
-    docstring): per-replicate statistics, masks, and per-position arrays."""
+    docstring): per-replicate statistics, masks, and per-position arrays (``backward=False``:
+    the forward pass only, the backward statistics invalid and not assessed)."""
     layout = channel_axes(network)
     n_blocks = -(-replicates // block)
     children = np.random.SeedSequence(seed).spawn(n_blocks)
     parts = []
     for j in range(n_blocks):
         R = min(block, replicates - j * block)
-        parts.append(_block(network, layout, R, batch, dt, np.random.default_rng(children[j])))
+        parts.append(_block(network, layout, R, batch, dt, np.random.default_rng(children[j]),
+                            backward))
         if progress is not None:
             progress(R)
     st = {k: np.concatenate([q["stats"][k] for q in parts]) for k in parts[0]["stats"]}
@@ -111,6 +121,8 @@ def run_general(network: Network, replicates: int, batch: int, seed: int, dt: np
     bwd_bad = ~np.isfinite(st["output_gradient_second"])
     fwd_flush, bwd_flush = _underflows(network, parts, st)
     masks = validity(fwd_bad, fwd_flush, bwd_bad, bwd_flush)
+    if not backward:
+        masks = forward_only(masks)
     valid, gvalid = masks[4], masks[5]
     public = {k: np.where(gvalid if k == "output_gradient_second" else valid, v, 0.0)
               for k, v in st.items()}

@@ -27,7 +27,7 @@ import numpy as np
 from varprop._util.validation import check_choice, fail, fail_type
 from varprop.components.activations import Activation
 from varprop.components.schemes import InitScheme
-from varprop.errors import SimulationOverflowError
+from varprop.errors import SimulationOverflowError, VarpropError
 from varprop.network.model import Network
 from varprop.network.quantities import QUANTITIES as _PREDICTED
 from varprop.network.quantities import spec as _quantity_spec
@@ -122,7 +122,8 @@ class SimulationResult:
         First layer *in backward order* (the largest ``l``) where a backward statistic
         (:math:`g_l`, :math:`\delta_l`, :math:`\partial L/\partial W_l`) stopped being finite /
         :math:`g_l` flushed to zero; 0 = never; -1 = not assessed because the replicate's forward
-        pass was invalid (then all its backward statistics are invalid).
+        pass was invalid (then all its backward statistics are invalid), or because the backward
+        pass did not run (``simulate(..., backward=False)``, see ``backward_recorded``).
     overflow_layer, underflow_layer, gradient_overflow_layer, gradient_underflow_layer : int or None
         The same over all replicates (forward: smallest; backward: largest); ``None`` if never.
     """
@@ -156,6 +157,9 @@ class SimulationResult:
     #: it; the keyword form records the MLP statistics only (a second backward pass, seeded at the
     #: last output, would cost about a third more time on the Gaussian shortcut).
     output_gradient_recorded: bool = field(default=True, repr=False)
+    #: Whether the backward pass ran (``simulate(..., backward=False)`` records the forward
+    #: statistics only).
+    backward_recorded: bool = field(default=True, repr=False)
     #: Per layer position, ``(replicates, *positions)`` arrays of ``output_second`` and
     #: ``output_gradient_second`` per tensor position (general engine only; see
     #: :meth:`per_position`).
@@ -193,13 +197,23 @@ class SimulationResult:
 
     @property
     def gradient_overflow_layer(self) -> int | None:
-        """First layer of the backward pass (largest ``l``) with a non-finite gradient, or ``None``."""
-        return _first(self.gradient_nonfinite_layer_per_replicate, max)
+        """First layer of the backward pass (largest ``l``) with a non-finite gradient, or ``None``
+        (:class:`~varprop.VarpropError` if the backward pass did not run)."""
+        return _first(self._backward_field("gradient_overflow_layer",
+                                           self.gradient_nonfinite_layer_per_replicate), max)
 
     @property
     def gradient_underflow_layer(self) -> int | None:
-        """First layer of the backward pass (largest ``l``) where a gradient flushed to zero."""
-        return _first(self.gradient_underflow_layer_per_replicate, max)
+        """First layer of the backward pass (largest ``l``) where a gradient flushed to zero
+        (:class:`~varprop.VarpropError` if the backward pass did not run)."""
+        return _first(self._backward_field("gradient_underflow_layer",
+                                           self.gradient_underflow_layer_per_replicate), max)
+
+    def _backward_field(self, name: str, values: np.ndarray) -> np.ndarray:
+        if not self.backward_recorded:
+            raise VarpropError(f"{name} is not known: this simulation ran the forward pass only "
+                               "(simulate(..., backward=False))")
+        return values
 
     @property
     def scheme(self) -> InitScheme:
@@ -215,6 +229,11 @@ class SimulationResult:
             q = _quantity_spec(quantity).second
         else:
             q = check_choice("quantity", quantity, QUANTITIES + OUTPUT_QUANTITIES + _PREDICTED)
+        if not self.backward_recorded and (q in BACKWARD_QUANTITIES
+                                           or q == "output_gradient_second"):
+            raise fail("quantity", quantity, "a forward statistic: this simulation ran the forward "
+                       "pass only (simulate(..., backward=False)); simulate with backward=True "
+                       "for the gradients")
         if q == "output_gradient_second" and not self.output_gradient_recorded:
             raise fail("quantity", quantity, "a statistic this simulation recorded: the keyword form "
                        "of simulate records the MLP statistics (gradient_second, ...); pass a "

@@ -21,7 +21,7 @@ from varprop.simulation.result import (
 )
 
 __all__ = ["finish", "Draws", "rows", "row_sum", "row_sumsq", "row_dot", "spread", "norm64", "flushed",
-           "first_true", "last_true", "validity"]
+           "first_true", "last_true", "validity", "forward_only"]
 
 _TINY64 = float(np.finfo(np.float64).tiny)
 
@@ -165,10 +165,12 @@ def validity(fwd_bad: np.ndarray, fwd_flush: np.ndarray, bwd_bad: np.ndarray,
     return nonfinite, underflow, g_nonfinite, g_underflow, valid, gvalid
 
 
-def finish(layers: tuple[Layer, ...], mlp: bool, st: dict[str, np.ndarray]) -> dict[str, object]:
+def finish(layers: tuple[Layer, ...], mlp: bool, st: dict[str, np.ndarray],
+           backward: bool = True) -> dict[str, object]:
     """The result's arrays from a walk's statistics ``st`` over ``layers``: validity masks and
     first-invalid indices (:func:`validity`), per position for the output statistics and per ``Dense`` layer for the MLP statistics; invalid
-    entries set to 0 behind the masks (never NaN)."""
+    entries set to 0 behind the masks (never NaN).  ``backward=False`` (a forward-only walk):
+    every backward statistic is invalid and its first-invalid indices are -1 (not assessed)."""
     P = len(layers)
     fwd_bad = np.zeros(st["output_second"].shape, dtype=bool)
     for k in OUTPUT_FORWARD:
@@ -189,6 +191,9 @@ def finish(layers: tuple[Layer, ...], mlp: bool, st: dict[str, np.ndarray]) -> d
         masks = _mlp_statistics(st, public, fwd_bad, fwd_flush, counts_bwd[1])
     else:
         masks = out_masks
+    if not backward:
+        masks = forward_only(masks)
+        out_masks = forward_only(out_masks)
     for k, values in public.items():  # keep invalid entries NaN-free behind the masks
         if k in OUTPUT_QUANTITIES:
             mask = out_masks[5] if k == "output_gradient_second" else out_masks[4]
@@ -206,6 +211,13 @@ def finish(layers: tuple[Layer, ...], mlp: bool, st: dict[str, np.ndarray]) -> d
     for arr in list(public.values()) + [v for k, v in out.items() if k != "_stats"]:
         arr.setflags(write=False)  # type: ignore[union-attr]
     return out
+
+
+def forward_only(masks: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """:func:`validity`'s masks with the backward pass not assessed (-1) and never valid."""
+    nonfinite, underflow, g_nonfinite, _, valid, gvalid = masks
+    none = np.full_like(g_nonfinite, -1)
+    return nonfinite, underflow, none, none.copy(), valid, np.zeros_like(gvalid)
 
 
 def _mlp_statistics(st: dict[str, np.ndarray], public: dict[str, np.ndarray], fwd_bad: np.ndarray,

@@ -21,7 +21,9 @@ Gaussian engine's :math:`F`) and the activation derivatives, so each pass alone 
 
 Random numbers are drawn per block in this order: the input; per layer the weights (dense) or
 :math:`E` (Gaussian), then the biases; the backward seed; per ``Dense`` layer, top down,
-:math:`F` (Gaussian).
+:math:`F` (Gaussian).  Every forward draw comes before every backward draw of the block's own
+stream, so a forward-only walk (``Plan.backward`` false: ``simulate(..., backward=False)``)
+gives bit-identical forward statistics and skips the backward pass and its draws.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Plan:
     mlp: bool
     identity_top: bool  # MLP whose last phi' is exactly 1: the two backward passes coincide
     output_gradient: bool = True  # also the pass seeded at the last output (an MLP's second pass)
+    backward: bool = True  # False: the forward pass only (no backward seed is drawn)
 
     @property
     def vector(self) -> bool:
@@ -111,8 +114,12 @@ def run_chunk(plan: Plan, draws: Draws) -> dict[str, np.ndarray]:
         m = _record_forward(st, p, z)
         dead |= ~np.isfinite(st["output_second"][:, p])
         sq = st["output_second"][:, p] * m
-        saved.append((cache, a))
+        if plan.backward:
+            saved.append((cache, a))
         a = z
+    if not plan.backward:
+        _not_recorded(plan, st)
+        return st
     seed = draws.normal(plan.shape(P), dt)
     if not plan.mlp:
         _backward(plan, saved, draws, [("_g", P - 1, seed)], st)
@@ -132,6 +139,19 @@ def run_chunk(plan: Plan, draws: Draws) -> dict[str, np.ndarray]:
         st["_g_flush"] = np.zeros((C, P + 1), dtype=bool)
         st["_g_nonzero"] = np.zeros((C, P + 1), dtype=bool)
     return st
+
+
+def _not_recorded(plan: Plan, st: dict[str, np.ndarray]) -> None:
+    """The backward statistics of a forward-only walk: NaN, never flushed, never non-zero
+    (:func:`~varprop.simulation.statistics.finish` then marks them not recorded)."""
+    C, P = st["output_second"].shape
+    for key in ("_g", "_m") if plan.mlp else ("_g",):
+        st[key + "_second"] = np.full((C, P + 1), np.nan)
+        st[key + "_flush"] = np.zeros((C, P + 1), dtype=bool)
+        st[key + "_nonzero"] = np.zeros((C, P + 1), dtype=bool)
+    if plan.mlp:
+        n_dense = sum(isinstance(x, Dense) for x in plan.layers)
+        st["weight_gradient_second"] = np.full((C, n_dense), np.nan)
 
 
 def _record_forward(st: dict[str, np.ndarray], p: int, y: np.ndarray) -> int:

@@ -1,0 +1,147 @@
+"""``simulate(..., backward=False)``: the forward statistics are bit-identical to a full run with
+the same seed on every engine (the forward draws come first in each block's stream), the
+backward ones are refused, and the checker uses it for forward quantities without changing a
+verdict.  All deterministic (fixed seeds, exact equality)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import varprop
+import varprop.checking.outputs as outputs_mod
+import varprop.checking.step as step_mod
+import varprop.checking.verify as verify_mod
+from varprop import Network, layers, simulate
+from varprop.errors import InvalidArgument, InvalidArgumentType, VarpropError
+from varprop.simulation.result import (
+    BACKWARD_QUANTITIES,
+    FORWARD_QUANTITIES,
+    OUTPUT_QUANTITIES,
+)
+
+FORWARD_FIELDS = ("valid", "output_valid", "nonfinite_layer_per_replicate",
+                  "underflow_layer_per_replicate", "input_second")
+
+MLP_CASES = [
+    # (activation, init, keyword arguments): each engine path of the walk
+    ("relu", "he_normal", dict(fan_in=64, depth=5)),                       # Gaussian, batch 1
+    ("tanh", "he_normal", dict(fan_in=16, depth=3, batch=4)),              # Gaussian, batch
+    ("tanh", "uniform", dict(fan_in=32, depth=4)),                         # dense, mean != 0
+    ("sigmoid", "glorot_uniform", dict(fan_in=24, depth=3, bias_variance=0.2)),
+    ("leaky_relu", "orthogonal", dict(fan_in=16, depth=3)),
+    ("erf", "variance_scaling", dict(fan_in=16, depth=3, batch=3)),
+    ("linear", "lecun_normal", dict(fan_in=8, depth=4, engine="dense")),
+    # overflow in float32: forward invalid from some layer on, the same layer both ways
+    ("relu", "standard_normal", dict(fan_in=64, depth=60, dtype="float32")),
+]
+
+
+def _pair(*args, **kwargs):
+    return simulate(*args, **kwargs), simulate(*args, backward=False, **kwargs)
+
+
+@pytest.mark.parametrize("act, init, kwargs", MLP_CASES)
+def test_forward_statistics_bit_identical_mlp(act, init, kwargs):
+    full, fwd = _pair(act, init, replicates=150, seed=11, **kwargs)
+    assert full.engine == fwd.engine
+    for q in FORWARD_QUANTITIES:
+        assert np.array_equal(full._stats[q], fwd._stats[q]), q
+    for name in FORWARD_FIELDS:
+        assert np.array_equal(getattr(full, name), getattr(fwd, name)), name
+    assert full.backward_recorded and not fwd.backward_recorded
+    if kwargs.get("dtype") == "float32":
+        assert fwd.overflow_layer is not None  # the case really overflows
+        assert fwd.overflow_layer == full.overflow_layer
+
+
+@pytest.mark.parametrize("engine", ["auto", "dense", "general"])
+def test_forward_statistics_bit_identical_network(engine):
+    net = Network([layers.Dense(32), "tanh", layers.Dense(16, init="glorot_uniform"), "relu",
+                   layers.Dense(8)], input_shape=(12,))
+    full, fwd = _pair(net, replicates=130, seed=5, engine=engine)
+    for q in ("output_mean", "output_second", "output_unit_std"):
+        assert np.array_equal(full._stats[q], fwd._stats[q]), q
+    for name in FORWARD_FIELDS:
+        assert np.array_equal(getattr(full, name), getattr(fwd, name)), name
+    if engine == "general":
+        for p in range(1, net.layers.size + 1):
+            assert np.array_equal(full.per_position("output_second", p),
+                                  fwd.per_position("output_second", p))
+
+
+def test_backward_statistics_refused_and_never_valid():
+    res = simulate("tanh", "he_normal", fan_in=16, depth=3, replicates=70, seed=1, backward=False)
+    for q in BACKWARD_QUANTITIES + ("gradient", "weight_gradient"):
+        with pytest.raises(InvalidArgument, match="backward=False"):
+            res.per_replicate(q)
+        with pytest.raises(InvalidArgument, match="backward=False"):
+            res.mean(q)
+    assert not res.gradient_valid.any() and not res.output_gradient_valid.any()
+    assert (res.gradient_nonfinite_layer_per_replicate == -1).all()
+    assert (res.gradient_underflow_layer_per_replicate == -1).all()
+    for name in ("gradient_overflow_layer", "gradient_underflow_layer"):
+        with pytest.raises(VarpropError, match="forward pass only"):
+            getattr(res, name)
+    for arr in res._stats.values():  # never NaN, even behind the masks
+        assert np.isfinite(arr).all()
+    assert np.isfinite(res.estimate("activation")).all()  # forward estimates still work
+
+    net = Network([layers.Dense(8), "relu", layers.Dense(4)], input_shape=(6,))
+    res = simulate(net, replicates=64, seed=2, engine="general", backward=False)
+    for q in OUTPUT_QUANTITIES[3:]:
+        with pytest.raises(InvalidArgument, match="backward=False"):
+            res.per_replicate(q)
+    with pytest.raises(InvalidArgument, match="backward=False"):
+        res.per_position("output_gradient_second", 1)
+
+
+@pytest.mark.parametrize("bad", ["no", 0, 1, None, 1.0])
+def test_backward_argument_checked(bad):
+    with pytest.raises(InvalidArgumentType, match="backward"):
+        simulate("relu", "he_normal", fan_in=8, replicates=4, backward=bad)
+
+
+def test_numpy_bool_accepted():
+    res = simulate("relu", "he_normal", fan_in=8, replicates=4, backward=np.bool_(False))
+    assert res.backward_recorded is False
+
+
+def _force_backward(monkeypatch, module, calls):
+    """Make ``module``'s simulate run the backward pass always, recording what it was asked."""
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("backward", True))
+        kwargs["backward"] = True
+        return simulate(*args, **kwargs)
+    monkeypatch.setattr(module, "simulate", spy)
+
+
+def _same_verdict(a, b):
+    assert (a.status, a.estimate, a.replicates, tuple(a.interval)) == \
+        (b.status, b.estimate, b.replicates, tuple(b.interval))
+
+
+@pytest.mark.parametrize("act, init, quantity", [
+    ("tanh", "uniform", "preactivation"), ("relu", "he_normal", "activation"),
+    ("relu", "glorot_uniform", "gradient")])
+def test_verify_forward_quantities_skip_the_backward_pass(monkeypatch, act, init, quantity):
+    fast = varprop.verify(act, init, fan_in=32, depth=3, quantity=quantity, seed=4, budget=2048)
+    calls: list[bool] = []
+    _force_backward(monkeypatch, verify_mod, calls)
+    slow = varprop.verify(act, init, fan_in=32, depth=3, quantity=quantity, seed=4, budget=2048)
+    _same_verdict(fast, slow)
+    assert calls and set(calls) == {quantity == "gradient"}
+
+
+@pytest.mark.parametrize("quantity", ["output", "output_gradient"])
+def test_verify_network_and_step_forward_only(monkeypatch, quantity):
+    net = Network([layers.Dense(32, init="glorot_uniform"), "tanh", layers.Dense(16)],
+                  input_shape=(16,))
+    fast = varprop.verify(net, quantity=quantity, layer=3, seed=3, budget=1024)
+    fast_step = varprop.verify_step(net, quantity=quantity, seed=3, replicates=256)
+    calls: list[bool] = []
+    _force_backward(monkeypatch, outputs_mod, calls)
+    _force_backward(monkeypatch, step_mod, calls)
+    _same_verdict(fast, varprop.verify(net, quantity=quantity, layer=3, seed=3, budget=1024))
+    _same_verdict(fast_step, varprop.verify_step(net, quantity=quantity, seed=3, replicates=256))
+    assert calls and set(calls) == {quantity == "output_gradient"}
