@@ -145,3 +145,41 @@ def test_verify_network_and_step_forward_only(monkeypatch, quantity):
     _same_verdict(fast, varprop.verify(net, quantity=quantity, layer=3, seed=3, budget=1024))
     _same_verdict(fast_step, varprop.verify_step(net, quantity=quantity, seed=3, replicates=256))
     assert calls and set(calls) == {quantity == "output_gradient"}
+
+
+def test_invalid_entries_raise_the_overflow_error_without_a_backward_pass():
+    from varprop.errors import SimulationOverflowError
+    kwargs = dict(fan_in=64, depth=60, replicates=20, dtype="float32", seed=0)
+    full = simulate("relu", "standard_normal", **kwargs)
+    fwd = simulate("relu", "standard_normal", backward=False, **kwargs)
+    for res in (full, fwd):
+        with pytest.raises(SimulationOverflowError, match="valid_only=True") as err:
+            res.per_replicate("preactivation_second")
+        assert f"overflow_layer={full.overflow_layer}" in str(err.value)
+        with pytest.raises(SimulationOverflowError):
+            res.mean("preactivation_second")
+    assert "gradient_overflow_layer" not in str(err.value)  # the last one: forward only
+
+
+def test_forward_only_flags_and_estimate_names_the_quantity():
+    net = Network([layers.Dense(8), "relu", layers.Dense(4)], input_shape=(6,))
+    for engine in ("auto", "general"):
+        res = simulate(net, replicates=64, seed=2, engine=engine, backward=False)
+        assert res.output_gradient_recorded is False and res.backward_recorded is False
+        assert simulate(net, replicates=64, seed=2, engine=engine).output_gradient_recorded
+    res = simulate("relu", "he_normal", fan_in=8, depth=2, replicates=64, seed=1, backward=False)
+    for q in ("gradient", "weight_gradient"):
+        with pytest.raises(InvalidArgument, match=f"quantity='{q}'.*backward=False"):
+            res.estimate(q)
+
+
+def test_output_gradient_reason_names_the_forward_overflow():
+    # the forward pass overflows (float32) at position 6; the backward pass never does
+    net = Network([x for _ in range(30) for x in (layers.Dense(16, init="normal"), "relu")],
+                  input_shape=(16,), input_variance=1e70)
+    v = varprop.verify(net, quantity="output_gradient", dtype="float32", budget=512)
+    assert v.status == "inconclusive"
+    res = simulate(net, replicates=64, seed=0, dtype="float32")
+    assert res.gradient_overflow_layer is None and res.overflow_layer is not None
+    assert f"in the forward pass (64 of them, first at layer position {res.overflow_layer})" \
+        in v.reason and "in the backward pass" not in v.reason

@@ -93,8 +93,10 @@ def test_plain_log_ticks_same_ticks_unicode_labels():
     assert any("\u00d7" in text for text in shown)  # the panel within one decade labels minors
 
 
-@pytest.mark.parametrize("kind", ["svg", "pdf"])
-def test_save_figure_same_file_without_the_layout_draw(kind, monkeypatch):
+@pytest.mark.parametrize("kind, rc", [
+    ("svg", {}), ("pdf", {}), ("svg", {"figure.autolayout": True}),
+    ("svg", {"figure.constrained_layout.use": True})])
+def test_save_figure_same_file_without_the_layout_draw(kind, rc, monkeypatch):
     pytest.importorskip("matplotlib")
     import io
 
@@ -103,7 +105,7 @@ def test_save_figure_same_file_without_the_layout_draw(kind, monkeypatch):
     from varprop._util.figures import save_figure
     maker = f"varprop with matplotlib {matplotlib.__version__}"
     meta = {"Date": None} if kind == "svg" else {"CreationDate": None}
-    with matplotlib.rc_context({"svg.hashsalt": "t"}):
+    with matplotlib.rc_context({"svg.hashsalt": "t", **rc}):  # a user's automatic layout too
         fig, _ = _log_figure()
         fig.tight_layout()
         buf = io.StringIO() if kind == "svg" else io.BytesIO()
@@ -115,3 +117,30 @@ def test_save_figure_same_file_without_the_layout_draw(kind, monkeypatch):
         monkeypatch.setattr(type(fig2), "draw", lambda self, r: draws.append(1) or original(self, r))
         assert save_figure(fig2, kind) == buf.getvalue()
         assert len(draws) == 1  # savefig's layout-only draw was skipped
+
+
+def test_plain_log_ticks_keeps_mathtext_for_fonts_without_superscripts():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    from varprop._util.figures import plain_log_ticks
+    with matplotlib.rc_context({"font.family": "STIXGeneral"}):  # no superscript 4-9 glyphs
+        fig, axes = _log_figure()
+        plain_log_ticks(axes[0])
+        assert type(axes[0].yaxis.get_major_formatter()) is LogFormatterSciNotation
+    with matplotlib.rc_context({"font.family": "DejaVu Sans"}):
+        plain_log_ticks(axes[1])
+        assert type(axes[1].yaxis.get_major_formatter()) is not LogFormatterSciNotation
+
+
+@pytest.mark.parametrize("scale", ["symlog", "linear", "logit"])
+def test_plain_log_ticks_leaves_other_formatters_alone(scale):
+    pytest.importorskip("matplotlib")
+    from varprop._util.figures import plain_log_ticks
+    fig, axes = _log_figure()
+    axes[0].set_yscale(scale)
+    minor = axes[0].yaxis.get_minor_formatter()
+    plain_log_ticks(axes[0])
+    assert axes[0].yaxis.get_minor_formatter() is minor
+    fig.canvas.draw()

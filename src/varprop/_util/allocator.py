@@ -4,8 +4,8 @@ glibc's ``malloc`` serves every block above ``M_MMAP_THRESHOLD`` (128 KiB at sta
 dynamically up to 32 MiB) with a fresh ``mmap`` and gives it back with ``munmap`` when freed, and
 trims the heap top above ``M_TRIM_THRESHOLD``.  The Monte Carlo engines allocate and free arrays
 of 0.1-10 MiB thousands of times per simulation, so the kernel maps, zero-fills (a page fault per
-4 KiB page) and unmaps the same memory over and over: 14-16 s of the documents job's ~120 s of
-CPU were system time.  :func:`retain_freed_memory` keeps freed memory in the process (blocks up to
+4 KiB page) and unmaps the same memory over and over: 9-19 s of the documents job's 114-155 s
+of CPU were system time (runs on 2026-12-05).  :func:`retain_freed_memory` keeps freed memory in the process (blocks up to
 :data:`MMAP_THRESHOLD` from the heap, no trimming below :data:`TRIM_THRESHOLD`, the heap grown by
 :data:`TOP_PAD` at a time), so later arrays reuse pages already mapped.
 
@@ -13,11 +13,14 @@ The settings are process-wide, so varprop applies them only in processes it owns
 when their work is done: the workers of :func:`varprop.documents.parallel.run_tasks`.  A worker's
 resident memory then stays near its peak instead of shrinking between simulations.  Numbers are
 unchanged (the allocator decides where arrays live, not what they hold).  Measured on the 2-core
-machine (``benchmarks/derive_all.py``, ``derive --all`` from scratch, 2 workers): system time
-9.4 s -> 4.6 s with the same settings given as ``MALLOC_*_`` environment variables.
+machine: ``derive --all`` from scratch with 2 workers (``benchmarks/derive_all.py``), system time
+8.8-9.4 s -> 4.2-4.9 s; the leaky ReLU document alone
+(``benchmarks/profile_derive.py --task activation/leaky_relu``, settings given as ``MALLOC_*_``
+environment variables), 1.92 s -> 0.58 s (0.50 s with a 1 GiB mmap threshold).
 
-On a C library without ``mallopt`` (macOS, Windows, musl) :func:`retain_freed_memory` does
-nothing and returns ``False``.
+Elsewhere (macOS, Windows; musl's ``mallopt`` is a stub that refuses) :func:`retain_freed_memory`
+changes nothing and returns ``False``; a glibc that refuses one setting keeps the others and it
+returns ``False`` too.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ import sys
 
 __all__ = ["retain_freed_memory", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "TOP_PAD"]
 
-#: Blocks up to this size come from the heap, not from ``mmap`` (bytes).
-MMAP_THRESHOLD = 2**30
+#: Blocks up to this size come from the heap, not from ``mmap`` (bytes): glibc's documented
+#: maximum on 64-bit systems (``DEFAULT_MMAP_THRESHOLD_MAX``; some versions refuse more).
+MMAP_THRESHOLD = 32 * 2**20
 #: Freed memory at the heap top is kept up to this size (bytes).
 TRIM_THRESHOLD = 2**30
 #: The heap grows by at least this much at a time (bytes).

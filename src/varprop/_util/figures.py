@@ -42,17 +42,36 @@ def _plain_log_formatter() -> type:
     return PlainLogFormatter
 
 
+#: The characters :func:`unicode_tick` writes besides digits and ".".
+_TICK_CHARACTERS = "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207b\u00d7\u2212"
+
+
+@functools.cache
+def _font_has_tick_characters(path: str) -> bool:
+    from matplotlib import ft2font  # optional dependency (plot extra)
+    font = ft2font.FT2Font(path)
+    return all(font.get_char_index(ord(c)) != 0 for c in _TICK_CHARACTERS)
+
+
 def plain_log_ticks(ax: object) -> None:
     """Give the log-scaled y axis of ``ax`` tick labels as Unicode text (``10⁻³``): matplotlib's
-    default labels are mathtext, parsed again on every draw, which was half of a document
-    figure's time.  Same ticks, same labelling rules (the formatters' settings are kept)."""
-    cls = _plain_log_formatter()
+    default labels are mathtext, parsed again on every draw (measured: about 30% of a document
+    figure's time).  Same ticks, same labelling rules (the formatters' settings are kept).
+    Formatters that are not matplotlib's log formatters are left alone, and so is every label
+    when the rc's font (tick labels use it) lacks a superscript glyph (e.g. STIX, Computer
+    Modern)."""
+    from matplotlib import font_manager  # optional dependency (plot extra)
+    from matplotlib.ticker import LogFormatter
+    if not _font_has_tick_characters(font_manager.findfont(font_manager.FontProperties())):
+        return  # the rc's font (what tick labels use) cannot write them
     axis = ax.yaxis  # type: ignore[attr-defined]
+    cls = _plain_log_formatter()
     for get, put in ((axis.get_major_formatter, axis.set_major_formatter),
                      (axis.get_minor_formatter, axis.set_minor_formatter)):
         old = get()
-        put(cls(base=old._base, labelOnlyBase=old.labelOnlyBase,
-                minor_thresholds=old.minor_thresholds, linthresh=old._linthresh))
+        if isinstance(old, LogFormatter) and not isinstance(old, cls):
+            put(cls(base=old._base, labelOnlyBase=old.labelOnlyBase,
+                    minor_thresholds=old.minor_thresholds, linthresh=old._linthresh))
 
 
 def save_figure(fig: object, kind: str) -> str | bytes:
@@ -63,8 +82,11 @@ def save_figure(fig: object, kind: str) -> str | bytes:
     if isinstance(fig.get_layout_engine(), PlaceHolderLayoutEngine):  # type: ignore[attr-defined]
         # the layout is final (``tight_layout`` leaves this placeholder behind): without an
         # engine ``savefig`` skips a second, layout-only draw of the figure (same file, half
-        # the time: every label's mathtext is parsed again on each draw)
-        fig.set_layout_engine(None)  # type: ignore[attr-defined]
+        # the time: every label's mathtext is parsed again on each draw).  ``None`` would pick
+        # the rc's automatic layout if one is set: pin it off, the layout is done.
+        with matplotlib.rc_context({"figure.autolayout": False,
+                                    "figure.constrained_layout.use": False}):
+            fig.set_layout_engine(None)  # type: ignore[attr-defined]
     maker = f"varprop with matplotlib {matplotlib.__version__}"
     buf: io.StringIO | io.BytesIO
     if kind == "svg":

@@ -77,10 +77,20 @@ def _output_columns(res: Any, quantity: str, position: int) -> tuple[list[np.nda
     stat = _STATISTIC[quantity]
     valid = np.asarray(res.valid_mask(stat))[:, position - 1]
     if not np.all(valid):
-        direction = "backward" if quantity == "output_gradient" else "forward"
-        return [], (f"{int((~valid).sum())} of {valid.size} replicates left the float range "
-                    f"(overflow, or an underflow whose exact zeros would be artefacts) in the "
-                    f"{direction} pass by layer position {position}: no estimate")
+        bad = ~valid
+        where = f"in the forward pass by layer position {position}"
+        if quantity == "output_gradient":
+            # a replicate whose forward pass left the range has no backward pass at all
+            first = np.concatenate([res.nonfinite_layer_per_replicate[bad],
+                                    res.underflow_layer_per_replicate[bad]])
+            forward = int(np.count_nonzero((res.nonfinite_layer_per_replicate[bad] > 0)
+                                           | (res.underflow_layer_per_replicate[bad] > 0)))
+            where = (f"in the backward pass by layer position {position}" if forward == 0 else
+                     f"in the forward pass ({forward} of them, first at layer position "
+                     f"{int(first[first > 0].min())}), so their backward pass is not a measurement")
+        return [], (f"{int(bad.sum())} of {valid.size} replicates left the float range "
+                    f"(overflow, or an underflow whose exact zeros would be artefacts) {where}: "
+                    f"no estimate")
     return [np.asarray(res.per_replicate(stat, position), dtype=float)], None
 
 

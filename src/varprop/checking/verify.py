@@ -374,7 +374,7 @@ def verify(
 
     def draw(n_new: int, look: int) -> tuple[list[np.ndarray], str | None]:
         res = simulate(act, scheme, **shape, replicates=n_new, seed=_look_seed(seed_i, look),
-                       dtype=dt, engine=engine, backward=backward)  # forward quantity: no backward pass
+                       dtype=dt, engine=engine, backward=backward)  # forward quantities: forward pass only
         cols, err = _extract(res, sim_names, lay, backward)
         if err is None and kind == "spread":
             cols = [cols[0] ** 2 * (n_lay / (n_lay - 1.0))]

@@ -66,6 +66,7 @@ def _figure(act: Activation, schemes: Sequence[InitScheme], curves: dict[str, An
             ax.set_yscale("log")
             plain_log_ticks(ax)
             ax.set_xlabel("layer $l$")
+            ax.xaxis.get_major_locator().set_params(integer=True)  # layers are whole
             ax.grid(True, which="major", lw=0.3)
         axes[0].legend(fontsize=6, loc="best")
         fig.suptitle(f"{_TITLES.get(act.name, act.name)}: variance against depth")

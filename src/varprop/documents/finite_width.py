@@ -92,7 +92,7 @@ def _simulate_record(act: Activation, scheme: InitScheme, n: int, depth: int, re
     :math:`a_l` and :math:`z_l` (``None`` where a replicate left the float range), and the
     first ``keep`` networks' :math:`\\overline{z_l^2}` for the figure."""
     res = simulate(act, scheme, fan_in=n, depth=depth, replicates=replicates, seed=seed,
-                   engine="gaussian")
+                   engine="gaussian", backward=False)  # forward statistics only: same numbers
     out: dict[str, Any] = {"replicates": replicates}
     for stat, name in (("activation_second", "a2"), ("preactivation_second", "z2")):
         masked = res.masked(stat)
@@ -348,6 +348,7 @@ def finite_width_figure(activation: Activation | str, *, store: MonteCarloStore,
         ax.set_yscale("log")
         plain_log_ticks(ax)
         ax.set_xlabel("layer $l$")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # layers are whole
         ax.set_ylabel("$\\overline{z_l^2}$ of one network")
         ax.set_title(f"{act.name}, {_label(scheme)}, width {FIGURE_WIDTH}: one network per point")
         ax.grid(True, which="major", lw=0.3)

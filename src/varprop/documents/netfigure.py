@@ -68,6 +68,7 @@ def depth_figure(title: str, panels: Sequence[Panel], kind: Literal["svg", "pdf"
                             label=f"{s.label} (Monte Carlo, 95%)")
             ax.set_title(panel.title)
             ax.set_xlabel(panel.xlabel)
+            ax.xaxis.get_major_locator().set_params(integer=True)  # layers are whole
             ax.set_yscale("log")
             plain_log_ticks(ax)
             ax.grid(True, which="major", lw=0.3)

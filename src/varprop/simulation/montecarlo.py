@@ -195,7 +195,8 @@ def simulate(
     progress: bool | Callable[[int, int], object] = False,
     backward: bool = True,
 ) -> SimulationResult:
-    r"""Simulate ``replicates`` independent random networks, forward and backward.
+    r"""Simulate ``replicates`` independent random networks, forward and backward (or forward
+    only: ``backward=False``).
 
     Parameters
     ----------
@@ -238,8 +239,9 @@ def simulate(
     backward : bool
         ``False`` runs the forward pass only: the forward statistics are bit-identical to those
         of ``backward=True`` with the same seed (each block draws every forward random number
-        before any backward one), the backward pass and its draws are skipped (measured: 15-50%
-        less time), and the backward statistics (``gradient_second``, ``delta_second``,
+        before any backward one), the backward pass and its draws are skipped (measured: 3-65% less
+        CPU, most on the Gaussian shortcut, least on normalised residual networks; see
+        ``docs/performance.md``), and the backward statistics (``gradient_second``, ``delta_second``,
         ``weight_gradient_second``, ``output_gradient_second``) are not recorded: asking the
         result for them raises :class:`~varprop.InvalidArgument`.
 
@@ -390,7 +392,7 @@ def simulate(
         bias_variance=mlp.bias_variance if mlp else 0.0, replicates=replicates, batch=batch,
         seed=seed, dtype=dtype_name, engine=used.name, engine_requested=engine_req,
         chunk_size=chunk, block_size=block, elapsed=elapsed, network=network,
-        output_gradient_recorded=plan.output_gradient, backward_recorded=backward,
+        output_gradient_recorded=plan.output_gradient and backward, backward_recorded=backward,
         **finish(plan.layers, plan.mlp, stats, backward))
 
 
@@ -413,7 +415,8 @@ def _simulate_general(network: Network, replicates: int, batch: int, seed: int, 
         activation=None, init=None, widths=None, input_variance=network.input_variance,
         bias_variance=0.0, replicates=replicates, batch=batch, seed=seed, dtype=dt.name,
         engine=GENERAL.name, engine_requested=engine_req, chunk_size=block, block_size=block,
-        elapsed=time.perf_counter() - t0, network=network, backward_recorded=backward, **fields)
+        elapsed=time.perf_counter() - t0, network=network, backward_recorded=backward,
+        output_gradient_recorded=backward, **fields)
 
 
 def _check_dtype(dtype: object) -> str:

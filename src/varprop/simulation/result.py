@@ -155,7 +155,8 @@ class SimulationResult:
     output_gradient_valid: np.ndarray = field(repr=False)
     #: Whether ``output_gradient_second`` was recorded: ``simulate(net, ...)`` with a Network records
     #: it; the keyword form records the MLP statistics only (a second backward pass, seeded at the
-    #: last output, would cost about a third more time on the Gaussian shortcut).
+    #: last output, would cost about a third more time on the Gaussian shortcut), and neither
+    #: records it with ``backward=False``.
     output_gradient_recorded: bool = field(default=True, repr=False)
     #: Whether the backward pass ran (``simulate(..., backward=False)`` records the forward
     #: statistics only).
@@ -229,11 +230,7 @@ class SimulationResult:
             q = _quantity_spec(quantity).second
         else:
             q = check_choice("quantity", quantity, QUANTITIES + OUTPUT_QUANTITIES + _PREDICTED)
-        if not self.backward_recorded and (q in BACKWARD_QUANTITIES
-                                           or q == "output_gradient_second"):
-            raise fail("quantity", quantity, "a forward statistic: this simulation ran the forward "
-                       "pass only (simulate(..., backward=False)); simulate with backward=True "
-                       "for the gradients")
+        self._refuse_backward(quantity, q)
         if q == "output_gradient_second" and not self.output_gradient_recorded:
             raise fail("quantity", quantity, "a statistic this simulation recorded: the keyword form "
                        "of simulate records the MLP statistics (gradient_second, ...); pass a "
@@ -243,6 +240,15 @@ class SimulationResult:
                        "(the MLP statistics need an MLP-shaped network: Dense and activation "
                        "layers alternating, one activation, one init scheme, one bias variance)")
         return q
+
+    def _refuse_backward(self, quantity: object, statistic: str) -> None:
+        """Refuse ``quantity`` (whose statistic is ``statistic``) if it needs the backward pass
+        and this simulation ran forward only."""
+        if not self.backward_recorded and (statistic in BACKWARD_QUANTITIES
+                                           or statistic == "output_gradient_second"):
+            raise fail("quantity", quantity, "a forward statistic: this simulation ran the forward "
+                       "pass only (simulate(..., backward=False)); simulate with backward=True "
+                       "for the gradients")
 
     def _per_replicate_name(self, quantity: object) -> str:
         r""":meth:`_check_quantity`, refusing a variance quantity (``preactivation``,
@@ -324,11 +330,12 @@ class SimulationResult:
         if not mask.all():
             bad = np.argwhere(~mask)
             r, l = bad[0][0], (bad[0][-1] + 1 if j is None else j + 1)
+            backward = (f", gradient_overflow_layer={self.gradient_overflow_layer}"
+                        if self.backward_recorded else "")
             raise SimulationOverflowError(
                 f"{q}: {int((~mask).sum())} requested entries are invalid (first: replicate {r}, "
                 f"layer {l}; overflow_layer={self.overflow_layer}, underflow_layer="
-                f"{self.underflow_layer}, gradient_overflow_layer={self.gradient_overflow_layer}); "
-                f"pass valid_only=True or use masked()")
+                f"{self.underflow_layer}{backward}); pass valid_only=True or use masked()")
         return values.copy()
 
     def per_position(self, quantity: str, layer: int, *, valid_only: bool = False) -> np.ndarray:
@@ -409,6 +416,7 @@ class SimulationResult:
         squared mean statistic for a variance.
         """
         spec = _quantity_spec(check_choice("quantity", quantity, ESTIMATES))
+        self._refuse_backward(quantity, spec.second)
         out = np.asarray(self.mean(spec.second, layer, valid_only=valid_only))
         if spec.first is not None:  # a variance: E x^2 - (E x)^2
             out = out - np.asarray(self.mean(spec.first, layer, valid_only=valid_only)) ** 2
