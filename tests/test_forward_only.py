@@ -181,5 +181,30 @@ def test_output_gradient_reason_names_the_forward_overflow():
     assert v.status == "inconclusive"
     res = simulate(net, replicates=64, seed=0, dtype="float32")
     assert res.gradient_overflow_layer is None and res.overflow_layer is not None
-    assert f"in the forward pass (64 of them, first at layer position {res.overflow_layer})" \
+    # positions, not MLP layers: Dense of layer 6 is position 11
+    first = min(int(np.argmin(row)) for row in res.output_valid if not row.all()) + 1
+    assert first == 2 * res.overflow_layer - 1
+    assert f"in the forward pass (64 of them, first at layer position {first})" \
         in v.reason and "in the backward pass" not in v.reason
+
+
+class _Stub:
+    """What _output_columns reads of a result: 6 invalid replicates at position 2, 3 of them
+    invalid in the forward pass from position 3 on."""
+
+    def __init__(self):
+        self.output_valid = np.ones((10, 4), dtype=bool)
+        self.output_valid[:3, 2:] = False
+        self.gradient = np.ones((10, 4), dtype=bool)
+        self.gradient[:6] = False
+
+    def valid_mask(self, stat):
+        return self.gradient if stat == "output_gradient_second" else self.output_valid
+
+
+def test_output_gradient_reason_splits_forward_and_backward_failures():
+    from varprop.checking.outputs import _output_columns
+    cols, reason = _output_columns(_Stub(), "output_gradient", 2)
+    assert cols == [] and reason.startswith("6 of 10 replicates left the float range")
+    assert "in the forward pass (3 of them, first at layer position 3)" in reason
+    assert "or in the backward pass by layer position 2 (the other 3)" in reason

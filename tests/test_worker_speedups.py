@@ -130,6 +130,9 @@ def test_plain_log_ticks_keeps_mathtext_for_fonts_without_superscripts():
         plain_log_ticks(axes[0])
         assert type(axes[0].yaxis.get_major_formatter()) is LogFormatterSciNotation
     with matplotlib.rc_context({"font.family": "DejaVu Sans"}):
+        plain_log_ticks(axes[1])  # its tick labels were made in STIX: still mathtext
+        assert type(axes[1].yaxis.get_major_formatter()) is LogFormatterSciNotation
+        fig, axes = _log_figure()
         plain_log_ticks(axes[1])
         assert type(axes[1].yaxis.get_major_formatter()) is not LogFormatterSciNotation
 
@@ -144,3 +147,23 @@ def test_plain_log_ticks_leaves_other_formatters_alone(scale):
     plain_log_ticks(axes[0])
     assert axes[0].yaxis.get_minor_formatter() is minor
     fig.canvas.draw()
+
+
+def test_plain_log_ticks_respects_axis_font_usetex_and_user_formatters():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+    from matplotlib.ticker import LogFormatterExponent, LogFormatterSciNotation
+
+    from varprop._util.figures import plain_log_ticks
+    fig, axes = _log_figure()
+    axes[0].tick_params(axis="y", labelfontfamily="cmr10")  # this axis' font has no superscripts
+    plain_log_ticks(axes[0])
+    assert type(axes[0].yaxis.get_major_formatter()) is LogFormatterSciNotation
+    user = LogFormatterExponent()
+    axes[1].yaxis.set_major_formatter(user)
+    plain_log_ticks(axes[1])
+    assert axes[1].yaxis.get_major_formatter() is user  # the user's choice stays
+    assert type(axes[1].yaxis.get_minor_formatter()) is not LogFormatterSciNotation
+    with matplotlib.rc_context({"text.usetex": True}):
+        plain_log_ticks(axes[2])
+    assert type(axes[2].yaxis.get_major_formatter()) is LogFormatterSciNotation

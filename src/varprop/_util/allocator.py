@@ -14,9 +14,9 @@ when their work is done: the workers of :func:`varprop.documents.parallel.run_ta
 resident memory then stays near its peak instead of shrinking between simulations.  Numbers are
 unchanged (the allocator decides where arrays live, not what they hold).  Measured on the 2-core
 machine: ``derive --all`` from scratch with 2 workers (``benchmarks/derive_all.py``), system time
-8.8-9.4 s -> 4.2-4.9 s; the leaky ReLU document alone
+8.8-10.0 s -> 4.2-4.6 s; the leaky ReLU document alone
 (``benchmarks/profile_derive.py --task activation/leaky_relu``, settings given as ``MALLOC_*_``
-environment variables), 1.92 s -> 0.58 s (0.50 s with a 1 GiB mmap threshold).
+environment variables), 1.92 s -> 0.58 s.
 
 Elsewhere (macOS, Windows; musl's ``mallopt`` is a stub that refuses) :func:`retain_freed_memory`
 changes nothing and returns ``False``; a glibc that refuses one setting keeps the others and it

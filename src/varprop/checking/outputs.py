@@ -81,13 +81,15 @@ def _output_columns(res: Any, quantity: str, position: int) -> tuple[list[np.nda
         where = f"in the forward pass by layer position {position}"
         if quantity == "output_gradient":
             # a replicate whose forward pass left the range has no backward pass at all
-            first = np.concatenate([res.nonfinite_layer_per_replicate[bad],
-                                    res.underflow_layer_per_replicate[bad]])
-            forward = int(np.count_nonzero((res.nonfinite_layer_per_replicate[bad] > 0)
-                                           | (res.underflow_layer_per_replicate[bad] > 0)))
-            where = (f"in the backward pass by layer position {position}" if forward == 0 else
-                     f"in the forward pass ({forward} of them, first at layer position "
-                     f"{int(first[first > 0].min())}), so their backward pass is not a measurement")
+            fwd_ok = np.asarray(res.output_valid)[bad]            # (bad replicates, positions)
+            forward = ~fwd_ok.all(axis=1)
+            n_fwd, n_bwd = int(forward.sum()), int((~forward).sum())
+            first = int(np.argmin(fwd_ok[forward], axis=1).min()) + 1 if n_fwd else 0
+            fwd_text = (f"in the forward pass ({n_fwd} of them, first at layer position {first}), "
+                        f"so their backward pass is not a measurement")
+            bwd_text = f"in the backward pass by layer position {position}"
+            where = (bwd_text if n_fwd == 0 else fwd_text if n_bwd == 0 else
+                     f"{fwd_text}, or {bwd_text} (the other {n_bwd})")
         return [], (f"{int(bad.sum())} of {valid.size} replicates left the float range "
                     f"(overflow, or an underflow whose exact zeros would be artefacts) {where}: "
                     f"no estimate")
