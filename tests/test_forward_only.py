@@ -208,3 +208,20 @@ def test_output_gradient_reason_splits_forward_and_backward_failures():
     assert cols == [] and reason.startswith("6 of 10 replicates left the float range")
     assert "in the forward pass (3 of them, first at layer position 3)" in reason
     assert "or in the backward pass by layer position 2 (the other 3)" in reason
+
+
+def test_output_gradient_reason_on_a_real_mix_of_failures():
+    # float32, "normal" weights, depth 165: some replicates overflow forward, others only
+    # backward (found by a reviewer; about 1 s)
+    import re
+    net = Network([x for _ in range(165) for x in (layers.Dense(8, init="normal"), "relu")],
+                  input_shape=(8,), input_variance=1e-2)
+    v = varprop.verify(net, quantity="output_gradient", layer=1, dtype="float32", replicates=512,
+                       seed=0)
+    m = re.search(r"(\d+) of 512 replicates left the float range .* in the forward pass \((\d+) of "
+                  r"them, first at layer position (\d+)\), .* or in the backward pass by layer "
+                  r"position 1 \(the other (\d+)\)", v.reason)
+    assert m is not None, v.reason
+    total, n_fwd, first, n_bwd = (int(g) for g in m.groups())
+    assert n_fwd > 0 and n_bwd > 0 and n_fwd + n_bwd == total
+    assert first % 2 == 1  # a Dense output: a layer position, not an MLP layer

@@ -167,3 +167,31 @@ def test_plain_log_ticks_respects_axis_font_usetex_and_user_formatters():
     with matplotlib.rc_context({"text.usetex": True}):
         plain_log_ticks(axes[2])
     assert type(axes[2].yaxis.get_major_formatter()) is LogFormatterSciNotation
+
+
+@pytest.mark.parametrize("rc", [{"pdf.use14corefonts": True}, {"ps.useafm": True}])
+def test_plain_log_ticks_keeps_mathtext_for_core_fonts(rc):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    from varprop._util.figures import plain_log_ticks
+    with matplotlib.rc_context(rc):  # the backends' core fonts have no superscripts
+        fig, axes = _log_figure()
+        plain_log_ticks(axes[0])
+    assert type(axes[0].yaxis.get_major_formatter()) is LogFormatterSciNotation
+
+
+@pytest.mark.parametrize("which, side", [("minor", "left"), ("major", "right")])
+def test_plain_log_ticks_checks_every_tick_label_font(which, side):
+    pytest.importorskip("matplotlib")
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    from varprop._util.figures import plain_log_ticks
+    fig, axes = _log_figure()
+    ax = axes[2]  # within one decade: the minor ticks are labelled
+    if side == "right":
+        ax.yaxis.tick_right()
+    ax.tick_params(axis="y", which=which, labelfontfamily="cmr10")
+    plain_log_ticks(ax)
+    assert type(ax.yaxis.get_minor_formatter()) is LogFormatterSciNotation

@@ -4,8 +4,8 @@ glibc's ``malloc`` serves every block above ``M_MMAP_THRESHOLD`` (128 KiB at sta
 dynamically up to 32 MiB) with a fresh ``mmap`` and gives it back with ``munmap`` when freed, and
 trims the heap top above ``M_TRIM_THRESHOLD``.  The Monte Carlo engines allocate and free arrays
 of 0.1-10 MiB thousands of times per simulation, so the kernel maps, zero-fills (a page fault per
-4 KiB page) and unmaps the same memory over and over: 9-19 s of the documents job's 114-155 s
-of CPU were system time (runs on 2026-12-05).  :func:`retain_freed_memory` keeps freed memory in the process (blocks up to
+4 KiB page) and unmaps the same memory over and over: 8.8-10.0 s of the documents job's
+113-129 s of CPU were system time (``docs/performance.md``, "Under a minute").  :func:`retain_freed_memory` keeps freed memory in the process (blocks up to
 :data:`MMAP_THRESHOLD` from the heap, no trimming below :data:`TRIM_THRESHOLD`, the heap grown by
 :data:`TOP_PAD` at a time), so later arrays reuse pages already mapped.
 
