@@ -4,8 +4,9 @@ glibc's ``malloc`` serves every block above ``M_MMAP_THRESHOLD`` (128 KiB at sta
 dynamically up to 32 MiB) with a fresh ``mmap`` and gives it back with ``munmap`` when freed, and
 trims the heap top above ``M_TRIM_THRESHOLD``.  The Monte Carlo engines allocate and free arrays
 of 0.1-10 MiB thousands of times per simulation, so the kernel maps, zero-fills (a page fault per
-4 KiB page) and unmaps the same memory over and over: 8.8-10.0 s of the documents job's
-113-129 s of CPU were system time (``docs/performance.md``, "Under a minute").  :func:`retain_freed_memory` keeps freed memory in the process (blocks up to
+4 KiB page) and unmaps the same memory over and over: 8.8-12.3 s of the documents job's
+113-129 s of CPU were system time (``docs/performance.md``, "Under a minute").
+:func:`retain_freed_memory` keeps freed memory in the process (blocks up to
 :data:`MMAP_THRESHOLD` from the heap, no trimming below :data:`TRIM_THRESHOLD`, the heap grown by
 :data:`TOP_PAD` at a time), so later arrays reuse pages already mapped.
 
@@ -14,7 +15,7 @@ when their work is done: the workers of :func:`varprop.documents.parallel.run_ta
 resident memory then stays near its peak instead of shrinking between simulations.  Numbers are
 unchanged (the allocator decides where arrays live, not what they hold).  Measured on the 2-core
 machine: ``derive --all`` from scratch with 2 workers (``benchmarks/derive_all.py``), system time
-8.8-10.0 s -> 4.2-4.6 s; the leaky ReLU document alone
+8.8-12.3 s -> 4.1-4.6 s; the leaky ReLU document alone
 (``benchmarks/profile_derive.py --task activation/leaky_relu``, settings given as ``MALLOC_*_``
 environment variables), 1.92 s -> 0.58 s.
 
